@@ -1,0 +1,315 @@
+// Package apiv1 holds the JSON request and response types of keymesh's /v1
+// REST API. The server (node/api) and the Go client (node/client) share them,
+// so the two cannot drift apart; docs/openapi.yaml describes the same shapes
+// for other languages.
+//
+// Binary values (plaintexts) are standard base64 in JSON, as encoding/json
+// encodes []byte. Envelopes are their text form ("km1:" + base64url).
+// Durations are Go duration strings ("30s", "24h"); times are RFC 3339.
+package apiv1
+
+import "time"
+
+// Limits enforced by the server on every request.
+const (
+	// MaxBodyBytes caps every request body.
+	MaxBodyBytes = 4 << 20
+	// MaxBatchItems caps the items of one batch encrypt or decrypt.
+	MaxBatchItems = 1000
+	// MaxListLimit caps list and tail sizes.
+	MaxListLimit = 1000
+)
+
+// Error codes: stable strings that clients branch on. Each maps to one HTTP
+// status, listed beside it.
+const (
+	CodeInvalidRequest    = "invalid_request"    // 400
+	CodeInvalidCiphertext = "invalid_ciphertext" // 400: not a well-formed envelope
+	CodeDecryptionFailed  = "decryption_failed"  // 400: wrong context, key or tampered envelope
+	CodeUnauthenticated   = "unauthenticated"    // 401: missing, unknown, expired or revoked token
+	CodeForbidden         = "forbidden"          // 403: the operation needs the admin role
+	CodeNotGranted        = "not_granted"        // 403: no grant in force for this party, key and operation
+	CodeNotFound          = "not_found"          // 404
+	CodeConflict          = "conflict"           // 409: already exists, or an invalid state transition
+	CodeKeyNotUsable      = "key_not_usable"     // 409: key state forbids the operation (pre-active, deactivated, compromised, below minimum decryption version)
+	CodeKeyDestroyed      = "key_destroyed"      // 410: the key (or version) was crypto-shredded
+	CodeTooLarge          = "too_large"          // 413: body, batch or plaintext over its limit
+	CodeUnavailable       = "unavailable"        // 503: the node cannot serve (store or audit log unwritable, shutting down)
+	CodeInternal          = "internal"           // 500
+)
+
+// Error is the body of every failed response, and the error of a failed
+// batch item.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ErrorResponse wraps Error: {"error":{"code":"…","message":"…"}}.
+type ErrorResponse struct {
+	Error Error `json:"error"`
+}
+
+// Health is the body of /healthz and /readyz.
+type Health struct {
+	Status string `json:"status"`
+}
+
+// Status describes the node (GET /v1/status).
+type Status struct {
+	Node      string    `json:"node"`
+	Org       string    `json:"org"`
+	NetworkID string    `json:"network_id"`
+	Version   string    `json:"version"`
+	StartedAt time.Time `json:"started_at"`
+	Ready     bool      `json:"ready"`
+	Keys      int       `json:"keys"`
+	Grants    int       `json:"grants"`
+	Tokens    int       `json:"tokens"`
+	AuditHead uint64    `json:"audit_head"`
+	Principal string    `json:"principal"`
+	Role      string    `json:"role"`
+}
+
+// CreateKeyRequest creates a key (POST /v1/keys). Deterministic and
+// Exportable are fixed for the life of the key. State is "active" (default)
+// or "pre-active".
+type CreateKeyRequest struct {
+	Name          string `json:"name"`
+	Deterministic bool   `json:"deterministic,omitempty"`
+	Exportable    bool   `json:"exportable,omitempty"`
+	State         string `json:"state,omitempty"`
+}
+
+// Key describes a key and its versions; it never carries key material.
+type Key struct {
+	Name                 string       `json:"name"`
+	Owner                string       `json:"owner"`
+	State                string       `json:"state"`
+	Deterministic        bool         `json:"deterministic"`
+	Exportable           bool         `json:"exportable"`
+	Created              time.Time    `json:"created"`
+	LatestVersion        uint32       `json:"latest_version"`
+	MinDecryptionVersion uint32       `json:"min_decryption_version"`
+	Versions             []KeyVersion `json:"versions"`
+}
+
+// KeyVersion describes one version of a key.
+type KeyVersion struct {
+	Version     uint32    `json:"version"`
+	Created     time.Time `json:"created"`
+	ActivateAt  time.Time `json:"activate_at"`
+	Encryptions uint64    `json:"encryptions"`
+	Destroyed   bool      `json:"destroyed"`
+}
+
+// KeyList is the body of GET /v1/keys.
+type KeyList struct {
+	Keys []Key `json:"keys"`
+}
+
+// RotateKeyRequest adds a version (POST /v1/keys/{ns}/{name}/rotate).
+// ActivateIn delays the new version's activation (the propagation grace);
+// empty means the node's configured grace.
+type RotateKeyRequest struct {
+	ActivateIn string `json:"activate_in,omitempty"`
+}
+
+// SetKeyStateRequest moves a key through its lifecycle
+// (POST /v1/keys/{ns}/{name}/state): "active", "deactivated" or
+// "compromised". Destroying has its own route.
+type SetKeyStateRequest struct {
+	State string `json:"state"`
+}
+
+// KeyConfigRequest changes a key's minimum decryption version
+// (POST /v1/keys/{ns}/{name}/config). Envelopes under older versions are
+// refused; the minimum can be raised and lowered again while the versions
+// still exist.
+type KeyConfigRequest struct {
+	MinDecryptionVersion uint32 `json:"min_decryption_version"`
+}
+
+// DestroyKeyRequest crypto-shreds a key (POST /v1/keys/{ns}/{name}/destroy).
+// Confirm must repeat the key's full name.
+type DestroyKeyRequest struct {
+	Confirm string `json:"confirm"`
+}
+
+// EncryptRequest encrypts one value, or a batch under one key
+// (POST /v1/encrypt). Mode is "random" (default), "endorsement" (needs TxID
+// and TxTime) or "deterministic" (keys created deterministic only). With
+// Batch set, Plaintext and Context at the top level must be empty.
+type EncryptRequest struct {
+	Key       string            `json:"key"`
+	Plaintext []byte            `json:"plaintext,omitempty"`
+	Context   map[string]string `json:"context,omitempty"`
+	Mode      string            `json:"mode,omitempty"`
+	TxID      string            `json:"tx_id,omitempty"`
+	TxTime    *time.Time        `json:"tx_time,omitempty"`
+	Batch     []EncryptItem     `json:"batch,omitempty"`
+}
+
+// EncryptItem is one item of a batch encrypt; TxID and TxTime apply to
+// endorsement mode.
+type EncryptItem struct {
+	Plaintext []byte            `json:"plaintext"`
+	Context   map[string]string `json:"context,omitempty"`
+	TxID      string            `json:"tx_id,omitempty"`
+	TxTime    *time.Time        `json:"tx_time,omitempty"`
+}
+
+// EncryptResponse answers EncryptRequest. For a batch only Batch is set, in
+// request order; a failed item carries Error and the others still succeed.
+type EncryptResponse struct {
+	Ciphertext string          `json:"ciphertext,omitempty"`
+	Key        string          `json:"key"`
+	Version    uint32          `json:"version,omitempty"`
+	Batch      []EncryptResult `json:"batch,omitempty"`
+}
+
+// EncryptResult is one item of a batch encrypt response.
+type EncryptResult struct {
+	Ciphertext string `json:"ciphertext,omitempty"`
+	Version    uint32 `json:"version,omitempty"`
+	Error      *Error `json:"error,omitempty"`
+}
+
+// DecryptRequest decrypts one envelope, or a batch (POST /v1/decrypt). The
+// context must equal the one given at encryption.
+type DecryptRequest struct {
+	Ciphertext string            `json:"ciphertext,omitempty"`
+	Context    map[string]string `json:"context,omitempty"`
+	Batch      []DecryptItem     `json:"batch,omitempty"`
+}
+
+// DecryptItem is one item of a batch decrypt.
+type DecryptItem struct {
+	Ciphertext string            `json:"ciphertext"`
+	Context    map[string]string `json:"context,omitempty"`
+}
+
+// DecryptResponse answers DecryptRequest. For a batch only Batch is set.
+type DecryptResponse struct {
+	Plaintext []byte          `json:"plaintext,omitempty"`
+	Key       string          `json:"key,omitempty"`
+	Version   uint32          `json:"version,omitempty"`
+	Batch     []DecryptResult `json:"batch,omitempty"`
+}
+
+// DecryptResult is one item of a batch decrypt response. A missing
+// plaintext with no error is the empty plaintext.
+type DecryptResult struct {
+	Plaintext []byte `json:"plaintext,omitempty"`
+	Error     *Error `json:"error,omitempty"`
+}
+
+// CreateGrantRequest grants a party operations on a key (POST /v1/grants).
+// Ops lists "encrypt" and/or "decrypt".
+type CreateGrantRequest struct {
+	Key       string     `json:"key"`
+	Party     string     `json:"party"`
+	Ops       []string   `json:"ops"`
+	NotBefore *time.Time `json:"not_before,omitempty"`
+	NotAfter  *time.Time `json:"not_after,omitempty"`
+	Custodian string     `json:"custodian,omitempty"`
+}
+
+// Grant describes a grant and whether it is in force now. Status is
+// "in force", "revoked", "expired" or "not yet valid".
+type Grant struct {
+	ID        string     `json:"id"`
+	Key       string     `json:"key"`
+	Party     string     `json:"party"`
+	Ops       []string   `json:"ops"`
+	NotBefore *time.Time `json:"not_before,omitempty"`
+	NotAfter  *time.Time `json:"not_after,omitempty"`
+	Custodian string     `json:"custodian,omitempty"`
+	Issuer    string     `json:"issuer"`
+	IssuedAt  time.Time  `json:"issued_at"`
+	InForce   bool       `json:"in_force"`
+	Status    string     `json:"status"`
+}
+
+// GrantList is the body of GET /v1/grants.
+type GrantList struct {
+	Grants []Grant `json:"grants"`
+}
+
+// RevokeRequest ends every grant of a party on a key (POST /v1/grants/revoke).
+type RevokeRequest struct {
+	Key   string `json:"key"`
+	Party string `json:"party"`
+}
+
+// Revocation answers RevokeRequest; Ended counts the grants it ended.
+type Revocation struct {
+	ID       string    `json:"id"`
+	Key      string    `json:"key"`
+	Party    string    `json:"party"`
+	Issuer   string    `json:"issuer"`
+	IssuedAt time.Time `json:"issued_at"`
+	Ended    int       `json:"ended"`
+}
+
+// CreateTokenRequest mints an API token (POST /v1/tokens). Role is "client"
+// (default) or "admin"; TTL is a Go duration, empty for no expiry.
+type CreateTokenRequest struct {
+	Party string `json:"party"`
+	Role  string `json:"role,omitempty"`
+	Label string `json:"label,omitempty"`
+	TTL   string `json:"ttl,omitempty"`
+}
+
+// Token describes a token; it never carries the secret.
+type Token struct {
+	ID      string     `json:"id"`
+	Party   string     `json:"party"`
+	Role    string     `json:"role"`
+	Label   string     `json:"label,omitempty"`
+	Created time.Time  `json:"created"`
+	Expires *time.Time `json:"expires,omitempty"`
+	Revoked bool       `json:"revoked"`
+}
+
+// CreatedToken answers CreateTokenRequest. Token is the secret: it is shown
+// this once and stored only hashed.
+type CreatedToken struct {
+	Token string `json:"token"`
+	Info  Token  `json:"info"`
+}
+
+// TokenList is the body of GET /v1/tokens.
+type TokenList struct {
+	Tokens []Token `json:"tokens"`
+}
+
+// AuditEntry is one entry of the hash-chained audit log.
+type AuditEntry struct {
+	Seq       uint64    `json:"seq"`
+	Time      time.Time `json:"time"`
+	Principal string    `json:"principal"`
+	Action    string    `json:"action"`
+	Key       string    `json:"key,omitempty"`
+	Version   uint32    `json:"version,omitempty"`
+	Outcome   string    `json:"outcome"`
+	Reason    string    `json:"reason,omitempty"`
+	Count     int       `json:"count"`
+	Prev      string    `json:"prev"`
+	Hash      string    `json:"hash"`
+}
+
+// AuditList is the body of GET /v1/audit.
+type AuditList struct {
+	Entries []AuditEntry `json:"entries"`
+}
+
+// AuditVerify is the result of POST /v1/audit/verify. When OK is false, Seq
+// and Reason say where the chain breaks.
+type AuditVerify struct {
+	OK      bool   `json:"ok"`
+	Entries uint64 `json:"entries"`
+	Head    string `json:"head"`
+	Seq     uint64 `json:"seq,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
