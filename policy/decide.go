@@ -1,0 +1,151 @@
+package policy
+
+import (
+	"fmt"
+	"time"
+)
+
+// Decision is the outcome of [State.Decide].
+type Decision struct {
+	Allowed bool
+	// Reason is "grant <id>" when allowed, else why not (see the package
+	// doc).
+	Reason string
+	// GrantID and Party name the grant that allowed the request or, for a
+	// denial by a grant's state (revoked, expired, not yet valid), the grant
+	// whose state is reported. They are empty otherwise.
+	GrantID string
+	Party   Party
+	// Key and Op repeat the request, so that the decision can be audited
+	// and turned into an error on its own.
+	Key string
+	Op  Op
+}
+
+// Denial reasons.
+const (
+	ReasonRevoked     = "grant revoked"
+	ReasonExpired     = "grant expired"
+	ReasonNotYetValid = "grant not yet valid"
+)
+
+// Ranks of a grant against a request: how close it came to allowing it.
+const (
+	rankNone = iota
+	rankNoOp
+	rankRevoked
+	rankExpired
+	rankNotYetValid
+	rankAllowed
+)
+
+var (
+	reasonNoEncrypt = "operation " + OpEncrypt.String() + " not granted"
+	reasonNoDecrypt = "operation " + OpDecrypt.String() + " not granted"
+)
+
+// timeCheck ranks g's bounds against at: rankAllowed if they hold.
+func timeCheck(g *Grant, at time.Time) int {
+	if !g.NotBefore.IsZero() && at.Before(g.NotBefore) {
+		return rankNotYetValid
+	}
+	if !g.NotAfter.IsZero() && !at.Before(g.NotAfter) {
+		return rankExpired
+	}
+	return rankAllowed
+}
+
+func (ge *grantEntry) rank(op Op, at time.Time) int {
+	switch {
+	case !ge.g.Ops.Has(op):
+		return rankNoOp
+	case ge.revoked:
+		return rankRevoked
+	}
+	return timeCheck(&ge.g, at)
+}
+
+// Decide reports whether principal p may perform op on key at time at: it
+// may iff some party of p has an in-force grant for key whose Ops include op
+// and whose bounds hold (NotBefore <= at < NotAfter). When several grants
+// allow, the one with the smallest ID is named. A denial carries the most
+// specific reason (see the package doc). There is no administrator bypass.
+//
+// Decide takes only the read lock and allocates nothing when it allows.
+func (s *State) Decide(p Principal, key string, op Op, at time.Time) Decision {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	byParty := s.keys[key]
+	var best *grantEntry
+	bestRank := rankNone
+	for _, party := range p.Parties {
+		pe := byParty[party]
+		if pe == nil {
+			continue
+		}
+		for _, ge := range pe.grants {
+			r := ge.rank(op, at)
+			if r > bestRank || r == bestRank && ge.g.ID < best.g.ID {
+				best, bestRank = ge, r
+			}
+		}
+	}
+	d := Decision{Key: key, Op: op}
+	switch bestRank {
+	case rankAllowed:
+		d.Allowed = true
+		d.Reason = best.reason
+	case rankNone:
+		d.Reason = "no grant for " + p.String() + " on this key"
+		return d
+	case rankNoOp:
+		switch op {
+		case OpEncrypt:
+			d.Reason = reasonNoEncrypt
+		case OpDecrypt:
+			d.Reason = reasonNoDecrypt
+		default:
+			d.Reason = "operation " + op.String() + " not granted"
+		}
+		return d
+	case rankRevoked:
+		d.Reason = ReasonRevoked
+	case rankExpired:
+		d.Reason = ReasonExpired
+	case rankNotYetValid:
+		d.Reason = ReasonNotYetValid
+	}
+	d.GrantID = best.g.ID
+	d.Party = best.g.Party
+	return d
+}
+
+// Err returns nil if d allowed the request, and otherwise a *[DeniedError]
+// that wraps [ErrNotGranted].
+func (d Decision) Err() error {
+	if d.Allowed {
+		return nil
+	}
+	reason := d.Reason
+	if reason == "" {
+		reason = "no decision"
+	}
+	return &DeniedError{Key: d.Key, Op: d.Op, Reason: reason}
+}
+
+// DeniedError is a denied request. Its message names the operation, the key
+// and the reason, e.g.
+//
+//	policy: encrypt on "demo/ssn" denied: no grant for token:app on this key
+type DeniedError struct {
+	Key    string
+	Op     Op
+	Reason string
+}
+
+func (e *DeniedError) Error() string {
+	return fmt.Sprintf("policy: %s on %s denied: %s", e.Op, quote(e.Key), e.Reason)
+}
+
+// Unwrap returns [ErrNotGranted].
+func (e *DeniedError) Unwrap() error { return ErrNotGranted }

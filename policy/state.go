@@ -1,0 +1,355 @@
+package policy
+
+import (
+	"cmp"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// State is the deterministic fold of a set of grants and revocations: it
+// depends only on which grants and revocations were added, not on their
+// order (see the package doc). It is safe for concurrent use; Decide takes
+// only a read lock.
+type State struct {
+	mu     sync.RWMutex
+	grants map[string]*grantEntry // by grant ID
+	revs   map[string]Revocation  // by revocation ID
+	keys   map[string]map[Party]*pairEntry
+}
+
+// pairEntry holds what the state knows of one (key, party).
+type pairEntry struct {
+	grants []*grantEntry // sorted by ID
+	revs   []string      // IDs of the revocations of this pair, sorted
+}
+
+type grantEntry struct {
+	g       Grant  // normal form
+	revoked bool   // some revocation of the pair is not in g.Observed
+	reason  string // "grant <id>", built once so that Decide allocates nothing
+}
+
+// NewState returns an empty state.
+func NewState() *State {
+	return &State{
+		grants: make(map[string]*grantEntry),
+		revs:   make(map[string]Revocation),
+		keys:   make(map[string]map[Party]*pairEntry),
+	}
+}
+
+// pair returns the entry of (key, p), creating it. The caller holds the
+// write lock.
+func (s *State) pair(key string, p Party) *pairEntry {
+	byParty := s.keys[key]
+	if byParty == nil {
+		byParty = make(map[Party]*pairEntry)
+		s.keys[key] = byParty
+	}
+	pe := byParty[p]
+	if pe == nil {
+		pe = &pairEntry{}
+		byParty[p] = pe
+	}
+	return pe
+}
+
+// observesAll reports whether the sorted set observed contains every ID of
+// the sorted set revs.
+func observesAll(observed, revs []string) bool {
+	i := 0
+	for _, id := range revs {
+		for i < len(observed) && observed[i] < id {
+			i++
+		}
+		if i == len(observed) || observed[i] != id {
+			return false
+		}
+		i++
+	}
+	return true
+}
+
+// AddGrant adds g to the state. Adding a grant identical to one held (times
+// compared as instants, Observed as a set) does nothing and succeeds; a
+// grant whose ID is held with a different content fails with [ErrConflict];
+// an invalid grant fails with an error from [Grant.Validate]. On error the
+// state is unchanged. The state keeps its own copy of g.
+func (s *State) AddGrant(g Grant) error {
+	if err := g.Validate(); err != nil {
+		return err
+	}
+	g = g.normal()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.grants[g.ID]; ok {
+		if sameGrant(old.g, g) {
+			return nil
+		}
+		return fmt.Errorf("%w: grant %s is held with a different content", ErrConflict, quote(g.ID))
+	}
+	pe := s.pair(g.Key, g.Party)
+	ge := &grantEntry{
+		g:       g,
+		revoked: !observesAll(g.Observed, pe.revs),
+		reason:  "grant " + g.ID,
+	}
+	s.grants[g.ID] = ge
+	i, _ := slices.BinarySearchFunc(pe.grants, g.ID, func(e *grantEntry, id string) int {
+		return cmp.Compare(e.g.ID, id)
+	})
+	pe.grants = slices.Insert(pe.grants, i, ge)
+	return nil
+}
+
+// AddRevocation adds r to the state, ending every grant of its (Key, Party)
+// that does not list r.ID in Observed. Adding a revocation identical to one
+// held does nothing and succeeds; one whose ID is held with a different
+// content fails with [ErrConflict]; an invalid one fails with an error from
+// [Revocation.Validate]. On error the state is unchanged.
+func (s *State) AddRevocation(r Revocation) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	r = r.normal()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.revs[r.ID]; ok {
+		if sameRevocation(old, r) {
+			return nil
+		}
+		return fmt.Errorf("%w: revocation %s is held with a different content", ErrConflict, quote(r.ID))
+	}
+	s.revs[r.ID] = r
+	pe := s.pair(r.Key, r.Party)
+	i, _ := slices.BinarySearch(pe.revs, r.ID)
+	pe.revs = slices.Insert(pe.revs, i, r.ID)
+	for _, ge := range pe.grants {
+		if !ge.revoked {
+			_, found := slices.BinarySearch(ge.g.Observed, r.ID)
+			ge.revoked = !found
+		}
+	}
+	return nil
+}
+
+// RevocationIDs returns the sorted IDs of the revocations of (key, p) held
+// in the state: what a grant issued now for (key, p) must carry in
+// Observed. It returns nil if there are none.
+func (s *State) RevocationIDs(key string, p Party) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if pe := s.keys[key][p]; pe != nil && len(pe.revs) > 0 {
+		return slices.Clone(pe.revs)
+	}
+	return nil
+}
+
+// Grant returns the grant with the given ID, if held.
+func (s *State) Grant(id string) (Grant, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if ge, ok := s.grants[id]; ok {
+		return ge.g.clone(), true
+	}
+	return Grant{}, false
+}
+
+// Revocation returns the revocation with the given ID, if held.
+func (s *State) Revocation(id string) (Revocation, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.revs[id]
+	return r, ok
+}
+
+// Status is a grant and whether it is in force.
+type Status struct {
+	Grant   Grant
+	InForce bool
+	// Reason is why the grant is not in force: "revoked", "expired" or
+	// "not yet valid"; "" when it is in force.
+	Reason string
+}
+
+// Status reasons.
+const (
+	StatusRevoked     = "revoked"
+	StatusExpired     = "expired"
+	StatusNotYetValid = "not yet valid"
+)
+
+// Grants lists the grants of key, or of every key if key is "", sorted by
+// (Key, Party, IssuedAt, ID). Without a time it judges revocation only: a
+// grant is InForce unless revoked, whatever its bounds; use [State.GrantsAt]
+// to judge the bounds as well.
+func (s *State) Grants(key string) []Status {
+	return s.list(key, func(ge *grantEntry) (bool, string) {
+		if ge.revoked {
+			return false, StatusRevoked
+		}
+		return true, ""
+	})
+}
+
+// GrantsAt is like [State.Grants] but judges each grant at time at: a grant
+// is InForce if it is not revoked and NotBefore <= at < NotAfter. A revoked
+// grant gives "revoked" even when it is also outside its bounds.
+func (s *State) GrantsAt(key string, at time.Time) []Status {
+	return s.list(key, func(ge *grantEntry) (bool, string) {
+		if ge.revoked {
+			return false, StatusRevoked
+		}
+		switch timeCheck(&ge.g, at) {
+		case rankExpired:
+			return false, StatusExpired
+		case rankNotYetValid:
+			return false, StatusNotYetValid
+		}
+		return true, ""
+	})
+}
+
+func (s *State) list(key string, judge func(*grantEntry) (bool, string)) []Status {
+	s.mu.RLock()
+	var out []Status
+	add := func(byParty map[Party]*pairEntry) {
+		for _, pe := range byParty {
+			for _, ge := range pe.grants {
+				inForce, reason := judge(ge)
+				out = append(out, Status{Grant: ge.g.clone(), InForce: inForce, Reason: reason})
+			}
+		}
+	}
+	if key == "" {
+		for _, byParty := range s.keys {
+			add(byParty)
+		}
+	} else {
+		add(s.keys[key])
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Status) int {
+		return cmp.Or(
+			cmp.Compare(a.Grant.Key, b.Grant.Key),
+			cmp.Compare(a.Grant.Party, b.Grant.Party),
+			a.Grant.IssuedAt.Compare(b.Grant.IssuedAt),
+			cmp.Compare(a.Grant.ID, b.Grant.ID),
+		)
+	})
+	return out
+}
+
+// Revocations lists the revocations of key, or of every key if key is "",
+// sorted by (Key, Party, IssuedAt, ID).
+func (s *State) Revocations(key string) []Revocation {
+	s.mu.RLock()
+	var out []Revocation
+	for _, r := range s.revs {
+		if key == "" || r.Key == key {
+			out = append(out, r)
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Revocation) int {
+		return cmp.Or(
+			cmp.Compare(a.Key, b.Key),
+			cmp.Compare(a.Party, b.Party),
+			a.IssuedAt.Compare(b.IssuedAt),
+			cmp.Compare(a.ID, b.ID),
+		)
+	})
+	return out
+}
+
+// DropKey forgets every grant and revocation of key, as when the key is
+// destroyed. The state does not remember the key: grants or revocations of
+// it added afterwards are held again, so the event layer must not apply
+// events of a destroyed key.
+func (s *State) DropKey(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, pe := range s.keys[key] {
+		for _, ge := range pe.grants {
+			delete(s.grants, ge.g.ID)
+		}
+		for _, id := range pe.revs {
+			delete(s.revs, id)
+		}
+	}
+	delete(s.keys, key)
+}
+
+// canonicalMagic starts every Canonical encoding; its last byte is the
+// encoding version.
+const canonicalMagic = "keymesh/policy/state\x00\x01"
+
+// Canonical returns a deterministic encoding of the whole state, for
+// comparing or hashing the states of two nodes: two States holding the same
+// grants and revocations give identical bytes, whatever the order they were
+// added in. It encodes the grants sorted by ID, then the revocations sorted
+// by ID, every string length-prefixed (uvarint), every time as a presence
+// byte then Unix seconds (8 bytes, big endian) and nanoseconds (4 bytes),
+// and each Observed set sorted. Only the fold's inputs are encoded: whether
+// a grant is in force follows from them. It is not a wire format and has no
+// parser.
+func (s *State) Canonical() []byte {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	gids := make([]string, 0, len(s.grants))
+	for id := range s.grants {
+		gids = append(gids, id)
+	}
+	slices.Sort(gids)
+	rids := make([]string, 0, len(s.revs))
+	for id := range s.revs {
+		rids = append(rids, id)
+	}
+	slices.Sort(rids)
+
+	b := []byte(canonicalMagic)
+	b = binary.AppendUvarint(b, uint64(len(gids)))
+	for _, id := range gids {
+		g := &s.grants[id].g
+		b = appendString(b, g.ID)
+		b = appendString(b, g.Key)
+		b = appendString(b, string(g.Party))
+		b = append(b, byte(g.Ops))
+		b = appendTime(b, g.NotBefore)
+		b = appendTime(b, g.NotAfter)
+		b = appendString(b, g.Custodian)
+		b = appendString(b, g.Issuer)
+		b = appendTime(b, g.IssuedAt)
+		b = binary.AppendUvarint(b, uint64(len(g.Observed)))
+		for _, o := range g.Observed {
+			b = appendString(b, o)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(rids)))
+	for _, id := range rids {
+		r := s.revs[id]
+		b = appendString(b, r.ID)
+		b = appendString(b, r.Key)
+		b = appendString(b, string(r.Party))
+		b = appendString(b, r.Issuer)
+		b = appendTime(b, r.IssuedAt)
+	}
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func appendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix()))
+	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+}
