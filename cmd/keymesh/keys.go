@@ -1,0 +1,262 @@
+package main
+
+import (
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keymesh/keymesh/node/apiv1"
+)
+
+func newKeysCmd(a *app) *cobra.Command {
+	return newGroupCmd("keys", "Create, inspect, rotate and destroy keys (admin)",
+		newKeysCreateCmd(a),
+		newKeysListCmd(a),
+		newKeysShowCmd(a),
+		newKeysRotateCmd(a),
+		newKeysStateCmd(a),
+		newKeysConfigCmd(a),
+		newKeysDestroyCmd(a),
+	)
+}
+
+func newKeysCreateCmd(a *app) *cobra.Command {
+	var req apiv1.CreateKeyRequest
+	var preActive bool
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a key named <namespace>/<name>",
+		Long: `Create a key named <namespace>/<name>, owned by this node's org.
+
+--deterministic allows deterministic-mode encryption under the key, for
+equality lookups: equal plaintexts under equal contexts give equal envelopes,
+which reveals that the values are equal. --exportable allows the key to be
+exported. Both are fixed for the life of the key.`,
+		Example: `  keymesh keys create demo/ssn
+  keymesh keys create trade/price --pre-active`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			req.Name = args[0]
+			if preActive {
+				req.State = "pre-active"
+			}
+			k, err := c.CreateKey(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			return a.emit(k, func(w io.Writer) { keyTable(w, k) })
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&req.Deterministic, "deterministic", false, "allow deterministic encryption (reveals equal values)")
+	f.BoolVar(&req.Exportable, "exportable", false, "allow the key to be exported")
+	f.BoolVar(&preActive, "pre-active", false, "create the key pre-active: usable only once set active")
+	return cmd
+}
+
+func newKeysListCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List keys",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			keys, err := c.ListKeys(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if keys == nil {
+				keys = []apiv1.Key{}
+			}
+			return a.emit(apiv1.KeyList{Keys: keys}, func(w io.Writer) {
+				row(w, "NAME", "STATE", "OWNER", "LATEST", "MIN-DECRYPT", "OPTIONS", "CREATED")
+				for _, k := range keys {
+					row(w, cell(k.Name), cell(k.State), cell(k.Owner), num(k.LatestVersion), num(k.MinDecryptionVersion), keyOptions(&k), tm(k.Created))
+				}
+			})
+		},
+	}
+}
+
+func newKeysShowCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a key and its versions",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			k, err := c.GetKey(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.emit(k, func(w io.Writer) { keyTable(w, k) })
+		},
+	}
+}
+
+func newKeysRotateCmd(a *app) *cobra.Command {
+	var activateIn string
+	cmd := &cobra.Command{
+		Use:   "rotate NAME",
+		Short: "Add a new version to a key",
+		Long: `Add a new version to a key. The new version becomes active after a
+propagation grace, so that every holder has it before anyone encrypts with it:
+--activate-in sets the grace (a Go duration such as 30s or 5m); without it the
+node's configured grace applies. Older versions still decrypt.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if activateIn != "" {
+				if _, err := time.ParseDuration(activateIn); err != nil {
+					return usagef("invalid --activate-in %q: want a duration such as 30s or 5m", activateIn)
+				}
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			k, err := c.RotateKey(cmd.Context(), args[0], apiv1.RotateKeyRequest{ActivateIn: activateIn})
+			if err != nil {
+				return err
+			}
+			return a.emit(k, func(w io.Writer) { keyTable(w, k) })
+		},
+	}
+	cmd.Flags().StringVar(&activateIn, "activate-in", "", "delay before the new version becomes active (default: the node's grace)")
+	return cmd
+}
+
+func newKeysStateCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "state NAME STATE",
+		Short: "Move a key to state active, deactivated or compromised",
+		Long: `Move a key through its lifecycle: active (encrypt and decrypt),
+deactivated (decrypt only) or compromised. To crypto-shred a key, use
+'keymesh keys destroy'.`,
+		Example: `  keymesh keys state demo/ssn deactivated`,
+		Args:    exactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[1] == "destroyed" {
+				return usagef("to destroy a key use 'keymesh keys destroy %s --confirm %s'", args[0], args[0])
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			k, err := c.SetKeyState(cmd.Context(), args[0], apiv1.SetKeyStateRequest{State: args[1]})
+			if err != nil {
+				return err
+			}
+			return a.emit(k, func(w io.Writer) { keyTable(w, k) })
+		},
+	}
+}
+
+func newKeysConfigCmd(a *app) *cobra.Command {
+	var minDecrypt uint32
+	cmd := &cobra.Command{
+		Use:   "config NAME --min-decryption-version N",
+		Short: "Set a key's minimum decryption version",
+		Long: `Set a key's minimum decryption version: envelopes under older versions
+are refused. The minimum can be lowered again while those versions exist.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("min-decryption-version") {
+				return usagef("keys config: --min-decryption-version is required")
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			k, err := c.SetKeyConfig(cmd.Context(), args[0], apiv1.KeyConfigRequest{MinDecryptionVersion: minDecrypt})
+			if err != nil {
+				return err
+			}
+			return a.emit(k, func(w io.Writer) { keyTable(w, k) })
+		},
+	}
+	cmd.Flags().Uint32Var(&minDecrypt, "min-decryption-version", 0, "refuse envelopes under versions older than N")
+	return cmd
+}
+
+func newKeysDestroyCmd(a *app) *cobra.Command {
+	var confirm string
+	cmd := &cobra.Command{
+		Use:   "destroy NAME --confirm NAME",
+		Short: "Crypto-shred a key: everything encrypted under it becomes unreadable",
+		Long: `Destroy a key: every holder deletes every version of it, and whatever was
+encrypted under it becomes unreadable for good. This cannot be undone.
+
+keymesh does not prompt; repeat the key's name with --confirm.`,
+		Example: `  keymesh keys destroy demo/ssn --confirm demo/ssn`,
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			name := args[0]
+			if confirm != name {
+				what := "without --confirm"
+				if cmd.Flags().Changed("confirm") {
+					what = "--confirm " + strconv.Quote(confirm) + " does not match"
+				}
+				return usagef("refusing to destroy key %q (%s): destroying crypto-shreds every version and cannot be undone; repeat the name with --confirm %s",
+					name, what, name)
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			k, err := c.DestroyKey(cmd.Context(), name, apiv1.DestroyKeyRequest{Confirm: confirm})
+			if err != nil {
+				return err
+			}
+			return a.emit(k, func(w io.Writer) { keyTable(w, k) })
+		},
+	}
+	cmd.Flags().StringVar(&confirm, "confirm", "", "the key's full name, repeated")
+	return cmd
+}
+
+func keyOptions(k *apiv1.Key) string {
+	var opts []string
+	if k.Deterministic {
+		opts = append(opts, "deterministic")
+	}
+	if k.Exportable {
+		opts = append(opts, "exportable")
+	}
+	if len(opts) == 0 {
+		return "-"
+	}
+	return strings.Join(opts, ",")
+}
+
+// keyTable prints one key, then its versions.
+func keyTable(w io.Writer, k *apiv1.Key) {
+	row(w, "Name:", cell(k.Name))
+	row(w, "Owner:", cell(k.Owner))
+	row(w, "State:", cell(k.State))
+	row(w, "Deterministic:", yesNo(k.Deterministic))
+	row(w, "Exportable:", yesNo(k.Exportable))
+	row(w, "Created:", tm(k.Created))
+	row(w, "Latest version:", num(k.LatestVersion))
+	row(w, "Min decryption version:", num(k.MinDecryptionVersion))
+	if len(k.Versions) == 0 {
+		return
+	}
+	row(w)
+	row(w, "VERSION", "CREATED", "ACTIVATE-AT", "ENCRYPTIONS", "DESTROYED")
+	for _, v := range k.Versions {
+		row(w, num(v.Version), tm(v.Created), tm(v.ActivateAt), num(v.Encryptions), yesNo(v.Destroyed))
+	}
+}

@@ -1,0 +1,39 @@
+package main
+
+import (
+	"io"
+
+	"github.com/spf13/cobra"
+)
+
+func newStatusCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Show the node, and who the token authenticates",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			s, err := c.Status(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return a.emit(s, func(w io.Writer) {
+				row(w, "Node:", cell(s.Node))
+				row(w, "Org:", cell(s.Org))
+				row(w, "Network:", cell(s.NetworkID))
+				row(w, "Version:", cell(s.Version))
+				row(w, "Started:", tm(s.StartedAt))
+				row(w, "Ready:", yesNo(s.Ready))
+				row(w, "Keys:", num(s.Keys))
+				row(w, "Grants:", num(s.Grants))
+				row(w, "Tokens:", num(s.Tokens))
+				row(w, "Audit head:", num(s.AuditHead))
+				row(w, "Principal:", cell(s.Principal))
+				row(w, "Role:", cell(s.Role))
+			})
+		},
+	}
+}

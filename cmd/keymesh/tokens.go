@@ -1,0 +1,128 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keymesh/keymesh/node/apiv1"
+)
+
+func newTokenCmd(a *app) *cobra.Command {
+	return newGroupCmd("token", "Create, list and revoke API tokens (admin)",
+		newTokenCreateCmd(a),
+		newTokenListCmd(a),
+		newTokenRevokeCmd(a),
+	)
+}
+
+func newTokenCreateCmd(a *app) *cobra.Command {
+	var req apiv1.CreateTokenRequest
+	cmd := &cobra.Command{
+		Use:   "create --party PARTY [--role client|admin] [--label L] [--ttl D]",
+		Short: "Create an API token; its secret is shown once",
+		Long: `Create an API token bound to PARTY. The secret is printed this once: the
+node stores only its hash. With -o json the secret is the "token" field.
+
+The admin role manages keys, grants and tokens, but decrypts nothing unless a
+grant names its party, as any other party.`,
+		Example: `  keymesh token create --party token:billing --label billing-service --ttl 720h
+  keymesh token create --party token:ops --role admin -o json | jq -r .token > ops.token`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if req.Party == "" {
+				return usagef("token create: --party is required")
+			}
+			if req.Role != "client" && req.Role != "admin" {
+				return usagef("token create: invalid --role %q: want client or admin", req.Role)
+			}
+			if req.TTL != "" {
+				if d, err := time.ParseDuration(req.TTL); err != nil || d <= 0 {
+					return usagef("token create: invalid --ttl %q: want a positive duration such as 24h", req.TTL)
+				}
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ct, err := c.CreateToken(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if err := a.emit(ct, func(w io.Writer) {
+				row(w, "Token:", ct.Token)
+				tokenTable(w, &ct.Info)
+			}); err != nil {
+				return err
+			}
+			if a.output != "json" {
+				fmt.Fprintln(a.stderr, "Note: the token is shown only this once; the node keeps only its hash. Store it now.")
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&req.Party, "party", "", "the party the token authenticates, such as token:billing (required)")
+	f.StringVar(&req.Role, "role", "client", "client or admin")
+	f.StringVar(&req.Label, "label", "", "a label for people")
+	f.StringVar(&req.TTL, "ttl", "", "lifetime, such as 720h (default: no expiry)")
+	return cmd
+}
+
+func newTokenListCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List API tokens (never their secrets)",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			tokens, err := c.ListTokens(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if tokens == nil {
+				tokens = []apiv1.Token{}
+			}
+			return a.emit(apiv1.TokenList{Tokens: tokens}, func(w io.Writer) {
+				row(w, "ID", "PARTY", "ROLE", "LABEL", "CREATED", "EXPIRES", "REVOKED")
+				for _, t := range tokens {
+					row(w, cell(t.ID), cell(t.Party), cell(t.Role), cell(t.Label), tm(t.Created), tmp(t.Expires, "never"), yesNo(t.Revoked))
+				}
+			})
+		},
+	}
+}
+
+func newTokenRevokeCmd(a *app) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke an API token",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			t, err := c.RevokeToken(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			return a.emit(t, func(w io.Writer) { tokenTable(w, t) })
+		},
+	}
+}
+
+func tokenTable(w io.Writer, t *apiv1.Token) {
+	row(w, "ID:", cell(t.ID))
+	row(w, "Party:", cell(t.Party))
+	row(w, "Role:", cell(t.Role))
+	row(w, "Label:", cell(t.Label))
+	row(w, "Created:", tm(t.Created))
+	row(w, "Expires:", tmp(t.Expires, "never"))
+	row(w, "Revoked:", yesNo(t.Revoked))
+}

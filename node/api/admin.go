@@ -1,0 +1,402 @@
+package api
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/policy"
+	"github.com/keymesh/keymesh/token"
+	"github.com/keymesh/keymesh/vault"
+)
+
+func keyJSON(k vault.KeyInfo) apiv1.Key {
+	out := apiv1.Key{
+		Name: k.Name, Owner: k.Owner, State: k.State.String(),
+		Deterministic: k.Deterministic, Exportable: k.Exportable, Created: k.Created,
+		LatestVersion: k.LatestVersion, MinDecryptionVersion: k.MinDecryptionVersion,
+		Versions: make([]apiv1.KeyVersion, 0, len(k.Versions)),
+	}
+	for _, v := range k.Versions {
+		out.Versions = append(out.Versions, apiv1.KeyVersion{
+			Version: v.Version, Created: v.Created, ActivateAt: v.ActivateAt,
+			Encryptions: v.Encryptions, Destroyed: v.Destroyed,
+		})
+	}
+	return out
+}
+
+func keyName(c *gin.Context) string { return c.Param("ns") + "/" + c.Param("name") }
+
+// adminDone audits an administrative change and answers. The change has
+// already been made durable; if it cannot be audited the client is told
+// the node is unavailable, and the change stands (the audit log records
+// decisions it could write; an operator sees the 503 and the logs).
+func (s *Server) adminDone(c *gin.Context, action, key string, version uint32, reason string, status int, body any) {
+	e := audit.Entry{Principal: callerOf(c).name, Action: action, Key: key, Version: version, Outcome: "ok", Reason: reason}
+	if err := s.record(c, e); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(status, body)
+}
+
+// adminFailed audits a refused administrative change and answers with err.
+func (s *Server) adminFailed(c *gin.Context, action, key string, err error) {
+	e := toError(err)
+	if aerr := s.record(c, audit.Entry{Principal: callerOf(c).name, Action: action, Key: key, Outcome: "error", Reason: e.Code}); aerr != nil {
+		s.fail(c, aerr)
+		return
+	}
+	s.fail(c, err)
+}
+
+func (s *Server) createKey(c *gin.Context) {
+	var req apiv1.CreateKeyRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	co := vault.CreateOptions{Deterministic: req.Deterministic, Exportable: req.Exportable}
+	switch req.State {
+	case "", "active":
+	case "pre-active":
+		co.PreActive = true
+	default:
+		s.fail(c, badRequest(`"state" must be "active" or "pre-active"`))
+		return
+	}
+	k, err := s.cfg.Vault.Create(req.Name, co)
+	if err != nil {
+		s.adminFailed(c, "key.create", req.Name, err)
+		return
+	}
+	s.adminDone(c, "key.create", k.Name, 1, "", http.StatusCreated, keyJSON(k))
+}
+
+func (s *Server) listKeys(c *gin.Context) {
+	keys := s.cfg.Vault.List()
+	out := apiv1.KeyList{Keys: make([]apiv1.Key, 0, len(keys))}
+	for _, k := range keys {
+		out.Keys = append(out.Keys, keyJSON(k))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) getKey(c *gin.Context) {
+	k, err := s.cfg.Vault.Get(keyName(c))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, keyJSON(k))
+}
+
+func (s *Server) rotateKey(c *gin.Context) {
+	var req apiv1.RotateKeyRequest
+	if c.Request.ContentLength != 0 {
+		if err := bind(c, &req); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	var delay *time.Duration
+	if req.ActivateIn != "" {
+		d, err := time.ParseDuration(req.ActivateIn)
+		if err != nil {
+			s.fail(c, badRequest(`"activate_in" must be a duration such as "30s"`))
+			return
+		}
+		delay = &d
+	}
+	name := keyName(c)
+	k, err := s.cfg.Vault.Rotate(name, delay)
+	if err != nil {
+		s.adminFailed(c, "key.rotate", name, err)
+		return
+	}
+	s.adminDone(c, "key.rotate", name, k.LatestVersion, "", http.StatusOK, keyJSON(k))
+}
+
+func (s *Server) setKeyState(c *gin.Context) {
+	var req apiv1.SetKeyStateRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	st, err := vault.ParseState(req.State)
+	if err != nil || st == vault.StateDestroyed || st == vault.StatePreActive {
+		s.fail(c, badRequest(`"state" must be "active", "deactivated" or "compromised" (destroy has its own route)`))
+		return
+	}
+	name := keyName(c)
+	k, err := s.cfg.Vault.SetState(name, st)
+	if err != nil {
+		s.adminFailed(c, "key.state", name, err)
+		return
+	}
+	s.adminDone(c, "key.state", name, 0, "to "+st.String(), http.StatusOK, keyJSON(k))
+}
+
+func (s *Server) setKeyConfig(c *gin.Context) {
+	var req apiv1.KeyConfigRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	name := keyName(c)
+	k, err := s.cfg.Vault.SetMinDecryptionVersion(name, req.MinDecryptionVersion)
+	if err != nil {
+		s.adminFailed(c, "key.config", name, err)
+		return
+	}
+	s.adminDone(c, "key.config", name, req.MinDecryptionVersion, "min_decryption_version", http.StatusOK, keyJSON(k))
+}
+
+func (s *Server) destroyKey(c *gin.Context) {
+	var req apiv1.DestroyKeyRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	name := keyName(c)
+	if req.Confirm != name {
+		s.fail(c, badRequest(fmt.Sprintf(`destroying %q cannot be undone; repeat the key name in "confirm"`, name)))
+		return
+	}
+	k, err := s.cfg.Vault.Destroy(name)
+	if err != nil {
+		s.adminFailed(c, "key.destroy", name, err)
+		return
+	}
+	s.adminDone(c, "key.destroy", name, 0, "crypto-shredded", http.StatusOK, keyJSON(k))
+}
+
+func grantJSON(st policy.Status) apiv1.Grant {
+	g := st.Grant
+	out := apiv1.Grant{
+		ID: g.ID, Key: g.Key, Party: string(g.Party), Ops: g.Ops.List(),
+		Custodian: g.Custodian, Issuer: g.Issuer, IssuedAt: g.IssuedAt,
+		InForce: st.InForce, Status: st.Reason,
+	}
+	if st.InForce {
+		out.Status = "in force"
+	}
+	if !g.NotBefore.IsZero() {
+		t := g.NotBefore
+		out.NotBefore = &t
+	}
+	if !g.NotAfter.IsZero() {
+		t := g.NotAfter
+		out.NotAfter = &t
+	}
+	return out
+}
+
+func (s *Server) createGrant(c *gin.Context) {
+	var req apiv1.CreateGrantRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	party, err := policy.ParseParty(req.Party)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var ops policy.Ops
+	for _, o := range req.Ops {
+		op, err := policy.ParseOp(o)
+		if err != nil {
+			s.fail(c, badRequest(`"ops" lists "encrypt" and/or "decrypt"`))
+			return
+		}
+		ops |= 1 << op
+	}
+	if ops == 0 {
+		s.fail(c, badRequest(`"ops" must list "encrypt" and/or "decrypt"`))
+		return
+	}
+	if _, err := s.cfg.Vault.Get(req.Key); err != nil {
+		s.fail(c, err)
+		return
+	}
+	g := policy.Grant{Key: req.Key, Party: party, Ops: ops, Custodian: req.Custodian, Issuer: callerOf(c).name}
+	if req.NotBefore != nil {
+		g.NotBefore = req.NotBefore.UTC()
+	}
+	if req.NotAfter != nil {
+		g.NotAfter = req.NotAfter.UTC()
+	}
+	g, err = s.cfg.Policy.Grant(g)
+	if err != nil {
+		s.adminFailed(c, "grant.create", req.Key, err)
+		return
+	}
+	var st policy.Status
+	for _, x := range s.cfg.Policy.State().GrantsAt(g.Key, s.cfg.Clock()) {
+		if x.Grant.ID == g.ID {
+			st = x
+		}
+	}
+	st.Grant = g
+	s.adminDone(c, "grant.create", g.Key, 0, string(g.Party)+" "+g.Ops.String(), http.StatusCreated, grantJSON(st))
+}
+
+func (s *Server) listGrants(c *gin.Context) {
+	key := c.Query("key")
+	sts := s.cfg.Policy.State().GrantsAt(key, s.cfg.Clock())
+	out := apiv1.GrantList{Grants: make([]apiv1.Grant, 0, len(sts))}
+	for _, st := range sts {
+		out.Grants = append(out.Grants, grantJSON(st))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) revoke(c *gin.Context) {
+	var req apiv1.RevokeRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	party, err := policy.ParseParty(req.Party)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if req.Key == "" {
+		s.fail(c, badRequest(`"key" is required`))
+		return
+	}
+	r, ended, err := s.cfg.Policy.Revoke(req.Key, party, callerOf(c).name)
+	if err != nil {
+		s.adminFailed(c, "grant.revoke", req.Key, err)
+		return
+	}
+	s.adminDone(c, "grant.revoke", r.Key, 0, string(r.Party), http.StatusOK, apiv1.Revocation{
+		ID: r.ID, Key: r.Key, Party: string(r.Party), Issuer: r.Issuer, IssuedAt: r.IssuedAt, Ended: ended,
+	})
+}
+
+func tokenJSON(t token.Token) apiv1.Token {
+	out := apiv1.Token{ID: t.ID, Party: string(t.Party), Role: t.Role.String(), Label: t.Label, Created: t.Created, Revoked: t.Revoked}
+	if !t.Expires.IsZero() {
+		e := t.Expires
+		out.Expires = &e
+	}
+	return out
+}
+
+func (s *Server) createToken(c *gin.Context) {
+	var req apiv1.CreateTokenRequest
+	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	party, err := policy.ParseParty(req.Party)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	role := token.RoleClient
+	switch req.Role {
+	case "", "client":
+	case "admin":
+		role = token.RoleAdmin
+	default:
+		s.fail(c, badRequest(`"role" must be "client" or "admin"`))
+		return
+	}
+	var ttl time.Duration
+	if req.TTL != "" {
+		ttl, err = time.ParseDuration(req.TTL)
+		if err != nil || ttl <= 0 {
+			s.fail(c, badRequest(`"ttl" must be a positive duration such as "24h"`))
+			return
+		}
+	}
+	if len(req.Label) > 128 {
+		s.fail(c, badRequest(`"label" is longer than 128 bytes`))
+		return
+	}
+	secret, t, err := s.cfg.Tokens.Create(party, role, req.Label, ttl)
+	if err != nil {
+		s.adminFailed(c, "token.create", "", err)
+		return
+	}
+	s.adminDone(c, "token.create", "", 0, "token "+t.ID+" for "+string(t.Party)+" ("+t.Role.String()+")",
+		http.StatusCreated, apiv1.CreatedToken{Token: secret, Info: tokenJSON(t)})
+}
+
+func (s *Server) listTokens(c *gin.Context) {
+	ts := s.cfg.Tokens.List()
+	out := apiv1.TokenList{Tokens: make([]apiv1.Token, 0, len(ts))}
+	for _, t := range ts {
+		out.Tokens = append(out.Tokens, tokenJSON(t))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) revokeToken(c *gin.Context) {
+	id := c.Param("id")
+	if err := s.cfg.Tokens.Revoke(id); err != nil {
+		s.adminFailed(c, "token.revoke", "", err)
+		return
+	}
+	t, err := s.cfg.Tokens.Get(id)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.adminDone(c, "token.revoke", "", 0, "token "+t.ID, http.StatusOK, tokenJSON(t))
+}
+
+func auditJSON(e audit.Entry) apiv1.AuditEntry {
+	return apiv1.AuditEntry{
+		Seq: e.Seq, Time: e.Time, Principal: e.Principal, Action: e.Action, Key: e.Key,
+		Version: e.Version, Outcome: e.Outcome, Reason: e.Reason, Count: e.Count,
+		Prev: hex.EncodeToString(e.Prev[:]), Hash: hex.EncodeToString(e.Hash[:]),
+	}
+}
+
+func (s *Server) auditTail(c *gin.Context) {
+	limit := 50
+	if q := c.Query("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if err != nil || n < 1 || n > apiv1.MaxListLimit {
+			s.fail(c, badRequest(fmt.Sprintf(`"limit" must be between 1 and %d`, apiv1.MaxListLimit)))
+			return
+		}
+		limit = n
+	}
+	es, err := s.cfg.Audit.Tail(limit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := apiv1.AuditList{Entries: make([]apiv1.AuditEntry, 0, len(es))}
+	for _, e := range es {
+		out.Entries = append(out.Entries, auditJSON(e))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) auditVerify(c *gin.Context) {
+	rep, err := s.cfg.Audit.Verify()
+	if err != nil {
+		var ve *audit.VerifyError
+		if asVerify(err, &ve) {
+			c.JSON(http.StatusOK, apiv1.AuditVerify{OK: false, Seq: ve.Seq, Reason: ve.Reason})
+			return
+		}
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, apiv1.AuditVerify{OK: true, Entries: rep.Entries, Head: hex.EncodeToString(rep.Head[:])})
+}

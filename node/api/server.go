@@ -1,0 +1,329 @@
+// Package api is keymesh's REST API: gin handlers under /v1, bearer-token
+// authentication, the one mapping from domain errors to HTTP statuses and
+// stable error codes (errors.go), request limits, audit on every decision,
+// and Prometheus metrics. The JSON types live in node/apiv1; the routes are
+// described in docs/openapi.yaml, and a test keeps the two in step.
+//
+// Every /v1 route needs "Authorization: Bearer <token>". Key, grant, token
+// and audit routes need an admin token; encrypt and decrypt are open to any
+// token and decided by policy for the token's party — the admin token too,
+// which reads no data unless a grant names token:admin (separation of
+// duties). /healthz, /readyz and /metrics are unauthenticated and expose no
+// secrets.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/policy"
+	"github.com/keymesh/keymesh/policy/policystore"
+	"github.com/keymesh/keymesh/token"
+	"github.com/keymesh/keymesh/vault"
+)
+
+// Info describes the node for /v1/status.
+type Info struct {
+	Node      string
+	Org       string
+	NetworkID string
+	Version   string
+	StartedAt time.Time
+}
+
+// Config holds what the API serves.
+type Config struct {
+	Vault    *vault.Vault
+	Policy   *policystore.Store
+	Tokens   *token.Registry
+	Audit    *audit.Log
+	Info     Info
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // metrics are registered here
+	Ready    func() bool
+	Clock    func() time.Time
+}
+
+// Server is the HTTP handler of the API.
+type Server struct {
+	cfg     Config
+	engine  *gin.Engine
+	metrics *metrics
+}
+
+type metrics struct {
+	requests  *prometheus.CounterVec
+	latency   *prometheus.HistogramVec
+	items     *prometheus.CounterVec
+	decisions *prometheus.CounterVec
+	authFail  prometheus.Counter
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keymesh_http_requests_total", Help: "HTTP requests by route and status code.",
+		}, []string{"route", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keymesh_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
+		}, []string{"route"}),
+		items: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keymesh_crypto_items_total", Help: "Fields encrypted or decrypted, by operation and result.",
+		}, []string{"op", "result"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keymesh_policy_decisions_total", Help: "Policy decisions by operation and outcome.",
+		}, []string{"op", "outcome"}),
+		authFail: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "keymesh_auth_failures_total", Help: "Requests refused for a missing or invalid token.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.latency, m.items, m.decisions, m.authFail)
+	}
+	return m
+}
+
+// New builds the API handler.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() bool { return true }
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.ContextWithFallback = true
+	s := &Server{cfg: cfg, engine: e, metrics: newMetrics(cfg.Registry)}
+	e.Use(s.recoverAndLog)
+	e.NoRoute(func(c *gin.Context) {
+		s.fail(c, &Error{Status: http.StatusNotFound, Code: apiv1.CodeNotFound, Message: "no such route"})
+	})
+	e.NoMethod(func(c *gin.Context) {
+		s.fail(c, &Error{Status: http.StatusMethodNotAllowed, Code: apiv1.CodeInvalidRequest, Message: "method not allowed"})
+	})
+
+	e.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, apiv1.Health{Status: "ok"}) })
+	e.GET("/readyz", func(c *gin.Context) {
+		if !s.cfg.Ready() {
+			c.JSON(http.StatusServiceUnavailable, apiv1.Health{Status: "not ready"})
+			return
+		}
+		c.JSON(http.StatusOK, apiv1.Health{Status: "ready"})
+	})
+	if cfg.Registry != nil {
+		h := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})
+		e.GET("/metrics", gin.WrapH(h))
+	}
+
+	v1 := e.Group("/v1", s.authenticate)
+	v1.GET("/status", s.status)
+	v1.POST("/encrypt", s.encrypt)
+	v1.POST("/decrypt", s.decrypt)
+
+	admin := v1.Group("", s.requireAdmin)
+	admin.POST("/keys", s.createKey)
+	admin.GET("/keys", s.listKeys)
+	admin.GET("/keys/:ns/:name", s.getKey)
+	admin.POST("/keys/:ns/:name/rotate", s.rotateKey)
+	admin.POST("/keys/:ns/:name/state", s.setKeyState)
+	admin.POST("/keys/:ns/:name/config", s.setKeyConfig)
+	admin.POST("/keys/:ns/:name/destroy", s.destroyKey)
+	admin.POST("/grants", s.createGrant)
+	admin.GET("/grants", s.listGrants)
+	admin.POST("/grants/revoke", s.revoke)
+	admin.POST("/tokens", s.createToken)
+	admin.GET("/tokens", s.listTokens)
+	admin.POST("/tokens/:id/revoke", s.revokeToken)
+	admin.GET("/audit", s.auditTail)
+	admin.POST("/audit/verify", s.auditVerify)
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// Routes lists "METHOD path" for every route, with gin's ":param" written
+// as OpenAPI's "{param}".
+func (s *Server) Routes() []string {
+	var out []string
+	for _, r := range s.engine.Routes() {
+		parts := strings.Split(r.Path, "/")
+		for i, p := range parts {
+			if strings.HasPrefix(p, ":") {
+				parts[i] = "{" + p[1:] + "}"
+			}
+		}
+		out = append(out, r.Method+" "+strings.Join(parts, "/"))
+	}
+	return out
+}
+
+const ctxPrincipal = "keymesh.principal"
+
+type caller struct {
+	tok       token.Token
+	principal policy.Principal
+	name      string
+}
+
+func callerOf(c *gin.Context) caller {
+	v, _ := c.Get(ctxPrincipal)
+	cl, _ := v.(caller)
+	return cl
+}
+
+// authenticate resolves the bearer token to a caller or answers 401.
+func (s *Server) authenticate(c *gin.Context) {
+	h := c.GetHeader("Authorization")
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		s.metrics.authFail.Inc()
+		c.Header("WWW-Authenticate", `Bearer realm="keymesh"`)
+		s.fail(c, toError(token.ErrUnauthenticated))
+		return
+	}
+	tok, err := s.cfg.Tokens.Authenticate(strings.TrimSpace(h[len(prefix):]))
+	if err != nil {
+		s.metrics.authFail.Inc()
+		c.Header("WWW-Authenticate", `Bearer realm="keymesh", error="invalid_token"`)
+		s.fail(c, toError(token.ErrUnauthenticated))
+		return
+	}
+	c.Set(ctxPrincipal, caller{
+		tok:       tok,
+		principal: policy.Principal{Parties: []policy.Party{tok.Party}},
+		name:      string(tok.Party),
+	})
+	c.Next()
+}
+
+func (s *Server) requireAdmin(c *gin.Context) {
+	if callerOf(c).tok.Role != token.RoleAdmin {
+		s.fail(c, errForbiddenAdmin)
+		return
+	}
+	c.Next()
+}
+
+// recoverAndLog logs each request (method, route, status, latency — never
+// bodies, headers or query values), records metrics, and turns a panic into
+// a plain 500 without a stack trace in the response.
+func (s *Server) recoverAndLog(c *gin.Context) {
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			s.cfg.Logger.Error("panic in handler", "route", c.FullPath(), "panic", p)
+			s.fail(c, &Error{Status: http.StatusInternalServerError, Code: apiv1.CodeInternal, Message: "internal error"})
+		}
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		status := c.Writer.Status()
+		d := time.Since(start)
+		s.metrics.requests.WithLabelValues(route, strconv.Itoa(status)).Inc()
+		s.metrics.latency.WithLabelValues(route).Observe(d.Seconds())
+		if status >= 500 {
+			s.cfg.Logger.Warn("request", "method", c.Request.Method, "route", route, "status", status, "duration", d)
+		} else if s.cfg.Logger.Enabled(c, slog.LevelDebug) {
+			s.cfg.Logger.Debug("request", "method", c.Request.Method, "route", route, "status", status, "duration", d)
+		}
+	}()
+	c.Next()
+}
+
+// fail writes err as the structured error body and stops the chain.
+func (s *Server) fail(c *gin.Context, err error) {
+	e := toError(err)
+	if e.Status >= 500 && e.Cause != nil {
+		s.cfg.Logger.Error("request failed", "route", c.FullPath(), "code", e.Code, "err", e.Cause)
+	}
+	c.AbortWithStatusJSON(e.Status, apiv1.ErrorResponse{Error: e.body()})
+}
+
+// bind decodes a JSON body strictly: bounded size, unknown fields refused,
+// exactly one value.
+func bind(c *gin.Context, v any) error {
+	body := http.MaxBytesReader(c.Writer, c.Request.Body, apiv1.MaxBodyBytes)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tooLarge("request body is larger than " + strconv.Itoa(apiv1.MaxBodyBytes) + " bytes")
+		}
+		if errors.Is(err, io.EOF) {
+			return badRequest("request body is empty; a JSON object is required")
+		}
+		return badRequest("invalid JSON body: " + jsonErrorText(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badRequest("invalid JSON body: trailing data after the object")
+	}
+	return nil
+}
+
+// jsonErrorText describes a decoding error without echoing input values.
+func jsonErrorText(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return "syntax error at offset " + strconv.FormatInt(se.Offset, 10)
+	case errors.As(err, &te):
+		return "field " + strconv.Quote(te.Field) + " must be " + te.Type.String()
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return strings.TrimPrefix(err.Error(), "json: ")
+	}
+	return "malformed"
+}
+
+// record appends an audit entry and reports whether the request may go on;
+// if the audit log cannot be written, the request fails closed.
+func (s *Server) record(ctx context.Context, e audit.Entry) error {
+	if e.Count == 0 {
+		e.Count = 1
+	}
+	if _, err := s.cfg.Audit.Append(ctx, e); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (s *Server) status(c *gin.Context) {
+	cl := callerOf(c)
+	head, _ := s.cfg.Audit.Head()
+	c.JSON(http.StatusOK, apiv1.Status{
+		Node:      s.cfg.Info.Node,
+		Org:       s.cfg.Info.Org,
+		NetworkID: s.cfg.Info.NetworkID,
+		Version:   s.cfg.Info.Version,
+		StartedAt: s.cfg.Info.StartedAt,
+		Ready:     s.cfg.Ready(),
+		Keys:      len(s.cfg.Vault.List()),
+		Grants:    len(s.cfg.Policy.State().Grants("")),
+		Tokens:    len(s.cfg.Tokens.List()),
+		AuditHead: head,
+		Principal: cl.name,
+		Role:      cl.tok.Role.String(),
+	})
+}

@@ -1,0 +1,179 @@
+package node
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/keymesh/keymesh/vault"
+)
+
+// Config configures a node. It is read from a YAML file, then environment
+// variables (KEYMESH_*), then flags, each overriding the one before
+// (cmd/keymeshd does the layering).
+type Config struct {
+	// Listen is the REST API address. Default 127.0.0.1:8420.
+	Listen string `yaml:"listen"`
+	// DataDir holds the store, the master key file and (in dev mode) the
+	// admin token.
+	DataDir string `yaml:"data"`
+	// Org is the organisation this node belongs to (e.g. Org1MSP); it owns
+	// the keys created here. Default "local".
+	Org string `yaml:"org"`
+	// MasterKeyFile is the 32-byte master key (mode 0600). Default
+	// <data>/master.key. Ignored when PassphraseFile is set.
+	MasterKeyFile string `yaml:"master_key_file"`
+	// PassphraseFile, if set, holds the passphrase the master secret is
+	// derived from (PBKDF2-HMAC-SHA256) instead of a key file.
+	PassphraseFile string `yaml:"passphrase_file"`
+	// TLSCert and TLSKey serve the API over TLS.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// AllowPlaintext allows a non-loopback Listen address without TLS.
+	// Bearer tokens then cross the network in the clear: only for networks
+	// that are themselves encrypted (a service mesh, a VPN).
+	AllowPlaintext bool `yaml:"allow_plaintext"`
+	// RotationGrace is how far in the future rotated versions activate.
+	RotationGrace time.Duration `yaml:"rotation_grace"`
+	// RotateAfter is the encryption count at which a version is rotated
+	// automatically (default 2^30; must stay well under 2^32).
+	RotateAfter uint64 `yaml:"rotate_after"`
+	// LogLevel is debug, info, warn or error. LogFormat is text or json.
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+	// Dev runs a single node with no set-up: a temporary data directory
+	// unless DataDir is set (reused if it exists), initialised on first
+	// start, with the admin token written to <data>/admin.token.
+	Dev bool `yaml:"dev"`
+	// PBKDF2Iterations overrides the passphrase iteration count at init
+	// (tests only; floor 1,000).
+	PBKDF2Iterations int `yaml:"-"`
+}
+
+// DefaultListen is the default API address.
+const DefaultListen = "127.0.0.1:8420"
+
+// Defaults fills unset fields.
+func (c *Config) Defaults() {
+	if c.Listen == "" {
+		c.Listen = DefaultListen
+	}
+	if c.Org == "" {
+		c.Org = "local"
+	}
+	if c.MasterKeyFile == "" && c.DataDir != "" {
+		c.MasterKeyFile = filepath.Join(c.DataDir, "master.key")
+	}
+	if c.RotationGrace == 0 {
+		c.RotationGrace = vault.DefaultGrace
+	}
+	if c.RotateAfter == 0 {
+		c.RotateAfter = vault.DefaultRotateAt
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.LogFormat == "" {
+		c.LogFormat = "text"
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.DataDir == "" {
+		return fmt.Errorf("node: config: a data directory is required (--data)")
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		return fmt.Errorf("node: config: listen address %q: %w", c.Listen, err)
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("node: config: tls_cert and tls_key go together")
+	}
+	if c.TLSCert == "" && !c.AllowPlaintext && !isLoopback(host) {
+		return fmt.Errorf("node: config: refusing to serve bearer tokens in plaintext on %q; configure tls_cert and tls_key, listen on loopback, or set allow_plaintext", c.Listen)
+	}
+	if c.RotateAfter >= vault.DefaultHardLimit {
+		return fmt.Errorf("node: config: rotate_after %d must be below %d", c.RotateAfter, uint64(vault.DefaultHardLimit))
+	}
+	if c.RotationGrace < 0 {
+		return fmt.Errorf("node: config: rotation_grace must not be negative")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("node: config: log_level %q: want debug, info, warn or error", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("node: config: log_format %q: want text or json", c.LogFormat)
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// LoadFile reads a YAML config file into c. Unknown fields are an error.
+func (c *Config) LoadFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("node: config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return fmt.Errorf("node: config %s: %w", path, err)
+	}
+	return nil
+}
+
+// LoadEnv overrides c from KEYMESH_* environment variables.
+func (c *Config) LoadEnv(getenv func(string) string) error {
+	str := map[string]*string{
+		"KEYMESH_LISTEN":          &c.Listen,
+		"KEYMESH_DATA":            &c.DataDir,
+		"KEYMESH_ORG":             &c.Org,
+		"KEYMESH_MASTER_KEY_FILE": &c.MasterKeyFile,
+		"KEYMESH_PASSPHRASE_FILE": &c.PassphraseFile,
+		"KEYMESH_TLS_CERT":        &c.TLSCert,
+		"KEYMESH_TLS_KEY":         &c.TLSKey,
+		"KEYMESH_LOG_LEVEL":       &c.LogLevel,
+		"KEYMESH_LOG_FORMAT":      &c.LogFormat,
+	}
+	for k, p := range str {
+		if v := getenv(k); v != "" {
+			*p = v
+		}
+	}
+	if v := getenv("KEYMESH_ROTATION_GRACE"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("node: KEYMESH_ROTATION_GRACE: %w", err)
+		}
+		c.RotationGrace = d
+	}
+	for k, p := range map[string]*bool{"KEYMESH_DEV": &c.Dev, "KEYMESH_ALLOW_PLAINTEXT": &c.AllowPlaintext} {
+		if v := getenv(k); v != "" {
+			b, err := strconv.ParseBool(strings.TrimSpace(v))
+			if err != nil {
+				return fmt.Errorf("node: %s: %w", k, err)
+			}
+			*p = b
+		}
+	}
+	return nil
+}

@@ -1,0 +1,387 @@
+// Package node is keymesh's composition root: it opens the store, unseals
+// the vault, loads policy, tokens and the audit log, and serves the REST
+// API. Start with Init (first run) and Open, then Listen and Serve; Run does
+// all of it for keymeshd.
+//
+// A data directory holds:
+//
+//	db/          the badger store: sealed key versions, grants, hashed tokens, audit log
+//	master.key   the 32-byte master secret (mode 0600), unless a passphrase is used
+//	admin.token  the admin token, in dev mode or when init is asked to write it (0600)
+//
+// Keep master.key off the machine's backups of db/, or use a passphrase: the
+// store alone reveals no key, token or field value.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/kv/badgerstore"
+	"github.com/keymesh/keymesh/node/api"
+	"github.com/keymesh/keymesh/policy"
+	"github.com/keymesh/keymesh/policy/policystore"
+	"github.com/keymesh/keymesh/token"
+	"github.com/keymesh/keymesh/vault"
+	"github.com/keymesh/keymesh/vault/envelope"
+)
+
+// Version is the keymesh version reported by /v1/status.
+var Version = "0.1.0-dev"
+
+// ErrNotInitialized is returned by Open for a data directory that has not
+// been through Init.
+var ErrNotInitialized = errors.New("node: data directory is not initialised; run `keymesh init --data DIR` (or start keymeshd with --dev)")
+
+// ErrAlreadyInitialized is returned by Init for a data directory that holds
+// a node already.
+var ErrAlreadyInitialized = errors.New("node: data directory is already initialised")
+
+// AdminParty is the party of the admin token: it manages keys, grants and
+// tokens, and reads data only where a grant names it.
+const AdminParty = policy.Party("token:admin")
+
+// identity is stored under "node/identity".
+type identity struct {
+	NodeID    string    `json:"node_id"`
+	Org       string    `json:"org"`
+	NetworkID string    `json:"network_id"`
+	Created   time.Time `json:"created"`
+}
+
+var identityKey = []byte("node/identity")
+
+func dbDir(data string) string { return filepath.Join(data, "db") }
+
+// AdminTokenFile is where dev mode (and init, when asked) writes the admin
+// token.
+func AdminTokenFile(data string) string { return filepath.Join(data, "admin.token") }
+
+func (c *Config) master() (vault.Master, error) {
+	if c.PassphraseFile != "" {
+		b, err := os.ReadFile(c.PassphraseFile)
+		if err != nil {
+			return vault.Master{}, fmt.Errorf("node: passphrase file: %w", err)
+		}
+		defer clear(b)
+		p := []byte(strings.TrimRight(string(b), "\r\n"))
+		defer clear(p)
+		if len(p) < 12 {
+			return vault.Master{}, errors.New("node: passphrase is shorter than 12 characters")
+		}
+		return vault.MasterPassphrase(p), nil
+	}
+	return vault.ReadKeyFile(c.MasterKeyFile)
+}
+
+// Initialized reports whether data holds an initialised node.
+func Initialized(data string) bool {
+	_, err := os.Stat(filepath.Join(dbDir(data), "MANIFEST"))
+	return err == nil
+}
+
+// Init creates a node in cfg.DataDir: the directory (0700), the master key
+// file (unless a passphrase is configured), the store with its seal record
+// and identity, and the admin token, whose secret it returns. The secret is
+// shown once; Init writes it to adminTokenFile (0600) when that is not "".
+func Init(cfg Config, adminTokenFile string) (string, error) {
+	cfg.Defaults()
+	if cfg.DataDir == "" {
+		return "", errors.New("node: init: a data directory is required")
+	}
+	if Initialized(cfg.DataDir) {
+		return "", fmt.Errorf("%w: %s", ErrAlreadyInitialized, cfg.DataDir)
+	}
+	if _, err := policy.ParseParty("org:" + cfg.Org); err != nil {
+		return "", fmt.Errorf("node: init: organisation id %q is not valid", cfg.Org)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return "", fmt.Errorf("node: init: %w", err)
+	}
+	if cfg.PassphraseFile == "" && !vault.KeyFileExists(cfg.MasterKeyFile) {
+		if err := vault.WriteKeyFile(cfg.MasterKeyFile, nil); err != nil {
+			return "", fmt.Errorf("node: init: %w", err)
+		}
+	}
+	master, err := cfg.master()
+	if err != nil {
+		return "", err
+	}
+	defer master.Clear()
+	store, err := badgerstore.Open(dbDir(cfg.DataDir), nil)
+	if err != nil {
+		return "", err
+	}
+	defer store.Close()
+	var vopts []vault.Option
+	if cfg.PBKDF2Iterations > 0 {
+		vopts = append(vopts, vault.WithPBKDF2Iterations(cfg.PBKDF2Iterations))
+	}
+	v, err := vault.Open(store, master, vopts...)
+	if err != nil {
+		return "", err
+	}
+	v.Close()
+
+	id := identity{Org: cfg.Org, Created: time.Now().UTC()}
+	var nid [32]byte
+	nodeID := make([]byte, 8)
+	if _, err := io.ReadFull(rand.Reader, nid[:]); err != nil {
+		return "", err
+	}
+	if _, err := io.ReadFull(rand.Reader, nodeID); err != nil {
+		return "", err
+	}
+	id.NodeID = hex.EncodeToString(nodeID)
+	id.NetworkID = hex.EncodeToString(nid[:])
+	b, _ := json.Marshal(id)
+	if err := store.Update(func(tx kv.Txn) error { return tx.Set(identityKey, b) }); err != nil {
+		return "", fmt.Errorf("node: init: write identity: %w", err)
+	}
+
+	tokens, err := token.Open(store)
+	if err != nil {
+		return "", err
+	}
+	secret, _, err := tokens.Create(AdminParty, token.RoleAdmin, "admin (created at init)", 0)
+	if err != nil {
+		return "", err
+	}
+	if adminTokenFile != "" {
+		if err := os.WriteFile(adminTokenFile, []byte(secret+"\n"), 0o600); err != nil {
+			return "", fmt.Errorf("node: init: write admin token: %w", err)
+		}
+	}
+	return secret, nil
+}
+
+// Node is a running keymesh node.
+type Node struct {
+	cfg      Config
+	logger   *slog.Logger
+	store    *badgerstore.DB
+	vault    *vault.Vault
+	policy   *policystore.Store
+	tokens   *token.Registry
+	audit    *audit.Log
+	api      *api.Server
+	registry *prometheus.Registry
+	id       identity
+
+	ln     net.Listener
+	srv    *http.Server
+	ready  atomic.Bool
+	closed atomic.Bool
+}
+
+// Open opens an initialised node in cfg.DataDir.
+func Open(cfg Config, logger *slog.Logger) (*Node, error) {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if !Initialized(cfg.DataDir) {
+		return nil, ErrNotInitialized
+	}
+	master, err := cfg.master()
+	if err != nil {
+		return nil, err
+	}
+	defer master.Clear()
+	n := &Node{cfg: cfg, logger: logger, registry: prometheus.NewRegistry()}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeAll()
+		}
+	}()
+	if n.store, err = badgerstore.Open(dbDir(cfg.DataDir), logger); err != nil {
+		return nil, err
+	}
+	raw, err := n.store.Get(identityKey)
+	if err != nil {
+		return nil, fmt.Errorf("node: read identity: %w", err)
+	}
+	if err := json.Unmarshal(raw, &n.id); err != nil {
+		return nil, fmt.Errorf("node: decode identity: %w", err)
+	}
+	var nid envelope.NetworkID
+	if b, err := hex.DecodeString(n.id.NetworkID); err != nil || len(b) != len(nid) {
+		return nil, errors.New("node: identity: bad network id")
+	} else {
+		copy(nid[:], b)
+	}
+	n.vault, err = vault.Open(n.store, master,
+		vault.WithNetwork(nid), vault.WithOwner(n.id.Org),
+		vault.WithGrace(cfg.RotationGrace),
+		vault.WithRotation(cfg.RotateAfter, vault.DefaultHardLimit),
+		vault.WithLogger(logger.With("component", "vault")))
+	if err != nil {
+		return nil, err
+	}
+	if n.policy, err = policystore.Open(n.store, nil, nil); err != nil {
+		return nil, err
+	}
+	if n.tokens, err = token.Open(n.store); err != nil {
+		return nil, err
+	}
+	if n.audit, err = audit.Open(n.store, audit.WithLogger(logger.With("component", "audit"))); err != nil {
+		return nil, err
+	}
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.api = api.New(api.Config{
+		Vault: n.vault, Policy: n.policy, Tokens: n.tokens, Audit: n.audit,
+		Info: api.Info{
+			Node: n.id.NodeID, Org: n.id.Org, NetworkID: n.id.NetworkID,
+			Version: Version, StartedAt: time.Now().UTC(),
+		},
+		Logger:   logger.With("component", "api"),
+		Registry: n.registry,
+		Ready:    n.ready.Load,
+	})
+	ok = true
+	return n, nil
+}
+
+// Handler returns the node's HTTP handler (for tests that serve it
+// themselves).
+func (n *Node) Handler() http.Handler { return n.api }
+
+// API returns the REST API server.
+func (n *Node) API() *api.Server { return n.api }
+
+// Listen binds the configured API address.
+func (n *Node) Listen() error {
+	ln, err := net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("node: listen %s: %w", n.cfg.Listen, err)
+	}
+	n.ln = ln
+	return nil
+}
+
+// Addr returns the bound API address (after Listen).
+func (n *Node) Addr() string {
+	if n.ln == nil {
+		return ""
+	}
+	return n.ln.Addr().String()
+}
+
+// URL returns the API's base URL (after Listen).
+func (n *Node) URL() string {
+	scheme := "http"
+	if n.cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	return scheme + "://" + n.Addr()
+}
+
+// Serve serves the API until ctx is cancelled, then shuts down gracefully:
+// it stops accepting, lets in-flight requests finish (up to 10 s), drains
+// the audit log and closes the store.
+func (n *Node) Serve(ctx context.Context) error {
+	if n.ln == nil {
+		if err := n.Listen(); err != nil {
+			n.Close()
+			return err
+		}
+	}
+	n.srv = &http.Server{
+		Handler:           n.api,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() {
+		var err error
+		if n.cfg.TLSCert != "" {
+			err = n.srv.ServeTLS(n.ln, n.cfg.TLSCert, n.cfg.TLSKey)
+		} else {
+			err = n.srv.Serve(n.ln)
+		}
+		errc <- err
+	}()
+	n.ready.Store(true)
+	n.logger.Info("keymeshd serving", "addr", n.Addr(), "node", n.id.NodeID, "org", n.id.Org, "tls", n.cfg.TLSCert != "")
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	n.ready.Store(false)
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.srv.Shutdown(sctx); err != nil {
+		n.logger.Warn("shutdown", "err", err)
+	}
+	n.Close()
+	if serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		return fmt.Errorf("node: serve: %w", serveErr)
+	}
+	n.logger.Info("keymeshd stopped")
+	return nil
+}
+
+// Close releases everything; Serve calls it on shutdown.
+func (n *Node) Close() {
+	if n.closed.Swap(true) {
+		return
+	}
+	if n.ln != nil && n.srv == nil {
+		n.ln.Close()
+	}
+	n.closeAll()
+}
+
+func (n *Node) closeAll() {
+	if n.audit != nil {
+		if err := n.audit.Close(); err != nil {
+			n.logger.Warn("close audit log", "err", err)
+		}
+	}
+	if n.vault != nil {
+		n.vault.Close()
+	}
+	if n.store != nil {
+		if err := n.store.Close(); err != nil {
+			n.logger.Warn("close store", "err", err)
+		}
+	}
+}
+
+// NewLogger builds the daemon's slog logger from the config.
+func NewLogger(cfg Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,191 @@
+package vault
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/keymesh/keymesh/vault/envelope"
+)
+
+// EncryptInput is one field to encrypt.
+type EncryptInput struct {
+	Key     string
+	Mode    envelope.Mode // zero means ModeRandom
+	Context envelope.Context
+	// TxID and TxTime are required in endorsement mode: the nonce is derived
+	// from TxID, and the version is the newest active at TxTime.
+	TxID      string
+	TxTime    time.Time
+	Plaintext []byte
+}
+
+// Encrypt seals in.Plaintext under the newest active version of in.Key and
+// returns the envelope. The caller has already checked policy.
+func (v *Vault) Encrypt(in EncryptInput) (*envelope.Envelope, error) {
+	r, err := v.ring(in.Key)
+	if err != nil {
+		return nil, err
+	}
+	mode := in.Mode
+	if mode == 0 {
+		mode = envelope.ModeRandom
+	}
+	at := v.opts.clock()
+	switch mode {
+	case envelope.ModeRandom:
+		if in.TxID != "" {
+			return nil, fmt.Errorf("%w: tx_id is only for endorsement mode", ErrInvalidRequest)
+		}
+	case envelope.ModeEndorsement:
+		if in.TxTime.IsZero() {
+			return nil, fmt.Errorf("%w: endorsement mode needs the transaction timestamp", ErrInvalidRequest)
+		}
+		at = in.TxTime
+	case envelope.ModeDeterministic:
+		if in.TxID != "" {
+			return nil, fmt.Errorf("%w: tx_id is only for endorsement mode", ErrInvalidRequest)
+		}
+	default:
+		return nil, fmt.Errorf("%w: unknown mode %d", ErrInvalidRequest, mode)
+	}
+
+	r.mu.RLock()
+	ver, err := r.encryptVersion(mode, at)
+	if err != nil {
+		r.mu.RUnlock()
+		return nil, err
+	}
+	n := ver.count.Add(1)
+	if n > v.opts.hardLimit {
+		r.mu.RUnlock()
+		return nil, &UsableError{Key: in.Key, Op: "encrypt", Reason: fmt.Sprintf("version %d reached its limit of %d encryptions; rotate the key", ver.n, v.opts.hardLimit)}
+	}
+	needLease := n > ver.reserved.Load()
+	if !needLease {
+		env, err := ver.sealer.Seal(envelope.Header{Mode: mode, Key: in.Key, Version: ver.n}, v.opts.network, in.Context, in.TxID, in.Plaintext, v.opts.rand)
+		r.mu.RUnlock()
+		v.maybeRotate(r, ver, n)
+		return env, err
+	}
+	r.mu.RUnlock()
+	// Extend the persisted count lease before sealing, so a crash can never
+	// forget an encryption. This takes the ring's write lock.
+	if err := v.extendLease(r, ver, n); err != nil {
+		return nil, err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if ver.sealer == nil {
+		return nil, fmt.Errorf("%w: %q", ErrKeyDestroyed, in.Key)
+	}
+	env, err := ver.sealer.Seal(envelope.Header{Mode: mode, Key: in.Key, Version: ver.n}, v.opts.network, in.Context, in.TxID, in.Plaintext, v.opts.rand)
+	if err == nil {
+		go v.maybeRotate(r, ver, n)
+	}
+	return env, err
+}
+
+// encryptVersion picks the version to encrypt with at time at. r.mu is held.
+func (r *ring) encryptVersion(mode envelope.Mode, at time.Time) (*version, error) {
+	name := r.rec.Name
+	switch r.rec.State {
+	case StateActive:
+	case StateDestroyed:
+		return nil, fmt.Errorf("%w: %q", ErrKeyDestroyed, name)
+	default:
+		return nil, &UsableError{Key: name, Op: "encrypt", Reason: "key is " + r.rec.State.String()}
+	}
+	if mode == envelope.ModeDeterministic && !r.rec.Deterministic {
+		return nil, fmt.Errorf("%w: %q was not created deterministic", ErrModeNotAllowed, name)
+	}
+	for i := len(r.versions) - 1; i >= 0; i-- {
+		ver := r.versions[i]
+		if ver.n < r.rec.MinDecrypt {
+			break
+		}
+		if ver.sealer != nil && !ver.activateAt.After(at) {
+			return ver, nil
+		}
+	}
+	return nil, &UsableError{Key: name, Op: "encrypt", Reason: "no version is active at " + at.UTC().Format(time.RFC3339Nano)}
+}
+
+func (v *Vault) extendLease(r *ring, ver *version, n uint64) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n <= ver.reserved.Load() {
+		return nil
+	}
+	if r.rec.State == StateDestroyed {
+		return fmt.Errorf("%w: %q", ErrKeyDestroyed, r.rec.Name)
+	}
+	reserved := min(n-1+v.opts.lease, v.opts.hardLimit)
+	rec := r.rec
+	rec.Versions = append([]versionRecord(nil), r.rec.Versions...)
+	rec.Versions[ver.n-1].Reserved = reserved
+	if err := v.persist(rec, nil); err != nil {
+		return err
+	}
+	r.rec = rec
+	ver.reserved.Store(reserved)
+	return nil
+}
+
+// maybeRotate rotates r when ver, its newest version, has reached the
+// rotation threshold. At most one rotation runs per key at a time; a failed
+// one is retried by the next encryption.
+func (v *Vault) maybeRotate(r *ring, ver *version, n uint64) {
+	if n < v.opts.rotateAt || !r.rotating.CompareAndSwap(false, true) {
+		return
+	}
+	defer r.rotating.Store(false)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if int(ver.n) != len(r.versions) {
+		return // a newer version exists already
+	}
+	if err := v.rotateLocked(r, v.opts.grace); err != nil {
+		v.opts.logger.Error("automatic rotation failed", "key", r.rec.Name, "version", ver.n, "err", err)
+		return
+	}
+	v.opts.logger.Info("key rotated automatically", "key", r.rec.Name, "after_encryptions", n)
+}
+
+// Decrypt opens a text envelope under ctx.
+func (v *Vault) Decrypt(text string, ctx envelope.Context) ([]byte, error) {
+	env, err := envelope.ParseText(text)
+	if err != nil {
+		return nil, err
+	}
+	return v.Open(env, ctx)
+}
+
+// Open opens a parsed envelope under ctx. The key must exist here and be
+// active, deactivated or compromised, and the envelope's version must exist,
+// not be destroyed, and be at or above the minimum decryption version.
+func (v *Vault) Open(env *envelope.Envelope, ctx envelope.Context) ([]byte, error) {
+	r, err := v.ring(env.Key)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	switch r.rec.State {
+	case StateActive, StateDeactivated, StateCompromised:
+	case StateDestroyed:
+		return nil, fmt.Errorf("%w: %q", ErrKeyDestroyed, env.Key)
+	default:
+		return nil, &UsableError{Key: env.Key, Op: "decrypt", Reason: "key is " + r.rec.State.String()}
+	}
+	if env.Version < 1 || int(env.Version) > len(r.versions) {
+		return nil, ErrDecrypt
+	}
+	if env.Version < r.rec.MinDecrypt {
+		return nil, &UsableError{Key: env.Key, Op: "decrypt", Reason: fmt.Sprintf("version %d is below the minimum decryption version %d", env.Version, r.rec.MinDecrypt)}
+	}
+	ver := r.versions[env.Version-1]
+	if ver.sealer == nil {
+		return nil, fmt.Errorf("%w: %q version %d", ErrKeyDestroyed, env.Key, env.Version)
+	}
+	return ver.sealer.Open(env, v.opts.network, ctx)
+}

@@ -1,0 +1,119 @@
+package envelope
+
+import (
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"testing"
+)
+
+var benchSizes = []int{64, 1024}
+
+// benchContext is a typical Fabric context.
+var benchContext = Context{
+	"channel":   "trade-channel",
+	"chaincode": "settlement",
+	"state_key": "order~000000001042",
+	"field":     "price",
+}
+
+func benchFixture(b *testing.B, mode Mode, size int) (*Sealer, Header, NetworkID, string, []byte) {
+	s := mustSealer(b, unhex(b, label32("bench-key")))
+	txID := ""
+	if mode == ModeEndorsement {
+		txID = "8d1f4c6e0b7a3e9d2c5f1a0b6e4d8c3f7a2b9e1d0c5f4a3b8e7d6c1f0a9b2e3d"
+	}
+	return s, Header{Mode: mode, Key: "trade/price", Version: 3}, NetworkID(unhex(b, label32("bench-net"))), txID, make([]byte, size)
+}
+
+func BenchmarkSeal(b *testing.B) {
+	for _, mode := range allModes {
+		for _, size := range benchSizes {
+			b.Run(fmt.Sprintf("%v/%d", mode, size), func(b *testing.B) {
+				s, h, nid, txID, pt := benchFixture(b, mode, size)
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := s.Seal(h, nid, benchContext, txID, pt, nil); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+func BenchmarkOpen(b *testing.B) {
+	for _, mode := range allModes {
+		for _, size := range benchSizes {
+			b.Run(fmt.Sprintf("%v/%d", mode, size), func(b *testing.B) {
+				s, h, nid, txID, pt := benchFixture(b, mode, size)
+				env, err := s.Seal(h, nid, benchContext, txID, pt, nil)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := s.Open(env, nid, benchContext); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkRawGCM is the baseline: AES-256-GCM seal with a fresh random
+// nonce and no additional data.
+func BenchmarkRawGCM(b *testing.B) {
+	block, err := aes.NewCipher(unhex(b, label32("bench-key")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, size := range benchSizes {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			pt := make([]byte, size)
+			nonce := make([]byte, NonceSize)
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := io.ReadFull(rand.Reader, nonce); err != nil {
+					b.Fatal(err)
+				}
+				_ = gcm.Seal(nil, nonce, pt, nil)
+			}
+		})
+	}
+}
+
+func BenchmarkText(b *testing.B) {
+	for _, size := range benchSizes {
+		s, h, nid, _, pt := benchFixture(b, ModeRandom, size)
+		env, err := s.Seal(h, nid, benchContext, "", pt, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		text := env.Text()
+		b.Run(fmt.Sprint("Text/", size), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = env.Text()
+			}
+		})
+		b.Run(fmt.Sprint("ParseText/", size), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ParseText(text); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

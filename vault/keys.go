@@ -1,0 +1,311 @@
+package vault
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/vault/envelope"
+)
+
+// KeyInfo describes a key. It never holds key material.
+type KeyInfo struct {
+	Name                 string
+	Owner                string
+	State                State
+	Deterministic        bool
+	Exportable           bool
+	Created              time.Time
+	StateChanged         time.Time
+	LatestVersion        uint32
+	MinDecryptionVersion uint32
+	Versions             []VersionInfo
+}
+
+// VersionInfo describes one version of a key.
+type VersionInfo struct {
+	Version     uint32
+	Created     time.Time
+	ActivateAt  time.Time
+	Encryptions uint64
+	Destroyed   bool
+}
+
+// CreateOptions are fixed when a key is created.
+type CreateOptions struct {
+	// Deterministic allows the deterministic mode, which reveals equal
+	// plaintexts under equal contexts. Off by default.
+	Deterministic bool
+	// Exportable marks the key as exportable. keymesh has no export route
+	// yet; the flag is recorded so that a key created non-exportable can
+	// never become exportable.
+	Exportable bool
+	// PreActive creates the key in the pre-active state instead of active.
+	PreActive bool
+}
+
+func (r *ring) info() KeyInfo {
+	ki := KeyInfo{
+		Name:                 r.rec.Name,
+		Owner:                r.rec.Owner,
+		State:                r.rec.State,
+		Deterministic:        r.rec.Deterministic,
+		Exportable:           r.rec.Exportable,
+		Created:              r.rec.Created,
+		StateChanged:         r.rec.StateChanged,
+		LatestVersion:        uint32(len(r.versions)),
+		MinDecryptionVersion: r.rec.MinDecrypt,
+	}
+	for i, ver := range r.versions {
+		ki.Versions = append(ki.Versions, VersionInfo{
+			Version:     ver.n,
+			Created:     ver.created,
+			ActivateAt:  ver.activateAt,
+			Encryptions: ver.count.Load(),
+			Destroyed:   r.rec.Versions[i].Destroyed || r.rec.State == StateDestroyed,
+		})
+	}
+	return ki
+}
+
+// Create makes a new key with version 1, active at once (or pre-active).
+// Names of destroyed keys are never reused.
+func (v *Vault) Create(name string, co CreateOptions) (KeyInfo, error) {
+	if err := envelope.CheckKeyName(name); err != nil {
+		return KeyInfo{}, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		return KeyInfo{}, errors.New("vault: closed")
+	}
+	if r, ok := v.rings[name]; ok {
+		if r.rec.State == StateDestroyed {
+			return KeyInfo{}, fmt.Errorf("%w: %q was destroyed; destroyed key names are not reused", ErrKeyExists, name)
+		}
+		return KeyInfo{}, fmt.Errorf("%w: %q", ErrKeyExists, name)
+	}
+	now := v.opts.clock().UTC()
+	ver, wrapped, err := v.newVersion(name, 1, now, now)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	state := StateActive
+	if co.PreActive {
+		state = StatePreActive
+	}
+	rec := keyRecord{
+		Name: name, Owner: v.opts.owner, State: state,
+		Deterministic: co.Deterministic, Exportable: co.Exportable,
+		Created: now, StateChanged: now, MinDecrypt: 1,
+		Versions: []versionRecord{{Version: 1, Created: now, ActivateAt: now}},
+	}
+	err = v.persist(rec, func(tx kv.Txn) error {
+		if _, err := tx.Get(recordKey(name)); err == nil {
+			return fmt.Errorf("%w: %q", ErrKeyExists, name)
+		}
+		return tx.Set(materialKey(name, 1), wrapped)
+	})
+	if err != nil {
+		ver.sealer.Destroy()
+		return KeyInfo{}, err
+	}
+	r := &ring{rec: rec, versions: []*version{ver}}
+	v.rings[name] = r
+	v.opts.logger.Info("key created", "key", name, "state", state.String())
+	return r.info(), nil
+}
+
+// Get describes a key.
+func (v *Vault) Get(name string) (KeyInfo, error) {
+	r, err := v.ring(name)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.info(), nil
+}
+
+// List describes every key, sorted by name.
+func (v *Vault) List() []KeyInfo {
+	v.mu.RLock()
+	rings := make([]*ring, 0, len(v.rings))
+	for _, r := range v.rings {
+		rings = append(rings, r)
+	}
+	v.mu.RUnlock()
+	out := make([]KeyInfo, 0, len(rings))
+	for _, r := range rings {
+		r.mu.RLock()
+		out = append(out, r.info())
+		r.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b KeyInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Rotate adds a version that activates after activateIn (nil: the
+// configured grace; zero: at once). If the store write fails nothing
+// changes.
+func (v *Vault) Rotate(name string, activateIn *time.Duration) (KeyInfo, error) {
+	r, err := v.ring(name)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	grace := v.opts.grace
+	if activateIn != nil {
+		if *activateIn < 0 || *activateIn > 30*24*time.Hour {
+			return KeyInfo{}, fmt.Errorf("%w: activation delay %s out of range [0, 720h]", ErrInvalidRequest, *activateIn)
+		}
+		grace = *activateIn
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := v.rotateLocked(r, grace); err != nil {
+		return KeyInfo{}, err
+	}
+	return r.info(), nil
+}
+
+func (v *Vault) rotateLocked(r *ring, grace time.Duration) error {
+	switch r.rec.State {
+	case StateDestroyed:
+		return fmt.Errorf("%w: %q", ErrKeyDestroyed, r.rec.Name)
+	case StateDeactivated, StateCompromised:
+		return &UsableError{Key: r.rec.Name, Op: "rotate", Reason: "key is " + r.rec.State.String()}
+	}
+	if len(r.versions) >= MaxVersions {
+		return &UsableError{Key: r.rec.Name, Op: "rotate", Reason: fmt.Sprintf("key has the maximum of %d versions", MaxVersions)}
+	}
+	now := v.opts.clock().UTC()
+	n := uint32(len(r.versions) + 1)
+	ver, wrapped, err := v.newVersion(r.rec.Name, n, now, now.Add(grace))
+	if err != nil {
+		return err
+	}
+	rec := r.rec
+	rec.Versions = append(slices.Clone(r.rec.Versions), versionRecord{Version: n, Created: now, ActivateAt: ver.activateAt})
+	err = v.persist(rec, func(tx kv.Txn) error { return tx.Set(materialKey(rec.Name, n), wrapped) })
+	if err != nil {
+		ver.sealer.Destroy()
+		return err
+	}
+	r.rec = rec
+	r.versions = append(r.versions, ver)
+	v.opts.logger.Info("key rotated", "key", rec.Name, "version", n, "activate_at", ver.activateAt)
+	return nil
+}
+
+// SetState moves a key to another lifecycle state. Destroy has its own
+// method because it deletes material.
+func (v *Vault) SetState(name string, to State) (KeyInfo, error) {
+	if to == StateDestroyed {
+		return v.Destroy(name)
+	}
+	r, err := v.ring(name)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	from := r.rec.State
+	if from == to {
+		return r.info(), nil
+	}
+	if from == StateDestroyed {
+		return KeyInfo{}, fmt.Errorf("%w: %q", ErrKeyDestroyed, name)
+	}
+	if !CanTransition(from, to) {
+		return KeyInfo{}, fmt.Errorf("%w: %q is %s and cannot become %s", ErrInvalidTransition, name, from, to)
+	}
+	rec := r.rec
+	rec.Versions = slices.Clone(r.rec.Versions)
+	rec.State = to
+	rec.StateChanged = v.opts.clock().UTC()
+	if err := v.persist(rec, nil); err != nil {
+		return KeyInfo{}, err
+	}
+	r.rec = rec
+	v.opts.logger.Info("key state changed", "key", name, "from", from.String(), "to", to.String())
+	return r.info(), nil
+}
+
+// SetMinDecryptionVersion refuses envelopes under versions below n from now
+// on. n must name an existing version.
+func (v *Vault) SetMinDecryptionVersion(name string, n uint32) (KeyInfo, error) {
+	r, err := v.ring(name)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rec.State == StateDestroyed {
+		return KeyInfo{}, fmt.Errorf("%w: %q", ErrKeyDestroyed, name)
+	}
+	if n < 1 || int(n) > len(r.versions) {
+		return KeyInfo{}, fmt.Errorf("%w: minimum decryption version %d: key %q has versions 1..%d", ErrInvalidRequest, n, name, len(r.versions))
+	}
+	rec := r.rec
+	rec.Versions = slices.Clone(r.rec.Versions)
+	rec.MinDecrypt = n
+	if err := v.persist(rec, nil); err != nil {
+		return KeyInfo{}, err
+	}
+	r.rec = rec
+	return r.info(), nil
+}
+
+// Destroy crypto-shreds a key: every wrapped version is deleted from the
+// store in the same durable transaction that marks the key destroyed, and
+// the versions are cleared from memory. Envelopes under the key can never be
+// opened again.
+func (v *Vault) Destroy(name string) (KeyInfo, error) {
+	r, err := v.ring(name)
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.rec.State == StateDestroyed {
+		return r.info(), nil
+	}
+	now := v.opts.clock().UTC()
+	rec := r.rec
+	rec.Versions = slices.Clone(r.rec.Versions)
+	rec.State = StateDestroyed
+	rec.StateChanged = now
+	for i := range rec.Versions {
+		rec.Versions[i].Destroyed = true
+	}
+	err = v.persist(rec, func(tx kv.Txn) error {
+		var keys [][]byte
+		if err := tx.Scan(materialPrefix(name), func(k, _ []byte) error {
+			keys = append(keys, append([]byte(nil), k...))
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, k := range keys {
+			if err := tx.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return KeyInfo{}, err
+	}
+	r.rec = rec
+	for _, ver := range r.versions {
+		if ver.sealer != nil {
+			ver.sealer.Destroy()
+			ver.sealer = nil
+		}
+	}
+	v.opts.logger.Info("key destroyed", "key", name)
+	return r.info(), nil
+}

@@ -1,0 +1,444 @@
+// Package vault is keymesh's key store: named keys with versions and a
+// NIST SP 800-57 lifecycle, sealed at rest under the node's key-encryption
+// key, and the field encryption and decryption that uses them.
+//
+// Start with Open, which unseals the vault with the node's Master secret;
+// then Create, Rotate, SetState, Destroy manage keys and Encrypt / Decrypt
+// turn field values into envelopes (see package vault/envelope for the wire
+// format) and back. Policy — who may do what — is not the vault's business:
+// callers check it first (package policy).
+//
+// # Keys and versions
+//
+// A key is named "<namespace>/<name>" and has versions 1, 2, …, each 32
+// random bytes. Every version is stored AES-256-GCM-wrapped under the KEK
+// with the key name and version as associated data, so a wrapped version
+// cannot be moved to another key or version. The KEK is derived at Open from
+// the master secret (a key file, or a passphrase through PBKDF2) and never
+// stored; a wrong master secret fails Open with ErrWrongMasterSecret.
+//
+// Lifecycle (persisted values pinned in tests):
+//
+//	pre-active  → active, compromised, destroyed
+//	active      → deactivated, compromised, destroyed
+//	deactivated → compromised, destroyed   (decrypt only)
+//	compromised → destroyed                (decrypt only, audited as such)
+//	destroyed   → (final)
+//
+// Encryption needs an active key; decryption works while the key is active,
+// deactivated or compromised, and for versions at or above the minimum
+// decryption version. Destroy crypto-shreds: the wrapped versions are deleted
+// from the store and cleared from memory, and every later decrypt fails with
+// ErrKeyDestroyed. A destroyed key keeps its record (and its name) as
+// evidence; the name is never reused, so an old envelope can never be opened
+// by a new key of the same name.
+//
+// # Versions, activation and rotation
+//
+// Each version carries an activation time. Version 1 is active at creation;
+// Rotate gives new versions an activation time a propagation grace in the
+// future, so every holder has them before anyone encrypts with them. Encrypt
+// uses the newest version whose activation time is at or before "now" — or,
+// in endorsement mode, at or before the transaction's timestamp, so every
+// endorsing peer picks the same version.
+//
+// AES-GCM with random 96-bit nonces must not seal more than 2^32 messages
+// under one key (NIST SP 800-38D). The vault counts encryptions per version
+// and rotates automatically when a version reaches the rotation threshold
+// (default 2^30); a version refuses to encrypt at the hard limit (default
+// 2^31). Counts are persisted in leases (default 65,536 encryptions): after
+// a crash the vault assumes the whole lease was used, so a count can only
+// overstate, never understate, what a key has sealed.
+package vault
+
+import (
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/vault/envelope"
+)
+
+// State is a key's lifecycle state. Its numeric values are persisted and
+// must never change.
+type State uint8
+
+// Lifecycle states (NIST SP 800-57).
+const (
+	StatePreActive   State = 1
+	StateActive      State = 2
+	StateDeactivated State = 3
+	StateCompromised State = 4
+	StateDestroyed   State = 5
+)
+
+var stateNames = map[State]string{
+	StatePreActive:   "pre-active",
+	StateActive:      "active",
+	StateDeactivated: "deactivated",
+	StateCompromised: "compromised",
+	StateDestroyed:   "destroyed",
+}
+
+// String returns the state's name, e.g. "pre-active".
+func (s State) String() string {
+	if n, ok := stateNames[s]; ok {
+		return n
+	}
+	return fmt.Sprintf("state(%d)", uint8(s))
+}
+
+// ParseState parses a state name as String prints it.
+func ParseState(s string) (State, error) {
+	for st, n := range stateNames {
+		if n == s {
+			return st, nil
+		}
+	}
+	return 0, fmt.Errorf("vault: unknown key state %q", s)
+}
+
+var transitions = map[State][]State{
+	StatePreActive:   {StateActive, StateCompromised, StateDestroyed},
+	StateActive:      {StateDeactivated, StateCompromised, StateDestroyed},
+	StateDeactivated: {StateCompromised, StateDestroyed},
+	StateCompromised: {StateDestroyed},
+}
+
+// CanTransition reports whether a key may move from one state to another.
+func CanTransition(from, to State) bool { return slices.Contains(transitions[from], to) }
+
+// Errors callers branch on.
+var (
+	ErrKeyNotFound       = errors.New("vault: key not found")
+	ErrKeyExists         = errors.New("vault: key already exists")
+	ErrKeyDestroyed      = errors.New("key destroyed")
+	ErrKeyNotUsable      = errors.New("vault: key not usable")
+	ErrInvalidTransition = errors.New("vault: invalid state transition")
+	ErrWrongMasterSecret = errors.New("vault: wrong master secret: the key-encryption key does not open this store")
+	ErrModeNotAllowed    = errors.New("vault: mode not allowed for this key")
+	ErrInvalidRequest    = errors.New("vault: invalid request")
+	// ErrDecrypt is the one error for every failed authentication of an
+	// envelope: wrong key, wrong context, wrong network, tampered bytes.
+	ErrDecrypt = envelope.ErrDecrypt
+)
+
+// UsableError says why a key cannot be used for an operation. It unwraps
+// to ErrKeyNotUsable.
+type UsableError struct {
+	Key    string
+	Op     string
+	Reason string
+}
+
+func (e *UsableError) Error() string {
+	return fmt.Sprintf("vault: key %q cannot %s: %s", e.Key, e.Op, e.Reason)
+}
+
+// Unwrap returns ErrKeyNotUsable.
+func (e *UsableError) Unwrap() error { return ErrKeyNotUsable }
+
+// Defaults for Options.
+const (
+	DefaultRotateAt   = 1 << 30
+	DefaultHardLimit  = 1 << 31
+	DefaultCountLease = 1 << 16
+	DefaultGrace      = 5 * time.Second
+	// MaxVersions bounds the versions of one key.
+	MaxVersions = 1 << 16
+)
+
+type options struct {
+	clock      func() time.Time
+	rand       io.Reader
+	rotateAt   uint64
+	hardLimit  uint64
+	lease      uint64
+	grace      time.Duration
+	iterations int
+	network    envelope.NetworkID
+	owner      string
+	logger     *slog.Logger
+}
+
+// Option configures Open.
+type Option func(*options)
+
+// WithClock injects the clock (tests).
+func WithClock(f func() time.Time) Option { return func(o *options) { o.clock = f } }
+
+// WithRand injects the randomness source for keys and nonces (tests).
+func WithRand(r io.Reader) Option { return func(o *options) { o.rand = r } }
+
+// WithRotation sets the encryption count at which a version is rotated
+// automatically and the hard limit at which it refuses to encrypt.
+// rotateAt must be below hardLimit, and hardLimit at most 2^32.
+func WithRotation(rotateAt, hardLimit uint64) Option {
+	return func(o *options) { o.rotateAt, o.hardLimit = rotateAt, hardLimit }
+}
+
+// WithCountLease sets how many encryptions are reserved per durable write
+// of a version's count.
+func WithCountLease(n uint64) Option { return func(o *options) { o.lease = n } }
+
+// WithGrace sets the default activation delay of rotated versions.
+func WithGrace(d time.Duration) Option { return func(o *options) { o.grace = d } }
+
+// WithPBKDF2Iterations sets the iteration count recorded when a passphrase
+// vault is initialised (tests use a small one; the floor is 1,000).
+func WithPBKDF2Iterations(n int) Option { return func(o *options) { o.iterations = n } }
+
+// WithNetwork binds every envelope to a network id: an envelope made in one
+// network fails to open in another.
+func WithNetwork(id envelope.NetworkID) Option { return func(o *options) { o.network = id } }
+
+// WithOwner sets the organisation recorded as owner of keys created here.
+func WithOwner(org string) Option { return func(o *options) { o.owner = org } }
+
+// WithLogger sets the logger. Nothing secret is ever logged.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// Vault holds the node's keys. It is safe for concurrent use.
+type Vault struct {
+	store kv.Store
+	kek   cipher.AEAD
+	opts  options
+
+	mu     sync.RWMutex
+	rings  map[string]*ring
+	closed bool
+}
+
+// ring is the in-memory keyring of one key.
+type ring struct {
+	mu       sync.RWMutex
+	rec      keyRecord
+	versions []*version // index = version-1
+	rotating atomic.Bool
+}
+
+type version struct {
+	n          uint32
+	created    time.Time
+	activateAt time.Time
+	sealer     *envelope.Sealer // nil once destroyed
+	count      atomic.Uint64
+	reserved   atomic.Uint64
+}
+
+// keyRecord is the persisted metadata of a key (JSON under "vault/key/<name>").
+type keyRecord struct {
+	Name          string          `json:"name"`
+	Owner         string          `json:"owner"`
+	State         State           `json:"state"`
+	Deterministic bool            `json:"deterministic"`
+	Exportable    bool            `json:"exportable"`
+	Created       time.Time       `json:"created"`
+	StateChanged  time.Time       `json:"state_changed"`
+	MinDecrypt    uint32          `json:"min_decryption_version"`
+	Versions      []versionRecord `json:"versions"`
+}
+
+type versionRecord struct {
+	Version    uint32    `json:"version"`
+	Created    time.Time `json:"created"`
+	ActivateAt time.Time `json:"activate_at"`
+	// Reserved is the encryption count leased so far: the count restarts
+	// here after a restart.
+	Reserved  uint64 `json:"reserved"`
+	Destroyed bool   `json:"destroyed,omitempty"`
+}
+
+func recordKey(name string) []byte { return []byte("vault/key/" + name) }
+
+func materialKey(name string, v uint32) []byte {
+	k := []byte("vault/mat/" + name + "/")
+	return binary.BigEndian.AppendUint32(k, v)
+}
+
+func materialPrefix(name string) []byte { return []byte("vault/mat/" + name + "/") }
+
+// Open unseals the vault in store with master and loads every key. On an
+// empty store it initialises the seal record for master. The caller may
+// clear master after Open returns.
+func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
+	o := options{
+		clock:      time.Now,
+		rand:       rand.Reader,
+		rotateAt:   DefaultRotateAt,
+		hardLimit:  DefaultHardLimit,
+		lease:      DefaultCountLease,
+		grace:      DefaultGrace,
+		iterations: DefaultPBKDF2Iterations,
+		logger:     slog.New(slog.DiscardHandler),
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	if o.rotateAt == 0 || o.rotateAt >= o.hardLimit || o.hardLimit > 1<<32 {
+		return nil, fmt.Errorf("vault: rotation threshold %d must be above 0 and below the hard limit %d (at most 2^32)", o.rotateAt, o.hardLimit)
+	}
+	if o.lease == 0 {
+		o.lease = 1
+	}
+	if o.iterations < minPBKDF2Iterations {
+		return nil, fmt.Errorf("vault: %d PBKDF2 iterations is below the floor of %d", o.iterations, minPBKDF2Iterations)
+	}
+	kek, err := unseal(store, master, o.iterations, o.rand)
+	if err != nil {
+		return nil, err
+	}
+	v := &Vault{store: store, kek: kek, opts: o, rings: map[string]*ring{}}
+	if err := v.load(); err != nil {
+		v.Close()
+		return nil, err
+	}
+	return v, nil
+}
+
+func (v *Vault) load() error {
+	var recs []keyRecord
+	err := v.store.Scan([]byte("vault/key/"), func(k, val []byte) error {
+		var rec keyRecord
+		if err := json.Unmarshal(val, &rec); err != nil {
+			return fmt.Errorf("vault: decode key record %q: %w", k, err)
+		}
+		recs = append(recs, rec)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("vault: load keys: %w", err)
+	}
+	for _, rec := range recs {
+		r := &ring{rec: rec}
+		for _, vr := range rec.Versions {
+			ver := &version{n: vr.Version, created: vr.Created, activateAt: vr.ActivateAt}
+			ver.count.Store(vr.Reserved)
+			ver.reserved.Store(vr.Reserved)
+			if !vr.Destroyed && rec.State != StateDestroyed {
+				wrapped, err := v.store.Get(materialKey(rec.Name, vr.Version))
+				if err != nil {
+					return fmt.Errorf("vault: load %q version %d: %w", rec.Name, vr.Version, err)
+				}
+				s, err := v.unwrap(rec.Name, vr.Version, wrapped)
+				if err != nil {
+					return err
+				}
+				ver.sealer = s
+			}
+			r.versions = append(r.versions, ver)
+		}
+		v.rings[rec.Name] = r
+	}
+	v.opts.logger.Info("vault unsealed", "keys", len(recs))
+	return nil
+}
+
+// wrapAAD binds a wrapped version to its key name and version.
+func wrapAAD(name string, ver uint32) []byte {
+	aad := []byte("keymesh/v1 wrap\x00")
+	aad = append(aad, byte(len(name)))
+	aad = append(aad, name...)
+	return binary.BigEndian.AppendUint32(aad, ver)
+}
+
+func (v *Vault) wrap(name string, ver uint32, material []byte) ([]byte, error) {
+	nonce := make([]byte, v.kek.NonceSize())
+	if _, err := io.ReadFull(v.opts.rand, nonce); err != nil {
+		return nil, fmt.Errorf("vault: wrap nonce: %w", err)
+	}
+	return v.kek.Seal(nonce, nonce, material, wrapAAD(name, ver)), nil
+}
+
+func (v *Vault) unwrap(name string, ver uint32, wrapped []byte) (*envelope.Sealer, error) {
+	ns := v.kek.NonceSize()
+	if len(wrapped) < ns {
+		return nil, fmt.Errorf("vault: wrapped %q version %d: truncated", name, ver)
+	}
+	material, err := v.kek.Open(nil, wrapped[:ns], wrapped[ns:], wrapAAD(name, ver))
+	if err != nil {
+		return nil, fmt.Errorf("vault: unwrap %q version %d: stored key does not authenticate", name, ver)
+	}
+	defer clear(material)
+	return envelope.NewSealer(material)
+}
+
+// newVersion generates, wraps and returns a version and its wrapped bytes.
+func (v *Vault) newVersion(name string, n uint32, now, activateAt time.Time) (*version, []byte, error) {
+	material := make([]byte, envelope.KeySize)
+	defer clear(material)
+	if _, err := io.ReadFull(v.opts.rand, material); err != nil {
+		return nil, nil, fmt.Errorf("vault: generate key: %w", err)
+	}
+	wrapped, err := v.wrap(name, n, material)
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err := envelope.NewSealer(material)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &version{n: n, created: now, activateAt: activateAt, sealer: s}, wrapped, nil
+}
+
+// Close clears every key from memory. The store is the caller's to close.
+func (v *Vault) Close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, r := range v.rings {
+		r.mu.Lock()
+		for _, ver := range r.versions {
+			if ver.sealer != nil {
+				ver.sealer.Destroy()
+				ver.sealer = nil
+			}
+		}
+		r.mu.Unlock()
+	}
+	v.rings = map[string]*ring{}
+	v.closed = true
+}
+
+func (v *Vault) ring(name string) (*ring, error) {
+	v.mu.RLock()
+	r, ok := v.rings[name]
+	v.mu.RUnlock()
+	if !ok {
+		if err := envelope.CheckKeyName(name); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, name)
+	}
+	return r, nil
+}
+
+// persist runs extra (checks and further writes), then writes rec, in one
+// durable transaction.
+func (v *Vault) persist(rec keyRecord, extra func(kv.Txn) error) error {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return fmt.Errorf("vault: encode key record: %w", err)
+	}
+	err = v.store.Update(func(tx kv.Txn) error {
+		if extra != nil {
+			if err := extra(tx); err != nil {
+				return err
+			}
+		}
+		return tx.Set(recordKey(rec.Name), b)
+	})
+	if err != nil {
+		return fmt.Errorf("vault: write key %q: %w", rec.Name, err)
+	}
+	return nil
+}
