@@ -402,27 +402,21 @@ func (l *Log) run() {
 // it stops as soon as a yield brings nothing new. Without this, batches
 // alternate between a few entries and all the rest.
 func (l *Log) fill(batch []*request) []*request {
-	for {
-		for len(batch) < l.opts.maxBatch {
-			select {
-			case r, ok := <-l.reqs:
-				if !ok {
-					return batch // closed: commit what we have; run sees the close next
-				}
-				batch = append(batch, r)
-				continue
-			default:
+	for len(batch) < l.opts.maxBatch {
+		select {
+		case r, ok := <-l.reqs:
+			if !ok {
+				return batch // closed: commit what we have; run sees the close next
 			}
-			break
-		}
-		if len(batch) >= l.opts.maxBatch {
-			return batch
-		}
-		runtime.Gosched()
-		if len(l.reqs) == 0 {
-			return batch
+			batch = append(batch, r)
+		default:
+			runtime.Gosched()
+			if len(l.reqs) == 0 {
+				return batch
+			}
 		}
 	}
+	return batch
 }
 
 // commit chains, encodes and writes one batch, then releases its waiters.

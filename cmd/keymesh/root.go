@@ -123,13 +123,9 @@ Use -o json for scripts.`,
 		newTokenCmd(a),
 		newAuditCmd(a),
 	)
-	// Local commands, which work on this machine's files instead of
-	// calling the REST API, are added here too; `keymesh init` goes in as
-	//
-	//	root.AddCommand(newInitCmd(a))
-	//
-	// It gets its streams from a (or cmd.InOrStdin/OutOrStdout/ErrOrStderr),
-	// the environment from a.env, and must not call a.client.
+	// Local commands work on this machine's files instead of calling the
+	// REST API; they must not call a.client.
+	root.AddCommand(newInitCmd(a))
 	return root
 }
 

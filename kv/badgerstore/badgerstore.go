@@ -1,6 +1,12 @@
-// Package badgerstore is keymesh's durable [kv.Store], backed by badger/v4
-// with synchronous writes: when Update returns, the change is on disk and
-// survives kill -9. It is the only package in keymesh that imports badger.
+// Package badgerstore is keymesh's durable [kv.Store], backed by badger/v4.
+// It is the only package in keymesh that imports badger.
+//
+// Open gives synchronous writes: when Update returns, the change is on disk
+// and survives kill -9 and power loss. OpenBuffered is for the audit log,
+// which must not cap request throughput with one fsync per request: Update
+// returns once badger has written the change to its memory-mapped log, so it
+// survives the process being killed, and a background loop fsyncs every
+// interval, bounding what a power loss can take.
 //
 // Memory options are sized for a small daemon (about 120 MB RSS under load
 // instead of badger's ~250 MB defaults).
@@ -10,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 
@@ -18,7 +26,10 @@ import (
 
 // DB is a badger-backed kv.Store.
 type DB struct {
-	db *badger.DB
+	db       *badger.DB
+	stopSync chan struct{}
+	syncDone chan struct{}
+	syncErr  atomic.Value // error of the last failed background sync
 }
 
 var _ kv.Store = (*DB)(nil)
@@ -27,8 +38,53 @@ var _ kv.Store = (*DB)(nil)
 // nil; badger's own messages are logged at debug level, its warnings and
 // errors at warn and error.
 func Open(dir string, logger *slog.Logger) (*DB, error) {
+	return open(dir, logger, true)
+}
+
+// OpenBuffered opens dir without synchronous writes and fsyncs it every
+// interval in the background (see the package doc). A failed background
+// sync makes every later Update fail, so callers fail closed.
+func OpenBuffered(dir string, interval time.Duration, logger *slog.Logger) (*DB, error) {
+	d, err := open(dir, logger, false)
+	if err != nil {
+		return nil, err
+	}
+	d.stopSync, d.syncDone = make(chan struct{}), make(chan struct{})
+	go d.syncLoop(interval, logger)
+	return d, nil
+}
+
+func (d *DB) syncLoop(interval time.Duration, logger *slog.Logger) {
+	defer close(d.syncDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stopSync:
+			return
+		case <-t.C:
+			if err := d.db.Sync(); err != nil {
+				d.syncErr.Store(err)
+				if logger != nil {
+					logger.Error("badgerstore: background sync failed; refusing further writes", "err", err)
+				}
+				return
+			}
+		}
+	}
+}
+
+// Sync forces the store to disk.
+func (d *DB) Sync() error {
+	if err := d.db.Sync(); err != nil {
+		return fmt.Errorf("badgerstore: sync: %w", err)
+	}
+	return nil
+}
+
+func open(dir string, logger *slog.Logger, sync bool) (*DB, error) {
 	opts := badger.DefaultOptions(dir).
-		WithSyncWrites(true).
+		WithSyncWrites(sync).
 		WithMemTableSize(16 << 20).WithNumMemtables(2).
 		WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(8).
 		WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20).
@@ -69,6 +125,9 @@ const maxConflictRetries = 16
 // committed with a synchronous write. A transaction that conflicts with a
 // concurrent one is retried a bounded number of times.
 func (d *DB) Update(fn func(kv.Txn) error) error {
+	if err, _ := d.syncErr.Load().(error); err != nil {
+		return fmt.Errorf("badgerstore: update refused after a failed sync: %w", err)
+	}
 	var err error
 	for range maxConflictRetries {
 		err = d.db.Update(func(txn *badger.Txn) error { return fn(txnAdapter{txn}) })
@@ -84,6 +143,14 @@ func (d *DB) Update(fn func(kv.Txn) error) error {
 
 // Close flushes and closes the database.
 func (d *DB) Close() error {
+	if d.stopSync != nil {
+		close(d.stopSync)
+		<-d.syncDone
+		if err := d.db.Sync(); err != nil {
+			d.db.Close()
+			return fmt.Errorf("badgerstore: final sync: %w", err)
+		}
+	}
 	if err := d.db.Close(); err != nil {
 		return fmt.Errorf("badgerstore: close: %w", err)
 	}

@@ -313,6 +313,14 @@ func (s *Server) createToken(c *gin.Context) {
 		s.fail(c, badRequest(`"role" must be "client" or "admin"`))
 		return
 	}
+	// A bearer token speaks only for a token: party. org: parties are nodes
+	// (served by key transport), fabric: and eth: parties prove who they are
+	// with a certificate chain or a wallet signature; a bearer token must not
+	// stand in for either.
+	if party.Kind() != "token" {
+		s.fail(c, badRequest(fmt.Sprintf("a bearer token can only be bound to a token: party, not %q", string(party))))
+		return
+	}
 	var ttl time.Duration
 	if req.TTL != "" {
 		ttl, err = time.ParseDuration(req.TTL)

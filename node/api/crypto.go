@@ -242,4 +242,3 @@ func nonNil(b []byte) []byte {
 	}
 	return b
 }
-

@@ -63,6 +63,7 @@ var mapping = []struct {
 	{envelope.ErrTooLarge, http.StatusRequestEntityTooLarge, apiv1.CodeTooLarge},
 	{audit.ErrUnavailable, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 	{audit.ErrClosed, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
+	{audit.ErrTampered, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 }
 
 // toError maps any error to the error a client sees. Unknown errors become
