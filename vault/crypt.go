@@ -139,6 +139,15 @@ func (v *Vault) maybeRotate(r *ring, ver *version, n uint64) {
 		return
 	}
 	defer r.rotating.Store(false)
+	if v.opts.rotateHook != nil {
+		r.mu.RLock()
+		newest, name := int(ver.n) == len(r.versions), r.rec.Name
+		r.mu.RUnlock()
+		if newest {
+			v.opts.rotateHook(name)
+		}
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if int(ver.n) != len(r.versions) {
@@ -185,6 +194,9 @@ func (v *Vault) Open(env *envelope.Envelope, ctx envelope.Context) ([]byte, erro
 	}
 	ver := r.versions[env.Version-1]
 	if ver.sealer == nil {
+		if r.rec.Versions[env.Version-1].NotHeld {
+			return nil, fmt.Errorf("%w: %q version %d", ErrVersionNotHeld, env.Key, env.Version)
+		}
 		return nil, fmt.Errorf("%w: %q version %d", ErrKeyDestroyed, env.Key, env.Version)
 	}
 	return ver.sealer.Open(env, v.opts.network, ctx)

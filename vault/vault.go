@@ -128,6 +128,9 @@ var (
 	ErrWrongMasterSecret = errors.New("vault: wrong master secret: the key-encryption key does not open this store")
 	ErrModeNotAllowed    = errors.New("vault: mode not allowed for this key")
 	ErrInvalidRequest    = errors.New("vault: invalid request")
+	// ErrVersionNotHeld is returned for a version this node does not hold:
+	// it never received it, or forgot it when its grant ended.
+	ErrVersionNotHeld = errors.New("vault: key version not held by this node")
 	// ErrDecrypt is the one error for every failed authentication of an
 	// envelope: wrong key, wrong context, wrong network, tampered bytes.
 	ErrDecrypt = envelope.ErrDecrypt
@@ -169,6 +172,7 @@ type options struct {
 	network    envelope.NetworkID
 	owner      string
 	logger     *slog.Logger
+	rotateHook func(key string)
 }
 
 // Option configures Open.
@@ -204,6 +208,12 @@ func WithNetwork(id envelope.NetworkID) Option { return func(o *options) { o.net
 
 // WithOwner sets the organisation recorded as owner of keys created here.
 func WithOwner(org string) Option { return func(o *options) { o.owner = org } }
+
+// WithRotateHook hands automatic rotation to fn: when a version reaches
+// the rotation threshold the vault calls fn(key) (at most once at a time per
+// key) instead of rotating locally. A mesh node uses it to rotate through
+// the network, so every holder gets the new version.
+func WithRotateHook(fn func(key string)) Option { return func(o *options) { o.rotateHook = fn } }
 
 // WithLogger sets the logger. Nothing secret is ever logged.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
@@ -257,6 +267,10 @@ type versionRecord struct {
 	// here after a restart.
 	Reserved  uint64 `json:"reserved"`
 	Destroyed bool   `json:"destroyed,omitempty"`
+	// NotHeld marks a version this node knows of but does not hold: in a
+	// mesh, versions made after this node's organisation lost its grant
+	// reach only the remaining holders.
+	NotHeld bool `json:"not_held,omitempty"`
 }
 
 func recordKey(name string) []byte { return []byte("vault/key/" + name) }
@@ -325,7 +339,7 @@ func (v *Vault) load() error {
 			ver := &version{n: vr.Version, created: vr.Created, activateAt: vr.ActivateAt}
 			ver.count.Store(vr.Reserved)
 			ver.reserved.Store(vr.Reserved)
-			if !vr.Destroyed && rec.State != StateDestroyed {
+			if !vr.Destroyed && !vr.NotHeld && rec.State != StateDestroyed {
 				wrapped, err := v.store.Get(materialKey(rec.Name, vr.Version))
 				if err != nil {
 					return fmt.Errorf("vault: load %q version %d: %w", rec.Name, vr.Version, err)
