@@ -84,6 +84,9 @@ func (s *State) Decide(p Principal, key string, op Op, at time.Time) Decision {
 			continue
 		}
 		for _, ge := range pe.grants {
+			if p.Custodian != "" && ge.g.Custodian != "" && ge.g.Custodian != p.Custodian && party.Kind() != KindOrg {
+				continue
+			}
 			r := ge.rank(op, at)
 			if r > bestRank || r == bestRank && ge.g.ID < best.g.ID {
 				best, bestRank = ge, r

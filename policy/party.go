@@ -252,6 +252,12 @@ func partyError(s, why string) error {
 // canonical; Decide compares them byte for byte.
 type Principal struct {
 	Parties []Party
+	// Custodian is the organisation of the node deciding. When set, a grant
+	// to a party that is not an org: party counts only if its Custodian is
+	// this organisation (or empty): token:, fabric: and eth: names are
+	// authenticated by their custodian's nodes, so another organisation's
+	// node must not honour them — its own "token:app" is someone else.
+	Custodian string
 }
 
 // String joins the parties with "+", e.g. "fabric:Org1MSP/alice+org:Org1MSP",

@@ -776,3 +776,33 @@ func TestConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestDecideCustodian(t *testing.T) {
+	s := NewState()
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, g := range []Grant{
+		{ID: "g1", Key: "k/a", Party: "token:app", Ops: OpsAll, Custodian: "Org1MSP", Issuer: "n1", IssuedAt: at},
+		{ID: "g2", Key: "k/a", Party: "org:Org2MSP", Ops: OpsAll, Custodian: "Org1MSP", Issuer: "n1", IssuedAt: at},
+	} {
+		if err := s.AddGrant(g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name string
+		p    Principal
+		want bool
+	}{
+		{"ok/custodian-node", Principal{Parties: []Party{"token:app"}, Custodian: "Org1MSP"}, true},
+		{"ok/no-custodian-scope", Principal{Parties: []Party{"token:app"}}, true},
+		{"fail/other-orgs-token", Principal{Parties: []Party{"token:app"}, Custodian: "Org2MSP"}, false},
+		{"ok/org-grant-at-its-node", Principal{Parties: []Party{"token:x", "org:Org2MSP"}, Custodian: "Org2MSP"}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if d := s.Decide(tt.p, "k/a", OpDecrypt, at); d.Allowed != tt.want {
+				t.Errorf("Decide(%v) = %+v, want allowed=%v", tt.p, d, tt.want)
+			}
+		})
+	}
+}

@@ -272,3 +272,39 @@ func (v *Vault) GenerateMaterial() ([]byte, error) {
 	}
 	return m, nil
 }
+
+func secretKey(name string) []byte { return []byte("vault/secret/" + name) }
+
+func secretAAD(name string) []byte { return []byte("keymesh/v1 secret\x00" + name) }
+
+// SealSecret stores b under name, wrapped (AES-256-GCM) under the KEK like
+// every key version: the node's signing and KEM private keys live here.
+func (v *Vault) SealSecret(name string, b []byte) error {
+	nonce := make([]byte, v.kek.NonceSize())
+	if _, err := io.ReadFull(v.opts.rand, nonce); err != nil {
+		return fmt.Errorf("vault: seal %s: %w", name, err)
+	}
+	sealed := v.kek.Seal(nonce, nonce, b, secretAAD(name))
+	if err := v.store.Update(func(tx kv.Txn) error { return tx.Set(secretKey(name), sealed) }); err != nil {
+		return fmt.Errorf("vault: seal %s: %w", name, err)
+	}
+	return nil
+}
+
+// OpenSecret returns the secret stored under name (the caller clears it),
+// or an error wrapping kv.ErrNotFound.
+func (v *Vault) OpenSecret(name string) ([]byte, error) {
+	sealed, err := v.store.Get(secretKey(name))
+	if err != nil {
+		return nil, fmt.Errorf("vault: open secret %s: %w", name, err)
+	}
+	ns := v.kek.NonceSize()
+	if len(sealed) < ns {
+		return nil, fmt.Errorf("vault: secret %s truncated", name)
+	}
+	b, err := v.kek.Open(nil, sealed[:ns], sealed[ns:], secretAAD(name))
+	if err != nil {
+		return nil, fmt.Errorf("vault: secret %s does not authenticate", name)
+	}
+	return b, nil
+}

@@ -1,0 +1,381 @@
+package mesh
+
+import (
+	"crypto/ed25519"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/policy"
+)
+
+// Verdict is what Deliver decided about an event, with gossipsub's
+// meaning: Accept stores, applies and forwards it; Ignore drops it without
+// blaming the sender (a duplicate, or an event whose issuer or key is not
+// known here yet — anti-entropy brings it again later); Reject drops it and
+// blames the sender (bad signature, foreign network, unauthorised,
+// equivocation).
+type Verdict int
+
+// Verdicts.
+const (
+	Accept Verdict = iota
+	Ignore
+	Reject
+)
+
+func (v Verdict) String() string {
+	return [...]string{"accept", "ignore", "reject"}[v]
+}
+
+// Refusal reasons reported to OnVerdict, beside the fold's drop reasons.
+const (
+	ReasonOK             = "ok"
+	ReasonDuplicate      = "duplicate"
+	ReasonReplay         = "replay"
+	ReasonOversize       = "oversize"
+	ReasonMalformed      = "malformed"
+	ReasonForeignNetwork = "foreign network"
+	ReasonBadSignature   = "bad signature"
+	ReasonStore          = "store error"
+)
+
+// MaxEventSize bounds one encoded event.
+const MaxEventSize = 1 << 20
+
+type entry struct {
+	ev      *event.Event
+	raw     []byte
+	payload any
+}
+
+// Log is a node's durable event log and the fold of it. It is safe for
+// concurrent use.
+type Log struct {
+	store   kv.Store
+	genesis *event.Genesis
+	nid     event.NetworkID
+	priv    ed25519.PrivateKey
+	self    event.NodeKey
+	clock   func() time.Time
+	logger  *slog.Logger
+	verdict func(Verdict, string)
+
+	mu      sync.Mutex
+	entries map[event.NodeKey]map[uint64]*entry
+	contig  map[event.NodeKey]uint64
+	order   []*entry // sorted canonically; order[:applied] are in state
+	applied int
+	state   *State
+	lamport uint64
+	policy  atomic.Pointer[policy.State]
+	notify  chan struct{}
+}
+
+// LogOptions configures OpenLog.
+type LogOptions struct {
+	Clock  func() time.Time
+	Logger *slog.Logger
+	// OnVerdict is called for every delivered event (metrics).
+	OnVerdict func(v Verdict, reason string)
+}
+
+var evPrefix = []byte("mesh/ev/")
+
+func evKey(issuer event.NodeKey, seq uint64) []byte {
+	k := append(append([]byte(nil), evPrefix...), issuer[:]...)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// OpenLog loads every stored event and folds them. priv is this node's
+// signing key (its libp2p identity key).
+func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOptions) (*Log, error) {
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.OnVerdict == nil {
+		o.OnVerdict = func(Verdict, string) {}
+	}
+	l := &Log{
+		store: store, genesis: g, nid: g.ID(), priv: priv, clock: o.Clock, logger: o.Logger, verdict: o.OnVerdict,
+		entries: map[event.NodeKey]map[uint64]*entry{}, contig: map[event.NodeKey]uint64{},
+		notify: make(chan struct{}, 1),
+	}
+	copy(l.self[:], priv.Public().(ed25519.PublicKey))
+	err := store.Scan(evPrefix, func(k, v []byte) error {
+		ev, err := event.Parse(v)
+		if err != nil {
+			return fmt.Errorf("stored event %x: %w", k, err)
+		}
+		p, err := decode(ev)
+		if err != nil {
+			return fmt.Errorf("stored event %x: %w", k, err)
+		}
+		l.insert(&entry{ev: ev, raw: append([]byte(nil), v...), payload: p})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mesh: load event log: %w", err)
+	}
+	l.refold()
+	return l, nil
+}
+
+// Self returns this node's key.
+func (l *Log) Self() event.NodeKey { return l.self }
+
+// Network returns the network id.
+func (l *Log) Network() event.NetworkID { return l.nid }
+
+// Genesis returns the network definition.
+func (l *Log) Genesis() *event.Genesis { return l.genesis }
+
+// Changed is signalled (without blocking) after the state changes.
+func (l *Log) Changed() <-chan struct{} { return l.notify }
+
+// Policy returns the current grants and revocations; safe for concurrent
+// use without the log's lock.
+func (l *Log) Policy() *policy.State { return l.policy.Load() }
+
+// View calls fn with the current state under the log's lock; fn must not
+// retain it or call back into the log.
+func (l *Log) View(fn func(*State)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fn(l.state)
+}
+
+// Height returns the number of events held.
+func (l *Log) Height() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.order)
+}
+
+// insert adds e to the indexes (not to the state). l.mu is held.
+func (l *Log) insert(e *entry) {
+	m := l.entries[e.ev.Issuer]
+	if m == nil {
+		m = map[uint64]*entry{}
+		l.entries[e.ev.Issuer] = m
+	}
+	m[e.ev.Seq] = e
+	for m[l.contig[e.ev.Issuer]+1] != nil {
+		l.contig[e.ev.Issuer]++
+	}
+	l.lamport = max(l.lamport, e.ev.Lamport)
+	k := keyOf(e.ev)
+	i, _ := slices.BinarySearchFunc(l.order, k, func(x *entry, k sortKey) int { return keyOf(x.ev).compare(k) })
+	l.order = slices.Insert(l.order, i, e)
+	if i < l.applied {
+		l.applied = -1 // an event sorts before applied ones: refold
+	}
+}
+
+// refold rebuilds the state from every event. l.mu is held.
+func (l *Log) refold() {
+	s := NewState(l.genesis)
+	for _, e := range l.order {
+		if err := s.apply(e.ev, e.payload); err != nil {
+			s.Dropped[dropReason(err)]++
+		}
+	}
+	l.state, l.applied = s, len(l.order)
+	l.policy.Store(s.Policy)
+}
+
+// catchUp applies events not yet in the state. l.mu is held.
+func (l *Log) catchUp() (dropped string) {
+	if l.applied < 0 || l.state == nil {
+		l.refold()
+		return ""
+	}
+	for ; l.applied < len(l.order); l.applied++ {
+		e := l.order[l.applied]
+		if err := l.state.apply(e.ev, e.payload); err != nil {
+			r := dropReason(err)
+			l.state.Dropped[r]++
+			dropped = r
+		}
+	}
+	return dropped
+}
+
+func (l *Log) signal() {
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Deliver validates, stores durably and applies one raw event. It is
+// idempotent, and it is the gossip validator: an event is on disk before it
+// is forwarded.
+func (l *Log) Deliver(raw []byte) Verdict {
+	v, reason := l.deliver(raw)
+	l.verdict(v, reason)
+	if v != Accept && reason != ReasonDuplicate {
+		l.logger.Debug("event refused", "verdict", v.String(), "reason", reason)
+	}
+	return v
+}
+
+func (l *Log) deliver(raw []byte) (Verdict, string) {
+	if len(raw) > MaxEventSize {
+		return Reject, ReasonOversize
+	}
+	ev, err := event.Parse(raw)
+	if err != nil {
+		return Reject, ReasonMalformed
+	}
+	if ev.Network != l.nid {
+		return Reject, ReasonForeignNetwork
+	}
+	if err := ev.Verify(); err != nil {
+		return Reject, ReasonBadSignature
+	}
+	p, err := decode(ev)
+	if err != nil {
+		return Reject, ReasonMalformed
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.deliverLocked(&entry{ev: ev, raw: append([]byte(nil), raw...), payload: p})
+}
+
+func (l *Log) deliverLocked(e *entry) (Verdict, string) {
+	ev := e.ev
+	if old := l.entries[ev.Issuer][ev.Seq]; old != nil {
+		if old.ev.ID() == ev.ID() {
+			return Ignore, ReasonDuplicate
+		}
+		return Reject, ReasonReplay
+	}
+	if v, reason := l.precheck(ev, e.payload); v != Accept {
+		return v, reason
+	}
+	err := l.store.Update(func(tx kv.Txn) error { return tx.Set(evKey(ev.Issuer, ev.Seq), e.raw) })
+	if err != nil {
+		l.logger.Error("mesh: store event", "err", err)
+		return Ignore, ReasonStore
+	}
+	l.insert(e)
+	l.catchUp()
+	l.signal()
+	return Accept, ReasonOK
+}
+
+// precheck refuses, before storing, what the current state already shows
+// to be wrong. The fold checks again in canonical order.
+func (l *Log) precheck(ev *event.Event, p any) (Verdict, string) {
+	s := l.state
+	switch ev.Kind {
+	case event.KindNodeRecord:
+		r := p.(event.NodeRecord)
+		if r.SignKey != ev.Issuer || !l.genesis.IsAdmin(r.Org, r.AdminKey) || r.VerifyAdmin(l.nid) != nil {
+			return Reject, DropBadAdmin
+		}
+		return Accept, ""
+	case event.KindDeregister:
+		d := p.(event.Deregister)
+		if !l.genesis.IsAdmin(d.Org, d.AdminKey) || d.VerifyAdmin(l.nid) != nil {
+			return Reject, DropBadAdmin
+		}
+	}
+	org, ok := s.OrgOf(ev.Issuer)
+	if !ok {
+		return Ignore, DropUnregistered
+	}
+	switch ev.Kind {
+	case event.KindKeyVersion, event.KindKeyState, event.KindKeyDestroy, event.KindGrant, event.KindRevoke:
+		k, ok := s.Keys[keyName(ev.Kind, p)]
+		if !ok {
+			return Ignore, DropUnknownKey
+		}
+		if k.Owner != org {
+			return Reject, DropUnauthorised
+		}
+	}
+	return Accept, ""
+}
+
+// ErrRefused is returned by Issue when the node's own event does not pass.
+var ErrRefused = errors.New("mesh: event refused")
+
+// Issue signs a new event of this node, stores and applies it, and returns
+// its encoding for publishing.
+func (l *Log) Issue(kind event.Kind, payload []byte) ([]byte, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ev := event.Event{
+		Network: l.nid, Seq: l.contig[l.self] + 1, Lamport: l.lamport + 1,
+		Time: l.clock().UTC(), Kind: kind, Payload: payload,
+	}
+	signed, raw, err := event.Sign(l.priv, ev)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: sign event: %w", err)
+	}
+	p, err := decode(&signed)
+	if err != nil {
+		return nil, fmt.Errorf("mesh: %s payload: %w", kind, err)
+	}
+	if err := l.state.check(&signed, p); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
+	}
+	v, reason := l.deliverLocked(&entry{ev: &signed, raw: raw, payload: p})
+	l.verdict(v, reason)
+	if v != Accept {
+		return nil, fmt.Errorf("%w: %s (%s)", ErrRefused, reason, kind)
+	}
+	return raw, nil
+}
+
+// IssuerID is the string form of an issuer used in anti-entropy summaries.
+func IssuerID(k event.NodeKey) string { return hex.EncodeToString(k[:]) }
+
+// Summary returns, per issuer, the highest sequence number up to which
+// every event is held.
+func (l *Log) Summary() map[string]uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]uint64, len(l.contig))
+	for k, n := range l.contig {
+		if n > 0 {
+			out[IssuerID(k)] = n
+		}
+	}
+	return out
+}
+
+// Events returns the raw events of issuer with sequence numbers in
+// (after, after+max], in order, stopping at the first gap.
+func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
+	b, err := hex.DecodeString(issuer)
+	if err != nil || len(b) != len(event.NodeKey{}) {
+		return nil, fmt.Errorf("mesh: bad issuer id %q", issuer)
+	}
+	var k event.NodeKey
+	copy(k[:], b)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out [][]byte
+	for seq := after + 1; len(out) < max; seq++ {
+		e := l.entries[k][seq]
+		if e == nil {
+			break
+		}
+		out = append(out, e.raw)
+	}
+	return out, nil
+}

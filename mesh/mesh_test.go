@@ -1,0 +1,355 @@
+package mesh
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/json"
+	"fmt"
+	mrand "math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/policy"
+	"github.com/keymesh/keymesh/vault/transport"
+)
+
+// world is a test network: a genesis with orgs and their admins, and node
+// signing keys.
+type world struct {
+	g      *event.Genesis
+	admins map[string]ed25519.PrivateKey
+	nodes  []testNode
+	t0     time.Time
+}
+
+type testNode struct {
+	org  string
+	priv ed25519.PrivateKey
+	key  event.NodeKey
+	kem  []byte
+}
+
+func newWorld(t testing.TB, orgs []string, perOrg int) *world {
+	t.Helper()
+	w := &world{admins: map[string]ed25519.PrivateKey{}, t0: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
+	g := &event.Genesis{Network: "test-net", Created: w.t0}
+	seed := byte(1)
+	for _, o := range orgs {
+		priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, 32))
+		seed++
+		w.admins[o] = priv
+		var pub [32]byte
+		copy(pub[:], priv.Public().(ed25519.PublicKey))
+		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: o, AdminKeys: [][32]byte{pub}})
+	}
+	w.g = g
+	_, kemPub, err := transport.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range orgs {
+		for range perOrg {
+			priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, 32))
+			seed++
+			var k event.NodeKey
+			copy(k[:], priv.Public().(ed25519.PublicKey))
+			w.nodes = append(w.nodes, testNode{org: o, priv: priv, key: k, kem: kemPub})
+		}
+	}
+	return w
+}
+
+// issuer signs events for one node, tracking its sequence and clock.
+type issuer struct {
+	w       *world
+	n       testNode
+	seq     uint64
+	lamport *uint64 // shared "causal" clock so later events sort later
+}
+
+func (is *issuer) event(t testing.TB, kind event.Kind, payload any) []byte {
+	t.Helper()
+	b, err := json.Marshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is.seq++
+	*is.lamport++
+	_, raw, err := event.Sign(is.n.priv, event.Event{
+		Network: is.w.g.ID(), Seq: is.seq, Lamport: *is.lamport,
+		Time: is.w.t0.Add(time.Duration(*is.lamport) * time.Second), Kind: kind, Payload: b,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
+}
+
+func (w *world) record(t testing.TB, n testNode) event.NodeRecord {
+	t.Helper()
+	r, err := event.SignNodeRecord(w.admins[n.org], w.g.ID(), event.NodeRecord{
+		Org: n.org, PeerID: "12D3KooWtest" + n.key.String(), SignKey: n.key, KEMKey: n.kem,
+		Addrs: []string{"/ip4/127.0.0.1/tcp/1"}, NotBefore: w.t0.Add(-time.Hour), NotAfter: w.t0.Add(24 * time.Hour),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// history builds a causally ordered event set over three orgs: records,
+// keys, versions with wraps, org and token grants, revocations, shares,
+// a destroy with acks.
+func history(t testing.TB, w *world, r *mrand.Rand) [][]byte {
+	var lamport uint64
+	iss := make([]*issuer, len(w.nodes))
+	for i, n := range w.nodes {
+		iss[i] = &issuer{w: w, n: n, lamport: &lamport}
+	}
+	var out [][]byte
+	for i, n := range w.nodes {
+		out = append(out, iss[i].event(t, event.KindNodeRecord, w.record(t, n)))
+	}
+	owner := iss[0] // Org1's first node
+	blob := func() []byte {
+		b := make([]byte, 64)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		return b
+	}
+	for k := range 3 {
+		name := fmt.Sprintf("trade/k%d", k)
+		out = append(out, owner.event(t, event.KindKeyCreate, event.KeyCreate{Key: name}))
+		var wraps []event.Wrap
+		for _, n := range w.nodes {
+			if n.org == owner.n.org {
+				wraps = append(wraps, event.Wrap{Recipient: n.key, Blob: blob()})
+			}
+		}
+		out = append(out, owner.event(t, event.KindKeyVersion, event.KeyVersion{Key: name, Version: 1, ActivateAt: w.t0, Wraps: wraps}))
+		g := policy.Grant{ID: fmt.Sprintf("g%d", k), Key: name, Party: "org:Org2MSP", Ops: policy.OpsAll, Issuer: "n", IssuedAt: w.t0}
+		out = append(out, owner.event(t, event.KindGrant, g))
+		for _, n := range w.nodes {
+			if n.org == "Org2MSP" {
+				out = append(out, owner.event(t, event.KindKeyShare, event.KeyShare{Key: name, Version: 1, ActivateAt: w.t0, Wrap: event.Wrap{Recipient: n.key, Blob: blob()}}))
+			}
+		}
+		tg := policy.Grant{ID: fmt.Sprintf("t%d", k), Key: name, Party: "token:app", Ops: policy.OpsOf(policy.OpDecrypt), Custodian: "Org1MSP", Issuer: "n", IssuedAt: w.t0}
+		out = append(out, owner.event(t, event.KindGrant, tg))
+		if k == 1 {
+			out = append(out, owner.event(t, event.KindRevoke, policy.Revocation{ID: "r1", Key: name, Party: "org:Org2MSP", Issuer: "n", IssuedAt: w.t0}))
+			out = append(out, owner.event(t, event.KindKeyVersion, event.KeyVersion{Key: name, Version: 2, ActivateAt: w.t0, Wraps: []event.Wrap{{Recipient: owner.n.key, Blob: blob()}}}))
+		}
+		if k == 2 {
+			out = append(out, owner.event(t, event.KindKeyDestroy, event.KeyDestroy{Key: name}))
+			for i, n := range w.nodes {
+				if n.org != "Org3MSP" {
+					out = append(out, iss[i].event(t, event.KindDestroyAck, event.DestroyAck{Key: name}))
+				}
+			}
+		}
+	}
+	// A forged grant by Org2 on Org1's key, and an Org3 state change: the
+	// fold must keep them out wherever they land.
+	var org2 *issuer
+	for _, is := range iss {
+		if is.n.org == "Org2MSP" {
+			org2 = is
+			break
+		}
+	}
+	out = append(out, org2.event(t, event.KindGrant, policy.Grant{ID: "forged", Key: "trade/k0", Party: "token:evil", Ops: policy.OpsAll, Issuer: "n", IssuedAt: w.t0}))
+	return out
+}
+
+// deliverAll delivers events in order, passing again over what was ignored
+// (as anti-entropy would bring it again) until nothing changes.
+func deliverAll(l *Log, evs [][]byte) {
+	pending := evs
+	for range len(evs) + 1 {
+		var next [][]byte
+		for _, raw := range pending {
+			if l.Deliver(raw) == Ignore {
+				next = append(next, raw)
+			}
+		}
+		if len(next) == len(pending) {
+			return
+		}
+		pending = next
+	}
+}
+
+func newLog(t testing.TB, w *world, i int) *Log {
+	t.Helper()
+	l, err := OpenLog(kv.NewMem(), w.g, w.nodes[i].priv, LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// TestFoldConverges is the property test: the same event set, delivered in
+// random permutations with duplicates at several nodes, gives byte-for-byte
+// the same state — and the same state as a fresh fold of the stored log.
+func TestFoldConverges(t *testing.T) {
+	w := newWorld(t, []string{"Org1MSP", "Org2MSP", "Org3MSP"}, 2)
+	r := mrand.New(mrand.NewPCG(1, 2))
+	evs := history(t, w, r)
+	ref := newLog(t, w, 0)
+	deliverAll(ref, evs)
+	var want []byte
+	ref.View(func(s *State) { want = s.Canonical() })
+	if ref.Height() != len(evs)-1 {
+		t.Fatalf("reference log holds %d events, want %d (all but the forged grant)", ref.Height(), len(evs)-1)
+	}
+	for round := range 60 {
+		perm := append([][]byte(nil), evs...)
+		r.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+		for range r.IntN(10) {
+			perm = append(perm, evs[r.IntN(len(evs))])
+		}
+		l := newLog(t, w, round%len(w.nodes))
+		deliverAll(l, perm)
+		var got []byte
+		l.View(func(s *State) { got = s.Canonical() })
+		if !bytes.Equal(got, want) {
+			t.Fatalf("round %d: state differs from the reference (%d vs %d bytes)", round, len(got), len(want))
+		}
+	}
+	ref.View(func(s *State) {
+		k0 := s.Keys["trade/k0"]
+		if k0 == nil || k0.Owner != "Org1MSP" || len(k0.Versions) != 1 {
+			t.Fatalf("trade/k0 = %+v", k0)
+		}
+		if !s.Entitled("trade/k0", w.nodes[2].key) {
+			t.Error("Org2 node not entitled to trade/k0 after its org grant")
+		}
+		if s.Entitled("trade/k1", w.nodes[2].key) {
+			t.Error("Org2 node still entitled to trade/k1 after the revocation")
+		}
+		if v2 := s.Keys["trade/k1"].Versions[1]; len(v2.Wraps) != 1 {
+			t.Errorf("trade/k1 v2 has %d wraps, want only the owner's", len(v2.Wraps))
+		}
+		k2 := s.Keys["trade/k2"]
+		if !k2.Destroyed || len(k2.Outstanding()) != 0 {
+			t.Errorf("trade/k2 destroyed=%v outstanding=%d, want destroyed with every ack", k2.Destroyed, len(k2.Outstanding()))
+		}
+		for _, st := range s.Policy.Grants("trade/k0") {
+			if st.Grant.ID == "forged" {
+				t.Error("the grant forged by Org2 on Org1's key is in the state")
+			}
+		}
+	})
+}
+
+func TestDeliverRefusals(t *testing.T) {
+	w := newWorld(t, []string{"Org1MSP", "Org2MSP"}, 1)
+	var counts = map[string]int{}
+	l, err := OpenLog(kv.NewMem(), w.g, w.nodes[0].priv, LogOptions{OnVerdict: func(v Verdict, reason string) { counts[v.String()+"/"+reason]++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lamport uint64
+	a := &issuer{w: w, n: w.nodes[0], lamport: &lamport}
+	b := &issuer{w: w, n: w.nodes[1], lamport: &lamport}
+	recA := a.event(t, event.KindNodeRecord, w.record(t, w.nodes[0]))
+	if v := l.Deliver(recA); v != Accept {
+		t.Fatalf("Deliver(record) = %v", v)
+	}
+	create := a.event(t, event.KindKeyCreate, event.KeyCreate{Key: "trade/x"})
+	if v := l.Deliver(create); v != Accept {
+		t.Fatalf("Deliver(create) = %v", v)
+	}
+	// Unregistered issuer: b has not published its record yet.
+	early := b.event(t, event.KindKeyCreate, event.KeyCreate{Key: "trade/y"})
+	// A record for b signed by the wrong org's admin.
+	bad := w.record(t, w.nodes[1])
+	bad, _ = event.SignNodeRecord(w.admins["Org1MSP"], w.g.ID(), bad)
+	bad.Org = "Org2MSP"
+	badRec := b.event(t, event.KindNodeRecord, bad)
+	goodRec := b.event(t, event.KindNodeRecord, w.record(t, w.nodes[1]))
+	forged := b.event(t, event.KindGrant, policy.Grant{ID: "f", Key: "trade/x", Party: "token:evil", Ops: policy.OpsAll, Issuer: "b", IssuedAt: w.t0})
+	// Another network.
+	other := *w.g
+	other.Network = "other-net"
+	_, foreign, _ := event.Sign(w.nodes[0].priv, event.Event{Network: other.ID(), Seq: 9, Lamport: 99, Time: w.t0, Kind: event.KindKeyCreate, Payload: []byte(`{"key":"trade/z"}`)})
+	tampered := append([]byte(nil), create...)
+	tampered[len(tampered)-70] ^= 1
+
+	tests := []struct {
+		name string
+		raw  []byte
+		want Verdict
+	}{
+		{"fail/unregistered", early, Ignore},
+		{"fail/bad-admin", badRec, Reject},
+		{"ok/record", goodRec, Accept},
+		{"fail/forged-grant", forged, Reject},
+		{"fail/duplicate", create, Ignore},
+		{"fail/foreign-network", foreign, Reject},
+		{"fail/bad-signature", tampered, Reject},
+		{"fail/garbage", []byte("nope"), Reject},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if v := l.Deliver(tt.raw); v != tt.want {
+				t.Errorf("Deliver = %v, want %v", v, tt.want)
+			}
+		})
+	}
+	// A replayed sequence number with other content is equivocation.
+	b2 := &issuer{w: w, n: w.nodes[1], lamport: &lamport, seq: b.seq - 2} // reuses goodRec's seq
+	replay := b2.event(t, event.KindKeyCreate, event.KeyCreate{Key: "trade/other"})
+	if v := l.Deliver(replay); v != Reject {
+		t.Errorf("Deliver(reused seq) = %v, want reject", v)
+	}
+	for _, want := range []string{"ignore/" + DropUnregistered, "reject/" + DropBadAdmin, "reject/" + DropUnauthorised, "reject/" + ReasonForeignNetwork, "reject/" + ReasonBadSignature, "reject/" + ReasonReplay, "ignore/" + ReasonDuplicate} {
+		if counts[want] == 0 {
+			t.Errorf("no %q counted; counts %v", want, counts)
+		}
+	}
+}
+
+// TestIssueAndRestart checks a node's own events and that a reopened log
+// folds to the same state and continues its sequence.
+func TestIssueAndRestart(t *testing.T) {
+	w := newWorld(t, []string{"Org1MSP"}, 1)
+	store := kv.NewMem()
+	l, err := OpenLog(store, w.g, w.nodes[0].priv, LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := json.Marshal(w.record(t, w.nodes[0]))
+	if _, err := l.Issue(event.KindNodeRecord, rec); err != nil {
+		t.Fatal(err)
+	}
+	kc, _ := json.Marshal(event.KeyCreate{Key: "a/b"})
+	if _, err := l.Issue(event.KindKeyCreate, kc); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Issue(event.KindKeyCreate, kc); err == nil {
+		t.Error("Issue of a duplicate key create succeeded")
+	}
+	var want []byte
+	l.View(func(s *State) { want = s.Canonical() })
+	l2, err := OpenLog(store, w.g, w.nodes[0].priv, LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	l2.View(func(s *State) { got = s.Canonical() })
+	if !bytes.Equal(got, want) {
+		t.Error("reopened log folds to a different state")
+	}
+	if s := l2.Summary()[IssuerID(w.nodes[0].key)]; s < 2 {
+		t.Errorf("Summary after reopen = %d, want >= 2", s)
+	}
+	evs, _ := l2.Events(IssuerID(w.nodes[0].key), 0, 10)
+	if len(evs) != l2.Height() {
+		t.Errorf("Events() = %d, want %d", len(evs), l2.Height())
+	}
+}

@@ -1,0 +1,61 @@
+package apiv1
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// NodeIdentity is what an org admin signs to register this node
+// (GET /v1/node): the keys and addresses that go into its node record.
+type NodeIdentity struct {
+	Org        string   `json:"org"`
+	NetworkID  string   `json:"network_id"`
+	PeerID     string   `json:"peer_id"`
+	SignKey    string   `json:"sign_key"`
+	KEMKey     []byte   `json:"kem_key"`
+	Addrs      []string `json:"addrs"`
+	Mesh       bool     `json:"mesh"`
+	Registered bool     `json:"registered"`
+}
+
+// RegisterRequest publishes an admin-signed node record
+// (POST /v1/nodes/register). Record is the JSON of the signed record
+// (package event's NodeRecord).
+type RegisterRequest struct {
+	Record json.RawMessage `json:"record"`
+}
+
+// DeregisterRequest publishes an admin-signed deregistration
+// (POST /v1/nodes/deregister). Deregister is the JSON of package event's
+// Deregister.
+type DeregisterRequest struct {
+	Deregister json.RawMessage `json:"deregister"`
+}
+
+// MeshNode is a node of the network as this node knows it (GET /v1/nodes).
+type MeshNode struct {
+	Org          string     `json:"org"`
+	PeerID       string     `json:"peer_id"`
+	SignKey      string     `json:"sign_key"`
+	Addrs        []string   `json:"addrs"`
+	NotAfter     time.Time  `json:"not_after"`
+	Deregistered bool       `json:"deregistered"`
+	Self         bool       `json:"self"`
+	Connected    bool       `json:"connected"`
+	LastSeen     *time.Time `json:"last_seen,omitempty"`
+}
+
+// MeshNodeList is the body of GET /v1/nodes.
+type MeshNodeList struct {
+	Nodes []MeshNode `json:"nodes"`
+}
+
+// MeshStatus is the mesh part of /v1/status.
+type MeshStatus struct {
+	Peers    int        `json:"peers"`
+	Events   int        `json:"events"`
+	LastSync *time.Time `json:"last_sync,omitempty"`
+	Nodes    int        `json:"nodes"`
+	Dropped  int        `json:"dropped"`
+	Addrs    []string   `json:"addrs"`
+}
