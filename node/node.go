@@ -18,6 +18,7 @@ package node
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -37,14 +38,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/kv/badgerstore"
+	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/node/api"
+	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/policy/policystore"
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
+	"github.com/keymesh/keymesh/vault/secret"
+	"github.com/keymesh/keymesh/vault/transport"
 )
 
 // Version is the keymesh version reported by /v1/status.
@@ -74,11 +80,17 @@ type identity struct {
 	Org       string    `json:"org"`
 	NetworkID string    `json:"network_id"`
 	Created   time.Time `json:"created"`
+	SignKey   string    `json:"sign_key"` // Ed25519 public key (hex); the private key is sealed in the vault
+	KEMKey    []byte    `json:"kem_key"`  // HPKE public key; the private key is sealed in the vault
 }
 
 var identityKey = []byte("node/identity")
 
 func dbDir(data string) string { return filepath.Join(data, "db") }
+
+// GenesisFile is where a mesh node keeps its copy of the network
+// definition.
+func GenesisFile(data string) string { return filepath.Join(data, "genesis.json") }
 
 // AdminTokenFile is where dev mode (and init, when asked) writes the admin
 // token.
@@ -122,8 +134,28 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	if _, err := policy.ParseParty("org:" + cfg.Org); err != nil {
 		return "", fmt.Errorf("node: init: organisation id %q is not valid", cfg.Org)
 	}
+	var genesis *event.Genesis
+	if cfg.Genesis != "" {
+		g, err := event.LoadGenesis(cfg.Genesis)
+		if err != nil {
+			return "", fmt.Errorf("node: init: %w", err)
+		}
+		if _, ok := g.Org(cfg.Org); !ok {
+			return "", fmt.Errorf("node: init: organisation %q is not in the genesis of network %q", cfg.Org, g.Network)
+		}
+		genesis = g
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return "", fmt.Errorf("node: init: %w", err)
+	}
+	if genesis != nil {
+		b, err := json.MarshalIndent(genesis, "", "  ")
+		if err != nil {
+			return "", fmt.Errorf("node: init: genesis: %w", err)
+		}
+		if err := os.WriteFile(GenesisFile(cfg.DataDir), append(b, '\n'), 0o644); err != nil {
+			return "", fmt.Errorf("node: init: %w", err)
+		}
 	}
 	if cfg.PassphraseFile == "" && !vault.KeyFileExists(cfg.MasterKeyFile) {
 		if err := vault.WriteKeyFile(cfg.MasterKeyFile, nil); err != nil {
@@ -148,13 +180,34 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The node's signing key (its libp2p identity) and its KEM key for key
+	// transport, sealed in the vault like every other secret.
+	signPub, signPriv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		v.Close()
+		return "", err
+	}
+	kemPriv, kemPub, err := transport.GenerateKey()
+	if err != nil {
+		v.Close()
+		return "", err
+	}
+	err = errors.Join(v.SealSecret(secretSignKey, signPriv.Seed()), v.SealSecret(secretKEMKey, kemPriv))
+	clear(signPriv)
+	clear(kemPriv)
 	v.Close()
+	if err != nil {
+		return "", fmt.Errorf("node: init: %w", err)
+	}
 
-	id := identity{Org: cfg.Org, Created: time.Now().UTC()}
+	id := identity{Org: cfg.Org, Created: time.Now().UTC(), SignKey: hex.EncodeToString(signPub), KEMKey: kemPub}
 	var nid [32]byte
 	nodeID := make([]byte, 8)
 	if _, err := io.ReadFull(rand.Reader, nid[:]); err != nil {
 		return "", err
+	}
+	if genesis != nil {
+		nid = genesis.ID()
 	}
 	if _, err := io.ReadFull(rand.Reader, nodeID); err != nil {
 		return "", err
@@ -195,6 +248,7 @@ type Node struct {
 	api      *api.Server
 	registry *prometheus.Registry
 	id       identity
+	mesh     *meshNode
 
 	ln     net.Listener
 	srv    *http.Server
@@ -242,16 +296,45 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	} else {
 		copy(nid[:], b)
 	}
-	n.vault, err = vault.Open(n.store, master,
+	var genesis *event.Genesis
+	if _, err := os.Stat(GenesisFile(cfg.DataDir)); err == nil {
+		if genesis, err = event.LoadGenesis(GenesisFile(cfg.DataDir)); err != nil {
+			return nil, fmt.Errorf("node: %w", err)
+		}
+		if genesis.ID() != event.NetworkID(nid) {
+			return nil, errors.New("node: genesis.json does not match the network this node was initialised for")
+		}
+	}
+	vopts := []vault.Option{
 		vault.WithNetwork(nid), vault.WithOwner(n.id.Org),
 		vault.WithGrace(cfg.RotationGrace),
 		vault.WithRotation(cfg.RotateAfter, vault.DefaultHardLimit),
-		vault.WithLogger(logger.With("component", "vault")))
+		vault.WithLogger(logger.With("component", "vault")),
+	}
+	if genesis != nil {
+		vopts = append(vopts, vault.WithRotateHook(func(k string) {
+			if n.mesh != nil {
+				n.mesh.autoRotate(k)
+			}
+		}))
+	}
+	n.vault, err = vault.Open(n.store, master, vopts...)
 	if err != nil {
 		return nil, err
 	}
+	var keys api.Manager
+	var meshAPI api.Mesh
+	if genesis != nil {
+		if n.mesh, err = n.openMesh(genesis); err != nil {
+			return nil, err
+		}
+		keys, meshAPI = n.mesh, n.mesh
+	}
 	if n.policy, err = policystore.Open(n.store, nil, nil); err != nil {
 		return nil, err
+	}
+	if keys == nil {
+		keys = api.Standalone{Vault: n.vault, Store: n.policy}
 	}
 	if n.tokens, err = token.Open(n.store); err != nil {
 		return nil, err
@@ -262,9 +345,13 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if n.audit, err = audit.Open(n.auditDB, audit.WithLogger(logger.With("component", "audit"))); err != nil {
 		return nil, err
 	}
+	fabric, err := fabricid.Load(cfg.FabricMSPs)
+	if err != nil {
+		return nil, fmt.Errorf("node: fabric_msps: %w", err)
+	}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.api = api.New(api.Config{
-		Vault: n.vault, Policy: n.policy, Tokens: n.tokens, Audit: n.audit,
+		Vault: n.vault, Keys: keys, Mesh: meshAPI, Tokens: n.tokens, Audit: n.audit,
 		Info: api.Info{
 			Node: n.id.NodeID, Org: n.id.Org, NetworkID: n.id.NetworkID,
 			Version: Version, StartedAt: time.Now().UTC(),
@@ -272,6 +359,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		Logger:   logger.With("component", "api"),
 		Registry: n.registry,
 		Ready:    n.ready.Load,
+		Fabric:   fabric,
 	})
 	ok = true
 	return n, nil
@@ -317,6 +405,12 @@ func (n *Node) URL() string {
 func (n *Node) Serve(ctx context.Context) error {
 	if n.ln == nil {
 		if err := n.Listen(); err != nil {
+			n.Close()
+			return err
+		}
+	}
+	if n.mesh != nil {
+		if err := n.mesh.startHost(ctx, n.registry); err != nil {
 			n.Close()
 			return err
 		}
@@ -373,6 +467,9 @@ func (n *Node) Close() {
 }
 
 func (n *Node) closeAll() {
+	if n.mesh != nil {
+		n.mesh.close()
+	}
 	if n.audit != nil {
 		if err := n.audit.Close(); err != nil {
 			n.logger.Warn("close audit log", "err", err)
@@ -402,4 +499,64 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// openMesh opens the event log and the mesh membership of a node
+// initialised with a genesis.
+func (n *Node) openMesh(g *event.Genesis) (*meshNode, error) {
+	seed, err := n.vault.OpenSecret(secretSignKey)
+	if err != nil {
+		return nil, fmt.Errorf("node: signing key: %w", err)
+	}
+	sign := ed25519.NewKeyFromSeed(seed)
+	clear(seed)
+	kem, err := n.vault.OpenSecret(secretKEMKey)
+	if err != nil {
+		return nil, fmt.Errorf("node: KEM key: %w", err)
+	}
+	kemPriv := secret.New(kem)
+	clear(kem)
+	events := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keymesh_mesh_events_total",
+		Help: "Events delivered to this node's log, by verdict (accept, ignore, reject) and reason.",
+	}, []string{"verdict", "reason"})
+	n.registry.MustRegister(events)
+	lg := n.logger.With("component", "mesh")
+	log, err := mesh.OpenLog(n.store, g, sign, mesh.LogOptions{
+		Logger:    lg,
+		OnVerdict: func(v mesh.Verdict, reason string) { events.WithLabelValues(v.String(), reason).Inc() },
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &meshNode{
+		log: log, vault: n.vault, self: log.Self(), org: n.id.Org, sign: sign,
+		kemPriv: kemPriv, kemPub: n.id.KEMKey, grace: n.cfg.RotationGrace, clock: time.Now,
+		logger: lg, cfg: n.cfg, missingSince: map[string]time.Time{},
+	}, nil
+}
+
+// Vault returns the node's vault (for in-process tools and benchmarks).
+func (n *Node) Vault() *vault.Vault { return n.vault }
+
+// MeshLog returns the node's event log, or nil for a standalone node.
+func (n *Node) MeshLog() *mesh.Log {
+	if n.mesh == nil {
+		return nil
+	}
+	return n.mesh.log
+}
+
+// SyncNow runs one anti-entropy round with every connected peer (mesh
+// nodes only; a no-op otherwise).
+func (n *Node) SyncNow(ctx context.Context) {
+	if n.mesh == nil {
+		return
+	}
+	n.mesh.hostMu.RLock()
+	h := n.mesh.host
+	n.mesh.hostMu.RUnlock()
+	if h != nil {
+		h.SyncNow(ctx)
+	}
 }
