@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/vault"
 )
 
@@ -44,6 +45,23 @@ type Config struct {
 	// RotateAfter is the encryption count at which a version is rotated
 	// automatically (default 2^30; must stay well under 2^32).
 	RotateAfter uint64 `yaml:"rotate_after"`
+	// FabricMSPs lists, per Fabric MSP id, the CA certificate files that
+	// the transaction creators named with chaincode tokens must chain to
+	// (see node/fabricid): fabric_msps: {Org1MSP: {cas: [ca.pem]}}.
+	// Without it every chaincode request is refused.
+	FabricMSPs map[string]fabricid.MSPConfig `yaml:"fabric_msps"`
+	// Genesis is the network definition file given to init; a node
+	// initialised with one belongs to that network (its copy lives in
+	// <data>/genesis.json) and starts its p2p host.
+	Genesis string `yaml:"genesis"`
+	// P2PListen are the libp2p listen multiaddrs of a mesh node. Default
+	// /ip4/127.0.0.1/tcp/0.
+	P2PListen []string `yaml:"p2p_listen"`
+	// Bootstrap adds multiaddrs to dial besides the genesis bootstrap list.
+	Bootstrap []string `yaml:"bootstrap"`
+	// AntiEntropyInterval is how often a mesh node compares event logs
+	// with its peers (default 3s).
+	AntiEntropyInterval time.Duration `yaml:"anti_entropy_interval"`
 	// LogLevel is debug, info, warn or error. LogFormat is text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
@@ -159,12 +177,28 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 			*p = v
 		}
 	}
+	if v := getenv("KEYMESH_GENESIS"); v != "" {
+		c.Genesis = v
+	}
+	if v := getenv("KEYMESH_P2P_LISTEN"); v != "" {
+		c.P2PListen = strings.Split(v, ",")
+	}
+	if v := getenv("KEYMESH_BOOTSTRAP"); v != "" {
+		c.Bootstrap = strings.Split(v, ",")
+	}
 	if v := getenv("KEYMESH_ROTATION_GRACE"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil {
 			return fmt.Errorf("node: KEYMESH_ROTATION_GRACE: %w", err)
 		}
 		c.RotationGrace = d
+	}
+	if v := getenv("KEYMESH_FABRIC_MSPS"); v != "" {
+		m, err := fabricid.ParseMSPs(v)
+		if err != nil {
+			return fmt.Errorf("node: KEYMESH_FABRIC_MSPS: %w", err)
+		}
+		c.FabricMSPs = m
 	}
 	for k, p := range map[string]*bool{"KEYMESH_DEV": &c.Dev, "KEYMESH_ALLOW_PLAINTEXT": &c.AllowPlaintext} {
 		if v := getenv(k); v != "" {

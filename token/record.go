@@ -77,7 +77,7 @@ func decodeRecord(v []byte) (*record, error) {
 	copy(rec.hash[:], p[:32])
 	p = p[32:]
 	t.Role = Role(p[0])
-	if t.Role != RoleClient && t.Role != RoleAdmin {
+	if t.Role != RoleClient && t.Role != RoleAdmin && t.Role != RoleChaincode {
 		return nil, fmt.Errorf("%w: unknown role %d", errMalformed, p[0])
 	}
 	switch p[1] {

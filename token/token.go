@@ -81,15 +81,24 @@ const (
 	// RoleAdmin tokens manage keys, grants and tokens; they decrypt nothing
 	// unless a grant names token:admin.
 	RoleAdmin Role = 2
+	// RoleChaincode tokens belong to a Fabric chaincode. The token's own
+	// party gets no data access: each request names the transaction
+	// creator (a Fabric SerializedIdentity), which the API verifies against
+	// the node's configured MSP CAs, and grants are evaluated for the
+	// creator's fabric: and org: parties.
+	RoleChaincode Role = 3
 )
 
-// String returns "client" or "admin", or "Role(n)" for an unknown value.
+// String returns "client", "admin" or "chaincode", or "Role(n)" for an
+// unknown value.
 func (r Role) String() string {
 	switch r {
 	case RoleClient:
 		return "client"
 	case RoleAdmin:
 		return "admin"
+	case RoleChaincode:
+		return "chaincode"
 	}
 	return "Role(" + strconv.Itoa(int(r)) + ")"
 }
@@ -243,11 +252,11 @@ func (r *Registry) Create(party policy.Party, role Role, label string, ttl time.
 		return "", Token{}, fmt.Errorf("token: create: %w", err)
 	}
 	switch {
-	case role != RoleClient && role != RoleAdmin:
+	case role != RoleClient && role != RoleAdmin && role != RoleChaincode:
 		return "", Token{}, fmt.Errorf("token: create: unknown role %d", role)
 	case role == RoleAdmin && party != policy.AdminParty:
 		return "", Token{}, fmt.Errorf("token: create: admin tokens must speak for %q, not %q", policy.AdminParty, party)
-	case role == RoleClient && party == policy.AdminParty:
+	case role != RoleAdmin && party == policy.AdminParty:
 		return "", Token{}, fmt.Errorf("token: create: party %q is reserved for admin tokens", party)
 	}
 	if err := checkLabel(label); err != nil {

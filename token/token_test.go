@@ -407,7 +407,8 @@ func TestCreateValidate(t *testing.T) {
 		{"fail/admin-role-other-party", app, RoleAdmin, "", 0},
 		{"fail/client-role-admin-party", admin, RoleClient, "", 0},
 		{"fail/role-zero", app, 0, "", 0},
-		{"fail/role-unknown", app, 3, "", 0},
+		{"fail/role-unknown", app, 4, "", 0},
+		{"fail/chaincode-role-admin-party", admin, RoleChaincode, "", 0},
 		{"fail/party-empty", "", RoleClient, "", 0},
 		{"fail/party-not-canonical", "eth:0xABCDEF0123456789ABCDEF0123456789ABCDEF01", RoleClient, "", 0},
 		{"fail/party-unknown-kind", "user:bob", RoleClient, "", 0},
@@ -457,10 +458,10 @@ func TestList(t *testing.T) {
 
 func TestRolePinned(t *testing.T) {
 	// Persisted values: never change them.
-	if RoleClient != 1 || RoleAdmin != 2 {
-		t.Fatalf("RoleClient, RoleAdmin = %d, %d; want 1, 2", RoleClient, RoleAdmin)
+	if RoleClient != 1 || RoleAdmin != 2 || RoleChaincode != 3 {
+		t.Fatalf("RoleClient, RoleAdmin, RoleChaincode = %d, %d, %d; want 1, 2, 3", RoleClient, RoleAdmin, RoleChaincode)
 	}
-	for r, want := range map[Role]string{RoleClient: "client", RoleAdmin: "admin", 0: "Role(0)", 9: "Role(9)"} {
+	for r, want := range map[Role]string{RoleClient: "client", RoleAdmin: "admin", RoleChaincode: "chaincode", 0: "Role(0)", 9: "Role(9)"} {
 		if got := r.String(); got != want {
 			t.Errorf("Role(%d).String() = %q, want %q", r, got, want)
 		}
@@ -479,7 +480,7 @@ func TestOpenRejectsDamagedRecords(t *testing.T) {
 		"fail/garbage":    func(txn kv.Txn) error { return txn.Set([]byte(keyPrefix+tok.ID), []byte("x")) },
 		"fail/wrong-key":  func(txn kv.Txn) error { return txn.Set([]byte(keyPrefix+"0000000000000000"), v) },
 		"fail/truncated":  func(txn kv.Txn) error { return txn.Set([]byte(keyPrefix+tok.ID), v[:len(v)-1]) },
-		"fail/role-three": func(txn kv.Txn) error { b := bytes.Clone(v); b[41] = 3; return txn.Set([]byte(keyPrefix+tok.ID), b) },
+		"fail/role-bad-4": func(txn kv.Txn) error { b := bytes.Clone(v); b[41] = 4; return txn.Set([]byte(keyPrefix+tok.ID), b) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			m := kv.NewMem()

@@ -21,22 +21,28 @@ func newTokenCmd(a *app) *cobra.Command {
 func newTokenCreateCmd(a *app) *cobra.Command {
 	var req apiv1.CreateTokenRequest
 	cmd := &cobra.Command{
-		Use:   "create --party PARTY [--role client|admin] [--label L] [--ttl D]",
+		Use:   "create --party PARTY [--role client|admin|chaincode] [--label L] [--ttl D]",
 		Short: "Create an API token; its secret is shown once",
 		Long: `Create an API token bound to PARTY. The secret is printed this once: the
 node stores only its hash. With -o json the secret is the "token" field.
 
 The admin role manages keys, grants and tokens, but decrypts nothing unless a
-grant names its party, as any other party.`,
+grant names its party, as any other party.
+
+The chaincode role is for a Fabric chaincode (package chaincode/fabric): each
+of its requests names the transaction creator, which the node verifies
+against the CAs of fabric_msps, and grants are decided for the creator
+(fabric:<MSP>/<subject> and org:<MSP>), never for the token's own party.`,
 		Example: `  keymesh token create --party token:billing --label billing-service --ttl 720h
-  keymesh token create --party token:ops --role admin -o json | jq -r .token > ops.token`,
+  keymesh token create --party token:ops --role admin -o json | jq -r .token > ops.token
+  keymesh token create --party token:cc-asset --role chaincode --label asset-transfer`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if req.Party == "" {
 				return usagef("token create: --party is required")
 			}
-			if req.Role != "client" && req.Role != "admin" {
-				return usagef("token create: invalid --role %q: want client or admin", req.Role)
+			if req.Role != "client" && req.Role != "admin" && req.Role != "chaincode" {
+				return usagef("token create: invalid --role %q: want client, admin or chaincode", req.Role)
 			}
 			if req.TTL != "" {
 				if d, err := time.ParseDuration(req.TTL); err != nil || d <= 0 {
@@ -65,7 +71,7 @@ grant names its party, as any other party.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.Party, "party", "", "the party the token authenticates, such as token:billing (required)")
-	f.StringVar(&req.Role, "role", "client", "client or admin")
+	f.StringVar(&req.Role, "role", "client", "client, admin or chaincode")
 	f.StringVar(&req.Label, "label", "", "a label for people")
 	f.StringVar(&req.TTL, "ttl", "", "lifetime, such as 720h (default: no expiry)")
 	return cmd

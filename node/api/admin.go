@@ -16,6 +16,14 @@ import (
 	"github.com/keymesh/keymesh/vault"
 )
 
+func (s *Server) keyJSON(k vault.KeyInfo) apiv1.Key {
+	out := keyJSON(k)
+	if d, ok := s.cfg.Keys.(KeyDescriber); ok {
+		out.Holders, out.PendingAcks = d.DescribeKey(k.Name)
+	}
+	return out
+}
+
 func keyJSON(k vault.KeyInfo) apiv1.Key {
 	out := apiv1.Key{
 		Name: k.Name, Owner: k.Owner, State: k.State.String(),
@@ -72,19 +80,19 @@ func (s *Server) createKey(c *gin.Context) {
 		s.fail(c, badRequest(`"state" must be "active" or "pre-active"`))
 		return
 	}
-	k, err := s.cfg.Vault.Create(req.Name, co)
+	k, err := s.cfg.Keys.CreateKey(req.Name, co)
 	if err != nil {
 		s.adminFailed(c, "key.create", req.Name, err)
 		return
 	}
-	s.adminDone(c, "key.create", k.Name, 1, "", http.StatusCreated, keyJSON(k))
+	s.adminDone(c, "key.create", k.Name, 1, "", http.StatusCreated, s.keyJSON(k))
 }
 
 func (s *Server) listKeys(c *gin.Context) {
 	keys := s.cfg.Vault.List()
 	out := apiv1.KeyList{Keys: make([]apiv1.Key, 0, len(keys))}
 	for _, k := range keys {
-		out.Keys = append(out.Keys, keyJSON(k))
+		out.Keys = append(out.Keys, s.keyJSON(k))
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -95,7 +103,7 @@ func (s *Server) getKey(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, keyJSON(k))
+	c.JSON(http.StatusOK, s.keyJSON(k))
 }
 
 func (s *Server) rotateKey(c *gin.Context) {
@@ -116,12 +124,12 @@ func (s *Server) rotateKey(c *gin.Context) {
 		delay = &d
 	}
 	name := keyName(c)
-	k, err := s.cfg.Vault.Rotate(name, delay)
+	k, err := s.cfg.Keys.RotateKey(name, delay)
 	if err != nil {
 		s.adminFailed(c, "key.rotate", name, err)
 		return
 	}
-	s.adminDone(c, "key.rotate", name, k.LatestVersion, "", http.StatusOK, keyJSON(k))
+	s.adminDone(c, "key.rotate", name, k.LatestVersion, "", http.StatusOK, s.keyJSON(k))
 }
 
 func (s *Server) setKeyState(c *gin.Context) {
@@ -136,12 +144,12 @@ func (s *Server) setKeyState(c *gin.Context) {
 		return
 	}
 	name := keyName(c)
-	k, err := s.cfg.Vault.SetState(name, st)
+	k, err := s.cfg.Keys.SetKeyState(name, st)
 	if err != nil {
 		s.adminFailed(c, "key.state", name, err)
 		return
 	}
-	s.adminDone(c, "key.state", name, 0, "to "+st.String(), http.StatusOK, keyJSON(k))
+	s.adminDone(c, "key.state", name, 0, "to "+st.String(), http.StatusOK, s.keyJSON(k))
 }
 
 func (s *Server) setKeyConfig(c *gin.Context) {
@@ -151,12 +159,12 @@ func (s *Server) setKeyConfig(c *gin.Context) {
 		return
 	}
 	name := keyName(c)
-	k, err := s.cfg.Vault.SetMinDecryptionVersion(name, req.MinDecryptionVersion)
+	k, err := s.cfg.Keys.SetMinDecryptionVersion(name, req.MinDecryptionVersion)
 	if err != nil {
 		s.adminFailed(c, "key.config", name, err)
 		return
 	}
-	s.adminDone(c, "key.config", name, req.MinDecryptionVersion, "min_decryption_version", http.StatusOK, keyJSON(k))
+	s.adminDone(c, "key.config", name, req.MinDecryptionVersion, "min_decryption_version", http.StatusOK, s.keyJSON(k))
 }
 
 func (s *Server) destroyKey(c *gin.Context) {
@@ -170,12 +178,12 @@ func (s *Server) destroyKey(c *gin.Context) {
 		s.fail(c, badRequest(fmt.Sprintf(`destroying %q cannot be undone; repeat the key name in "confirm"`, name)))
 		return
 	}
-	k, err := s.cfg.Vault.Destroy(name)
+	k, err := s.cfg.Keys.DestroyKey(name)
 	if err != nil {
 		s.adminFailed(c, "key.destroy", name, err)
 		return
 	}
-	s.adminDone(c, "key.destroy", name, 0, "crypto-shredded", http.StatusOK, keyJSON(k))
+	s.adminDone(c, "key.destroy", name, 0, "crypto-shredded", http.StatusOK, s.keyJSON(k))
 }
 
 func grantJSON(st policy.Status) apiv1.Grant {
@@ -234,13 +242,13 @@ func (s *Server) createGrant(c *gin.Context) {
 	if req.NotAfter != nil {
 		g.NotAfter = req.NotAfter.UTC()
 	}
-	g, err = s.cfg.Policy.Grant(g)
+	g, err = s.cfg.Keys.Grant(g)
 	if err != nil {
 		s.adminFailed(c, "grant.create", req.Key, err)
 		return
 	}
 	var st policy.Status
-	for _, x := range s.cfg.Policy.State().GrantsAt(g.Key, s.cfg.Clock()) {
+	for _, x := range s.cfg.Keys.Policy().GrantsAt(g.Key, s.cfg.Clock()) {
 		if x.Grant.ID == g.ID {
 			st = x
 		}
@@ -251,7 +259,7 @@ func (s *Server) createGrant(c *gin.Context) {
 
 func (s *Server) listGrants(c *gin.Context) {
 	key := c.Query("key")
-	sts := s.cfg.Policy.State().GrantsAt(key, s.cfg.Clock())
+	sts := s.cfg.Keys.Policy().GrantsAt(key, s.cfg.Clock())
 	out := apiv1.GrantList{Grants: make([]apiv1.Grant, 0, len(sts))}
 	for _, st := range sts {
 		out.Grants = append(out.Grants, grantJSON(st))
@@ -274,7 +282,7 @@ func (s *Server) revoke(c *gin.Context) {
 		s.fail(c, badRequest(`"key" is required`))
 		return
 	}
-	r, ended, err := s.cfg.Policy.Revoke(req.Key, party, callerOf(c).name)
+	r, ended, err := s.cfg.Keys.Revoke(req.Key, party, callerOf(c).name)
 	if err != nil {
 		s.adminFailed(c, "grant.revoke", req.Key, err)
 		return
@@ -309,8 +317,10 @@ func (s *Server) createToken(c *gin.Context) {
 	case "", "client":
 	case "admin":
 		role = token.RoleAdmin
+	case "chaincode":
+		role = token.RoleChaincode // speaks for the transaction creator it names (fabric.go)
 	default:
-		s.fail(c, badRequest(`"role" must be "client" or "admin"`))
+		s.fail(c, badRequest(`"role" must be "client", "admin" or "chaincode"`))
 		return
 	}
 	// A bearer token speaks only for a token: party. org: parties are nodes

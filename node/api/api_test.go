@@ -63,7 +63,7 @@ func newFixture(t *testing.T) *fixture {
 	if _, err := ps.Grant(policy.Grant{Key: "demo/k", Party: "token:app", Ops: policy.OpsAll, Issuer: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(Config{Vault: v, Policy: ps, Tokens: toks, Audit: al}))
+	srv := httptest.NewServer(New(Config{Vault: v, Keys: Standalone{Vault: v, Store: ps}, Tokens: toks, Audit: al}))
 	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, auditStore: auditStore, admin: admin, app: app}
 }

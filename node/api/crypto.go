@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -50,7 +51,7 @@ func (s *Server) encrypt(c *gin.Context) {
 
 	cl := callerOf(c)
 	now := s.cfg.Clock()
-	d := s.cfg.Policy.State().Decide(cl.principal, req.Key, policy.OpEncrypt, now)
+	d := s.cfg.Keys.Policy().Decide(cl.principal, req.Key, policy.OpEncrypt, now)
 	entry := audit.Entry{Principal: cl.name, Action: "encrypt", Key: req.Key, Count: len(items), Reason: d.Reason}
 	if !d.Allowed {
 		s.metrics.decisions.WithLabelValues("encrypt", "deny").Inc()
@@ -121,26 +122,41 @@ func (s *Server) decrypt(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	items, batch, err := decryptItems(req)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	cl := callerOf(c)
+	s.decryptFor(c, cl, items, batch, func(key string, now time.Time) policy.Decision {
+		return s.cfg.Keys.Policy().Decide(cl.principal, key, policy.OpDecrypt, now)
+	})
+}
+
+// decryptItems checks a decrypt request's shape and returns its items and
+// whether it is a batch.
+func decryptItems(req apiv1.DecryptRequest) ([]apiv1.DecryptItem, bool, error) {
 	items := req.Batch
 	batch := len(items) > 0
 	if batch {
 		if req.Ciphertext != "" || req.Context != nil {
-			s.fail(c, badRequest("a batch request carries ciphertext and context in its items only"))
-			return
+			return nil, false, badRequest("a batch request carries ciphertext and context in its items only")
 		}
 		if len(items) > apiv1.MaxBatchItems {
-			s.fail(c, tooLarge(fmt.Sprintf("batch of %d items is over the limit of %d", len(items), apiv1.MaxBatchItems)))
-			return
+			return nil, false, tooLarge(fmt.Sprintf("batch of %d items is over the limit of %d", len(items), apiv1.MaxBatchItems))
 		}
 	} else {
 		if req.Ciphertext == "" {
-			s.fail(c, badRequest(`"ciphertext" is required`))
-			return
+			return nil, false, badRequest(`"ciphertext" is required`)
 		}
 		items = []apiv1.DecryptItem{{Ciphertext: req.Ciphertext, Context: req.Context}}
 	}
+	return items, batch, nil
+}
 
-	cl := callerOf(c)
+// decryptFor decrypts items for cl, deciding each key once with decide,
+// auditing every decision before any plaintext leaves, and answers.
+func (s *Server) decryptFor(c *gin.Context, cl caller, items []apiv1.DecryptItem, batch bool, decide func(key string, now time.Time) policy.Decision) {
 	now := s.cfg.Clock()
 	results := make([]apiv1.DecryptResult, len(items))
 	errs := make([]error, len(items))
@@ -156,7 +172,7 @@ func (s *Server) decrypt(c *gin.Context) {
 		}
 		g, ok := groups[env.Key]
 		if !ok {
-			g = &decryptGroup{decision: s.cfg.Policy.State().Decide(cl.principal, env.Key, policy.OpDecrypt, now)}
+			g = &decryptGroup{decision: decide(env.Key, now)}
 			groups[env.Key] = g
 			order = append(order, env.Key)
 		}

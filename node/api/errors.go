@@ -6,6 +6,7 @@ import (
 
 	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
@@ -32,6 +33,10 @@ func tooLarge(msg string) *Error {
 	return &Error{Status: http.StatusRequestEntityTooLarge, Code: apiv1.CodeTooLarge, Message: msg}
 }
 
+// ErrNotOwner is returned by a mesh Manager for a change to a key that only
+// nodes of its owner organisation may make.
+var ErrNotOwner = errors.New("only nodes of the key's owner organisation may change it")
+
 var errForbiddenAdmin = &Error{Status: http.StatusForbidden, Code: apiv1.CodeForbidden, Message: "this operation needs an admin token"}
 
 // mapping is the one place where domain errors become HTTP statuses and
@@ -43,6 +48,7 @@ var mapping = []struct {
 	code   string
 }{
 	{token.ErrUnauthenticated, http.StatusUnauthorized, apiv1.CodeUnauthenticated},
+	{fabricid.ErrInvalidCreator, http.StatusUnauthorized, apiv1.CodeInvalidCreator},
 	{policy.ErrNotGranted, http.StatusForbidden, apiv1.CodeNotGranted},
 	{vault.ErrKeyNotFound, http.StatusNotFound, apiv1.CodeNotFound},
 	{token.ErrNotFound, http.StatusNotFound, apiv1.CodeNotFound},
@@ -64,6 +70,9 @@ var mapping = []struct {
 	{audit.ErrUnavailable, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 	{audit.ErrClosed, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 	{audit.ErrTampered, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
+	{ErrNotOwner, http.StatusForbidden, apiv1.CodeForbidden},
+	{ErrRegistration, http.StatusBadRequest, apiv1.CodeInvalidRequest},
+	{vault.ErrVersionNotHeld, http.StatusConflict, apiv1.CodeKeyNotUsable},
 }
 
 // toError maps any error to the error a client sees. Unknown errors become

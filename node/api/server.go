@@ -29,8 +29,8 @@ import (
 
 	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
-	"github.com/keymesh/keymesh/policy/policystore"
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 )
@@ -46,8 +46,11 @@ type Info struct {
 
 // Config holds what the API serves.
 type Config struct {
-	Vault    *vault.Vault
-	Policy   *policystore.Store
+	Vault *vault.Vault
+	// Keys makes administrative changes and answers policy questions.
+	Keys Manager
+	// Mesh is the node's network membership; nil on a standalone node.
+	Mesh     Mesh
 	Tokens   *token.Registry
 	Audit    *audit.Log
 	Info     Info
@@ -55,6 +58,9 @@ type Config struct {
 	Registry *prometheus.Registry // metrics are registered here
 	Ready    func() bool
 	Clock    func() time.Time
+	// Fabric verifies the transaction creators that chaincode tokens name
+	// (see fabric.go); nil trusts no MSP, so every chaincode request fails.
+	Fabric *fabricid.Verifier
 }
 
 // Server is the HTTP handler of the API.
@@ -134,6 +140,7 @@ func New(cfg Config) *Server {
 		e.GET("/metrics", gin.WrapH(h))
 	}
 
+	newEthAPI(s).register(e) // eth.go: wallet-signed routes of eth: parties, no bearer token
 	v1 := e.Group("/v1", s.authenticate)
 	v1.GET("/status", s.status)
 	v1.POST("/encrypt", s.encrypt)
@@ -155,6 +162,10 @@ func New(cfg Config) *Server {
 	admin.POST("/tokens/:id/revoke", s.revokeToken)
 	admin.GET("/audit", s.auditTail)
 	admin.POST("/audit/verify", s.auditVerify)
+	admin.GET("/node", s.nodeIdentity)
+	admin.GET("/nodes", s.listNodes)
+	admin.POST("/nodes/register", s.registerNode)
+	admin.POST("/nodes/deregister", s.deregisterNode)
 	return s
 }
 
@@ -208,11 +219,22 @@ func (s *Server) authenticate(c *gin.Context) {
 		s.fail(c, toError(token.ErrUnauthenticated))
 		return
 	}
-	c.Set(ctxPrincipal, caller{
-		tok:       tok,
-		principal: policy.Principal{Parties: []policy.Party{tok.Party}},
-		name:      string(tok.Party),
-	})
+	cl, err := s.callerFor(c, tok) // fabric.go: chaincode tokens speak for their transaction creator
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	// A client of this node acts for its organisation too: an org: grant
+	// covers every node of that org and the applications they serve. Admin
+	// tokens do not inherit it (separation of duties). Grants to token:,
+	// fabric: and eth: parties count only at their custodian's nodes.
+	if org := s.cfg.Info.Org; org != "" {
+		cl.principal.Custodian = org
+		if tok.Role == token.RoleClient {
+			cl.principal.Parties = append(cl.principal.Parties, policy.Party("org:"+org))
+		}
+	}
+	c.Set(ctxPrincipal, cl)
 	c.Next()
 }
 
@@ -320,10 +342,19 @@ func (s *Server) status(c *gin.Context) {
 		StartedAt: s.cfg.Info.StartedAt,
 		Ready:     s.cfg.Ready(),
 		Keys:      len(s.cfg.Vault.List()),
-		Grants:    len(s.cfg.Policy.State().Grants("")),
+		Grants:    len(s.cfg.Keys.Policy().Grants("")),
 		Tokens:    len(s.cfg.Tokens.List()),
 		AuditHead: head,
 		Principal: cl.name,
 		Role:      cl.tok.Role.String(),
+		Mesh:      s.meshStatus(),
 	})
+}
+
+func (s *Server) meshStatus() *apiv1.MeshStatus {
+	if s.cfg.Mesh == nil {
+		return nil
+	}
+	st := s.cfg.Mesh.Status()
+	return &st
 }

@@ -36,7 +36,20 @@ const (
 	CodeTooLarge          = "too_large"          // 413: body, batch or plaintext over its limit
 	CodeUnavailable       = "unavailable"        // 503: the node cannot serve (store or audit log unwritable, shutting down)
 	CodeInternal          = "internal"           // 500
+	// CodeInvalidCreator is 401: a chaincode token's request names no
+	// transaction creator, or one that is malformed, of an MSP the node
+	// has no CA for, or whose certificate does not chain to that MSP's CAs
+	// (or is expired).
+	CodeInvalidCreator = "invalid_creator"
 )
+
+// HeaderFabricCreator is the request header that, with a chaincode token,
+// names the Fabric transaction creator: the standard base64 of the
+// marshalled msp.SerializedIdentity that stub.GetCreator returns. The node
+// verifies the certificate against the CAs it is configured with for the
+// MSP, and decides as fabric:<MSP>/<subject> and org:<MSP>. Any other
+// token sending it is refused with invalid_request.
+const HeaderFabricCreator = "X-Keymesh-Fabric-Creator"
 
 // Error is the body of every failed response, and the error of a failed
 // batch item.
@@ -69,6 +82,8 @@ type Status struct {
 	AuditHead uint64    `json:"audit_head"`
 	Principal string    `json:"principal"`
 	Role      string    `json:"role"`
+	// Mesh is set on a node that belongs to a network.
+	Mesh *MeshStatus `json:"mesh,omitempty"`
 }
 
 // CreateKeyRequest creates a key (POST /v1/keys). Deterministic and
@@ -92,6 +107,11 @@ type Key struct {
 	LatestVersion        uint32       `json:"latest_version"`
 	MinDecryptionVersion uint32       `json:"min_decryption_version"`
 	Versions             []KeyVersion `json:"versions"`
+	// Holders and PendingAcks are set on a mesh node: the nodes (sign keys)
+	// that hold or held the key, and for a destroyed key those that have not
+	// acknowledged the destroy yet.
+	Holders     []string `json:"holders,omitempty"`
+	PendingAcks []string `json:"pending_acks,omitempty"`
 }
 
 // KeyVersion describes one version of a key.
@@ -253,7 +273,10 @@ type Revocation struct {
 }
 
 // CreateTokenRequest mints an API token (POST /v1/tokens). Role is "client"
-// (default) or "admin"; TTL is a Go duration, empty for no expiry.
+// (default), "admin" or "chaincode" (a Fabric chaincode: each request names
+// its transaction creator in HeaderFabricCreator, and grants are decided
+// for the creator, not for the token's party); TTL is a Go duration, empty
+// for no expiry.
 type CreateTokenRequest struct {
 	Party string `json:"party"`
 	Role  string `json:"role,omitempty"`

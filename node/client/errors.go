@@ -66,6 +66,7 @@ var (
 	ErrTooLarge          error = codeError(apiv1.CodeTooLarge)
 	ErrUnavailable       error = codeError(apiv1.CodeUnavailable)
 	ErrInternal          error = codeError(apiv1.CodeInternal)
+	ErrInvalidCreator    error = codeError(apiv1.CodeInvalidCreator)
 )
 
 // ErrResponseTooLarge is returned when a response body is over

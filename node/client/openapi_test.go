@@ -63,7 +63,7 @@ func TestOpenAPIRoutesMatchClient(t *testing.T) {
 
 			// /v1 routes need the bearer token; the others none.
 			sec, _ := op["security"].([]any)
-			wantAuth := strings.HasPrefix(path, "/v1/")
+			wantAuth := strings.HasPrefix(path, "/v1/") && !strings.HasPrefix(path, "/v1/eth/") // eth routes take a wallet signature
 			hasAuth := false
 			for _, s := range sec {
 				if m, ok := s.(map[string]any); ok {
@@ -174,7 +174,7 @@ func TestOpenAPIErrorCodesAndLimits(t *testing.T) {
 		apiv1.CodeInvalidRequest, apiv1.CodeInvalidCiphertext, apiv1.CodeDecryptionFailed,
 		apiv1.CodeUnauthenticated, apiv1.CodeForbidden, apiv1.CodeNotGranted, apiv1.CodeNotFound,
 		apiv1.CodeConflict, apiv1.CodeKeyNotUsable, apiv1.CodeKeyDestroyed, apiv1.CodeTooLarge,
-		apiv1.CodeUnavailable, apiv1.CodeInternal,
+		apiv1.CodeUnavailable, apiv1.CodeInternal, apiv1.CodeInvalidCreator,
 	}
 	var enum []string
 	for _, e := range doc.Components.Schemas["Error"].Properties["code"]["enum"].([]any) {

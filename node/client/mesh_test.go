@@ -1,0 +1,153 @@
+package client
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/json"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/vault/transport"
+)
+
+const nodeIdentityDoc = `{"org":"Org1MSP","network_id":"` + zeroHex32 + `","peer_id":"12D3KooWtest","sign_key":"` + zeroHex32 + `",
+	"kem_key":"AAEC","addrs":["/ip4/127.0.0.1/tcp/19000/p2p/12D3KooWtest"],"mesh":true,"registered":true}`
+
+const zeroHex32 = "0000000000000000000000000000000000000000000000000000000000000000"
+
+const meshNodesDoc = `{"nodes":[{"org":"Org1MSP","peer_id":"12D3KooWtest","sign_key":"` + zeroHex32 + `","addrs":[],
+	"not_after":"2027-03-01T12:00:00Z","deregistered":false,"self":true,"connected":false,"last_seen":"2026-03-01T12:00:00Z"}]}`
+
+// The mesh routes join the shared route table, so that the OpenAPI route
+// test and TestRoutes cover them too.
+func init() {
+	routeCases = append(routeCases,
+		routeCase{
+			name: "NodeIdentity", route: "GET /v1/node", wantPath: "/v1/node", resp: nodeIdentityDoc,
+			call: func(ctx context.Context, c *Client) (any, error) { return c.NodeIdentity(ctx) },
+			check: func(t *testing.T, got any) {
+				if id := got.(*apiv1.NodeIdentity); id.PeerID != "12D3KooWtest" || !id.Mesh || !id.Registered || len(id.KEMKey) != 3 {
+					t.Errorf("NodeIdentity() = %+v", id)
+				}
+			},
+		},
+		routeCase{
+			name: "ListNodes", route: "GET /v1/nodes", wantPath: "/v1/nodes", resp: meshNodesDoc,
+			call: func(ctx context.Context, c *Client) (any, error) { return c.ListNodes(ctx) },
+			check: func(t *testing.T, got any) {
+				if ns := got.([]apiv1.MeshNode); len(ns) != 1 || !ns[0].Self || ns[0].LastSeen == nil || !ns[0].LastSeen.Equal(t0) {
+					t.Errorf("ListNodes() = %+v", ns)
+				}
+			},
+		},
+		routeCase{
+			name: "RegisterNode", route: "POST /v1/nodes/register", wantPath: "/v1/nodes/register", resp: nodeIdentityDoc,
+			wantBody: `{"record":{"Org":"Org1MSP"}}`,
+			call: func(ctx context.Context, c *Client) (any, error) {
+				return c.RegisterNode(ctx, json.RawMessage(`{"Org":"Org1MSP"}`))
+			},
+		},
+		routeCase{
+			name: "DeregisterNode", route: "POST /v1/nodes/deregister", wantPath: "/v1/nodes/deregister", resp: meshNodesDoc,
+			wantBody: `{"deregister":{"Org":"Org1MSP"}}`,
+			call: func(ctx context.Context, c *Client) (any, error) {
+				return c.DeregisterNode(ctx, json.RawMessage(`{"Org":"Org1MSP"}`))
+			},
+			check: func(t *testing.T, got any) {
+				if ns := got.([]apiv1.MeshNode); len(ns) != 1 {
+					t.Errorf("DeregisterNode() = %+v", ns)
+				}
+			},
+		},
+	)
+}
+
+// TestOpenAPIMeshSchemas holds the mesh schemas of docs/openapi.yaml to the
+// apiv1 types, as TestOpenAPISchemasMatchAPIv1 does for the others.
+func TestOpenAPIMeshSchemas(t *testing.T) {
+	doc, _ := loadOpenAPI(t)
+	types := map[string]any{
+		"NodeIdentity": apiv1.NodeIdentity{}, "RegisterRequest": apiv1.RegisterRequest{},
+		"DeregisterRequest": apiv1.DeregisterRequest{}, "MeshNode": apiv1.MeshNode{},
+		"MeshNodeList": apiv1.MeshNodeList{}, "MeshStatus": apiv1.MeshStatus{},
+	}
+	for name, v := range types {
+		t.Run(name, func(t *testing.T) {
+			s, ok := doc.Components.Schemas[name]
+			if !ok {
+				t.Fatalf("no schema %s", name)
+			}
+			var fields, always []string
+			rt := reflect.TypeOf(v)
+			for i := 0; i < rt.NumField(); i++ {
+				tag, opts, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+				fields = append(fields, tag)
+				if !strings.Contains(opts, "omitempty") {
+					always = append(always, tag)
+				}
+			}
+			var props []string
+			for p := range s.Properties {
+				props = append(props, p)
+			}
+			sort.Strings(fields)
+			sort.Strings(props)
+			if !slices.Equal(fields, props) {
+				t.Errorf("schema %s properties = %v, want the JSON fields of apiv1.%s %v", name, props, name, fields)
+			}
+			for _, r := range s.Required {
+				if !slices.Contains(fields, r) {
+					t.Errorf("schema %s requires %q, which apiv1.%s lacks", name, r, name)
+				}
+			}
+			for _, f := range always {
+				if !slices.Contains(s.Required, f) {
+					t.Errorf("schema %s: %q is always sent but not required", name, f)
+				}
+			}
+		})
+	}
+}
+
+// TestSignRecord checks that the record Register signs verifies for the
+// node's network under the genesis, and that a standalone node is refused.
+func TestSignRecord(t *testing.T) {
+	pub, admin, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &event.Genesis{Network: "n", Created: t0, Orgs: []event.GenesisOrg{{ID: "Org1MSP", AdminKeys: [][32]byte{[32]byte(pub)}}}}
+	nid := g.ID()
+	signPub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, kemPub, err := transport.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := &apiv1.NodeIdentity{Org: "Org1MSP", NetworkID: nid.String(), PeerID: "12D3KooWtest", SignKey: event.NodeKey(signPub).Hex(), KEMKey: kemPub, Mesh: true}
+	raw, err := SignRecord(id, admin, t0, time.Hour)
+	if err != nil {
+		t.Fatalf("SignRecord() error = %v", err)
+	}
+	r, err := event.DecodeNodeRecord(raw)
+	if err != nil {
+		t.Fatalf("DecodeNodeRecord(signed record) error = %v", err)
+	}
+	if err := g.VerifyNodeRecord(r); err != nil {
+		t.Errorf("VerifyNodeRecord(signed record) = %v", err)
+	}
+	if !r.ValidAt(t0) || r.ValidAt(t0.Add(time.Hour)) {
+		t.Errorf("record valid %s..%s, want from before %s for an hour", r.NotBefore, r.NotAfter, t0)
+	}
+	if _, err := SignRecord(&apiv1.NodeIdentity{}, admin, t0, time.Hour); err == nil {
+		t.Error("SignRecord of a standalone node succeeded")
+	}
+}
