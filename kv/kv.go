@@ -48,6 +48,14 @@ type Store interface {
 	Close() error
 }
 
+// Eraser is implemented by stores that can physically remove deleted data
+// from disk. A log-structured store keeps deleted values in old files until
+// compaction; crypto-shredding needs them gone.
+type Eraser interface {
+	// Erase removes every key with prefix, and its old values, from disk.
+	Erase(prefix []byte) error
+}
+
 // Mem is an in-memory Store for tests. Its zero value is not usable; call
 // NewMem. SetFailure makes every following Update fail, which is how tests
 // check that callers roll back and fail closed.
@@ -185,5 +193,17 @@ func (t *memTxn) Set(key, value []byte) error {
 
 func (t *memTxn) Delete(key []byte) error {
 	t.writes[string(key)] = nil
+	return nil
+}
+
+// Erase implements Eraser.
+func (m *Mem) Erase(prefix []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.data {
+		if bytes.HasPrefix([]byte(k), prefix) {
+			delete(m.data, k)
+		}
+	}
 	return nil
 }

@@ -306,6 +306,11 @@ func (v *Vault) Destroy(name string) (KeyInfo, error) {
 			ver.sealer = nil
 		}
 	}
+	if e, ok := v.store.(kv.Eraser); ok {
+		if err := e.Erase(materialPrefix(name)); err != nil {
+			v.opts.logger.Error("erase destroyed key material from disk", "key", name, "err", err)
+		}
+	}
 	v.opts.logger.Info("key destroyed", "key", name)
 	return r.info(), nil
 }

@@ -241,6 +241,17 @@ func keyOptions(k *apiv1.Key) string {
 	return strings.Join(opts, ",")
 }
 
+func shortKeys(ks []string) string {
+	if len(ks) == 0 {
+		return "none"
+	}
+	out := make([]string, len(ks))
+	for i, k := range ks {
+		out[i] = shortKey(k)
+	}
+	return strings.Join(out, ",")
+}
+
 // keyTable prints one key, then its versions.
 func keyTable(w io.Writer, k *apiv1.Key) {
 	row(w, "Name:", cell(k.Name))
@@ -251,6 +262,14 @@ func keyTable(w io.Writer, k *apiv1.Key) {
 	row(w, "Created:", tm(k.Created))
 	row(w, "Latest version:", num(k.LatestVersion))
 	row(w, "Min decryption version:", num(k.MinDecryptionVersion))
+	// On a mesh node: the nodes holding the key and, once it is destroyed,
+	// those yet to acknowledge (short signing keys, as `nodes list` shows).
+	if len(k.Holders) > 0 {
+		row(w, "Holders:", shortKeys(k.Holders))
+	}
+	if len(k.PendingAcks) > 0 || (k.State == "destroyed" && len(k.Holders) > 0) {
+		row(w, "Pending acks:", shortKeys(k.PendingAcks))
+	}
 	if len(k.Versions) == 0 {
 		return
 	}

@@ -123,9 +123,10 @@ Use -o json for scripts.`,
 		newTokenCmd(a),
 		newAuditCmd(a),
 	)
+	root.AddCommand(newNodeCmd(a), newNodesCmd(a))
 	// Local commands work on this machine's files instead of calling the
 	// REST API; they must not call a.client.
-	root.AddCommand(newInitCmd(a))
+	root.AddCommand(newInitCmd(a), newOrgCmd(a), newNetworkCmd(a))
 	return root
 }
 

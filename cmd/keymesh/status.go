@@ -33,6 +33,20 @@ func newStatusCmd(a *app) *cobra.Command {
 				row(w, "Audit head:", num(s.AuditHead))
 				row(w, "Principal:", cell(s.Principal))
 				row(w, "Role:", cell(s.Role))
+				if m := s.Mesh; m != nil {
+					row(w, "Mesh peers:", num(m.Peers))
+					row(w, "Mesh nodes:", num(m.Nodes))
+					row(w, "Event log height:", num(m.Events))
+					row(w, "Events dropped:", num(m.Dropped))
+					row(w, "Last anti-entropy:", tmp(m.LastSync, "never"))
+					for i, addr := range m.Addrs {
+						label := ""
+						if i == 0 {
+							label = "P2P addresses:"
+						}
+						row(w, label, cell(addr))
+					}
+				}
 			})
 		},
 	}

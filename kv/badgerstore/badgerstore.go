@@ -204,3 +204,23 @@ func (a slogAdapter) Errorf(f string, v ...any)   { a.l.Error(fmt.Sprintf(f, v..
 func (a slogAdapter) Warningf(f string, v ...any) { a.l.Warn(fmt.Sprintf(f, v...)) }
 func (a slogAdapter) Infof(f string, v ...any)    { a.l.Debug(fmt.Sprintf(f, v...)) }
 func (a slogAdapter) Debugf(f string, v ...any)   { a.l.Debug(fmt.Sprintf(f, v...)) }
+
+// Erase physically removes every key with prefix from disk: badger's
+// DropPrefix flushes the memtables and rewrites the tables without them,
+// then the value log is garbage-collected (bounded). keymesh erases a
+// destroyed key's wrapped material so it does not linger in old tables, as
+// deleted data otherwise does in any log-structured store until compaction.
+func (d *DB) Erase(prefix []byte) error {
+	if err := d.db.DropPrefix(prefix); err != nil {
+		return fmt.Errorf("badgerstore: erase: %w", err)
+	}
+	for range 16 {
+		if err := d.db.RunValueLogGC(0.01); err != nil {
+			if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
+				return nil
+			}
+			return fmt.Errorf("badgerstore: value log gc: %w", err)
+		}
+	}
+	return nil
+}

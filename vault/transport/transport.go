@@ -5,7 +5,8 @@
 // Start with [GenerateKey] (a node's KEM key pair, made once at init), then
 // [Wrap] on the sending node and [Unwrap] on the recipient. A [Binding] names
 // what is being carried — network id, key name, key version and the
-// recipient's node key — and both sides must present the same one.
+// recipient's node key — and both sides must present the same one. A node
+// that unwraps many blobs parses its key once with [ParsePrivateKey].
 //
 // # Suite
 //
@@ -133,11 +134,11 @@ func GenerateKey() (priv []byte, pub []byte, err error) {
 
 // PublicKey returns the public key of the private key priv.
 func PublicKey(priv []byte) ([]byte, error) {
-	k, err := newPrivateKey(priv)
+	k, err := ParsePrivateKey(priv)
 	if err != nil {
 		return nil, err
 	}
-	return k.PublicKey().Bytes(), nil
+	return k.PublicKey(), nil
 }
 
 // CheckPublicKey reports whether pub is a public key of this suite: exactly
@@ -247,20 +248,62 @@ func Wrap(recipientPub []byte, b Binding, material []byte) ([]byte, error) {
 // ErrSuite for a blob whose header names another format version or suite,
 // and with ErrUnwrap for every other failure: a malformed private key or
 // binding, a blob of the wrong size, a blob for another recipient or
-// binding, or any tampered byte.
+// binding, or any tampered byte. A node that unwraps many blobs can parse
+// its key once with ParsePrivateKey and call PrivateKey.Unwrap, which saves
+// expanding the seed (about a quarter of the cost) each time.
 func Unwrap(recipientPriv []byte, b Binding, blob []byte) ([]byte, error) {
-	if len(blob) >= HeaderSize && string(blob[:HeaderSize]) != string(header[:]) {
-		return nil, ErrSuite
+	if err := checkHeader(blob); err != nil {
+		return nil, err
 	}
-	if len(blob) != BlobSize || b.Validate() != nil {
-		return nil, ErrUnwrap
-	}
-	sk, err := newPrivateKey(recipientPriv)
+	k, err := ParsePrivateKey(recipientPriv)
 	if err != nil {
 		return nil, ErrUnwrap
 	}
+	return k.Unwrap(b, blob)
+}
+
+func checkHeader(blob []byte) error {
+	if len(blob) >= HeaderSize && string(blob[:HeaderSize]) != string(header[:]) {
+		return ErrSuite
+	}
+	return nil
+}
+
+// PrivateKey is a parsed KEM private key. It is a secret: its String and
+// GoString methods redact it. The zero value is not usable.
+type PrivateKey struct {
+	k hpke.PrivateKey
+}
+
+// ParsePrivateKey parses a private key as GenerateKey returns it (its
+// 32-byte seed). Its error wraps ErrInvalidKey and never quotes the key.
+func ParsePrivateKey(priv []byte) (*PrivateKey, error) {
+	k, err := newPrivateKey(priv)
+	if err != nil {
+		return nil, err
+	}
+	return &PrivateKey{k}, nil
+}
+
+// PublicKey returns the serialised public key of k.
+func (k *PrivateKey) PublicKey() []byte { return k.k.PublicKey().Bytes() }
+
+// String returns a fixed text that does not reveal the key.
+func (k *PrivateKey) String() string { return "transport.PrivateKey(redacted)" }
+
+// GoString returns a fixed text that does not reveal the key.
+func (k *PrivateKey) GoString() string { return k.String() }
+
+// Unwrap is the package-level Unwrap with an already parsed key.
+func (k *PrivateKey) Unwrap(b Binding, blob []byte) ([]byte, error) {
+	if err := checkHeader(blob); err != nil {
+		return nil, err
+	}
+	if k == nil || k.k == nil || len(blob) != BlobSize || b.Validate() != nil {
+		return nil, ErrUnwrap
+	}
 	const encEnd = BlobSize - MaterialSize - 16
-	r, err := hpke.NewRecipient(blob[HeaderSize:encEnd], sk, kdf, aead, b.info())
+	r, err := hpke.NewRecipient(blob[HeaderSize:encEnd], k.k, kdf, aead, b.info())
 	if err != nil {
 		return nil, ErrUnwrap
 	}

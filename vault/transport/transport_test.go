@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -196,6 +198,33 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+func TestParsedKey(t *testing.T) {
+	priv, pub := testKey(t)
+	k, err := ParsePrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(k.PublicKey(), pub) {
+		t.Error("PrivateKey.PublicKey differs")
+	}
+	blob := wrap(t, pub)
+	if got, err := k.Unwrap(testBinding, blob); err != nil || !bytes.Equal(got, testMaterial) {
+		t.Errorf("PrivateKey.Unwrap = %x, %v", got, err)
+	}
+	if _, err := k.Unwrap(Binding{Key: "a/b", Version: 1}, blob); err != ErrUnwrap {
+		t.Errorf("PrivateKey.Unwrap(other binding) = %v, want %v", err, ErrUnwrap)
+	}
+	for _, s := range []string{fmt.Sprint(k), fmt.Sprintf("%+v %#v %x %s", k, k, k, k)} {
+		if strings.Contains(s, hex.EncodeToString(priv)[:8]) || !strings.Contains(s, "redacted") {
+			t.Errorf("formatted key %q", s)
+		}
+	}
+	var zero PrivateKey
+	if _, err := zero.Unwrap(testBinding, blob); err != ErrUnwrap {
+		t.Errorf("zero PrivateKey.Unwrap = %v, want %v", err, ErrUnwrap)
+	}
+}
+
 func TestNonRecipient(t *testing.T) {
 	_, pub := testKey(t)
 	blob := wrap(t, pub)
@@ -349,6 +378,20 @@ func FuzzUnwrap(f *testing.F) {
 			t.Fatalf("Unwrap() returned material with error %v", err)
 		}
 	})
+}
+
+func BenchmarkUnwrapParsed(b *testing.B) {
+	priv, pub := testKey(b)
+	blob := wrap(b, pub)
+	k, err := ParsePrivateKey(priv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := k.Unwrap(testBinding, blob); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
 
 func BenchmarkGenerateKey(b *testing.B) {

@@ -1,0 +1,83 @@
+// Package event holds the mesh's wire formats: the signed [Event] that
+// carries every change between nodes, the payload of each [Kind], the
+// admin-signed [NodeRecord] and [Deregister] that register and remove nodes,
+// and the [Genesis] that defines a network. It is pure: no I/O beyond
+// [LoadGenesis], no clock, no libp2p, no storage.
+//
+// Start with [Sign] to issue an event and [Parse] then [Event.Verify] to
+// receive one; decode its payload with the kind's function ([DecodeGrant],
+// [DecodeKeyVersion], [DecodeNodeRecord], …). A network starts from
+// [LoadGenesis]; [Genesis.ID] is its [NetworkID].
+//
+// # Trust model: who signs what
+//
+//   - An org admin (an Ed25519 key listed for the org in the genesis) signs
+//     node records and deregistrations ([SignNodeRecord], [SignDeregister]).
+//     The signature covers the network id, so a record is valid in one
+//     network only. [Genesis.VerifyNodeRecord] checks that the signer is an
+//     admin of the record's org and that the signature holds.
+//   - A node signs every event it issues with its own Ed25519 key (the key
+//     of its libp2p identity, named by [NodeKey]). [Event.Verify] checks
+//     only that signature: whether the issuer is registered, whether its org
+//     may do what the event does (only the owner org's nodes grant, revoke,
+//     rotate and destroy a key), and whether the sequence number is fresh is
+//     decided by the caller against the folded state.
+//   - Key material inside events is wrapped by package vault/transport for
+//     a named recipient node; the event's signature is what authenticates
+//     the sender of a wrapped key.
+//
+// This package checks form, not authority: a well-formed, correctly signed
+// event may still be unauthorised.
+//
+// # Event format
+//
+// The binary form, all integers big-endian:
+//
+//	[0]        format version, 0x01 (FormatVersion)
+//	[1:33]     network id (Genesis.ID)
+//	[33:65]    issuer: the node's Ed25519 public key
+//	[65:73]    seq, uint64, from 1: the issuer's sequence number
+//	[73:81]    lamport, uint64, from 1: the issuer's Lamport clock
+//	[81:89]    time, int64 Unix nanoseconds, > 0
+//	[89]       kind, 1..10 (see Kind; values are pinned)
+//	[90:94]    n = payload length, uint32, at most MaxPayload (512 KiB)
+//	[94:94+n]  payload: the kind's JSON
+//	[94+n:]    signature, 64 bytes
+//
+// signature = Ed25519(issuer, "keymesh/v1 event\x00" || bytes [0:94+n]).
+// [Parse] is strict: it accepts only what [Event.Marshal] writes for a valid
+// event, so Parse(b).Marshal() equals b; it does not verify the signature.
+// [Event.ID] is the SHA-256 of the binary form.
+//
+// # Payloads
+//
+// Payloads are JSON, written with encoding/json's json.Marshal of the
+// kind's type (policy.Grant and policy.Revocation for grants and revocations).
+// Field names are the Go field names; []byte is standard base64; [NodeKey],
+// admin keys and signatures are lower-case hex. Each DecodeXxx function is
+// strict: the payload must be exactly what json.Marshal writes for the value
+// it decodes to (so unknown, missing, repeated or re-cased fields,
+// whitespace and trailing data are all rejected and every payload has one
+// encoding), within a size bound, and the value must validate.
+//
+// # Node record and deregistration signatures
+//
+// Admin signatures are over a domain label, the network id and a canonical
+// length-prefixed binary encoding of every other field; see [NodeRecord] and
+// [Deregister]. The JSON encoding is not what is signed, so re-encoding a
+// record cannot change its meaning.
+//
+// # Genesis and network id
+//
+// The genesis is a JSON file (see [Genesis]). Its id is a SHA-256 over a
+// domain label, the network name, the creation time and the orgs with their
+// admin keys, each sorted (see [Genesis.ID]); bootstrap addresses are not
+// part of it, so they can change without forking the network.
+//
+// # Org admin key file
+//
+// [MarshalAdminKey] and [ParseAdminKey] read and write an org admin's private
+// key as a PKCS #8 "PRIVATE KEY" PEM block, as OpenSSL writes Ed25519 keys.
+// Public keys have one text form everywhere (genesis, CLI output, JSON): 64
+// lower-case hex digits ([ParseKey]).
+package event

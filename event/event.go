@@ -1,0 +1,326 @@
+package event
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// Kind says what an event's payload is. Its value is written into every
+// event: the values are pinned and never change.
+type Kind uint8
+
+// The event kinds.
+const (
+	KindNodeRecord Kind = 1  // payload NodeRecord: an org admin registers a node
+	KindDeregister Kind = 2  // payload Deregister: an org admin removes a node
+	KindKeyCreate  Kind = 3  // payload KeyCreate: a node of the owner org creates a key
+	KindKeyVersion Kind = 4  // payload KeyVersion: a new key version, wrapped for its holders
+	KindKeyShare   Kind = 5  // payload KeyShare: an existing version re-wrapped for one more node
+	KindKeyState   Kind = 6  // payload KeyState: a lifecycle change
+	KindKeyDestroy Kind = 7  // payload KeyDestroy: crypto-shredding
+	KindDestroyAck Kind = 8  // payload DestroyAck: a holder confirms it destroyed a key
+	KindGrant      Kind = 9  // payload policy.Grant
+	KindRevoke     Kind = 10 // payload policy.Revocation
+)
+
+var kindNames = [...]string{
+	KindNodeRecord: "node-record",
+	KindDeregister: "deregister",
+	KindKeyCreate:  "key-create",
+	KindKeyVersion: "key-version",
+	KindKeyShare:   "key-share",
+	KindKeyState:   "key-state",
+	KindKeyDestroy: "key-destroy",
+	KindDestroyAck: "destroy-ack",
+	KindGrant:      "grant",
+	KindRevoke:     "revoke",
+}
+
+// String returns the kind's name ("node-record", "key-version", "grant", …),
+// or "kind(N)" for a value that is not a kind.
+func (k Kind) String() string {
+	if k.Valid() {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Valid reports whether k is one of the kinds above.
+func (k Kind) Valid() bool { return k >= KindNodeRecord && k <= KindRevoke }
+
+// NetworkID identifies a network: the hash of its genesis (Genesis.ID).
+type NetworkID [32]byte
+
+// String returns the network id in lower-case hex (64 digits).
+func (n NetworkID) String() string { return hex.EncodeToString(n[:]) }
+
+// MarshalText returns the network id in lower-case hex.
+func (n NetworkID) MarshalText() ([]byte, error) { return hexText(n[:]), nil }
+
+// UnmarshalText parses exactly 64 lower-case hex digits.
+func (n *NetworkID) UnmarshalText(text []byte) error { return unhexText(n[:], text, "network id") }
+
+// NodeKey is a node's Ed25519 public signing key. The node's libp2p identity
+// is the same key, so a NodeKey names a node. Its text form (JSON) is 64
+// lower-case hex digits.
+type NodeKey [32]byte
+
+// String returns a short form for logs: the first 8 bytes in hex.
+func (k NodeKey) String() string { return hex.EncodeToString(k[:8]) }
+
+// Hex returns the full key in lower-case hex (64 digits).
+func (k NodeKey) Hex() string { return hex.EncodeToString(k[:]) }
+
+// MarshalText returns the full key in lower-case hex.
+func (k NodeKey) MarshalText() ([]byte, error) { return hexText(k[:]), nil }
+
+// UnmarshalText parses exactly 64 lower-case hex digits.
+func (k *NodeKey) UnmarshalText(text []byte) error { return unhexText(k[:], text, "node key") }
+
+// ParseKey parses the text form of a 32-byte public key — a NodeKey or an
+// org admin key: exactly 64 lower-case hex digits.
+func ParseKey(s string) ([32]byte, error) {
+	var k [32]byte
+	err := unhexText(k[:], []byte(s), "public key")
+	return k, err
+}
+
+func hexText(b []byte) []byte {
+	out := make([]byte, hex.EncodedLen(len(b)))
+	hex.Encode(out, b)
+	return out
+}
+
+// unhexText decodes exactly len(dst) bytes of lower-case hex into dst.
+func unhexText(dst, text []byte, what string) error {
+	if len(text) != 2*len(dst) {
+		return fmt.Errorf("%w: %s of %d hex digits, want %d", ErrMalformed, what, len(text), 2*len(dst))
+	}
+	for _, c := range text {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return fmt.Errorf("%w: %s is not lower-case hex", ErrMalformed, what)
+		}
+	}
+	_, err := hex.Decode(dst, text)
+	return err
+}
+
+// Errors callers branch on.
+var (
+	// ErrMalformed is wrapped by every error about bytes that do not follow
+	// a format of this package: an event, a payload, a genesis, a key.
+	ErrMalformed = errors.New("event: malformed")
+	// ErrBadSignature is the one error for a signature that does not
+	// verify, whatever the reason. It is returned as is.
+	ErrBadSignature = errors.New("event: bad signature")
+	// ErrForeignNetwork is returned by Event.CheckNetwork for an event of
+	// another network.
+	ErrForeignNetwork = errors.New("event: foreign network")
+	// ErrNotAdmin is returned by Genesis.VerifyNodeRecord and
+	// Genesis.VerifyDeregister when the admin key is not a genesis admin
+	// key of the record's org.
+	ErrNotAdmin = errors.New("event: not an admin key of the org")
+)
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrMalformed}, args...)...)
+}
+
+// FormatVersion is the first byte of every event.
+const FormatVersion = 1
+
+// MaxPayload is the largest payload an event carries, in bytes.
+const MaxPayload = 512 << 10
+
+// Sizes of the binary form.
+const (
+	// HeaderSize is the size of everything before the payload.
+	HeaderSize = 1 + 32 + 32 + 8 + 8 + 8 + 1 + 4
+	// SignatureSize is the size of the trailing Ed25519 signature.
+	SignatureSize = ed25519.SignatureSize
+	// MaxSize is the size of the largest event.
+	MaxSize = HeaderSize + MaxPayload + SignatureSize
+)
+
+const signLabel = "keymesh/v1 event\x00"
+
+// Event is a signed change. See the package doc for its binary form. Its
+// fields are authoritative: Marshal, ID and Verify read them as they are.
+type Event struct {
+	// Network is the network the event belongs to.
+	Network NetworkID
+	// Issuer is the signing key of the node that issued the event.
+	Issuer NodeKey
+	// Seq is the issuer's sequence number, from 1, one more for each event
+	// the issuer issues.
+	Seq uint64
+	// Lamport is the issuer's Lamport clock when it issued the event, from
+	// 1: more than the Lamport clock of every event it had seen.
+	Lamport uint64
+	// Time is the issuer's wall clock when it issued the event, with
+	// nanosecond precision, after 1970 and before 2262 (int64 Unix
+	// nanoseconds). Parse returns it in UTC. Informational: it orders
+	// nothing and authorises nothing by itself.
+	Time time.Time
+	// Kind says what Payload holds.
+	Kind Kind
+	// Payload is the kind's JSON payload (DecodeNodeRecord, DecodeGrant, …),
+	// at most MaxPayload bytes.
+	Payload []byte
+	// Sig is the issuer's Ed25519 signature.
+	Sig [SignatureSize]byte
+}
+
+// check reports whether e's fields, other than the signature, can be
+// encoded as an event that Parse accepts.
+func (e *Event) check() error {
+	switch {
+	case e.Seq == 0:
+		return malformed("sequence number 0")
+	case e.Lamport == 0:
+		return malformed("lamport clock 0")
+	case !e.Kind.Valid():
+		return malformed("unknown kind %d", e.Kind)
+	case len(e.Payload) > MaxPayload:
+		return malformed("payload of %d bytes exceeds %d", len(e.Payload), MaxPayload)
+	}
+	if _, ok := unixNano(e.Time); !ok || e.Time.UnixNano() <= 0 {
+		return malformed("time %s is not after 1970 and before 2262", e.Time.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// unixNano returns t as Unix nanoseconds, and whether t is representable
+// so (years 1678 to 2262).
+func unixNano(t time.Time) (int64, bool) {
+	n := t.UnixNano()
+	return n, time.Unix(0, n).Equal(t)
+}
+
+// appendSigned appends everything before the signature.
+func (e *Event) appendSigned(b []byte) []byte {
+	b = append(b, FormatVersion)
+	b = append(b, e.Network[:]...)
+	b = append(b, e.Issuer[:]...)
+	b = binary.BigEndian.AppendUint64(b, e.Seq)
+	b = binary.BigEndian.AppendUint64(b, e.Lamport)
+	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.UnixNano()))
+	b = append(b, byte(e.Kind))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(e.Payload)))
+	return append(b, e.Payload...)
+}
+
+// Marshal returns the binary form of e in a new slice. It does not validate
+// e: an event that is not valid marshals to bytes Parse rejects.
+func (e *Event) Marshal() []byte {
+	b := make([]byte, 0, HeaderSize+len(e.Payload)+SignatureSize)
+	b = e.appendSigned(b)
+	return append(b, e.Sig[:]...)
+}
+
+// ID returns the event's id: the SHA-256 of its binary form. Two encodings
+// signed by the same issuer for the same sequence number have different ids;
+// that is equivocation, and the caller detects it by (Issuer, Seq).
+func (e *Event) ID() [32]byte {
+	return sha256.Sum256(e.Marshal())
+}
+
+// signedMessage returns what the issuer signs: the label followed by every
+// byte of the binary form before the signature.
+func (e *Event) signedMessage() []byte {
+	b := make([]byte, 0, len(signLabel)+HeaderSize+len(e.Payload))
+	b = append(b, signLabel...)
+	return e.appendSigned(b)
+}
+
+// Sign signs e with the issuer's private key: it sets e.Issuer to priv's
+// public key and e.Sig to the signature, and returns the signed event (with
+// its own copy of the payload, its Time in UTC) and its binary form. e's Seq,
+// Lamport, Time, Kind and Payload must be valid (see Event); Sign does not
+// look inside the payload.
+func Sign(priv ed25519.PrivateKey, e Event) (Event, []byte, error) {
+	if len(priv) != ed25519.PrivateKeySize {
+		return Event{}, nil, fmt.Errorf("event: private key of %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+	}
+	if err := e.check(); err != nil {
+		return Event{}, nil, err
+	}
+	e.Issuer = NodeKey(priv.Public().(ed25519.PublicKey))
+	e.Time = time.Unix(0, e.Time.UnixNano()).UTC()
+	e.Payload = bytes.Clone(e.Payload)
+	if e.Payload == nil {
+		e.Payload = []byte{}
+	}
+	e.Sig = [SignatureSize]byte(ed25519.Sign(priv, e.signedMessage()))
+	return e, e.Marshal(), nil
+}
+
+// Parse parses the binary form of an event. It is strict: it accepts only
+// what Marshal writes for a valid event (format version 1, sequence number
+// and Lamport clock at least 1, a time after 1970, a known kind, a payload of
+// at most MaxPayload bytes, nothing after the signature), so
+// Parse(b).Marshal() equals b. The event does not alias b. Parse does not
+// verify the signature (call Verify) nor look inside the payload (call the
+// kind's Decode function). Its errors wrap ErrMalformed.
+func Parse(b []byte) (*Event, error) {
+	if len(b) > 0 && b[0] != FormatVersion {
+		return nil, malformed("unknown format version %d", b[0])
+	}
+	if len(b) < HeaderSize+SignatureSize {
+		return nil, malformed("truncated event of %d bytes", len(b))
+	}
+	e := &Event{
+		Network: NetworkID(b[1:33]),
+		Issuer:  NodeKey(b[33:65]),
+		Seq:     binary.BigEndian.Uint64(b[65:73]),
+		Lamport: binary.BigEndian.Uint64(b[73:81]),
+		Kind:    Kind(b[89]),
+	}
+	nanos := int64(binary.BigEndian.Uint64(b[81:89]))
+	if nanos <= 0 {
+		return nil, malformed("time %d is not after 1970", nanos)
+	}
+	e.Time = time.Unix(0, nanos).UTC()
+	n := binary.BigEndian.Uint32(b[90:94])
+	if n > MaxPayload {
+		return nil, malformed("payload of %d bytes exceeds %d", n, MaxPayload)
+	}
+	if want := HeaderSize + int(n) + SignatureSize; len(b) != want {
+		return nil, malformed("event of %d bytes, its payload length says %d", len(b), want)
+	}
+	e.Payload = bytes.Clone(b[HeaderSize : HeaderSize+int(n)])
+	if e.Payload == nil {
+		e.Payload = []byte{}
+	}
+	e.Sig = [SignatureSize]byte(b[HeaderSize+int(n):])
+	if err := e.check(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// Verify checks the issuer's signature. It returns ErrBadSignature, as is,
+// for any failure. It does not check that the issuer is registered or
+// allowed to issue the event: that is the caller's job.
+func (e *Event) Verify() error {
+	if e.check() != nil || !ed25519.Verify(e.Issuer[:], e.signedMessage(), e.Sig[:]) {
+		return ErrBadSignature
+	}
+	return nil
+}
+
+// CheckNetwork returns ErrForeignNetwork, as is, if e belongs to another
+// network than nid.
+func (e *Event) CheckNetwork(nid NetworkID) error {
+	if e.Network != nid {
+		return ErrForeignNetwork
+	}
+	return nil
+}
