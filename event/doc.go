@@ -42,12 +42,22 @@
 //	[89]       kind, 1..10 (see Kind; values are pinned)
 //	[90:94]    n = payload length, uint32, at most MaxPayload (512 KiB)
 //	[94:94+n]  payload: the kind's JSON
-//	[94+n:]    signature, 64 bytes
+//	[94+n:158+n]  signature, 64 bytes
+//	then       attachment count, uint16, at most MaxWraps
+//	then       per attachment: length uint32 (1..MaxWrapBlob) || bytes
 //
 // signature = Ed25519(issuer, "keymesh/v1 event\x00" || bytes [0:94+n]).
+//
+// Attachments are not signed: they are the wrapped key copies of a
+// KeyVersion or KeyShare, each named in the signed payload by its SHA-256
+// (Wrap.Digest). That lets every node prune them once a key is destroyed —
+// crypto-shredding reaches the event logs too — while the event keeps its
+// id and its signature still verifies. A relay that strips attachments
+// cannot forge them; a node that received an event without the copy meant
+// for it takes a fuller copy of the same event when one arrives.
 // [Parse] is strict: it accepts only what [Event.Marshal] writes for a valid
 // event, so Parse(b).Marshal() equals b; it does not verify the signature.
-// [Event.ID] is the SHA-256 of the binary form.
+// [Event.ID] is the SHA-256 of the signed part and the signature.
 //
 // # Payloads
 //

@@ -145,8 +145,9 @@ const (
 	HeaderSize = 1 + 32 + 32 + 8 + 8 + 8 + 1 + 4
 	// SignatureSize is the size of the trailing Ed25519 signature.
 	SignatureSize = ed25519.SignatureSize
-	// MaxSize is the size of the largest event.
-	MaxSize = HeaderSize + MaxPayload + SignatureSize
+	// MaxSize is the size of the largest event: header, payload,
+	// signature, and MaxWraps attachments of MaxWrapBlob bytes.
+	MaxSize = HeaderSize + MaxPayload + SignatureSize + 2 + MaxWraps*(4+MaxWrapBlob)
 )
 
 const signLabel = "keymesh/v1 event\x00"
@@ -176,6 +177,30 @@ type Event struct {
 	Payload []byte
 	// Sig is the issuer's Ed25519 signature.
 	Sig [SignatureSize]byte
+	// Attachments are the wrapped key copies that the payload of a
+	// KeyVersion or KeyShare names by digest (Wrap.Digest). They are not
+	// signed — the signed digests bind them — so a node can prune them
+	// (after a key is destroyed, crypto-shredding) without invalidating the
+	// event. At most MaxWraps, each 1..MaxWrapBlob bytes.
+	Attachments [][]byte
+}
+
+// Attachment returns the attachment whose SHA-256 is d, or nil.
+func (e *Event) Attachment(d Digest) []byte {
+	for _, a := range e.Attachments {
+		if sha256.Sum256(a) == d {
+			return a
+		}
+	}
+	return nil
+}
+
+// Pruned returns a copy of e without attachments: the same event (same ID,
+// valid signature) with its wrapped key copies removed.
+func (e *Event) Pruned() *Event {
+	c := *e
+	c.Attachments = nil
+	return &c
 }
 
 // check reports whether e's fields, other than the signature, can be
@@ -190,6 +215,13 @@ func (e *Event) check() error {
 		return malformed("unknown kind %d", e.Kind)
 	case len(e.Payload) > MaxPayload:
 		return malformed("payload of %d bytes exceeds %d", len(e.Payload), MaxPayload)
+	case len(e.Attachments) > MaxWraps:
+		return malformed("%d attachments, at most %d", len(e.Attachments), MaxWraps)
+	}
+	for i, a := range e.Attachments {
+		if len(a) == 0 || len(a) > MaxWrapBlob {
+			return malformed("attachment %d of %d bytes, want 1..%d", i, len(a), MaxWrapBlob)
+		}
 	}
 	if _, ok := unixNano(e.Time); !ok || e.Time.UnixNano() <= 0 {
 		return malformed("time %s is not after 1970 and before 2262", e.Time.UTC().Format(time.RFC3339Nano))
@@ -217,19 +249,33 @@ func (e *Event) appendSigned(b []byte) []byte {
 	return append(b, e.Payload...)
 }
 
-// Marshal returns the binary form of e in a new slice. It does not validate
-// e: an event that is not valid marshals to bytes Parse rejects.
+// Marshal returns the binary form of e, attachments included, in a new
+// slice. It does not validate e: an event that is not valid marshals to
+// bytes Parse rejects.
 func (e *Event) Marshal() []byte {
-	b := make([]byte, 0, HeaderSize+len(e.Payload)+SignatureSize)
+	size := HeaderSize + len(e.Payload) + SignatureSize + 2
+	for _, a := range e.Attachments {
+		size += 4 + len(a)
+	}
+	b := make([]byte, 0, size)
 	b = e.appendSigned(b)
-	return append(b, e.Sig[:]...)
+	b = append(b, e.Sig[:]...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(e.Attachments)))
+	for _, a := range e.Attachments {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(a)))
+		b = append(b, a...)
+	}
+	return b
 }
 
-// ID returns the event's id: the SHA-256 of its binary form. Two encodings
-// signed by the same issuer for the same sequence number have different ids;
-// that is equivocation, and the caller detects it by (Issuer, Seq).
+// ID returns the event's id: the SHA-256 of its signed part and signature
+// (attachments excluded, so pruning keeps the id). Two encodings signed by
+// the same issuer for the same sequence number have different ids; that is
+// equivocation, and the caller detects it by (Issuer, Seq).
 func (e *Event) ID() [32]byte {
-	return sha256.Sum256(e.Marshal())
+	b := make([]byte, 0, HeaderSize+len(e.Payload)+SignatureSize)
+	b = e.appendSigned(b)
+	return sha256.Sum256(append(b, e.Sig[:]...))
 }
 
 // signedMessage returns what the issuer signs: the label followed by every
@@ -265,7 +311,8 @@ func Sign(priv ed25519.PrivateKey, e Event) (Event, []byte, error) {
 // Parse parses the binary form of an event. It is strict: it accepts only
 // what Marshal writes for a valid event (format version 1, sequence number
 // and Lamport clock at least 1, a time after 1970, a known kind, a payload of
-// at most MaxPayload bytes, nothing after the signature), so
+// at most MaxPayload bytes, then the attachment trailer and nothing after
+// it), so
 // Parse(b).Marshal() equals b. The event does not alias b. Parse does not
 // verify the signature (call Verify) nor look inside the payload (call the
 // kind's Decode function). Its errors wrap ErrMalformed.
@@ -292,14 +339,36 @@ func Parse(b []byte) (*Event, error) {
 	if n > MaxPayload {
 		return nil, malformed("payload of %d bytes exceeds %d", n, MaxPayload)
 	}
-	if want := HeaderSize + int(n) + SignatureSize; len(b) != want {
-		return nil, malformed("event of %d bytes, its payload length says %d", len(b), want)
+	end := HeaderSize + int(n) + SignatureSize
+	if len(b) < end+2 {
+		return nil, malformed("event of %d bytes, its payload length says at least %d", len(b), end+2)
 	}
 	e.Payload = bytes.Clone(b[HeaderSize : HeaderSize+int(n)])
 	if e.Payload == nil {
 		e.Payload = []byte{}
 	}
-	e.Sig = [SignatureSize]byte(b[HeaderSize+int(n):])
+	e.Sig = [SignatureSize]byte(b[HeaderSize+int(n) : end])
+	rest := b[end:]
+	count := int(binary.BigEndian.Uint16(rest))
+	rest = rest[2:]
+	if count > MaxWraps {
+		return nil, malformed("%d attachments, at most %d", count, MaxWraps)
+	}
+	for i := range count {
+		if len(rest) < 4 {
+			return nil, malformed("attachment %d truncated", i)
+		}
+		l := int(binary.BigEndian.Uint32(rest))
+		rest = rest[4:]
+		if l == 0 || l > MaxWrapBlob || len(rest) < l {
+			return nil, malformed("attachment %d of %d bytes, want 1..%d present", i, l, MaxWrapBlob)
+		}
+		e.Attachments = append(e.Attachments, bytes.Clone(rest[:l]))
+		rest = rest[l:]
+	}
+	if len(rest) != 0 {
+		return nil, malformed("%d trailing bytes after the attachments", len(rest))
+	}
 	if err := e.check(); err != nil {
 		return nil, err
 	}
@@ -321,6 +390,47 @@ func (e *Event) Verify() error {
 func (e *Event) CheckNetwork(nid NetworkID) error {
 	if e.Network != nid {
 		return ErrForeignNetwork
+	}
+	return nil
+}
+
+// VerifyAttachments checks e's attachments against its payload: a
+// KeyVersion or KeyShare may carry only blobs whose digests its wraps name,
+// each at most once; other kinds carry none. Missing attachments (pruned or
+// stripped) are allowed. Errors wrap ErrMalformed.
+func (e *Event) VerifyAttachments() error {
+	var wraps []Wrap
+	switch e.Kind {
+	case KindKeyVersion:
+		v, err := DecodeKeyVersion(e.Payload)
+		if err != nil {
+			return err
+		}
+		wraps = v.Wraps
+	case KindKeyShare:
+		s, err := DecodeKeyShare(e.Payload)
+		if err != nil {
+			return err
+		}
+		wraps = []Wrap{s.Wrap}
+	}
+	seen := make(map[Digest]bool, len(e.Attachments))
+	for i, a := range e.Attachments {
+		d := DigestOf(a)
+		if seen[d] {
+			return malformed("attachment %d repeats another", i)
+		}
+		seen[d] = true
+		named := false
+		for _, w := range wraps {
+			if w.Digest == d {
+				named = true
+				break
+			}
+		}
+		if !named {
+			return malformed("attachment %d is named by no wrap of the payload", i)
+		}
 	}
 	return nil
 }

@@ -65,7 +65,11 @@ func TestSignParseVerify(t *testing.T) {
 		if e.Issuer != NodeKey(pub32(nodePriv)) {
 			t.Errorf("Sign set Issuer %s, want the signer's key", e.Issuer)
 		}
-		if !bytes.Equal(e.Marshal(), raw) || len(raw) != HeaderSize+len(e.Payload)+SignatureSize {
+		att := 2
+		for _, a := range e.Attachments {
+			att += 4 + len(a)
+		}
+		if !bytes.Equal(e.Marshal(), raw) || len(raw) != HeaderSize+len(e.Payload)+SignatureSize+att {
 			t.Errorf("Sign returned an encoding that is not Marshal()")
 		}
 		p, err := Parse(raw)
@@ -139,8 +143,8 @@ func TestSignRejects(t *testing.T) {
 	}
 	e := ok
 	e.Payload = make([]byte, MaxPayload)
-	if _, raw, err := Sign(nodePriv, e); err != nil || len(raw) != MaxSize {
-		t.Errorf("Sign(MaxPayload) = %d bytes, %v; want %d bytes", len(raw), err, MaxSize)
+	if _, raw, err := Sign(nodePriv, e); err != nil || len(raw) != HeaderSize+MaxPayload+SignatureSize+2 {
+		t.Errorf("Sign(MaxPayload) = %d bytes, %v; want %d bytes", len(raw), err, HeaderSize+MaxPayload+SignatureSize+2)
 	} else if _, err := Parse(raw); err != nil {
 		t.Errorf("Parse(MaxSize event) = %v", err)
 	}
@@ -163,6 +167,14 @@ func TestBitFlips(t *testing.T) {
 			if err != nil {
 				if !errors.Is(err, ErrMalformed) {
 					t.Fatalf("%s bit %d: Parse = %v, want %v", v.Name, i, err, ErrMalformed)
+				}
+				continue
+			}
+			if i/8 >= HeaderSize+len(e.Payload)+SignatureSize+2 {
+				// An attachment: unsigned, bound by the digests in the
+				// signed payload.
+				if err := e.VerifyAttachments(); !errors.Is(err, ErrMalformed) {
+					t.Fatalf("%s bit %d: VerifyAttachments = %v, want %v", v.Name, i, err, ErrMalformed)
 				}
 				continue
 			}
@@ -209,8 +221,8 @@ func TestParseStrict(t *testing.T) {
 		{"time-negative", set(81, u64(math.MaxUint64))},
 		{"kind-0", set(89, []byte{0})},
 		{"kind-11", set(89, []byte{11})},
-		{"payload-len-short", set(90, u32(uint32(len(raw)-HeaderSize-SignatureSize-1)))},
-		{"payload-len-long", set(90, u32(uint32(len(raw)-HeaderSize-SignatureSize+1)))},
+		{"payload-len-short", set(90, u32(uint32(len(raw)-HeaderSize-SignatureSize-3)))},
+		{"payload-len-long", set(90, u32(uint32(len(raw)-HeaderSize-SignatureSize-1)))},
 		{"payload-len-max", set(90, u32(math.MaxUint32))},
 		{"payload-len-over", set(90, u32(MaxPayload+1))},
 	} {

@@ -105,8 +105,8 @@ func samplePayloads(t testing.TB) []struct {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w1 := Wrap{Recipient: NodeKey(pub32(nodePriv)), Blob: pattern("blob 1", transport.BlobSize)}
-	w2 := Wrap{Recipient: NodeKey(pub32(node2Priv)), Blob: pattern("blob 2", transport.BlobSize)}
+	w1 := Wrap{Recipient: NodeKey(pub32(nodePriv)), Digest: DigestOf(pattern("blob 1", transport.BlobSize))}
+	w2 := Wrap{Recipient: NodeKey(pub32(node2Priv)), Digest: DigestOf(pattern("blob 2", transport.BlobSize))}
 	party := policy.MustParseParty("org:Org2MSP")
 	return []struct {
 		Name    string
@@ -163,9 +163,17 @@ func decodePayload(k Kind, p []byte) (any, error) {
 func sampleEvent(t testing.TB, i int) (Event, []byte) {
 	t.Helper()
 	p := samplePayloads(t)[i]
+	var att [][]byte
+	switch p.Kind {
+	case KindKeyVersion:
+		att = [][]byte{pattern("blob 1", transport.BlobSize), pattern("blob 2", transport.BlobSize)}
+	case KindKeyShare:
+		att = [][]byte{pattern("blob 2", transport.BlobSize)}
+	}
 	e, raw, err := Sign(nodePriv, Event{
 		Network: testGenesis().ID(), Seq: uint64(i + 1), Lamport: uint64(10 + i),
 		Time: t0.Add(time.Duration(i) * time.Second), Kind: p.Kind, Payload: p.Payload,
+		Attachments: att,
 	})
 	if err != nil {
 		t.Fatalf("Sign(%s) = %v", p.Name, err)

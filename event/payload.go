@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -43,19 +44,34 @@ type KeyCreate struct {
 // Validate reports whether c is well formed. Its errors wrap ErrMalformed.
 func (c KeyCreate) Validate() error { return checkKey(c.Key) }
 
+// Digest is the SHA-256 of a wrapped key copy (a transport blob), carried
+// in the signed payload; the blob itself travels as an unsigned attachment
+// of the event (Event.Attachments), so it can be pruned.
+type Digest [32]byte
+
+// DigestOf returns the digest of blob.
+func DigestOf(blob []byte) Digest { return sha256.Sum256(blob) }
+
+// MarshalText encodes d as lower-case hex.
+func (d Digest) MarshalText() ([]byte, error) { return hexText(d[:]), nil }
+
+// UnmarshalText decodes 64 lower-case hex digits.
+func (d *Digest) UnmarshalText(text []byte) error { return unhexText(d[:], text, "digest") }
+
 // Wrap is one key version wrapped (package vault/transport) for one
-// recipient node.
+// recipient node: the recipient and the digest of the blob, which is an
+// attachment of the event.
 type Wrap struct {
 	Recipient NodeKey // the recipient node's signing key
-	Blob      []byte  // the transport blob, 1..MaxWrapBlob bytes
+	Digest    Digest  // SHA-256 of the transport blob
 }
 
 func (w Wrap) validate() error {
 	if w.Recipient == (NodeKey{}) {
 		return malformed("wrap for the zero node key")
 	}
-	if len(w.Blob) == 0 || len(w.Blob) > MaxWrapBlob {
-		return malformed("wrap blob of %d bytes, want 1..%d", len(w.Blob), MaxWrapBlob)
+	if w.Digest == (Digest{}) {
+		return malformed("wrap with a zero digest")
 	}
 	return nil
 }

@@ -79,8 +79,7 @@ func firstValue(t *testing.T, b []byte, field string) string {
 }
 
 func TestDecodeInvalidValues(t *testing.T) {
-	blob := make([]byte, transport.BlobSize)
-	w := Wrap{Recipient: NodeKey{1}, Blob: blob}
+	w := Wrap{Recipient: NodeKey{1}, Digest: DigestOf(make([]byte, transport.BlobSize))}
 	at := t0
 	party := policy.MustParseParty("org:Org2MSP")
 	grant := policy.Grant{ID: "g", Key: "a/b", Party: party, Ops: policy.OpsAll, Issuer: "n"}
@@ -94,9 +93,8 @@ func TestDecodeInvalidValues(t *testing.T) {
 		{"key-version/version-0", KindKeyVersion, KeyVersion{Key: "a/b", ActivateAt: at, Wraps: []Wrap{w}}},
 		{"key-version/no-activation", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, Wraps: []Wrap{w}}},
 		{"key-version/dup-recipient", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: []Wrap{w, w}}},
-		{"key-version/zero-recipient", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: []Wrap{{Blob: blob}}}},
-		{"key-version/empty-blob", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: []Wrap{{Recipient: NodeKey{1}}}}},
-		{"key-version/big-blob", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: []Wrap{{Recipient: NodeKey{1}, Blob: make([]byte, MaxWrapBlob+1)}}}},
+		{"key-version/zero-recipient", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: []Wrap{{Digest: w.Digest}}}},
+		{"key-version/zero-digest", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: []Wrap{{Recipient: NodeKey{1}}}}},
 		{"key-version/too-many-wraps", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: manyWraps(MaxWraps+1, 8)}},
 		{"key-share/version-0", KindKeyShare, KeyShare{Key: "a/b", ActivateAt: at, Wrap: w}},
 		{"key-share/no-wrap", KindKeyShare, KeyShare{Key: "a/b", Version: 1, ActivateAt: at}},
@@ -138,7 +136,7 @@ func manyWraps(n, blobLen int) []Wrap {
 	ws := make([]Wrap, n)
 	for i := range ws {
 		ws[i].Recipient = NodeKey{byte(i >> 8), byte(i), 1}
-		ws[i].Blob = pattern("wrap", blobLen)
+		ws[i].Digest = DigestOf(pattern("wrap", blobLen))
 	}
 	return ws
 }

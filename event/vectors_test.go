@@ -53,7 +53,7 @@ func generateVectors(t *testing.T) []byte {
 	f := vectorFile{
 		Comment: "keymesh event vectors: Ed25519 keys from SHA-256 of the labels in event/fixtures_test.go " +
 			"(node_seed and admin_seed are the node's and Org1MSP admin's seeds), KEM key from kem_seed. " +
-			"event = hex of the binary form, id = SHA-256 of it. Regenerate with go test ./event -run TestVectors -update.",
+			"event = hex of the binary form (key-version and key-share carry their wrapped blobs as attachments), id = SHA-256 of it without the attachment trailer. Regenerate with go test ./event -run TestVectors -update.",
 		NodeSeed:   hex.EncodeToString(nodePriv.Seed()),
 		AdminSeed:  hex.EncodeToString(adminPriv.Seed()),
 		KEMSeed:    hex.EncodeToString(kemSeed),
@@ -162,7 +162,11 @@ func TestVectorsParse(t *testing.T) {
 			if !bytes.Equal(e.Marshal(), raw) {
 				t.Errorf("Marshal() differs from the vector")
 			}
-			if id := e.ID(); id != sha256.Sum256(raw) || hex.EncodeToString(id[:]) != v.ID {
+			if err := e.VerifyAttachments(); err != nil {
+				t.Errorf("VerifyAttachments = %v", err)
+			}
+			core := raw[:HeaderSize+len(e.Payload)+SignatureSize]
+			if id := e.ID(); id != sha256.Sum256(core) || hex.EncodeToString(id[:]) != v.ID {
 				t.Errorf("ID() = %x, want %s", id, v.ID)
 			}
 			if e.Kind != Kind(i+1) || uint8(e.Kind) != v.Kind || e.Seq != v.Seq || e.Lamport != v.Lamport ||

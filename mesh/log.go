@@ -52,9 +52,20 @@ const (
 const MaxEventSize = 1 << 20
 
 type entry struct {
-	ev      *event.Event
-	raw     []byte
+	ev      *event.Event // with the attachments this node holds
 	payload any
+}
+
+// wrapKey returns the key name of a KeyVersion or KeyShare payload, "" for
+// other kinds.
+func wrapKey(p any) string {
+	switch v := p.(type) {
+	case event.KeyVersion:
+		return v.Key
+	case event.KeyShare:
+		return v.Key
+	}
+	return ""
 }
 
 // Log is a node's durable event log and the fold of it. It is safe for
@@ -78,6 +89,7 @@ type Log struct {
 	lamport uint64
 	policy  atomic.Pointer[policy.State]
 	notify  chan struct{}
+	pruned  map[string]bool // destroyed keys whose attachments are gone
 }
 
 // LogOptions configures OpenLog.
@@ -88,11 +100,37 @@ type LogOptions struct {
 	OnVerdict func(v Verdict, reason string)
 }
 
-var evPrefix = []byte("mesh/ev/")
+// Storage: each event without its attachments under "mesh/ev/" + issuer +
+// seq, and each attachment (a wrapped key copy) under "mesh/att/" + key
+// name + "/" + digest, so a destroyed key's copies can be erased from disk
+// by prefix.
+var (
+	evPrefix  = []byte("mesh/ev/")
+	attPrefix = []byte("mesh/att/")
+)
 
 func evKey(issuer event.NodeKey, seq uint64) []byte {
 	k := append(append([]byte(nil), evPrefix...), issuer[:]...)
 	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func attKeyPrefix(key string) []byte { return append(append([]byte(nil), attPrefix...), key+"/"...) }
+
+func attKey(key string, d event.Digest) []byte { return append(attKeyPrefix(key), d[:]...) }
+
+// wrapDigests returns the digests a KeyVersion or KeyShare payload names.
+func wrapDigests(p any) []event.Digest {
+	switch v := p.(type) {
+	case event.KeyVersion:
+		out := make([]event.Digest, len(v.Wraps))
+		for i, w := range v.Wraps {
+			out[i] = w.Digest
+		}
+		return out
+	case event.KeyShare:
+		return []event.Digest{v.Wrap.Digest}
+	}
+	return nil
 }
 
 // OpenLog loads every stored event and folds them. priv is this node's
@@ -110,9 +148,10 @@ func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOpt
 	l := &Log{
 		store: store, genesis: g, nid: g.ID(), priv: priv, clock: o.Clock, logger: o.Logger, verdict: o.OnVerdict,
 		entries: map[event.NodeKey]map[uint64]*entry{}, contig: map[event.NodeKey]uint64{},
-		notify: make(chan struct{}, 1),
+		notify: make(chan struct{}, 1), pruned: map[string]bool{},
 	}
 	copy(l.self[:], priv.Public().(ed25519.PublicKey))
+	var loaded []*entry
 	err := store.Scan(evPrefix, func(k, v []byte) error {
 		ev, err := event.Parse(v)
 		if err != nil {
@@ -122,13 +161,27 @@ func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOpt
 		if err != nil {
 			return fmt.Errorf("stored event %x: %w", k, err)
 		}
-		l.insert(&entry{ev: ev, raw: append([]byte(nil), v...), payload: p})
+		loaded = append(loaded, &entry{ev: ev, payload: p})
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("mesh: load event log: %w", err)
 	}
+	for _, e := range loaded {
+		if name := wrapKey(e.payload); name != "" {
+			for _, d := range wrapDigests(e.payload) {
+				blob, err := store.Get(attKey(name, d))
+				if err == nil {
+					e.ev.Attachments = append(e.ev.Attachments, blob)
+				} else if !errors.Is(err, kv.ErrNotFound) {
+					return nil, fmt.Errorf("mesh: load attachment: %w", err)
+				}
+			}
+		}
+		l.insert(e)
+	}
 	l.refold()
+	l.prune()
 	return l, nil
 }
 
@@ -246,34 +299,129 @@ func (l *Log) deliver(raw []byte) (Verdict, string) {
 		return Reject, ReasonBadSignature
 	}
 	p, err := decode(ev)
-	if err != nil {
+	if err != nil || ev.VerifyAttachments() != nil {
 		return Reject, ReasonMalformed
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.deliverLocked(&entry{ev: ev, raw: append([]byte(nil), raw...), payload: p})
+	return l.deliverLocked(&entry{ev: ev, payload: p})
 }
 
 func (l *Log) deliverLocked(e *entry) (Verdict, string) {
 	ev := e.ev
+	name := wrapKey(e.payload)
+	if name != "" && l.pruned[name] {
+		ev.Attachments = nil // the key is destroyed: never keep its copies
+	}
 	if old := l.entries[ev.Issuer][ev.Seq]; old != nil {
-		if old.ev.ID() == ev.ID() {
-			return Ignore, ReasonDuplicate
+		if old.ev.ID() != ev.ID() {
+			return Reject, ReasonReplay
 		}
-		return Reject, ReasonReplay
+		if added := l.mergeAttachments(old, ev, name); added {
+			return Accept, ReasonOK
+		}
+		return Ignore, ReasonDuplicate
 	}
 	if v, reason := l.precheck(ev, e.payload); v != Accept {
 		return v, reason
 	}
-	err := l.store.Update(func(tx kv.Txn) error { return tx.Set(evKey(ev.Issuer, ev.Seq), e.raw) })
+	err := l.store.Update(func(tx kv.Txn) error {
+		for _, a := range ev.Attachments {
+			if err := tx.Set(attKey(name, event.DigestOf(a)), a); err != nil {
+				return err
+			}
+		}
+		return tx.Set(evKey(ev.Issuer, ev.Seq), ev.Pruned().Marshal())
+	})
 	if err != nil {
 		l.logger.Error("mesh: store event", "err", err)
 		return Ignore, ReasonStore
 	}
 	l.insert(e)
 	l.catchUp()
+	l.prune()
 	l.signal()
 	return Accept, ReasonOK
+}
+
+// mergeAttachments adds to a held event the attachments a fuller copy of
+// it carries (a relay may have stripped them, or this node pruned them and
+// the key is alive again in no way — pruned keys are skipped). It reports
+// whether anything was added. l.mu is held.
+func (l *Log) mergeAttachments(old *entry, ev *event.Event, name string) bool {
+	if name == "" || l.pruned[name] {
+		return false
+	}
+	var add [][]byte
+	for _, a := range ev.Attachments {
+		if old.ev.Attachment(event.DigestOf(a)) == nil {
+			add = append(add, a)
+		}
+	}
+	if len(add) == 0 {
+		return false
+	}
+	err := l.store.Update(func(tx kv.Txn) error {
+		for _, a := range add {
+			if err := tx.Set(attKey(name, event.DigestOf(a)), a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		l.logger.Error("mesh: store attachments", "err", err)
+		return false
+	}
+	old.ev.Attachments = append(old.ev.Attachments, add...)
+	l.refold()
+	l.signal()
+	return true
+}
+
+// prune drops the wrapped copies of every destroyed key from memory and
+// erases them from disk: crypto-shredding reaches the event log. The events
+// stay (their signatures still verify without attachments). l.mu is held.
+func (l *Log) prune() {
+	for name, k := range l.state.Keys {
+		if !k.Destroyed || l.pruned[name] {
+			continue
+		}
+		for _, e := range l.order {
+			if wrapKey(e.payload) == name {
+				for _, a := range e.ev.Attachments {
+					clear(a)
+				}
+				e.ev.Attachments = nil
+			}
+		}
+		err := l.store.Update(func(tx kv.Txn) error {
+			var keys [][]byte
+			if err := tx.Scan(attKeyPrefix(name), func(k, _ []byte) error {
+				keys = append(keys, append([]byte(nil), k...))
+				return nil
+			}); err != nil {
+				return err
+			}
+			for _, k := range keys {
+				if err := tx.Delete(k); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			l.logger.Error("mesh: prune destroyed key copies", "key", name, "err", err)
+			continue
+		}
+		if er, ok := l.store.(kv.Eraser); ok {
+			if err := er.Erase(attKeyPrefix(name)); err != nil {
+				l.logger.Error("mesh: erase destroyed key copies", "key", name, "err", err)
+			}
+		}
+		l.pruned[name] = true
+		l.logger.Info("pruned the wrapped copies of a destroyed key", "key", name)
+	}
 }
 
 // precheck refuses, before storing, what the current state already shows
@@ -314,13 +462,14 @@ func (l *Log) precheck(ev *event.Event, p any) (Verdict, string) {
 var ErrRefused = errors.New("mesh: event refused")
 
 // Issue signs a new event of this node, stores and applies it, and returns
-// its encoding for publishing.
-func (l *Log) Issue(kind event.Kind, payload []byte) ([]byte, error) {
+// its encoding for publishing. attachments are the wrapped key copies a
+// KeyVersion or KeyShare names by digest.
+func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) ([]byte, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ev := event.Event{
 		Network: l.nid, Seq: l.contig[l.self] + 1, Lamport: l.lamport + 1,
-		Time: l.clock().UTC(), Kind: kind, Payload: payload,
+		Time: l.clock().UTC(), Kind: kind, Payload: payload, Attachments: attachments,
 	}
 	signed, raw, err := event.Sign(l.priv, ev)
 	if err != nil {
@@ -333,7 +482,10 @@ func (l *Log) Issue(kind event.Kind, payload []byte) ([]byte, error) {
 	if err := l.state.check(&signed, p); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
 	}
-	v, reason := l.deliverLocked(&entry{ev: &signed, raw: raw, payload: p})
+	if err := signed.VerifyAttachments(); err != nil {
+		return nil, fmt.Errorf("mesh: %s attachments: %w", kind, err)
+	}
+	v, reason := l.deliverLocked(&entry{ev: &signed, payload: p})
 	l.verdict(v, reason)
 	if v != Accept {
 		return nil, fmt.Errorf("%w: %s (%s)", ErrRefused, reason, kind)
@@ -375,7 +527,7 @@ func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 		if e == nil {
 			break
 		}
-		out = append(out, e.raw)
+		out = append(out, e.ev.Marshal())
 	}
 	return out, nil
 }

@@ -69,7 +69,7 @@ type issuer struct {
 	lamport *uint64 // shared "causal" clock so later events sort later
 }
 
-func (is *issuer) event(t testing.TB, kind event.Kind, payload any) []byte {
+func (is *issuer) event(t testing.TB, kind event.Kind, payload any, attachments ...[]byte) []byte {
 	t.Helper()
 	b, err := json.Marshal(payload)
 	if err != nil {
@@ -80,6 +80,7 @@ func (is *issuer) event(t testing.TB, kind event.Kind, payload any) []byte {
 	_, raw, err := event.Sign(is.n.priv, event.Event{
 		Network: is.w.g.ID(), Seq: is.seq, Lamport: *is.lamport,
 		Time: is.w.t0.Add(time.Duration(*is.lamport) * time.Second), Kind: kind, Payload: b,
+		Attachments: attachments,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -124,24 +125,29 @@ func history(t testing.TB, w *world, r *mrand.Rand) [][]byte {
 		name := fmt.Sprintf("trade/k%d", k)
 		out = append(out, owner.event(t, event.KindKeyCreate, event.KeyCreate{Key: name}))
 		var wraps []event.Wrap
+		var blobs [][]byte
 		for _, n := range w.nodes {
 			if n.org == owner.n.org {
-				wraps = append(wraps, event.Wrap{Recipient: n.key, Blob: blob()})
+				b := blob()
+				blobs = append(blobs, b)
+				wraps = append(wraps, event.Wrap{Recipient: n.key, Digest: event.DigestOf(b)})
 			}
 		}
-		out = append(out, owner.event(t, event.KindKeyVersion, event.KeyVersion{Key: name, Version: 1, ActivateAt: w.t0, Wraps: wraps}))
+		out = append(out, owner.event(t, event.KindKeyVersion, event.KeyVersion{Key: name, Version: 1, ActivateAt: w.t0, Wraps: wraps}, blobs...))
 		g := policy.Grant{ID: fmt.Sprintf("g%d", k), Key: name, Party: "org:Org2MSP", Ops: policy.OpsAll, Issuer: "n", IssuedAt: w.t0}
 		out = append(out, owner.event(t, event.KindGrant, g))
 		for _, n := range w.nodes {
 			if n.org == "Org2MSP" {
-				out = append(out, owner.event(t, event.KindKeyShare, event.KeyShare{Key: name, Version: 1, ActivateAt: w.t0, Wrap: event.Wrap{Recipient: n.key, Blob: blob()}}))
+				b := blob()
+				out = append(out, owner.event(t, event.KindKeyShare, event.KeyShare{Key: name, Version: 1, ActivateAt: w.t0, Wrap: event.Wrap{Recipient: n.key, Digest: event.DigestOf(b)}}, b))
 			}
 		}
 		tg := policy.Grant{ID: fmt.Sprintf("t%d", k), Key: name, Party: "token:app", Ops: policy.OpsOf(policy.OpDecrypt), Custodian: "Org1MSP", Issuer: "n", IssuedAt: w.t0}
 		out = append(out, owner.event(t, event.KindGrant, tg))
 		if k == 1 {
 			out = append(out, owner.event(t, event.KindRevoke, policy.Revocation{ID: "r1", Key: name, Party: "org:Org2MSP", Issuer: "n", IssuedAt: w.t0}))
-			out = append(out, owner.event(t, event.KindKeyVersion, event.KeyVersion{Key: name, Version: 2, ActivateAt: w.t0, Wraps: []event.Wrap{{Recipient: owner.n.key, Blob: blob()}}}))
+			b := blob()
+			out = append(out, owner.event(t, event.KindKeyVersion, event.KeyVersion{Key: name, Version: 2, ActivateAt: w.t0, Wraps: []event.Wrap{{Recipient: owner.n.key, Digest: event.DigestOf(b)}}}, b))
 		}
 		if k == 2 {
 			out = append(out, owner.event(t, event.KindKeyDestroy, event.KeyDestroy{Key: name}))
@@ -352,4 +358,97 @@ func TestIssueAndRestart(t *testing.T) {
 	if len(evs) != l2.Height() {
 		t.Errorf("Events() = %d, want %d", len(evs), l2.Height())
 	}
+}
+
+// TestPruneOnDestroy checks that destroying a key removes its wrapped
+// copies from the log (memory and store) while the events stay valid, and
+// that a stripped copy of an event is completed by a fuller one.
+func TestPruneOnDestroy(t *testing.T) {
+	w := newWorld(t, []string{"Org1MSP"}, 2)
+	store := kv.NewMem()
+	l, err := OpenLog(store, w.g, w.nodes[1].priv, LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lamport uint64
+	a := &issuer{w: w, n: w.nodes[0], lamport: &lamport}
+	b := &issuer{w: w, n: w.nodes[1], lamport: &lamport}
+	blob := bytes.Repeat([]byte{0xAB}, 1208)
+	for _, raw := range [][]byte{
+		a.event(t, event.KindNodeRecord, w.record(t, w.nodes[0])),
+		b.event(t, event.KindNodeRecord, w.record(t, w.nodes[1])),
+		a.event(t, event.KindKeyCreate, event.KeyCreate{Key: "gdpr/email"}),
+	} {
+		if v := l.Deliver(raw); v != Accept {
+			t.Fatalf("Deliver = %v", v)
+		}
+	}
+	full := a.event(t, event.KindKeyVersion, event.KeyVersion{Key: "gdpr/email", Version: 1, ActivateAt: w.t0,
+		Wraps: []event.Wrap{{Recipient: w.nodes[1].key, Digest: event.DigestOf(blob)}}}, blob)
+	ev, _ := event.Parse(full)
+	stripped := ev.Pruned().Marshal()
+	if v := l.Deliver(stripped); v != Accept {
+		t.Fatalf("Deliver(stripped) = %v", v)
+	}
+	hasBlob := func() bool {
+		var got bool
+		l.View(func(s *State) { got = s.Keys["gdpr/email"].Versions[0].Wraps[w.nodes[1].key].Blob != nil })
+		return got
+	}
+	if hasBlob() {
+		t.Fatal("a stripped event carried a blob")
+	}
+	if v := l.Deliver(full); v != Accept || !hasBlob() {
+		t.Fatalf("Deliver(full copy) = %v, blob present %v; want the copy merged", v, hasBlob())
+	}
+	if v := l.Deliver(full); v != Ignore {
+		t.Errorf("Deliver(full copy again) = %v, want ignore", v)
+	}
+	countAtt := func() int {
+		n := 0
+		_ = store.Scan(attPrefix, func(k, v []byte) error {
+			n++
+			if bytes.Contains(v, blob[:64]) {
+				return nil
+			}
+			return nil
+		})
+		return n
+	}
+	if countAtt() != 1 {
+		t.Fatalf("store holds %d attachments, want 1", countAtt())
+	}
+	if v := l.Deliver(a.event(t, event.KindKeyDestroy, event.KeyDestroy{Key: "gdpr/email"})); v != Accept {
+		t.Fatal(v)
+	}
+	if n := countAtt(); n != 0 {
+		t.Errorf("store holds %d attachments after destroy, want 0", n)
+	}
+	evs, _ := l.Events(IssuerID(w.nodes[0].key), 0, 10)
+	for _, raw := range evs {
+		if bytes.Contains(raw, blob[:64]) {
+			t.Error("an event served after destroy still carries the wrapped copy")
+		}
+		e, err := event.Parse(raw)
+		if err != nil || e.Verify() != nil {
+			t.Errorf("served event does not parse and verify: %v", err)
+		}
+	}
+	// A late copy of the version with its blob is stored without it.
+	if v := l.Deliver(full); v != Ignore {
+		t.Errorf("Deliver(full copy after destroy) = %v, want ignore", v)
+	}
+	if countAtt() != 0 {
+		t.Error("a late copy brought the destroyed key's blob back")
+	}
+	// Reopening keeps it pruned.
+	l2, err := OpenLog(store, w.g, w.nodes[1].priv, LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2.View(func(s *State) {
+		if !s.Keys["gdpr/email"].Destroyed {
+			t.Error("key not destroyed after reopen")
+		}
+	})
 }

@@ -77,7 +77,15 @@ type Version struct {
 	N          uint32
 	ActivateAt time.Time
 	Creator    event.NodeKey
-	Wraps      map[event.NodeKey][]byte
+	Wraps      map[event.NodeKey]*Wrap
+}
+
+// Wrap is a copy of a version wrapped for one node: the digest the signed
+// event names, and the blob when this node has it (nil once pruned, or
+// while only a stripped copy of the event has arrived).
+type Wrap struct {
+	Digest event.Digest
+	Blob   []byte
 }
 
 // State is the fold of an event set.
@@ -363,7 +371,7 @@ func (s *State) apply(e *event.Event, p any) error {
 			return drop(DropUnauthorised, "share of %q to a node that is not entitled", name)
 		}
 		if _, has := v.Wraps[sh.Wrap.Recipient]; !has {
-			v.Wraps[sh.Wrap.Recipient] = sh.Wrap.Blob
+			v.Wraps[sh.Wrap.Recipient] = &Wrap{Digest: sh.Wrap.Digest, Blob: e.Attachment(sh.Wrap.Digest)}
 			k.Holders[sh.Wrap.Recipient] = true
 		}
 		return nil
@@ -377,12 +385,12 @@ func (s *State) apply(e *event.Event, p any) error {
 		if kv.Version != uint32(len(k.Versions))+1 {
 			return drop(DropConflict, "version %d of %q, want %d", kv.Version, name, len(k.Versions)+1)
 		}
-		v := &Version{N: kv.Version, ActivateAt: kv.ActivateAt.UTC(), Creator: e.Issuer, Wraps: map[event.NodeKey][]byte{}}
+		v := &Version{N: kv.Version, ActivateAt: kv.ActivateAt.UTC(), Creator: e.Issuer, Wraps: map[event.NodeKey]*Wrap{}}
 		for _, w := range kv.Wraps {
 			if !s.Entitled(name, w.Recipient) {
 				continue // a wrap for a node that is not entitled is ignored
 			}
-			v.Wraps[w.Recipient] = w.Blob
+			v.Wraps[w.Recipient] = &Wrap{Digest: w.Digest, Blob: e.Attachment(w.Digest)}
 			k.Holders[w.Recipient] = true
 		}
 		k.Holders[e.Issuer] = true
@@ -409,7 +417,7 @@ func (s *State) apply(e *event.Event, p any) error {
 		k.Destroyed = true
 		k.State = vault.StateDestroyed
 		for _, v := range k.Versions {
-			v.Wraps = map[event.NodeKey][]byte{}
+			v.Wraps = map[event.NodeKey]*Wrap{}
 		}
 	case event.KindGrant:
 		g := p.(policy.Grant)
@@ -528,8 +536,7 @@ func (s *State) Canonical() []byte {
 			u(uint64(len(rs)))
 			for _, r := range rs {
 				b.Write(r[:])
-				h := sha256.Sum256(v.Wraps[r])
-				b.Write(h[:])
+				b.Write(v.Wraps[r].Digest[:])
 			}
 		}
 		for _, set := range []map[event.NodeKey]bool{k.Holders, k.Acks} {

@@ -95,12 +95,12 @@ func (m *meshNode) publish(raw []byte) {
 	}
 }
 
-func (m *meshNode) issue(kind event.Kind, payload any) error {
+func (m *meshNode) issue(kind event.Kind, payload any, attachments ...[]byte) error {
 	b, err := json.Marshal(payload)
 	if err != nil {
 		return fmt.Errorf("node: encode %s: %w", kind, err)
 	}
-	raw, err := m.log.Issue(kind, b)
+	raw, err := m.log.Issue(kind, b, attachments...)
 	if err != nil {
 		return err
 	}
@@ -124,9 +124,11 @@ func (m *meshNode) checkOwner(s *mesh.State, name string) (*mesh.Key, error) {
 	return k, nil
 }
 
-// wraps wraps material for every recipient in the current state.
-func (m *meshNode) wraps(s *mesh.State, name string, n uint32, recipients []event.NodeKey, material []byte) ([]event.Wrap, error) {
+// wraps wraps material for every recipient in the current state: the
+// wraps name each blob by digest, and the blobs travel as attachments.
+func (m *meshNode) wraps(s *mesh.State, name string, n uint32, recipients []event.NodeKey, material []byte) ([]event.Wrap, [][]byte, error) {
 	var out []event.Wrap
+	var blobs [][]byte
 	for _, r := range recipients {
 		node, ok := s.Active(r)
 		if !ok {
@@ -134,11 +136,12 @@ func (m *meshNode) wraps(s *mesh.State, name string, n uint32, recipients []even
 		}
 		blob, err := transport.Wrap(node.Record.KEMKey, transport.Binding{Network: m.log.Network(), Key: name, Version: n, Recipient: r}, material)
 		if err != nil {
-			return nil, fmt.Errorf("node: wrap %q v%d for %s: %w", name, n, r, err)
+			return nil, nil, fmt.Errorf("node: wrap %q v%d for %s: %w", name, n, r, err)
 		}
-		out = append(out, event.Wrap{Recipient: r, Blob: blob})
+		out = append(out, event.Wrap{Recipient: r, Digest: event.DigestOf(blob)})
+		blobs = append(blobs, blob)
 	}
-	return out, nil
+	return out, blobs, nil
 }
 
 // newVersion issues version n of name, active at activateAt, wrapped for
@@ -150,16 +153,17 @@ func (m *meshNode) newVersion(name string, activateAt time.Time) error {
 	}
 	defer clear(material)
 	var kvp event.KeyVersion
+	var blobs [][]byte
 	var werr error
 	m.log.View(func(s *mesh.State) {
 		k := s.Keys[name]
 		kvp = event.KeyVersion{Key: name, Version: uint32(len(k.Versions)) + 1, ActivateAt: activateAt.UTC()}
-		kvp.Wraps, werr = m.wraps(s, name, kvp.Version, s.Recipients(name), material)
+		kvp.Wraps, blobs, werr = m.wraps(s, name, kvp.Version, s.Recipients(name), material)
 	})
 	if werr != nil {
 		return werr
 	}
-	return m.issue(event.KindKeyVersion, kvp)
+	return m.issue(event.KindKeyVersion, kvp, blobs...)
 }
 
 func (m *meshNode) view(name string) (*mesh.Key, error) {
@@ -423,7 +427,10 @@ func (m *meshNode) reconcileLocked(forceShare bool) {
 			}
 			recipients := s.Recipients(name)
 			for _, v := range k.Versions {
-				vp := versionPlan{n: v.N, activateAt: v.ActivateAt, mine: v.Wraps[m.self], kem: map[event.NodeKey][]byte{}}
+				vp := versionPlan{n: v.N, activateAt: v.ActivateAt, kem: map[event.NodeKey][]byte{}}
+				if w := v.Wraps[m.self]; w != nil {
+					vp.mine = w.Blob // nil until a copy of the event with the blob arrives
+				}
 				var holders []event.NodeKey
 				for h := range v.Wraps {
 					if _, ok := s.Active(h); ok {
@@ -540,7 +547,7 @@ func (m *meshNode) share(name string, v versionPlan, force bool) error {
 		if err != nil {
 			return err
 		}
-		err = m.issue(event.KindKeyShare, event.KeyShare{Key: name, Version: v.n, ActivateAt: v.activateAt, Wrap: event.Wrap{Recipient: r, Blob: blob}})
+		err = m.issue(event.KindKeyShare, event.KeyShare{Key: name, Version: v.n, ActivateAt: v.activateAt, Wrap: event.Wrap{Recipient: r, Digest: event.DigestOf(blob)}}, blob)
 		if err != nil && !errors.Is(err, mesh.ErrRefused) {
 			return err
 		}

@@ -308,6 +308,16 @@ func TestMesh(t *testing.T) {
 		k, err := org1.admin.GetKey(ctx, "trade/price")
 		return err == nil && k.State == "destroyed" && len(k.PendingAcks) == 0 && len(k.Holders) >= 3
 	})
+	// Crypto-shredding reaches the event logs: no node keeps a wrapped copy
+	// of the destroyed key, and no vault keeps its material.
+	for _, mm := range []*meshMember{org1, org1b, org2, org3} {
+		eventually(t, 10*time.Second, mm.name+" erased the destroyed key's copies", func() bool {
+			n := 0
+			_ = mm.n.store.Scan([]byte("mesh/att/trade/price/"), func(k, v []byte) error { n++; return nil })
+			_ = mm.n.store.Scan([]byte("vault/mat/trade/price/"), func(k, v []byte) error { n++; return nil })
+			return n == 0
+		})
+	}
 	st, err := org1.admin.Status(ctx)
 	if err != nil || st.Mesh == nil || st.Mesh.Events == 0 || st.Mesh.Peers == 0 {
 		t.Errorf("Status = %+v, %v; want mesh peers and events", st, err)
