@@ -30,6 +30,18 @@
 //
 // Events that break a rule are kept out of the state and counted; they are
 // also refused at the gossip validator when the rule can be checked there.
+//
+// # Crypto-shredding and the log
+//
+// Key versions travel wrapped (package vault/transport) as unsigned
+// attachments of KeyVersion and KeyShare events, named in the signed
+// payload by digest. When the fold destroys a key, every node drops those
+// attachments from memory, deletes them from its store and erases them from
+// disk (kv.Eraser); the events themselves stay, still verifiable, so logs
+// keep converging. Late copies of the key's events are stored without their
+// attachments. So a destroyed key can be recovered neither from a vault nor
+// from an event log — only from a node that did not honour the destroy,
+// which its missing acknowledgement shows.
 package mesh
 
 import (
