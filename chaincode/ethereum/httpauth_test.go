@@ -1,0 +1,102 @@
+package ethereum_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/keymesh/keymesh/chaincode/ethereum"
+	"github.com/keymesh/keymesh/chaincode/ethereum/ethauth"
+	"github.com/keymesh/keymesh/chaincode/ethereum/example"
+	"github.com/keymesh/keymesh/node/apiv1"
+)
+
+func TestAuthenticator(t *testing.T) {
+	netID := strings.Repeat("cd", 32)
+	key := mustKey(t)
+	header := func(t *testing.T, action string, expiry time.Time) string {
+		t.Helper()
+		r, err := ethauth.NewRequest(ethauth.Domain{NetworkID: netID, ChainID: 1}, example.Address(key), action, nil, expiry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := r.Sign(key, ethauth.SchemeEIP712)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := ethereum.EncodeAuthHeader(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		p, ok := ethereum.PrincipalFrom(r.Context())
+		if !ok {
+			http.Error(w, "no principal", http.StatusInternalServerError)
+			return
+		}
+		_, _ = io.WriteString(w, p.Party)
+	}
+	v, err := ethauth.NewVerifier(netID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ethereum.NewAuthenticator(v)
+	gin.SetMode(gin.ReleaseMode)
+	g := gin.New()
+	g.GET("/orders/:id", a.Gin(), func(c *gin.Context) {
+		p, ok := ethereum.GinPrincipal(c)
+		if !ok {
+			c.String(http.StatusInternalServerError, "no principal")
+			return
+		}
+		c.String(http.StatusOK, p.Party)
+	})
+	servers := map[string]http.Handler{"net/http": a.Middleware(http.HandlerFunc(handler)), "gin": g}
+	party := ethauth.Party(example.Address(key))
+
+	for name, srv := range servers {
+		replayed := header(t, "GET /orders/42", time.Now().Add(time.Minute))
+		for _, tc := range []struct {
+			name   string
+			header string
+			path   string
+			want   int
+		}{
+			{name: "ok/signed", header: replayed, path: "/orders/42", want: 200},
+			{name: "fail/replayed", header: replayed, path: "/orders/42", want: 401},
+			{name: "fail/no-header", path: "/orders/42", want: 401},
+			{name: "fail/garbage", header: "!!", path: "/orders/42", want: 401},
+			{name: "fail/other-path", header: header(t, "GET /orders/41", time.Now().Add(time.Minute)), path: "/orders/42", want: 401},
+			{name: "fail/expired", header: header(t, "GET /orders/42", time.Now().Add(-time.Hour)), path: "/orders/42", want: 401},
+		} {
+			t.Run(name+"/"+tc.name, func(t *testing.T) {
+				req := httptest.NewRequest("GET", tc.path, nil)
+				if tc.header != "" {
+					req.Header.Set(ethereum.AuthHeader, tc.header)
+				}
+				rec := httptest.NewRecorder()
+				srv.ServeHTTP(rec, req)
+				if rec.Code != tc.want {
+					t.Fatalf("GET %s = %d %s, want %d", tc.path, rec.Code, rec.Body, tc.want)
+				}
+				if tc.want == 200 && rec.Body.String() != party {
+					t.Errorf("principal = %q, want %q", rec.Body, party)
+				}
+				if tc.want == 401 {
+					var er apiv1.ErrorResponse
+					if err := json.Unmarshal(rec.Body.Bytes(), &er); err != nil || er.Error.Code != apiv1.CodeUnauthenticated {
+						t.Errorf("body = %s, want a keymesh unauthenticated error", rec.Body)
+					}
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,78 @@
+package ethereum_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ethereum/go-ethereum/common/hexutil"
+	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/keymesh/keymesh/chaincode/ethereum/example"
+)
+
+// TestEthersClient has a client no one here wrote sign the requests: the
+// ethers v6 test in jstest/ (node --test) runs against a real node started
+// here. It needs node and jstest/node_modules (npm ci in jstest/); without
+// them it skips, unless KEYMESH_REQUIRE_JSTEST=1 (set by .ci/run, which
+// installs them) makes that a failure.
+func TestEthersClient(t *testing.T) {
+	required := os.Getenv("KEYMESH_REQUIRE_JSTEST") == "1"
+	missing := func(what string) {
+		msg := what + "; run `npm ci` in chaincode/ethereum/jstest (Node 18+) to run the ethers wallet test"
+		if required {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		missing("node is not installed")
+	}
+	dir, err := filepath.Abs("jstest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", "ethers", "package.json")); err != nil {
+		missing("jstest/node_modules has no ethers")
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	url, adminTok := startNode(t)
+	reader, stranger := mustKey(t), mustKey(t)
+	appTok, err := example.Provision(ctx, mustClient(t, url, adminTok), "dapp", example.Address(reader))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const chainID, plaintext = 1337, "42.00 USD from ethers"
+	aad := map[string]string{"chain_id": fmt.Sprint(chainID), "contract": "0x00000000000000000000000000000000000000aa", "field": "price"}
+	env, _, err := mustClient(t, url, appTok).EncryptValue(ctx, example.PriceKey, []byte(plaintext), aad, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aadJSON, _ := json.Marshal(aad)
+
+	cmd := exec.CommandContext(ctx, nodeBin, "--test", "eth-decrypt.test.mjs")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(),
+		"KEYMESH_URL="+url,
+		"KEYMESH_ETH_PRIVATE_KEY="+hexutil.Encode(crypto.FromECDSA(reader)),
+		"KEYMESH_STRANGER_KEY="+hexutil.Encode(crypto.FromECDSA(stranger)),
+		"KEYMESH_CHAIN_ID="+fmt.Sprint(chainID),
+		"KEYMESH_CIPHERTEXT="+env,
+		"KEYMESH_CONTEXT="+string(aadJSON),
+		"KEYMESH_PLAINTEXT="+plaintext,
+	)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("node --test eth-decrypt.test.mjs: %v\n%s", err, out)
+	}
+	t.Logf("node --test:\n%s", out)
+}
