@@ -713,7 +713,20 @@ func (m *meshNode) startHost(ctx context.Context, reg prometheus.Registerer) err
 	if len(listen) == 0 {
 		listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	}
+	// Dial the genesis and configured bootstrap addresses, and every
+	// registered node's recorded addresses: a node that returns from
+	// downtime finds its peers even when its bootstrap node is the one that
+	// moved.
 	boot := append(slices.Clone(m.log.Genesis().Bootstrap), m.cfg.Bootstrap...)
+	m.log.View(func(s *mesh.State) {
+		for k, n := range s.Nodes {
+			if k != m.self && !n.Deregistered {
+				boot = append(boot, n.Record.Addrs...)
+			}
+		}
+	})
+	slices.Sort(boot)
+	boot = slices.Compact(boot)
 	h, err := p2p.New(ctx, p2p.Config{
 		Identity: pk, Listen: listen, Bootstrap: boot,
 		Topic: "/keymesh/" + nid + "/events/1", Protocol: "/keymesh/" + nid + "/sync/1",

@@ -294,10 +294,22 @@ func TestMesh(t *testing.T) {
 		}
 	}
 
-	// Destroy at Org1: every node refuses, every holder acknowledges.
-	if _, err := org1.admin.DestroyKey(ctx, "trade/price", apiv1.DestroyKeyRequest{Confirm: "trade/price"}); err != nil {
+	// Org1's first node goes down: its second node keeps serving Org1's
+	// applications, and administers the key (failover without a shared
+	// database). The destroy it issues reaches the first node when it
+	// returns.
+	org1.stop()
+	if pt, err := app1b.DecryptValue(ctx, env2, fctx); err != nil || string(pt) != "101.00" {
+		t.Fatalf("Org1's second node with the first down: decrypt = %q, %v", pt, err)
+	}
+	if _, _, err := app1b.EncryptValue(ctx, "trade/price", []byte("102"), fctx, ""); err != nil {
+		t.Fatalf("Org1's second node with the first down: encrypt error = %v", err)
+	}
+	if _, err := org1b.admin.DestroyKey(ctx, "trade/price", apiv1.DestroyKeyRequest{Confirm: "trade/price"}); err != nil {
 		t.Fatal(err)
 	}
+	org1 = net.restart(org1)
+	app1 = org1.client(t, "token:app")
 	for _, c := range []*client.Client{app1, app1b, app3} {
 		eventually(t, 10*time.Second, "every node refuses after destroy", func() bool {
 			_, err := c.DecryptValue(ctx, env2, fctx)
@@ -305,7 +317,7 @@ func TestMesh(t *testing.T) {
 		})
 	}
 	eventually(t, 15*time.Second, "every holder acknowledges the destroy", func() bool {
-		k, err := org1.admin.GetKey(ctx, "trade/price")
+		k, err := org1b.admin.GetKey(ctx, "trade/price")
 		return err == nil && k.State == "destroyed" && len(k.PendingAcks) == 0 && len(k.Holders) >= 3
 	})
 	// Crypto-shredding reaches the event logs: no node keeps a wrapped copy

@@ -143,8 +143,8 @@ func envelopeOf(t *testing.T, stored []byte, field string) *envelope.Envelope {
 // TestEndorsersAgree runs one proposal on two endorsing peers and requires
 // byte-identical write sets, also when a key rotation activates between
 // the two simulations (its activation time is after the transaction
-// timestamp). Both endorsers call the same custodian node; the variant with
-// one node per endorsing org waits for the mesh (issue 3).
+// timestamp). Both endorsers call the same custodian node;
+// TestEndorsersAgreeAcrossNodes (mesh_test.go) gives each its own org's.
 func TestEndorsersAgree(t *testing.T) {
 	w := newWorld(t)
 	p := w.proposal(w.alice, "CreateAsset", "asset1", "blue", "5").WithTransient(example.TransientAssetProperties, props(300, "Alice"))

@@ -1,16 +1,23 @@
 // Package testnode starts real keymesh nodes (package node, serving its
 // REST API over HTTP on 127.0.0.1) for the tests of chaincode/fabric and
-// its example, and makes the Fabric test CAs they trust.
+// its example — one standalone node, or a mesh of one node per
+// organisation gossiping over libp2p on 127.0.0.1 — and makes the Fabric
+// test CAs they trust.
 package testnode
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/x509/pkix"
+	"encoding/json"
+	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
@@ -20,6 +27,7 @@ import (
 
 // Node is a running node.
 type Node struct {
+	Org   string
 	URL   string
 	Admin *client.Client
 }
@@ -29,6 +37,14 @@ type Node struct {
 func Start(t testing.TB, org string, cas ...*fabricidtest.CA) *Node {
 	t.Helper()
 	dir := t.TempDir()
+	cfg := node.Config{DataDir: dir + "/data", Listen: "127.0.0.1:0", Org: org, RotationGrace: time.Millisecond, FabricMSPs: trust(t, dir, cas)}
+	return serve(t, cfg, dir+"/admin.token")
+}
+
+// trust writes the CAs' certificates into dir and returns the node's
+// fabric_msps configuration for them.
+func trust(t testing.TB, dir string, cas []*fabricidtest.CA) map[string]fabricid.MSPConfig {
+	t.Helper()
 	msps := map[string]fabricid.MSPConfig{}
 	for _, ca := range cas {
 		p, err := ca.WriteFile(dir)
@@ -37,10 +53,15 @@ func Start(t testing.TB, org string, cas ...*fabricidtest.CA) *Node {
 		}
 		msps[ca.MSPID] = fabricid.MSPConfig{CAs: []string{p}}
 	}
-	cfg := node.Config{DataDir: dir + "/data", Listen: "127.0.0.1:0", Org: org, RotationGrace: time.Millisecond, FabricMSPs: msps}
-	tokFile := dir + "/admin.token"
+	return msps
+}
+
+// serve initialises a node with cfg, serves it until the test ends and
+// returns it with an admin client.
+func serve(t testing.TB, cfg node.Config, tokFile string) *Node {
+	t.Helper()
 	if _, err := node.Init(cfg, tokFile); err != nil {
-		t.Fatalf("node.Init() = %v", err)
+		t.Fatalf("node.Init(%s) = %v", cfg.Org, err)
 	}
 	admin, err := os.ReadFile(tokFile)
 	if err != nil {
@@ -48,7 +69,7 @@ func Start(t testing.TB, org string, cas ...*fabricidtest.CA) *Node {
 	}
 	n, err := node.Open(cfg, nil)
 	if err != nil {
-		t.Fatalf("node.Open() = %v", err)
+		t.Fatalf("node.Open(%s) = %v", cfg.Org, err)
 	}
 	if err := n.Listen(); err != nil {
 		t.Fatal(err)
@@ -61,17 +82,119 @@ func Start(t testing.TB, org string, cas ...*fabricidtest.CA) *Node {
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Errorf("Serve() = %v", err)
+				t.Errorf("Serve(%s) = %v", cfg.Org, err)
 			}
 		case <-time.After(15 * time.Second):
-			t.Error("node did not stop within 15s")
+			t.Errorf("node of %s did not stop within 15s", cfg.Org)
 		}
 	})
 	c, err := client.New(n.URL(), strings.TrimSpace(string(admin)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Node{URL: n.URL(), Admin: c}
+	return &Node{Org: cfg.Org, URL: n.URL(), Admin: c}
+}
+
+// StartMesh starts a network with one node per org, each with a real
+// libp2p host on 127.0.0.1 and trusting the given CAs for their MSPs (as
+// fabric_msps): it writes a genesis naming the orgs and an admin key for
+// each, registers every node with its org's admin key (the first node is
+// the others' bootstrap peer), and returns once every node lists every
+// node. The nodes stop when the test ends.
+func StartMesh(t testing.TB, orgs []string, cas ...*fabricidtest.CA) []*Node {
+	t.Helper()
+	dir := t.TempDir()
+	g := event.Genesis{Network: "fabric-test", Created: time.Now().UTC().Truncate(time.Second)}
+	admins := map[string]ed25519.PrivateKey{}
+	for _, o := range orgs {
+		pub, priv, err := ed25519.GenerateKey(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		admins[o] = priv
+		var k [32]byte
+		copy(k[:], pub)
+		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: o, AdminKeys: [][32]byte{k}})
+	}
+	b, err := json.Marshal(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	genesis := filepath.Join(dir, "genesis.json")
+	if err := os.WriteFile(genesis, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	msps := trust(t, dir, cas)
+
+	var nodes []*Node
+	var boot []string
+	for i, o := range orgs {
+		data := filepath.Join(dir, fmt.Sprintf("node%d", i+1))
+		cfg := node.Config{
+			DataDir: data, Listen: "127.0.0.1:0", Org: o, Genesis: genesis, FabricMSPs: msps,
+			P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: boot,
+			RotationGrace: 100 * time.Millisecond, AntiEntropyInterval: time.Second,
+		}
+		n := serve(t, cfg, node.AdminTokenFile(data))
+		var id *apiv1.NodeIdentity
+		poll(t, 10*time.Second, o+": p2p host up", func(ctx context.Context) bool {
+			id, err = n.Admin.NodeIdentity(ctx)
+			return err == nil && len(id.Addrs) > 0
+		})
+		if boot == nil {
+			boot = id.Addrs
+		}
+		if _, err := n.Admin.Register(Ctx(t), admins[o], 24*time.Hour); err != nil {
+			t.Fatalf("%s: Register() = %v", o, err)
+		}
+		nodes = append(nodes, n)
+	}
+	for _, n := range nodes {
+		poll(t, 15*time.Second, fmt.Sprintf("%s lists %d registered nodes", n.Org, len(nodes)), func(ctx context.Context) bool {
+			ns, err := n.Admin.ListNodes(ctx)
+			return err == nil && len(ns) == len(nodes)
+		})
+	}
+	return nodes
+}
+
+// poll calls f every 50 ms until it reports true, and fails the test if
+// that does not happen within d. Each call gets a context bounded by what
+// is left of d.
+func poll(t testing.TB, d time.Duration, what string, f func(context.Context) bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		ok := f(ctx)
+		cancel()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// WaitVersion waits (at most 15 s) until the node holds version v of each
+// key, and returns what it knows of that version per key.
+func (n *Node) WaitVersion(t testing.TB, v uint32, keys ...string) map[string]apiv1.KeyVersion {
+	t.Helper()
+	out := map[string]apiv1.KeyVersion{}
+	for _, k := range keys {
+		poll(t, 15*time.Second, fmt.Sprintf("%s holds %s version %d", n.Org, k, v), func(ctx context.Context) bool {
+			ki, err := n.Admin.GetKey(ctx, k)
+			if err != nil || ki.LatestVersion < v || len(ki.Versions) < int(v) {
+				return false
+			}
+			kv := ki.Versions[v-1]
+			out[k] = kv
+			return kv.Version == v && !kv.Destroyed
+		})
+	}
+	return out
 }
 
 // Ctx returns a context bounded to 30 s for one admin call.
