@@ -207,3 +207,20 @@ func (m *Mem) Erase(prefix []byte) error {
 	}
 	return nil
 }
+
+// DeletePrefix deletes every key that starts with prefix, within tx.
+func DeletePrefix(tx Txn, prefix []byte) error {
+	var keys [][]byte
+	if err := tx.Scan(prefix, func(k, _ []byte) error {
+		keys = append(keys, bytes.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := tx.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}

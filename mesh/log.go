@@ -395,21 +395,7 @@ func (l *Log) prune() {
 				e.ev.Attachments = nil
 			}
 		}
-		err := l.store.Update(func(tx kv.Txn) error {
-			var keys [][]byte
-			if err := tx.Scan(attKeyPrefix(name), func(k, _ []byte) error {
-				keys = append(keys, append([]byte(nil), k...))
-				return nil
-			}); err != nil {
-				return err
-			}
-			for _, k := range keys {
-				if err := tx.Delete(k); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		err := l.store.Update(func(tx kv.Txn) error { return kv.DeletePrefix(tx, attKeyPrefix(name)) })
 		if err != nil {
 			l.logger.Error("mesh: prune destroyed key copies", "key", name, "err", err)
 			continue

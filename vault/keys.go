@@ -281,21 +281,7 @@ func (v *Vault) Destroy(name string) (KeyInfo, error) {
 	for i := range rec.Versions {
 		rec.Versions[i].Destroyed = true
 	}
-	err = v.persist(rec, func(tx kv.Txn) error {
-		var keys [][]byte
-		if err := tx.Scan(materialPrefix(name), func(k, _ []byte) error {
-			keys = append(keys, append([]byte(nil), k...))
-			return nil
-		}); err != nil {
-			return err
-		}
-		for _, k := range keys {
-			if err := tx.Delete(k); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	err = v.persist(rec, func(tx kv.Txn) error { return kv.DeletePrefix(tx, materialPrefix(name)) })
 	if err != nil {
 		return KeyInfo{}, err
 	}
