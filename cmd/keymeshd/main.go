@@ -3,6 +3,8 @@
 //
 //	keymeshd --dev                         # a single node, no set-up
 //	keymeshd --data /var/lib/keymesh       # a node made with `keymesh init`
+//	keymeshd --data /var/lib/keymesh --p2p-listen /ip4/0.0.0.0/tcp/4001 \
+//	    --bootstrap /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW…   # a mesh node (init --genesis)
 //
 // Configuration comes from --config FILE (YAML), then KEYMESH_* environment
 // variables, then flags, each overriding the one before.
@@ -16,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -43,6 +46,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	grace := fs.Duration("rotation-grace", 0, "activation delay of rotated key versions (default 5s)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "", "text or json")
+	p2pListen := fs.String("p2p-listen", "", "libp2p listen `multiaddrs`, comma-separated, of a mesh node (default /ip4/127.0.0.1/tcp/0)")
+	bootstrap := fs.String("bootstrap", "", "`multiaddrs`, comma-separated, to dial besides the genesis bootstrap list")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -86,6 +91,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if set["rotation-grace"] {
 		cfg.RotationGrace = *grace
 	}
+	if set["p2p-listen"] {
+		cfg.P2PListen = splitList(*p2pListen)
+	}
+	if set["bootstrap"] {
+		cfg.Bootstrap = splitList(*bootstrap)
+	}
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil && !(cfg.Dev && cfg.DataDir == "") {
 		fmt.Fprintf(stderr, "keymeshd: %v\n", err)
@@ -99,4 +110,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return 1
 	}
 	return 0
+}
+
+// splitList splits a comma-separated flag value, dropping empty items and
+// surrounding spaces.
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }
