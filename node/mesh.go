@@ -740,7 +740,80 @@ func (m *meshNode) startHost(ctx context.Context, reg prometheus.Registerer) err
 	m.host = h
 	m.hostMu.Unlock()
 	go m.reconcileLoop(ctx)
+	go m.dialLoop(ctx)
 	return nil
+}
+
+// dialLoop keeps this node connected to every registered node it can
+// reach, not only to its bootstrap peers: records that arrive later are
+// dialled too, with per-peer exponential back-off (2 s up to 60 s), so no
+// single node is a point of failure for the spread of events.
+func (m *meshNode) dialLoop(ctx context.Context) {
+	type backoff struct {
+		next time.Time
+		wait time.Duration
+	}
+	tries := map[string]*backoff{}
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		m.hostMu.RLock()
+		h := m.host
+		m.hostMu.RUnlock()
+		if h == nil {
+			return
+		}
+		connected := map[string]bool{}
+		for _, p := range h.Peers() {
+			if p.Connected {
+				connected[p.ID] = true
+			}
+		}
+		type target struct {
+			id    string
+			addrs []string
+		}
+		var targets []target
+		m.log.View(func(s *mesh.State) {
+			for k, n := range s.Nodes {
+				if k != m.self && !n.Deregistered && !connected[n.Record.PeerID] && len(n.Record.Addrs) > 0 {
+					targets = append(targets, target{n.Record.PeerID, slices.Clone(n.Record.Addrs)})
+				}
+			}
+		})
+		now := time.Now()
+		for _, tg := range targets {
+			b := tries[tg.id]
+			if b == nil {
+				b = &backoff{wait: 2 * time.Second}
+				tries[tg.id] = b
+			}
+			if now.Before(b.next) {
+				continue
+			}
+			ok := false
+			for _, a := range tg.addrs {
+				dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+				err := h.Connect(dctx, a)
+				cancel()
+				if err == nil {
+					ok = true
+					break
+				}
+			}
+			if ok {
+				delete(tries, tg.id)
+				continue
+			}
+			b.next = now.Add(b.wait)
+			b.wait = min(2*b.wait, time.Minute)
+		}
+	}
 }
 
 func (m *meshNode) close() {

@@ -195,6 +195,15 @@ func TestMesh(t *testing.T) {
 		})
 	}
 
+	// Every node dials every registered node, not only the bootstrap node:
+	// no single node is a point of failure for the spread of events.
+	for _, mm := range all {
+		eventually(t, 15*time.Second, mm.name+" connected to both other nodes", func() bool {
+			st, err := mm.admin.Status(ctx)
+			return err == nil && st.Mesh != nil && st.Mesh.Peers >= 2
+		})
+	}
+
 	// Org1 creates a key, its app encrypts.
 	if _, err := org1.admin.CreateKey(ctx, apiv1.CreateKeyRequest{Name: "trade/price"}); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,10 @@ import (
 
 // DB is a badger-backed kv.Store.
 type DB struct {
+	// erasing is held for writing by Erase and for reading by Update:
+	// badger's DropPrefix blocks (fails) every concurrent write, so writes
+	// wait for an erase instead of failing.
+	erasing  sync.RWMutex
 	db       *badger.DB
 	stopSync chan struct{}
 	syncDone chan struct{}
@@ -128,6 +133,8 @@ func (d *DB) Update(fn func(kv.Txn) error) error {
 	if err, _ := d.syncErr.Load().(error); err != nil {
 		return fmt.Errorf("badgerstore: update refused after a failed sync: %w", err)
 	}
+	d.erasing.RLock()
+	defer d.erasing.RUnlock()
 	var err error
 	for range maxConflictRetries {
 		err = d.db.Update(func(txn *badger.Txn) error { return fn(txnAdapter{txn}) })
@@ -211,6 +218,8 @@ func (a slogAdapter) Debugf(f string, v ...any)   { a.l.Debug(fmt.Sprintf(f, v..
 // destroyed key's wrapped material so it does not linger in old tables, as
 // deleted data otherwise does in any log-structured store until compaction.
 func (d *DB) Erase(prefix []byte) error {
+	d.erasing.Lock()
+	defer d.erasing.Unlock()
 	if err := d.db.DropPrefix(prefix); err != nil {
 		return fmt.Errorf("badgerstore: erase: %w", err)
 	}
