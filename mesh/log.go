@@ -239,6 +239,9 @@ func (l *Log) insert(e *entry) {
 // refold rebuilds the state from every event. l.mu is held.
 func (l *Log) refold() {
 	s := NewState(l.genesis)
+	if l.state != nil {
+		s.adminOK = l.state.adminOK
+	}
 	for _, e := range l.order {
 		if err := s.apply(e.ev, e.payload); err != nil {
 			s.Dropped[dropReason(err)]++
@@ -342,6 +345,119 @@ func (l *Log) deliverLocked(e *entry) (Verdict, string) {
 	l.prune()
 	l.signal()
 	return Accept, ReasonOK
+}
+
+// DeliverBatch delivers events in order, as Deliver would one by one, but
+// stores every accepted event with one durable write: anti-entropy pulls
+// batches, and a node catching up after downtime then pays one fsync per
+// batch, not per event. If the write fails, none of the batch is kept.
+func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
+	out := make([]Verdict, len(raws))
+	reasons := make([]string, len(raws))
+	entries := make([]*entry, len(raws))
+	for i, raw := range raws {
+		out[i], reasons[i] = Reject, ReasonMalformed
+		if len(raw) > MaxEventSize {
+			reasons[i] = ReasonOversize
+			continue
+		}
+		ev, err := event.Parse(raw)
+		if err != nil {
+			continue
+		}
+		if ev.Network != l.nid {
+			reasons[i] = ReasonForeignNetwork
+			continue
+		}
+		if ev.Verify() != nil {
+			reasons[i] = ReasonBadSignature
+			continue
+		}
+		p, err := decode(ev)
+		if err != nil || ev.VerifyAttachments() != nil {
+			continue
+		}
+		entries[i] = &entry{ev: ev, payload: p}
+	}
+	l.mu.Lock()
+	var staged []*entry
+	for i, e := range entries {
+		if e == nil {
+			continue
+		}
+		ev := e.ev
+		name := wrapKey(e.payload)
+		if name != "" && l.pruned[name] {
+			ev.Attachments = nil
+		}
+		if old := l.entries[ev.Issuer][ev.Seq]; old != nil {
+			switch {
+			case old.ev.ID() != ev.ID():
+				out[i], reasons[i] = Reject, ReasonReplay
+			case l.mergeAttachments(old, ev, name):
+				out[i], reasons[i] = Accept, ReasonOK
+			default:
+				out[i], reasons[i] = Ignore, ReasonDuplicate
+			}
+			continue
+		}
+		if v, reason := l.precheck(ev, e.payload); v != Accept {
+			out[i], reasons[i] = v, reason
+			continue
+		}
+		l.insert(e)
+		l.catchUp()
+		staged = append(staged, e)
+		out[i], reasons[i] = Accept, ReasonOK
+	}
+	if len(staged) > 0 {
+		err := l.store.Update(func(tx kv.Txn) error {
+			for _, e := range staged {
+				name := wrapKey(e.payload)
+				for _, a := range e.ev.Attachments {
+					if err := tx.Set(attKey(name, event.DigestOf(a)), a); err != nil {
+						return err
+					}
+				}
+				if err := tx.Set(evKey(e.ev.Issuer, e.ev.Seq), e.ev.Pruned().Marshal()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			l.logger.Error("mesh: store event batch", "err", err)
+			for _, e := range staged {
+				l.remove(e)
+			}
+			l.refold()
+			for i := range out {
+				if out[i] == Accept && reasons[i] == ReasonOK {
+					out[i], reasons[i] = Ignore, ReasonStore
+				}
+			}
+		} else {
+			l.prune()
+			l.signal()
+		}
+	}
+	l.mu.Unlock()
+	for i := range out {
+		l.verdict(out[i], reasons[i])
+	}
+	return out
+}
+
+// remove takes e out of the indexes (not the state). l.mu is held.
+func (l *Log) remove(e *entry) {
+	delete(l.entries[e.ev.Issuer], e.ev.Seq)
+	if l.contig[e.ev.Issuer] >= e.ev.Seq {
+		l.contig[e.ev.Issuer] = e.ev.Seq - 1
+	}
+	if i := slices.Index(l.order, e); i >= 0 {
+		l.order = slices.Delete(l.order, i, i+1)
+		l.applied = -1
+	}
 }
 
 // mergeAttachments adds to a held event the attachments a fuller copy of

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"testing"
@@ -451,4 +452,54 @@ func TestPruneOnDestroy(t *testing.T) {
 			t.Error("key not destroyed after reopen")
 		}
 	})
+}
+
+// TestDeliverBatch checks that a batch gives the verdicts of one-by-one
+// delivery, and that a failed store write keeps none of it.
+func TestDeliverBatch(t *testing.T) {
+	w := newWorld(t, []string{"Org1MSP", "Org2MSP", "Org3MSP"}, 1)
+	evs := history(t, w, mrand.New(mrand.NewPCG(3, 4)))
+	one := newLog(t, w, 0)
+	var want []Verdict
+	for _, raw := range evs {
+		want = append(want, one.Deliver(raw))
+	}
+	store := kv.NewMem()
+	batch, err := OpenLog(store, w.g, w.nodes[0].priv, LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := batch.DeliverBatch(evs)
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("event %d: DeliverBatch = %v, Deliver = %v", i, got[i], want[i])
+		}
+	}
+	var a, b []byte
+	one.View(func(s *State) { a = s.Canonical() })
+	batch.View(func(s *State) { b = s.Canonical() })
+	if !bytes.Equal(a, b) {
+		t.Error("batch and one-by-one delivery fold to different states")
+	}
+	// A failing store: nothing of the batch is kept.
+	failing := kv.NewMem()
+	l, err := OpenLog(failing, w.g, w.nodes[0].priv, LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing.SetFailure(errors.New("disk full"))
+	for i, v := range l.DeliverBatch(evs[:4]) {
+		if v == Accept {
+			t.Errorf("event %d accepted with a failing store", i)
+		}
+	}
+	if l.Height() != 0 {
+		t.Errorf("log holds %d events after a failed batch, want 0", l.Height())
+	}
+	failing.SetFailure(nil)
+	for i, v := range l.DeliverBatch(evs[:4]) {
+		if v != Accept {
+			t.Errorf("event %d after recovery = %v, want accept", i, v)
+		}
+	}
 }

@@ -103,6 +103,11 @@ type Wrap struct {
 // State is the fold of an event set.
 type State struct {
 	genesis *event.Genesis
+	nid     event.NetworkID
+	// adminOK caches, by event id, whether a node record's or
+	// deregistration's admin signature holds: a refold must not re-verify
+	// every record. It is shared by the successive states of one log.
+	adminOK map[[32]byte]bool
 	Nodes   map[event.NodeKey]*Node
 	Keys    map[string]*Key
 	Policy  *policy.State
@@ -112,7 +117,19 @@ type State struct {
 
 // NewState returns the state of an empty event set under genesis.
 func NewState(g *event.Genesis) *State {
-	return &State{genesis: g, Nodes: map[event.NodeKey]*Node{}, Keys: map[string]*Key{}, Policy: policy.NewState(), Dropped: map[string]int{}}
+	return &State{genesis: g, nid: g.ID(), adminOK: map[[32]byte]bool{}, Nodes: map[event.NodeKey]*Node{}, Keys: map[string]*Key{}, Policy: policy.NewState(), Dropped: map[string]int{}}
+}
+
+// adminSigned reports whether e's admin signature (node record or
+// deregistration) holds, verifying each event once.
+func (s *State) adminSigned(e *event.Event, org string, key [32]byte, verify func(event.NetworkID) error) bool {
+	id := e.ID()
+	if ok, seen := s.adminOK[id]; seen {
+		return ok
+	}
+	ok := s.genesis.IsAdmin(org, key) && verify(s.nid) == nil
+	s.adminOK[id] = ok
+	return ok
 }
 
 // sortKey orders events canonically.
@@ -180,15 +197,11 @@ func (s *State) EntitledOrgs(key string) []string {
 	if !ok || k.Destroyed {
 		return nil
 	}
-	orgs := []string{k.Owner}
-	for _, st := range s.Policy.Grants(key) {
-		if st.InForce && st.Grant.Party.Kind() == "org" {
-			if o := st.Grant.Party.Org(); !slices.Contains(orgs, o) {
-				orgs = append(orgs, o)
-			}
-		}
+	orgs := s.Policy.OrgsWithGrant(key)
+	if !slices.Contains(orgs, k.Owner) {
+		orgs = append(orgs, k.Owner)
+		slices.Sort(orgs)
 	}
-	slices.Sort(orgs)
 	return orgs
 }
 
@@ -293,14 +306,13 @@ func (s *State) check(e *event.Event, p any) error {
 
 // apply applies one verified event whose payload is decoded in p.
 func (s *State) apply(e *event.Event, p any) error {
-	nid := s.genesis.ID()
 	switch e.Kind {
 	case event.KindNodeRecord:
 		r := p.(event.NodeRecord)
 		if r.SignKey != e.Issuer {
 			return drop(DropUnauthorised, "node record for another node key")
 		}
-		if !s.genesis.IsAdmin(r.Org, r.AdminKey) || r.VerifyAdmin(nid) != nil {
+		if !s.adminSigned(e, r.Org, r.AdminKey, r.VerifyAdmin) {
 			return drop(DropBadAdmin, "node record of %q not signed by a genesis admin of that org", r.Org)
 		}
 		if n, ok := s.Nodes[r.SignKey]; ok && n.Deregistered {
@@ -316,7 +328,7 @@ func (s *State) apply(e *event.Event, p any) error {
 			return drop(DropUnregistered, "issuer %s", e.Issuer)
 		}
 		d := p.(event.Deregister)
-		if !s.genesis.IsAdmin(d.Org, d.AdminKey) || d.VerifyAdmin(nid) != nil {
+		if !s.adminSigned(e, d.Org, d.AdminKey, d.VerifyAdmin) {
 			return drop(DropBadAdmin, "deregistration not signed by a genesis admin of %q", d.Org)
 		}
 		n, ok := s.Nodes[d.SignKey]

@@ -697,6 +697,22 @@ func (a p2pLog) Deliver(raw []byte) p2p.Result {
 	}
 	return p2p.Ignore
 }
+func (a p2pLog) DeliverBatch(raws [][]byte) []p2p.Result {
+	vs := a.l.DeliverBatch(raws)
+	out := make([]p2p.Result, len(vs))
+	for i, v := range vs {
+		switch v {
+		case mesh.Accept:
+			out[i] = p2p.Accept
+		case mesh.Reject:
+			out[i] = p2p.Reject
+		default:
+			out[i] = p2p.Ignore
+		}
+	}
+	return out
+}
+
 func (a p2pLog) Summary() map[string]uint64 { return a.l.Summary() }
 func (a p2pLog) Events(issuer string, after uint64, max int) ([][]byte, error) {
 	return a.l.Events(issuer, after, max)

@@ -387,8 +387,8 @@ func (ss *session) pull(ctx context.Context, theirs map[string]uint64) error {
 				if len(f.events) == 0 {
 					continue issuers
 				}
-				for _, raw := range f.events {
-					switch ss.h.cfg.Log.Deliver(raw) {
+				for _, r := range deliverAll(ss.h.cfg.Log, f.events) {
+					switch r {
 					case Accept:
 						accepted++
 						pulled++
@@ -408,4 +408,17 @@ func (ss *session) pull(ctx context.Context, theirs map[string]uint64) error {
 		}
 	}
 	return nil
+}
+
+// deliverAll delivers a pulled batch, in one call when the log can take a
+// batch (one durable write for all of it instead of one per event).
+func deliverAll(l Log, raws [][]byte) []Result {
+	if bl, ok := l.(BatchLog); ok {
+		return bl.DeliverBatch(raws)
+	}
+	out := make([]Result, len(raws))
+	for i, raw := range raws {
+		out[i] = l.Deliver(raw)
+	}
+	return out
 }

@@ -73,6 +73,14 @@ func (r Result) String() string {
 	return fmt.Sprintf("Result(%d)", int(r))
 }
 
+// BatchLog is a Log that can also take a batch of events in order, storing
+// them with one durable write; anti-entropy uses it when the Log has it.
+// The results are as if each event were Delivered in turn.
+type BatchLog interface {
+	Log
+	DeliverBatch(raws [][]byte) []Result
+}
+
 // Log is the node's event log. All methods are safe for concurrent use.
 type Log interface {
 	// Deliver validates, durably stores and applies one raw event (from
@@ -326,6 +334,12 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		// the first heartbeat has built a mesh) still goes out.
 		pubsub.WithFloodPublish(true),
 		pubsub.WithValidateQueueSize(1024),
+		// One validation worker: inline validators on several workers can
+		// still deliver two events of one issuer out of order (NumCPU
+		// workers by default), and the node's log then refolds its whole
+		// state. Validation is a signature check and a store write; one
+		// worker keeps up with a consortium's event rate.
+		pubsub.WithValidateWorkers(1),
 		pubsub.WithPeerOutboundQueueSize(256),
 		pubsub.WithLogger(h.log.With("component", "gossipsub")),
 		pubsub.WithRawTracer(h.mesh),

@@ -353,3 +353,26 @@ func appendTime(b []byte, t time.Time) []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix()))
 	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
 }
+
+// OrgsWithGrant returns the organisations that an org: party grant on key
+// names and no revocation has ended (whatever its time bounds), sorted.
+// The mesh asks it on every change to know which organisations' nodes hold
+// a key, so it walks the key's parties only, without listing every grant.
+func (s *State) OrgsWithGrant(key string) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []string
+	for party, pe := range s.keys[key] {
+		if party.Kind() != KindOrg {
+			continue
+		}
+		for _, ge := range pe.grants {
+			if !ge.revoked {
+				out = append(out, party.Org())
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}

@@ -35,6 +35,7 @@ type DB struct {
 	stopSync chan struct{}
 	syncDone chan struct{}
 	syncErr  atomic.Value // error of the last failed background sync
+	dirty    atomic.Bool  // written since the last background sync
 }
 
 var _ kv.Store = (*DB)(nil)
@@ -68,6 +69,11 @@ func (d *DB) syncLoop(interval time.Duration, logger *slog.Logger) {
 		case <-d.stopSync:
 			return
 		case <-t.C:
+			// An idle store costs nothing: syncing with nothing written
+			// is still a device flush on most file systems.
+			if !d.dirty.Swap(false) {
+				continue
+			}
 			if err := d.db.Sync(); err != nil {
 				d.syncErr.Store(err)
 				if logger != nil {
@@ -135,6 +141,7 @@ func (d *DB) Update(fn func(kv.Txn) error) error {
 	}
 	d.erasing.RLock()
 	defer d.erasing.RUnlock()
+	defer d.dirty.Store(true)
 	var err error
 	for range maxConflictRetries {
 		err = d.db.Update(func(txn *badger.Txn) error { return fn(txnAdapter{txn}) })
