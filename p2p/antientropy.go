@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -24,7 +25,14 @@ func (h *Host) antiEntropyLoop() {
 			return
 		case <-t.C:
 		}
-		for _, p := range h.host.Network().Peers() {
+		// A round with a few random peers per interval, not with every
+		// peer: push-pull exchanges reach everyone in O(log N) intervals,
+		// and the cost stays linear in N (every peer with every peer is
+		// N² rounds per interval). New connections still get a round at
+		// once (onConnected).
+		peers := h.host.Network().Peers()
+		rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
+		for _, p := range peers[:min(len(peers), h.cfg.AntiEntropyFanout)] {
 			h.trigger(p)
 		}
 		h.prune()

@@ -116,6 +116,9 @@ type Config struct {
 	// AntiEntropyInterval is the period of anti-entropy rounds with every
 	// connected peer (default 3 s). A round also runs on every new connection.
 	AntiEntropyInterval time.Duration
+	// AntiEntropyFanout is how many random connected peers get a periodic
+	// round each interval (default 3).
+	AntiEntropyFanout int
 	// MaxMessageSize bounds events and stream frames, in bytes (default
 	// 1 MiB). Larger gossip messages and frames are refused.
 	MaxMessageSize int
@@ -234,6 +237,9 @@ func (c *Config) fill() error {
 	}
 	if len(c.Listen) == 0 {
 		return errors.New("p2p: Config.Listen is required")
+	}
+	if c.AntiEntropyFanout <= 0 {
+		c.AntiEntropyFanout = 3
 	}
 	if c.AntiEntropyInterval <= 0 {
 		c.AntiEntropyInterval = DefaultAntiEntropyInterval
