@@ -22,7 +22,7 @@ const (
 	KindDeregister Kind = 2  // payload Deregister: an org admin removes a node
 	KindKeyCreate  Kind = 3  // payload KeyCreate: a node of the owner org creates a key
 	KindKeyVersion Kind = 4  // payload KeyVersion: a new key version, wrapped for its holders
-	KindKeyShare   Kind = 5  // payload KeyShare: an existing version re-wrapped for one more node
+	KindKeyShare   Kind = 5  // payload KeyShare: existing versions re-wrapped for more nodes
 	KindKeyState   Kind = 6  // payload KeyState: a lifecycle change
 	KindKeyDestroy Kind = 7  // payload KeyDestroy: crypto-shredding
 	KindDestroyAck Kind = 8  // payload DestroyAck: a holder confirms it destroyed a key
@@ -412,7 +412,9 @@ func (e *Event) VerifyAttachments() error {
 		if err != nil {
 			return err
 		}
-		wraps = []Wrap{s.Wrap}
+		for _, sh := range s.Shares {
+			wraps = append(wraps, sh.Wrap)
+		}
 	}
 	seen := make(map[Digest]bool, len(e.Attachments))
 	for i, a := range e.Attachments {

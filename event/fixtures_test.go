@@ -117,7 +117,7 @@ func samplePayloads(t testing.TB) []struct {
 		{"deregister", KindDeregister, mustJSON(t, dereg)},
 		{"key-create", KindKeyCreate, mustJSON(t, KeyCreate{Key: "trade/price", Exportable: true})},
 		{"key-version", KindKeyVersion, mustJSON(t, KeyVersion{Key: "trade/price", Version: 1, ActivateAt: t0.Add(2 * time.Second), Wraps: []Wrap{w1, w2}})},
-		{"key-share", KindKeyShare, mustJSON(t, KeyShare{Key: "trade/price", Version: 1, ActivateAt: t0.Add(2 * time.Second), Wrap: w2})},
+		{"key-share", KindKeyShare, mustJSON(t, KeyShare{Key: "trade/price", Shares: []Share{{Version: 1, ActivateAt: t0.Add(2 * time.Second), Wrap: w2}}})},
 		{"key-state", KindKeyState, mustJSON(t, KeyState{Key: "trade/price", State: StateDeactivated, MinDecryptionVersion: 2})},
 		{"key-destroy", KindKeyDestroy, mustJSON(t, KeyDestroy{Key: "trade/price"})},
 		{"destroy-ack", KindDestroyAck, mustJSON(t, DestroyAck{Key: "trade/price"})},

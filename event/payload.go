@@ -108,10 +108,16 @@ func (v KeyVersion) Validate() error {
 	return nil
 }
 
-// KeyShare is the payload of KindKeyShare: an existing key version wrapped
-// for one more node (mirroring to a newly registered node of a holder org).
+// KeyShare is the payload of KindKeyShare: existing versions of one key
+// wrapped for more nodes — mirroring to a newly registered node of a holder
+// org, or handing a newly granted org every version at once.
 type KeyShare struct {
-	Key        string
+	Key    string
+	Shares []Share // 1..MaxWraps, distinct (version, recipient) pairs
+}
+
+// Share is one version of a key wrapped for one recipient.
+type Share struct {
 	Version    uint32
 	ActivateAt time.Time
 	Wrap       Wrap
@@ -119,10 +125,31 @@ type KeyShare struct {
 
 // Validate reports whether s is well formed. Its errors wrap ErrMalformed.
 func (s KeyShare) Validate() error {
-	if err := checkKeyVersion(s.Key, s.Version, s.ActivateAt); err != nil {
+	if err := checkKey(s.Key); err != nil {
 		return err
 	}
-	return s.Wrap.validate()
+	if len(s.Shares) == 0 || len(s.Shares) > MaxWraps {
+		return malformed("%d shares, want 1..%d", len(s.Shares), MaxWraps)
+	}
+	type pair struct {
+		v uint32
+		r NodeKey
+	}
+	seen := make(map[pair]bool, len(s.Shares))
+	for _, sh := range s.Shares {
+		if err := checkKeyVersion(s.Key, sh.Version, sh.ActivateAt); err != nil {
+			return err
+		}
+		if err := sh.Wrap.validate(); err != nil {
+			return err
+		}
+		p := pair{sh.Version, sh.Wrap.Recipient}
+		if seen[p] {
+			return malformed("two shares of version %d for node %s", sh.Version, sh.Wrap.Recipient)
+		}
+		seen[p] = true
+	}
+	return nil
 }
 
 // KeyState is the payload of KindKeyState: a lifecycle change.
@@ -260,13 +287,15 @@ func DecodeKeyVersion(payload []byte) (KeyVersion, error) {
 // DecodeKeyShare parses the payload of a KindKeyShare event.
 func DecodeKeyShare(payload []byte) (KeyShare, error) {
 	var s KeyShare
-	if err := decodeStrict(payload, maxSmallJSON, "key-share", &s); err != nil {
+	if err := decodeStrict(payload, MaxPayload, "key-share", &s); err != nil {
 		return KeyShare{}, err
 	}
 	if err := s.Validate(); err != nil {
 		return KeyShare{}, err
 	}
-	s.ActivateAt = utc(s.ActivateAt)
+	for i := range s.Shares {
+		s.Shares[i].ActivateAt = utc(s.Shares[i].ActivateAt)
+	}
 	return s, nil
 }
 

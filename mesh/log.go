@@ -128,7 +128,11 @@ func wrapDigests(p any) []event.Digest {
 		}
 		return out
 	case event.KeyShare:
-		return []event.Digest{v.Wrap.Digest}
+		out := make([]event.Digest, len(v.Shares))
+		for i, sh := range v.Shares {
+			out[i] = sh.Wrap.Digest
+		}
+		return out
 	}
 	return nil
 }

@@ -140,7 +140,7 @@ func history(t testing.TB, w *world, r *mrand.Rand) [][]byte {
 		for _, n := range w.nodes {
 			if n.org == "Org2MSP" {
 				b := blob()
-				out = append(out, owner.event(t, event.KindKeyShare, event.KeyShare{Key: name, Version: 1, ActivateAt: w.t0, Wrap: event.Wrap{Recipient: n.key, Digest: event.DigestOf(b)}}, b))
+				out = append(out, owner.event(t, event.KindKeyShare, event.KeyShare{Key: name, Shares: []event.Share{{Version: 1, ActivateAt: w.t0, Wrap: event.Wrap{Recipient: n.key, Digest: event.DigestOf(b)}}}}, b))
 			}
 		}
 		tg := policy.Grant{ID: fmt.Sprintf("t%d", k), Key: name, Party: "token:app", Ops: policy.OpsOf(policy.OpDecrypt), Custodian: "Org1MSP", Issuer: "n", IssuedAt: w.t0}

@@ -383,20 +383,26 @@ func (s *State) apply(e *event.Event, p any) error {
 		return drop(DropDestroyed, "key %q", name)
 	}
 	if e.Kind == event.KindKeyShare {
-		sh := p.(event.KeyShare)
-		if sh.Version < 1 || int(sh.Version) > len(k.Versions) {
-			return drop(DropConflict, "share of unknown version %d of %q", sh.Version, name)
+		ks := p.(event.KeyShare)
+		// Every share must hold, or none applies.
+		for _, sh := range ks.Shares {
+			if sh.Version < 1 || int(sh.Version) > len(k.Versions) {
+				return drop(DropConflict, "share of unknown version %d of %q", sh.Version, name)
+			}
+			v := k.Versions[sh.Version-1]
+			if _, holds := v.Wraps[e.Issuer]; !holds && v.Creator != e.Issuer {
+				return drop(DropUnauthorised, "share by a node that does not hold %q v%d", name, sh.Version)
+			}
+			if !s.Entitled(name, sh.Wrap.Recipient) {
+				return drop(DropUnauthorised, "share of %q to a node that is not entitled", name)
+			}
 		}
-		v := k.Versions[sh.Version-1]
-		if _, holds := v.Wraps[e.Issuer]; !holds && v.Creator != e.Issuer {
-			return drop(DropUnauthorised, "share by a node that does not hold %q v%d", name, sh.Version)
-		}
-		if !s.Entitled(name, sh.Wrap.Recipient) {
-			return drop(DropUnauthorised, "share of %q to a node that is not entitled", name)
-		}
-		if _, has := v.Wraps[sh.Wrap.Recipient]; !has {
-			v.Wraps[sh.Wrap.Recipient] = &Wrap{Digest: sh.Wrap.Digest, Blob: e.Attachment(sh.Wrap.Digest)}
-			k.Holders[sh.Wrap.Recipient] = true
+		for _, sh := range ks.Shares {
+			v := k.Versions[sh.Version-1]
+			if _, has := v.Wraps[sh.Wrap.Recipient]; !has {
+				v.Wraps[sh.Wrap.Recipient] = &Wrap{Digest: sh.Wrap.Digest, Blob: e.Attachment(sh.Wrap.Digest)}
+				k.Holders[sh.Wrap.Recipient] = true
+			}
 		}
 		return nil
 	}

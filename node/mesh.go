@@ -494,13 +494,8 @@ func (m *meshNode) reconcileKey(p keyPlan, forceShare bool) error {
 				return err
 			}
 		}
-		if len(v.missing) > 0 && m.vault.Holds(name, v.n) {
-			if err := m.share(name, v, forceShare); err != nil {
-				return err
-			}
-		}
 	}
-	return nil
+	return m.shareAll(name, p.versions, forceShare)
 }
 
 func (m *meshNode) importVersion(name string, v versionPlan) error {
@@ -517,40 +512,57 @@ func (m *meshNode) importVersion(name string, v versionPlan) error {
 	return m.vault.ImportVersion(name, v.n, v.activateAt, material)
 }
 
-// share wraps version v for entitled nodes that lack it: at once if this
-// node is the first holder (or forced), otherwise after shareAfter.
-func (m *meshNode) share(name string, v versionPlan, force bool) error {
+// share wraps the versions of a key for entitled nodes that lack them — at
+// once for versions where this node is the first holder (or when forced),
+// otherwise after shareAfter — and issues them all in one KeyShare event
+// (several if there are more than event.MaxWraps), so a newly granted org
+// gets a key's whole history in one round trip.
+func (m *meshNode) shareAll(name string, versions []versionPlan, force bool) error {
 	now := m.clock()
-	var due []event.NodeKey
-	for _, r := range v.missing {
-		id := fmt.Sprintf("%s/%d/%s", name, v.n, r.Hex())
-		first, seen := m.missingSince[id]
-		if !seen {
-			m.missingSince[id] = now
-			first = now
+	var shares []event.Share
+	var blobs [][]byte
+	for _, v := range versions {
+		if len(v.missing) == 0 || !m.vault.Holds(name, v.n) {
+			continue
 		}
-		if force || v.first || now.Sub(first) >= shareAfter {
-			due = append(due, r)
-			delete(m.missingSince, id)
+		var due []event.NodeKey
+		for _, r := range v.missing {
+			id := fmt.Sprintf("%s/%d/%s", name, v.n, r.Hex())
+			first, seen := m.missingSince[id]
+			if !seen {
+				m.missingSince[id] = now
+				first = now
+			}
+			if force || v.first || now.Sub(first) >= shareAfter {
+				due = append(due, r)
+				delete(m.missingSince, id)
+			}
 		}
-	}
-	if len(due) == 0 {
-		return nil
-	}
-	material, err := m.vault.Material(name, v.n)
-	if err != nil {
-		return err
-	}
-	defer clear(material)
-	for _, r := range due {
-		blob, err := transport.Wrap(v.kem[r], transport.Binding{Network: m.log.Network(), Key: name, Version: v.n, Recipient: r}, material)
+		if len(due) == 0 {
+			continue
+		}
+		material, err := m.vault.Material(name, v.n)
 		if err != nil {
 			return err
 		}
-		err = m.issue(event.KindKeyShare, event.KeyShare{Key: name, Version: v.n, ActivateAt: v.activateAt, Wrap: event.Wrap{Recipient: r, Digest: event.DigestOf(blob)}}, blob)
+		for _, r := range due {
+			blob, err := transport.Wrap(v.kem[r], transport.Binding{Network: m.log.Network(), Key: name, Version: v.n, Recipient: r}, material)
+			if err != nil {
+				clear(material)
+				return err
+			}
+			shares = append(shares, event.Share{Version: v.n, ActivateAt: v.activateAt, Wrap: event.Wrap{Recipient: r, Digest: event.DigestOf(blob)}})
+			blobs = append(blobs, blob)
+		}
+		clear(material)
+	}
+	for len(shares) > 0 {
+		n := min(len(shares), event.MaxWraps)
+		err := m.issue(event.KindKeyShare, event.KeyShare{Key: name, Shares: shares[:n]}, blobs[:n]...)
 		if err != nil && !errors.Is(err, mesh.ErrRefused) {
 			return err
 		}
+		shares, blobs = shares[n:], blobs[n:]
 	}
 	return nil
 }
