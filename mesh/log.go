@@ -59,11 +59,9 @@ type entry struct {
 // wrapKey returns the key name of a KeyVersion or KeyShare payload, "" for
 // other kinds.
 func wrapKey(p any) string {
-	switch v := p.(type) {
-	case event.KeyVersion:
-		return v.Key
-	case event.KeyShare:
-		return v.Key
+	switch p.(type) {
+	case event.KeyVersion, event.KeyShare:
+		return keyName(p)
 	}
 	return ""
 }
@@ -283,72 +281,7 @@ func (l *Log) signal() {
 // idempotent, and it is the gossip validator: an event is on disk before it
 // is forwarded.
 func (l *Log) Deliver(raw []byte) Verdict {
-	v, reason := l.deliver(raw)
-	l.verdict(v, reason)
-	if v != Accept && reason != ReasonDuplicate {
-		l.logger.Debug("event refused", "verdict", v.String(), "reason", reason)
-	}
-	return v
-}
-
-func (l *Log) deliver(raw []byte) (Verdict, string) {
-	if len(raw) > MaxEventSize {
-		return Reject, ReasonOversize
-	}
-	ev, err := event.Parse(raw)
-	if err != nil {
-		return Reject, ReasonMalformed
-	}
-	if ev.Network != l.nid {
-		return Reject, ReasonForeignNetwork
-	}
-	if err := ev.Verify(); err != nil {
-		return Reject, ReasonBadSignature
-	}
-	p, err := decode(ev)
-	if err != nil || ev.VerifyAttachments() != nil {
-		return Reject, ReasonMalformed
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.deliverLocked(&entry{ev: ev, payload: p})
-}
-
-func (l *Log) deliverLocked(e *entry) (Verdict, string) {
-	ev := e.ev
-	name := wrapKey(e.payload)
-	if name != "" && l.pruned[name] {
-		ev.Attachments = nil // the key is destroyed: never keep its copies
-	}
-	if old := l.entries[ev.Issuer][ev.Seq]; old != nil {
-		if old.ev.ID() != ev.ID() {
-			return Reject, ReasonReplay
-		}
-		if added := l.mergeAttachments(old, ev, name); added {
-			return Accept, ReasonOK
-		}
-		return Ignore, ReasonDuplicate
-	}
-	if v, reason := l.precheck(ev, e.payload); v != Accept {
-		return v, reason
-	}
-	err := l.store.Update(func(tx kv.Txn) error {
-		for _, a := range ev.Attachments {
-			if err := tx.Set(attKey(name, event.DigestOf(a)), a); err != nil {
-				return err
-			}
-		}
-		return tx.Set(evKey(ev.Issuer, ev.Seq), ev.Pruned().Marshal())
-	})
-	if err != nil {
-		l.logger.Error("mesh: store event", "err", err)
-		return Ignore, ReasonStore
-	}
-	l.insert(e)
-	l.catchUp()
-	l.prune()
-	l.signal()
-	return Accept, ReasonOK
+	return l.DeliverBatch([][]byte{raw})[0]
 }
 
 // DeliverBatch delivers events in order, as Deliver would one by one, but
@@ -360,96 +293,122 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 	reasons := make([]string, len(raws))
 	entries := make([]*entry, len(raws))
 	for i, raw := range raws {
-		out[i], reasons[i] = Reject, ReasonMalformed
-		if len(raw) > MaxEventSize {
-			reasons[i] = ReasonOversize
-			continue
-		}
-		ev, err := event.Parse(raw)
-		if err != nil {
-			continue
-		}
-		if ev.Network != l.nid {
-			reasons[i] = ReasonForeignNetwork
-			continue
-		}
-		if ev.Verify() != nil {
-			reasons[i] = ReasonBadSignature
-			continue
-		}
-		p, err := decode(ev)
-		if err != nil || ev.VerifyAttachments() != nil {
-			continue
-		}
-		entries[i] = &entry{ev: ev, payload: p}
+		entries[i], out[i], reasons[i] = l.parse(raw)
 	}
 	l.mu.Lock()
+	l.deliverLocked(entries, out, reasons)
+	l.mu.Unlock()
+	for i := range out {
+		l.verdict(out[i], reasons[i])
+		if out[i] != Accept && reasons[i] != ReasonDuplicate {
+			l.logger.Debug("event refused", "verdict", out[i].String(), "reason", reasons[i])
+		}
+	}
+	return out
+}
+
+// parse checks what needs no state: size, form, network, signature,
+// payload and attachments. It returns the entry, or nil and the verdict.
+func (l *Log) parse(raw []byte) (*entry, Verdict, string) {
+	if len(raw) > MaxEventSize {
+		return nil, Reject, ReasonOversize
+	}
+	ev, err := event.Parse(raw)
+	if err != nil {
+		return nil, Reject, ReasonMalformed
+	}
+	if ev.Network != l.nid {
+		return nil, Reject, ReasonForeignNetwork
+	}
+	if err := ev.Verify(); err != nil {
+		return nil, Reject, ReasonBadSignature
+	}
+	p, err := decode(ev)
+	if err != nil || ev.VerifyAttachments() != nil {
+		return nil, Reject, ReasonMalformed
+	}
+	return &entry{ev: ev, payload: p}, Accept, ReasonOK
+}
+
+// deliverLocked admits the parsed entries in order (nil ones keep the
+// verdict already in out), then stores the new ones with one write; if the
+// write fails they are taken back out and reported as store errors. l.mu is
+// held.
+func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 	var staged []*entry
 	for i, e := range entries {
 		if e == nil {
 			continue
 		}
-		ev := e.ev
-		name := wrapKey(e.payload)
-		if name != "" && l.pruned[name] {
-			ev.Attachments = nil
-		}
-		if old := l.entries[ev.Issuer][ev.Seq]; old != nil {
-			switch {
-			case old.ev.ID() != ev.ID():
-				out[i], reasons[i] = Reject, ReasonReplay
-			case l.mergeAttachments(old, ev, name):
-				out[i], reasons[i] = Accept, ReasonOK
-			default:
-				out[i], reasons[i] = Ignore, ReasonDuplicate
-			}
-			continue
-		}
-		if v, reason := l.precheck(ev, e.payload); v != Accept {
-			out[i], reasons[i] = v, reason
-			continue
-		}
-		l.insert(e)
-		l.catchUp()
-		staged = append(staged, e)
-		out[i], reasons[i] = Accept, ReasonOK
-	}
-	if len(staged) > 0 {
-		err := l.store.Update(func(tx kv.Txn) error {
-			for _, e := range staged {
-				name := wrapKey(e.payload)
-				for _, a := range e.ev.Attachments {
-					if err := tx.Set(attKey(name, event.DigestOf(a)), a); err != nil {
-						return err
-					}
-				}
-				if err := tx.Set(evKey(e.ev.Issuer, e.ev.Seq), e.ev.Pruned().Marshal()); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			l.logger.Error("mesh: store event batch", "err", err)
-			for _, e := range staged {
-				l.remove(e)
-			}
-			l.refold()
-			for i := range out {
-				if out[i] == Accept && reasons[i] == ReasonOK {
-					out[i], reasons[i] = Ignore, ReasonStore
-				}
-			}
-		} else {
-			l.prune()
-			l.signal()
+		var isNew bool
+		out[i], reasons[i], isNew = l.admit(e)
+		if isNew {
+			staged = append(staged, e)
 		}
 	}
-	l.mu.Unlock()
-	for i := range out {
-		l.verdict(out[i], reasons[i])
+	if len(staged) == 0 {
+		return
 	}
-	return out
+	err := l.store.Update(func(tx kv.Txn) error {
+		for _, e := range staged {
+			if err := putEntry(tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		l.logger.Error("mesh: store events", "err", err)
+		for _, e := range staged {
+			l.remove(e)
+		}
+		l.refold()
+		for i, e := range entries {
+			if e != nil && slices.Contains(staged, e) {
+				out[i], reasons[i] = Ignore, ReasonStore
+			}
+		}
+		return
+	}
+	l.prune()
+	l.signal()
+}
+
+// admit judges one parsed entry against the log and the state, and applies
+// it if it is new (isNew: it still has to be stored). l.mu is held.
+func (l *Log) admit(e *entry) (v Verdict, reason string, isNew bool) {
+	ev := e.ev
+	name := wrapKey(e.payload)
+	if name != "" && l.pruned[name] {
+		ev.Attachments = nil // the key is destroyed: never keep its copies
+	}
+	if old := l.entries[ev.Issuer][ev.Seq]; old != nil {
+		switch {
+		case old.ev.ID() != ev.ID():
+			return Reject, ReasonReplay, false
+		case l.mergeAttachments(old, ev, name):
+			return Accept, ReasonOK, false
+		}
+		return Ignore, ReasonDuplicate, false
+	}
+	if v, reason := l.precheck(ev, e.payload); v != Accept {
+		return v, reason, false
+	}
+	l.insert(e)
+	l.catchUp()
+	return Accept, ReasonOK, true
+}
+
+// putEntry writes an event without its attachments, and each attachment
+// under its key's prefix.
+func putEntry(tx kv.Txn, e *entry) error {
+	name := wrapKey(e.payload)
+	for _, a := range e.ev.Attachments {
+		if err := tx.Set(attKey(name, event.DigestOf(a)), a); err != nil {
+			return err
+		}
+	}
+	return tx.Set(evKey(e.ev.Issuer, e.ev.Seq), e.ev.Pruned().Marshal())
 }
 
 // remove takes e out of the indexes (not the state). l.mu is held.
@@ -553,7 +512,7 @@ func (l *Log) precheck(ev *event.Event, p any) (Verdict, string) {
 	}
 	switch ev.Kind {
 	case event.KindKeyVersion, event.KindKeyState, event.KindKeyDestroy, event.KindGrant, event.KindRevoke:
-		k, ok := s.Keys[keyName(ev.Kind, p)]
+		k, ok := s.Keys[keyName(p)]
 		if !ok {
 			return Ignore, DropUnknownKey
 		}
@@ -591,10 +550,11 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) ([]b
 	if err := signed.VerifyAttachments(); err != nil {
 		return nil, fmt.Errorf("mesh: %s attachments: %w", kind, err)
 	}
-	v, reason := l.deliverLocked(&entry{ev: &signed, payload: p})
-	l.verdict(v, reason)
-	if v != Accept {
-		return nil, fmt.Errorf("%w: %s (%s)", ErrRefused, reason, kind)
+	out, reasons := []Verdict{Accept}, []string{ReasonOK}
+	l.deliverLocked([]*entry{{ev: &signed, payload: p}}, out, reasons)
+	l.verdict(out[0], reasons[0])
+	if out[0] != Accept {
+		return nil, fmt.Errorf("%w: %s (%s)", ErrRefused, reasons[0], kind)
 	}
 	return raw, nil
 }

@@ -282,7 +282,7 @@ func (s *State) check(e *event.Event, p any) error {
 	if !ok {
 		return drop(DropUnregistered, "this node is not registered")
 	}
-	name := keyName(e.Kind, p)
+	name := keyName(p)
 	k, ok := s.Keys[name]
 	if !ok {
 		return drop(DropUnknownKey, "key %q", name)
@@ -364,7 +364,7 @@ func (s *State) apply(e *event.Event, p any) error {
 		return nil
 	}
 
-	name := keyName(e.Kind, p)
+	name := keyName(p)
 	k, ok := s.Keys[name]
 	if !ok {
 		return drop(DropUnknownKey, "key %q", name)
@@ -465,7 +465,7 @@ func (s *State) apply(e *event.Event, p any) error {
 	return nil
 }
 
-func keyName(k event.Kind, p any) string {
+func keyName(p any) string {
 	switch v := p.(type) {
 	case event.KeyVersion:
 		return v.Key

@@ -700,29 +700,25 @@ func (m *meshNode) Status() apiv1.MeshStatus {
 // p2pLog adapts the event log to the p2p transport.
 type p2pLog struct{ l *mesh.Log }
 
-func (a p2pLog) Deliver(raw []byte) p2p.Result {
-	switch a.l.Deliver(raw) {
+func (a p2pLog) Deliver(raw []byte) p2p.Result { return toP2P(a.l.Deliver(raw)) }
+
+func (a p2pLog) DeliverBatch(raws [][]byte) []p2p.Result {
+	vs := a.l.DeliverBatch(raws)
+	out := make([]p2p.Result, len(vs))
+	for i, v := range vs {
+		out[i] = toP2P(v)
+	}
+	return out
+}
+
+func toP2P(v mesh.Verdict) p2p.Result {
+	switch v {
 	case mesh.Accept:
 		return p2p.Accept
 	case mesh.Reject:
 		return p2p.Reject
 	}
 	return p2p.Ignore
-}
-func (a p2pLog) DeliverBatch(raws [][]byte) []p2p.Result {
-	vs := a.l.DeliverBatch(raws)
-	out := make([]p2p.Result, len(vs))
-	for i, v := range vs {
-		switch v {
-		case mesh.Accept:
-			out[i] = p2p.Accept
-		case mesh.Reject:
-			out[i] = p2p.Reject
-		default:
-			out[i] = p2p.Ignore
-		}
-	}
-	return out
 }
 
 func (a p2pLog) Summary() map[string]uint64 { return a.l.Summary() }

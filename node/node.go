@@ -546,17 +546,3 @@ func (n *Node) MeshLog() *mesh.Log {
 	}
 	return n.mesh.log
 }
-
-// SyncNow runs one anti-entropy round with every connected peer (mesh
-// nodes only; a no-op otherwise).
-func (n *Node) SyncNow(ctx context.Context) {
-	if n.mesh == nil {
-		return
-	}
-	n.mesh.hostMu.RLock()
-	h := n.mesh.host
-	n.mesh.hostMu.RUnlock()
-	if h != nil {
-		h.SyncNow(ctx)
-	}
-}

@@ -197,12 +197,8 @@ func (v *Vault) material(name string, n uint32) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault: read %q version %d: %w", name, n, err)
 	}
-	ns := v.kek.NonceSize()
-	if len(wrapped) < ns {
-		return nil, fmt.Errorf("vault: wrapped %q version %d: truncated", name, n)
-	}
-	m, err := v.kek.Open(nil, wrapped[:ns], wrapped[ns:], wrapAAD(name, n))
-	if err != nil {
+	m, ok := v.openKEK(wrapped, wrapAAD(name, n))
+	if !ok {
 		return nil, fmt.Errorf("vault: unwrap %q version %d: stored key does not authenticate", name, n)
 	}
 	return m, nil
@@ -280,11 +276,10 @@ func secretAAD(name string) []byte { return []byte("keymesh/v1 secret\x00" + nam
 // SealSecret stores b under name, wrapped (AES-256-GCM) under the KEK like
 // every key version: the node's signing and KEM private keys live here.
 func (v *Vault) SealSecret(name string, b []byte) error {
-	nonce := make([]byte, v.kek.NonceSize())
-	if _, err := io.ReadFull(v.opts.rand, nonce); err != nil {
+	sealed, err := v.sealKEK(b, secretAAD(name))
+	if err != nil {
 		return fmt.Errorf("vault: seal %s: %w", name, err)
 	}
-	sealed := v.kek.Seal(nonce, nonce, b, secretAAD(name))
 	if err := v.store.Update(func(tx kv.Txn) error { return tx.Set(secretKey(name), sealed) }); err != nil {
 		return fmt.Errorf("vault: seal %s: %w", name, err)
 	}
@@ -298,12 +293,8 @@ func (v *Vault) OpenSecret(name string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault: open secret %s: %w", name, err)
 	}
-	ns := v.kek.NonceSize()
-	if len(sealed) < ns {
-		return nil, fmt.Errorf("vault: secret %s truncated", name)
-	}
-	b, err := v.kek.Open(nil, sealed[:ns], sealed[ns:], secretAAD(name))
-	if err != nil {
+	b, ok := v.openKEK(sealed, secretAAD(name))
+	if !ok {
 		return nil, fmt.Errorf("vault: secret %s does not authenticate", name)
 	}
 	return b, nil

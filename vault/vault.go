@@ -366,21 +366,32 @@ func wrapAAD(name string, ver uint32) []byte {
 	return binary.BigEndian.AppendUint32(aad, ver)
 }
 
-func (v *Vault) wrap(name string, ver uint32, material []byte) ([]byte, error) {
+// sealKEK encrypts b under the KEK with a fresh nonce: nonce || ciphertext.
+func (v *Vault) sealKEK(b, aad []byte) ([]byte, error) {
 	nonce := make([]byte, v.kek.NonceSize())
 	if _, err := io.ReadFull(v.opts.rand, nonce); err != nil {
-		return nil, fmt.Errorf("vault: wrap nonce: %w", err)
+		return nil, fmt.Errorf("vault: nonce: %w", err)
 	}
-	return v.kek.Seal(nonce, nonce, material, wrapAAD(name, ver)), nil
+	return v.kek.Seal(nonce, nonce, b, aad), nil
+}
+
+// openKEK decrypts what sealKEK made; false if it does not authenticate.
+func (v *Vault) openKEK(sealed, aad []byte) ([]byte, bool) {
+	ns := v.kek.NonceSize()
+	if len(sealed) < ns {
+		return nil, false
+	}
+	b, err := v.kek.Open(nil, sealed[:ns], sealed[ns:], aad)
+	return b, err == nil
+}
+
+func (v *Vault) wrap(name string, ver uint32, material []byte) ([]byte, error) {
+	return v.sealKEK(material, wrapAAD(name, ver))
 }
 
 func (v *Vault) unwrap(name string, ver uint32, wrapped []byte) (*envelope.Sealer, error) {
-	ns := v.kek.NonceSize()
-	if len(wrapped) < ns {
-		return nil, fmt.Errorf("vault: wrapped %q version %d: truncated", name, ver)
-	}
-	material, err := v.kek.Open(nil, wrapped[:ns], wrapped[ns:], wrapAAD(name, ver))
-	if err != nil {
+	material, ok := v.openKEK(wrapped, wrapAAD(name, ver))
+	if !ok {
 		return nil, fmt.Errorf("vault: unwrap %q version %d: stored key does not authenticate", name, ver)
 	}
 	defer clear(material)

@@ -196,14 +196,7 @@ func grantJSON(st policy.Status) apiv1.Grant {
 	if st.InForce {
 		out.Status = "in force"
 	}
-	if !g.NotBefore.IsZero() {
-		t := g.NotBefore
-		out.NotBefore = &t
-	}
-	if !g.NotAfter.IsZero() {
-		t := g.NotAfter
-		out.NotAfter = &t
-	}
+	out.NotBefore, out.NotAfter = optionalTime(g.NotBefore), optionalTime(g.NotAfter)
 	return out
 }
 
@@ -293,12 +286,10 @@ func (s *Server) revoke(c *gin.Context) {
 }
 
 func tokenJSON(t token.Token) apiv1.Token {
-	out := apiv1.Token{ID: t.ID, Party: string(t.Party), Role: t.Role.String(), Label: t.Label, Created: t.Created, Revoked: t.Revoked}
-	if !t.Expires.IsZero() {
-		e := t.Expires
-		out.Expires = &e
+	return apiv1.Token{
+		ID: t.ID, Party: string(t.Party), Role: t.Role.String(), Label: t.Label,
+		Created: t.Created, Revoked: t.Revoked, Expires: optionalTime(t.Expires),
 	}
-	return out
 }
 
 func (s *Server) createToken(c *gin.Context) {
@@ -417,4 +408,12 @@ func (s *Server) auditVerify(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, apiv1.AuditVerify{OK: true, Entries: rep.Entries, Head: hex.EncodeToString(rep.Head[:])})
+}
+
+// optionalTime returns nil for the zero time (JSON omits it), else &t.
+func optionalTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
 }
