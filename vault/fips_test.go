@@ -132,7 +132,7 @@ func TestSealerSubkeysAcrossHolders(t *testing.T) {
 	b := openVault(t, kv.NewMem(), WithSealerID(envelope.SealerID{'b'}))
 	material := bytes.Repeat([]byte{0x33}, envelope.KeySize)
 	for _, v := range []*Vault{a, b} {
-		if err := v.SyncKey(KeyMeta{Name: "demo/shared", Owner: "Org1MSP", State: StateActive}); err != nil {
+		if err := v.SyncKey(KeyMeta{Name: "demo/shared", Owner: "Org1MSP", State: StateActive, Deterministic: true}); err != nil {
 			t.Fatal(err)
 		}
 		if err := v.ImportVersion("demo/shared", 1, time.Now().Add(-time.Minute), material); err != nil {
@@ -149,5 +149,21 @@ func TestSealerSubkeysAcrossHolders(t *testing.T) {
 	}
 	if pt, err := b.Open(ea, ctx); err != nil || string(pt) != "from a" {
 		t.Fatalf("b.Open(a's envelope) = %q, %v", pt, err)
+	}
+	// The derived modes name no sealer: two holders give the same bytes,
+	// so Fabric endorsements match across orgs' nodes.
+	txTime := time.Now()
+	for _, in := range []EncryptInput{
+		{Key: "demo/shared", Mode: envelope.ModeEndorsement, TxID: "tx-9", TxTime: txTime, Context: ctx, Plaintext: []byte("v")},
+		{Key: "demo/shared", Mode: envelope.ModeDeterministic, Context: ctx, Plaintext: []byte("v")},
+	} {
+		e1, err1 := a.Encrypt(in)
+		e2, err2 := b.Encrypt(in)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("Encrypt(%v) = %v, %v", in.Mode, err1, err2)
+		}
+		if e1.Text() != e2.Text() || e1.Sealer != (envelope.SealerID{}) {
+			t.Fatalf("%v: holders disagree: %s vs %s", in.Mode, e1.Text(), e2.Text())
+		}
 	}
 }
