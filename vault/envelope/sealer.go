@@ -55,7 +55,7 @@ type sealerState struct {
 	sivBlock  cipher.Block
 
 	last    atomic.Pointer[subkey] // the subkey Seal used last
-	subMu   sync.Mutex
+	subMu   sync.RWMutex
 	subkeys map[string]*subkey // by HKDF info, for Open
 
 	pool sync.Pool // of *scratch
@@ -185,9 +185,9 @@ func (st *sealerState) subkey(info []byte, forSeal bool) (*subkey, error) {
 	if sk := st.last.Load(); sk != nil && sk.info == string(info) {
 		return sk, nil
 	}
-	st.subMu.Lock()
+	st.subMu.RLock()
 	sk := st.subkeys[string(info)]
-	st.subMu.Unlock()
+	st.subMu.RUnlock()
 	if sk == nil {
 		k, err := hkdf.Key(sha256.New, st.key, nil, string(info), 32)
 		if err != nil {
