@@ -143,10 +143,13 @@
 // # FIPS 140-3
 //
 // Seal uses only the module's services: GCM with module-generated nonces,
-// AES-CTR, HMAC-SHA256, HKDF-SHA256. Open decrypts every GCM envelope, both
-// formats, through the same module-nonce AEAD, whose Open takes the nonce from
-// its input — decryption with a given nonce is allowed in FIPS 140-only mode,
-// only encryption with one is not. So under GODEBUG=fips140=only, on the
+// AES-CTR, HMAC-SHA256, HKDF-SHA256. Under GODEBUG=fips140=only,
+// cipher.NewGCM is refused outright, for opening too; Open therefore
+// decrypts every GCM envelope, both formats, through the module-nonce AEAD
+// ([cipher.NewGCMWithRandomNonce]), whose Open reads the nonce from the front
+// of its input (Open hands it nonce || ciphertext || tag) — decryption with a
+// given nonce is allowed in FIPS 140-only mode, only encryption with one is
+// not. No re-encryption or upgrade step is needed. So under GODEBUG=fips140=only, on the
 // in-tree module and on the certified v1.0.0 one, every mode seals and every
 // envelope ever written opens. A non-nil rand given to Seal (known-answer
 // tests only) means a caller-chosen nonce, which FIPS 140-only mode refuses.
