@@ -38,11 +38,13 @@ func BenchmarkSeal(b *testing.B) {
 				s, h, nid, txID, pt := benchFixture(b, mode, size)
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
+				done := threadCPU(b)
 				for b.Loop() {
 					if _, err := s.Seal(h, nid, benchContext, txID, pt, nil); err != nil {
 						b.Fatal(err)
 					}
 				}
+				done()
 			})
 		}
 	}
@@ -59,11 +61,13 @@ func BenchmarkOpen(b *testing.B) {
 				}
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
+				done := threadCPU(b)
 				for b.Loop() {
 					if _, err := s.Open(env, nid, benchContext); err != nil {
 						b.Fatal(err)
 					}
 				}
+				done()
 			})
 		}
 	}
@@ -86,9 +90,11 @@ func BenchmarkRawGCM(b *testing.B) {
 			pt := make([]byte, size)
 			b.SetBytes(int64(size))
 			b.ReportAllocs()
+			done := threadCPU(b)
 			for b.Loop() {
 				_ = gcm.Seal(nil, nil, pt, nil)
 			}
+			done()
 		})
 	}
 }
@@ -109,11 +115,13 @@ func BenchmarkOpenV1(b *testing.B) {
 			nid := v.nid(b)
 			b.SetBytes(64)
 			b.ReportAllocs()
+			done := threadCPU(b)
 			for b.Loop() {
 				if _, err := s.Open(env, nid, v.Context); err != nil {
 					b.Fatal(err)
 				}
 			}
+			done()
 		})
 	}
 }
