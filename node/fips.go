@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 )
 
 // ErrFIPSMode is returned by CheckFIPS (and so by Config.Validate with
@@ -50,4 +51,15 @@ func apiTLSConfig(fips bool) *tls.Config {
 		cfg.CurvePreferences = []tls.CurveID{tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024, tls.CurveP256, tls.CurveP384}
 	}
 	return cfg
+}
+
+// logFIPS logs the FIPS 140-3 mode a --fips node runs in, and warns when the
+// module is the toolchain's own tree ("latest"), which is not a frozen,
+// validated module version.
+func logFIPS(logger *slog.Logger) {
+	v := fips140.Version()
+	logger.Info("FIPS 140-only mode", "module", v)
+	if v == "latest" {
+		logger.Warn("FIPS 140-only mode on the toolchain's in-tree Go Cryptographic Module, which is not a validated version; build with GOFIPS140=v1.0.0 (CMVP certificate #5247) or GOFIPS140=v1.26.0 (in process)")
+	}
 }

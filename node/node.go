@@ -265,6 +265,9 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.FIPS {
+		logFIPS(logger)
+	}
 	if !Initialized(cfg.DataDir) {
 		return nil, ErrNotInitialized
 	}
