@@ -42,6 +42,10 @@ type Config struct {
 	AllowPlaintext bool `yaml:"allow_plaintext"`
 	// RotationGrace is how far in the future rotated versions activate.
 	RotationGrace time.Duration `yaml:"rotation_grace"`
+	// TokenTTL is the lifetime of client and chaincode tokens minted without
+	// an explicit one (default 90 days); a token minted with ttl "never"
+	// does not expire.
+	TokenTTL time.Duration `yaml:"token_ttl"`
 	// RotateAfter is the encryption count at which a version is rotated
 	// automatically (default 2^30; must stay well under 2^32).
 	RotateAfter uint64 `yaml:"rotate_after"`
@@ -133,6 +137,9 @@ func (c *Config) Validate() error {
 	if c.RotationGrace < 0 {
 		return fmt.Errorf("node: config: rotation_grace must not be negative")
 	}
+	if c.TokenTTL < 0 {
+		return fmt.Errorf("node: config: token_ttl must not be negative")
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -202,6 +209,13 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 			return fmt.Errorf("node: KEYMESH_ROTATION_GRACE: %w", err)
 		}
 		c.RotationGrace = d
+	}
+	if v := getenv("KEYMESH_TOKEN_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("node: KEYMESH_TOKEN_TTL: %w", err)
+		}
+		c.TokenTTL = d
 	}
 	if v := getenv("KEYMESH_FABRIC_MSPS"); v != "" {
 		m, err := fabricid.ParseMSPs(v)

@@ -363,6 +363,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		Registry: n.registry,
 		Ready:    n.ready.Load,
 		Fabric:   fabric,
+		TokenTTL: cfg.TokenTTL,
 	})
 	ok = true
 	return n, nil

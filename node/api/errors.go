@@ -52,6 +52,8 @@ var mapping = []struct {
 	{policy.ErrNotGranted, http.StatusForbidden, apiv1.CodeNotGranted},
 	{vault.ErrKeyNotFound, http.StatusNotFound, apiv1.CodeNotFound},
 	{token.ErrNotFound, http.StatusNotFound, apiv1.CodeNotFound},
+	{token.ErrInvalid, http.StatusBadRequest, apiv1.CodeInvalidRequest},
+	{audit.ErrInvalidEntry, http.StatusBadRequest, apiv1.CodeInvalidRequest},
 	{vault.ErrKeyExists, http.StatusConflict, apiv1.CodeConflict},
 	{vault.ErrInvalidTransition, http.StatusConflict, apiv1.CodeConflict},
 	{policy.ErrConflict, http.StatusConflict, apiv1.CodeConflict},

@@ -63,6 +63,9 @@ type Config struct {
 	// Fabric verifies the transaction creators that chaincode tokens name
 	// (see fabric.go); nil trusts no MSP, so every chaincode request fails.
 	Fabric *fabricid.Verifier
+	// TokenTTL is the lifetime of client and chaincode tokens minted
+	// without a "ttl"; 0 means DefaultTokenTTL, negative means no expiry.
+	TokenTTL time.Duration
 }
 
 // Server is the HTTP handler of the API.
@@ -112,6 +115,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
+	}
+	switch {
+	case cfg.TokenTTL == 0:
+		cfg.TokenTTL = DefaultTokenTTL
+	case cfg.TokenTTL < 0:
+		cfg.TokenTTL = 0
 	}
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }

@@ -294,8 +294,9 @@ type Revocation struct {
 // CreateTokenRequest mints an API token (POST /v1/tokens). Role is "client"
 // (default), "admin" or "chaincode" (a Fabric chaincode: each request names
 // its transaction creator in HeaderFabricCreator, and grants are decided
-// for the creator, not for the token's party); TTL is a Go duration, empty
-// for no expiry.
+// for the creator, not for the token's party); TTL is a Go duration,
+// "never" (or "0") for no expiry, and empty for the node's default: 90 days
+// (token_ttl) for client and chaincode tokens, no expiry for admin tokens.
 type CreateTokenRequest struct {
 	Party string `json:"party"`
 	Role  string `json:"role,omitempty"`
