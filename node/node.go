@@ -30,7 +30,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -98,17 +97,15 @@ func AdminTokenFile(data string) string { return filepath.Join(data, "admin.toke
 
 func (c *Config) master() (vault.Master, error) {
 	if c.PassphraseFile != "" {
-		b, err := os.ReadFile(c.PassphraseFile)
+		m, err := vault.ReadPassphraseFile(c.PassphraseFile)
 		if err != nil {
-			return vault.Master{}, fmt.Errorf("node: passphrase file: %w", err)
+			return vault.Master{}, fmt.Errorf("node: %w", err)
 		}
-		defer clear(b)
-		p := []byte(strings.TrimRight(string(b), "\r\n"))
-		defer clear(p)
-		if len(p) < 12 {
+		if m.Len() < 12 {
+			m.Clear()
 			return vault.Master{}, errors.New("node: passphrase is shorter than 12 characters")
 		}
-		return vault.MasterPassphrase(p), nil
+		return m, nil
 	}
 	return vault.ReadKeyFile(c.MasterKeyFile)
 }
@@ -283,7 +280,8 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 			n.closeAll()
 		}
 	}()
-	if n.store, err = badgerstore.Open(dbDir(cfg.DataDir), logger); err != nil {
+	reserve := uint64(cfg.DiskReserveMB) << 20
+	if n.store, err = badgerstore.Open(dbDir(cfg.DataDir), logger, badgerstore.WithReserve(reserve)); err != nil {
 		return nil, err
 	}
 	raw, err := n.store.Get(identityKey)
@@ -342,7 +340,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if n.tokens, err = token.Open(n.store); err != nil {
 		return nil, err
 	}
-	if n.auditDB, err = badgerstore.OpenBuffered(filepath.Join(cfg.DataDir, "audit"), AuditSyncInterval, logger.With("component", "audit-store")); err != nil {
+	if n.auditDB, err = badgerstore.OpenBuffered(filepath.Join(cfg.DataDir, "audit"), AuditSyncInterval, logger.With("component", "audit-store"), badgerstore.WithReserve(reserve/2)); err != nil {
 		return nil, err
 	}
 	if n.audit, err = audit.Open(n.auditDB, audit.WithLogger(logger.With("component", "audit"))); err != nil {
@@ -353,6 +351,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("node: fabric_msps: %w", err)
 	}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.registerStoreMetrics()
 	n.api = api.New(api.Config{
 		Vault: n.vault, Keys: keys, Mesh: meshAPI, Tokens: n.tokens, Audit: n.audit,
 		Info: api.Info{
@@ -362,11 +361,39 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		Logger:   logger.With("component", "api"),
 		Registry: n.registry,
 		Ready:    n.ready.Load,
+		NotReady: func() error { return errors.Join(n.store.CheckSpace(), n.auditDB.CheckSpace()) },
 		Fabric:   fabric,
 		TokenTTL: cfg.TokenTTL,
 	})
 	ok = true
 	return n, nil
+}
+
+// registerStoreMetrics exports, per store, the free disk space, whether it
+// is under its reserve (writes refused), and how many writes were refused.
+func (n *Node) registerStoreMetrics() {
+	for name, db := range map[string]*badgerstore.DB{"main": n.store, "audit": n.auditDB} {
+		labels := prometheus.Labels{"store": name}
+		n.registry.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "keymesh_store_free_bytes", Help: "Free disk space on the store's file system.", ConstLabels: labels,
+			}, func() float64 {
+				free, _ := db.FreeBytes()
+				return float64(free)
+			}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "keymesh_store_no_space", Help: "1 while the store refuses writes because its disk is under the reserve.", ConstLabels: labels,
+			}, func() float64 {
+				if db.CheckSpace() != nil {
+					return 1
+				}
+				return 0
+			}),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "keymesh_store_writes_refused_total", Help: "Writes refused because the disk was under the reserve.", ConstLabels: labels,
+			}, func() float64 { return float64(db.RefusedWrites()) }),
+		)
+	}
 }
 
 // Handler returns the node's HTTP handler (for tests that serve it

@@ -31,6 +31,11 @@ const DefaultPBKDF2Iterations = 600_000
 // lower count in the store is treated as tampering.
 const minPBKDF2Iterations = 1_000
 
+// maxPBKDF2Iterations is the most a stored seal record may ask for: a
+// larger count is treated as tampering (it would hold the daemon's start
+// for minutes or hours).
+const maxPBKDF2Iterations = 10_000_000
+
 // Master is the node's master secret, from which the key-encryption key
 // (KEK) is derived at start. Make one with MasterKey or MasterPassphrase.
 type Master struct {
@@ -99,22 +104,13 @@ func WriteKeyFile(path string, r io.Reader) error {
 	return nil
 }
 
-// ReadKeyFile reads a master key file. It refuses a file that is readable
-// or writable by group or others, and one that is not exactly 32 bytes.
+// ReadKeyFile reads a master key file. It refuses a symbolic link, a file
+// that is readable or writable by group or others (checked on the opened
+// file, not the path), and one that is not exactly 32 bytes.
 func ReadKeyFile(path string) (Master, error) {
-	fi, err := os.Stat(path)
+	b, err := readSecretFile(path, MasterKeySize)
 	if err != nil {
 		return Master{}, fmt.Errorf("vault: key file: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return Master{}, fmt.Errorf("vault: key file %s has mode %04o; it must be readable by its owner only (chmod 600)", path, fi.Mode().Perm())
-	}
-	if !fi.Mode().IsRegular() {
-		return Master{}, fmt.Errorf("vault: key file %s is not a regular file", path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Master{}, fmt.Errorf("vault: read key file: %w", err)
 	}
 	defer clear(b)
 	if len(b) != MasterKeySize {
@@ -150,8 +146,8 @@ func unseal(store kv.Store, m Master, iterations int, r io.Reader) (cipher.AEAD,
 	if rec.Kind != m.kind {
 		return nil, fmt.Errorf("%w: this node was initialised with a %s master secret, not a %s", ErrWrongMasterSecret, rec.Kind, m.kind)
 	}
-	if rec.Kind == "passphrase" && rec.Iterations < minPBKDF2Iterations {
-		return nil, fmt.Errorf("vault: seal record asks for %d PBKDF2 iterations, fewer than %d", rec.Iterations, minPBKDF2Iterations)
+	if rec.Kind == "passphrase" && (rec.Iterations < minPBKDF2Iterations || rec.Iterations > maxPBKDF2Iterations) {
+		return nil, fmt.Errorf("vault: seal record asks for %d PBKDF2 iterations, outside [%d, %d]: the record was tampered with", rec.Iterations, minPBKDF2Iterations, maxPBKDF2Iterations)
 	}
 	kek, err := deriveKEK(m, rec.Salt, rec.Iterations)
 	if err != nil {

@@ -312,8 +312,8 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 	if o.lease == 0 {
 		o.lease = 1
 	}
-	if o.iterations < minPBKDF2Iterations {
-		return nil, fmt.Errorf("vault: %d PBKDF2 iterations is below the floor of %d", o.iterations, minPBKDF2Iterations)
+	if o.iterations < minPBKDF2Iterations || o.iterations > maxPBKDF2Iterations {
+		return nil, fmt.Errorf("vault: %d PBKDF2 iterations is outside [%d, %d]", o.iterations, minPBKDF2Iterations, maxPBKDF2Iterations)
 	}
 	kek, err := unseal(store, master, o.iterations, o.rand)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
@@ -69,6 +70,7 @@ var mapping = []struct {
 	{envelope.ErrMalformed, http.StatusBadRequest, apiv1.CodeInvalidCiphertext},
 	{envelope.ErrDecrypt, http.StatusBadRequest, apiv1.CodeDecryptionFailed},
 	{envelope.ErrTooLarge, http.StatusRequestEntityTooLarge, apiv1.CodeTooLarge},
+	{kv.ErrNoSpace, http.StatusInsufficientStorage, apiv1.CodeNoSpace},
 	{audit.ErrUnavailable, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 	{audit.ErrClosed, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 	{audit.ErrTampered, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
@@ -94,6 +96,8 @@ func toError(err error) *Error {
 				msg = "decryption failed"
 			case apiv1.CodeUnavailable:
 				msg = "the node cannot record this request in its audit log; refusing it"
+			case apiv1.CodeNoSpace:
+				msg = "the node's disk is nearly full: changes are refused until space is freed; reads and decryption go on"
 			}
 			return &Error{Status: m.status, Code: m.code, Message: msg, Cause: err}
 		}

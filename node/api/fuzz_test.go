@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -22,6 +23,7 @@ import (
 // an in-memory store, driven in-process without a socket.
 type routerFixture struct {
 	srv        *Server
+	store      *kv.Mem // vault, grants and tokens
 	admin, app string
 }
 
@@ -66,7 +68,7 @@ func newRouterFixture(tb testing.TB) *routerFixture {
 		tb.Fatal(err)
 	}
 	srv := New(Config{Vault: v, Keys: Standalone{Vault: v, Store: ps}, Tokens: toks, Audit: al, Info: Info{Org: "Org1MSP"}})
-	return &routerFixture{srv: srv, admin: admin, app: app}
+	return &routerFixture{srv: srv, store: store, admin: admin, app: app}
 }
 
 // serve sends one request to the router and returns the status and body.
@@ -272,5 +274,41 @@ func TestAPI_ClientTokensExpireByDefault(t *testing.T) {
 	}
 	if status, _ := rf.serve("POST", "/v1/tokens", h, []byte(`{"party":"token:e","ttl":"-1h"}`)); status != http.StatusBadRequest {
 		t.Errorf("negative ttl = %d, want 400", status)
+	}
+}
+
+// TestAPI_FullDiskIs507AndDecryptGoesOn: a store that refuses writes for
+// lack of space answers changes with 507 insufficient_storage (not 500),
+// while encrypt within the count lease and decrypt keep working.
+func TestAPI_FullDiskIs507AndDecryptGoesOn(t *testing.T) {
+	rf := newRouterFixture(t)
+	admin := http.Header{"Authorization": {"Bearer " + rf.admin}}
+	app := http.Header{"Authorization": {"Bearer " + rf.app}}
+	status, resp := rf.serve("POST", "/v1/encrypt", app, []byte(`{"key":"demo/k","plaintext":"aGVsbG8=","context":{"f":"x"}}`))
+	var enc apiv1.EncryptResponse
+	if status != http.StatusOK || json.Unmarshal(resp, &enc) != nil {
+		t.Fatalf("encrypt = %d %s", status, resp)
+	}
+	rf.store.SetFailure(fmt.Errorf("badgerstore: 3 MiB free: %w", kv.ErrNoSpace))
+	for _, tc := range []struct{ path, body string }{
+		{"/v1/keys", `{"name":"demo/full"}`},
+		{"/v1/keys/demo/k/rotate", ``},
+		{"/v1/grants", `{"key":"demo/k","party":"token:x","ops":["decrypt"]}`},
+		{"/v1/tokens", `{"party":"token:x"}`},
+	} {
+		status, resp := rf.serve("POST", tc.path, admin, []byte(tc.body))
+		var e apiv1.ErrorResponse
+		_ = json.Unmarshal(resp, &e)
+		if status != http.StatusInsufficientStorage || e.Error.Code != apiv1.CodeNoSpace {
+			t.Errorf("POST %s on a full disk = %d %s, want 507 %q", tc.path, status, resp, apiv1.CodeNoSpace)
+		}
+	}
+	body, _ := json.Marshal(apiv1.DecryptRequest{Ciphertext: enc.Ciphertext, Context: map[string]string{"f": "x"}})
+	if status, resp := rf.serve("POST", "/v1/decrypt", app, body); status != http.StatusOK {
+		t.Errorf("decrypt on a full disk = %d %s, want 200", status, resp)
+	}
+	rf.store.SetFailure(nil)
+	if status, resp := rf.serve("POST", "/v1/keys", admin, []byte(`{"name":"demo/full"}`)); status != http.StatusCreated {
+		t.Errorf("create after space returned = %d %s, want 201", status, resp)
 	}
 }

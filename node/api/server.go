@@ -59,6 +59,10 @@ type Config struct {
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // metrics are registered here
 	Ready    func() bool
+	// NotReady, if set, says why the node cannot serve every request (a
+	// full disk): /readyz answers 503 with the reason while it returns
+	// non-nil.
+	NotReady func() error
 	Clock    func() time.Time
 	// Fabric verifies the transaction creators that chaincode tokens name
 	// (see fabric.go); nil trusts no MSP, so every chaincode request fails.
@@ -143,6 +147,12 @@ func New(cfg Config) *Server {
 		if !s.cfg.Ready() {
 			c.JSON(http.StatusServiceUnavailable, apiv1.Health{Status: "not ready"})
 			return
+		}
+		if s.cfg.NotReady != nil {
+			if err := s.cfg.NotReady(); err != nil {
+				c.JSON(http.StatusServiceUnavailable, apiv1.Health{Status: "not ready", Reason: err.Error()})
+				return
+			}
 		}
 		c.JSON(http.StatusOK, apiv1.Health{Status: "ready"})
 	})
