@@ -17,6 +17,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -30,6 +31,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -86,6 +88,18 @@ type identity struct {
 var identityKey = []byte("node/identity")
 
 func dbDir(data string) string { return filepath.Join(data, "db") }
+
+// KeyTableFile holds the per-version wrapping salts that destroy erases
+// (see package vault, "Crypto-shredding"). Back it up with the store: a
+// store without its key table opens no key.
+func KeyTableFile(data string) string { return filepath.Join(data, "keytable") }
+
+// vaultStoreOptions are the vault options every opening of a node's store
+// needs: the key table, and the prefixes of tokens and grants, whose
+// records are summarised against rollback like the vault's own.
+func vaultStoreOptions(data string) []vault.Option {
+	return []vault.Option{vault.WithKeyTable(KeyTableFile(data)), vault.WithSummarised("token/", "policy/")}
+}
 
 // GenesisFile is where a mesh node keeps its copy of the network
 // definition.
@@ -150,7 +164,7 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("node: init: genesis: %w", err)
 		}
-		if err := os.WriteFile(GenesisFile(cfg.DataDir), append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(GenesisFile(cfg.DataDir), append(b, '\n'), 0o600); err != nil {
 			return "", fmt.Errorf("node: init: %w", err)
 		}
 	}
@@ -169,7 +183,7 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 		return "", err
 	}
 	defer store.Close()
-	var vopts []vault.Option
+	vopts := vaultStoreOptions(cfg.DataDir)
 	if cfg.PBKDF2Iterations > 0 {
 		vopts = append(vopts, vault.WithPBKDF2Iterations(cfg.PBKDF2Iterations))
 	}
@@ -177,22 +191,21 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer v.Close()
+	astore := v.Store() // identity and tokens are authenticated records too
 	// The node's signing key (its libp2p identity) and its KEM key for key
 	// transport, sealed in the vault like every other secret.
 	signPub, signPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		v.Close()
 		return "", err
 	}
 	kemPriv, kemPub, err := transport.GenerateKey()
 	if err != nil {
-		v.Close()
 		return "", err
 	}
 	err = errors.Join(v.SealSecret(secretSignKey, signPriv.Seed()), v.SealSecret(secretKEMKey, kemPriv))
 	clear(signPriv)
 	clear(kemPriv)
-	v.Close()
 	if err != nil {
 		return "", fmt.Errorf("node: init: %w", err)
 	}
@@ -212,11 +225,11 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	id.NodeID = hex.EncodeToString(nodeID)
 	id.NetworkID = hex.EncodeToString(nid[:])
 	b, _ := json.Marshal(id)
-	if err := store.Update(func(tx kv.Txn) error { return tx.Set(identityKey, b) }); err != nil {
+	if err := astore.Update(func(tx kv.Txn) error { return tx.Set(identityKey, b) }); err != nil {
 		return "", fmt.Errorf("node: init: write identity: %w", err)
 	}
 
-	tokens, err := token.Open(store)
+	tokens, err := token.Open(astore)
 	if err != nil {
 		return "", err
 	}
@@ -237,6 +250,7 @@ type Node struct {
 	cfg      Config
 	logger   *slog.Logger
 	store    *badgerstore.DB
+	kv       kv.Store // store as the vault authenticates it
 	auditDB  *badgerstore.DB
 	vault    *vault.Vault
 	policy   *policystore.Store
@@ -288,7 +302,8 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: read identity: %w", err)
 	}
-	if err := json.Unmarshal(raw, &n.id); err != nil {
+	// Unauthenticated here: it may carry the tag the vault checks below.
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&n.id); err != nil {
 		return nil, fmt.Errorf("node: decode identity: %w", err)
 	}
 	var nid envelope.NetworkID
@@ -306,12 +321,12 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 			return nil, errors.New("node: genesis.json does not match the network this node was initialised for")
 		}
 	}
-	vopts := []vault.Option{
+	vopts := append(vaultStoreOptions(cfg.DataDir),
 		vault.WithNetwork(nid), vault.WithOwner(n.id.Org),
 		vault.WithGrace(cfg.RotationGrace),
 		vault.WithRotation(cfg.RotateAfter, vault.DefaultHardLimit),
 		vault.WithLogger(logger.With("component", "vault")),
-	}
+	)
 	if genesis != nil {
 		vopts = append(vopts, vault.WithRotateHook(func(k string) {
 			if n.mesh != nil {
@@ -323,6 +338,17 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.kv = n.vault.Store()
+	// The identity was read before the vault could authenticate it (its
+	// network id is a vault option): read it again, authenticated.
+	authID, err := n.kv.Get(identityKey)
+	if err != nil {
+		return nil, fmt.Errorf("node: read identity: %w", err)
+	}
+	var checked identity
+	if err := json.Unmarshal(authID, &checked); err != nil || !reflect.DeepEqual(checked, n.id) {
+		return nil, fmt.Errorf("node: identity record: %w", kv.ErrTampered)
+	}
 	var keys api.Manager
 	var meshAPI api.Mesh
 	if genesis != nil {
@@ -331,13 +357,13 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		}
 		keys, meshAPI = n.mesh, n.mesh
 	}
-	if n.policy, err = policystore.Open(n.store, nil, nil); err != nil {
+	if n.policy, err = policystore.Open(n.kv, nil, nil); err != nil {
 		return nil, err
 	}
 	if keys == nil {
 		keys = api.Standalone{Vault: n.vault, Store: n.policy}
 	}
-	if n.tokens, err = token.Open(n.store); err != nil {
+	if n.tokens, err = token.Open(n.kv); err != nil {
 		return nil, err
 	}
 	if n.auditDB, err = badgerstore.OpenBuffered(filepath.Join(cfg.DataDir, "audit"), AuditSyncInterval, logger.With("component", "audit-store"), badgerstore.WithReserve(reserve/2)); err != nil {
@@ -554,7 +580,7 @@ func (n *Node) openMesh(g *event.Genesis) (*meshNode, error) {
 	}, []string{"verdict", "reason"})
 	n.registry.MustRegister(events)
 	lg := n.logger.With("component", "mesh")
-	log, err := mesh.OpenLog(n.store, g, sign, mesh.LogOptions{
+	log, err := mesh.OpenLog(n.kv, g, sign, mesh.LogOptions{
 		Logger:    lg,
 		OnVerdict: func(v mesh.Verdict, reason string) { events.WithLabelValues(v.String(), reason).Inc() },
 	})

@@ -134,6 +134,9 @@ var (
 	// ErrVersionNotHeld is returned for a version this node does not hold:
 	// it never received it, or forgot it when its grant ended.
 	ErrVersionNotHeld = errors.New("vault: key version not held by this node")
+	// ErrEraseIncomplete is wrapped when a version was deleted but erasing
+	// its salt or material from disk failed.
+	ErrEraseIncomplete = errors.New("vault: erase from disk incomplete")
 	// ErrDecrypt is the one error for every failed authentication of an
 	// envelope: wrong key, wrong context, wrong network, tampered bytes.
 	ErrDecrypt = envelope.ErrDecrypt
@@ -177,6 +180,8 @@ type options struct {
 	logger     *slog.Logger
 	rotateHook func(key string)
 	sealerID   *envelope.SealerID
+	keyTable   string   // path of the key table file; "" keeps it in the store
+	summarised []string // further store prefixes whose records are summarised
 }
 
 // Option configures Open.
@@ -221,13 +226,31 @@ func WithOwner(org string) Option { return func(o *options) { o.owner = org } }
 // the network, so every holder gets the new version.
 func WithRotateHook(fn func(key string)) Option { return func(o *options) { o.rotateHook = fn } }
 
+// WithKeyTable keeps the per-version wrapping salts in the file at path
+// (created 0600 if missing) instead of the store: see "Crypto-shredding" in
+// the package doc. keymeshd always sets it; without it the salts live in
+// the store and a copy of the store taken before a destroy can still open
+// the destroyed key with the master secret.
+func WithKeyTable(path string) Option { return func(o *options) { o.keyTable = path } }
+
+// WithSummarised adds store prefixes (besides the vault's key records)
+// whose records are protected against rollback and removal by a summary:
+// see "Authenticated records" in the package doc. A node passes the token
+// and grant prefixes.
+func WithSummarised(prefixes ...string) Option {
+	return func(o *options) { o.summarised = append(o.summarised, prefixes...) }
+}
+
 // WithLogger sets the logger. Nothing secret is ever logged.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // Vault holds the node's keys. It is safe for concurrent use.
 type Vault struct {
-	store    kv.Store
+	raw      kv.Store          // the store as given to Open
+	store    *kv.Authenticated // raw, every record tagged (see Store)
 	kek      cipher.AEAD
+	sub      *subkeys
+	table    keyTable
 	opts     options
 	sealerID envelope.SealerID
 
@@ -242,6 +265,7 @@ type ring struct {
 	rec      keyRecord
 	versions []*version // index = version-1
 	rotating atomic.Bool
+	eraseErr error // why erasing the destroyed key's material failed
 }
 
 type version struct {
@@ -315,12 +339,29 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 	if o.iterations < minPBKDF2Iterations || o.iterations > maxPBKDF2Iterations {
 		return nil, fmt.Errorf("vault: %d PBKDF2 iterations is outside [%d, %d]", o.iterations, minPBKDF2Iterations, maxPBKDF2Iterations)
 	}
-	kek, err := unseal(store, master, o.iterations, o.rand)
+	kek, sub, format, err := unseal(store, master, o.iterations, o.rand)
 	if err != nil {
 		return nil, err
 	}
-	v := &Vault{store: store, kek: kek, opts: o, rings: map[string]*ring{}}
+	summarised := append([]string{"vault/key/"}, o.summarised...)
+	auth := kv.NewAuthenticated(store, sub, []string{string(sealKey)}, summarised)
+	v := &Vault{raw: store, store: auth, kek: kek, sub: sub, opts: o, rings: map[string]*ring{}}
+	if err := v.openKeyTable(); err != nil {
+		v.Close()
+		return nil, err
+	}
+	if format < 2 {
+		if err := v.migrate(); err != nil {
+			v.Close()
+			return nil, err
+		}
+	}
+	if err := auth.VerifySummaries(); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("vault: refusing to open a damaged store: %w", err)
+	}
 	if v.sealerID, err = v.loadSealerID(); err != nil {
+		v.Close()
 		return nil, err
 	}
 	if err := v.load(); err != nil {
@@ -330,8 +371,16 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 	return v, nil
 }
 
+// Store returns the node's store as the vault authenticates it: every
+// value written through it carries a tag under a key derived from the KEK
+// and bound to its store key, and reading a record that does not
+// authenticate fails with an error wrapping kv.ErrTampered. Components that
+// share the vault's store (tokens, grants, the event log) use this view.
+func (v *Vault) Store() kv.Store { return v.store }
+
 func (v *Vault) load() error {
 	var recs []keyRecord
+	referenced := map[uint32]bool{}
 	err := v.store.Scan([]byte("vault/key/"), func(k, val []byte) error {
 		var rec keyRecord
 		if err := json.Unmarshal(val, &rec); err != nil {
@@ -359,10 +408,16 @@ func (v *Vault) load() error {
 					return err
 				}
 				ver.sealer = s
+				referenced[binary.BigEndian.Uint32(wrapped)] = true
 			}
 			r.versions = append(r.versions, ver)
 		}
 		v.rings[rec.Name] = r
+	}
+	// Salts no held version uses: a destroy or forget whose erase did not
+	// finish, or an allocation whose store write failed. Erase them now.
+	if err := v.table.erase(func(_ string, _ uint32, slot uint32) bool { return !referenced[slot] }); err != nil {
+		v.opts.logger.Error("erase unused key table slots", "err", err)
 	}
 	v.opts.logger.Info("vault unsealed", "keys", len(recs))
 	return nil
@@ -389,14 +444,53 @@ func (v *Vault) openKEK(sealed, aad []byte) ([]byte, bool) {
 	return b, err == nil
 }
 
+// wrap seals material for version ver of name under a fresh slot of the
+// key table: slot (4 bytes) ‖ AES-256-GCM(nonce ‖ ciphertext ‖ tag) under
+// the slot's wrapping key, with the key name and version as associated
+// data.
 func (v *Vault) wrap(name string, ver uint32, material []byte) ([]byte, error) {
-	return v.sealKEK(material, wrapAAD(name, ver))
+	slot, err := v.table.alloc(name, ver)
+	if err != nil {
+		return nil, err
+	}
+	salt, _ := v.table.salt(slot, name, ver)
+	defer clear(salt)
+	aead, err := v.sub.versionAEAD(salt, name, ver, slot)
+	if err != nil {
+		return nil, err
+	}
+	out := binary.BigEndian.AppendUint32(nil, slot)
+	return aead.Seal(out, nil, material, wrapAAD(name, ver)), nil
+}
+
+// unwrapMaterial opens what wrap made. It fails if the slot's salt was
+// erased (the version was destroyed or forgotten) or the bytes do not
+// authenticate.
+func (v *Vault) unwrapMaterial(name string, ver uint32, wrapped []byte) ([]byte, error) {
+	if len(wrapped) < 4 {
+		return nil, fmt.Errorf("vault: unwrap %q version %d: stored key does not authenticate", name, ver)
+	}
+	slot := binary.BigEndian.Uint32(wrapped)
+	salt, ok := v.table.salt(slot, name, ver)
+	if !ok {
+		return nil, fmt.Errorf("vault: unwrap %q version %d: its wrapping salt is not in the key table (erased by a destroy, or the key table was lost or replaced)", name, ver)
+	}
+	defer clear(salt)
+	aead, err := v.sub.versionAEAD(salt, name, ver, slot)
+	if err != nil {
+		return nil, err
+	}
+	material, err := aead.Open(nil, nil, wrapped[4:], wrapAAD(name, ver))
+	if err != nil {
+		return nil, fmt.Errorf("vault: unwrap %q version %d: stored key does not authenticate", name, ver)
+	}
+	return material, nil
 }
 
 func (v *Vault) unwrap(name string, ver uint32, wrapped []byte) (*envelope.Sealer, error) {
-	material, ok := v.openKEK(wrapped, wrapAAD(name, ver))
-	if !ok {
-		return nil, fmt.Errorf("vault: unwrap %q version %d: stored key does not authenticate", name, ver)
+	material, err := v.unwrapMaterial(name, ver, wrapped)
+	if err != nil {
+		return nil, err
 	}
 	defer clear(material)
 	return envelope.NewSealer(material)
@@ -435,6 +529,11 @@ func (v *Vault) Close() {
 		r.mu.Unlock()
 	}
 	v.rings = map[string]*ring{}
+	if v.table != nil && !v.closed {
+		if err := v.table.close(); err != nil {
+			v.opts.logger.Error("close key table", "err", err)
+		}
+	}
 	v.closed = true
 }
 
