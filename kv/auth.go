@@ -364,6 +364,15 @@ func (a *Authenticated) VerifySummaries() error {
 	return nil
 }
 
+// VerifyAll checks the tag of every record in the store and returns a
+// *DamageError naming the first that does not authenticate.
+func (a *Authenticated) VerifyAll() error {
+	return a.inner.Scan(nil, func(k, v []byte) error {
+		_, err := a.open(k, v)
+		return err
+	})
+}
+
 // migrateBatch bounds the records Migrate rewrites per transaction.
 const migrateBatch = 256
 

@@ -356,7 +356,7 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 			return nil, err
 		}
 	}
-	if err := auth.VerifySummaries(); err != nil {
+	if err := errors.Join(auth.VerifyAll(), auth.VerifySummaries()); err != nil {
 		v.Close()
 		return nil, fmt.Errorf("vault: refusing to open a damaged store: %w", err)
 	}

@@ -30,7 +30,7 @@ func keyJSON(k vault.KeyInfo) apiv1.Key {
 		Name: k.Name, Owner: k.Owner, State: k.State.String(),
 		Deterministic: k.Deterministic, Exportable: k.Exportable, Created: k.Created,
 		LatestVersion: k.LatestVersion, MinDecryptionVersion: k.MinDecryptionVersion,
-		Versions: make([]apiv1.KeyVersion, 0, len(k.Versions)),
+		Versions: make([]apiv1.KeyVersion, 0, len(k.Versions)), EraseError: k.EraseError,
 	}
 	for _, v := range k.Versions {
 		out.Versions = append(out.Versions, apiv1.KeyVersion{
@@ -62,6 +62,17 @@ func (s *Server) pathKey(c *gin.Context) (string, bool) {
 // decisions it could write; an operator sees the 503 and the logs).
 func (s *Server) adminDone(c *gin.Context, action, key string, version uint32, reason string, status int, body any) {
 	e := audit.Entry{Principal: callerOf(c).name, Action: action, Key: key, Version: version, Outcome: "ok", Reason: reason}
+	if err := s.record(c, e); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(status, body)
+}
+
+// adminDoneOutcome is adminDone with another audit outcome: a change that
+// stands but did not complete (a destroy whose erasure failed).
+func (s *Server) adminDoneOutcome(c *gin.Context, action, key, outcome, reason string, status int, body any) {
+	e := audit.Entry{Principal: callerOf(c).name, Action: action, Key: key, Outcome: outcome, Reason: reason}
 	if err := s.record(c, e); err != nil {
 		s.fail(c, err)
 		return
@@ -211,6 +222,12 @@ func (s *Server) destroyKey(c *gin.Context) {
 	k, err := s.cfg.Keys.DestroyKey(name)
 	if err != nil {
 		s.adminFailed(c, "key.destroy", name, err)
+		return
+	}
+	if k.EraseError != "" {
+		// Destroyed, but not (yet) erased from this node's disk: say so in
+		// the audit log and the answer, not only in the node's log.
+		s.adminDoneOutcome(c, "key.destroy", name, audit.OutcomeError, "destroyed; erasing it from disk failed: "+k.EraseError, http.StatusOK, s.keyJSON(k))
 		return
 	}
 	s.adminDone(c, "key.destroy", name, 0, "crypto-shredded", http.StatusOK, s.keyJSON(k))

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -28,18 +29,24 @@ type routerFixture struct {
 }
 
 func newRouterFixture(tb testing.TB) *routerFixture {
+	m := kv.NewMem()
+	return newRouterFixtureOn(tb, m, m)
+}
+
+// newRouterFixtureOn builds the fixture on store (through which mem, the
+// same store or the one it wraps, can inject failures).
+func newRouterFixtureOn(tb testing.TB, store kv.Store, mem *kv.Mem) *routerFixture {
 	tb.Helper()
-	store := kv.NewMem()
 	v, err := vault.Open(store, vault.MasterKey(bytes.Repeat([]byte{9}, 32)))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(v.Close)
-	ps, err := policystore.Open(store, nil, nil)
+	ps, err := policystore.Open(v.Store(), nil, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	toks, err := token.Open(store)
+	toks, err := token.Open(v.Store())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -68,7 +75,7 @@ func newRouterFixture(tb testing.TB) *routerFixture {
 		tb.Fatal(err)
 	}
 	srv := New(Config{Vault: v, Keys: Standalone{Vault: v, Store: ps}, Tokens: toks, Audit: al, Info: Info{Org: "Org1MSP"}})
-	return &routerFixture{srv: srv, store: store, admin: admin, app: app}
+	return &routerFixture{srv: srv, store: mem, admin: admin, app: app}
 }
 
 // serve sends one request to the router and returns the status and body.
@@ -310,5 +317,37 @@ func TestAPI_FullDiskIs507AndDecryptGoesOn(t *testing.T) {
 	rf.store.SetFailure(nil)
 	if status, resp := rf.serve("POST", "/v1/keys", admin, []byte(`{"name":"demo/full"}`)); status != http.StatusCreated {
 		t.Errorf("create after space returned = %d %s, want 201", status, resp)
+	}
+}
+
+// failingEraser is a store whose physical erasure fails.
+type failingEraser struct{ *kv.Mem }
+
+func (failingEraser) Erase([]byte) error { return errors.New("disk refused the rewrite") }
+
+// TestAPI_DestroyEraseFailureIsReported is the regression test of an erase
+// failure that was only logged: the destroy answer carries erase_error,
+// and the audit log records the destroy with outcome "error" and why.
+func TestAPI_DestroyEraseFailureIsReported(t *testing.T) {
+	m := kv.NewMem()
+	rf := newRouterFixtureOn(t, failingEraser{m}, m)
+	h := http.Header{"Authorization": {"Bearer " + rf.admin}}
+	status, resp := rf.serve("POST", "/v1/keys/demo/k/destroy", h, []byte(`{"confirm":"demo/k"}`))
+	var k apiv1.Key
+	if status != http.StatusOK || json.Unmarshal(resp, &k) != nil || k.State != "destroyed" {
+		t.Fatalf("destroy = %d %s, want 200 and a destroyed key", status, resp)
+	}
+	if !strings.Contains(k.EraseError, "disk refused the rewrite") {
+		t.Errorf("destroy answer erase_error = %q, want the erase failure", k.EraseError)
+	}
+	entries, err := rf.srv.cfg.Audit.Tail(1)
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("audit tail = %v, %v", entries, err)
+	}
+	if e := entries[0]; e.Action != "key.destroy" || e.Outcome != audit.OutcomeError || !strings.Contains(e.Reason, "disk refused the rewrite") {
+		t.Errorf("audit entry of the destroy = %+v, want outcome error with the erase failure", e)
+	}
+	if status, resp := rf.serve("GET", "/v1/keys/demo/k", h, nil); status != http.StatusOK || !bytes.Contains(resp, []byte("erase_error")) {
+		t.Errorf("GET the key after = %d %s, want erase_error still shown", status, resp)
 	}
 }

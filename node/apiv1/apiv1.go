@@ -134,6 +134,9 @@ type Key struct {
 	// acknowledged the destroy yet.
 	Holders     []string `json:"holders,omitempty"`
 	PendingAcks []string `json:"pending_acks,omitempty"`
+	// EraseError, for a destroyed key, says why erasing it from this
+	// node's disk did not complete; the key is destroyed either way.
+	EraseError string `json:"erase_error,omitempty"`
 }
 
 // KeyVersion describes one version of a key.
