@@ -11,9 +11,10 @@
 // # Keys and versions
 //
 // A key is named "<namespace>/<name>" and has versions 1, 2, …, each 32
-// random bytes. Every version is stored AES-256-GCM-wrapped under the KEK
-// with the key name and version as associated data, so a wrapped version
-// cannot be moved to another key or version. The KEK is derived at Open from
+// random bytes. Every version is stored AES-256-GCM-wrapped under its own
+// wrapping key, derived from the KEK and a salt in the key table (see
+// "Crypto-shredding"), with the key name and version as associated data,
+// so a wrapped version cannot be moved to another key or version. The KEK is derived at Open from
 // the master secret (a key file, or a passphrase through PBKDF2) and never
 // stored; a wrong master secret fails Open with ErrWrongMasterSecret.
 //
@@ -52,6 +53,85 @@
 // 2^31). Counts are persisted in leases (default 65,536 encryptions): after
 // a crash the vault assumes the whole lease was used, so a count can only
 // overstate, never understate, what a key has sealed.
+//
+// # Key hierarchy
+//
+// The master secret gives the KEK (HKDF-SHA256, after PBKDF2 for a
+// passphrase, with the store's salt). From the KEK come, by HKDF with their
+// own labels, the record MAC key ("keymesh/v2 record-mac") and the root of
+// the version wrapping keys ("keymesh/v2 version-wrap"). The KEK itself
+// seals the node's secrets (SealSecret) and the seal record's check value.
+//
+// # Authenticated records
+//
+// Every record the vault's store holds — key records with their state,
+// minimum decryption version, deterministic flag and encryption count
+// leases; wrapped versions; sealed secrets; and, through Store, tokens,
+// grants, revocations, the node identity and the event log — is stored as
+// value ‖ HMAC-SHA256(record MAC key, key ‖ value) (kv.Authenticated). Only
+// the seal record is exempt: it is read before the MAC key exists and
+// authenticates itself (a wrong salt or iteration count gives a KEK that
+// does not open its check value; the iteration count is bounded to
+// [1,000, 10,000,000]). Open checks the tag of every record and refuses a
+// store holding one that does not authenticate, with an error wrapping
+// kv.ErrTampered that names the record: whoever can write the store without
+// the master secret can neither forge a record (an admin token, a grant)
+// nor move one to another key.
+//
+// A tag does not stop a replay of an older, validly tagged value, which
+// could roll back an encryption count lease or re-activate a key. So the
+// key records (and, as the node asks with WithSummarised, the token and
+// grant records) are also summarised: one tagged record per prefix holds
+// the XOR of a keyed digest of every (key, value) under it and their
+// count, updated in the same transaction as the records. A record rolled
+// back, replayed, added or removed no longer matches, and Open refuses the
+// store. We chose a summary over a monotonic counter per key because one
+// check covers every field of every record (state and minimum decryption
+// version as well as counts, and removals) at O(1) per write, and over a
+// list of digests because that would grow with the number of keys on
+// every write. What no store can see by itself is a rollback of all the
+// records under a prefix together with their summary to one earlier moment
+// (restoring a whole backup, or badger losing the tail of its log): that
+// needs state kept outside the store and is not claimed.
+//
+// A store written by an older keymesh (format 1: untagged records, versions
+// wrapped directly under the KEK) is recognised by its seal record's check
+// value and migrated on the first Open with the right master secret: every
+// record is tagged, the summaries written, every held version rewrapped
+// (below) and, last, the check value rewritten to format 2. The migration
+// is idempotent after a crash. It trusts what the old store holds — the
+// old format had nothing to check it against. A format-1 seal record next
+// to a key table in use is refused as a replay of an old seal record.
+//
+// # Crypto-shredding
+//
+// A log-structured store keeps deleted values in old tables, write-ahead
+// files and free blocks until compaction, and in every backup: deleting a
+// wrapped version does not make it unreadable to whoever holds the master
+// secret and an old copy. So each version is wrapped under its own key,
+// derived from the version wrapping root and a 32-byte random salt kept in
+// the key table, a small file outside the store (WithKeyTable; keymeshd
+// uses <data>/keytable): fixed-size slots, each naming a key and version,
+// written in place and fsynced. A wrapped version is slot ‖ AES-256-GCM
+// with a random nonce, with the key name and version as associated data.
+// Destroy, and ForgetVersion on a node whose grant ended, overwrite the
+// slots' salts with zeros in place and fsync: every copy of those wrapped
+// versions, wherever it survives, no longer opens, with or without the
+// master secret. A slot is allocated (and synced) before the store write
+// that uses it, and erased after the store write that drops it; slots no
+// held version uses are erased at the next Open, so a crash between the
+// two steps leaves nothing behind for long. Overwriting in place is best
+// effort on copy-on-write file systems (btrfs, ZFS), wear-levelled flash
+// and in snapshots of the key table file, which may keep the old block: a
+// key table that must never be recoverable belongs on a plain file system
+// or in memory-backed storage, and is never backed up apart from an
+// encrypted, expiring backup. A failed erasure does not undo the destroy:
+// KeyInfo.EraseError reports it, and the next Open retries it.
+//
+// Without WithKeyTable the salts are kept in the store itself (tests and
+// embedded use): records are still authenticated and destroy still
+// deletes and erases the salts, but an old copy of the store can then open
+// a destroyed key with the master secret.
 package vault
 
 import (
