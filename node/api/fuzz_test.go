@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -349,5 +350,32 @@ func TestAPI_DestroyEraseFailureIsReported(t *testing.T) {
 	}
 	if status, resp := rf.serve("GET", "/v1/keys/demo/k", h, nil); status != http.StatusOK || !bytes.Contains(resp, []byte("erase_error")) {
 		t.Errorf("GET the key after = %d %s, want erase_error still shown", status, resp)
+	}
+}
+
+// TestAPI_HostileBodiesBoundedByBudget: a caller with a token but no grant
+// sending many large bodies at once never makes the node hold more than
+// the body budget of them (the decoded copies scale with it): after 24
+// parallel 3 MiB requests the budget's high-water mark is at most its
+// limit, and each request got its 403 or the fail-closed 503.
+func TestAPI_HostileBodiesBoundedByBudget(t *testing.T) {
+	rf := newRouterFixture(t)
+	const limit = 2*3<<20 + 1<<20 // room for two of the bodies below
+	rf.srv.bodies = newBodyBudget(limit)
+	body := []byte(`{"key":"demo/gone","plaintext":"` + strings.Repeat("A", 3<<20-64) + `","context":{"f":"x"}}`)
+	h := http.Header{"Authorization": {"Bearer " + rf.app}, "Content-Type": {"application/json"}}
+	var wg sync.WaitGroup
+	statuses := make([]int, 24)
+	for i := range statuses {
+		wg.Go(func() { statuses[i], _ = rf.serve("POST", "/v1/encrypt", h, body) })
+	}
+	wg.Wait()
+	for i, st := range statuses {
+		if st != http.StatusForbidden && st != http.StatusServiceUnavailable {
+			t.Errorf("request %d = %d, want 403 not_granted or 503", i, st)
+		}
+	}
+	if hw := rf.srv.bodies.highWater(); hw > limit || hw == 0 {
+		t.Errorf("body budget high-water mark = %d bytes, want in (0, %d]", hw, limit)
 	}
 }

@@ -67,6 +67,9 @@ type Config struct {
 	// Fabric verifies the transaction creators that chaincode tokens name
 	// (see fabric.go); nil trusts no MSP, so every chaincode request fails.
 	Fabric *fabricid.Verifier
+	// BodyBudget bounds the bytes of large request bodies handled at once
+	// (see limits.go); 0 means DefaultBodyBudget.
+	BodyBudget int64
 	// TokenTTL is the lifetime of client and chaincode tokens minted
 	// without a "ttl"; 0 means DefaultTokenTTL, negative means no expiry.
 	TokenTTL time.Duration
@@ -77,6 +80,7 @@ type Server struct {
 	cfg     Config
 	engine  *gin.Engine
 	metrics *metrics
+	bodies  *bodyBudget
 }
 
 type metrics struct {
@@ -133,7 +137,10 @@ func New(cfg Config) *Server {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	s := &Server{cfg: cfg, engine: e, metrics: newMetrics(cfg.Registry)}
+	if cfg.BodyBudget <= 0 {
+		cfg.BodyBudget = DefaultBodyBudget
+	}
+	s := &Server{cfg: cfg, engine: e, metrics: newMetrics(cfg.Registry), bodies: newBodyBudget(cfg.BodyBudget)}
 	e.Use(s.recoverAndLog)
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, &Error{Status: http.StatusNotFound, Code: apiv1.CodeNotFound, Message: "no such route"})
@@ -162,7 +169,7 @@ func New(cfg Config) *Server {
 	}
 
 	newEthAPI(s).register(e) // eth.go: wallet-signed routes of eth: parties, no bearer token
-	v1 := e.Group("/v1", s.authenticate)
+	v1 := e.Group("/v1", s.authenticate, s.limitBodies)
 	v1.GET("/status", s.status)
 	v1.POST("/encrypt", s.encrypt)
 	v1.POST("/decrypt", s.decrypt)
