@@ -304,8 +304,14 @@ func (s *Server) recoverAndLog(c *gin.Context) {
 // fail writes err as the structured error body and stops the chain.
 func (s *Server) fail(c *gin.Context, err error) {
 	e := toError(err)
-	if e.Status >= 500 && e.Cause != nil {
+	switch {
+	case e.Status == http.StatusInternalServerError && e.Cause != nil:
 		s.cfg.Logger.Error("request failed", "route", c.FullPath(), "code", e.Code, "err", e.Cause)
+	case e.Status > http.StatusInternalServerError && e.Cause != nil:
+		// Fail-closed refusals (audit log or disk unavailable): the node
+		// works as designed, and a flood of them must not flood the log
+		// at error level.
+		s.cfg.Logger.Warn("request refused", "route", c.FullPath(), "code", e.Code, "err", e.Cause)
 	}
 	c.AbortWithStatusJSON(e.Status, apiv1.ErrorResponse{Error: e.body()})
 }
