@@ -368,4 +368,6 @@ func TestDestroy_NoCopyOnDiskOpensTheVersion(t *testing.T) {
 	t.Logf("%d copies of the wrapped versions remain in the data directory's files; none opens", found)
 }
 
-func binaryUint32(b []byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
+func binaryUint32(b []byte) uint32 {
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}

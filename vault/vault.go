@@ -334,9 +334,10 @@ type Vault struct {
 	opts     options
 	sealerID envelope.SealerID
 
-	mu     sync.RWMutex
-	rings  map[string]*ring
-	closed bool
+	mu        sync.RWMutex
+	rings     map[string]*ring
+	closed    bool
+	persistMu sync.Mutex // serialises key-record writes
 }
 
 // ring is the in-memory keyring of one key.
@@ -637,6 +638,11 @@ func (v *Vault) persist(rec keyRecord, extra func(kv.Txn) error) error {
 	if err != nil {
 		return fmt.Errorf("vault: encode key record: %w", err)
 	}
+	// Every key-record write also rewrites the key records' summary (see
+	// "Authenticated records"): one at a time, rather than as optimistic
+	// transactions that conflict and retry.
+	v.persistMu.Lock()
+	defer v.persistMu.Unlock()
 	err = v.store.Update(func(tx kv.Txn) error {
 		if extra != nil {
 			if err := extra(tx); err != nil {
