@@ -371,3 +371,49 @@ func TestDestroy_NoCopyOnDiskOpensTheVersion(t *testing.T) {
 func binaryUint32(b []byte) uint32 {
 	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
 }
+
+// TestForgetVersion_ErasesItsSalt: a node whose organisation lost its
+// grant forgets a version; its salt is overwritten in the key table file,
+// so the wrapped copy it held no longer opens, while the other versions
+// still do.
+func TestForgetVersion_ErasesItsSalt(t *testing.T) {
+	table := filepath.Join(t.TempDir(), "keytable")
+	store := kv.NewMem()
+	v := openVault(t, store, WithGrace(0), WithKeyTable(table))
+	if _, err := v.Create("trade/price", CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Rotate("trade/price", nil); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := store.Get(materialKey("trade/price", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapped := raw[:len(raw)-kv.TagSize]
+	salt, ok := v.table.salt(binaryUint32(wrapped), "trade/price", 1)
+	if !ok {
+		t.Fatal("no salt for version 1")
+	}
+	if err := v.ForgetVersion("trade/price", 1); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, salt) {
+		t.Error("the key table still holds the forgotten version's salt")
+	}
+	if _, err := v.unwrapMaterial("trade/price", 1, wrapped); err == nil {
+		t.Error("the forgotten version's wrapped copy still opens")
+	}
+	if !v.Holds("trade/price", 2) || v.Holds("trade/price", 1) {
+		t.Errorf("after ForgetVersion(1): holds v1 %v, v2 %v; want false, true", v.Holds("trade/price", 1), v.Holds("trade/price", 2))
+	}
+	v.Close()
+	v2 := openVault(t, store, WithKeyTable(table))
+	if !v2.Holds("trade/price", 2) {
+		t.Error("after reopen version 2 is not held")
+	}
+}

@@ -46,6 +46,7 @@ import (
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/keymesh/keymesh/kv"
 )
@@ -174,6 +175,10 @@ func open(dir string, logger *slog.Logger, sync bool, dopts []Option) (*DB, erro
 		WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).WithValueThreshold(1 << 10).
 		WithNumCompactors(2).
+		// Verify every table's checksum when it is opened and every
+		// block's when it is read: a damaged table is then an error, not
+		// a panic in badger's own goroutines or wrong data.
+		WithChecksumVerificationMode(options.OnTableAndBlockRead).
 		WithLogger(nil)
 	if logger != nil {
 		opts = opts.WithLogger(slogAdapter{logger.With("component", "badger")})
@@ -181,6 +186,9 @@ func open(dir string, logger *slog.Logger, sync bool, dopts []Option) (*DB, erro
 	if err := d.CheckSpace(); err != nil {
 		// Opening replays the log and may flush a memtable: refuse to
 		// start into a full disk rather than die of SIGBUS.
+		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
+	}
+	if err := checkTables(dir); err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
 	db, err := badger.Open(opts)
