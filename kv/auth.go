@@ -84,14 +84,14 @@ type Authenticated struct {
 
 var _ Store = (*Authenticated)(nil)
 
-// NewAuthenticated wraps inner. Values under an exempt prefix are stored
-// as they are (a record read before the tag key exists, such as the
-// vault's seal record). summarised lists the prefixes whose records are
+// NewAuthenticated wraps inner. The values of the exempt keys (exact
+// keys, not prefixes) are stored as they are: records read before the tag
+// key exists, such as the vault's seal record. summarised lists the prefixes whose records are
 // summarised (see the type doc); they must not overlap each other.
 func NewAuthenticated(inner Store, t Tagger, exempt, summarised []string) *Authenticated {
 	a := &Authenticated{inner: inner, tagger: t}
-	for _, p := range exempt {
-		a.exempt = append(a.exempt, []byte(p))
+	for _, k := range exempt {
+		a.exempt = append(a.exempt, []byte(k))
 	}
 	for _, p := range summarised {
 		a.summarised = append(a.summarised, []byte(p))
@@ -100,11 +100,8 @@ func NewAuthenticated(inner Store, t Tagger, exempt, summarised []string) *Authe
 }
 
 func (a *Authenticated) isExempt(key []byte) bool {
-	if bytes.HasPrefix(key, []byte(SummaryPrefix)) {
-		return false
-	}
-	for _, p := range a.exempt {
-		if bytes.HasPrefix(key, p) {
+	for _, k := range a.exempt {
+		if bytes.Equal(key, k) {
 			return true
 		}
 	}

@@ -22,7 +22,7 @@ func (h hmacTagger) Tag(domain byte, key, value []byte) [TagSize]byte {
 
 func newAuth() (*Mem, *Authenticated) {
 	m := NewMem()
-	return m, NewAuthenticated(m, hmacTagger("k"), []string{"seal"}, []string{"p/"})
+	return m, NewAuthenticated(m, hmacTagger("a test key of sixteen+ bytes"), []string{"seal"}, []string{"p/"})
 }
 
 func put(t *testing.T, s Store, k, v string) {
