@@ -279,17 +279,16 @@ func (v *Vault) Destroy(name string) (KeyInfo, error) {
 }
 
 // eraseKey overwrites the key-table salts of name (of version only, if
-// not nil) and asks the store to drop the deleted material from its files.
+// not nil). For a whole key it also asks the store to drop the deleted
+// material from its files, as before the key table existed; for one
+// forgotten version it does not (badger rewrites its tables for that):
+// the erased salt is what makes every copy unopenable.
 func (v *Vault) eraseKey(name string, version *uint32) error {
 	err := v.table.erase(func(n string, ver, _ uint32) bool {
 		return n == name && (version == nil || ver == *version)
 	})
-	prefix := materialPrefix(name)
-	if version != nil {
-		prefix = materialKey(name, *version)
-	}
-	if v.store.CanErase() {
-		err = errors.Join(err, v.store.Erase(prefix))
+	if version == nil && v.store.CanErase() {
+		err = errors.Join(err, v.store.Erase(materialPrefix(name)))
 	}
 	return err
 }
