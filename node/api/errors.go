@@ -70,8 +70,10 @@ var mapping = []struct {
 	{envelope.ErrMalformed, http.StatusBadRequest, apiv1.CodeInvalidCiphertext},
 	{envelope.ErrDecrypt, http.StatusBadRequest, apiv1.CodeDecryptionFailed},
 	{envelope.ErrTooLarge, http.StatusRequestEntityTooLarge, apiv1.CodeTooLarge},
-	{kv.ErrNoSpace, http.StatusInsufficientStorage, apiv1.CodeNoSpace},
+	// The audit log first: a request it cannot record fails closed with
+	// 503, also when the cause is a full disk.
 	{audit.ErrUnavailable, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
+	{kv.ErrNoSpace, http.StatusInsufficientStorage, apiv1.CodeNoSpace},
 	{audit.ErrClosed, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 	{audit.ErrTampered, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 	{ErrNotOwner, http.StatusForbidden, apiv1.CodeForbidden},

@@ -26,6 +26,7 @@ import (
 type routerFixture struct {
 	srv        *Server
 	store      *kv.Mem // vault, grants and tokens
+	auditStore *kv.Mem
 	admin, app string
 }
 
@@ -51,7 +52,8 @@ func newRouterFixtureOn(tb testing.TB, store kv.Store, mem *kv.Mem) *routerFixtu
 	if err != nil {
 		tb.Fatal(err)
 	}
-	al, err := audit.Open(kv.NewMem())
+	auditStore := kv.NewMem()
+	al, err := audit.Open(auditStore)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -76,7 +78,7 @@ func newRouterFixtureOn(tb testing.TB, store kv.Store, mem *kv.Mem) *routerFixtu
 		tb.Fatal(err)
 	}
 	srv := New(Config{Vault: v, Keys: Standalone{Vault: v, Store: ps}, Tokens: toks, Audit: al, Info: Info{Org: "Org1MSP"}})
-	return &routerFixture{srv: srv, store: mem, admin: admin, app: app}
+	return &routerFixture{srv: srv, store: mem, auditStore: auditStore, admin: admin, app: app}
 }
 
 // serve sends one request to the router and returns the status and body.
@@ -315,6 +317,15 @@ func TestAPI_FullDiskIs507AndDecryptGoesOn(t *testing.T) {
 	if status, resp := rf.serve("POST", "/v1/decrypt", app, body); status != http.StatusOK {
 		t.Errorf("decrypt on a full disk = %d %s, want 200", status, resp)
 	}
+	// The audit log's disk full too: requests fail closed with 503.
+	rf.auditStore.SetFailure(fmt.Errorf("badgerstore: 1 MiB free: %w", kv.ErrNoSpace))
+	status, resp = rf.serve("POST", "/v1/decrypt", app, body)
+	var e apiv1.ErrorResponse
+	_ = json.Unmarshal(resp, &e)
+	if status != http.StatusServiceUnavailable || e.Error.Code != apiv1.CodeUnavailable {
+		t.Errorf("decrypt with the audit log's disk full = %d %s, want 503 %q", status, resp, apiv1.CodeUnavailable)
+	}
+	rf.auditStore.SetFailure(nil)
 	rf.store.SetFailure(nil)
 	if status, resp := rf.serve("POST", "/v1/keys", admin, []byte(`{"name":"demo/full"}`)); status != http.StatusCreated {
 		t.Errorf("create after space returned = %d %s, want 201", status, resp)
