@@ -249,8 +249,8 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 type Node struct {
 	cfg      Config
 	logger   *slog.Logger
-	store    *badgerstore.DB
-	kv       kv.Store // store as the vault authenticates it
+	db       *badgerstore.DB // the raw store: only the vault writes through it
+	store    kv.Store        // db as the vault authenticates it (vault.Store)
 	auditDB  *badgerstore.DB
 	vault    *vault.Vault
 	policy   *policystore.Store
@@ -295,10 +295,10 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		}
 	}()
 	reserve := uint64(cfg.DiskReserveMB) << 20
-	if n.store, err = badgerstore.Open(dbDir(cfg.DataDir), logger, badgerstore.WithReserve(reserve)); err != nil {
+	if n.db, err = badgerstore.Open(dbDir(cfg.DataDir), logger, badgerstore.WithReserve(reserve)); err != nil {
 		return nil, err
 	}
-	raw, err := n.store.Get(identityKey)
+	raw, err := n.db.Get(identityKey)
 	if err != nil {
 		return nil, fmt.Errorf("node: read identity: %w", err)
 	}
@@ -334,14 +334,14 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 			}
 		}))
 	}
-	n.vault, err = vault.Open(n.store, master, vopts...)
+	n.vault, err = vault.Open(n.db, master, vopts...)
 	if err != nil {
 		return nil, err
 	}
-	n.kv = n.vault.Store()
+	n.store = n.vault.Store()
 	// The identity was read before the vault could authenticate it (its
 	// network id is a vault option): read it again, authenticated.
-	authID, err := n.kv.Get(identityKey)
+	authID, err := n.store.Get(identityKey)
 	if err != nil {
 		return nil, fmt.Errorf("node: read identity: %w", err)
 	}
@@ -357,13 +357,13 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		}
 		keys, meshAPI = n.mesh, n.mesh
 	}
-	if n.policy, err = policystore.Open(n.kv, nil, nil); err != nil {
+	if n.policy, err = policystore.Open(n.store, nil, nil); err != nil {
 		return nil, err
 	}
 	if keys == nil {
 		keys = api.Standalone{Vault: n.vault, Store: n.policy}
 	}
-	if n.tokens, err = token.Open(n.kv); err != nil {
+	if n.tokens, err = token.Open(n.store); err != nil {
 		return nil, err
 	}
 	if n.auditDB, err = badgerstore.OpenBuffered(filepath.Join(cfg.DataDir, "audit"), AuditSyncInterval, logger.With("component", "audit-store"), badgerstore.WithReserve(reserve/2)); err != nil {
@@ -387,7 +387,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		Logger:   logger.With("component", "api"),
 		Registry: n.registry,
 		Ready:    n.ready.Load,
-		NotReady: func() error { return errors.Join(n.store.CheckSpace(), n.auditDB.CheckSpace()) },
+		NotReady: func() error { return errors.Join(n.db.CheckSpace(), n.auditDB.CheckSpace()) },
 		Fabric:   fabric,
 		TokenTTL: cfg.TokenTTL,
 	})
@@ -398,7 +398,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 // registerStoreMetrics exports, per store, the free disk space, whether it
 // is under its reserve (writes refused), and how many writes were refused.
 func (n *Node) registerStoreMetrics() {
-	for name, db := range map[string]*badgerstore.DB{"main": n.store, "audit": n.auditDB} {
+	for name, db := range map[string]*badgerstore.DB{"main": n.db, "audit": n.auditDB} {
 		labels := prometheus.Labels{"store": name}
 		n.registry.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -541,8 +541,8 @@ func (n *Node) closeAll() {
 	if n.vault != nil {
 		n.vault.Close()
 	}
-	if n.store != nil {
-		if err := n.store.Close(); err != nil {
+	if n.db != nil {
+		if err := n.db.Close(); err != nil {
 			n.logger.Warn("close store", "err", err)
 		}
 	}
@@ -580,7 +580,7 @@ func (n *Node) openMesh(g *event.Genesis) (*meshNode, error) {
 	}, []string{"verdict", "reason"})
 	n.registry.MustRegister(events)
 	lg := n.logger.With("component", "mesh")
-	log, err := mesh.OpenLog(n.kv, g, sign, mesh.LogOptions{
+	log, err := mesh.OpenLog(n.store, g, sign, mesh.LogOptions{
 		Logger:    lg,
 		OnVerdict: func(v mesh.Verdict, reason string) { events.WithLabelValues(v.String(), reason).Inc() },
 	})
