@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/node/apiv1"
@@ -388,5 +390,42 @@ func TestAPI_HostileBodiesBoundedByBudget(t *testing.T) {
 	}
 	if hw := rf.srv.bodies.highWater(); hw > limit || hw == 0 {
 		t.Errorf("body budget high-water mark = %d bytes, want in (0, %d]", hw, limit)
+	}
+}
+
+// TestAPI_MetricSeriesBoundedUnderRandomPaths: the request metrics are
+// labelled by route template and status, never by the requested path or
+// method, so callers without a token cannot grow the metrics registry
+// with made-up paths.
+func TestAPI_MetricSeriesBoundedUnderRandomPaths(t *testing.T) {
+	rf := newRouterFixture(t)
+	cfg := rf.srv.cfg
+	reg := prometheus.NewRegistry()
+	cfg.Registry = reg
+	srv := New(cfg)
+	for i := range 500 {
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		req.Method = []string{"GET", "POST", "PUT", "BREW"}[i%4]
+		req.URL.Path = fmt.Sprintf("/v1/keys/ns%d/k%d/x%d", i, i, i)
+		if i%3 == 0 {
+			req.URL.Path = fmt.Sprintf("/random/%d", i)
+		}
+		srv.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if n := len(mf.GetMetric()); n > 10 {
+			t.Errorf("metric %s has %d series after 500 requests to made-up paths, want a handful", mf.GetName(), n)
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if strings.Contains(l.GetValue(), "ns") || strings.Contains(l.GetValue(), "random") {
+					t.Errorf("metric %s carries the requested path in label %s=%q", mf.GetName(), l.GetName(), l.GetValue())
+				}
+			}
+		}
 	}
 }
