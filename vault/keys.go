@@ -266,18 +266,6 @@ func (v *Vault) SetMinDecryptionVersion(name string, n uint32) (KeyInfo, error) 
 	return r.info(), nil
 }
 
-// Destroy crypto-shreds a key: every wrapped version is deleted from the
-// store in the same durable transaction that marks the key destroyed, the
-// versions are cleared from memory, and then their salts are overwritten
-// in the key table, so no copy of the store (old tables, write-ahead
-// files, backups) opens them again, with or without the master secret.
-// Envelopes under the key can never be opened again. If the erasure fails
-// the key is destroyed nonetheless, and KeyInfo.EraseError says why (the
-// salts left behind are erased at the next Open).
-func (v *Vault) Destroy(name string) (KeyInfo, error) {
-	return v.destroy(name)
-}
-
 // eraseKey overwrites the key-table salts of name (of version only, if
 // not nil). For a whole key it also asks the store to drop the deleted
 // material from its files, as before the key table existed; for one
@@ -293,7 +281,15 @@ func (v *Vault) eraseKey(name string, version *uint32) error {
 	return err
 }
 
-func (v *Vault) destroy(name string) (KeyInfo, error) {
+// Destroy crypto-shreds a key: every wrapped version is deleted from the
+// store in the same durable transaction that marks the key destroyed, the
+// versions are cleared from memory, and then their salts are overwritten
+// in the key table, so no copy of the store (old tables, write-ahead
+// files, backups) opens them again, with or without the master secret.
+// Envelopes under the key can never be opened again. If the erasure fails
+// the key is destroyed nonetheless, and KeyInfo.EraseError says why (the
+// salts left behind are erased at the next Open).
+func (v *Vault) Destroy(name string) (KeyInfo, error) {
 	r, err := v.ring(name)
 	if err != nil {
 		return KeyInfo{}, err
