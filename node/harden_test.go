@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -207,4 +208,83 @@ func TestNode_FlippedByteNeverStartsSilentlyDamaged(t *testing.T) {
 		intact++
 	}
 	t.Logf("48 flipped bytes: %d refused to start, %d started intact, 0 started damaged", refused, intact)
+}
+
+// TestNode_ForgedAuditLogRefused: the audit log's hash chain alone can be
+// rewritten consistently by whoever can write its files. A complete,
+// well-chained log made without the master secret, put in place of a
+// stopped node's audit store, is refused at start; removing the record
+// that says the log is authenticated is refused too.
+func TestNode_ForgedAuditLogRefused(t *testing.T) {
+	scratch := kv.NewMem()
+	forged, err := audit.Open(scratch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := forged.Append(t.Context(), audit.Entry{Principal: "token:admin", Action: "key.create", Key: "demo/x", Outcome: audit.OutcomeOK}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := forged.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := forged.Verify(); err != nil {
+		t.Fatalf("the forged log does not verify as a chain: %v", err)
+	}
+	prepare := func(t *testing.T) string {
+		dir := t.TempDir()
+		_, _, stop := startNode(t, dir)
+		stop()
+		return dir
+	}
+	t.Run("fail/forged-chain", func(t *testing.T) {
+		dir := prepare(t)
+		db, err := badgerstore.Open(filepath.Join(dir, "audit"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Update(func(tx kv.Txn) error {
+			if err := kv.DeletePrefix(tx, nil); err != nil {
+				return err
+			}
+			return scratch.Scan(nil, func(k, v []byte) error { return tx.Set(bytes.Clone(k), bytes.Clone(v)) })
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		n, err := Open(Config{DataDir: dir}, nil)
+		if err == nil {
+			n.Close()
+			t.Fatal("Open() with a forged audit log succeeded")
+		}
+		if !errors.Is(err, kv.ErrTampered) {
+			t.Fatalf("Open() with a forged audit log = %v, want an error wrapping kv.ErrTampered", err)
+		}
+	})
+	t.Run("fail/format-record-removed", func(t *testing.T) {
+		dir := prepare(t)
+		db, err := badgerstore.Open(dbDir(dir), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(func(tx kv.Txn) error { return tx.Delete(auditFormatKey) }); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		n, err := Open(Config{DataDir: dir}, nil)
+		if err == nil {
+			n.Close()
+			t.Fatal("Open() without the audit format record succeeded")
+		}
+		var de *kv.DamageError
+		if !errors.As(err, &de) || de.Key != "node/" {
+			t.Fatalf("Open() without the audit format record = %v, want a *kv.DamageError naming node/", err)
+		}
+	})
 }

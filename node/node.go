@@ -95,10 +95,11 @@ func dbDir(data string) string { return filepath.Join(data, "db") }
 func KeyTableFile(data string) string { return filepath.Join(data, "keytable") }
 
 // vaultStoreOptions are the vault options every opening of a node's store
-// needs: the key table, and the prefixes of tokens and grants, whose
-// records are summarised against rollback like the vault's own.
+// needs: the key table, and the prefixes of tokens, grants and the node's
+// own records (identity, audit format), whose records are summarised
+// against rollback and removal like the vault's own.
 func vaultStoreOptions(data string) []vault.Option {
-	return []vault.Option{vault.WithKeyTable(KeyTableFile(data)), vault.WithSummarised("token/", "policy/")}
+	return []vault.Option{vault.WithKeyTable(KeyTableFile(data)), vault.WithSummarised("token/", "policy/", "node/")}
 }
 
 // GenesisFile is where a mesh node keeps its copy of the network
@@ -369,7 +370,11 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if n.auditDB, err = badgerstore.OpenBuffered(filepath.Join(cfg.DataDir, "audit"), AuditSyncInterval, logger.With("component", "audit-store"), badgerstore.WithReserve(reserve/2)); err != nil {
 		return nil, err
 	}
-	if n.audit, err = audit.Open(n.auditDB, audit.WithLogger(logger.With("component", "audit"))); err != nil {
+	auditStore, err := n.authenticateAudit()
+	if err != nil {
+		return nil, err
+	}
+	if n.audit, err = audit.Open(auditStore, audit.WithLogger(logger.With("component", "audit"))); err != nil {
 		return nil, err
 	}
 	fabric, err := fabricid.Load(cfg.FabricMSPs)
@@ -393,6 +398,40 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	})
 	ok = true
 	return n, nil
+}
+
+// auditFormatKey, in the main store, says that the audit log's records
+// are tagged. It lives under the summarised "node/" prefix, so removing it
+// to have an untagged (forged) log adopted is noticed like any removal.
+var auditFormatKey = []byte("node/audit-format")
+
+// authenticateAudit returns the audit store as the vault authenticates it.
+// The first time (a data directory of an older keymesh) it tags the
+// existing log, then records that it did: the hash chain alone can be
+// rewritten consistently by whoever can write the files, the tags cannot.
+func (n *Node) authenticateAudit() (kv.Store, error) {
+	a := n.vault.Authenticate(n.auditDB)
+	_, err := n.store.Get(auditFormatKey)
+	switch {
+	case err == nil:
+		return a, nil
+	case !errors.Is(err, kv.ErrNotFound):
+		return nil, fmt.Errorf("node: audit format record: %w", err)
+	}
+	tagged, err := a.Migrate()
+	if err != nil {
+		return nil, fmt.Errorf("node: authenticate the audit log: %w", err)
+	}
+	if err := n.auditDB.Sync(); err != nil {
+		return nil, err
+	}
+	if err := n.store.Update(func(tx kv.Txn) error { return tx.Set(auditFormatKey, []byte("2")) }); err != nil {
+		return nil, fmt.Errorf("node: audit format record: %w", err)
+	}
+	if tagged > 0 {
+		n.logger.Warn("audit log migrated to authenticated records (first start after the upgrade)", "entries_tagged", tagged)
+	}
+	return a, nil
 }
 
 // registerStoreMetrics exports, per store, the free disk space, whether it

@@ -67,7 +67,8 @@
 // Every record the vault's store holds — key records with their state,
 // minimum decryption version, deterministic flag and encryption count
 // leases; wrapped versions; sealed secrets; and, through Store, tokens,
-// grants, revocations, the node identity and the event log — is stored as
+// grants, revocations, the node identity and the event log; through
+// Authenticate, the audit log's store — is stored as
 // value ‖ HMAC-SHA256(record MAC key, key ‖ value) (kv.Authenticated). Only
 // the seal record is exempt: it is read before the MAC key exists and
 // authenticates itself (a wrong salt or iteration count gives a KEK that
@@ -458,6 +459,14 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 // authenticate fails with an error wrapping kv.ErrTampered. Components that
 // share the vault's store (tokens, grants, the event log) use this view.
 func (v *Vault) Store() kv.Store { return v.store }
+
+// Authenticate returns store (another store of the node, such as its audit
+// log) with every record tagged under the vault's record MAC key, as Store
+// is. The caller migrates a store written without tags (see
+// kv.Authenticated.Migrate) once it knows it is of the old format.
+func (v *Vault) Authenticate(store kv.Store) *kv.Authenticated {
+	return kv.NewAuthenticated(store, v.sub, nil, nil)
+}
 
 func (v *Vault) load() error {
 	var recs []keyRecord
