@@ -105,6 +105,9 @@ var (
 	ErrUnavailable = errors.New("audit log unavailable")
 	// ErrClosed is returned by Append after Close.
 	ErrClosed = errors.New("audit log closed")
+	// ErrInvalidEntry is wrapped by Append for an entry it refuses (a field
+	// too long, an unknown outcome): nothing was written.
+	ErrInvalidEntry = errors.New("invalid audit entry")
 )
 
 // VerifyError reports where a stored log fails verification. It unwraps to
@@ -310,7 +313,7 @@ func (l *Log) checkAbsent(seq uint64, reason string) error {
 // ctx has ended before its batch is formed is not written.
 func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	if err := validate(&e); err != nil {
-		return Entry{}, fmt.Errorf("audit: append: %w", err)
+		return Entry{}, fmt.Errorf("audit: append: %w: %w", ErrInvalidEntry, err)
 	}
 	if l.damaged != nil {
 		return Entry{}, fmt.Errorf("audit: append: refusing to extend a damaged log: %w", l.damaged)

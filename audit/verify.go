@@ -16,8 +16,9 @@ import (
 // process.
 //
 // If the log verifies, Verify returns its size and head. If it does not,
-// the error is a [*VerifyError] (wrapping [ErrTampered]) naming the first
-// sequence number that is wrong. Verify runs concurrently with Append.
+// or the store fails to read it to the end, the error is a [*VerifyError]
+// (wrapping [ErrTampered]) naming the first sequence number that is wrong
+// or unreadable. Verify runs concurrently with Append.
 func (l *Log) Verify() (Report, error) {
 	memSeq, memHash := l.Head() // durable before the scan starts, so the scan must contain it
 	var (
@@ -66,7 +67,10 @@ func (l *Log) Verify() (Report, error) {
 	case errors.As(err, &verr):
 		return Report{}, fmt.Errorf("audit: verify: %w", verr)
 	case err != nil:
-		return Report{}, fmt.Errorf("audit: verify: %w: %w", ErrUnavailable, err)
+		// The store could not read on (badger reports a damaged table or
+		// value log this way): that is damage at the next entry, reported
+		// as such rather than as an error.
+		return Report{}, fmt.Errorf("audit: verify: %w", fail(n+1, "the store cannot read the log from here: %v", err))
 	case !headFound && n > 0:
 		err = fail(n, "head record missing")
 	case headErr != nil:

@@ -17,6 +17,11 @@ import (
 // ErrNotFound is returned by Get when the key does not exist.
 var ErrNotFound = errors.New("kv: not found")
 
+// ErrNoSpace is wrapped by Update when a store refuses a write because its
+// disk is (nearly) full: nothing was written, reads keep working, and
+// writes succeed again once space is freed.
+var ErrNoSpace = errors.New("kv: not enough free disk space")
+
 // Reader reads keys and key ranges.
 type Reader interface {
 	// Get returns a copy of the value stored under key, or ErrNotFound.

@@ -11,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/keymesh/keymesh/kv/badgerstore"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/vault"
 )
@@ -42,6 +43,16 @@ type Config struct {
 	AllowPlaintext bool `yaml:"allow_plaintext"`
 	// RotationGrace is how far in the future rotated versions activate.
 	RotationGrace time.Duration `yaml:"rotation_grace"`
+	// TokenTTL is the lifetime of client and chaincode tokens minted without
+	// an explicit one (default 90 days); a token minted with ttl "never"
+	// does not expire.
+	TokenTTL time.Duration `yaml:"token_ttl"`
+	// DiskReserveMB is the free space, in MiB, under which the store
+	// refuses changes (507 insufficient_storage) instead of running the disk
+	// full (default 64). The audit log keeps writing until half of it is
+	// left, so decryption and reads go on a while longer; then requests fail
+	// closed (503).
+	DiskReserveMB int `yaml:"disk_reserve_mb"`
 	// RotateAfter is the encryption count at which a version is rotated
 	// automatically (default 2^30; must stay well under 2^32).
 	RotateAfter uint64 `yaml:"rotate_after"`
@@ -99,6 +110,9 @@ func (c *Config) Defaults() {
 	if c.RotateAfter == 0 {
 		c.RotateAfter = vault.DefaultRotateAt
 	}
+	if c.DiskReserveMB == 0 {
+		c.DiskReserveMB = badgerstore.DefaultReserve >> 20
+	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
@@ -132,6 +146,12 @@ func (c *Config) Validate() error {
 	}
 	if c.RotationGrace < 0 {
 		return fmt.Errorf("node: config: rotation_grace must not be negative")
+	}
+	if c.DiskReserveMB < 0 {
+		return fmt.Errorf("node: config: disk_reserve_mb must not be negative")
+	}
+	if c.TokenTTL < 0 {
+		return fmt.Errorf("node: config: token_ttl must not be negative")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -202,6 +222,20 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 			return fmt.Errorf("node: KEYMESH_ROTATION_GRACE: %w", err)
 		}
 		c.RotationGrace = d
+	}
+	if v := getenv("KEYMESH_DISK_RESERVE_MB"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			return fmt.Errorf("node: KEYMESH_DISK_RESERVE_MB: %w", err)
+		}
+		c.DiskReserveMB = n
+	}
+	if v := getenv("KEYMESH_TOKEN_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("node: KEYMESH_TOKEN_TTL: %w", err)
+		}
+		c.TokenTTL = d
 	}
 	if v := getenv("KEYMESH_FABRIC_MSPS"); v != "" {
 		m, err := fabricid.ParseMSPs(v)

@@ -17,6 +17,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -30,7 +31,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -88,6 +89,19 @@ var identityKey = []byte("node/identity")
 
 func dbDir(data string) string { return filepath.Join(data, "db") }
 
+// KeyTableFile holds the per-version wrapping salts that destroy erases
+// (see package vault, "Crypto-shredding"). Back it up with the store: a
+// store without its key table opens no key.
+func KeyTableFile(data string) string { return filepath.Join(data, "keytable") }
+
+// vaultStoreOptions are the vault options every opening of a node's store
+// needs: the key table, and the prefixes of tokens, grants and the node's
+// own records (identity, audit format), whose records are summarised
+// against rollback and removal like the vault's own.
+func vaultStoreOptions(data string) []vault.Option {
+	return []vault.Option{vault.WithKeyTable(KeyTableFile(data)), vault.WithSummarised("token/", "policy/", "node/")}
+}
+
 // GenesisFile is where a mesh node keeps its copy of the network
 // definition.
 func GenesisFile(data string) string { return filepath.Join(data, "genesis.json") }
@@ -98,17 +112,15 @@ func AdminTokenFile(data string) string { return filepath.Join(data, "admin.toke
 
 func (c *Config) master() (vault.Master, error) {
 	if c.PassphraseFile != "" {
-		b, err := os.ReadFile(c.PassphraseFile)
+		m, err := vault.ReadPassphraseFile(c.PassphraseFile)
 		if err != nil {
-			return vault.Master{}, fmt.Errorf("node: passphrase file: %w", err)
+			return vault.Master{}, fmt.Errorf("node: %w", err)
 		}
-		defer clear(b)
-		p := []byte(strings.TrimRight(string(b), "\r\n"))
-		defer clear(p)
-		if len(p) < 12 {
+		if m.Len() < 12 {
+			m.Clear()
 			return vault.Master{}, errors.New("node: passphrase is shorter than 12 characters")
 		}
-		return vault.MasterPassphrase(p), nil
+		return m, nil
 	}
 	return vault.ReadKeyFile(c.MasterKeyFile)
 }
@@ -153,7 +165,7 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("node: init: genesis: %w", err)
 		}
-		if err := os.WriteFile(GenesisFile(cfg.DataDir), append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(GenesisFile(cfg.DataDir), append(b, '\n'), 0o600); err != nil {
 			return "", fmt.Errorf("node: init: %w", err)
 		}
 	}
@@ -172,7 +184,7 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 		return "", err
 	}
 	defer store.Close()
-	var vopts []vault.Option
+	vopts := vaultStoreOptions(cfg.DataDir)
 	if cfg.PBKDF2Iterations > 0 {
 		vopts = append(vopts, vault.WithPBKDF2Iterations(cfg.PBKDF2Iterations))
 	}
@@ -180,22 +192,21 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	defer v.Close()
+	astore := v.Store() // identity and tokens are authenticated records too
 	// The node's signing key (its libp2p identity) and its KEM key for key
 	// transport, sealed in the vault like every other secret.
 	signPub, signPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
-		v.Close()
 		return "", err
 	}
 	kemPriv, kemPub, err := transport.GenerateKey()
 	if err != nil {
-		v.Close()
 		return "", err
 	}
 	err = errors.Join(v.SealSecret(secretSignKey, signPriv.Seed()), v.SealSecret(secretKEMKey, kemPriv))
 	clear(signPriv)
 	clear(kemPriv)
-	v.Close()
 	if err != nil {
 		return "", fmt.Errorf("node: init: %w", err)
 	}
@@ -215,11 +226,11 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	id.NodeID = hex.EncodeToString(nodeID)
 	id.NetworkID = hex.EncodeToString(nid[:])
 	b, _ := json.Marshal(id)
-	if err := store.Update(func(tx kv.Txn) error { return tx.Set(identityKey, b) }); err != nil {
+	if err := astore.Update(func(tx kv.Txn) error { return tx.Set(identityKey, b) }); err != nil {
 		return "", fmt.Errorf("node: init: write identity: %w", err)
 	}
 
-	tokens, err := token.Open(store)
+	tokens, err := token.Open(astore)
 	if err != nil {
 		return "", err
 	}
@@ -239,7 +250,8 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 type Node struct {
 	cfg      Config
 	logger   *slog.Logger
-	store    *badgerstore.DB
+	db       *badgerstore.DB // the raw store: only the vault writes through it
+	store    kv.Store        // db as the vault authenticates it (vault.Store)
 	auditDB  *badgerstore.DB
 	vault    *vault.Vault
 	policy   *policystore.Store
@@ -283,14 +295,16 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 			n.closeAll()
 		}
 	}()
-	if n.store, err = badgerstore.Open(dbDir(cfg.DataDir), logger); err != nil {
+	reserve := uint64(cfg.DiskReserveMB) << 20
+	if n.db, err = badgerstore.Open(dbDir(cfg.DataDir), logger, badgerstore.WithReserve(reserve)); err != nil {
 		return nil, err
 	}
-	raw, err := n.store.Get(identityKey)
+	raw, err := n.db.Get(identityKey)
 	if err != nil {
 		return nil, fmt.Errorf("node: read identity: %w", err)
 	}
-	if err := json.Unmarshal(raw, &n.id); err != nil {
+	// Unauthenticated here: it may carry the tag the vault checks below.
+	if err := json.NewDecoder(bytes.NewReader(raw)).Decode(&n.id); err != nil {
 		return nil, fmt.Errorf("node: decode identity: %w", err)
 	}
 	var nid envelope.NetworkID
@@ -308,12 +322,12 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 			return nil, errors.New("node: genesis.json does not match the network this node was initialised for")
 		}
 	}
-	vopts := []vault.Option{
+	vopts := append(vaultStoreOptions(cfg.DataDir),
 		vault.WithNetwork(nid), vault.WithOwner(n.id.Org),
 		vault.WithGrace(cfg.RotationGrace),
 		vault.WithRotation(cfg.RotateAfter, vault.DefaultHardLimit),
 		vault.WithLogger(logger.With("component", "vault")),
-	}
+	)
 	if genesis != nil {
 		vopts = append(vopts, vault.WithRotateHook(func(k string) {
 			if n.mesh != nil {
@@ -321,9 +335,20 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 			}
 		}))
 	}
-	n.vault, err = vault.Open(n.store, master, vopts...)
+	n.vault, err = vault.Open(n.db, master, vopts...)
 	if err != nil {
 		return nil, err
+	}
+	n.store = n.vault.Store()
+	// The identity was read before the vault could authenticate it (its
+	// network id is a vault option): read it again, authenticated.
+	authID, err := n.store.Get(identityKey)
+	if err != nil {
+		return nil, fmt.Errorf("node: read identity: %w", err)
+	}
+	var checked identity
+	if err := json.Unmarshal(authID, &checked); err != nil || !reflect.DeepEqual(checked, n.id) {
+		return nil, fmt.Errorf("node: identity record: %w", kv.ErrTampered)
 	}
 	var keys api.Manager
 	var meshAPI api.Mesh
@@ -342,10 +367,14 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if n.tokens, err = token.Open(n.store); err != nil {
 		return nil, err
 	}
-	if n.auditDB, err = badgerstore.OpenBuffered(filepath.Join(cfg.DataDir, "audit"), AuditSyncInterval, logger.With("component", "audit-store")); err != nil {
+	if n.auditDB, err = badgerstore.OpenBuffered(filepath.Join(cfg.DataDir, "audit"), AuditSyncInterval, logger.With("component", "audit-store"), badgerstore.WithReserve(reserve/2)); err != nil {
 		return nil, err
 	}
-	if n.audit, err = audit.Open(n.auditDB, audit.WithLogger(logger.With("component", "audit"))); err != nil {
+	auditStore, err := n.authenticateAudit()
+	if err != nil {
+		return nil, err
+	}
+	if n.audit, err = audit.Open(auditStore, audit.WithLogger(logger.With("component", "audit"))); err != nil {
 		return nil, err
 	}
 	fabric, err := fabricid.Load(cfg.FabricMSPs)
@@ -353,6 +382,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		return nil, fmt.Errorf("node: fabric_msps: %w", err)
 	}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.registerStoreMetrics()
 	n.api = api.New(api.Config{
 		Vault: n.vault, Keys: keys, Mesh: meshAPI, Tokens: n.tokens, Audit: n.audit,
 		Info: api.Info{
@@ -362,10 +392,73 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		Logger:   logger.With("component", "api"),
 		Registry: n.registry,
 		Ready:    n.ready.Load,
+		NotReady: func() error { return errors.Join(n.db.CheckSpace(), n.auditDB.CheckSpace()) },
 		Fabric:   fabric,
+		TokenTTL: cfg.TokenTTL,
 	})
 	ok = true
 	return n, nil
+}
+
+// auditFormatKey, in the main store, says that the audit log's records
+// are tagged. It lives under the summarised "node/" prefix, so removing it
+// to have an untagged (forged) log adopted is noticed like any removal.
+var auditFormatKey = []byte("node/audit-format")
+
+// authenticateAudit returns the audit store as the vault authenticates it.
+// The first time (a data directory of an older keymesh) it tags the
+// existing log, then records that it did: the hash chain alone can be
+// rewritten consistently by whoever can write the files, the tags cannot.
+func (n *Node) authenticateAudit() (kv.Store, error) {
+	a := n.vault.Authenticate(n.auditDB)
+	_, err := n.store.Get(auditFormatKey)
+	switch {
+	case err == nil:
+		return a, nil
+	case !errors.Is(err, kv.ErrNotFound):
+		return nil, fmt.Errorf("node: audit format record: %w", err)
+	}
+	tagged, err := a.Migrate()
+	if err != nil {
+		return nil, fmt.Errorf("node: authenticate the audit log: %w", err)
+	}
+	if err := n.auditDB.Sync(); err != nil {
+		return nil, err
+	}
+	if err := n.store.Update(func(tx kv.Txn) error { return tx.Set(auditFormatKey, []byte("2")) }); err != nil {
+		return nil, fmt.Errorf("node: audit format record: %w", err)
+	}
+	if tagged > 0 {
+		n.logger.Warn("audit log migrated to authenticated records (first start after the upgrade)", "entries_tagged", tagged)
+	}
+	return a, nil
+}
+
+// registerStoreMetrics exports, per store, the free disk space, whether it
+// is under its reserve (writes refused), and how many writes were refused.
+func (n *Node) registerStoreMetrics() {
+	for name, db := range map[string]*badgerstore.DB{"main": n.db, "audit": n.auditDB} {
+		labels := prometheus.Labels{"store": name}
+		n.registry.MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "keymesh_store_free_bytes", Help: "Free disk space on the store's file system.", ConstLabels: labels,
+			}, func() float64 {
+				free, _ := db.FreeBytes()
+				return float64(free)
+			}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "keymesh_store_no_space", Help: "1 while the store refuses writes because its disk is under the reserve.", ConstLabels: labels,
+			}, func() float64 {
+				if db.CheckSpace() != nil {
+					return 1
+				}
+				return 0
+			}),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "keymesh_store_writes_refused_total", Help: "Writes refused because the disk was under the reserve.", ConstLabels: labels,
+			}, func() float64 { return float64(db.RefusedWrites()) }),
+		)
+	}
 }
 
 // Handler returns the node's HTTP handler (for tests that serve it
@@ -487,8 +580,8 @@ func (n *Node) closeAll() {
 	if n.vault != nil {
 		n.vault.Close()
 	}
-	if n.store != nil {
-		if err := n.store.Close(); err != nil {
+	if n.db != nil {
+		if err := n.db.Close(); err != nil {
 			n.logger.Warn("close store", "err", err)
 		}
 	}

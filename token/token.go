@@ -124,6 +124,10 @@ var (
 	ErrUnauthenticated = errors.New("token: invalid token")
 	// ErrNotFound is returned (wrapped) by Get and Revoke for an unknown id.
 	ErrNotFound = errors.New("token: not found")
+	// ErrInvalid is wrapped by Create when its arguments are refused: an
+	// invalid party, an unknown role, an admin role for another party or
+	// the admin party for another role, a bad label or lifetime.
+	ErrInvalid = errors.New("invalid token request")
 )
 
 // Reasons recorded in [AuthError.Reason].
@@ -248,22 +252,8 @@ func Open(store kv.Store, opts ...Option) (*Registry, error) {
 // again. Admin tokens must speak for [policy.AdminParty], and only they
 // may.
 func (r *Registry) Create(party policy.Party, role Role, label string, ttl time.Duration) (secret string, t Token, err error) {
-	if err := party.Validate(); err != nil {
-		return "", Token{}, fmt.Errorf("token: create: %w", err)
-	}
-	switch {
-	case role != RoleClient && role != RoleAdmin && role != RoleChaincode:
-		return "", Token{}, fmt.Errorf("token: create: unknown role %d", role)
-	case role == RoleAdmin && party != policy.AdminParty:
-		return "", Token{}, fmt.Errorf("token: create: admin tokens must speak for %q, not %q", policy.AdminParty, party)
-	case role != RoleAdmin && party == policy.AdminParty:
-		return "", Token{}, fmt.Errorf("token: create: party %q is reserved for admin tokens", party)
-	}
-	if err := checkLabel(label); err != nil {
-		return "", Token{}, fmt.Errorf("token: create: %w", err)
-	}
-	if ttl < 0 {
-		return "", Token{}, fmt.Errorf("token: create: negative lifetime %v", ttl)
+	if err := checkCreate(party, role, label, ttl); err != nil {
+		return "", Token{}, fmt.Errorf("token: create: %w: %w", ErrInvalid, err)
 	}
 
 	var raw [idBytes + randBytes]byte
@@ -291,6 +281,28 @@ func (r *Registry) Create(party policy.Party, role Role, label string, ttl time.
 		return "", Token{}, fmt.Errorf("token: create: %w", err)
 	}
 	return secret, rec.tok, nil
+}
+
+// checkCreate says why Create refuses its arguments, or nil.
+func checkCreate(party policy.Party, role Role, label string, ttl time.Duration) error {
+	if err := party.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case role != RoleClient && role != RoleAdmin && role != RoleChaincode:
+		return fmt.Errorf("unknown role %d", role)
+	case role == RoleAdmin && party != policy.AdminParty:
+		return fmt.Errorf("admin tokens must speak for %q, not %q", policy.AdminParty, party)
+	case role != RoleAdmin && party == policy.AdminParty:
+		return fmt.Errorf("party %q is reserved for admin tokens", party)
+	}
+	if err := checkLabel(label); err != nil {
+		return err
+	}
+	if ttl < 0 {
+		return fmt.Errorf("negative lifetime %v", ttl)
+	}
+	return nil
 }
 
 // put writes rec durably, then publishes a snapshot of cur with rec in it.

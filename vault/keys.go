@@ -23,6 +23,10 @@ type KeyInfo struct {
 	LatestVersion        uint32
 	MinDecryptionVersion uint32
 	Versions             []VersionInfo
+	// EraseError, for a destroyed key, says why erasing its material from
+	// disk did not complete ("" when it did). The key is destroyed either
+	// way: it no longer encrypts or decrypts here.
+	EraseError string
 }
 
 // VersionInfo describes one version of a key.
@@ -58,6 +62,9 @@ func (r *ring) info() KeyInfo {
 		StateChanged:         r.rec.StateChanged,
 		LatestVersion:        uint32(len(r.versions)),
 		MinDecryptionVersion: r.rec.MinDecrypt,
+	}
+	if r.eraseErr != nil {
+		ki.EraseError = r.eraseErr.Error()
 	}
 	for i, ver := range r.versions {
 		ki.Versions = append(ki.Versions, VersionInfo{
@@ -259,10 +266,29 @@ func (v *Vault) SetMinDecryptionVersion(name string, n uint32) (KeyInfo, error) 
 	return r.info(), nil
 }
 
+// eraseKey overwrites the key-table salts of name (of version only, if
+// not nil). For a whole key it also asks the store to drop the deleted
+// material from its files, as before the key table existed; for one
+// forgotten version it does not (badger rewrites its tables for that):
+// the erased salt is what makes every copy unopenable.
+func (v *Vault) eraseKey(name string, version *uint32) error {
+	err := v.table.erase(func(n string, ver, _ uint32) bool {
+		return n == name && (version == nil || ver == *version)
+	})
+	if version == nil && v.store.CanErase() {
+		err = errors.Join(err, v.store.Erase(materialPrefix(name)))
+	}
+	return err
+}
+
 // Destroy crypto-shreds a key: every wrapped version is deleted from the
-// store in the same durable transaction that marks the key destroyed, and
-// the versions are cleared from memory. Envelopes under the key can never be
-// opened again.
+// store in the same durable transaction that marks the key destroyed, the
+// versions are cleared from memory, and then their salts are overwritten
+// in the key table, so no copy of the store (old tables, write-ahead
+// files, backups) opens them again, with or without the master secret.
+// Envelopes under the key can never be opened again. If the erasure fails
+// the key is destroyed nonetheless, and KeyInfo.EraseError says why (the
+// salts left behind are erased at the next Open).
 func (v *Vault) Destroy(name string) (KeyInfo, error) {
 	r, err := v.ring(name)
 	if err != nil {
@@ -292,10 +318,9 @@ func (v *Vault) Destroy(name string) (KeyInfo, error) {
 			ver.sealer = nil
 		}
 	}
-	if e, ok := v.store.(kv.Eraser); ok {
-		if err := e.Erase(materialPrefix(name)); err != nil {
-			v.opts.logger.Error("erase destroyed key material from disk", "key", name, "err", err)
-		}
+	r.eraseErr = v.eraseKey(name, nil)
+	if r.eraseErr != nil {
+		v.opts.logger.Error("erase destroyed key material from disk", "key", name, "err", r.eraseErr)
 	}
 	v.opts.logger.Info("key destroyed", "key", name)
 	return r.info(), nil

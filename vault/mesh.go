@@ -197,11 +197,7 @@ func (v *Vault) material(name string, n uint32) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vault: read %q version %d: %w", name, n, err)
 	}
-	m, ok := v.openKEK(wrapped, wrapAAD(name, n))
-	if !ok {
-		return nil, fmt.Errorf("vault: unwrap %q version %d: stored key does not authenticate", name, n)
-	}
-	return m, nil
+	return v.unwrapMaterial(name, n, wrapped)
 }
 
 // Material returns a copy of version n's material, for wrapping it to
@@ -235,7 +231,9 @@ func (v *Vault) Holds(name string, n uint32) bool {
 
 // ForgetVersion deletes this node's copy of version n of name: the node is
 // no longer entitled to it (its organisation's grant ended). Other holders
-// keep it; this is not crypto-shredding, which is Destroy.
+// keep it. Its key-table salt is erased as on Destroy, so no copy of this
+// node's store opens it again; if that fails the version is forgotten
+// nonetheless and the error wraps ErrEraseIncomplete.
 func (v *Vault) ForgetVersion(name string, n uint32) error {
 	r, err := v.ring(name)
 	if err != nil {
@@ -255,6 +253,10 @@ func (v *Vault) ForgetVersion(name string, n uint32) error {
 	r.rec = rec
 	r.versions[n-1].sealer.Destroy()
 	r.versions[n-1].sealer = nil
+	// Erase the version's salt so no copy of the store opens it again.
+	if err := v.eraseKey(name, &n); err != nil {
+		return fmt.Errorf("vault: forget %q version %d: %w: %w", name, n, ErrEraseIncomplete, err)
+	}
 	v.opts.logger.Info("key version forgotten", "key", name, "version", n)
 	return nil
 }

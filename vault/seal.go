@@ -31,6 +31,11 @@ const DefaultPBKDF2Iterations = 600_000
 // lower count in the store is treated as tampering.
 const minPBKDF2Iterations = 1_000
 
+// maxPBKDF2Iterations is the most a stored seal record may ask for: a
+// larger count is treated as tampering (it would hold the daemon's start
+// for minutes or hours).
+const maxPBKDF2Iterations = 10_000_000
+
 // Master is the node's master secret, from which the key-encryption key
 // (KEK) is derived at start. Make one with MasterKey or MasterPassphrase.
 type Master struct {
@@ -68,6 +73,9 @@ const (
 	kekInfo   = "keymesh/v1 kek"
 	checkAAD  = "keymesh/v1 seal-check"
 	checkText = "keymesh seal check v1"
+	// checkTextV2 marks a store whose records are authenticated and whose
+	// key versions are wrapped under per-version subkeys (format 2).
+	checkTextV2 = "keymesh seal check v2"
 )
 
 // WriteKeyFile creates path with a new random master key, mode 0600. It
@@ -99,22 +107,13 @@ func WriteKeyFile(path string, r io.Reader) error {
 	return nil
 }
 
-// ReadKeyFile reads a master key file. It refuses a file that is readable
-// or writable by group or others, and one that is not exactly 32 bytes.
+// ReadKeyFile reads a master key file. It refuses a symbolic link, a file
+// that is readable or writable by group or others (checked on the opened
+// file, not the path), and one that is not exactly 32 bytes.
 func ReadKeyFile(path string) (Master, error) {
-	fi, err := os.Stat(path)
+	b, err := readSecretFile(path, MasterKeySize)
 	if err != nil {
 		return Master{}, fmt.Errorf("vault: key file: %w", err)
-	}
-	if fi.Mode().Perm()&0o077 != 0 {
-		return Master{}, fmt.Errorf("vault: key file %s has mode %04o; it must be readable by its owner only (chmod 600)", path, fi.Mode().Perm())
-	}
-	if !fi.Mode().IsRegular() {
-		return Master{}, fmt.Errorf("vault: key file %s is not a regular file", path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return Master{}, fmt.Errorf("vault: read key file: %w", err)
 	}
 	defer clear(b)
 	if len(b) != MasterKeySize {
@@ -129,62 +128,69 @@ func KeyFileExists(path string) bool {
 	return !errors.Is(err, fs.ErrNotExist)
 }
 
-// unseal derives the KEK from m. On a new store it writes the seal record;
-// on an existing one it checks m against the record's check value and
-// returns ErrWrongMasterSecret if it does not open.
-func unseal(store kv.Store, m Master, iterations int, r io.Reader) (cipher.AEAD, error) {
+// unseal derives the KEK and its subkeys from m. On a new store it writes
+// the seal record; on an existing one it checks m against the record's
+// check value and returns ErrWrongMasterSecret if it does not open. It
+// returns the store's format: 1 for a store written before records were
+// authenticated (to migrate), 2 otherwise.
+func unseal(store kv.Store, m Master, iterations int, r io.Reader) (cipher.AEAD, *subkeys, int, error) {
 	if m.secret == nil {
-		return nil, errors.New("vault: no master secret")
+		return nil, nil, 0, errors.New("vault: no master secret")
 	}
 	raw, err := store.Get(sealKey)
 	switch {
 	case errors.Is(err, kv.ErrNotFound):
-		return initSeal(store, m, iterations, r)
+		kek, sub, err := initSeal(store, m, iterations, r)
+		return kek, sub, 2, err
 	case err != nil:
-		return nil, fmt.Errorf("vault: read seal record: %w", err)
+		return nil, nil, 0, fmt.Errorf("vault: read seal record: %w", err)
 	}
 	var rec sealRecord
 	if err := json.Unmarshal(raw, &rec); err != nil {
-		return nil, fmt.Errorf("vault: seal record: %w", err)
+		return nil, nil, 0, fmt.Errorf("vault: seal record: %w", err)
 	}
 	if rec.Kind != m.kind {
-		return nil, fmt.Errorf("%w: this node was initialised with a %s master secret, not a %s", ErrWrongMasterSecret, rec.Kind, m.kind)
+		return nil, nil, 0, fmt.Errorf("%w: this node was initialised with a %s master secret, not a %s", ErrWrongMasterSecret, rec.Kind, m.kind)
 	}
-	if rec.Kind == "passphrase" && rec.Iterations < minPBKDF2Iterations {
-		return nil, fmt.Errorf("vault: seal record asks for %d PBKDF2 iterations, fewer than %d", rec.Iterations, minPBKDF2Iterations)
+	if rec.Kind == "passphrase" && (rec.Iterations < minPBKDF2Iterations || rec.Iterations > maxPBKDF2Iterations) {
+		return nil, nil, 0, fmt.Errorf("vault: seal record asks for %d PBKDF2 iterations, outside [%d, %d]: the record was tampered with", rec.Iterations, minPBKDF2Iterations, maxPBKDF2Iterations)
 	}
-	kek, err := deriveKEK(m, rec.Salt, rec.Iterations)
+	kek, sub, err := deriveKEK(m, rec.Salt, rec.Iterations)
 	if err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
 	if len(rec.Check) < 12 {
-		return nil, errors.New("vault: seal record: check value truncated")
+		return nil, nil, 0, errors.New("vault: seal record: check value truncated")
 	}
 	// nonce || ciphertext || tag, as every KEK seal: the module-nonce
 	// AEAD reads the nonce from the front.
 	pt, err := kek.Open(nil, nil, rec.Check, []byte(checkAAD))
-	if err != nil || string(pt) != checkText {
-		return nil, ErrWrongMasterSecret
+	switch {
+	case err == nil && string(pt) == checkTextV2:
+		return kek, sub, 2, nil
+	case err == nil && string(pt) == checkText:
+		return kek, sub, 1, nil
 	}
-	return kek, nil
+	sub.clear()
+	return nil, nil, 0, ErrWrongMasterSecret
 }
 
-func initSeal(store kv.Store, m Master, iterations int, r io.Reader) (cipher.AEAD, error) {
+func initSeal(store kv.Store, m Master, iterations int, r io.Reader) (cipher.AEAD, *subkeys, error) {
 	rec := sealRecord{Kind: m.kind, Salt: make([]byte, 32)}
 	if m.kind == "passphrase" {
 		rec.Iterations = iterations
 	}
 	if _, err := io.ReadFull(r, rec.Salt); err != nil {
-		return nil, fmt.Errorf("vault: generate salt: %w", err)
+		return nil, nil, fmt.Errorf("vault: generate salt: %w", err)
 	}
-	kek, err := deriveKEK(m, rec.Salt, rec.Iterations)
+	kek, sub, err := deriveKEK(m, rec.Salt, rec.Iterations)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	rec.Check = kek.Seal(nil, nil, []byte(checkText), []byte(checkAAD))
+	rec.Check = kek.Seal(nil, nil, []byte(checkTextV2), []byte(checkAAD))
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return nil, fmt.Errorf("vault: encode seal record: %w", err)
+		return nil, nil, fmt.Errorf("vault: encode seal record: %w", err)
 	}
 	err = store.Update(func(tx kv.Txn) error {
 		if _, err := tx.Get(sealKey); err == nil {
@@ -193,43 +199,47 @@ func initSeal(store kv.Store, m Master, iterations int, r io.Reader) (cipher.AEA
 		return tx.Set(sealKey, b)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("vault: write seal record: %w", err)
+		return nil, nil, fmt.Errorf("vault: write seal record: %w", err)
 	}
-	return kek, nil
+	return kek, sub, nil
 }
 
-func deriveKEK(m Master, salt []byte, iterations int) (cipher.AEAD, error) {
+func deriveKEK(m Master, salt []byte, iterations int) (cipher.AEAD, *subkeys, error) {
 	ikm, err := m.secret.Copy()
 	if err != nil {
-		return nil, fmt.Errorf("vault: master secret: %w", err)
+		return nil, nil, fmt.Errorf("vault: master secret: %w", err)
 	}
 	defer clear(ikm)
 	switch m.kind {
 	case "keyfile":
 		if len(ikm) != MasterKeySize {
-			return nil, fmt.Errorf("vault: master key is %d bytes, want %d", len(ikm), MasterKeySize)
+			return nil, nil, fmt.Errorf("vault: master key is %d bytes, want %d", len(ikm), MasterKeySize)
 		}
 	case "passphrase":
 		if len(ikm) == 0 {
-			return nil, errors.New("vault: empty passphrase")
+			return nil, nil, errors.New("vault: empty passphrase")
 		}
 		stretched, err := pbkdf2.Key(sha256.New, string(ikm), salt, iterations, 32)
 		if err != nil {
-			return nil, fmt.Errorf("vault: pbkdf2: %w", err)
+			return nil, nil, fmt.Errorf("vault: pbkdf2: %w", err)
 		}
 		defer clear(stretched)
 		ikm = append(ikm[:0], stretched...)
 	default:
-		return nil, fmt.Errorf("vault: unknown master secret kind %q", m.kind)
+		return nil, nil, fmt.Errorf("vault: unknown master secret kind %q", m.kind)
 	}
 	kek, err := hkdf.Key(sha256.New, ikm, salt, kekInfo, 32)
 	if err != nil {
-		return nil, fmt.Errorf("vault: hkdf: %w", err)
+		return nil, nil, fmt.Errorf("vault: hkdf: %w", err)
 	}
 	defer clear(kek)
+	sub, err := deriveSubkeys(kek)
+	if err != nil {
+		return nil, nil, err
+	}
 	block, err := aes.NewCipher(kek)
 	if err != nil {
-		return nil, fmt.Errorf("vault: kek cipher: %w", err)
+		return nil, nil, fmt.Errorf("vault: kek cipher: %w", err)
 	}
 	// AES-256-GCM with nonces generated by the cryptographic module: Seal
 	// returns nonce || ciphertext || tag and Open reads the nonce from the
@@ -239,7 +249,7 @@ func deriveKEK(m Master, salt []byte, iterations int) (cipher.AEAD, error) {
 	// the module's).
 	aead, err := cipher.NewGCMWithRandomNonce(block)
 	if err != nil {
-		return nil, fmt.Errorf("vault: kek cipher: %w", err)
+		return nil, nil, fmt.Errorf("vault: kek cipher: %w", err)
 	}
-	return aead, nil
+	return aead, sub, nil
 }

@@ -11,9 +11,10 @@
 // # Keys and versions
 //
 // A key is named "<namespace>/<name>" and has versions 1, 2, …, each 32
-// random bytes. Every version is stored AES-256-GCM-wrapped under the KEK
-// with the key name and version as associated data, so a wrapped version
-// cannot be moved to another key or version. The KEK is derived at Open from
+// random bytes. Every version is stored AES-256-GCM-wrapped under its own
+// wrapping key, derived from the KEK and a salt in the key table (see
+// "Crypto-shredding"), with the key name and version as associated data,
+// so a wrapped version cannot be moved to another key or version. The KEK is derived at Open from
 // the master secret (a key file, or a passphrase through PBKDF2) and never
 // stored; a wrong master secret fails Open with ErrWrongMasterSecret.
 //
@@ -52,6 +53,86 @@
 // 2^31). Counts are persisted in leases (default 65,536 encryptions): after
 // a crash the vault assumes the whole lease was used, so a count can only
 // overstate, never understate, what a key has sealed.
+//
+// # Key hierarchy
+//
+// The master secret gives the KEK (HKDF-SHA256, after PBKDF2 for a
+// passphrase, with the store's salt). From the KEK come, by HKDF with their
+// own labels, the record MAC key ("keymesh/v2 record-mac") and the root of
+// the version wrapping keys ("keymesh/v2 version-wrap"). The KEK itself
+// seals the node's secrets (SealSecret) and the seal record's check value.
+//
+// # Authenticated records
+//
+// Every record the vault's store holds — key records with their state,
+// minimum decryption version, deterministic flag and encryption count
+// leases; wrapped versions; sealed secrets; and, through Store, tokens,
+// grants, revocations, the node identity and the event log; through
+// Authenticate, the audit log's store — is stored as
+// value ‖ HMAC-SHA256(record MAC key, key ‖ value) (kv.Authenticated). Only
+// the seal record is exempt: it is read before the MAC key exists and
+// authenticates itself (a wrong salt or iteration count gives a KEK that
+// does not open its check value; the iteration count is bounded to
+// [1,000, 10,000,000]). Open checks the tag of every record and refuses a
+// store holding one that does not authenticate, with an error wrapping
+// kv.ErrTampered that names the record: whoever can write the store without
+// the master secret can neither forge a record (an admin token, a grant)
+// nor move one to another key.
+//
+// A tag does not stop a replay of an older, validly tagged value, which
+// could roll back an encryption count lease or re-activate a key. So the
+// key records (and, as the node asks with WithSummarised, the token and
+// grant records) are also summarised: one tagged record per prefix holds
+// the XOR of a keyed digest of every (key, value) under it and their
+// count, updated in the same transaction as the records. A record rolled
+// back, replayed, added or removed no longer matches, and Open refuses the
+// store. We chose a summary over a monotonic counter per key because one
+// check covers every field of every record (state and minimum decryption
+// version as well as counts, and removals) at O(1) per write, and over a
+// list of digests because that would grow with the number of keys on
+// every write. What no store can see by itself is a rollback of all the
+// records under a prefix together with their summary to one earlier moment
+// (restoring a whole backup, or badger losing the tail of its log): that
+// needs state kept outside the store and is not claimed.
+//
+// A store written by an older keymesh (format 1: untagged records, versions
+// wrapped directly under the KEK) is recognised by its seal record's check
+// value and migrated on the first Open with the right master secret: every
+// record is tagged, the summaries written, every held version rewrapped
+// (below) and, last, the check value rewritten to format 2. The migration
+// is idempotent after a crash. It trusts what the old store holds — the
+// old format had nothing to check it against. A format-1 seal record next
+// to a key table in use is refused as a replay of an old seal record.
+//
+// # Crypto-shredding
+//
+// A log-structured store keeps deleted values in old tables, write-ahead
+// files and free blocks until compaction, and in every backup: deleting a
+// wrapped version does not make it unreadable to whoever holds the master
+// secret and an old copy. So each version is wrapped under its own key,
+// derived from the version wrapping root and a 32-byte random salt kept in
+// the key table, a small file outside the store (WithKeyTable; keymeshd
+// uses <data>/keytable): fixed-size slots, each naming a key and version,
+// written in place and fsynced. A wrapped version is slot ‖ AES-256-GCM
+// with a random nonce, with the key name and version as associated data.
+// Destroy, and ForgetVersion on a node whose grant ended, overwrite the
+// slots' salts with zeros in place and fsync: every copy of those wrapped
+// versions, wherever it survives, no longer opens, with or without the
+// master secret. A slot is allocated (and synced) before the store write
+// that uses it, and erased after the store write that drops it; slots no
+// held version uses are erased at the next Open, so a crash between the
+// two steps leaves nothing behind for long. Overwriting in place is best
+// effort on copy-on-write file systems (btrfs, ZFS), wear-levelled flash
+// and in snapshots of the key table file, which may keep the old block: a
+// key table that must never be recoverable belongs on a plain file system
+// or in memory-backed storage, and is never backed up apart from an
+// encrypted, expiring backup. A failed erasure does not undo the destroy:
+// KeyInfo.EraseError reports it, and the next Open retries it.
+//
+// Without WithKeyTable the salts are kept in the store itself (tests and
+// embedded use): records are still authenticated and destroy still
+// deletes and erases the salts, but an old copy of the store can then open
+// a destroyed key with the master secret.
 package vault
 
 import (
@@ -134,6 +215,9 @@ var (
 	// ErrVersionNotHeld is returned for a version this node does not hold:
 	// it never received it, or forgot it when its grant ended.
 	ErrVersionNotHeld = errors.New("vault: key version not held by this node")
+	// ErrEraseIncomplete is wrapped when a version was deleted but erasing
+	// its salt or material from disk failed.
+	ErrEraseIncomplete = errors.New("vault: erase from disk incomplete")
 	// ErrDecrypt is the one error for every failed authentication of an
 	// envelope: wrong key, wrong context, wrong network, tampered bytes.
 	ErrDecrypt = envelope.ErrDecrypt
@@ -177,6 +261,8 @@ type options struct {
 	logger     *slog.Logger
 	rotateHook func(key string)
 	sealerID   *envelope.SealerID
+	keyTable   string   // path of the key table file; "" keeps it in the store
+	summarised []string // further store prefixes whose records are summarised
 }
 
 // Option configures Open.
@@ -221,19 +307,38 @@ func WithOwner(org string) Option { return func(o *options) { o.owner = org } }
 // the network, so every holder gets the new version.
 func WithRotateHook(fn func(key string)) Option { return func(o *options) { o.rotateHook = fn } }
 
+// WithKeyTable keeps the per-version wrapping salts in the file at path
+// (created 0600 if missing) instead of the store: see "Crypto-shredding" in
+// the package doc. keymeshd always sets it; without it the salts live in
+// the store and a copy of the store taken before a destroy can still open
+// the destroyed key with the master secret.
+func WithKeyTable(path string) Option { return func(o *options) { o.keyTable = path } }
+
+// WithSummarised adds store prefixes (besides the vault's key records)
+// whose records are protected against rollback and removal by a summary:
+// see "Authenticated records" in the package doc. A node passes the token
+// and grant prefixes.
+func WithSummarised(prefixes ...string) Option {
+	return func(o *options) { o.summarised = append(o.summarised, prefixes...) }
+}
+
 // WithLogger sets the logger. Nothing secret is ever logged.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
 // Vault holds the node's keys. It is safe for concurrent use.
 type Vault struct {
-	store    kv.Store
+	raw      kv.Store          // the store as given to Open
+	store    *kv.Authenticated // raw, every record tagged (see Store)
 	kek      cipher.AEAD
+	sub      *subkeys
+	table    keyTable
 	opts     options
 	sealerID envelope.SealerID
 
-	mu     sync.RWMutex
-	rings  map[string]*ring
-	closed bool
+	mu        sync.RWMutex
+	rings     map[string]*ring
+	closed    bool
+	persistMu sync.Mutex // serialises key-record writes
 }
 
 // ring is the in-memory keyring of one key.
@@ -242,6 +347,7 @@ type ring struct {
 	rec      keyRecord
 	versions []*version // index = version-1
 	rotating atomic.Bool
+	eraseErr error // why erasing the destroyed key's material failed
 }
 
 type version struct {
@@ -312,15 +418,32 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 	if o.lease == 0 {
 		o.lease = 1
 	}
-	if o.iterations < minPBKDF2Iterations {
-		return nil, fmt.Errorf("vault: %d PBKDF2 iterations is below the floor of %d", o.iterations, minPBKDF2Iterations)
+	if o.iterations < minPBKDF2Iterations || o.iterations > maxPBKDF2Iterations {
+		return nil, fmt.Errorf("vault: %d PBKDF2 iterations is outside [%d, %d]", o.iterations, minPBKDF2Iterations, maxPBKDF2Iterations)
 	}
-	kek, err := unseal(store, master, o.iterations, o.rand)
+	kek, sub, format, err := unseal(store, master, o.iterations, o.rand)
 	if err != nil {
 		return nil, err
 	}
-	v := &Vault{store: store, kek: kek, opts: o, rings: map[string]*ring{}}
+	summarised := append([]string{"vault/key/"}, o.summarised...)
+	auth := kv.NewAuthenticated(store, sub, []string{string(sealKey)}, summarised)
+	v := &Vault{raw: store, store: auth, kek: kek, sub: sub, opts: o, rings: map[string]*ring{}}
+	if err := v.openKeyTable(); err != nil {
+		v.Close()
+		return nil, err
+	}
+	if format < 2 {
+		if err := v.migrate(); err != nil {
+			v.Close()
+			return nil, err
+		}
+	}
+	if err := errors.Join(auth.VerifyAll(), auth.VerifySummaries()); err != nil {
+		v.Close()
+		return nil, fmt.Errorf("vault: refusing to open a damaged store: %w", err)
+	}
 	if v.sealerID, err = v.loadSealerID(); err != nil {
+		v.Close()
 		return nil, err
 	}
 	if err := v.load(); err != nil {
@@ -330,8 +453,24 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 	return v, nil
 }
 
+// Store returns the node's store as the vault authenticates it: every
+// value written through it carries a tag under a key derived from the KEK
+// and bound to its store key, and reading a record that does not
+// authenticate fails with an error wrapping kv.ErrTampered. Components that
+// share the vault's store (tokens, grants, the event log) use this view.
+func (v *Vault) Store() kv.Store { return v.store }
+
+// Authenticate returns store (another store of the node, such as its audit
+// log) with every record tagged under the vault's record MAC key, as Store
+// is. The caller migrates a store written without tags (see
+// kv.Authenticated.Migrate) once it knows it is of the old format.
+func (v *Vault) Authenticate(store kv.Store) *kv.Authenticated {
+	return kv.NewAuthenticated(store, v.sub, nil, nil)
+}
+
 func (v *Vault) load() error {
 	var recs []keyRecord
+	referenced := map[uint32]bool{}
 	err := v.store.Scan([]byte("vault/key/"), func(k, val []byte) error {
 		var rec keyRecord
 		if err := json.Unmarshal(val, &rec); err != nil {
@@ -359,10 +498,16 @@ func (v *Vault) load() error {
 					return err
 				}
 				ver.sealer = s
+				referenced[binary.BigEndian.Uint32(wrapped)] = true
 			}
 			r.versions = append(r.versions, ver)
 		}
 		v.rings[rec.Name] = r
+	}
+	// Salts no held version uses: a destroy or forget whose erase did not
+	// finish, or an allocation whose store write failed. Erase them now.
+	if err := v.table.erase(func(_ string, _ uint32, slot uint32) bool { return !referenced[slot] }); err != nil {
+		v.opts.logger.Error("erase unused key table slots", "err", err)
 	}
 	v.opts.logger.Info("vault unsealed", "keys", len(recs))
 	return nil
@@ -389,14 +534,53 @@ func (v *Vault) openKEK(sealed, aad []byte) ([]byte, bool) {
 	return b, err == nil
 }
 
+// wrap seals material for version ver of name under a fresh slot of the
+// key table: slot (4 bytes) ‖ AES-256-GCM(nonce ‖ ciphertext ‖ tag) under
+// the slot's wrapping key, with the key name and version as associated
+// data.
 func (v *Vault) wrap(name string, ver uint32, material []byte) ([]byte, error) {
-	return v.sealKEK(material, wrapAAD(name, ver))
+	slot, err := v.table.alloc(name, ver)
+	if err != nil {
+		return nil, err
+	}
+	salt, _ := v.table.salt(slot, name, ver)
+	defer clear(salt)
+	aead, err := v.sub.versionAEAD(salt, name, ver, slot)
+	if err != nil {
+		return nil, err
+	}
+	out := binary.BigEndian.AppendUint32(nil, slot)
+	return aead.Seal(out, nil, material, wrapAAD(name, ver)), nil
+}
+
+// unwrapMaterial opens what wrap made. It fails if the slot's salt was
+// erased (the version was destroyed or forgotten) or the bytes do not
+// authenticate.
+func (v *Vault) unwrapMaterial(name string, ver uint32, wrapped []byte) ([]byte, error) {
+	if len(wrapped) < 4 {
+		return nil, fmt.Errorf("vault: unwrap %q version %d: stored key does not authenticate", name, ver)
+	}
+	slot := binary.BigEndian.Uint32(wrapped)
+	salt, ok := v.table.salt(slot, name, ver)
+	if !ok {
+		return nil, fmt.Errorf("vault: unwrap %q version %d: its wrapping salt is not in the key table (erased by a destroy, or the key table was lost or replaced)", name, ver)
+	}
+	defer clear(salt)
+	aead, err := v.sub.versionAEAD(salt, name, ver, slot)
+	if err != nil {
+		return nil, err
+	}
+	material, err := aead.Open(nil, nil, wrapped[4:], wrapAAD(name, ver))
+	if err != nil {
+		return nil, fmt.Errorf("vault: unwrap %q version %d: stored key does not authenticate", name, ver)
+	}
+	return material, nil
 }
 
 func (v *Vault) unwrap(name string, ver uint32, wrapped []byte) (*envelope.Sealer, error) {
-	material, ok := v.openKEK(wrapped, wrapAAD(name, ver))
-	if !ok {
-		return nil, fmt.Errorf("vault: unwrap %q version %d: stored key does not authenticate", name, ver)
+	material, err := v.unwrapMaterial(name, ver, wrapped)
+	if err != nil {
+		return nil, err
 	}
 	defer clear(material)
 	return envelope.NewSealer(material)
@@ -435,6 +619,11 @@ func (v *Vault) Close() {
 		r.mu.Unlock()
 	}
 	v.rings = map[string]*ring{}
+	if v.table != nil && !v.closed {
+		if err := v.table.close(); err != nil {
+			v.opts.logger.Error("close key table", "err", err)
+		}
+	}
 	v.closed = true
 }
 
@@ -458,6 +647,11 @@ func (v *Vault) persist(rec keyRecord, extra func(kv.Txn) error) error {
 	if err != nil {
 		return fmt.Errorf("vault: encode key record: %w", err)
 	}
+	// Every key-record write also rewrites the key records' summary (see
+	// "Authenticated records"): one at a time, rather than as optimistic
+	// transactions that conflict and retry.
+	v.persistMu.Lock()
+	defer v.persistMu.Unlock()
 	err = v.store.Update(func(tx kv.Txn) error {
 		if extra != nil {
 			if err := extra(tx); err != nil {

@@ -270,6 +270,9 @@ func keyTable(w io.Writer, k *apiv1.Key) {
 	if len(k.PendingAcks) > 0 || (k.State == "destroyed" && len(k.Holders) > 0) {
 		row(w, "Pending acks:", shortKeys(k.PendingAcks))
 	}
+	if k.EraseError != "" {
+		row(w, "Erase error:", cell(k.EraseError))
+	}
 	if len(k.Versions) == 0 {
 		return
 	}

@@ -44,9 +44,9 @@ against the CAs of fabric_msps, and grants are decided for the creator
 			if req.Role != "client" && req.Role != "admin" && req.Role != "chaincode" {
 				return usagef("token create: invalid --role %q: want client, admin or chaincode", req.Role)
 			}
-			if req.TTL != "" {
+			if req.TTL != "" && req.TTL != "never" && req.TTL != "0" {
 				if d, err := time.ParseDuration(req.TTL); err != nil || d <= 0 {
-					return usagef("token create: invalid --ttl %q: want a positive duration such as 24h", req.TTL)
+					return usagef("token create: invalid --ttl %q: want a positive duration such as 24h, or never", req.TTL)
 				}
 			}
 			c, err := a.client()
@@ -73,7 +73,7 @@ against the CAs of fabric_msps, and grants are decided for the creator
 	f.StringVar(&req.Party, "party", "", "the party the token authenticates, such as token:billing (required)")
 	f.StringVar(&req.Role, "role", "client", "client, admin or chaincode")
 	f.StringVar(&req.Label, "label", "", "a label for people")
-	f.StringVar(&req.TTL, "ttl", "", "lifetime, such as 720h (default: no expiry)")
+	f.StringVar(&req.TTL, "ttl", "", "lifetime, such as 720h, or never (default: the node's token_ttl, 90 days, for client and chaincode tokens; no expiry for admin tokens)")
 	return cmd
 }
 

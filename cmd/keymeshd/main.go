@@ -26,6 +26,10 @@ import (
 	"github.com/keymesh/keymesh/node"
 )
 
+// defaultMemoryLimit is keymeshd's soft memory limit unless GOMEMLIMIT
+// is set: about twice what a node uses under load (docs/benchmarks.md).
+const defaultMemoryLimit = 256 << 20
+
 func main() {
 	// keymeshd's live heap is small (keys, grants, token hashes); trading a
 	// little memory for less garbage collection is worth ~15% more requests
@@ -33,8 +37,17 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
+	// With GOGC at 400 a burst of large or hostile requests leaves a heap
+	// goal five times its peak, and the runtime is slow to hand the pages
+	// back. A soft memory limit makes the collector work harder as the
+	// process nears it and returns freed memory to the system, so memory
+	// comes back down after an attack. GOMEMLIMIT in the environment wins.
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go returnMemory(ctx, 10*time.Second, 32<<20)
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 

@@ -10,23 +10,69 @@
 //
 // Memory options are sized for a small daemon (about 120 MB RSS under load
 // instead of badger's ~250 MB defaults).
+//
+// # A full disk
+//
+// Badger writes through memory-mapped files: on a full disk the kernel
+// answers a write into a mapped page with SIGBUS, which kills the process.
+// So every Update first checks the free space of the store's file system
+// (statfs) and refuses the write with an error wrapping [kv.ErrNoSpace]
+// when less than the reserve is left (default [DefaultReserve], see
+// [WithReserve]); the reserve leaves room for badger's own flushes and
+// compactions. Reads are never refused, and writes succeed again as soon as
+// space is freed: there is no state to reset. [DB.CheckSpace] says whether
+// the store would accept a write now (for readiness and metrics).
+//
+// # File modes
+//
+// Badger creates its memory-mapped files (memtables, value log, tables) with
+// mode 0666 less the umask, throughout its life, not only at Open. Open
+// therefore adds 077 to the process umask (it only ever removes
+// permissions), makes the directory 0700 and every file already in it 0600,
+// so files of a data directory created by an older keymesh are tightened
+// too. Every file of the store is then readable by its owner only.
 package badgerstore
 
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/keymesh/keymesh/kv"
 )
 
+// DefaultReserve is the free space below which writes are refused.
+const DefaultReserve = 64 << 20
+
+// Option configures Open and OpenBuffered.
+type Option func(*DB)
+
+// WithReserve sets the free space, in bytes, below which Update refuses
+// to write (default DefaultReserve). 0 disables the check.
+func WithReserve(bytes uint64) Option { return func(d *DB) { d.reserve = bytes } }
+
+// withStatfs injects the statfs call (tests).
+func withStatfs(f func(path string, st *syscall.Statfs_t) error) Option {
+	return func(d *DB) { d.statfs = f }
+}
+
 // DB is a badger-backed kv.Store.
 type DB struct {
+	dir     string
+	reserve uint64
+	statfs  func(path string, st *syscall.Statfs_t) error
+	refused atomic.Uint64 // writes refused for lack of space
+
 	// erasing is held for writing by Erase and for reading by Update:
 	// badger's DropPrefix blocks (fails) every concurrent write, so writes
 	// wait for an erase instead of failing.
@@ -43,15 +89,15 @@ var _ kv.Store = (*DB)(nil)
 // Open opens (creating if needed) the badger database in dir. logger may be
 // nil; badger's own messages are logged at debug level, its warnings and
 // errors at warn and error.
-func Open(dir string, logger *slog.Logger) (*DB, error) {
-	return open(dir, logger, true)
+func Open(dir string, logger *slog.Logger, opts ...Option) (*DB, error) {
+	return open(dir, logger, true, opts)
 }
 
 // OpenBuffered opens dir without synchronous writes and fsyncs it every
 // interval in the background (see the package doc). A failed background
 // sync makes every later Update fail, so callers fail closed.
-func OpenBuffered(dir string, interval time.Duration, logger *slog.Logger) (*DB, error) {
-	d, err := open(dir, logger, false)
+func OpenBuffered(dir string, interval time.Duration, logger *slog.Logger, opts ...Option) (*DB, error) {
+	d, err := open(dir, logger, false, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +139,35 @@ func (d *DB) Sync() error {
 	return nil
 }
 
-func open(dir string, logger *slog.Logger, sync bool) (*DB, error) {
+// restrictModes makes the process umask 077, dir 0700 and every file in
+// it 0600 (see the package doc).
+func restrictModes(dir string) error {
+	syscall.Umask(syscall.Umask(0o077) | 0o077) // only ever removes permissions
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := fs.FileMode(0o600)
+		if d.IsDir() {
+			mode = 0o700
+		} else if !d.Type().IsRegular() {
+			return nil
+		}
+		return os.Chmod(path, mode)
+	})
+}
+
+func open(dir string, logger *slog.Logger, sync bool, dopts []Option) (*DB, error) {
+	d := &DB{dir: dir, reserve: DefaultReserve, statfs: syscall.Statfs}
+	for _, o := range dopts {
+		o(d)
+	}
+	if err := restrictModes(dir); err != nil {
+		return nil, fmt.Errorf("badgerstore: open %s: file modes: %w", dir, err)
+	}
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(sync).
 		WithMemTableSize(16 << 20).WithNumMemtables(2).
@@ -101,16 +175,73 @@ func open(dir string, logger *slog.Logger, sync bool) (*DB, error) {
 		WithBlockCacheSize(16 << 20).WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).WithValueThreshold(1 << 10).
 		WithNumCompactors(2).
+		// Verify every table's checksum when it is opened and every
+		// block's when it is read: a damaged table is then an error, not
+		// a panic in badger's own goroutines or wrong data.
+		WithChecksumVerificationMode(options.OnTableAndBlockRead).
 		WithLogger(nil)
 	if logger != nil {
 		opts = opts.WithLogger(slogAdapter{logger.With("component", "badger")})
+	}
+	if err := d.CheckSpace(); err != nil {
+		// Opening replays the log and may flush a memtable: refuse to
+		// start into a full disk rather than die of SIGBUS.
+		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
+	}
+	if err := checkTables(dir); err != nil {
+		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
 	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
-	return &DB{db: db}, nil
+	d.db = db
+	return d, nil
 }
+
+// SpaceError is the error CheckSpace and a refused Update return. It
+// wraps kv.ErrNoSpace.
+type SpaceError struct {
+	Dir           string
+	Free, Reserve uint64
+}
+
+func (e *SpaceError) Error() string {
+	return fmt.Sprintf("badgerstore: %s has %d MiB free, less than the %d MiB reserve; writes are refused until space is freed",
+		e.Dir, e.Free>>20, e.Reserve>>20)
+}
+
+// Unwrap returns kv.ErrNoSpace.
+func (e *SpaceError) Unwrap() error { return kv.ErrNoSpace }
+
+// FreeBytes returns the space available to the process on the store's
+// file system.
+func (d *DB) FreeBytes() (uint64, error) {
+	var st syscall.Statfs_t
+	if err := d.statfs(d.dir, &st); err != nil {
+		return 0, fmt.Errorf("badgerstore: statfs %s: %w", d.dir, err)
+	}
+	return st.Bavail * uint64(st.Bsize), nil
+}
+
+// CheckSpace returns a *SpaceError if a write would be refused now for
+// lack of space. A failing statfs is not treated as a full disk.
+func (d *DB) CheckSpace() error {
+	if d.reserve == 0 {
+		return nil
+	}
+	free, err := d.FreeBytes()
+	if err != nil {
+		return nil
+	}
+	if free < d.reserve {
+		return &SpaceError{Dir: d.dir, Free: free, Reserve: d.reserve}
+	}
+	return nil
+}
+
+// RefusedWrites returns how many writes were refused for lack of space.
+func (d *DB) RefusedWrites() uint64 { return d.refused.Load() }
 
 // Get implements kv.Reader.
 func (d *DB) Get(key []byte) ([]byte, error) {
@@ -138,6 +269,10 @@ const maxConflictRetries = 16
 func (d *DB) Update(fn func(kv.Txn) error) error {
 	if err, _ := d.syncErr.Load().(error); err != nil {
 		return fmt.Errorf("badgerstore: update refused after a failed sync: %w", err)
+	}
+	if err := d.CheckSpace(); err != nil {
+		d.refused.Add(1)
+		return err
 	}
 	d.erasing.RLock()
 	defer d.erasing.RUnlock()

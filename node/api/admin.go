@@ -14,6 +14,7 @@ import (
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
+	"github.com/keymesh/keymesh/vault/envelope"
 )
 
 func (s *Server) keyJSON(k vault.KeyInfo) apiv1.Key {
@@ -29,7 +30,7 @@ func keyJSON(k vault.KeyInfo) apiv1.Key {
 		Name: k.Name, Owner: k.Owner, State: k.State.String(),
 		Deterministic: k.Deterministic, Exportable: k.Exportable, Created: k.Created,
 		LatestVersion: k.LatestVersion, MinDecryptionVersion: k.MinDecryptionVersion,
-		Versions: make([]apiv1.KeyVersion, 0, len(k.Versions)),
+		Versions: make([]apiv1.KeyVersion, 0, len(k.Versions)), EraseError: k.EraseError,
 	}
 	for _, v := range k.Versions {
 		out.Versions = append(out.Versions, apiv1.KeyVersion{
@@ -42,12 +43,36 @@ func keyJSON(k vault.KeyInfo) apiv1.Key {
 
 func keyName(c *gin.Context) string { return c.Param("ns") + "/" + c.Param("name") }
 
+// pathKey returns the key named by the route and whether it is a valid key
+// name; if not, it has answered 400. Names are checked before anything is
+// audited: the audit log refuses over-long fields, and an invalid name is a
+// malformed request, not a decision.
+func (s *Server) pathKey(c *gin.Context) (string, bool) {
+	name := keyName(c)
+	if err := envelope.CheckKeyName(name); err != nil {
+		s.fail(c, err)
+		return "", false
+	}
+	return name, true
+}
+
 // adminDone audits an administrative change and answers. The change has
 // already been made durable; if it cannot be audited the client is told
 // the node is unavailable, and the change stands (the audit log records
 // decisions it could write; an operator sees the 503 and the logs).
 func (s *Server) adminDone(c *gin.Context, action, key string, version uint32, reason string, status int, body any) {
 	e := audit.Entry{Principal: callerOf(c).name, Action: action, Key: key, Version: version, Outcome: "ok", Reason: reason}
+	if err := s.record(c, e); err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(status, body)
+}
+
+// adminDoneOutcome is adminDone with another audit outcome: a change that
+// stands but did not complete (a destroy whose erasure failed).
+func (s *Server) adminDoneOutcome(c *gin.Context, action, key, outcome, reason string, status int, body any) {
+	e := audit.Entry{Principal: callerOf(c).name, Action: action, Key: key, Outcome: outcome, Reason: reason}
 	if err := s.record(c, e); err != nil {
 		s.fail(c, err)
 		return
@@ -68,6 +93,10 @@ func (s *Server) adminFailed(c *gin.Context, action, key string, err error) {
 func (s *Server) createKey(c *gin.Context) {
 	var req apiv1.CreateKeyRequest
 	if err := bind(c, &req); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if err := envelope.CheckKeyName(req.Name); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -123,7 +152,10 @@ func (s *Server) rotateKey(c *gin.Context) {
 		}
 		delay = &d
 	}
-	name := keyName(c)
+	name, ok := s.pathKey(c)
+	if !ok {
+		return
+	}
 	k, err := s.cfg.Keys.RotateKey(name, delay)
 	if err != nil {
 		s.adminFailed(c, "key.rotate", name, err)
@@ -143,7 +175,10 @@ func (s *Server) setKeyState(c *gin.Context) {
 		s.fail(c, badRequest(`"state" must be "active", "deactivated" or "compromised" (destroy has its own route)`))
 		return
 	}
-	name := keyName(c)
+	name, ok := s.pathKey(c)
+	if !ok {
+		return
+	}
 	k, err := s.cfg.Keys.SetKeyState(name, st)
 	if err != nil {
 		s.adminFailed(c, "key.state", name, err)
@@ -158,7 +193,10 @@ func (s *Server) setKeyConfig(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	name := keyName(c)
+	name, ok := s.pathKey(c)
+	if !ok {
+		return
+	}
 	k, err := s.cfg.Keys.SetMinDecryptionVersion(name, req.MinDecryptionVersion)
 	if err != nil {
 		s.adminFailed(c, "key.config", name, err)
@@ -173,7 +211,10 @@ func (s *Server) destroyKey(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	name := keyName(c)
+	name, ok := s.pathKey(c)
+	if !ok {
+		return
+	}
 	if req.Confirm != name {
 		s.fail(c, badRequest(fmt.Sprintf(`destroying %q cannot be undone; repeat the key name in "confirm"`, name)))
 		return
@@ -181,6 +222,12 @@ func (s *Server) destroyKey(c *gin.Context) {
 	k, err := s.cfg.Keys.DestroyKey(name)
 	if err != nil {
 		s.adminFailed(c, "key.destroy", name, err)
+		return
+	}
+	if k.EraseError != "" {
+		// Destroyed, but not (yet) erased from this node's disk: say so in
+		// the audit log and the answer, not only in the node's log.
+		s.adminDoneOutcome(c, "key.destroy", name, audit.OutcomeError, "destroyed; erasing it from disk failed: "+k.EraseError, http.StatusOK, s.keyJSON(k))
 		return
 	}
 	s.adminDone(c, "key.destroy", name, 0, "crypto-shredded", http.StatusOK, s.keyJSON(k))
@@ -275,6 +322,10 @@ func (s *Server) revoke(c *gin.Context) {
 		s.fail(c, badRequest(`"key" is required`))
 		return
 	}
+	if err := envelope.CheckKeyName(req.Key); err != nil {
+		s.fail(c, err)
+		return
+	}
 	r, ended, err := s.cfg.Keys.Revoke(req.Key, party, callerOf(c).name)
 	if err != nil {
 		s.adminFailed(c, "grant.revoke", req.Key, err)
@@ -322,13 +373,10 @@ func (s *Server) createToken(c *gin.Context) {
 		s.fail(c, badRequest(fmt.Sprintf("a bearer token can only be bound to a token: party, not %q", string(party))))
 		return
 	}
-	var ttl time.Duration
-	if req.TTL != "" {
-		ttl, err = time.ParseDuration(req.TTL)
-		if err != nil || ttl <= 0 {
-			s.fail(c, badRequest(`"ttl" must be a positive duration such as "24h"`))
-			return
-		}
+	ttl, err := s.tokenTTL(req.TTL, role)
+	if err != nil {
+		s.fail(c, err)
+		return
 	}
 	if len(req.Label) > 128 {
 		s.fail(c, badRequest(`"label" is longer than 128 bytes`))
@@ -341,6 +389,31 @@ func (s *Server) createToken(c *gin.Context) {
 	}
 	s.adminDone(c, "token.create", "", 0, "token "+t.ID+" for "+string(t.Party)+" ("+t.Role.String()+")",
 		http.StatusCreated, apiv1.CreatedToken{Token: secret, Info: tokenJSON(t)})
+}
+
+// DefaultTokenTTL is the lifetime of a client or chaincode token minted
+// without a "ttl" (90 days). Admin tokens keep no expiry unless asked.
+const DefaultTokenTTL = 90 * 24 * time.Hour
+
+// tokenTTL turns a request's "ttl" into a lifetime (0: never expires).
+// Empty means the node's default for client and chaincode tokens
+// (Config.TokenTTL) and no expiry for admin tokens; "never" or "0" mint a
+// token that never expires, explicitly.
+func (s *Server) tokenTTL(q string, role token.Role) (time.Duration, error) {
+	switch q {
+	case "":
+		if role == token.RoleAdmin {
+			return 0, nil
+		}
+		return s.cfg.TokenTTL, nil
+	case "never", "0":
+		return 0, nil
+	}
+	ttl, err := time.ParseDuration(q)
+	if err != nil || ttl <= 0 {
+		return 0, badRequest(`"ttl" must be a positive duration such as "24h", or "never"`)
+	}
+	return ttl, nil
 }
 
 func (s *Server) listTokens(c *gin.Context) {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
@@ -52,6 +53,8 @@ var mapping = []struct {
 	{policy.ErrNotGranted, http.StatusForbidden, apiv1.CodeNotGranted},
 	{vault.ErrKeyNotFound, http.StatusNotFound, apiv1.CodeNotFound},
 	{token.ErrNotFound, http.StatusNotFound, apiv1.CodeNotFound},
+	{token.ErrInvalid, http.StatusBadRequest, apiv1.CodeInvalidRequest},
+	{audit.ErrInvalidEntry, http.StatusBadRequest, apiv1.CodeInvalidRequest},
 	{vault.ErrKeyExists, http.StatusConflict, apiv1.CodeConflict},
 	{vault.ErrInvalidTransition, http.StatusConflict, apiv1.CodeConflict},
 	{policy.ErrConflict, http.StatusConflict, apiv1.CodeConflict},
@@ -67,7 +70,10 @@ var mapping = []struct {
 	{envelope.ErrMalformed, http.StatusBadRequest, apiv1.CodeInvalidCiphertext},
 	{envelope.ErrDecrypt, http.StatusBadRequest, apiv1.CodeDecryptionFailed},
 	{envelope.ErrTooLarge, http.StatusRequestEntityTooLarge, apiv1.CodeTooLarge},
+	// The audit log first: a request it cannot record fails closed with
+	// 503, also when the cause is a full disk.
 	{audit.ErrUnavailable, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
+	{kv.ErrNoSpace, http.StatusInsufficientStorage, apiv1.CodeNoSpace},
 	{audit.ErrClosed, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 	{audit.ErrTampered, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 	{ErrNotOwner, http.StatusForbidden, apiv1.CodeForbidden},
@@ -92,6 +98,8 @@ func toError(err error) *Error {
 				msg = "decryption failed"
 			case apiv1.CodeUnavailable:
 				msg = "the node cannot record this request in its audit log; refusing it"
+			case apiv1.CodeNoSpace:
+				msg = "the node's disk is nearly full: changes are refused until space is freed; reads and decryption go on"
 			}
 			return &Error{Status: m.status, Code: m.code, Message: msg, Cause: err}
 		}

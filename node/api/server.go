@@ -59,10 +59,20 @@ type Config struct {
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // metrics are registered here
 	Ready    func() bool
+	// NotReady, if set, says why the node cannot serve every request (a
+	// full disk): /readyz answers 503 with the reason while it returns
+	// non-nil.
+	NotReady func() error
 	Clock    func() time.Time
 	// Fabric verifies the transaction creators that chaincode tokens name
 	// (see fabric.go); nil trusts no MSP, so every chaincode request fails.
 	Fabric *fabricid.Verifier
+	// BodyBudget bounds the bytes of large request bodies handled at once
+	// (see limits.go); 0 means DefaultBodyBudget.
+	BodyBudget int64
+	// TokenTTL is the lifetime of client and chaincode tokens minted
+	// without a "ttl"; 0 means DefaultTokenTTL, negative means no expiry.
+	TokenTTL time.Duration
 }
 
 // Server is the HTTP handler of the API.
@@ -70,6 +80,7 @@ type Server struct {
 	cfg     Config
 	engine  *gin.Engine
 	metrics *metrics
+	bodies  *bodyBudget
 }
 
 type metrics struct {
@@ -113,6 +124,12 @@ func New(cfg Config) *Server {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	switch {
+	case cfg.TokenTTL == 0:
+		cfg.TokenTTL = DefaultTokenTTL
+	case cfg.TokenTTL < 0:
+		cfg.TokenTTL = 0
+	}
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }
 	}
@@ -120,7 +137,10 @@ func New(cfg Config) *Server {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	s := &Server{cfg: cfg, engine: e, metrics: newMetrics(cfg.Registry)}
+	if cfg.BodyBudget <= 0 {
+		cfg.BodyBudget = DefaultBodyBudget
+	}
+	s := &Server{cfg: cfg, engine: e, metrics: newMetrics(cfg.Registry), bodies: newBodyBudget(cfg.BodyBudget)}
 	e.Use(s.recoverAndLog)
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, &Error{Status: http.StatusNotFound, Code: apiv1.CodeNotFound, Message: "no such route"})
@@ -135,6 +155,12 @@ func New(cfg Config) *Server {
 			c.JSON(http.StatusServiceUnavailable, apiv1.Health{Status: "not ready"})
 			return
 		}
+		if s.cfg.NotReady != nil {
+			if err := s.cfg.NotReady(); err != nil {
+				c.JSON(http.StatusServiceUnavailable, apiv1.Health{Status: "not ready", Reason: err.Error()})
+				return
+			}
+		}
 		c.JSON(http.StatusOK, apiv1.Health{Status: "ready"})
 	})
 	if cfg.Registry != nil {
@@ -143,7 +169,7 @@ func New(cfg Config) *Server {
 	}
 
 	newEthAPI(s).register(e) // eth.go: wallet-signed routes of eth: parties, no bearer token
-	v1 := e.Group("/v1", s.authenticate)
+	v1 := e.Group("/v1", s.authenticate, s.limitBodies)
 	v1.GET("/status", s.status)
 	v1.POST("/encrypt", s.encrypt)
 	v1.POST("/decrypt", s.decrypt)
@@ -278,8 +304,14 @@ func (s *Server) recoverAndLog(c *gin.Context) {
 // fail writes err as the structured error body and stops the chain.
 func (s *Server) fail(c *gin.Context, err error) {
 	e := toError(err)
-	if e.Status >= 500 && e.Cause != nil {
+	switch {
+	case e.Status == http.StatusInternalServerError && e.Cause != nil:
 		s.cfg.Logger.Error("request failed", "route", c.FullPath(), "code", e.Code, "err", e.Cause)
+	case e.Status > http.StatusInternalServerError && e.Cause != nil:
+		// Fail-closed refusals (audit log or disk unavailable): the node
+		// works as designed, and a flood of them must not flood the log
+		// at error level.
+		s.cfg.Logger.Warn("request refused", "route", c.FullPath(), "code", e.Code, "err", e.Cause)
 	}
 	c.AbortWithStatusJSON(e.Status, apiv1.ErrorResponse{Error: e.body()})
 }

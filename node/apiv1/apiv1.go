@@ -23,19 +23,20 @@ const (
 // Error codes: stable strings that clients branch on. Each maps to one HTTP
 // status, listed beside it.
 const (
-	CodeInvalidRequest    = "invalid_request"    // 400
-	CodeInvalidCiphertext = "invalid_ciphertext" // 400: not a well-formed envelope
-	CodeDecryptionFailed  = "decryption_failed"  // 400: wrong context, key or tampered envelope
-	CodeUnauthenticated   = "unauthenticated"    // 401: missing, unknown, expired or revoked token
-	CodeForbidden         = "forbidden"          // 403: the operation needs the admin role
-	CodeNotGranted        = "not_granted"        // 403: no grant in force for this party, key and operation
-	CodeNotFound          = "not_found"          // 404
-	CodeConflict          = "conflict"           // 409: already exists, or an invalid state transition
-	CodeKeyNotUsable      = "key_not_usable"     // 409: key state forbids the operation (pre-active, deactivated, compromised, below minimum decryption version)
-	CodeKeyDestroyed      = "key_destroyed"      // 410: the key (or version) was crypto-shredded
-	CodeTooLarge          = "too_large"          // 413: body, batch or plaintext over its limit
-	CodeUnavailable       = "unavailable"        // 503: the node cannot serve (store or audit log unwritable, shutting down)
-	CodeInternal          = "internal"           // 500
+	CodeInvalidRequest    = "invalid_request"      // 400
+	CodeInvalidCiphertext = "invalid_ciphertext"   // 400: not a well-formed envelope
+	CodeDecryptionFailed  = "decryption_failed"    // 400: wrong context, key or tampered envelope
+	CodeUnauthenticated   = "unauthenticated"      // 401: missing, unknown, expired or revoked token
+	CodeForbidden         = "forbidden"            // 403: the operation needs the admin role
+	CodeNotGranted        = "not_granted"          // 403: no grant in force for this party, key and operation
+	CodeNotFound          = "not_found"            // 404
+	CodeConflict          = "conflict"             // 409: already exists, or an invalid state transition
+	CodeKeyNotUsable      = "key_not_usable"       // 409: key state forbids the operation (pre-active, deactivated, compromised, below minimum decryption version)
+	CodeKeyDestroyed      = "key_destroyed"        // 410: the key (or version) was crypto-shredded
+	CodeTooLarge          = "too_large"            // 413: body, batch or plaintext over its limit
+	CodeUnavailable       = "unavailable"          // 503: the node cannot serve (store or audit log unwritable, shutting down)
+	CodeNoSpace           = "insufficient_storage" // 507: the disk is (nearly) full; writes are refused, reads and decrypts go on
+	CodeInternal          = "internal"             // 500
 	// CodeInvalidCreator is 401: a chaincode token's request names no
 	// transaction creator, or one that is malformed, of an MSP the node
 	// has no CA for, or whose certificate does not chain to that MSP's CAs
@@ -66,6 +67,8 @@ type ErrorResponse struct {
 // Health is the body of /healthz and /readyz.
 type Health struct {
 	Status string `json:"status"`
+	// Reason says why /readyz is not ready, e.g. the disk is full.
+	Reason string `json:"reason,omitempty"`
 }
 
 // Status describes the node (GET /v1/status).
@@ -131,6 +134,9 @@ type Key struct {
 	// acknowledged the destroy yet.
 	Holders     []string `json:"holders,omitempty"`
 	PendingAcks []string `json:"pending_acks,omitempty"`
+	// EraseError, for a destroyed key, says why erasing it from this
+	// node's disk did not complete; the key is destroyed either way.
+	EraseError string `json:"erase_error,omitempty"`
 }
 
 // KeyVersion describes one version of a key.
@@ -294,8 +300,9 @@ type Revocation struct {
 // CreateTokenRequest mints an API token (POST /v1/tokens). Role is "client"
 // (default), "admin" or "chaincode" (a Fabric chaincode: each request names
 // its transaction creator in HeaderFabricCreator, and grants are decided
-// for the creator, not for the token's party); TTL is a Go duration, empty
-// for no expiry.
+// for the creator, not for the token's party); TTL is a Go duration,
+// "never" (or "0") for no expiry, and empty for the node's default: 90 days
+// (token_ttl) for client and chaincode tokens, no expiry for admin tokens.
 type CreateTokenRequest struct {
 	Party string `json:"party"`
 	Role  string `json:"role,omitempty"`

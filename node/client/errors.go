@@ -65,6 +65,7 @@ var (
 	ErrKeyDestroyed      error = codeError(apiv1.CodeKeyDestroyed)
 	ErrTooLarge          error = codeError(apiv1.CodeTooLarge)
 	ErrUnavailable       error = codeError(apiv1.CodeUnavailable)
+	ErrNoSpace           error = codeError(apiv1.CodeNoSpace)
 	ErrInternal          error = codeError(apiv1.CodeInternal)
 	ErrInvalidCreator    error = codeError(apiv1.CodeInvalidCreator)
 )
@@ -110,6 +111,7 @@ var statusCodes = map[int]string{
 	http.StatusRequestEntityTooLarge: apiv1.CodeTooLarge,
 	http.StatusInternalServerError:   apiv1.CodeInternal,
 	http.StatusServiceUnavailable:    apiv1.CodeUnavailable,
+	http.StatusInsufficientStorage:   apiv1.CodeNoSpace,
 }
 
 // decodeError turns a failed response into an *APIError, reading at most

@@ -138,7 +138,7 @@ func TestOpenAPIErrorCodesAndLimits(t *testing.T) {
 		apiv1.CodeInvalidRequest, apiv1.CodeInvalidCiphertext, apiv1.CodeDecryptionFailed,
 		apiv1.CodeUnauthenticated, apiv1.CodeForbidden, apiv1.CodeNotGranted, apiv1.CodeNotFound,
 		apiv1.CodeConflict, apiv1.CodeKeyNotUsable, apiv1.CodeKeyDestroyed, apiv1.CodeTooLarge,
-		apiv1.CodeUnavailable, apiv1.CodeInternal, apiv1.CodeInvalidCreator,
+		apiv1.CodeUnavailable, apiv1.CodeInternal, apiv1.CodeInvalidCreator, apiv1.CodeNoSpace,
 	}
 	var enum []string
 	for _, e := range doc.Components.Schemas["Error"].Properties["code"]["enum"].([]any) {
