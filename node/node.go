@@ -43,6 +43,7 @@ import (
 	"github.com/keymesh/keymesh/kv/badgerstore"
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/node/api"
+	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/policy/policystore"
@@ -352,6 +353,10 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: fabric_msps: %w", err)
 	}
+	ethNonces, err := ethid.OpenStoreNonces(n.store, 0, 0, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.api = api.New(api.Config{
 		Vault: n.vault, Keys: keys, Mesh: meshAPI, Tokens: n.tokens, Audit: n.audit,
@@ -359,10 +364,11 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 			Node: n.id.NodeID, Org: n.id.Org, NetworkID: n.id.NetworkID,
 			Version: Version, StartedAt: time.Now().UTC(), FIPS: cfg.FIPS,
 		},
-		Logger:   logger.With("component", "api"),
-		Registry: n.registry,
-		Ready:    n.ready.Load,
-		Fabric:   fabric,
+		Logger:    logger.With("component", "api"),
+		Registry:  n.registry,
+		Ready:     n.ready.Load,
+		Fabric:    fabric,
+		EthNonces: ethNonces,
 	})
 	ok = true
 	return n, nil

@@ -15,10 +15,10 @@ import (
 	"github.com/ethereum/go-ethereum/ethclient/simulated"
 
 	"github.com/keymesh/keymesh/chaincode/ethereum"
-	"github.com/keymesh/keymesh/chaincode/ethereum/ethauth"
 	"github.com/keymesh/keymesh/chaincode/ethereum/example"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/vault/envelope"
 )
 
@@ -147,7 +147,7 @@ func TestSimulatedChain(t *testing.T) {
 		}
 	})
 	t.Run("ok/eip191", func(t *testing.T) {
-		o, err := example.ReadOrder(ctx, mw, rd.WithScheme(ethauth.SchemeEIP191), receipt)
+		o, err := example.ReadOrder(ctx, mw, rd.WithScheme(ethid.SchemeEIP191), receipt)
 		if err != nil || o.Price != price {
 			t.Fatalf("ReadOrder(eip191) = %+v, %v", o, err)
 		}
@@ -173,7 +173,7 @@ func TestSimulatedChain(t *testing.T) {
 		// A grant whose custodian is another org is for that org's nodes.
 		k := mustKey(t)
 		for _, key := range []string{example.PriceKey, example.CounterpartyKey} {
-			if _, err := w.admin.CreateGrant(ctx, apiv1.CreateGrantRequest{Key: key, Party: ethauth.Party(example.Address(k)), Ops: []string{"decrypt"}, Custodian: "Org9MSP"}); err != nil {
+			if _, err := w.admin.CreateGrant(ctx, apiv1.CreateGrantRequest{Key: key, Party: ethid.Party(example.Address(k)), Ops: []string{"decrypt"}, Custodian: "Org9MSP"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -227,17 +227,17 @@ func TestSimulatedChain(t *testing.T) {
 	})
 
 	// Hand-made requests, each refused with 401.
-	sign := func(t *testing.T, mutate func(*ethauth.Request), texts []string) apiv1.EthAuth {
+	sign := func(t *testing.T, mutate func(*ethid.Request), texts []string) apiv1.EthAuth {
 		t.Helper()
-		r, err := ethauth.NewRequest(ethauth.Domain{NetworkID: w.networkID, ChainID: w.chain.ChainID.Uint64()},
-			example.Address(w.reader), ethauth.ActionDecrypt, texts, time.Now().Add(time.Minute))
+		r, err := ethid.NewRequest(ethid.Domain{NetworkID: w.networkID, ChainID: w.chain.ChainID.Uint64()},
+			example.Address(w.reader), ethid.ActionDecrypt, texts, time.Now().Add(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if mutate != nil {
 			mutate(r)
 		}
-		a, err := r.Sign(w.reader, ethauth.SchemeEIP712)
+		a, err := r.Sign(w.reader, ethid.SchemeEIP712)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,14 +249,14 @@ func TestSimulatedChain(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		mutate func(*ethauth.Request)
+		mutate func(*ethid.Request)
 		texts  []string
 		edit   func(*apiv1.EthAuth)
 	}{
-		{name: "fail/expired", mutate: func(r *ethauth.Request) { r.Expiry = uint64(time.Now().Add(-time.Hour).Unix()) }},
-		{name: "fail/expiry-too-far", mutate: func(r *ethauth.Request) { r.Expiry = uint64(time.Now().Add(time.Hour).Unix()) }},
-		{name: "fail/other-network", mutate: func(r *ethauth.Request) { r.NetworkID = "ff" + w.networkID[2:] }},
-		{name: "fail/other-action", mutate: func(r *ethauth.Request) { r.Action = "GET /orders/2" }},
+		{name: "fail/expired", mutate: func(r *ethid.Request) { r.Expiry = uint64(time.Now().Add(-time.Hour).Unix()) }},
+		{name: "fail/expiry-too-far", mutate: func(r *ethid.Request) { r.Expiry = uint64(time.Now().Add(time.Hour).Unix()) }},
+		{name: "fail/other-network", mutate: func(r *ethid.Request) { r.NetworkID = "ff" + w.networkID[2:] }},
+		{name: "fail/other-action", mutate: func(r *ethid.Request) { r.Action = "GET /orders/2" }},
 		{name: "fail/signed-for-another-envelope", texts: []string{otherEnv}},
 		{name: "fail/tampered-signature", edit: func(a *apiv1.EthAuth) { a.Signature = a.Signature[:10] + flipHex(a.Signature[10]) + a.Signature[11:] }},
 		{name: "fail/tampered-chain-id", edit: func(a *apiv1.EthAuth) { a.ChainID++ }},
@@ -321,7 +321,7 @@ func TestSimulatedChain(t *testing.T) {
 				seen[e.Principal+" "+e.Outcome] = true
 			}
 		}
-		for _, want := range []string{ethauth.Party(example.Address(w.reader)) + " allow", ethauth.Party(example.Address(w.stranger)) + " deny"} {
+		for _, want := range []string{ethid.Party(example.Address(w.reader)) + " allow", ethid.Party(example.Address(w.stranger)) + " deny"} {
 			if !seen[want] {
 				t.Errorf("audit log has no decrypt entry %q; has %v", want, seen)
 			}

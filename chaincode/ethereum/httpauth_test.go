@@ -12,9 +12,9 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keymesh/keymesh/chaincode/ethereum"
-	"github.com/keymesh/keymesh/chaincode/ethereum/ethauth"
 	"github.com/keymesh/keymesh/chaincode/ethereum/example"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/ethid"
 )
 
 func TestAuthenticator(t *testing.T) {
@@ -22,11 +22,11 @@ func TestAuthenticator(t *testing.T) {
 	key := mustKey(t)
 	header := func(t *testing.T, action string, expiry time.Time) string {
 		t.Helper()
-		r, err := ethauth.NewRequest(ethauth.Domain{NetworkID: netID, ChainID: 1}, example.Address(key), action, nil, expiry)
+		r, err := ethid.NewRequest(ethid.Domain{NetworkID: netID, ChainID: 1}, example.Address(key), action, nil, expiry)
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := r.Sign(key, ethauth.SchemeEIP712)
+		a, err := r.Sign(key, ethid.SchemeEIP712)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +44,7 @@ func TestAuthenticator(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, p.Party)
 	}
-	v, err := ethauth.NewVerifier(netID)
+	v, err := ethid.NewVerifier(netID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestAuthenticator(t *testing.T) {
 		c.String(http.StatusOK, p.Party)
 	})
 	servers := map[string]http.Handler{"net/http": a.Middleware(http.HandlerFunc(handler)), "gin": g}
-	party := ethauth.Party(example.Address(key))
+	party := ethid.Party(example.Address(key))
 
 	for name, srv := range servers {
 		replayed := header(t, "GET /orders/42", time.Now().Add(time.Minute))

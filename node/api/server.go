@@ -29,6 +29,7 @@ import (
 
 	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/token"
@@ -63,6 +64,10 @@ type Config struct {
 	// Fabric verifies the transaction creators that chaincode tokens name
 	// (see fabric.go); nil trusts no MSP, so every chaincode request fails.
 	Fabric *fabricid.Verifier
+	// EthNonces remembers the spent nonces of wallet-signed requests
+	// (eth.go); a node passes its durable store (ethid.OpenStoreNonces).
+	// nil keeps them in memory, forgotten on restart (tests).
+	EthNonces ethid.NonceStore
 }
 
 // Server is the HTTP handler of the API.
