@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -212,6 +213,32 @@ func TestSimulatedChain(t *testing.T) {
 		}
 		_, err = example.ReadOrder(ctx, mw, rd, r3)
 		wantCode(t, "ReadOrder(fields swapped)", err, apiv1.CodeDecryptionFailed)
+	})
+	t.Run("ok/ethers-style-context", func(t *testing.T) {
+		// What ethers hands out: a 0x hex chain id, a checksummed address.
+		// The decrypters canonicalise it, so it opens what the middleware
+		// sealed (before, it failed with decryption_failed, always).
+		ethersCtx := map[string]string{"chain_id": "0x" + w.chain.ChainID.Text(16), "contract": mw.Address().Hex(), "field": "counterparty"}
+		if ethersCtx["contract"] == mw.Context("counterparty")["contract"] {
+			t.Fatal("the contract address has no upper-case hex digit; the test proves nothing")
+		}
+		res, err := rd.Decrypt(ctx, []apiv1.DecryptItem{{Ciphertext: raw.Counterparty, Context: ethersCtx}})
+		if err != nil || res[0].Error != nil || string(res[0].Plaintext) != cp {
+			t.Fatalf("WalletDecrypter.Decrypt(ethers-style context) = %+v, %v; want %q", res, err, cp)
+		}
+		bad := map[string]string{"chain_id": "mainnet", "contract": mw.Address().Hex(), "field": "counterparty"}
+		if _, err := rd.Decrypt(ctx, []apiv1.DecryptItem{{Ciphertext: raw.Counterparty, Context: bad}}); !errors.Is(err, envelope.ErrInvalidContext) {
+			t.Errorf("WalletDecrypter.Decrypt(chain_id mainnet) error = %v, want ErrInvalidContext", err)
+		}
+	})
+	t.Run("fail/item-of-another-chain", func(t *testing.T) {
+		// The decrypter signs for its chain; an item of another chain is
+		// refused before anything is signed or sent.
+		other := mw.Context("counterparty")
+		other["chain_id"] = "1"
+		if _, err := rd.Sign(ctx, []apiv1.DecryptItem{{Ciphertext: raw.Counterparty, Context: other}}); err == nil || !strings.Contains(err.Error(), "is not the decrypter's chain") {
+			t.Errorf("Sign(item of chain 1) error = %v, want a refusal naming the chain", err)
+		}
 	})
 	t.Run("fail/replayed-signature", func(t *testing.T) {
 		auth, err := rd.Sign(ctx, items)

@@ -70,6 +70,7 @@ func MethodPath(r *http.Request) (string, []string, error) {
 type Authenticator struct {
 	v      *ethid.Verifier
 	action ActionFunc
+	allow  func(ctx context.Context, p Principal) bool
 	log    *slog.Logger
 }
 
@@ -79,6 +80,20 @@ type AuthOption func(*Authenticator)
 // WithAction sets how an Authenticator computes what a request's signature
 // must cover (MethodPath by default).
 func WithAction(f ActionFunc) AuthOption { return func(a *Authenticator) { a.action = f } }
+
+// WithAllow sets which verified signers the back end serves at all: a
+// signer for whom allow is false is refused with 403 forbidden before its
+// nonce is spent, so that wallets the back end would never serve cannot
+// fill the verifier's nonce store (whose total bound is shared by every
+// account) and lock out the others. By default every verified signer is
+// served.
+func WithAllow(allow func(ctx context.Context, p Principal) bool) AuthOption {
+	return func(a *Authenticator) { a.allow = allow }
+}
+
+// ErrNotAllowed is returned by Authenticate for a verified signer that the
+// WithAllow function refuses.
+var ErrNotAllowed = errors.New("ethereum: this wallet is not served here")
 
 // WithLogger sets where refusals are logged, at debug level, with the
 // reason (never the signature).
@@ -103,8 +118,10 @@ func EncodeAuthHeader(auth ethid.Auth) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// Authenticate verifies r's AuthHeader and returns its principal. Errors
-// wrap ethid.ErrUnauthenticated (or ethid.ErrBusy).
+// Authenticate verifies r's AuthHeader and returns its principal; the
+// request's nonce is spent only for a signer that WithAllow lets through.
+// Errors wrap ethid.ErrUnauthenticated, ErrNotAllowed, ethid.ErrBusy or
+// ethid.ErrStore.
 func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	h := r.Header.Get(AuthHeader)
 	if h == "" || len(h) > maxAuthHeader {
@@ -122,18 +139,30 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, &ethid.AuthError{Reason: "action: " + err.Error()}
 	}
-	addr, err := a.v.Verify(auth, action, envs)
+	req, err := a.v.Check(auth, action, envs)
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{Address: addr, Party: ethid.Party(addr)}, nil
+	p := Principal{Address: req.Account, Party: ethid.Party(req.Account)}
+	if a.allow != nil && !a.allow(r.Context(), p) {
+		return Principal{}, ErrNotAllowed
+	}
+	if err := a.v.Spend(req); err != nil {
+		return Principal{}, err
+	}
+	return p, nil
 }
 
 // refuse writes the error body for err and logs the reason.
 func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	status, body := http.StatusUnauthorized, apiv1.Error{Code: apiv1.CodeUnauthenticated, Message: ethid.ErrUnauthenticated.Error()}
-	if errors.Is(err, ethid.ErrBusy) {
+	switch {
+	case errors.Is(err, ethid.ErrBusy):
 		status, body = http.StatusServiceUnavailable, apiv1.Error{Code: apiv1.CodeUnavailable, Message: ethid.ErrBusy.Error()}
+	case errors.Is(err, ethid.ErrStore):
+		status, body = http.StatusServiceUnavailable, apiv1.Error{Code: apiv1.CodeUnavailable, Message: ethid.ErrStore.Error()}
+	case errors.Is(err, ErrNotAllowed):
+		status, body = http.StatusForbidden, apiv1.Error{Code: apiv1.CodeForbidden, Message: ErrNotAllowed.Error()}
 	}
 	var ae *ethid.AuthError
 	if errors.As(err, &ae) {
