@@ -246,3 +246,27 @@ func TestOptionsBounds(t *testing.T) {
 		t.Error("CheckAction(with a line break) = nil, want an error")
 	}
 }
+
+// TestExpiryBoundary: a request is refused from the very instant its
+// nonce would be forgotten (expiry plus skew), so a forgotten nonce can
+// never be spent again.
+func TestExpiryBoundary(t *testing.T) {
+	key := testKey(t, 1)
+	exp := t0.Add(time.Minute)
+	for _, tc := range []struct {
+		name string
+		now  time.Time
+		ok   bool
+	}{
+		{"ok/just-before", exp.Add(DefaultSkew - time.Nanosecond), true},
+		{"fail/at-expiry-plus-skew", exp.Add(DefaultSkew), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newVerifier(t, WithClock(func() time.Time { return tc.now }))
+			_, err := v.Verify(signed(t, key, SchemeEIP712, "decrypt", nil, exp, 1), "decrypt", nil)
+			if (err == nil) != tc.ok {
+				t.Errorf("Verify(at %v past the expiry) error = %v, want ok=%v", tc.now.Sub(exp), err, tc.ok)
+			}
+		})
+	}
+}

@@ -205,7 +205,9 @@ func (v *Verifier) Check(auth Auth, action string, envelopes []string) (*Request
 	}
 	now := v.clock()
 	exp := time.Unix(int64(r.Expiry), 0)
-	if now.After(exp.Add(v.skew)) {
+	if !now.Before(exp.Add(v.skew)) {
+		// Refused from the instant its nonce would be forgotten (Spend
+		// remembers it until exactly expiry plus skew).
 		return nil, fail("expired")
 	}
 	if exp.After(now.Add(v.maxTTL + v.skew)) {
