@@ -142,3 +142,15 @@ test('batches: a refused item cannot be missed, and all refusals is never a succ
   const short = new KeymeshClient({ url: 'http://127.0.0.1:1', token: 't', fetch: fakeFetch(200, { batch: [{ plaintext: '' }] }) });
   await assert.rejects(short.decryptBatch(items), (e) => isCode(e, 'invalid_response'));
 });
+
+test('browser-safe: dist imports only ethers and itself, and uses no Buffer or process', async () => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const dir = new URL('../dist/', import.meta.url);
+  for (const f of readdirSync(dir).filter((f) => f.endsWith('.js'))) {
+    const code = readFileSync(new URL(f, dir), 'utf8').replace(/\/\/.*$/gm, '').replace(/\/\*[\s\S]*?\*\//g, '');
+    for (const m of code.matchAll(/(?:import|export)[^'"]*from\s*['"]([^'"]+)['"]/g)) {
+      assert.ok(m[1] === 'ethers' || m[1].startsWith('./'), `${f} imports ${m[1]}`);
+    }
+    assert.ok(!/\bBuffer\b|\bprocess\.|\brequire\(/.test(code), `${f} uses a Node-only global`);
+  }
+});
