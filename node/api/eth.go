@@ -41,9 +41,9 @@ import (
 //     bound of unexpired nonces 503, a store failure 503 (fail closed);
 //  6. audit and open, per item, with the decisions of step 4.
 //
-// An ungranted wallet's requests are refused 403 (and audited) at step 4
-// and leave no nonce behind; they gain nothing by being replayed, as the
-// answer is the same 403 each time.
+// An ungranted wallet's requests are decided at step 4 and refused 403
+// (and audited) at step 6, and leave no nonce behind; they gain nothing by
+// being replayed, as the answer is the same 403 each time.
 type ethAPI struct {
 	s        *Server
 	verifier *ethid.Verifier // nil when the node has no valid network id
