@@ -364,11 +364,12 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 			Node: n.id.NodeID, Org: n.id.Org, NetworkID: n.id.NetworkID,
 			Version: Version, StartedAt: time.Now().UTC(), FIPS: cfg.FIPS,
 		},
-		Logger:    logger.With("component", "api"),
-		Registry:  n.registry,
-		Ready:     n.ready.Load,
-		Fabric:    fabric,
-		EthNonces: ethNonces,
+		Logger:   logger.With("component", "api"),
+		Registry: n.registry,
+		Ready:    n.ready.Load,
+		Fabric:   fabric,
+
+		EthNonces: ethNonces, // wallet nonces, durable in the node's store
 	})
 	ok = true
 	return n, nil
