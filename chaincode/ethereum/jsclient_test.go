@@ -35,6 +35,9 @@ import (
 // It needs node and clients/js/node_modules (npm ci in clients/js); without
 // them it skips and says so (TestMain), unless KEYMESH_REQUIRE_JSTEST=1.
 func TestJSClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts keymeshd and Node.js")
+	}
 	nodeBin, err := exec.LookPath("node")
 	if err != nil {
 		jsMissing(t, "node is not installed; install Node 18+ and run `npm ci` in clients/js to run the TypeScript client's tests")

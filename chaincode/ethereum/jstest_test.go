@@ -22,6 +22,9 @@ import (
 // them it skips, and says so (TestMain), unless KEYMESH_REQUIRE_JSTEST=1
 // (set by .ci/run, which installs them) makes that a failure.
 func TestEthersClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: starts keymeshd and Node.js")
+	}
 	missing := func(what string) {
 		jsMissing(t, what+"; run `npm ci` in chaincode/ethereum/jstest (Node 18+) to run the ethers wallet test")
 	}
