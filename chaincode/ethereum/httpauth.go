@@ -100,7 +100,7 @@ var ErrNotAllowed = errors.New("ethereum: this wallet is not served here")
 func WithLogger(l *slog.Logger) AuthOption { return func(a *Authenticator) { a.log = l } }
 
 // NewAuthenticator returns a middleware that verifies with v (which fixes
-// the network, chain ids, lifetimes and replay cache).
+// the network, audience, chain ids, lifetimes and nonce store).
 func NewAuthenticator(v *ethid.Verifier, opts ...AuthOption) *Authenticator {
 	a := &Authenticator{v: v, action: MethodPath, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {

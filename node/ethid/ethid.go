@@ -10,8 +10,8 @@
 // signatures with it (POST /v1/eth/decrypt), dApp back ends verify with it
 // (the HTTP middleware of package chaincode/ethereum), and Go programs that
 // hold a wallet key sign with it ([Request.Sign]). Browser wallets sign the
-// same typed data ([Request.TypedData], or eth_signTypedData_v4 with the JSON
-// shown below); clients/js signs it with ethers v6.
+// same typed data ([Request.TypedData], as eth_signTypedData_v4 takes it);
+// clients/js signs it with ethers v6.
 //
 // # What is signed
 //
@@ -70,8 +70,11 @@
 // another node of the same custodian org. Together: each (account, nonce)
 // is accepted at most once, by one node, ever within its lifetime. Every
 // [NonceStore] bounds what it holds per account ([DefaultPerAccount]) and in
-// total ([DefaultCacheSize]); over a bound, only the account that filled it
-// is refused, with [ErrBusy].
+// total ([DefaultCacheSize]), refusing with [ErrBusy]: over its own bound
+// only the account that filled it is refused; the total bound, which at a
+// node only many granted accounts together can reach, refuses everyone
+// until nonces expire (a dApp back end's middleware guards it with
+// chaincode/ethereum's WithAllow).
 package ethid
 
 import (
