@@ -11,6 +11,9 @@
 #   KEYMESH_PORT  keymeshd's API port on 127.0.0.1 (default 18420)
 #   GETH          a geth binary to use (default: geth on PATH, if it is v1.17.10)
 #   GETH_INSTALL  0 to refuse installing geth when it is missing (default 1)
+#   ETH_DEMO_JS   1 to also run the TypeScript client's OrderBook tests
+#                 (clients/js) against the same chain and node, 0 not to;
+#                 default: when node and clients/js/node_modules are there
 #
 # When no geth v1.17.10 is found, the script says where it will install it
 # before it does: `go install` writes one binary (~90 MB; ~6 minutes on 2
@@ -24,6 +27,7 @@ GETH_VERSION=1.17.10
 GETH_PORT=${GETH_PORT:-18545}
 KEYMESH_PORT=${KEYMESH_PORT:-18420}
 GETH_INSTALL=${GETH_INSTALL:-1}
+ETH_DEMO_JS=${ETH_DEMO_JS:-auto}
 
 for v in GETH_PORT KEYMESH_PORT; do
 	p=${!v}
@@ -117,6 +121,20 @@ if ! wait_for 60 curl -sf "http://127.0.0.1:$KEYMESH_PORT/readyz" || ! wait_for 
 	exit 1
 fi
 
+js=()
+if [ "$ETH_DEMO_JS" != "0" ]; then
+	if command -v node >/dev/null 2>&1 && [ -d clients/js/node_modules/ethers ] && [ -d clients/js/node_modules/typescript ]; then
+		echo "eth-demo: building clients/js (tsc)" >&2
+		(cd clients/js && node node_modules/typescript/bin/tsc -p .)
+		js=(-js "$PWD/clients/js" -timeout 4m)
+	elif [ "$ETH_DEMO_JS" = "1" ]; then
+		echo "eth-demo: ETH_DEMO_JS=1 needs node and clients/js/node_modules (npm ci in clients/js)" >&2
+		exit 1
+	else
+		echo "eth-demo: not running the TypeScript client's tests (no node, or no clients/js/node_modules: npm ci in clients/js)" >&2
+	fi
+fi
+
 "$work/eth-demo" -rpc "http://127.0.0.1:$GETH_PORT" -keymesh "127.0.0.1:$KEYMESH_PORT" \
-	-admin-token-file "$work/keymesh/admin.token"
+	-admin-token-file "$work/keymesh/admin.token" "${js[@]}"
 echo "eth-demo: done" >&2

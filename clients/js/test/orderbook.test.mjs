@@ -1,7 +1,8 @@
 // The OrderBook flow of a dApp back end, with ethers v6 and @keymesh/client,
 // against a real keymeshd and a real chain: go test ./chaincode/ethereum
 // -run TestJSClient starts both (go-ethereum's simulated backend behind
-// HTTP JSON-RPC) and sets:
+// HTTP JSON-RPC), and scripts/eth-demo.sh runs it against geth --dev; each
+// sets:
 //
 //   KEYMESH_URL            the node's base URL
 //   KEYMESH_APP_TOKEN      a token whose party may encrypt under orders/price and orders/counterparty
