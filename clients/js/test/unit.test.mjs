@@ -154,3 +154,26 @@ test('browser-safe: dist imports only ethers and itself, and uses no Buffer or p
     assert.ok(!/\bBuffer\b|\bprocess\.|\brequire\(/.test(code), `${f} uses a Node-only global`);
   }
 });
+
+const domainBody = {
+  name: 'keymesh', version: '2', network_id: 'ab'.repeat(32), salt: '0x' + 'ab'.repeat(32), audience: 'node-1',
+  primary_type: 'KeymeshRequest',
+  type: 'KeymeshRequest(address account,string audience,string action,bytes32[] envelopes,uint64 expiry,bytes32 nonce)',
+  action: 'decrypt', max_ttl_seconds: 600,
+};
+
+test('wallet requests: one chain per signature, a known protocol, a bounded lifetime', async () => {
+  const w = Wallet.createRandom(); // no provider
+  const c = new KeymeshClient({ url: 'http://127.0.0.1:1', fetch: fakeFetch(200, domainBody) });
+  const auth = await c.signDecrypt(w, [{ ciphertext: 'km1:AAAA', context: { chain_id: '0x539', field: 'f' } }], { ttlSeconds: 60 });
+  assert.equal(auth.chain_id, 1337, 'the chain id comes from the context, canonical');
+  assert.ok(auth.expiry > Date.now() / 1000 && auth.expiry <= Date.now() / 1000 + 61);
+  assert.match(auth.nonce, /^0x[0-9a-f]{64}$/);
+  await assert.rejects(c.signDecrypt(w, [{ ciphertext: 'km1:AAAA', context: { chain_id: 1 } }, { ciphertext: 'km1:BBBB', context: { chain_id: 5 } }]),
+    (e) => isCode(e, 'invalid_request') && /one signature is for one chain/.test(e.message));
+  await assert.rejects(c.signDecrypt(w, [{ ciphertext: 'km1:AAAA', context: { chain_id: 1 } }], { chainId: 5n }), (e) => isCode(e, 'invalid_request'));
+  await assert.rejects(c.signDecrypt(w, [{ ciphertext: 'km1:AAAA' }]), (e) => isCode(e, 'invalid_request') && /no chain id/.test(e.message));
+  await assert.rejects(c.signDecrypt(w, [{ ciphertext: 'km1:AAAA' }], { chainId: 1, ttlSeconds: 601 }), (e) => isCode(e, 'invalid_request'));
+  const old = new KeymeshClient({ url: 'http://127.0.0.1:1', fetch: fakeFetch(200, { ...domainBody, version: '1' }) });
+  await assert.rejects(old.signDecrypt(w, [{ ciphertext: 'km1:AAAA' }], { chainId: 1 }), (e) => isCode(e, 'unsupported_protocol'));
+});
