@@ -1,8 +1,8 @@
 package ethid
 
 import (
-	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -128,7 +128,14 @@ func TestStoreNoncesKeyLayout(t *testing.T) {
 	if !ok || got.key != e.key || !got.until.Equal(e.until) {
 		t.Fatalf("parseExpKey(expKey(e)) = %+v, %v; want %+v", got, ok, e)
 	}
-	if k := nonceKey(e.key); !bytes.HasPrefix(k, []byte("ethid/nonce/")) || len(k) != len("ethid/nonce/")+52 {
-		t.Errorf("nonceKey = %q", k)
+	// The persisted layout is pinned: changing it would forget every spent
+	// nonce of a running node (a replay window until they expire).
+	wantNonce := "ethid/nonce/" + "\xaa" + strings.Repeat("\x00", 19) + "\x05" + strings.Repeat("\x00", 31)
+	if k := nonceKey(e.key); string(k) != wantNonce {
+		t.Errorf("nonceKey = %q, want %q", k, wantNonce)
+	}
+	wantExp := "ethid/exp/" + "\x18\xfa\xe2\x76\x9b\x0f\xcd\x15" + "\xaa" + strings.Repeat("\x00", 19) + "\x05" + strings.Repeat("\x00", 31)
+	if k := expKey(e); string(k) != wantExp {
+		t.Errorf("expKey = %q, want %q", k, wantExp)
 	}
 }
