@@ -16,7 +16,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { ContractFactory, JsonRpcProvider, NonceManager, Wallet, hexlify, toQuantity, toUtf8Bytes } from 'ethers';
+import { BrowserProvider, ContractFactory, JsonRpcProvider, NonceManager, Wallet, getBytes, hexlify, toQuantity, toUtf8Bytes } from 'ethers';
 import { KeymeshClient, BatchError, KeymeshError, isCode, ethContext, envelopeToBytes, envelopeFromBytes } from '../dist/index.js';
 
 const env = process.env;
@@ -158,4 +158,36 @@ test('the node refuses a non-canonical-able context with 400 naming the form', {
   assert.equal(res.status, 400);
   assert.equal(body.error.code, 'invalid_request');
   assert.match(body.error.message, /chain_id.*must be a chain id/);
+});
+
+// eip1193 is a minimal injected wallet (window.ethereum) around key, as a
+// browser extension answers: eth_signTypedData_v4 receives the typed data
+// as JSON (EIP712Domain included) and personal_sign a hex message.
+function eip1193(key, chainId) {
+  const w = new Wallet(key);
+  return {
+    async request({ method, params }) {
+      switch (method) {
+        case 'eth_chainId': return toQuantity(chainId);
+        case 'eth_accounts': case 'eth_requestAccounts': return [w.address.toLowerCase()];
+        case 'eth_signTypedData_v4': {
+          const [from, json] = params;
+          assert.equal(from.toLowerCase(), w.address.toLowerCase());
+          const td = JSON.parse(json);
+          assert.deepEqual(td.types.EIP712Domain.map((f) => f.name), ['name', 'version', 'chainId', 'salt']);
+          const { EIP712Domain, ...types } = td.types;
+          return w.signTypedData(td.domain, types, td.message);
+        }
+        case 'personal_sign': return w.signMessage(getBytes(params[0]));
+        default: throw Object.assign(new Error(`unsupported ${method}`), { code: 4200 });
+      }
+    },
+  };
+}
+
+test('a browser wallet (EIP-1193 through ethers BrowserProvider) decrypts, EIP-712 and personal_sign', { skip }, async () => {
+  const signer = await new BrowserProvider(eip1193(env.KEYMESH_READER_KEY, s.chainId)).getSigner();
+  const [price, cp] = s.items();
+  assert.equal(text(await s.wallets.walletDecrypt(signer, price.ciphertext, price.context)), PRICE);
+  assert.equal(text(await s.wallets.walletDecrypt(signer, cp.ciphertext, cp.context, { scheme: 'eip191' })), COUNTERPARTY);
 });
