@@ -159,13 +159,15 @@ func parseExpKey(k []byte) (replayEntry, bool) {
 // badger store): a spent (account, nonce) pair is written, durably, before
 // Use returns, so it stays spent across restarts until its expiry; expired
 // pairs are deleted as new ones are written. Its memory holds the expiry
-// and account of each unexpired pair (within the same bounds as the store).
-// It is safe for concurrent use; Use calls are serialised, each costing one
-// durable store write.
+// and account of each unexpired pair (within the same bounds as the store)
+// and the pairs being written. It is safe for concurrent use: the checks
+// are serialised, the durable writes are not, so concurrent requests share
+// the store's syncs.
 type StoreNonces struct {
-	mu    sync.Mutex
-	store kv.Store
-	b     book
+	mu      sync.Mutex
+	store   kv.Store
+	b       book
+	writing map[replayKey]struct{} // pairs whose durable write is under way
 }
 
 // OpenStoreNonces opens the durable nonce store in store, with at most total
@@ -179,7 +181,7 @@ func OpenStoreNonces(store kv.Store, total, perAccount int, now time.Time) (*Sto
 	if perAccount <= 0 {
 		perAccount = DefaultPerAccount
 	}
-	s := &StoreNonces{store: store, b: newBook(total, perAccount)}
+	s := &StoreNonces{store: store, b: newBook(total, perAccount), writing: map[replayKey]struct{}{}}
 	var expired [][]byte
 	err := store.Scan(expKeyPrefix, func(k, _ []byte) error {
 		e, ok := parseExpKey(k)
@@ -211,16 +213,25 @@ func OpenStoreNonces(store kv.Store, total, perAccount int, now time.Time) (*Sto
 	return s, nil
 }
 
-// Use implements NonceStore.
+// Use implements NonceStore. The pair is checked against the pairs being
+// written and the store, and counted against its account, under the lock;
+// the durable write happens outside it. A failed write spends nothing (a
+// retry of the same pair is accepted); its slot in the account's bound is
+// freed when its would-be expiry passes.
 func (s *StoreNonces) Use(account common.Address, nonce [32]byte, until, now time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	k := replayKey{account, nonce}
 	nk := nonceKey(k)
+	s.mu.Lock()
+	if _, ok := s.writing[k]; ok {
+		s.mu.Unlock()
+		return fail("replayed nonce")
+	}
 	switch _, err := s.store.Get(nk); {
 	case err == nil:
+		s.mu.Unlock()
 		return fail("replayed nonce")
 	case !errors.Is(err, kv.ErrNotFound):
+		s.mu.Unlock()
 		return fmt.Errorf("%w: %w", ErrStore, err)
 	}
 	var gone []replayEntry
@@ -228,9 +239,14 @@ func (s *StoreNonces) Use(account common.Address, nonce [32]byte, until, now tim
 	if err := s.b.admit(account); err != nil {
 		// The expired pairs are forgotten in memory; their keys go with
 		// the next write (or at the next open).
-		s.deleteLater(gone)
+		s.requeue(gone)
+		s.mu.Unlock()
 		return err
 	}
+	s.writing[k] = struct{}{}
+	s.b.add(k, until)
+	s.mu.Unlock()
+
 	e := replayEntry{key: k, until: until}
 	err := s.store.Update(func(tx kv.Txn) error {
 		for _, g := range gone {
@@ -246,19 +262,20 @@ func (s *StoreNonces) Use(account common.Address, nonce [32]byte, until, now tim
 		}
 		return tx.Set(expKey(e), []byte{})
 	})
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.writing, k)
 	if err != nil {
-		s.deleteLater(gone)
+		s.requeue(gone)
 		return fmt.Errorf("%w: %w", ErrStore, err)
 	}
-	s.b.add(k, until)
 	return nil
 }
 
-// deleteLater keeps expired pairs whose keys could not be deleted now: they
-// are re-queued with their (past) expiry, so the next Use deletes them.
-// They count against no account's bound any more in spirit, but are kept in
-// the book so that memory and store stay in step.
-func (s *StoreNonces) deleteLater(gone []replayEntry) {
+// requeue keeps expired pairs whose keys are not deleted yet: they go back
+// into the book with their (past) expiry, so the next Use deletes them.
+func (s *StoreNonces) requeue(gone []replayEntry) {
 	for _, g := range gone {
 		s.b.add(g.key, g.until)
 	}

@@ -3,6 +3,7 @@ package ethid
 import (
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,5 +138,39 @@ func TestStoreNoncesKeyLayout(t *testing.T) {
 	wantExp := "ethid/exp/" + "\x18\xfa\xe2\x76\x9b\x0f\xcd\x15" + "\xaa" + strings.Repeat("\x00", 19) + "\x05" + strings.Repeat("\x00", 31)
 	if k := expKey(e); string(k) != wantExp {
 		t.Errorf("expKey = %q, want %q", k, wantExp)
+	}
+}
+
+// TestStoreNoncesConcurrent: of concurrent Uses of one pair exactly one
+// succeeds, also while its durable write is under way; distinct pairs all
+// succeed.
+func TestStoreNoncesConcurrent(t *testing.T) {
+	s, err := OpenStoreNonces(kv.NewMem(), 0, 0, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		wg.Add(2)
+		go func() { defer wg.Done(); errs <- s.Use(common.Address{1}, nonceN(0), t0.Add(time.Minute), t0) }()
+		go func() { defer wg.Done(); errs <- s.Use(common.Address{2}, nonceN(i), t0.Add(time.Minute), t0) }()
+	}
+	wg.Wait()
+	close(errs)
+	ok, replayed := 0, 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrUnauthenticated):
+			replayed++
+		default:
+			t.Fatalf("Use() error = %v", err)
+		}
+	}
+	if ok != n+1 || replayed != n-1 {
+		t.Errorf("%d accepted, %d replays; want %d, %d (one of the shared pair, all %d distinct ones)", ok, replayed, n+1, n-1, n)
 	}
 }
