@@ -44,6 +44,7 @@ import (
 	"github.com/keymesh/keymesh/kv/badgerstore"
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/node/api"
+	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/policy/policystore"
@@ -381,6 +382,10 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: fabric_msps: %w", err)
 	}
+	ethNonces, err := ethid.OpenStoreNonces(n.store, 0, 0, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.registerStoreMetrics()
 	n.api = api.New(api.Config{
@@ -395,6 +400,8 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		NotReady: func() error { return errors.Join(n.db.CheckSpace(), n.auditDB.CheckSpace()) },
 		Fabric:   fabric,
 		TokenTTL: cfg.TokenTTL,
+
+		EthNonces: ethNonces, // wallet nonces, durable in the node's store
 	})
 	ok = true
 	return n, nil

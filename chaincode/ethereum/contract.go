@@ -30,8 +30,14 @@
 // an event field with the same name share the field name, so a value sent in
 // a call decrypts from the event that echoes it.
 //
+// The node rewrites a context's chain_id and contract into these canonical
+// forms at encrypt and decrypt (a 0x hex chain id becomes decimal, a
+// checksummed address lower case; anything else is refused with
+// invalid_request), and so do the decrypters here, so a context built from
+// ethers-style values opens what the middleware sealed.
+//
 // Wallet signatures (EIP-712 typed data, EIP-191 fallback) are defined and
-// verified by the subpackage ethauth, which keymesh nodes use too.
+// verified by package node/ethid, which keymesh nodes use too.
 package ethereum
 
 import (
@@ -83,8 +89,8 @@ type Contract struct {
 // argument, event field or return value of the ABI, of type bytes or string,
 // and not an indexed event field (topics hold only a hash of those).
 func NewContract(kc *client.Client, parsed *abi.ABI, chainID *big.Int, address common.Address, fields Fields) (*Contract, error) {
-	if kc == nil || parsed == nil || chainID == nil || chainID.Sign() <= 0 {
-		return nil, errors.New("ethereum: NewContract needs a client, an ABI and a positive chain id")
+	if kc == nil || parsed == nil || chainID == nil || chainID.Sign() <= 0 || !chainID.IsUint64() {
+		return nil, errors.New("ethereum: NewContract needs a client, an ABI and a positive chain id below 2^64")
 	}
 	c := &Contract{kc: kc, abi: parsed, chainID: new(big.Int).Set(chainID), address: address, fields: Fields{}}
 	used := map[string]bool{}

@@ -6,14 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/ethereum/go-ethereum/crypto"
 
-	"github.com/keymesh/keymesh/chaincode/ethereum/ethauth"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/ethid"
 )
 
 // Decrypter opens envelopes for one principal, in one request: results
@@ -29,6 +30,10 @@ type TokenDecrypter struct{ Client *client.Client }
 
 // Decrypt implements Decrypter.
 func (t TokenDecrypter) Decrypt(ctx context.Context, items []apiv1.DecryptItem) ([]apiv1.DecryptResult, error) {
+	items, err := canonicalItems(items)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := t.Client.Decrypt(ctx, apiv1.DecryptRequest{Batch: items})
 	if err != nil {
 		return nil, err
@@ -48,11 +53,11 @@ type WalletDecrypter struct {
 	key     *ecdsa.PrivateKey
 	chainID uint64
 	ttl     time.Duration
-	scheme  ethauth.Scheme
+	scheme  ethid.Scheme
 	now     func() time.Time
 
-	mu        sync.Mutex
-	networkID string // fetched from /v1/eth/domain on first use
+	mu     sync.Mutex
+	domain ethid.Domain // network id and audience fetched from /v1/eth/domain on first use
 }
 
 // NewWalletDecrypter returns a decrypter that signs for key's account on
@@ -61,43 +66,57 @@ func NewWalletDecrypter(c *client.Client, key *ecdsa.PrivateKey, chainID *big.In
 	if c == nil || key == nil || chainID == nil || !chainID.IsUint64() {
 		return nil, errors.New("ethereum: NewWalletDecrypter needs a client, a key and a uint64 chain id")
 	}
-	return &WalletDecrypter{client: c, key: key, chainID: chainID.Uint64(), ttl: DefaultSignatureTTL, scheme: ethauth.SchemeEIP712, now: time.Now}, nil
+	return &WalletDecrypter{client: c, key: key, chainID: chainID.Uint64(), ttl: DefaultSignatureTTL, scheme: ethid.SchemeEIP712, now: time.Now}, nil
 }
 
-// WithScheme returns a copy of w that signs with scheme (ethauth.SchemeEIP191
+// WithScheme returns a copy of w that signs with scheme (ethid.SchemeEIP191
 // for personal_sign).
-func (w *WalletDecrypter) WithScheme(scheme ethauth.Scheme) *WalletDecrypter {
-	return &WalletDecrypter{client: w.client, key: w.key, chainID: w.chainID, ttl: w.ttl, scheme: scheme, now: w.now, networkID: w.knownNetworkID()}
+func (w *WalletDecrypter) WithScheme(scheme ethid.Scheme) *WalletDecrypter {
+	return &WalletDecrypter{client: w.client, key: w.key, chainID: w.chainID, ttl: w.ttl, scheme: scheme, now: w.now, domain: w.knownDomain()}
 }
 
-// knownNetworkID returns the network id fetched so far, or "".
-func (w *WalletDecrypter) knownNetworkID() string {
+// knownDomain returns the domain fetched so far, or the zero Domain.
+func (w *WalletDecrypter) knownDomain() ethid.Domain {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.networkID
+	return w.domain
 }
 
 // Account returns the party the decrypter speaks for.
 func (w *WalletDecrypter) Account() string {
-	return ethauth.Party(crypto.PubkeyToAddress(w.key.PublicKey))
+	return ethid.Party(crypto.PubkeyToAddress(w.key.PublicKey))
 }
 
-func (w *WalletDecrypter) domain(ctx context.Context) (ethauth.Domain, error) {
+// nodeDomain returns the network id and audience of the node w talks to,
+// with w's chain id. A signature is valid at that node only: a client that
+// talks to several nodes needs a decrypter per node.
+func (w *WalletDecrypter) nodeDomain(ctx context.Context) (ethid.Domain, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.networkID == "" {
+	if w.domain.NetworkID == "" {
 		d, err := w.client.EthDomain(ctx)
 		if err != nil {
-			return ethauth.Domain{}, fmt.Errorf("ethereum: reading the node's EIP-712 domain: %w", err)
+			return ethid.Domain{}, fmt.Errorf("ethereum: reading the node's EIP-712 domain: %w", err)
 		}
-		w.networkID = d.NetworkID
+		w.domain = ethid.Domain{NetworkID: d.NetworkID, Audience: d.Audience}
 	}
-	return ethauth.Domain{NetworkID: w.networkID, ChainID: w.chainID}, nil
+	d := w.domain
+	d.ChainID = w.chainID
+	return d, nil
 }
 
-// Sign returns the signed request for items, as Decrypt sends it.
+// Sign returns the signed request for items, as Decrypt sends it. Every
+// item whose context names a chain_id must name w's chain (the node refuses
+// a signature for another chain).
 func (w *WalletDecrypter) Sign(ctx context.Context, items []apiv1.DecryptItem) (apiv1.EthAuth, error) {
-	d, err := w.domain(ctx)
+	for i, it := range items {
+		if v, ok := it.Context[ethid.ContextChainID]; ok {
+			if id, ok := ethid.ParseChainID(v); !ok || id != w.chainID {
+				return apiv1.EthAuth{}, fmt.Errorf("ethereum: item %d: context chain_id %q is not the decrypter's chain %d", i, v, w.chainID)
+			}
+		}
+	}
+	d, err := w.nodeDomain(ctx)
 	if err != nil {
 		return apiv1.EthAuth{}, err
 	}
@@ -105,19 +124,19 @@ func (w *WalletDecrypter) Sign(ctx context.Context, items []apiv1.DecryptItem) (
 	for i, it := range items {
 		texts[i] = it.Ciphertext
 	}
-	r, err := ethauth.NewRequest(d, crypto.PubkeyToAddress(w.key.PublicKey), ethauth.ActionDecrypt, texts, w.now().Add(w.ttl))
+	r, err := ethid.NewRequest(d, crypto.PubkeyToAddress(w.key.PublicKey), ethid.ActionDecrypt, texts, w.now().Add(w.ttl))
 	if err != nil {
 		return apiv1.EthAuth{}, err
 	}
-	a, err := r.Sign(w.key, w.scheme)
-	if err != nil {
-		return apiv1.EthAuth{}, err
-	}
-	return apiv1.EthAuth(a), nil
+	return r.Sign(w.key, w.scheme)
 }
 
 // Decrypt implements Decrypter.
 func (w *WalletDecrypter) Decrypt(ctx context.Context, items []apiv1.DecryptItem) ([]apiv1.DecryptResult, error) {
+	items, err := canonicalItems(items)
+	if err != nil {
+		return nil, err
+	}
 	auth, err := w.Sign(ctx, items)
 	if err != nil {
 		return nil, err
@@ -135,9 +154,27 @@ type SignedDecrypter struct {
 
 // Decrypt implements Decrypter.
 func (s SignedDecrypter) Decrypt(ctx context.Context, items []apiv1.DecryptItem) ([]apiv1.DecryptResult, error) {
+	items, err := canonicalItems(items)
+	if err != nil {
+		return nil, err
+	}
 	resp, err := s.Client.EthDecrypt(ctx, apiv1.EthDecryptRequest{Batch: items, Auth: s.Auth})
 	if err != nil {
 		return nil, err
 	}
 	return resp.Batch, nil
+}
+
+// canonicalItems returns items with their contexts' chain_id and contract
+// in canonical form (decimal; lower-case 0x address), as the node would
+// rewrite them, so that a context built from ethers-style values (a hex
+// chain id, a checksummed address) opens what the middleware sealed. A
+// value that is no chain id or address is an error wrapping
+// envelope.ErrInvalidContext.
+func canonicalItems(items []apiv1.DecryptItem) ([]apiv1.DecryptItem, error) {
+	out := slices.Clone(items)
+	if err := ethid.CanonicalizeDecrypt(out, true); err != nil {
+		return nil, fmt.Errorf("ethereum: %w", err)
+	}
+	return out, nil
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"errors"
 	"math/big"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,10 +16,10 @@ import (
 	"github.com/ethereum/go-ethereum/ethclient/simulated"
 
 	"github.com/keymesh/keymesh/chaincode/ethereum"
-	"github.com/keymesh/keymesh/chaincode/ethereum/ethauth"
 	"github.com/keymesh/keymesh/chaincode/ethereum/example"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/vault/envelope"
 )
 
@@ -147,7 +148,7 @@ func TestSimulatedChain(t *testing.T) {
 		}
 	})
 	t.Run("ok/eip191", func(t *testing.T) {
-		o, err := example.ReadOrder(ctx, mw, rd.WithScheme(ethauth.SchemeEIP191), receipt)
+		o, err := example.ReadOrder(ctx, mw, rd.WithScheme(ethid.SchemeEIP191), receipt)
 		if err != nil || o.Price != price {
 			t.Fatalf("ReadOrder(eip191) = %+v, %v", o, err)
 		}
@@ -173,7 +174,7 @@ func TestSimulatedChain(t *testing.T) {
 		// A grant whose custodian is another org is for that org's nodes.
 		k := mustKey(t)
 		for _, key := range []string{example.PriceKey, example.CounterpartyKey} {
-			if _, err := w.admin.CreateGrant(ctx, apiv1.CreateGrantRequest{Key: key, Party: ethauth.Party(example.Address(k)), Ops: []string{"decrypt"}, Custodian: "Org9MSP"}); err != nil {
+			if _, err := w.admin.CreateGrant(ctx, apiv1.CreateGrantRequest{Key: key, Party: ethid.Party(example.Address(k)), Ops: []string{"decrypt"}, Custodian: "Org9MSP"}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -213,6 +214,32 @@ func TestSimulatedChain(t *testing.T) {
 		_, err = example.ReadOrder(ctx, mw, rd, r3)
 		wantCode(t, "ReadOrder(fields swapped)", err, apiv1.CodeDecryptionFailed)
 	})
+	t.Run("ok/ethers-style-context", func(t *testing.T) {
+		// What ethers hands out: a 0x hex chain id, a checksummed address.
+		// The decrypters canonicalise it, so it opens what the middleware
+		// sealed (before, it failed with decryption_failed, always).
+		ethersCtx := map[string]string{"chain_id": "0x" + w.chain.ChainID.Text(16), "contract": mw.Address().Hex(), "field": "counterparty"}
+		if ethersCtx["contract"] == mw.Context("counterparty")["contract"] {
+			t.Fatal("the contract address has no upper-case hex digit; the test proves nothing")
+		}
+		res, err := rd.Decrypt(ctx, []apiv1.DecryptItem{{Ciphertext: raw.Counterparty, Context: ethersCtx}})
+		if err != nil || res[0].Error != nil || string(res[0].Plaintext) != cp {
+			t.Fatalf("WalletDecrypter.Decrypt(ethers-style context) = %+v, %v; want %q", res, err, cp)
+		}
+		bad := map[string]string{"chain_id": "mainnet", "contract": mw.Address().Hex(), "field": "counterparty"}
+		if _, err := rd.Decrypt(ctx, []apiv1.DecryptItem{{Ciphertext: raw.Counterparty, Context: bad}}); !errors.Is(err, envelope.ErrInvalidContext) {
+			t.Errorf("WalletDecrypter.Decrypt(chain_id mainnet) error = %v, want ErrInvalidContext", err)
+		}
+	})
+	t.Run("fail/item-of-another-chain", func(t *testing.T) {
+		// The decrypter signs for its chain; an item of another chain is
+		// refused before anything is signed or sent.
+		other := mw.Context("counterparty")
+		other["chain_id"] = "1"
+		if _, err := rd.Sign(ctx, []apiv1.DecryptItem{{Ciphertext: raw.Counterparty, Context: other}}); err == nil || !strings.Contains(err.Error(), "is not the decrypter's chain") {
+			t.Errorf("Sign(item of chain 1) error = %v, want a refusal naming the chain", err)
+		}
+	})
 	t.Run("fail/replayed-signature", func(t *testing.T) {
 		auth, err := rd.Sign(ctx, items)
 		if err != nil {
@@ -227,17 +254,17 @@ func TestSimulatedChain(t *testing.T) {
 	})
 
 	// Hand-made requests, each refused with 401.
-	sign := func(t *testing.T, mutate func(*ethauth.Request), texts []string) apiv1.EthAuth {
+	sign := func(t *testing.T, mutate func(*ethid.Request), texts []string) apiv1.EthAuth {
 		t.Helper()
-		r, err := ethauth.NewRequest(ethauth.Domain{NetworkID: w.networkID, ChainID: w.chain.ChainID.Uint64()},
-			example.Address(w.reader), ethauth.ActionDecrypt, texts, time.Now().Add(time.Minute))
+		r, err := ethid.NewRequest(ethid.Domain{NetworkID: w.networkID, ChainID: w.chain.ChainID.Uint64()},
+			example.Address(w.reader), ethid.ActionDecrypt, texts, time.Now().Add(time.Minute))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if mutate != nil {
 			mutate(r)
 		}
-		a, err := r.Sign(w.reader, ethauth.SchemeEIP712)
+		a, err := r.Sign(w.reader, ethid.SchemeEIP712)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -249,14 +276,14 @@ func TestSimulatedChain(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		mutate func(*ethauth.Request)
+		mutate func(*ethid.Request)
 		texts  []string
 		edit   func(*apiv1.EthAuth)
 	}{
-		{name: "fail/expired", mutate: func(r *ethauth.Request) { r.Expiry = uint64(time.Now().Add(-time.Hour).Unix()) }},
-		{name: "fail/expiry-too-far", mutate: func(r *ethauth.Request) { r.Expiry = uint64(time.Now().Add(time.Hour).Unix()) }},
-		{name: "fail/other-network", mutate: func(r *ethauth.Request) { r.NetworkID = "ff" + w.networkID[2:] }},
-		{name: "fail/other-action", mutate: func(r *ethauth.Request) { r.Action = "GET /orders/2" }},
+		{name: "fail/expired", mutate: func(r *ethid.Request) { r.Expiry = uint64(time.Now().Add(-time.Hour).Unix()) }},
+		{name: "fail/expiry-too-far", mutate: func(r *ethid.Request) { r.Expiry = uint64(time.Now().Add(time.Hour).Unix()) }},
+		{name: "fail/other-network", mutate: func(r *ethid.Request) { r.NetworkID = "ff" + w.networkID[2:] }},
+		{name: "fail/other-action", mutate: func(r *ethid.Request) { r.Action = "GET /orders/2" }},
 		{name: "fail/signed-for-another-envelope", texts: []string{otherEnv}},
 		{name: "fail/tampered-signature", edit: func(a *apiv1.EthAuth) { a.Signature = a.Signature[:10] + flipHex(a.Signature[10]) + a.Signature[11:] }},
 		{name: "fail/tampered-chain-id", edit: func(a *apiv1.EthAuth) { a.ChainID++ }},
@@ -321,7 +348,7 @@ func TestSimulatedChain(t *testing.T) {
 				seen[e.Principal+" "+e.Outcome] = true
 			}
 		}
-		for _, want := range []string{ethauth.Party(example.Address(w.reader)) + " allow", ethauth.Party(example.Address(w.stranger)) + " deny"} {
+		for _, want := range []string{ethid.Party(example.Address(w.reader)) + " allow", ethid.Party(example.Address(w.stranger)) + " deny"} {
 			if !seen[want] {
 				t.Errorf("audit log has no decrypt entry %q; has %v", want, seen)
 			}

@@ -12,12 +12,12 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/gin-gonic/gin"
 
-	"github.com/keymesh/keymesh/chaincode/ethereum/ethauth"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/ethid"
 )
 
 // AuthHeader carries a wallet's signed request to a dApp back end:
-// unpadded base64url of the JSON of an ethauth.Auth.
+// unpadded base64url of the JSON of an ethid.Auth.
 const AuthHeader = "X-Keymesh-Wallet-Auth"
 
 // maxAuthHeader bounds the header before it is decoded.
@@ -65,11 +65,12 @@ func MethodPath(r *http.Request) (string, []string, error) {
 
 // Authenticator is an HTTP middleware for dApp back ends: it reads the
 // AuthHeader of each request, verifies the wallet's signature over the
-// request's action (see ethauth), and attaches the signer's Principal.
+// request's action (see node/ethid), and attaches the signer's Principal.
 // Anything else is refused with 401 and a keymesh error body.
 type Authenticator struct {
-	v      *ethauth.Verifier
+	v      *ethid.Verifier
 	action ActionFunc
+	allow  func(ctx context.Context, p Principal) bool
 	log    *slog.Logger
 }
 
@@ -80,13 +81,27 @@ type AuthOption func(*Authenticator)
 // must cover (MethodPath by default).
 func WithAction(f ActionFunc) AuthOption { return func(a *Authenticator) { a.action = f } }
 
+// WithAllow sets which verified signers the back end serves at all: a
+// signer for whom allow is false is refused with 403 forbidden before its
+// nonce is spent, so that wallets the back end would never serve cannot
+// fill the verifier's nonce store (whose total bound is shared by every
+// account) and lock out the others. By default every verified signer is
+// served.
+func WithAllow(allow func(ctx context.Context, p Principal) bool) AuthOption {
+	return func(a *Authenticator) { a.allow = allow }
+}
+
+// ErrNotAllowed is returned by Authenticate for a verified signer that the
+// WithAllow function refuses.
+var ErrNotAllowed = errors.New("ethereum: this wallet is not served here")
+
 // WithLogger sets where refusals are logged, at debug level, with the
 // reason (never the signature).
 func WithLogger(l *slog.Logger) AuthOption { return func(a *Authenticator) { a.log = l } }
 
 // NewAuthenticator returns a middleware that verifies with v (which fixes
-// the network, chain ids, lifetimes and replay cache).
-func NewAuthenticator(v *ethauth.Verifier, opts ...AuthOption) *Authenticator {
+// the network, audience, chain ids, lifetimes and nonce store).
+func NewAuthenticator(v *ethid.Verifier, opts ...AuthOption) *Authenticator {
 	a := &Authenticator{v: v, action: MethodPath, log: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(a)
@@ -95,7 +110,7 @@ func NewAuthenticator(v *ethauth.Verifier, opts ...AuthOption) *Authenticator {
 }
 
 // EncodeAuthHeader returns the AuthHeader value of auth.
-func EncodeAuthHeader(auth ethauth.Auth) (string, error) {
+func EncodeAuthHeader(auth ethid.Auth) (string, error) {
 	b, err := json.Marshal(auth)
 	if err != nil {
 		return "", fmt.Errorf("ethereum: encoding auth: %w", err)
@@ -103,39 +118,53 @@ func EncodeAuthHeader(auth ethauth.Auth) (string, error) {
 	return base64.RawURLEncoding.EncodeToString(b), nil
 }
 
-// Authenticate verifies r's AuthHeader and returns its principal. Errors
-// wrap ethauth.ErrUnauthenticated (or ethauth.ErrBusy).
+// Authenticate verifies r's AuthHeader and returns its principal; the
+// request's nonce is spent only for a signer that WithAllow lets through.
+// Errors wrap ethid.ErrUnauthenticated, ErrNotAllowed, ethid.ErrBusy or
+// ethid.ErrStore.
 func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	h := r.Header.Get(AuthHeader)
 	if h == "" || len(h) > maxAuthHeader {
-		return Principal{}, &ethauth.AuthError{Reason: "missing or oversized " + AuthHeader}
+		return Principal{}, &ethid.AuthError{Reason: "missing or oversized " + AuthHeader}
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(h)
 	if err != nil {
-		return Principal{}, &ethauth.AuthError{Reason: "header is not base64url"}
+		return Principal{}, &ethid.AuthError{Reason: "header is not base64url"}
 	}
-	var auth ethauth.Auth
+	var auth ethid.Auth
 	if err := json.Unmarshal(raw, &auth); err != nil {
-		return Principal{}, &ethauth.AuthError{Reason: "header is not an auth object"}
+		return Principal{}, &ethid.AuthError{Reason: "header is not an auth object"}
 	}
 	action, envs, err := a.action(r)
 	if err != nil {
-		return Principal{}, &ethauth.AuthError{Reason: "action: " + err.Error()}
+		return Principal{}, &ethid.AuthError{Reason: "action: " + err.Error()}
 	}
-	addr, err := a.v.Verify(auth, action, envs)
+	req, err := a.v.Check(auth, action, envs)
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{Address: addr, Party: ethauth.Party(addr)}, nil
+	p := Principal{Address: req.Account, Party: ethid.Party(req.Account)}
+	if a.allow != nil && !a.allow(r.Context(), p) {
+		return Principal{}, ErrNotAllowed
+	}
+	if err := a.v.Spend(req); err != nil {
+		return Principal{}, err
+	}
+	return p, nil
 }
 
 // refuse writes the error body for err and logs the reason.
 func (a *Authenticator) refuse(w http.ResponseWriter, r *http.Request, err error) {
-	status, body := http.StatusUnauthorized, apiv1.Error{Code: apiv1.CodeUnauthenticated, Message: ethauth.ErrUnauthenticated.Error()}
-	if errors.Is(err, ethauth.ErrBusy) {
-		status, body = http.StatusServiceUnavailable, apiv1.Error{Code: apiv1.CodeUnavailable, Message: ethauth.ErrBusy.Error()}
+	status, body := http.StatusUnauthorized, apiv1.Error{Code: apiv1.CodeUnauthenticated, Message: ethid.ErrUnauthenticated.Error()}
+	switch {
+	case errors.Is(err, ethid.ErrBusy):
+		status, body = http.StatusServiceUnavailable, apiv1.Error{Code: apiv1.CodeUnavailable, Message: ethid.ErrBusy.Error()}
+	case errors.Is(err, ethid.ErrStore):
+		status, body = http.StatusServiceUnavailable, apiv1.Error{Code: apiv1.CodeUnavailable, Message: ethid.ErrStore.Error()}
+	case errors.Is(err, ErrNotAllowed):
+		status, body = http.StatusForbidden, apiv1.Error{Code: apiv1.CodeForbidden, Message: ErrNotAllowed.Error()}
 	}
-	var ae *ethauth.AuthError
+	var ae *ethid.AuthError
 	if errors.As(err, &ae) {
 		a.log.DebugContext(r.Context(), "wallet signature refused", "reason", ae.Reason, "method", r.Method, "path", r.URL.Path)
 	}

@@ -1,6 +1,8 @@
 package ethereum_test
 
 import (
+	"context"
+	"crypto/ecdsa"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,9 +14,9 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keymesh/keymesh/chaincode/ethereum"
-	"github.com/keymesh/keymesh/chaincode/ethereum/ethauth"
 	"github.com/keymesh/keymesh/chaincode/ethereum/example"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/ethid"
 )
 
 func TestAuthenticator(t *testing.T) {
@@ -22,11 +24,11 @@ func TestAuthenticator(t *testing.T) {
 	key := mustKey(t)
 	header := func(t *testing.T, action string, expiry time.Time) string {
 		t.Helper()
-		r, err := ethauth.NewRequest(ethauth.Domain{NetworkID: netID, ChainID: 1}, example.Address(key), action, nil, expiry)
+		r, err := ethid.NewRequest(ethid.Domain{NetworkID: netID, ChainID: 1}, example.Address(key), action, nil, expiry)
 		if err != nil {
 			t.Fatal(err)
 		}
-		a, err := r.Sign(key, ethauth.SchemeEIP712)
+		a, err := r.Sign(key, ethid.SchemeEIP712)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +46,7 @@ func TestAuthenticator(t *testing.T) {
 		}
 		_, _ = io.WriteString(w, p.Party)
 	}
-	v, err := ethauth.NewVerifier(netID)
+	v, err := ethid.NewVerifier(netID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func TestAuthenticator(t *testing.T) {
 		c.String(http.StatusOK, p.Party)
 	})
 	servers := map[string]http.Handler{"net/http": a.Middleware(http.HandlerFunc(handler)), "gin": g}
-	party := ethauth.Party(example.Address(key))
+	party := ethid.Party(example.Address(key))
 
 	for name, srv := range servers {
 		replayed := header(t, "GET /orders/42", time.Now().Add(time.Minute))
@@ -98,5 +100,54 @@ func TestAuthenticator(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestAuthenticatorAllowSpendsNothingForRefused: with WithAllow, a flood of
+// verified signatures by wallets the back end does not serve is refused
+// with 403 and leaves the nonce store empty, so an allowed wallet is still
+// served (the shared total bound is not filled).
+func TestAuthenticatorAllowSpendsNothingForRefused(t *testing.T) {
+	netID := strings.Repeat("cd", 32)
+	good := mustKey(t)
+	cache := ethid.NewReplayCache(5, 5)
+	v, err := ethid.NewVerifier(netID, ethid.WithNonces(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ethereum.NewAuthenticator(v, ethereum.WithAllow(func(_ context.Context, p ethereum.Principal) bool {
+		return p.Address == example.Address(good)
+	}))
+	srv := a.Middleware(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") }))
+	get := func(t *testing.T, key *ecdsa.PrivateKey) int {
+		t.Helper()
+		r, err := ethid.NewRequest(ethid.Domain{NetworkID: netID, ChainID: 1}, example.Address(key), "GET /x", nil, time.Now().Add(time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		auth, err := r.Sign(key, ethid.SchemeEIP712)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h, err := ethereum.EncodeAuthHeader(auth)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := httptest.NewRequest("GET", "/x", nil)
+		req.Header.Set(ethereum.AuthHeader, h)
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	for i := range 20 { // four times the cache's total bound, from fresh wallets
+		if code := get(t, mustKey(t)); code != http.StatusForbidden {
+			t.Fatalf("refused wallet %d = %d, want 403", i, code)
+		}
+	}
+	if n := cache.Len(); n != 0 {
+		t.Errorf("after 20 refused wallets the cache holds %d nonces, want 0", n)
+	}
+	if code := get(t, good); code != http.StatusOK {
+		t.Errorf("allowed wallet = %d, want 200", code)
 	}
 }

@@ -19,16 +19,14 @@ import (
 // TestEthersClient has a client no one here wrote sign the requests: the
 // ethers v6 test in jstest/ (node --test) runs against a real node started
 // here. It needs node and jstest/node_modules (npm ci in jstest/); without
-// them it skips, unless KEYMESH_REQUIRE_JSTEST=1 (set by .ci/run, which
-// installs them) makes that a failure.
+// them it skips, and says so (TestMain), unless KEYMESH_REQUIRE_JSTEST=1
+// (set by .ci/run, which installs them) makes that a failure.
 func TestEthersClient(t *testing.T) {
-	required := os.Getenv("KEYMESH_REQUIRE_JSTEST") == "1"
+	if testing.Short() {
+		t.Skip("-short: starts keymeshd and Node.js")
+	}
 	missing := func(what string) {
-		msg := what + "; run `npm ci` in chaincode/ethereum/jstest (Node 18+) to run the ethers wallet test"
-		if required {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		jsMissing(t, what+"; run `npm ci` in chaincode/ethereum/jstest (Node 18+) to run the ethers wallet test")
 	}
 	nodeBin, err := exec.LookPath("node")
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
@@ -47,6 +48,10 @@ func (s *Server) encrypt(c *gin.Context) {
 		}
 	} else {
 		items = []apiv1.EncryptItem{{Plaintext: req.Plaintext, Context: req.Context, TxID: req.TxID, TxTime: req.TxTime}}
+	}
+	if err := ethid.CanonicalizeEncrypt(items, batch); err != nil { // chain_id, contract: one form each
+		s.fail(c, err)
+		return
 	}
 
 	cl := callerOf(c)
@@ -150,6 +155,9 @@ func decryptItems(req apiv1.DecryptRequest) ([]apiv1.DecryptItem, bool, error) {
 			return nil, false, badRequest(`"ciphertext" is required`)
 		}
 		items = []apiv1.DecryptItem{{Ciphertext: req.Ciphertext, Context: req.Context}}
+	}
+	if err := ethid.CanonicalizeDecrypt(items, batch); err != nil { // chain_id, contract: one form each
+		return nil, false, err
 	}
 	return items, batch, nil
 }

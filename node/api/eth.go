@@ -2,15 +2,18 @@ package api
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
-	"github.com/keymesh/keymesh/chaincode/ethereum/ethauth"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/policy"
+	"github.com/keymesh/keymesh/vault/envelope"
 )
 
 // ethAPI serves the routes of eth: parties, which authenticate with a
@@ -20,30 +23,50 @@ import (
 //	POST /v1/eth/decrypt  decrypt one envelope or a batch for the signer
 //
 // A decrypt request carries an EIP-712 (or EIP-191) signature over a
-// KeymeshRequest whose action is "decrypt" and whose envelopes are the
-// SHA-256 digests of the request's ciphertexts, in order (see package
-// ethauth). The node recomputes both from the body, so a signature opens
-// exactly the envelopes it names. Expired, replayed (the node remembers each
-// (account, nonce) until its expiry), wrongly signed or tampered requests
-// are refused with 401 unauthenticated; the signer's eth:0x… party is then
-// decided by policy and audited like a bearer caller, by the same code.
+// KeymeshRequest whose audience is this node's id, whose action is
+// "decrypt" and whose envelopes are the SHA-256 digests of the request's
+// ciphertexts, in order (see package node/ethid). The node recomputes all
+// three from the body and itself, so a signature opens exactly the
+// envelopes it names, at this node only.
+//
+// The order of the checks is what keeps a wallet that cannot be served from
+// filling anything:
+//
+//  1. shape, and the canonical form of each context (chain_id, contract);
+//  2. the signature, without side effect (401 unauthenticated);
+//  3. each context's chain_id must be the signed chain id (400);
+//  4. the signer's grants, once per key of a parsed envelope;
+//  5. only if at least one key is granted, the nonce is spent in the
+//     node's durable nonce store: a replay is 401, an account over its
+//     bound of unexpired nonces 503, a store failure 503 (fail closed);
+//  6. audit and open, per item, with the decisions of step 4.
+//
+// An ungranted wallet's requests are decided at step 4 and refused 403
+// (and audited) at step 6, and leave no nonce behind; they gain nothing by
+// being replayed, as the answer is the same 403 each time.
 type ethAPI struct {
 	s        *Server
-	verifier *ethauth.Verifier // nil when the node has no valid network id
+	verifier *ethid.Verifier // nil when the node has no valid network id
 }
 
 var (
 	errEthUnauthenticated = &Error{Status: http.StatusUnauthorized, Code: apiv1.CodeUnauthenticated, Message: "invalid, expired or replayed wallet signature"}
-	errEthBusy            = &Error{Status: http.StatusServiceUnavailable, Code: apiv1.CodeUnavailable, Message: "too many signed requests in flight; try again shortly"}
+	errEthBusy            = &Error{Status: http.StatusServiceUnavailable, Code: apiv1.CodeUnavailable, Message: "too many unexpired signed requests of this account; try again shortly"}
 	errEthUnconfigured    = &Error{Status: http.StatusServiceUnavailable, Code: apiv1.CodeUnavailable, Message: "wallet authentication is not available on this node"}
+	errEthNonceStore      = &Error{Status: http.StatusServiceUnavailable, Code: apiv1.CodeUnavailable, Message: "the node cannot record this signed request's nonce; refusing it"}
 )
 
 // newEthAPI builds the eth routes of s. The verifier uses the server's
-// network id and clock, the default lifetime bound (10 minutes), clock skew
-// (30 s) and replay cache size.
+// network id, node id (the audience) and clock, the default lifetime bound
+// (10 minutes) and clock skew (30 s), and the nonce store of the
+// configuration (in memory when none is given).
 func newEthAPI(s *Server) *ethAPI {
 	a := &ethAPI{s: s}
-	v, err := ethauth.NewVerifier(s.cfg.Info.NetworkID, ethauth.WithClock(s.cfg.Clock))
+	opts := []ethid.Option{ethid.WithClock(s.cfg.Clock), ethid.WithAudience(s.cfg.Info.Node)}
+	if s.cfg.EthNonces != nil {
+		opts = append(opts, ethid.WithNonces(s.cfg.EthNonces))
+	}
+	v, err := ethid.NewVerifier(s.cfg.Info.NetworkID, opts...)
 	if err != nil {
 		s.cfg.Logger.Warn("wallet authentication disabled", "err", err)
 		return a
@@ -64,20 +87,21 @@ func (a *ethAPI) domain(c *gin.Context) {
 		return
 	}
 	var typ string
-	for i, f := range ethauth.Types[ethauth.PrimaryType] {
+	for i, f := range ethid.Types[ethid.PrimaryType] {
 		if i > 0 {
 			typ += ","
 		}
 		typ += f.Type + " " + f.Name
 	}
 	c.JSON(http.StatusOK, apiv1.EthDomain{
-		Name:          ethauth.DomainName,
-		Version:       ethauth.DomainVersion,
+		Name:          ethid.DomainName,
+		Version:       ethid.DomainVersion,
 		NetworkID:     a.verifier.NetworkID(),
 		Salt:          "0x" + a.verifier.NetworkID(),
-		PrimaryType:   ethauth.PrimaryType,
-		Type:          ethauth.PrimaryType + "(" + typ + ")",
-		Action:        ethauth.ActionDecrypt,
+		Audience:      a.verifier.Audience(),
+		PrimaryType:   ethid.PrimaryType,
+		Type:          ethid.PrimaryType + "(" + typ + ")",
+		Action:        ethid.ActionDecrypt,
 		MaxTTLSeconds: int64(a.verifier.MaxTTL() / time.Second),
 	})
 }
@@ -102,28 +126,88 @@ func (a *ethAPI) decrypt(c *gin.Context) {
 	for i, it := range items {
 		texts[i] = it.Ciphertext
 	}
-	addr, err := a.verifier.Verify(ethauth.Auth(req.Auth), ethauth.ActionDecrypt, texts)
+	r, err := a.verifier.Check(req.Auth, ethid.ActionDecrypt, texts)
 	if err != nil {
-		if errors.Is(err, ethauth.ErrBusy) {
-			s.fail(c, errEthBusy)
-			return
-		}
-		s.metrics.authFail.Inc()
-		var ae *ethauth.AuthError
-		if errors.As(err, &ae) && s.cfg.Logger.Enabled(c, slog.LevelDebug) {
-			// The reason and the claimed account are public values.
-			s.cfg.Logger.Debug("wallet signature refused", "reason", ae.Reason, "account", req.Auth.Account)
-		}
-		s.fail(c, errEthUnauthenticated)
+		a.refused(c, err, req.Auth.Account)
 		return
 	}
-	party := policy.Party(ethauth.Party(addr))
+	if err := chainIDsMatch(items, batch, r.ChainID); err != nil {
+		s.fail(c, err)
+		return
+	}
+	party := policy.Party(ethid.Party(r.Account))
 	// The wallet is a party of its own, not a client of this node's org:
 	// it gets no org: party, and its grants count only where this node's
 	// org is their custodian (policy.Principal.Custodian).
 	cl := caller{principal: policy.Principal{Parties: []policy.Party{party}, Custodian: s.cfg.Info.Org}, name: string(party)}
 	c.Set(ctxPrincipal, cl)
+
+	now := s.cfg.Clock()
+	decisions := map[string]policy.Decision{}
+	servable := false
+	for _, it := range items {
+		env, err := envelope.ParseText(it.Ciphertext)
+		if err != nil {
+			continue // refused per item by decryptFor, as invalid_ciphertext
+		}
+		if _, ok := decisions[env.Key]; ok {
+			continue
+		}
+		d := s.cfg.Keys.Policy().Decide(cl.principal, env.Key, policy.OpDecrypt, now)
+		decisions[env.Key] = d
+		servable = servable || d.Allowed
+	}
+	if servable {
+		if err := a.verifier.Spend(r); err != nil {
+			a.refused(c, err, req.Auth.Account)
+			return
+		}
+	}
 	s.decryptFor(c, cl, items, batch, func(key string, now time.Time) policy.Decision {
+		if d, ok := decisions[key]; ok {
+			return d
+		}
 		return s.cfg.Keys.Policy().Decide(cl.principal, key, policy.OpDecrypt, now)
 	})
+}
+
+// refused answers a request whose signature was refused or whose nonce
+// could not be spent.
+func (a *ethAPI) refused(c *gin.Context, err error, account string) {
+	s := a.s
+	switch {
+	case errors.Is(err, ethid.ErrBusy):
+		s.fail(c, errEthBusy)
+		return
+	case errors.Is(err, ethid.ErrStore):
+		s.cfg.Logger.Error("wallet nonce store", "err", err)
+		s.fail(c, errEthNonceStore)
+		return
+	}
+	s.metrics.authFail.Inc()
+	var ae *ethid.AuthError
+	if errors.As(err, &ae) && s.cfg.Logger.Enabled(c, slog.LevelDebug) {
+		// The reason and the claimed account are public values.
+		s.cfg.Logger.Debug("wallet signature refused", "reason", ae.Reason, "account", account)
+	}
+	s.fail(c, errEthUnauthenticated)
+}
+
+// chainIDsMatch refuses a request whose items' contexts name a chain_id
+// (already canonical) other than the one the wallet signed: a signature for
+// one chain does not open another chain's envelopes.
+func chainIDsMatch(items []apiv1.DecryptItem, batch bool, signed uint64) error {
+	want := strconv.FormatUint(signed, 10)
+	for i, it := range items {
+		got, ok := it.Context[ethid.ContextChainID]
+		if !ok || got == want {
+			continue
+		}
+		where := ""
+		if batch {
+			where = fmt.Sprintf("batch item %d: ", i)
+		}
+		return badRequest(fmt.Sprintf("%scontext chain_id %q is not the signed chain id %q (auth.chain_id)", where, got, want))
+	}
+	return nil
 }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/token"
@@ -73,6 +74,10 @@ type Config struct {
 	// TokenTTL is the lifetime of client and chaincode tokens minted
 	// without a "ttl"; 0 means DefaultTokenTTL, negative means no expiry.
 	TokenTTL time.Duration
+	// EthNonces remembers the spent nonces of wallet-signed requests
+	// (eth.go); a node passes its durable store (ethid.OpenStoreNonces).
+	// nil keeps them in memory, forgotten on restart (tests).
+	EthNonces ethid.NonceStore
 }
 
 // Server is the HTTP handler of the API.

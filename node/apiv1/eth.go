@@ -1,10 +1,11 @@
 package apiv1
 
 // EthAuth is an Ethereum wallet's signature over a keymesh request
-// (package chaincode/ethereum/ethauth describes the EIP-712 typed data and
-// the EIP-191 text). The node recomputes the network id, the action
-// ("decrypt") and the envelope digests itself, so the signature covers
-// exactly the envelopes of the request it comes with.
+// (package node/ethid describes the EIP-712 typed data and the EIP-191
+// text, and names this struct ethid.Auth). The node recomputes the network
+// id, the audience (its node id), the action ("decrypt") and the envelope
+// digests itself, so the signature covers exactly the envelopes of the
+// request it comes with, at that node.
 type EthAuth struct {
 	// Scheme is "eip712" (default when empty) or "eip191" (personal_sign).
 	Scheme string `json:"scheme,omitempty"`
@@ -15,7 +16,8 @@ type EthAuth struct {
 	// Expiry is the signed expiry, Unix seconds; at most the node's
 	// max_ttl_seconds ahead.
 	Expiry uint64 `json:"expiry"`
-	// Nonce is 0x and 64 hex digits; each (account, nonce) is accepted once.
+	// Nonce is 0x and 64 hex digits; each (account, nonce) is accepted
+	// once (the node remembers it durably until the expiry).
 	Nonce string `json:"nonce"`
 	// Signature is 0x and 130 hex digits (R, S, V).
 	Signature string `json:"signature"`
@@ -33,13 +35,15 @@ type EthDecryptRequest struct {
 
 // EthDomain describes what a wallet signs for this node
 // (GET /v1/eth/domain): the EIP-712 domain's fixed name and version, its
-// salt (the network id, 0x-prefixed), the primary type and its EIP-712 type
-// string, and the longest lifetime the node accepts.
+// salt (the network id, 0x-prefixed), the audience the message must name
+// (this node's id), the primary type and its EIP-712 type string, and the
+// longest lifetime the node accepts.
 type EthDomain struct {
 	Name          string `json:"name"`
 	Version       string `json:"version"`
 	NetworkID     string `json:"network_id"`
 	Salt          string `json:"salt"`
+	Audience      string `json:"audience"`
 	PrimaryType   string `json:"primary_type"`
 	Type          string `json:"type"`
 	Action        string `json:"action"`

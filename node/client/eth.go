@@ -21,7 +21,7 @@ func (c *Client) EthDomain(ctx context.Context) (*apiv1.EthDomain, error) {
 // wallet signed req.Auth over exactly these envelopes. It needs no token
 // (one the client holds is sent and ignored). An invalid, expired or
 // replayed signature fails with [ErrUnauthenticated]; build and sign
-// req.Auth with package chaincode/ethereum/ethauth, or in a browser wallet.
+// req.Auth with package node/ethid, or in a browser wallet (clients/js).
 func (c *Client) EthDecrypt(ctx context.Context, req apiv1.EthDecryptRequest) (*apiv1.DecryptResponse, error) {
 	var out apiv1.DecryptResponse
 	if err := c.do(ctx, "POST", "/v1/eth/decrypt", nil, req, &out); err != nil {

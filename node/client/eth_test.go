@@ -14,10 +14,10 @@ func init() {
 	routeCases = append(routeCases,
 		routeCase{
 			name: "EthDomain", route: "GET /v1/eth/domain", wantPath: "/v1/eth/domain",
-			resp: `{"name":"keymesh","version":"1","network_id":"ab","salt":"0xab","primary_type":"KeymeshRequest","type":"KeymeshRequest(address account)","action":"decrypt","max_ttl_seconds":600}`,
+			resp: `{"name":"keymesh","version":"1","network_id":"ab","salt":"0xab","audience":"node-a","primary_type":"KeymeshRequest","type":"KeymeshRequest(address account)","action":"decrypt","max_ttl_seconds":600}`,
 			call: func(ctx context.Context, c *Client) (any, error) { return c.EthDomain(ctx) },
 			check: func(t *testing.T, got any) {
-				if d := got.(*apiv1.EthDomain); d.Salt != "0xab" || d.MaxTTLSeconds != 600 {
+				if d := got.(*apiv1.EthDomain); d.Salt != "0xab" || d.Audience != "node-a" || d.MaxTTLSeconds != 600 {
 					t.Errorf("EthDomain() = %+v", d)
 				}
 			},

@@ -23,9 +23,9 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/keymesh/keymesh/chaincode/ethereum"
-	"github.com/keymesh/keymesh/chaincode/ethereum/ethauth"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/ethid"
 )
 
 // The keymesh keys of the example's fields.
@@ -53,7 +53,7 @@ func Provision(ctx context.Context, admin *client.Client, app string, reader com
 	if err != nil {
 		return "", fmt.Errorf("example: creating the app token: %w", err)
 	}
-	readerParty := ethauth.Party(reader)
+	readerParty := ethid.Party(reader)
 	for _, k := range []string{PriceKey, CounterpartyKey} {
 		if _, err := admin.CreateGrant(ctx, apiv1.CreateGrantRequest{Key: k, Party: "token:" + app, Ops: []string{"encrypt"}}); err != nil {
 			return "", fmt.Errorf("example: granting encrypt on %s: %w", k, err)

@@ -1,5 +1,5 @@
 // An ethers v6 wallet signs keymesh requests for a running keymeshd: the
-// EIP-712 typed data of chaincode/ethereum/ethauth with Wallet.signTypedData,
+// EIP-712 typed data of node/ethid with Wallet.signTypedData,
 // and the EIP-191 text with Wallet.signMessage. Go's TestEthersClient starts
 // the node, grants the wallet, encrypts a value and runs this file with:
 //
@@ -30,6 +30,7 @@ const plaintext = env('KEYMESH_PLAINTEXT');
 const types = {
   KeymeshRequest: [
     { name: 'account', type: 'address' },
+    { name: 'audience', type: 'string' },
     { name: 'action', type: 'string' },
     { name: 'envelopes', type: 'bytes32[]' },
     { name: 'expiry', type: 'uint64' },
@@ -42,12 +43,17 @@ async function domain() {
   assert.equal(res.status, 200);
   const d = await res.json();
   assert.equal(d.type, TypedDataEncoder.from(types).encodeType('KeymeshRequest'));
-  return { name: d.name, version: d.version, chainId, salt: d.salt };
+  return { name: d.name, version: d.version, chainId, salt: d.salt, audience: d.audience };
 }
 
-function message(signer, texts) {
+// eip712 returns the EIP-712 domain of d (without the audience, which is
+// a field of the message).
+const eip712 = ({ name, version, chainId, salt }) => ({ name, version, chainId, salt });
+
+function message(d, signer, texts) {
   return {
     account: signer.address,
+    audience: d.audience,
     action: 'decrypt',
     envelopes: texts.map((t) => sha256(toUtf8Bytes(t))),
     expiry: Math.floor(Date.now() / 1000) + 60,
@@ -73,12 +79,13 @@ const auth = (msg, signature, scheme) => ({
   signature,
 });
 
-// The EIP-191 text of chaincode/ethereum/ethauth's Request.Text.
+// The EIP-191 text of node/ethid's Request.Text.
 function text(d, msg) {
   return [
     'keymesh request',
     `network: ${d.salt.slice(2)}`,
     `chain id: ${d.chainId}`,
+    `audience: ${msg.audience}`,
     `account: ${msg.account.toLowerCase()}`,
     `action: ${msg.action}`,
     `envelopes: ${msg.envelopes.length}`,
@@ -90,8 +97,8 @@ function text(d, msg) {
 
 test('signTypedData: decrypts, and the same signature is refused a second time', async () => {
   const d = await domain();
-  const msg = message(wallet, [ciphertext]);
-  const signature = await wallet.signTypedData(d, types, msg);
+  const msg = message(d, wallet, [ciphertext]);
+  const signature = await wallet.signTypedData(eip712(d), types, msg);
   const req = { ciphertext, context, auth: auth(msg, signature) };
   const first = await decrypt(req);
   assert.equal(first.status, 200, JSON.stringify(first.body));
@@ -103,8 +110,8 @@ test('signTypedData: decrypts, and the same signature is refused a second time',
 
 test('batch: one signature covers every envelope, in order', async () => {
   const d = await domain();
-  const msg = message(wallet, [ciphertext, ciphertext]);
-  const signature = await wallet.signTypedData(d, types, msg);
+  const msg = message(d, wallet, [ciphertext, ciphertext]);
+  const signature = await wallet.signTypedData(eip712(d), types, msg);
   const r = await decrypt({ batch: [{ ciphertext, context }, { ciphertext, context }], auth: auth(msg, signature) });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(r.body.batch.length, 2);
@@ -113,8 +120,8 @@ test('batch: one signature covers every envelope, in order', async () => {
 
 test('tampered signature: 401 unauthenticated', async () => {
   const d = await domain();
-  const msg = message(wallet, [ciphertext]);
-  const signature = await wallet.signTypedData(d, types, msg);
+  const msg = message(d, wallet, [ciphertext]);
+  const signature = await wallet.signTypedData(eip712(d), types, msg);
   const i = 20;
   const tampered = signature.slice(0, i) + (signature[i] === '0' ? '1' : '0') + signature.slice(i + 1);
   const r = await decrypt({ ciphertext, context, auth: auth(msg, tampered) });
@@ -124,15 +131,15 @@ test('tampered signature: 401 unauthenticated', async () => {
 
 test('a signature over another envelope: 401 unauthenticated', async () => {
   const d = await domain();
-  const msg = message(wallet, [ciphertext + 'x']);
-  const signature = await wallet.signTypedData(d, types, msg);
+  const msg = message(d, wallet, [ciphertext + 'x']);
+  const signature = await wallet.signTypedData(eip712(d), types, msg);
   const r = await decrypt({ ciphertext, context, auth: auth(msg, signature) });
   assert.equal(r.status, 401);
 });
 
 test('personal_sign (EIP-191) fallback: decrypts', async () => {
   const d = await domain();
-  const msg = message(wallet, [ciphertext]);
+  const msg = message(d, wallet, [ciphertext]);
   const signature = await wallet.signMessage(text(d, msg));
   const r = await decrypt({ ciphertext, context, auth: auth(msg, signature, 'eip191') });
   assert.equal(r.status, 200, JSON.stringify(r.body));
@@ -141,8 +148,8 @@ test('personal_sign (EIP-191) fallback: decrypts', async () => {
 
 test('a wallet without a grant: 403 not_granted', async () => {
   const d = await domain();
-  const msg = message(stranger, [ciphertext]);
-  const signature = await stranger.signTypedData(d, types, msg);
+  const msg = message(d, stranger, [ciphertext]);
+  const signature = await stranger.signTypedData(eip712(d), types, msg);
   const r = await decrypt({ ciphertext, context, auth: auth(msg, signature) });
   assert.equal(r.status, 403);
   assert.equal(r.body.error.code, 'not_granted');

@@ -3,8 +3,10 @@
 // chain's unlocked dev account (geth --dev), provisions the node as its
 // operator, then deploys OrderBook, places an order with an encrypted price
 // and counterparty, reads the event back, decrypts it for a granted wallet
-// and shows a stranger's wallet refused. scripts/eth-demo.sh starts geth and
-// keymeshd and runs it.
+// and shows a stranger's wallet refused. With -js it then runs the
+// OrderBook tests of the TypeScript client (clients/js, built) against the
+// same chain and node, as a dApp back end with ethers v6 would.
+// scripts/eth-demo.sh starts geth and keymeshd and runs it.
 package main
 
 import (
@@ -16,6 +18,8 @@ import (
 	"log/slog"
 	"math/big"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -34,16 +38,17 @@ func main() {
 	addr := flag.String("keymesh", "127.0.0.1:8420", "the keymesh node's `address`")
 	tokenFile := flag.String("admin-token-file", "", "`file` holding the node's admin token (keymeshd --dev writes <data>/admin.token)")
 	timeout := flag.Duration("timeout", 2*time.Minute, "give up after this long")
+	jsDir := flag.String("js", "", "also run the TypeScript client's OrderBook tests from this `directory` (clients/js, built, with node_modules)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := run(ctx, *rpcURL, *addr, *tokenFile); err != nil {
+	if err := run(ctx, *rpcURL, *addr, *tokenFile, *jsDir); err != nil {
 		slog.Error("eth-demo failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, rpcURL, addr, tokenFile string) error {
+func run(ctx context.Context, rpcURL, addr, tokenFile, jsDir string) error {
 	if tokenFile == "" {
 		return errors.New("-admin-token-file is required")
 	}
@@ -82,7 +87,55 @@ func run(ctx context.Context, rpcURL, addr, tokenFile string) error {
 		return err
 	}
 	chain := example.Chain{Backend: ec, ChainID: chainID, Sender: bind.NewKeyedTransactor(deployer, chainID)}
-	return example.Run(ctx, chain, app, wallet, reader, stranger, os.Stdout)
+	if err := example.Run(ctx, chain, app, wallet, reader, stranger, os.Stdout); err != nil {
+		return err
+	}
+	if jsDir == "" {
+		return nil
+	}
+	return runJS(ctx, ec, admin, rpcURL, "http://"+addr, jsDir)
+}
+
+// runJS runs clients/js/test/orderbook.test.mjs with Node against the chain
+// and the node, with a freshly funded deployer, a fresh app token and a
+// fresh granted reader.
+func runJS(ctx context.Context, ec *ethclient.Client, admin *client.Client, rpcURL, nodeURL, dir string) error {
+	nodeBin, err := exec.LookPath("node")
+	if err != nil {
+		return errors.New("-js needs node (Node.js 18+) on PATH")
+	}
+	deployer, reader, stranger := mustKey(), mustKey(), mustKey()
+	if err := fund(ctx, ec, example.Address(deployer)); err != nil {
+		return err
+	}
+	appTok, err := example.Provision(ctx, admin, fmt.Sprintf("eth-demo-js-%d", time.Now().Unix()), example.Address(reader))
+	if err != nil {
+		return err
+	}
+	abiPath, err := filepath.Abs(filepath.Join("chaincode", "ethereum", "example", "OrderBook.abi"))
+	if err != nil {
+		return err
+	}
+	key := func(k *ecdsa.PrivateKey) string { return hexutil.Encode(crypto.FromECDSA(k)) }
+	cmd := exec.CommandContext(ctx, nodeBin, "--test", "--test-reporter=spec", filepath.Join("test", "orderbook.test.mjs"))
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(),
+		"KEYMESH_URL="+nodeURL,
+		"KEYMESH_APP_TOKEN="+appTok,
+		"KEYMESH_RPC_URL="+rpcURL,
+		"KEYMESH_DEPLOYER_KEY="+key(deployer),
+		"KEYMESH_READER_KEY="+key(reader),
+		"KEYMESH_STRANGER_KEY="+key(stranger),
+		"KEYMESH_ORDERBOOK_ABI="+abiPath,
+		"KEYMESH_ORDERBOOK_BIN="+filepath.Join(filepath.Dir(abiPath), "OrderBook.bin"),
+	)
+	cmd.WaitDelay = 5 * time.Second
+	fmt.Println("running the TypeScript client's OrderBook tests (clients/js) against this chain and node")
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("node --test clients/js/test/orderbook.test.mjs: %w", err)
+	}
+	return nil
 }
 
 func mustKey() *ecdsa.PrivateKey {

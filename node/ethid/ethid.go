@@ -1,15 +1,17 @@
-// Package ethauth is keymesh's wallet authentication: a request that an
+// Package ethid is keymesh's Ethereum wallet identity: a request that an
 // Ethereum account signs, as EIP-712 typed data (or, as a fallback, as an
 // EIP-191 personal_sign text), to prove that it is the eth:0x… party a grant
-// names; the verification of that signature with go-ethereum's crypto; and
-// the replay cache that makes every signed request single-use.
+// names; the verification of that signature with go-ethereum's crypto; the
+// nonce stores that make every signed request single-use (in memory, or
+// durable in the node's store); and the canonical form of the Ethereum
+// fields of an envelope context (chain_id, contract).
 //
-// Both sides of the protocol live here: a keymesh node verifies with it
-// (POST /v1/eth/decrypt), dApp back ends verify with it (the HTTP
-// middleware of package chaincode/ethereum), and Go programs that hold a
-// wallet key sign with it ([Request.Sign]). Browser wallets sign the same
-// typed data ([Request.TypedData], or eth_signTypedData_v4 with the JSON shown
-// below); the test in chaincode/ethereum/jstest signs it with ethers v6.
+// It sits beside package node/fabricid: a keymesh node verifies wallet
+// signatures with it (POST /v1/eth/decrypt), dApp back ends verify with it
+// (the HTTP middleware of package chaincode/ethereum), and Go programs that
+// hold a wallet key sign with it ([Request.Sign]). Browser wallets sign the
+// same typed data ([Request.TypedData], as eth_signTypedData_v4 takes it);
+// clients/js signs it with ethers v6.
 //
 // # What is signed
 //
@@ -17,14 +19,17 @@
 //
 //	EIP712Domain(string name,string version,uint256 chainId,bytes32 salt)
 //	name    = "keymesh"
-//	version = "1"
+//	version = "2"
 //	chainId = the chain the dApp runs on (the chain_id of the envelopes' context)
 //	salt    = the keymesh network id (32 bytes; /v1/status and /v1/eth/domain show it as hex)
 //
 // The message is one type:
 //
-//	KeymeshRequest(address account,string action,bytes32[] envelopes,uint64 expiry,bytes32 nonce)
+//	KeymeshRequest(address account,string audience,string action,bytes32[] envelopes,uint64 expiry,bytes32 nonce)
 //	account   = the signer; it must be the address the signature recovers to
+//	audience  = who may accept the request: for a keymesh node its node id
+//	            (GET /v1/eth/domain shows it as "audience"); for a dApp back
+//	            end what its verifier is configured with (empty by default)
 //	action    = what the signature allows: "decrypt" for a node's decrypt route;
 //	            for a dApp back end, what its middleware expects (by default
 //	            "<METHOD> <path>", e.g. "GET /orders/42")
@@ -34,11 +39,13 @@
 //	expiry    = Unix seconds after which the signature is refused
 //	nonce     = 32 random bytes; an (account, nonce) pair is accepted once
 //
-// A verifier never takes the action, the envelopes or the network id from
-// the client: it recomputes them from the request it protects, so a
-// signature made for one envelope, batch, action, network or chain does not
-// verify for any other. The envelope context is not signed: the envelope's
-// AAD already binds it, and a wrong context fails to decrypt.
+// A verifier never takes the audience, the action, the envelopes or the
+// network id from the client: it recomputes them from the request it
+// protects, so a signature made for one envelope, batch, action, node,
+// network or chain does not verify for any other. The envelope context is
+// not signed: the envelope's AAD already binds it, and a wrong context fails
+// to decrypt; a node also refuses a context whose chain_id is not the signed
+// chain id.
 //
 // The EIP-191 fallback signs [Request.Text], a fixed rendering of the same
 // fields, with the "\x19Ethereum Signed Message:\n" prefix of personal_sign.
@@ -47,15 +54,28 @@
 // a signature that does not recover to account; an expiry in the past (more
 // than the allowed clock skew ago) or further ahead than the maximum
 // lifetime (10 minutes by default) plus the skew; a chain id outside the
-// verifier's allow list, if it has one; and an (account, nonce) pair it has
-// accepted before, which it remembers until the expiry has passed.
+// verifier's allow list, if it has one; and an (account, nonce) pair its
+// [NonceStore] has accepted before, which it remembers until the expiry
+// (plus the skew) has passed.
 //
-// The replay cache is in memory and per verifier: a node that restarts, or
-// another node of the same custodian org, does not know the nonces this one
-// has seen. A signature captured in flight could then be used once more
-// before its expiry; that is why expiries are short (10 minutes at most) and
-// why requests should travel over TLS or stay on the loopback interface.
-package ethauth
+// # Single use
+//
+// [Verifier.Check] checks everything but the nonce and has no side effect;
+// [Verifier.Spend] records the nonce; [Verifier.Verify] does both. A keymesh
+// node spends a request's nonce only once the signer's grants allow at
+// least one of the request's envelopes, so a wallet that cannot be served
+// fills nothing. The node's nonces are durable ([OpenStoreNonces], in the
+// node's store), so a used request stays refused after a restart, and the
+// audience binds each request to one node, so it cannot be spent again at
+// another node of the same custodian org. Together: each (account, nonce)
+// is accepted at most once, by one node, ever within its lifetime. Every
+// [NonceStore] bounds what it holds per account ([DefaultPerAccount]) and in
+// total ([DefaultCacheSize]), refusing with [ErrBusy]: over its own bound
+// only the account that filled it is refused; the total bound, which at a
+// node only many granted accounts together can reach, refuses everyone
+// until nonces expire (a dApp back end's middleware guards it with
+// chaincode/ethereum's WithAllow).
+package ethid
 
 import (
 	"crypto/ecdsa"
@@ -76,6 +96,8 @@ import (
 	"github.com/ethereum/go-ethereum/common/math"
 	"github.com/ethereum/go-ethereum/crypto"
 	"github.com/ethereum/go-ethereum/signer/core/apitypes"
+
+	"github.com/keymesh/keymesh/node/apiv1"
 )
 
 // Fixed names of the protocol.
@@ -83,7 +105,7 @@ const (
 	// DomainName is the EIP-712 domain name.
 	DomainName = "keymesh"
 	// DomainVersion is the EIP-712 domain version.
-	DomainVersion = "1"
+	DomainVersion = "2"
 	// PrimaryType is the EIP-712 primary type of every request.
 	PrimaryType = "KeymeshRequest"
 	// ActionDecrypt is the action of a node's decrypt route.
@@ -96,6 +118,8 @@ const (
 	MaxEnvelopes = 1000
 	// MaxActionLen caps the action string.
 	MaxActionLen = 256
+	// MaxAudienceLen caps the audience string.
+	MaxAudienceLen = 256
 )
 
 // Scheme names how a request is signed.
@@ -119,6 +143,7 @@ var Types = apitypes.Types{
 	},
 	PrimaryType: {
 		{Name: "account", Type: "address"},
+		{Name: "audience", Type: "string"},
 		{Name: "action", Type: "string"},
 		{Name: "envelopes", Type: "bytes32[]"},
 		{Name: "expiry", Type: "uint64"},
@@ -126,21 +151,26 @@ var Types = apitypes.Types{
 	},
 }
 
-// Domain is what the EIP-712 domain binds: the keymesh network and the
-// chain.
+// Domain is where a request is valid: the keymesh network and the chain
+// (what the EIP-712 domain binds), and the audience (a field of the signed
+// message: the node id of the keymesh node that may accept it).
 type Domain struct {
 	// NetworkID is the keymesh network id: 64 hex digits, as /v1/status
 	// shows it.
 	NetworkID string
 	// ChainID is the Ethereum chain id.
 	ChainID uint64
+	// Audience is who may accept the request: a node's id, as
+	// GET /v1/eth/domain shows it; printable ASCII, at most MaxAudienceLen
+	// bytes; may be empty for a dApp back end's own verifier.
+	Audience string
 }
 
 func (d Domain) salt() ([32]byte, error) {
 	var s [32]byte
 	b, err := hex.DecodeString(strings.TrimPrefix(d.NetworkID, "0x"))
 	if err != nil || len(b) != len(s) {
-		return s, fmt.Errorf("ethauth: network id %q is not 64 hex digits", d.NetworkID)
+		return s, fmt.Errorf("ethid: network id %q is not 64 hex digits", d.NetworkID)
 	}
 	copy(s[:], b)
 	return s, nil
@@ -178,11 +208,11 @@ func NewRequest(d Domain, account common.Address, action string, envelopes []str
 func newRequest(d Domain, account common.Address, action string, envelopes []string, expiry time.Time, rnd io.Reader) (*Request, error) {
 	r := &Request{Domain: d, Account: account, Action: action, Envelopes: Digests(envelopes)}
 	if expiry.Unix() <= 0 {
-		return nil, errors.New("ethauth: expiry must be after 1970")
+		return nil, errors.New("ethid: expiry must be after 1970")
 	}
 	r.Expiry = uint64(expiry.Unix())
 	if _, err := io.ReadFull(rnd, r.Nonce[:]); err != nil {
-		return nil, fmt.Errorf("ethauth: reading a nonce: %w", err)
+		return nil, fmt.Errorf("ethid: reading a nonce: %w", err)
 	}
 	if err := r.check(); err != nil {
 		return nil, err
@@ -196,16 +226,19 @@ func (r *Request) check() error {
 		return err
 	}
 	if r.Account == (common.Address{}) {
-		return errors.New("ethauth: zero account")
+		return errors.New("ethid: zero account")
 	}
 	if err := CheckAction(r.Action); err != nil {
 		return err
 	}
+	if err := checkAudience(r.Audience); err != nil {
+		return err
+	}
 	if len(r.Envelopes) > MaxEnvelopes {
-		return fmt.Errorf("ethauth: %d envelopes, over the limit of %d", len(r.Envelopes), MaxEnvelopes)
+		return fmt.Errorf("ethid: %d envelopes, over the limit of %d", len(r.Envelopes), MaxEnvelopes)
 	}
 	if r.Expiry == 0 || r.Expiry > 1<<62 {
-		return errors.New("ethauth: expiry out of range")
+		return errors.New("ethid: expiry out of range")
 	}
 	return nil
 }
@@ -214,14 +247,30 @@ func (r *Request) check() error {
 // ASCII, so that the EIP-191 text of a request has one reading only.
 func CheckAction(action string) error {
 	if action == "" || len(action) > MaxActionLen {
-		return fmt.Errorf("ethauth: action must be 1..%d bytes", MaxActionLen)
+		return fmt.Errorf("ethid: action must be 1..%d bytes", MaxActionLen)
 	}
-	for i := 0; i < len(action); i++ {
-		if c := action[i]; c < 0x20 || c > 0x7e {
-			return errors.New("ethauth: action must be printable ASCII")
-		}
+	if !printable(action) {
+		return errors.New("ethid: action must be printable ASCII")
 	}
 	return nil
+}
+
+// checkAudience reports whether audience is at most MaxAudienceLen bytes
+// of printable ASCII (it may be empty).
+func checkAudience(audience string) error {
+	if len(audience) > MaxAudienceLen || !printable(audience) {
+		return fmt.Errorf("ethid: audience must be at most %d bytes of printable ASCII", MaxAudienceLen)
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
 }
 
 // TypedData returns the request as EIP-712 typed data, ready for
@@ -243,6 +292,7 @@ func (r *Request) TypedData() apitypes.TypedData {
 		},
 		Message: apitypes.TypedDataMessage{
 			"account":   r.Account.Hex(),
+			"audience":  r.Audience,
 			"action":    r.Action,
 			"envelopes": envs,
 			"expiry":    strconv.FormatUint(r.Expiry, 10),
@@ -257,6 +307,7 @@ func (r *Request) TypedData() apitypes.TypedData {
 //	keymesh request
 //	network: <64 hex digits>
 //	chain id: <decimal>
+//	audience: <audience>
 //	account: 0x<40 lower-case hex digits>
 //	action: <action>
 //	envelopes: <count>
@@ -266,8 +317,8 @@ func (r *Request) TypedData() apitypes.TypedData {
 func (r *Request) Text() string {
 	var sb strings.Builder
 	salt, _ := r.salt()
-	fmt.Fprintf(&sb, "keymesh request\nnetwork: %x\nchain id: %d\naccount: %s\naction: %s\nenvelopes: %d\n",
-		salt[:], r.ChainID, strings.ToLower(r.Account.Hex()), r.Action, len(r.Envelopes))
+	fmt.Fprintf(&sb, "keymesh request\nnetwork: %x\nchain id: %d\naudience: %s\naccount: %s\naction: %s\nenvelopes: %d\n",
+		salt[:], r.ChainID, r.Audience, strings.ToLower(r.Account.Hex()), r.Action, len(r.Envelopes))
 	for i, e := range r.Envelopes {
 		fmt.Fprintf(&sb, "envelope %d: 0x%x\n", i+1, e[:])
 	}
@@ -284,13 +335,13 @@ func (r *Request) Digest(scheme Scheme) ([]byte, error) {
 	case SchemeEIP712, "":
 		h, _, err := apitypes.TypedDataAndHash(r.TypedData())
 		if err != nil {
-			return nil, fmt.Errorf("ethauth: hashing typed data: %w", err)
+			return nil, fmt.Errorf("ethid: hashing typed data: %w", err)
 		}
 		return h, nil
 	case SchemeEIP191:
 		return accounts.TextHash([]byte(r.Text())), nil
 	}
-	return nil, fmt.Errorf("ethauth: unknown scheme %q", scheme)
+	return nil, fmt.Errorf("ethid: unknown scheme %q", scheme)
 }
 
 // Sign signs the request with key under scheme, as a wallet does (V is 27
@@ -301,7 +352,7 @@ func (r *Request) Sign(key *ecdsa.PrivateKey, scheme Scheme) (Auth, error) {
 		scheme = SchemeEIP712
 	}
 	if crypto.PubkeyToAddress(key.PublicKey) != r.Account {
-		return Auth{}, errors.New("ethauth: the key is not the request's account")
+		return Auth{}, errors.New("ethid: the key is not the request's account")
 	}
 	h, err := r.Digest(scheme)
 	if err != nil {
@@ -309,7 +360,7 @@ func (r *Request) Sign(key *ecdsa.PrivateKey, scheme Scheme) (Auth, error) {
 	}
 	sig, err := crypto.Sign(h, key)
 	if err != nil {
-		return Auth{}, fmt.Errorf("ethauth: signing: %w", err)
+		return Auth{}, fmt.Errorf("ethid: signing: %w", err)
 	}
 	sig[64] += 27
 	return r.Auth(scheme, sig), nil
@@ -354,27 +405,16 @@ func (r *Request) Recover(scheme Scheme, sig []byte) (common.Address, error) {
 
 // Auth is the wire form of a signed request: what a client sends besides
 // the data the request covers (from which the verifier recomputes the
-// action and the envelope digests). It is the "auth" object of
-// POST /v1/eth/decrypt, and the JSON that the HTTP middleware reads.
-type Auth struct {
-	// Scheme is "eip712" (the default when empty) or "eip191".
-	Scheme string `json:"scheme,omitempty"`
-	// ChainID is the EIP-712 domain's chainId.
-	ChainID uint64 `json:"chain_id"`
-	// Account is the signer's address, 0x-prefixed hex (any case).
-	Account string `json:"account"`
-	// Expiry is the message's expiry, Unix seconds.
-	Expiry uint64 `json:"expiry"`
-	// Nonce is the message's nonce: 0x and 64 hex digits.
-	Nonce string `json:"nonce"`
-	// Signature is 0x and 130 hex digits: R, S, V (V = 27/28 or 0/1).
-	Signature string `json:"signature"`
-}
+// audience, the action and the envelope digests). It is the "auth" object
+// of POST /v1/eth/decrypt, and the JSON that the HTTP middleware reads: one
+// struct, [apiv1.EthAuth], for both.
+type Auth = apiv1.EthAuth
 
-// Request rebuilds the signed request from a, with the network id, action
-// and envelopes the verifier computed itself, and returns it with the
-// signature and scheme.
-func (a Auth) Request(networkID, action string, envelopes []string) (*Request, Scheme, []byte, error) {
+// ParseAuth rebuilds the signed request from a, with the network id,
+// audience, action and envelopes the verifier computed itself (d's chain id
+// is ignored: a's is the one signed), and returns it with the signature and
+// scheme.
+func ParseAuth(a Auth, d Domain, action string, envelopes []string) (*Request, Scheme, []byte, error) {
 	scheme := Scheme(a.Scheme)
 	switch scheme {
 	case "":
@@ -398,7 +438,7 @@ func (a Auth) Request(networkID, action string, envelopes []string) (*Request, S
 		return nil, "", nil, fail("too many envelopes")
 	}
 	r := &Request{
-		Domain:    Domain{NetworkID: networkID, ChainID: a.ChainID},
+		Domain:    Domain{NetworkID: d.NetworkID, ChainID: a.ChainID, Audience: d.Audience},
 		Account:   common.HexToAddress(a.Account),
 		Action:    action,
 		Envelopes: Digests(envelopes),

@@ -1,4 +1,4 @@
-package ethauth
+package ethid
 
 import (
 	"bytes"
@@ -78,6 +78,7 @@ func TestVerify(t *testing.T) {
 		{name: "fail/expired", auth: func() Auth { return signed(t, key, SchemeEIP712, "decrypt", envs, t0.Add(-time.Minute), 1) }, wantErr: ErrUnauthenticated},
 		{name: "fail/too-far-ahead", auth: func() Auth { return signed(t, key, SchemeEIP712, "decrypt", envs, t0.Add(11*time.Minute), 1) }, wantErr: ErrUnauthenticated},
 		{name: "fail/chain-not-allowed", auth: func() Auth { return signed(t, key, SchemeEIP712, "decrypt", envs, exp, 1) }, opts: []Option{WithChainIDs(1)}, wantErr: ErrUnauthenticated},
+		{name: "fail/other-audience", auth: func() Auth { return signed(t, key, SchemeEIP712, "decrypt", envs, exp, 1) }, opts: []Option{WithAudience("node-b")}, wantErr: ErrUnauthenticated},
 		{name: "fail/other-action", auth: func() Auth { return signed(t, key, SchemeEIP712, "GET /x", envs, exp, 1) }, wantErr: ErrUnauthenticated},
 		{name: "fail/other-envelopes", auth: func() Auth { return signed(t, key, SchemeEIP712, "decrypt", envs[:1], exp, 1) }, wantErr: ErrUnauthenticated},
 		{name: "fail/reordered-envelopes", auth: func() Auth { return signed(t, key, SchemeEIP712, "decrypt", []string{envs[1], envs[0]}, exp, 1) }, wantErr: ErrUnauthenticated},
@@ -143,7 +144,8 @@ func TestVerify(t *testing.T) {
 func TestReplay(t *testing.T) {
 	key := testKey(t, 1)
 	now := t0
-	v := newVerifier(t, WithClock(func() time.Time { return now }), WithCacheSize(2))
+	cache := NewReplayCache(2, 2)
+	v := newVerifier(t, WithClock(func() time.Time { return now }), WithNonces(cache))
 	a := signed(t, key, SchemeEIP712, "decrypt", nil, t0.Add(time.Minute), 1)
 	if _, err := v.Verify(a, "decrypt", nil); err != nil {
 		t.Fatalf("Verify() error = %v", err)
@@ -163,7 +165,7 @@ func TestReplay(t *testing.T) {
 	if _, err := v.Verify(signed(t, key, SchemeEIP712, "decrypt", nil, now.Add(time.Minute), 3), "decrypt", nil); err != nil {
 		t.Fatalf("Verify(after expiry) error = %v", err)
 	}
-	if n := v.replay.Len(); n != 1 {
+	if n := cache.Len(); n != 1 {
 		t.Errorf("replay cache holds %d pairs, want 1", n)
 	}
 	if _, err := v.Verify(a, "decrypt", nil); !errors.Is(err, ErrUnauthenticated) {
@@ -194,7 +196,7 @@ func TestTamperSignature(t *testing.T) {
 // that wallets see) are pinned.
 func TestDigestKnownAnswer(t *testing.T) {
 	key := testKey(t, 1)
-	r, err := newRequest(Domain{NetworkID: netID, ChainID: 1337}, crypto.PubkeyToAddress(key.PublicKey), "decrypt", []string{"km1:AAAA", "km1:BBBB"}, t0, bytes.NewReader(bytes.Repeat([]byte{7}, 32)))
+	r, err := newRequest(Domain{NetworkID: netID, ChainID: 1337, Audience: "node-1"}, crypto.PubkeyToAddress(key.PublicKey), "decrypt", []string{"km1:AAAA", "km1:BBBB"}, t0, bytes.NewReader(bytes.Repeat([]byte{7}, 32)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,10 +204,10 @@ func TestDigestKnownAnswer(t *testing.T) {
 	u64 := func(x uint64) []byte { var b [8]byte; binary.BigEndian.PutUint64(b[:], x); return word(b[:]) }
 	domainType := crypto.Keccak256([]byte("EIP712Domain(string name,string version,uint256 chainId,bytes32 salt)"))
 	salt := hexutil.MustDecode("0x" + netID)
-	domainSep := crypto.Keccak256(domainType, crypto.Keccak256([]byte("keymesh")), crypto.Keccak256([]byte("1")), u64(1337), salt)
-	msgType := crypto.Keccak256([]byte("KeymeshRequest(address account,string action,bytes32[] envelopes,uint64 expiry,bytes32 nonce)"))
+	domainSep := crypto.Keccak256(domainType, crypto.Keccak256([]byte("keymesh")), crypto.Keccak256([]byte("2")), u64(1337), salt)
+	msgType := crypto.Keccak256([]byte("KeymeshRequest(address account,string audience,string action,bytes32[] envelopes,uint64 expiry,bytes32 nonce)"))
 	e1, e2 := EnvelopeDigest("km1:AAAA"), EnvelopeDigest("km1:BBBB")
-	structHash := crypto.Keccak256(msgType, word(r.Account.Bytes()), crypto.Keccak256([]byte("decrypt")),
+	structHash := crypto.Keccak256(msgType, word(r.Account.Bytes()), crypto.Keccak256([]byte("node-1")), crypto.Keccak256([]byte("decrypt")),
 		crypto.Keccak256(e1[:], e2[:]), u64(uint64(t0.Unix())), bytes.Repeat([]byte{7}, 32))
 	want := crypto.Keccak256([]byte{0x19, 0x01}, domainSep, structHash)
 	got, err := r.Digest(SchemeEIP712)
@@ -213,7 +215,7 @@ func TestDigestKnownAnswer(t *testing.T) {
 		t.Fatalf("Digest(eip712) = %x, %v; want %x", got, err, want)
 	}
 	text := r.Text()
-	if !strings.HasPrefix(text, "keymesh request\nnetwork: "+netID+"\nchain id: 1337\naccount: 0x") || strings.Count(text, "\n") != 9 {
+	if !strings.HasPrefix(text, "keymesh request\nnetwork: "+netID+"\nchain id: 1337\naudience: node-1\naccount: 0x") || strings.Count(text, "\n") != 10 {
 		t.Errorf("Text() = %q", text)
 	}
 }
@@ -242,5 +244,29 @@ func TestOptionsBounds(t *testing.T) {
 	}
 	if err := CheckAction("GET /x\nnonce: 0x00"); err == nil {
 		t.Error("CheckAction(with a line break) = nil, want an error")
+	}
+}
+
+// TestExpiryBoundary: a request is refused from the very instant its
+// nonce would be forgotten (expiry plus skew), so a forgotten nonce can
+// never be spent again.
+func TestExpiryBoundary(t *testing.T) {
+	key := testKey(t, 1)
+	exp := t0.Add(time.Minute)
+	for _, tc := range []struct {
+		name string
+		now  time.Time
+		ok   bool
+	}{
+		{"ok/just-before", exp.Add(DefaultSkew - time.Nanosecond), true},
+		{"fail/at-expiry-plus-skew", exp.Add(DefaultSkew), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := newVerifier(t, WithClock(func() time.Time { return tc.now }))
+			_, err := v.Verify(signed(t, key, SchemeEIP712, "decrypt", nil, exp, 1), "decrypt", nil)
+			if (err == nil) != tc.ok {
+				t.Errorf("Verify(at %v past the expiry) error = %v, want ok=%v", tc.now.Sub(exp), err, tc.ok)
+			}
+		})
 	}
 }
