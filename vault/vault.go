@@ -242,6 +242,7 @@ type ring struct {
 	rec      keyRecord
 	versions []*version // index = version-1
 	rotating atomic.Bool
+	floor    uint32 // endorsement floor (endorse.go); 0 = none
 }
 
 type version struct {
@@ -363,6 +364,9 @@ func (v *Vault) load() error {
 			r.versions = append(r.versions, ver)
 		}
 		v.rings[rec.Name] = r
+	}
+	if err := v.loadFloors(); err != nil {
+		return err
 	}
 	v.opts.logger.Info("vault unsealed", "keys", len(recs))
 	return nil

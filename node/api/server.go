@@ -70,6 +70,7 @@ type Server struct {
 	cfg     Config
 	engine  *gin.Engine
 	metrics *metrics
+	replay  *fabricid.Replay // transactions chaincode tokens presented (fabric.go)
 }
 
 type metrics struct {
@@ -120,7 +121,7 @@ func New(cfg Config) *Server {
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.ContextWithFallback = true
-	s := &Server{cfg: cfg, engine: e, metrics: newMetrics(cfg.Registry)}
+	s := &Server{cfg: cfg, engine: e, metrics: newMetrics(cfg.Registry), replay: fabricid.NewReplay(cfg.Fabric.Window(), 0)}
 	e.Use(s.recoverAndLog)
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, &Error{Status: http.StatusNotFound, Code: apiv1.CodeNotFound, Message: "no such route"})
@@ -196,6 +197,9 @@ type caller struct {
 	tok       token.Token
 	principal policy.Principal
 	name      string
+	// proposal is set for a chaincode token: the verified transaction it
+	// speaks for (fabric.go).
+	proposal *fabricid.Proposal
 }
 
 func callerOf(c *gin.Context) caller {

@@ -51,6 +51,16 @@ const (
 // token sending it is refused with invalid_request.
 const HeaderFabricCreator = "X-Keymesh-Fabric-Creator"
 
+// HeaderFabricProposal carries, with a chaincode token, the signed
+// proposal of the transaction the chaincode is executing: the standard
+// base64 of the marshalled peer.SignedProposal that
+// stub.GetSignedProposal returns. The node verifies the creator's
+// signature over it, its transaction id and timestamp, and that its
+// channel, chaincode and creator MSP are within the token's binding; then
+// it decides as the creator. A chaincode token must send it;
+// HeaderFabricCreator, if also sent, must name the same creator.
+const HeaderFabricProposal = "X-Keymesh-Fabric-Proposal"
+
 // Error is the body of every failed response, and the error of a failed
 // batch item.
 type Error struct {
@@ -296,11 +306,18 @@ type Revocation struct {
 // its transaction creator in HeaderFabricCreator, and grants are decided
 // for the creator, not for the token's party); TTL is a Go duration, empty
 // for no expiry.
+//
+// A chaincode token must name the Fabric channels, the chaincode and the
+// MSPs of the transactions it will present (Channels, Chaincode, MSPs);
+// other roles take none.
 type CreateTokenRequest struct {
-	Party string `json:"party"`
-	Role  string `json:"role,omitempty"`
-	Label string `json:"label,omitempty"`
-	TTL   string `json:"ttl,omitempty"`
+	Party     string   `json:"party"`
+	Role      string   `json:"role,omitempty"`
+	Label     string   `json:"label,omitempty"`
+	TTL       string   `json:"ttl,omitempty"`
+	Channels  []string `json:"channels,omitempty"`
+	Chaincode string   `json:"chaincode,omitempty"`
+	MSPs      []string `json:"msps,omitempty"`
 }
 
 // Token describes a token; it never carries the secret.
@@ -312,6 +329,10 @@ type Token struct {
 	Created time.Time  `json:"created"`
 	Expires *time.Time `json:"expires,omitempty"`
 	Revoked bool       `json:"revoked"`
+	// Channels, Chaincode and MSPs are a chaincode token's binding.
+	Channels  []string `json:"channels,omitempty"`
+	Chaincode string   `json:"chaincode,omitempty"`
+	MSPs      []string `json:"msps,omitempty"`
 }
 
 // CreatedToken answers CreateTokenRequest. Token is the secret: it is shown
