@@ -37,6 +37,12 @@ type ProposalSpec struct {
 	HeaderType common.HeaderType
 }
 
+// WithCreator returns s with creator set.
+func (s ProposalSpec) WithCreator(creator []byte) ProposalSpec {
+	s.Creator = creator
+	return s
+}
+
 // TxID returns hex(SHA-256(nonce ‖ creator)), Fabric's transaction id.
 func TxID(nonce, creator []byte) string {
 	h := sha256.New()
