@@ -29,8 +29,10 @@ import (
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"github.com/hyperledger/fabric-gateway/pkg/identity"
+	"github.com/hyperledger/fabric-protos-go-apiv2/gateway"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
 	"github.com/keymesh/keymesh/chaincode/fabric"
 	"github.com/keymesh/keymesh/chaincode/fabric/example"
@@ -40,6 +42,12 @@ import (
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "asset-client:", err)
+		// The gateway puts each endorser's answer in the status details.
+		for _, d := range status.Convert(err).Details() {
+			if ed, ok := d.(*gateway.ErrorDetail); ok {
+				fmt.Fprintf(os.Stderr, "  %s (%s): %s\n", ed.GetAddress(), ed.GetMspId(), ed.GetMessage())
+			}
+		}
 		os.Exit(1)
 	}
 }
