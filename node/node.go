@@ -489,6 +489,9 @@ func (n *Node) closeAll() {
 		}
 	}
 	if n.vault != nil {
+		if err := n.vault.SaveCounts(); err != nil {
+			n.logger.Warn("save encryption counts", "err", err)
+		}
 		n.vault.Close()
 	}
 	if n.store != nil {

@@ -104,3 +104,37 @@ func TestVault_EndorserWithoutKeySaysSo(t *testing.T) {
 		}
 	}
 }
+
+// TestVault_ShownCountAfterCleanRestart is issue 10 item 7: after a clean
+// restart a barely used version shows its real count, not the reserved
+// lease; after a crash it shows the lease (an upper bound); the guarding
+// count stays conservative either way.
+func TestVault_ShownCountAfterCleanRestart(t *testing.T) {
+	store := kv.NewMem()
+	v := openVault(t, store, WithCountLease(1000))
+	if _, err := v.Create("demo/k", CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		encrypt(t, v, EncryptInput{Key: "demo/k"})
+	}
+	if err := v.SaveCounts(); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	v2 := openVault(t, store, WithCountLease(1000))
+	encrypt(t, v2, EncryptInput{Key: "demo/k"})
+	ki, _ := v2.Get("demo/k")
+	if got := ki.Versions[0].Encryptions; got != 4 {
+		t.Fatalf("shown count after a clean restart = %d, want 4", got)
+	}
+	if r, _ := v2.ring("demo/k"); r.versions[0].count.Load() < 1000 {
+		t.Errorf("guarding count = %d, want at least the lease", r.versions[0].count.Load())
+	}
+	v2.Close() // as after kill -9: no SaveCounts
+	v3 := openVault(t, store, WithCountLease(1000))
+	ki, _ = v3.Get("demo/k")
+	if got := ki.Versions[0].Encryptions; got < 4 {
+		t.Fatalf("shown count after a crash = %d, want an upper bound >= 4", got)
+	}
+}

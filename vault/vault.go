@@ -252,6 +252,9 @@ type version struct {
 	sealer     *envelope.Sealer // nil once destroyed
 	count      atomic.Uint64
 	reserved   atomic.Uint64
+	// shownBase and startCount give the count shown to operators
+	// (counts.go): shownBase + count - startCount.
+	shownBase, startCount uint64
 }
 
 // keyRecord is the persisted metadata of a key (JSON under "vault/key/<name>").
@@ -279,6 +282,9 @@ type versionRecord struct {
 	// mesh, versions made after this node's organisation lost its grant
 	// reach only the remaining holders.
 	NotHeld bool `json:"not_held,omitempty"`
+	// Used is the exact encryption count at a clean shutdown, for display
+	// only (counts.go); cleared when the vault opens.
+	Used *uint64 `json:"used,omitempty"`
 }
 
 func recordKey(name string) []byte { return []byte("vault/key/" + name) }
@@ -362,6 +368,9 @@ func (v *Vault) load() error {
 				ver.sealer = s
 			}
 			r.versions = append(r.versions, ver)
+		}
+		if err := v.loadCounts(r); err != nil {
+			return err
 		}
 		v.rings[rec.Name] = r
 	}
