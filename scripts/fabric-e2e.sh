@@ -460,6 +460,17 @@ expect_fail() {
 	log "   refused as expected: $(grep -o -- "$want.\{0,80\}" "$W/last.out" | head -1)"
 }
 
+step "wait until the gateway can endorse on both orgs (cross-org gossip and discovery)"
+# Right after the channel join, peer1's discovery may not know Org2's peer
+# yet; only that answer is retried, and only for a bounded time.
+deadline=$((SECONDS + 90))
+until client 1 1 create probe0 >"$W/probe.out" 2>&1; do
+	grep -q "no combination of peers" "$W/probe.out" || { cat "$W/probe.out" >&2; die "the probe create failed"; }
+	((SECONDS < deadline)) || die "discovery did not find both orgs' peers within 90s"
+	sleep 2
+done
+done_step
+
 step "create asset1 (User1@org1, endorsed by both orgs, committed VALID)"
 expect_ok "create asset1" client 1 1 create asset1
 expect_ok "read asset1 (public)" client 2 2 read asset1
