@@ -126,3 +126,28 @@ func TestFabric_CheckFailsFast(t *testing.T) {
 		t.Errorf("Check(unreachable) = %v, want an error naming %s", err, fabric.EnvAddr)
 	}
 }
+
+// TestFabric_ValueErrorsReadLikeFieldErrors: an error about a whole value
+// names its key as an error about a field does (issue 10 item 7).
+func TestFabric_ValueErrorsReadLikeFieldErrors(t *testing.T) {
+	f := newFixture(t)
+	loc := fabric.Location{Key: "t1", Field: "price"}
+	env, err := f.km.EncryptValue(f.stub(f.alice), "trade/price", loc, []byte("1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, verr := f.km.DecryptValue(f.stub(f.bob), loc, env)
+	b, err := f.km.Marshal(f.stub(f.alice), fabric.Location{Key: "t1"}, Trade{ID: "t1", Price: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out Trade
+	ferr := f.km.Unmarshal(f.stub(f.bob), fabric.Location{Key: "t1"}, b, &out)
+	want := `keymesh: decrypt field "price" of "t1" (key trade/price): not granted`
+	if verr == nil || verr.Error() != want {
+		t.Errorf("DecryptValue() = %v, want %q", verr, want)
+	}
+	if ferr == nil || !strings.Contains(ferr.Error(), want) {
+		t.Errorf("Unmarshal() = %v, want it to contain %q", ferr, want)
+	}
+}

@@ -334,3 +334,28 @@ func TestFabric_EndorsementModeNeedsVerifiedProposal(t *testing.T) {
 		t.Error("no encrypt audit entry names the transaction id")
 	}
 }
+
+// TestFabric_GrantCanonicalisesSubject: a fabric: party given in a
+// certificate's attribute order is stored in the form a verified creator
+// yields; one that is not a distinguished name is refused at grant time.
+func TestFabric_GrantCanonicalisesSubject(t *testing.T) {
+	w := newFabricWorld(t)
+	admin, _, err := w.toks.Create(policy.AdminParty, token.RoleAdmin, "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, _, raw := w.do(t, "POST", "/v1/grants", admin,
+		`{"key":"demo/k","party":"fabric:Org1MSP/C=US,L=San Francisco,OU=client,CN=alice","ops":["decrypt"]}`, nil)
+	var g apiv1.Grant
+	if status != 201 && status != 200 || json.Unmarshal(raw, &g) != nil {
+		t.Fatalf("grant = %d %s", status, raw)
+	}
+	if want := "fabric:Org1MSP/CN=alice,OU=client,L=San Francisco,C=US"; g.Party != want {
+		t.Errorf("granted party = %q, want %q", g.Party, want)
+	}
+	status, code, raw := w.do(t, "POST", "/v1/grants", admin,
+		`{"key":"demo/k","party":"fabric:Org1MSP/CN=alice,OU=client,L=San,Francisco","ops":["decrypt"]}`, nil)
+	if status != 400 || code != apiv1.CodeInvalidRequest {
+		t.Errorf("grant of a cut subject = %d %s, want 400 invalid_request", status, raw)
+	}
+}
