@@ -88,7 +88,7 @@ mint one on every node that serves an endorsing peer.`,
 	f.StringVar(&req.Label, "label", "", "a label for people")
 	f.StringVar(&req.TTL, "ttl", "", "lifetime, such as 720h (default: no expiry)")
 	f.StringSliceVar(&req.Channels, "channel", nil, "chaincode role: a channel of the proposals the token presents (repeatable)")
-	f.StringVar(&req.Chaincode, "chaincode", "", "chaincode role: the chaincode name of those proposals")
+	f.StringVar(&req.Chaincode, "chaincode", "", "chaincode role: the chaincode name of those proposals (the chaincode clients invoke; for one called from another chaincode, the caller's)")
 	f.StringSliceVar(&req.MSPs, "msp", nil, "chaincode role: an MSP whose creators the token presents (repeatable)")
 	return cmd
 }

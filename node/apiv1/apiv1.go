@@ -186,8 +186,10 @@ type DestroyKeyRequest struct {
 }
 
 // EncryptRequest encrypts one value, or a batch under one key
-// (POST /v1/encrypt). Mode is "random" (default), "endorsement" (needs TxID
-// and TxTime) or "deterministic" (keys created deterministic only). With
+// (POST /v1/encrypt). Mode is "random" (default), "endorsement" (a
+// chaincode token with a verified signed proposal only: tx id and time are
+// the proposal's, so TxID and TxTime may be omitted and, if given, must
+// match) or "deterministic" (keys created deterministic only). With
 // Batch set, Plaintext and Context at the top level must be empty.
 type EncryptRequest struct {
 	Key       string            `json:"key"`
