@@ -23,8 +23,9 @@
 #      peer's blocks, state or private databases); reads by a granted and an
 #      ungranted identity of each org; a grant; rotation during concurrent
 #      creates; a forged creator (a real certificate without its signature)
-#      refused by the node; revocation of an endorsing org, after which
-#      client-sealed writes keep working;
+#      refused by the node; a CRL-revoked and a refused-NodeOU-role identity
+#      refused; revocation of an endorsing org, after which client-sealed
+#      writes keep working;
 #   4. stops every process it started (also on failure or ^C).
 #
 # It exits non-zero on the first misstep, naming it. Every wait is bounded.
@@ -171,7 +172,7 @@ PeerOrgs:
     Domain: org2.example.com
     EnableNodeOUs: true
     Template: {Count: 1, SANS: [localhost, 127.0.0.1]}
-    Users: {Count: 2}
+    Users: {Count: 3}
 EOF
 "$FB/cryptogen" generate --config "$W/crypto-config.yaml" --output "$W/crypto" >/dev/null || die "cryptogen"
 C=$W/crypto
@@ -349,7 +350,23 @@ done_step
 
 # ---------------------------------------------------------------- keymesh
 step "two keymeshd in one mesh (Org1MSP owns the keys)"
-export KEYMESH_FABRIC_MSPS="Org1MSP=$P1/ca/ca.org1.example.com-cert.pem;Org2MSP=$P2/ca/ca.org2.example.com-cert.pem"
+# Both nodes trust both MSPs; Org2MSP's entry has NodeOUs on with only
+# clients accepted as creators, and a CRL (made with Org2's CA key) that
+# revokes User3@org2.
+"$KB/fabricforge" -print crl -ca-cert "$P2/ca/ca.org2.example.com-cert.pem" -ca-key "$P2/ca/priv_sk" \
+	-cert "$(ls "$P2"/users/User3@org2.example.com/msp/signcerts/*.pem)" >"$W/org2-crl.pem" || die "making Org2's CRL"
+cat >"$W/keymeshd.yaml" <<EOF
+fabric_msps:
+  Org1MSP:
+    cas: [$P1/ca/ca.org1.example.com-cert.pem]
+    node_ous: {enable: true}
+  Org2MSP:
+    cas: [$P2/ca/ca.org2.example.com-cert.pem]
+    crls: [$W/org2-crl.pem]
+    node_ous: {enable: true, roles: [client]}
+EOF
+export KEYMESH_CONFIG=$W/keymeshd.yaml
+unset KEYMESH_FABRIC_MSPS
 devnet_setup
 mkdir -p "$DEVNET_BIN"
 cp "$KB/keymeshd" "$KB/keymesh" "$DEVNET_BIN/"
@@ -373,6 +390,8 @@ U1O2=$P2/users/User1@org2.example.com/msp U2O2=$P2/users/User2@org2.example.com/
 P_U1O1=$(party Org1MSP "$U1O1/signcerts/"*.pem)
 P_U2O1=$(party Org1MSP "$U2O1/signcerts/"*.pem)
 P_U1O2=$(party Org2MSP "$U1O2/signcerts/"*.pem)
+P_U3O2=$(party Org2MSP "$P2/users/User3@org2.example.com/msp/signcerts/"*.pem)
+P_ADMO2=$(party Org2MSP "$P2/users/Admin@org2.example.com/msp/signcerts/"*.pem)
 log "   User1@org1 is $P_U1O1"
 for k in "${KEYS[@]}"; do
 	devnet_km org1 keys create "$k" >/dev/null || die "keys create $k"
@@ -380,6 +399,9 @@ for k in "${KEYS[@]}"; do
 	devnet_km org1 grant "$k" org:Org2MSP --ops encrypt >/dev/null || die "grant $k org:Org2MSP"
 	devnet_km org1 grant "$k" "$P_U1O1" --ops decrypt >/dev/null || die "grant $k User1@org1"
 	devnet_km org1 grant "$k" "$P_U1O2" --ops decrypt --custodian Org2MSP >/dev/null || die "grant $k User1@org2"
+	# Granted, but refused by Org2's CRL and NodeOU roles at the nodes:
+	devnet_km org1 grant "$k" "$P_U3O2" --ops decrypt --custodian Org2MSP >/dev/null || die "grant $k User3@org2"
+	devnet_km org1 grant "$k" "$P_ADMO2" --ops decrypt --custodian Org2MSP >/dev/null || die "grant $k Admin@org2"
 done
 holds_all() {
 	local k
@@ -435,12 +457,14 @@ wait_for 30 "the definition on peer2" committed 2
 done_step
 
 # ---------------------------------------------------------------- scenario
-# client ORG USER ARGS...: asset-client as UserN@orgORG through its org's gateway.
+# client ORG USER ARGS...: asset-client as UserN@orgORG (USER "Admin":
+# Admin@orgORG) through its org's gateway.
 client() {
 	local org=$1 user=$2 dir port
 	shift 2
 	if [[ $org == 1 ]]; then dir=$P1 port=$PEER1_PORT; else dir=$P2 port=$PEER2_PORT; fi
-	local msp=$dir/users/User$user@org$org.example.com/msp
+	[[ $user == Admin ]] || user=User$user
+	local msp=$dir/users/$user@org$org.example.com/msp
 	"$KB/asset-client" -gateway "127.0.0.1:$port" -tls-ca "$dir/peers/peer0.org$org.example.com/tls/ca.crt" \
 		-msp "Org${org}MSP" -cert "$(ls "$msp"/signcerts/*.pem)" -key "$(ls "$msp"/keystore/*)" "$@"
 }
@@ -497,6 +521,11 @@ expect_fail "User2@org1 read-private" "not granted" client 1 2 read-private asse
 expect_ok "User1@org2 read-private" client 2 1 read-private asset1
 grep -q '"appraisedValue":300' "$W/last.out" || die "User1@org2 did not read the appraised value"
 expect_fail "User2@org2 read-private" "not granted" client 2 2 read-private asset1
+done_step
+
+step "certificate checks at Org2's node: a CRL-revoked and a refused-role identity, both granted"
+expect_fail "User3@org2 (revoked by Org2's CRL) read-private" "certificate revoked" client 2 3 read-private asset1
+expect_fail "Admin@org2 (NodeOU role admin, only client accepted) read-private" "role admin is not accepted" client 2 Admin read-private asset1
 done_step
 
 step "grant User2@org1 decrypt: it reads"
