@@ -510,6 +510,10 @@ for canary in 123-45-6789 alice@example.com; do
 	if grep -rqa -- "$canary" "$W/peer1/data" "$W/peer2/data" "$W/newest1.block" "$W/newest2.block"; then
 		die "plaintext \"$canary\" found in a peer's ledger"
 	fi
+	# Nor the keymesh nodes' stores and logs (they saw the signed proposals).
+	if grep -rqa -- "$canary" "$DEVNET_DIR/org1" "$DEVNET_DIR/org2"; then
+		die "plaintext \"$canary\" found in a keymesh node's data directory"
+	fi
 done
 grep -qa 'km1:' "$W/newest1.block" || die "the newest block holds no km1: envelope"
 done_step
