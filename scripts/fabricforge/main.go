@@ -7,11 +7,12 @@
 //     peer.SignedProposal, the value of the X-Keymesh-Fabric-Proposal
 //     header (-print proposal, the default), or the creator alone, the
 //     value of X-Keymesh-Fabric-Creator (-print creator);
+//
 //   - a CRL, signed by an MSP's CA (cryptogen's ca/*-cert.pem and
 //     ca/priv_sk), revoking a certificate (-print crl).
 //
-//	go run ./scripts/fabricforge -msp Org1MSP -cert signcerts/cert.pem -channel mychannel -chaincode asset
-//	go run ./scripts/fabricforge -print crl -ca-cert ca/ca.org2.example.com-cert.pem -ca-key ca/priv_sk -cert user3.pem
+//     go run ./scripts/fabricforge -msp Org1MSP -cert signcerts/cert.pem -channel mychannel -chaincode asset
+//     go run ./scripts/fabricforge -print crl -ca-cert ca/ca.org2.example.com-cert.pem -ca-key ca/priv_sk -cert user3.pem
 //
 // A keymesh node must refuse the forgery with 401 invalid_creator.
 package main
