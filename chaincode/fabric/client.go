@@ -102,7 +102,7 @@ func newFromEnv(getenv func(string) string, opts ...Option) (*Client, error) {
 	}
 	tok := strings.TrimSpace(getenv(EnvToken))
 	if tok == "" {
-		return nil, fmt.Errorf("fabric: %s is not set; create a token with: keymesh token create --party token:<chaincode> --role chaincode", EnvToken)
+		return nil, fmt.Errorf("fabric: %s is not set; create a token with: keymesh token create --party token:<chaincode> --role chaincode --channel C --chaincode N --msp M", EnvToken)
 	}
 	var envOpts []Option
 	if f := strings.TrimSpace(getenv(EnvCAFile)); f != "" {

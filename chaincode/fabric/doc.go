@@ -10,7 +10,7 @@
 // call [Client.Check] to fail fast on a wrong address or token:
 //
 //	KEYMESH_ADDR            the local node, host:port or URL (default 127.0.0.1:8420)
-//	KEYMESH_TOKEN           a token with the chaincode role (required; keymesh token create --role chaincode)
+//	KEYMESH_TOKEN           a token with the chaincode role (required; keymesh token create --role chaincode --channel C --chaincode N --msp M)
 //	KEYMESH_CA_FILE         PEM CA bundle to verify the node's TLS certificate (optional; implies https)
 //	KEYMESH_CHAINCODE_NAME  the chaincode name bound into each envelope (optional; default: from the proposal)
 //
