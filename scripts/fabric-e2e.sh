@@ -86,7 +86,7 @@ cleanup() {
 		kill -KILL "$pid" 2>/dev/null
 		wait "$pid" 2>/dev/null
 	done
-	KEEP=1 devnet_down
+	DEVNET_DIR= devnet_down # the keymesh directory lives in $W
 	if [[ ${KEEP:-0} != 1 && ${E2E_CREATED:-0} == 1 ]]; then
 		rm -rf "$W"
 	else
