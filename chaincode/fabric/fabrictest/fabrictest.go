@@ -2,14 +2,15 @@
 // chaincode stub, for testing contracts without a peer: a [Ledger] of
 // committed world state and private data, [Proposal]s that carry what a
 // client sends (function and arguments, transient map, creator, a Fabric
-// transaction id and timestamp, channel and chaincode), and a [Stub] per
+// transaction id and timestamp, channel and chaincode, and the creator's
+// signature over the proposal, as a keymesh node verifies it), and a [Stub] per
 // endorsement that reads committed state and records its write set, as an
 // endorsing peer simulates a transaction.
 //
 // Drive a contract the way the peer does:
 //
 //	cc, _ := contractapi.NewChaincode(contract)
-//	p := fabrictest.NewProposal("mychannel", "asset", creator, "CreateAsset", "asset1")
+//	p := fabrictest.NewSignedProposal("mychannel", "asset", id, "CreateAsset", "asset1") // id: a fabricidtest.Identity
 //	stub := fabrictest.NewStub(ledger, p)
 //	resp := cc.Invoke(stub)              // resp.Status 200 (shim.OK) or 500
 //	ledger.Commit(stub.WriteSet())       // what the orderer and committers would do
