@@ -40,13 +40,15 @@ type Replay struct {
 	max    int
 	key    [32]byte // HMAC key for plaintext digests, random per process
 
-	mu    sync.Mutex
-	txs   map[string]*txUse
+	mu       sync.Mutex
+	txs      map[string]*txUse
+	byDigest map[[sha256.Size]byte]*txUse
 	order []txExpiry // insertion order; expiries are non-decreasing
 	head  int
 }
 
 type txUse struct {
+	p       Proposal // as verified at its first use
 	digest  [sha256.Size]byte
 	token   string
 	first   time.Time
@@ -65,7 +67,7 @@ func NewReplay(window time.Duration, capacity int) *Replay {
 	if capacity <= 0 {
 		capacity = DefaultReplayCapacity
 	}
-	r := &Replay{window: window, max: capacity, txs: map[string]*txUse{}}
+	r := &Replay{window: window, max: capacity, txs: map[string]*txUse{}, byDigest: map[[sha256.Size]byte]*txUse{}}
 	if _, err := rand.Read(r.key[:]); err != nil {
 		panic("fabricid: random: " + err.Error())
 	}
@@ -84,7 +86,9 @@ func (r *Replay) Check(p Proposal, tokenID string, now time.Time) error {
 	if len(r.txs) >= r.max {
 		return ErrReplayFull
 	}
-	r.txs[p.TxID] = &txUse{digest: p.Digest, token: tokenID, first: now}
+	u := &txUse{p: p, digest: p.Digest, token: tokenID, first: now}
+	r.txs[p.TxID] = u
+	r.byDigest[p.Digest] = u
 	// A proposal is accepted while |now - timestamp| <= window, so once
 	// first + 2*window has passed, its timestamp refuses it anyway.
 	r.order = append(r.order, txExpiry{txID: p.TxID, expires: now.Add(2 * r.window)})
@@ -106,9 +110,32 @@ func (u *txUse) admit(p Proposal, tokenID string, now time.Time, window time.Dur
 	return nil
 }
 
+// Known returns the proposal that the marshalled SignedProposal signed
+// verified to at its first use, if this cache admitted exactly those bytes
+// before and its timestamp still lies within window of now: a chaincode
+// calls the node several times per transaction, and the bytes' SHA-256
+// stands for the signature and certificate checks already made. The
+// caller must still [Replay.Check] the result.
+func (r *Replay) Known(signed []byte, now time.Time, window time.Duration) (Proposal, bool) {
+	d := sha256.Sum256(signed)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u, ok := r.byDigest[d]
+	if !ok {
+		return Proposal{}, false
+	}
+	if age := now.Sub(u.p.Timestamp); age > window || age < -window {
+		return Proposal{}, false
+	}
+	return u.p, true
+}
+
 // expire drops the entries whose time has passed. r.mu is held.
 func (r *Replay) expire(now time.Time) {
 	for r.head < len(r.order) && !r.order[r.head].expires.After(now) {
+		if u, ok := r.txs[r.order[r.head].txID]; ok {
+			delete(r.byDigest, u.digest)
+		}
 		delete(r.txs, r.order[r.head].txID)
 		r.order[r.head] = txExpiry{}
 		r.head++
