@@ -43,8 +43,8 @@ type Replay struct {
 	mu       sync.Mutex
 	txs      map[string]*txUse
 	byDigest map[[sha256.Size]byte]*txUse
-	order []txExpiry // insertion order; expiries are non-decreasing
-	head  int
+	order    []txExpiry // insertion order; expiries are non-decreasing
+	head     int
 }
 
 type txUse struct {
