@@ -52,7 +52,14 @@ func (s *Server) encrypt(c *gin.Context) {
 	cl := callerOf(c)
 	if mode == envelope.ModeEndorsement && cl.proposal == nil {
 		// Fabric endorsement mode: only with a verified proposal (fabric.go).
-		s.fail(c, s.checkEndorsement(cl, req.Key, items[0]))
+		err := s.checkEndorsement(cl, req.Key, items[0])
+		s.metrics.decisions.WithLabelValues("encrypt", "deny").Inc()
+		if aerr := s.record(c, audit.Entry{Principal: cl.name, Action: "encrypt", Key: req.Key, Count: len(items),
+			Outcome: "deny", Reason: "endorsement mode needs a chaincode token with a verified signed proposal"}); aerr != nil {
+			s.fail(c, aerr)
+			return
+		}
+		s.fail(c, err)
 		return
 	}
 	now := s.cfg.Clock()

@@ -277,6 +277,9 @@ func TestFabric_EndorsementModeNeedsVerifiedProposal(t *testing.T) {
 	if status, code, raw := w.do(t, "POST", "/v1/encrypt", w.app, guess("100"), nil); status != 403 || code != apiv1.CodeForbidden {
 		t.Fatalf("client token, endorsement mode = %d %s, want 403 forbidden", status, raw)
 	}
+	if es, _ := w.al.Tail(1); len(es) != 1 || es[0].Outcome != audit.OutcomeDeny || es[0].Principal != "token:app" || es[0].Action != "encrypt" {
+		t.Errorf("the refusal is not audited: %+v", es)
+	}
 	batch := `{"key":"demo/k","mode":"endorsement","batch":[{"plaintext":"MQ==","context":{"f":"a"},"tx_id":"t","tx_time":"` + now + `"}]}`
 	if status, code, raw := w.do(t, "POST", "/v1/encrypt", w.app, batch, nil); status != 403 || code != apiv1.CodeForbidden {
 		t.Fatalf("client token, endorsement batch = %d %s, want 403 forbidden", status, raw)
