@@ -37,10 +37,11 @@
 //
 // # What a call takes from the stub
 //
-//   - The transaction id and timestamp: writes use keymesh's endorsement
-//     mode, in which the nonce derives from the transaction id (and the
-//     associated data and plaintext) and the key version is the newest
-//     active at the transaction timestamp. Every endorsing peer's node
+//   - The transaction id and timestamp, as the node reads them from the
+//     verified signed proposal: writes use keymesh's endorsement mode, in
+//     which the synthetic IV derives from the transaction id and creator
+//     (and the associated data and plaintext) and the key version is the
+//     newest active at the transaction timestamp. Every endorsing peer's node
 //     therefore produces the same bytes for the same proposal, and the
 //     endorsements match, even while a rotation is activating.
 //   - The channel, the chaincode name, the state key and the field's JSON

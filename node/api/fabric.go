@@ -133,11 +133,14 @@ func (s *Server) verifyProposal(tok token.Token, props, creators []string) (fabr
 }
 
 // endorsementInput is what endorsement mode takes from the verified
-// proposal: the transaction time, and the nonce-derivation input, which is
-// the tx id followed by the SHA-256 of the creator's serialized identity
-// (hex), so the verified creator enters the derivation (it already does
-// through the tx id, SHA-256(nonce ‖ creator); this makes it explicit and
-// independent of Fabric's tx id rule).
+// proposal: the transaction time, and the derivation input that
+// vault/envelope takes as "txID" (its synthetic IV derives from it, the
+// associated data and the plaintext): the tx id, "/", and the hex SHA-256
+// of the creator's serialized identity — 129 bytes, within
+// envelope.MaxTxIDLen. So the verified creator enters the derivation (it
+// already does through the tx id, SHA-256(nonce ‖ creator); this makes it
+// explicit and independent of Fabric's tx id rule) without a change to the
+// envelope package.
 func endorsementInput(p *fabricid.Proposal) string {
 	h := sha256.Sum256(p.CreatorBytes)
 	return p.TxID + "/" + hex.EncodeToString(h[:])
