@@ -71,12 +71,7 @@ func run(args []string) error {
 	if *tlsCA == "" || *certFile == "" || *keyFile == "" || fs.NArg() < 2 {
 		return errors.New("usage: asset-client -tls-ca F -cert F -key F [flags] create|create-sealed|read|read-private|transfer ID [NEW-OWNER-ORG]")
 	}
-	// Without -endorsers the gateway chooses the endorsing peers from the
-	// chaincode's endorsement policy (e.g. AND(Org1MSP.peer, Org2MSP.peer)).
-	var endorse []client.ProposalOption
-	if *endorsers != "" {
-		endorse = append(endorse, client.WithEndorsingOrganizations(strings.Split(*endorsers, ",")...))
-	}
+	endorse := endorseOptions(*endorsers)
 
 	conn, err := dial(*gateway, *tlsCA, *serverName)
 	if err != nil {
@@ -168,6 +163,24 @@ func run(args []string) error {
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 	return nil
+}
+
+// endorseOptions returns the proposal options that fix the endorsing
+// organisations: none without -endorsers, so that the gateway chooses the
+// endorsing peers from the chaincode's endorsement policy (e.g.
+// AND('Org1MSP.peer','Org2MSP.peer')); fixing them to the caller's org
+// fails such a policy after ordering (ENDORSEMENT_POLICY_FAILURE).
+func endorseOptions(endorsers string) []client.ProposalOption {
+	var orgs []string
+	for o := range strings.SplitSeq(endorsers, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			orgs = append(orgs, o)
+		}
+	}
+	if len(orgs) == 0 {
+		return nil
+	}
+	return []client.ProposalOption{client.WithEndorsingOrganizations(orgs...)}
 }
 
 func dial(addr, caFile, serverName string) (*grpc.ClientConn, error) {
