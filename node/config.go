@@ -61,6 +61,10 @@ type Config struct {
 	// (see node/fabricid): fabric_msps: {Org1MSP: {cas: [ca.pem]}}.
 	// Without it every chaincode request is refused.
 	FabricMSPs map[string]fabricid.MSPConfig `yaml:"fabric_msps"`
+	// FabricProposalWindow is how far a chaincode's signed proposal may
+	// be stamped from the node's clock, either way, and how long one
+	// transaction may be used (default 5m; see node/fabricid).
+	FabricProposalWindow time.Duration `yaml:"fabric_proposal_window"`
 	// Genesis is the network definition file given to init; a node
 	// initialised with one belongs to that network (its copy lives in
 	// <data>/genesis.json) and starts its p2p host.
@@ -236,6 +240,14 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 			return fmt.Errorf("node: KEYMESH_TOKEN_TTL: %w", err)
 		}
 		c.TokenTTL = d
+
+	}
+	if v := getenv("KEYMESH_FABRIC_PROPOSAL_WINDOW"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("node: KEYMESH_FABRIC_PROPOSAL_WINDOW: %w", err)
+		}
+		c.FabricProposalWindow = d
 	}
 	if v := getenv("KEYMESH_FABRIC_MSPS"); v != "" {
 		m, err := fabricid.ParseMSPs(v)

@@ -378,7 +378,11 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if n.audit, err = audit.Open(auditStore, audit.WithLogger(logger.With("component", "audit"))); err != nil {
 		return nil, err
 	}
-	fabric, err := fabricid.Load(cfg.FabricMSPs)
+	var fabricOpts []fabricid.Option
+	if cfg.FabricProposalWindow != 0 {
+		fabricOpts = append(fabricOpts, fabricid.WithProposalWindow(cfg.FabricProposalWindow))
+	}
+	fabric, err := fabricid.Load(cfg.FabricMSPs, fabricOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("node: fabric_msps: %w", err)
 	}
@@ -524,7 +528,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    512 << 10, // a chaincode's signed proposal travels in a header (node/api/fabric.go)
 		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
 		TLSConfig:         apiTLSConfig(n.cfg.FIPS),
 	}
@@ -585,6 +589,9 @@ func (n *Node) closeAll() {
 		}
 	}
 	if n.vault != nil {
+		if err := n.vault.SaveCounts(); err != nil {
+			n.logger.Warn("save encryption counts", "err", err)
+		}
 		n.vault.Close()
 	}
 	if n.db != nil {

@@ -19,8 +19,16 @@ import (
 //
 // With expires = 0 the expiry fields are zero. The record never holds the
 // secret.
+//
+// Version 2 is version 1 followed by a chaincode token's binding:
+//
+//	u8 n ‖ n × (u16 len ‖ channel) ‖ u16 len ‖ chaincode ‖ u8 m ‖ m × (u16 len ‖ MSP)
+//
+// with sorted, distinct, non-empty lists; only chaincode tokens have one.
+// Tokens without a binding are written as version 1.
 const (
 	recordV1       = 1
+	recordV2       = 2
 	fixedRecordLen = 1 + idBytes + 32 + 1 + 1 + 8 + 4 + 1 + 8 + 4 + 2 + 2
 	maxPartyLen    = 1024
 )
@@ -30,7 +38,11 @@ var errMalformed = errors.New("malformed token record")
 func encodeRecord(rec *record) []byte {
 	t := &rec.tok
 	b := make([]byte, 0, fixedRecordLen+len(t.Party)+len(t.Label))
-	b = append(b, recordV1)
+	if t.Binding.IsZero() {
+		b = append(b, recordV1)
+	} else {
+		b = append(b, recordV2)
+	}
 	b, _ = hex.AppendDecode(b, []byte(t.ID)) // ID is valid hex by construction
 	b = append(b, rec.hash[:]...)
 	b = append(b, byte(t.Role), boolByte(t.Revoked))
@@ -43,7 +55,11 @@ func encodeRecord(rec *record) []byte {
 		b = appendTime(b, t.Expires)
 	}
 	b = appendStr(b, string(t.Party))
-	return appendStr(b, t.Label)
+	b = appendStr(b, t.Label)
+	if !t.Binding.IsZero() {
+		b = appendBinding(b, t.Binding)
+	}
+	return b
 }
 
 func boolByte(v bool) byte {
@@ -66,7 +82,7 @@ func appendStr(b []byte, s string) []byte {
 // decodeRecord is the one strict parser of stored records: every field is
 // range-checked and an accepted record re-encodes to the same bytes.
 func decodeRecord(v []byte) (*record, error) {
-	if len(v) < fixedRecordLen || v[0] != recordV1 {
+	if len(v) < fixedRecordLen || (v[0] != recordV1 && v[0] != recordV2) {
 		return nil, fmt.Errorf("%w: bad length or version", errMalformed)
 	}
 	rec := &record{}
@@ -113,10 +129,21 @@ func decodeRecord(v []byte) (*record, error) {
 	}
 	t.Party = policy.Party(party)
 	label, p, ok := readStr(p, MaxLabelLen)
-	if !ok || len(p) != 0 {
-		return nil, fmt.Errorf("%w: bad label or trailing bytes", errMalformed)
+	if !ok {
+		return nil, fmt.Errorf("%w: bad label", errMalformed)
 	}
 	t.Label = label
+	if v[0] == recordV2 {
+		if t.Role != RoleChaincode {
+			return nil, fmt.Errorf("%w: a binding on a %v token", errMalformed, t.Role)
+		}
+		if t.Binding, p, ok = readBinding(p); !ok {
+			return nil, fmt.Errorf("%w: bad binding", errMalformed)
+		}
+	}
+	if len(p) != 0 {
+		return nil, fmt.Errorf("%w: trailing bytes", errMalformed)
+	}
 	return rec, nil
 }
 

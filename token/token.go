@@ -112,6 +112,9 @@ type Token struct {
 	Created time.Time // UTC
 	Expires time.Time // UTC; the zero time means never
 	Revoked bool
+	// Binding is set for chaincode tokens: the channels, chaincode and
+	// MSPs of the proposals the token may present.
+	Binding Binding
 }
 
 // Expired reports whether t has expired at now.
@@ -251,7 +254,22 @@ func Open(store kv.Store, opts ...Option) (*Registry, error) {
 // description. The secret is returned only here: keymesh cannot show it
 // again. Admin tokens must speak for [policy.AdminParty], and only they
 // may.
-func (r *Registry) Create(party policy.Party, role Role, label string, ttl time.Duration) (secret string, t Token, err error) {
+//
+// A chaincode token takes its [Binding] from [WithBinding]; a token of
+// another role takes none.
+func (r *Registry) Create(party policy.Party, role Role, label string, ttl time.Duration, opts ...CreateOption) (secret string, t Token, err error) {
+	var co createOptions
+	for _, o := range opts {
+		o(&co)
+	}
+	switch {
+	case role == RoleChaincode && !co.binding.IsZero():
+		if co.binding, err = (binding{Channels: co.binding.ChannelList(), Chaincode: co.binding.Chaincode, MSPs: co.binding.MSPList()}).normalise(); err != nil {
+			return "", Token{}, fmt.Errorf("token: create: %w: %w", ErrInvalid, err)
+		}
+	case role != RoleChaincode && !co.binding.IsZero():
+		return "", Token{}, fmt.Errorf("token: create: %w: only chaincode tokens take a binding", ErrInvalid)
+	}
 	if err := checkCreate(party, role, label, ttl); err != nil {
 		return "", Token{}, fmt.Errorf("token: create: %w: %w", ErrInvalid, err)
 	}
@@ -273,7 +291,7 @@ func (r *Registry) Create(party policy.Party, role Role, label string, ttl time.
 		return "", Token{}, fmt.Errorf("token: create: id %q already in use; random source broken?", id)
 	}
 	now := r.opts.clock().UTC()
-	rec.tok = Token{ID: id, Party: party, Role: role, Label: label, Created: now}
+	rec.tok = Token{ID: id, Party: party, Role: role, Label: label, Created: now, Binding: co.binding}
 	if ttl > 0 {
 		rec.tok.Expires = now.Add(ttl)
 	}

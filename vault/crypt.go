@@ -109,14 +109,28 @@ func (r *ring) encryptVersion(mode envelope.Mode, at time.Time) (*version, error
 	if mode == envelope.ModeDeterministic && !r.rec.Deterministic {
 		return nil, fmt.Errorf("%w: %q was not created deterministic", ErrModeNotAllowed, name)
 	}
+	floor := r.rec.MinDecrypt
+	if mode == envelope.ModeEndorsement {
+		floor = max(floor, r.floor) // endorse.go
+	}
 	for i := len(r.versions) - 1; i >= 0; i-- {
 		ver := r.versions[i]
-		if ver.n < r.rec.MinDecrypt {
+		if ver.n < floor {
 			break
 		}
-		if ver.sealer != nil && !ver.activateAt.After(at) {
+		if ver.activateAt.After(at) && !(mode == envelope.ModeEndorsement && ver.n == r.floor) {
+			continue
+		}
+		// The version to use is this one: never fall back to an older
+		// one this node still holds (endorsers would disagree, and the
+		// older one may be held by an org whose grant ended).
+		if ver.sealer != nil {
 			return ver, nil
 		}
+		if r.rec.Versions[i].NotHeld {
+			return nil, fmt.Errorf("%w: this node does not hold version %d of %q, the version to encrypt with (its organisation's grant on the key ended, or the version has not arrived yet); a node without the key cannot endorse writes under it: see the client-sealed pattern", ErrVersionNotHeld, ver.n, name)
+		}
+		// A destroyed version: an older one may serve.
 	}
 	return nil, &UsableError{Key: name, Op: "encrypt", Reason: "no version is active at " + at.UTC().Format(time.RFC3339Nano)}
 }

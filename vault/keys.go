@@ -71,7 +71,7 @@ func (r *ring) info() KeyInfo {
 			Version:     ver.n,
 			Created:     ver.created,
 			ActivateAt:  ver.activateAt,
-			Encryptions: ver.count.Load(),
+			Encryptions: ver.encryptions(),
 			Destroyed:   r.rec.Versions[i].Destroyed || r.rec.State == StateDestroyed,
 		})
 	}

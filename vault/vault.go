@@ -347,7 +347,8 @@ type ring struct {
 	rec      keyRecord
 	versions []*version // index = version-1
 	rotating atomic.Bool
-	eraseErr error // why erasing the destroyed key's material failed
+	eraseErr error  // why erasing the destroyed key's material failed
+	floor    uint32 // endorsement floor (endorse.go); 0 = none
 }
 
 type version struct {
@@ -357,6 +358,9 @@ type version struct {
 	sealer     *envelope.Sealer // nil once destroyed
 	count      atomic.Uint64
 	reserved   atomic.Uint64
+	// shownBase and startCount give the count shown to operators
+	// (counts.go): shownBase + count - startCount.
+	shownBase, startCount uint64
 }
 
 // keyRecord is the persisted metadata of a key (JSON under "vault/key/<name>").
@@ -384,6 +388,9 @@ type versionRecord struct {
 	// mesh, versions made after this node's organisation lost its grant
 	// reach only the remaining holders.
 	NotHeld bool `json:"not_held,omitempty"`
+	// Used is the exact encryption count at a clean shutdown, for display
+	// only (counts.go); cleared when the vault opens.
+	Used *uint64 `json:"used,omitempty"`
 }
 
 func recordKey(name string) []byte { return []byte("vault/key/" + name) }
@@ -502,12 +509,18 @@ func (v *Vault) load() error {
 			}
 			r.versions = append(r.versions, ver)
 		}
+		if err := v.loadCounts(r); err != nil {
+			return err
+		}
 		v.rings[rec.Name] = r
 	}
 	// Salts no held version uses: a destroy or forget whose erase did not
 	// finish, or an allocation whose store write failed. Erase them now.
 	if err := v.table.erase(func(_ string, _ uint32, slot uint32) bool { return !referenced[slot] }); err != nil {
 		v.opts.logger.Error("erase unused key table slots", "err", err)
+	}
+	if err := v.loadFloors(); err != nil {
+		return err
 	}
 	v.opts.logger.Info("vault unsealed", "keys", len(recs))
 	return nil

@@ -102,7 +102,7 @@ func newFromEnv(getenv func(string) string, opts ...Option) (*Client, error) {
 	}
 	tok := strings.TrimSpace(getenv(EnvToken))
 	if tok == "" {
-		return nil, fmt.Errorf("fabric: %s is not set; create a token with: keymesh token create --party token:<chaincode> --role chaincode", EnvToken)
+		return nil, fmt.Errorf("fabric: %s is not set; create a token with: keymesh token create --party token:<chaincode> --role chaincode --channel C --chaincode N --msp M", EnvToken)
 	}
 	var envOpts []Option
 	if f := strings.TrimSpace(getenv(EnvCAFile)); f != "" {
@@ -152,9 +152,9 @@ func New(addr, token string, opts ...Option) (*Client, error) {
 	return &Client{api: api, chaincode: o.chaincode, timeout: o.timeout}, nil
 }
 
-// httpClient is node/client's default client plus the creator header:
-// every request whose context carries a creator (withCreator) sends it in
-// apiv1.HeaderFabricCreator. It never uses a proxy (the token and the
+// httpClient is node/client's default client plus the proposal header:
+// every request whose context carries a signed proposal (withProposal)
+// sends it in apiv1.HeaderFabricProposal. It never uses a proxy (the token and the
 // plaintexts go straight to the node) and never follows redirects.
 func httpClient(tlsConfig *tls.Config) *http.Client {
 	t := http.DefaultTransport.(*http.Transport).Clone()
@@ -165,7 +165,7 @@ func httpClient(tlsConfig *tls.Config) *http.Client {
 		t.TLSClientConfig = tlsConfig
 	}
 	return &http.Client{
-		Transport: creatorTransport{base: t},
+		Transport: proposalTransport{base: t},
 		Timeout:   client.DefaultTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
@@ -173,22 +173,41 @@ func httpClient(tlsConfig *tls.Config) *http.Client {
 	}
 }
 
-type creatorKey struct{}
+type proposalKey struct{}
 
-// withCreator returns ctx carrying the creator header value (standard
-// base64 of the serialized identity).
-func withCreator(ctx context.Context, b64 string) context.Context {
-	return context.WithValue(ctx, creatorKey{}, b64)
+// withProposal returns ctx carrying the proposal header value (standard
+// base64 of the marshalled SignedProposal).
+func withProposal(ctx context.Context, b64 string) context.Context {
+	return context.WithValue(ctx, proposalKey{}, b64)
 }
 
-type creatorTransport struct{ base http.RoundTripper }
+type proposalTransport struct{ base http.RoundTripper }
 
-func (t creatorTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if v, ok := r.Context().Value(creatorKey{}).(string); ok && v != "" {
+func (t proposalTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if v, ok := r.Context().Value(proposalKey{}).(string); ok && v != "" {
 		r = r.Clone(r.Context())
-		r.Header.Set(apiv1.HeaderFabricCreator, v)
+		r.Header.Set(apiv1.HeaderFabricProposal, v)
 	}
 	return t.base.RoundTrip(r)
+}
+
+// Check asks the node whether the client's address and token work, for a
+// chaincode to fail fast at start instead of at its first transaction. A
+// chaincode token used without a transaction is refused with
+// invalid_creator, which is the expected answer: it proves the node is
+// reachable and the token valid. Any other answer is an error naming
+// KEYMESH_ADDR or KEYMESH_TOKEN.
+func (c *Client) Check(ctx context.Context) error {
+	st, err := c.api.Status(ctx)
+	switch {
+	case err == nil:
+		return fmt.Errorf("fabric: the %s token is a %s token for %s, not a chaincode token; create one with: keymesh token create --party token:<chaincode> --role chaincode --channel C --chaincode N --msp M", EnvToken, st.Role, st.Principal)
+	case errors.Is(err, client.ErrInvalidCreator):
+		return nil
+	case errors.Is(err, client.ErrUnauthenticated):
+		return fmt.Errorf("fabric: the node at %s (%s) refuses the %s token: unknown, revoked or expired", c.api.Addr(), EnvAddr, EnvToken)
+	}
+	return fmt.Errorf("fabric: cannot reach the keymesh node at %s (%s): %w", c.api.Addr(), EnvAddr, err)
 }
 
 // String describes the client by the node's address; it never shows the

@@ -6,10 +6,11 @@
 //
 // # Start here
 //
-// Make one [Client] when the chaincode starts, from its environment:
+// Make one [Client] when the chaincode starts, from its environment, and
+// call [Client.Check] to fail fast on a wrong address or token:
 //
 //	KEYMESH_ADDR            the local node, host:port or URL (default 127.0.0.1:8420)
-//	KEYMESH_TOKEN           a token with the chaincode role (required; keymesh token create --role chaincode)
+//	KEYMESH_TOKEN           a token with the chaincode role (required; keymesh token create --role chaincode --channel C --chaincode N --msp M)
 //	KEYMESH_CA_FILE         PEM CA bundle to verify the node's TLS certificate (optional; implies https)
 //	KEYMESH_CHAINCODE_NAME  the chaincode name bound into each envelope (optional; default: from the proposal)
 //
@@ -36,10 +37,11 @@
 //
 // # What a call takes from the stub
 //
-//   - The transaction id and timestamp: writes use keymesh's endorsement
-//     mode, in which the nonce derives from the transaction id (and the
-//     associated data and plaintext) and the key version is the newest
-//     active at the transaction timestamp. Every endorsing peer's node
+//   - The transaction id and timestamp, as the node reads them from the
+//     verified signed proposal: writes use keymesh's endorsement mode, in
+//     which the synthetic IV derives from the transaction id and creator
+//     (and the associated data and plaintext) and the key version is the
+//     newest active at the transaction timestamp. Every endorsing peer's node
 //     therefore produces the same bytes for the same proposal, and the
 //     endorsements match, even while a rotation is activating.
 //   - The channel, the chaincode name, the state key and the field's JSON
@@ -48,12 +50,24 @@
 //     {"channel","chaincode","key","field"[,"collection"]}. An envelope
 //     copied to another key, field, collection, chaincode or channel fails
 //     to open ([ErrDecryptionFailed]).
-//   - The creator (stub.GetCreator: MSP id and X.509 certificate), sent to
-//     the node with every request. The node checks that the certificate
-//     chains to a CA it trusts for that MSP and decides as the creator,
-//     fabric:<MSP>/<subject> and org:<MSP>: a query by a client without a
-//     decrypt grant fails with [ErrNotGranted], and a write by a client
-//     without an encrypt grant fails the same way.
+//   - The signed proposal (stub.GetSignedProposal), sent to the node with
+//     every request. The node verifies the creator's signature over it,
+//     its tx id and timestamp, the creator's certificate against the CAs,
+//     CRLs and NodeOUs it trusts for that MSP, and that channel, chaincode
+//     and MSP are within the chaincode token's binding; then it decides as
+//     the creator, fabric:<MSP>/<subject> and org:<MSP>: a query by a
+//     client without a decrypt grant fails with [ErrNotGranted], and a
+//     write by a client without an encrypt grant fails the same way. The
+//     proposal holds the transient map: it goes only to the local node.
+//
+// # Client-sealed records
+//
+// When endorsing organisations must not hold a key, the submitting client
+// seals the fields itself through its own organisation's node
+// ([SealRecord], random mode) and passes the record in the transient map;
+// the chaincode checks and stores it with [SealedTransient] and
+// [PutSealedState], calling no keymesh node. Readers open it with
+// [Client.GetState] as usual.
 //
 // # The transient map
 //

@@ -42,7 +42,7 @@ func newFixture(t *testing.T) *fixture {
 	n := testnode.Start(t, "Org1MSP", org1, org2)
 	n.CreateKeys(t, "trade/price", "trade/pii")
 	n.Grant(t, "org:Org1MSP", []string{"encrypt", "decrypt"}, "trade/price", "trade/pii")
-	km, err := fabric.New(n.URL, n.ChaincodeToken(t, "cc-trade"))
+	km, err := fabric.New(n.URL, n.ChaincodeToken(t, "cc-trade", "trades", "tradecc", "Org1MSP", "Org2MSP"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +52,7 @@ func newFixture(t *testing.T) *fixture {
 }
 
 func (f *fixture) stub(id *fabricidtest.Identity) *fabrictest.Stub {
-	return fabrictest.NewStub(f.ledger, fabrictest.NewProposal("trades", "tradecc", id.Creator(), "Fn"))
+	return fabrictest.NewStub(f.ledger, fabrictest.NewSignedProposal("trades", "tradecc", id, "Fn"))
 }
 
 func TestStateRoundTripAndErrors(t *testing.T) {
@@ -129,7 +129,7 @@ func TestEndorsementDeterminism(t *testing.T) {
 	f := newFixture(t)
 	notes := "n"
 	in := Trade{ID: "t1", Price: 42, Notes: &notes}
-	p := fabrictest.NewProposal("trades", "tradecc", f.alice.Creator(), "Fn")
+	p := fabrictest.NewSignedProposal("trades", "tradecc", f.alice, "Fn")
 	b1, err := f.km.Marshal(fabrictest.NewStub(f.ledger, p), fabric.Location{Key: "t1"}, &in)
 	if err != nil {
 		t.Fatal(err)
@@ -155,11 +155,12 @@ func TestEndorsementDeterminism(t *testing.T) {
 	}
 	// The chaincode name is part of the context: a client fixed to
 	// another name cannot open it.
-	other, err := fabric.New(f.node.URL, f.node.ChaincodeToken(t, "cc-other"), fabric.WithChaincodeName("othercc"))
+	other, err := fabric.New(f.node.URL, f.node.ChaincodeToken(t, "cc-other", "trades", "tradecc", "Org1MSP", "Org2MSP"), fabric.WithChaincodeName("othercc"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := other.Unmarshal(fabrictest.NewStub(f.ledger, p), fabric.Location{Key: "t1"}, b1, &out); !errors.Is(err, fabric.ErrDecryptionFailed) {
+	// (A new transaction: one transaction is used through one token only.)
+	if err := other.Unmarshal(f.stub(f.alice), fabric.Location{Key: "t1"}, b1, &out); !errors.Is(err, fabric.ErrDecryptionFailed) {
 		t.Fatalf("Unmarshal() under another chaincode name = %v, want ErrDecryptionFailed", err)
 	}
 }

@@ -330,9 +330,23 @@ func (c *Client) DecryptValue(stub shim.ChaincodeStubInterface, loc Location, en
 	}
 	ctx, cancel := c.ctx(tx)
 	defer cancel()
+	keyName := ""
+	if e, perr := envelopeKey(envelope); perr == nil {
+		keyName = e
+	}
 	pt, err := c.api.DecryptValue(ctx, envelope, tx.context(loc))
 	if err != nil {
-		return nil, &FieldError{Op: "decrypt", Collection: loc.Collection, Key: loc.Key, Field: loc.Field, Err: err}
+		return nil, &FieldError{Op: "decrypt", Collection: loc.Collection, Key: loc.Key, Field: loc.Field, KeyName: keyName, Err: err}
 	}
 	return pt, nil
+}
+
+// envelopeKey returns the keymesh key an envelope names, so that errors
+// about whole values name it as errors about fields do.
+func envelopeKey(text string) (string, error) {
+	e, err := envelope.ParseText(text)
+	if err != nil {
+		return "", err
+	}
+	return e.Key, nil
 }

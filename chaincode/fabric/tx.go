@@ -19,7 +19,7 @@ type tx struct {
 	time      time.Time
 	channel   string
 	chaincode string
-	creator   string // standard base64 of the SerializedIdentity
+	proposal  string // standard base64 of the marshalled SignedProposal
 }
 
 // txOf reads the transaction facts from stub.
@@ -39,14 +39,20 @@ func (c *Client) txOf(stub shim.ChaincodeStubInterface) (tx, error) {
 		return tx{}, errors.New("keymesh: the stub has no valid transaction timestamp")
 	}
 	t.time = ts.AsTime()
-	creator, err := stub.GetCreator()
+	// The node verifies the creator from the signed proposal itself: the
+	// creator's signature over it, its tx id, channel, chaincode and time.
+	sp, err := stub.GetSignedProposal()
 	if err != nil {
-		return tx{}, fmt.Errorf("keymesh: transaction creator: %w", err)
+		return tx{}, fmt.Errorf("keymesh: signed proposal: %w", err)
 	}
-	if len(creator) == 0 {
-		return tx{}, errors.New("keymesh: the stub has no transaction creator")
+	if sp == nil || len(sp.GetProposalBytes()) == 0 {
+		return tx{}, errors.New("keymesh: the stub has no signed proposal")
 	}
-	t.creator = base64.StdEncoding.EncodeToString(creator)
+	raw, err := proto.Marshal(sp)
+	if err != nil {
+		return tx{}, fmt.Errorf("keymesh: signed proposal: %w", err)
+	}
+	t.proposal = base64.StdEncoding.EncodeToString(raw)
 	if t.chaincode == "" {
 		if t.chaincode, err = chaincodeName(stub); err != nil {
 			return tx{}, err
@@ -104,8 +110,8 @@ func (t tx) context(loc Location) map[string]string {
 }
 
 // ctx returns a request context bounded by the client's timeout that
-// carries the creator.
+// carries the signed proposal.
 func (c *Client) ctx(t tx) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	return withCreator(ctx, t.creator), cancel
+	return withProposal(ctx, t.proposal), cancel
 }

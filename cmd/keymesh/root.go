@@ -126,7 +126,7 @@ Use -o json for scripts.`,
 	root.AddCommand(newNodeCmd(a), newNodesCmd(a))
 	// Local commands work on this machine's files instead of calling the
 	// REST API; they must not call a.client.
-	root.AddCommand(newInitCmd(a), newOrgCmd(a), newNetworkCmd(a))
+	root.AddCommand(newInitCmd(a), newOrgCmd(a), newNetworkCmd(a), newFabricCmd(a))
 	return root
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,7 +22,7 @@ func newTokenCmd(a *app) *cobra.Command {
 func newTokenCreateCmd(a *app) *cobra.Command {
 	var req apiv1.CreateTokenRequest
 	cmd := &cobra.Command{
-		Use:   "create --party PARTY [--role client|admin|chaincode] [--label L] [--ttl D]",
+		Use:   "create --party PARTY [--role client|admin|chaincode] [--channel C --chaincode N --msp M] [--label L] [--ttl D]",
 		Short: "Create an API token; its secret is shown once",
 		Long: `Create an API token bound to PARTY. The secret is printed this once: the
 node stores only its hash. With -o json the secret is the "token" field.
@@ -30,12 +31,18 @@ The admin role manages keys, grants and tokens, but decrypts nothing unless a
 grant names its party, as any other party.
 
 The chaincode role is for a Fabric chaincode (package chaincode/fabric): each
-of its requests names the transaction creator, which the node verifies
-against the CAs of fabric_msps, and grants are decided for the creator
-(fabric:<MSP>/<subject> and org:<MSP>), never for the token's own party.`,
+of its requests carries the transaction's signed proposal, which the node
+verifies (the creator's signature, its certificate against fabric_msps, the
+tx id, the time window), and grants are decided for the creator
+(fabric:<MSP>/<subject> and org:<MSP>), never for the token's own party. A
+chaincode token is bound to the channels (--channel, repeatable), the
+chaincode (--chaincode) and the creators' MSPs (--msp, repeatable) of the
+proposals it may present. Each org's node needs its own chaincode token:
+mint one on every node that serves an endorsing peer.`,
 		Example: `  keymesh token create --party token:billing --label billing-service --ttl 720h
   keymesh token create --party token:ops --role admin -o json | jq -r .token > ops.token
-  keymesh token create --party token:cc-asset --role chaincode --label asset-transfer`,
+  keymesh token create --party token:cc-asset --role chaincode --label asset-transfer \
+      --channel mychannel --chaincode asset --msp Org1MSP --msp Org2MSP`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if req.Party == "" {
@@ -43,6 +50,12 @@ against the CAs of fabric_msps, and grants are decided for the creator
 			}
 			if req.Role != "client" && req.Role != "admin" && req.Role != "chaincode" {
 				return usagef("token create: invalid --role %q: want client, admin or chaincode", req.Role)
+			}
+			if req.Role == "chaincode" && (len(req.Channels) == 0 || req.Chaincode == "" || len(req.MSPs) == 0) {
+				return usagef("token create: a chaincode token needs --channel, --chaincode and --msp")
+			}
+			if req.Role != "chaincode" && (len(req.Channels) > 0 || req.Chaincode != "" || len(req.MSPs) > 0) {
+				return usagef("token create: --channel, --chaincode and --msp are for --role chaincode only")
 			}
 			if req.TTL != "" && req.TTL != "never" && req.TTL != "0" {
 				if d, err := time.ParseDuration(req.TTL); err != nil || d <= 0 {
@@ -74,6 +87,9 @@ against the CAs of fabric_msps, and grants are decided for the creator
 	f.StringVar(&req.Role, "role", "client", "client, admin or chaincode")
 	f.StringVar(&req.Label, "label", "", "a label for people")
 	f.StringVar(&req.TTL, "ttl", "", "lifetime, such as 720h, or never (default: the node's token_ttl, 90 days, for client and chaincode tokens; no expiry for admin tokens)")
+	f.StringSliceVar(&req.Channels, "channel", nil, "chaincode role: a channel of the proposals the token presents (repeatable)")
+	f.StringVar(&req.Chaincode, "chaincode", "", "chaincode role: the chaincode name of those proposals (the chaincode clients invoke; for one called from another chaincode, the caller's)")
+	f.StringSliceVar(&req.MSPs, "msp", nil, "chaincode role: an MSP whose creators the token presents (repeatable)")
 	return cmd
 }
 
@@ -131,4 +147,9 @@ func tokenTable(w io.Writer, t *apiv1.Token) {
 	row(w, "Created:", tm(t.Created))
 	row(w, "Expires:", tmp(t.Expires, "never"))
 	row(w, "Revoked:", yesNo(t.Revoked))
+	if t.Chaincode != "" {
+		row(w, "Channels:", cell(strings.Join(t.Channels, ",")))
+		row(w, "Chaincode:", cell(t.Chaincode))
+		row(w, "MSPs:", cell(strings.Join(t.MSPs, ",")))
+	}
 }

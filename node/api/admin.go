@@ -11,6 +11,7 @@ import (
 
 	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
@@ -258,6 +259,12 @@ func (s *Server) createGrant(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	// One spelling per Fabric identity: the subject as a verified creator
+	// yields it (fabricid.CanonicalParty), or the grant could never match.
+	if party, err = fabricid.CanonicalParty(party); err != nil {
+		s.fail(c, err)
+		return
+	}
 	var ops policy.Ops
 	for _, o := range req.Ops {
 		op, err := policy.ParseOp(o)
@@ -340,6 +347,7 @@ func tokenJSON(t token.Token) apiv1.Token {
 	return apiv1.Token{
 		ID: t.ID, Party: string(t.Party), Role: t.Role.String(), Label: t.Label,
 		Created: t.Created, Revoked: t.Revoked, Expires: optionalTime(t.Expires),
+		Channels: t.Binding.ChannelList(), Chaincode: t.Binding.Chaincode, MSPs: t.Binding.MSPList(),
 	}
 }
 
@@ -382,7 +390,20 @@ func (s *Server) createToken(c *gin.Context) {
 		s.fail(c, badRequest(`"label" is longer than 128 bytes`))
 		return
 	}
-	secret, t, err := s.cfg.Tokens.Create(party, role, req.Label, ttl)
+	var opts []token.CreateOption
+	switch {
+	case role == token.RoleChaincode:
+		b, err := token.NewBinding(req.Channels, req.Chaincode, req.MSPs)
+		if err != nil {
+			s.fail(c, badRequest("a chaincode token needs \"channels\", \"chaincode\" and \"msps\": "+err.Error()))
+			return
+		}
+		opts = append(opts, token.WithBinding(b))
+	case len(req.Channels) > 0 || req.Chaincode != "" || len(req.MSPs) > 0:
+		s.fail(c, badRequest(`"channels", "chaincode" and "msps" are for chaincode tokens only`))
+		return
+	}
+	secret, t, err := s.cfg.Tokens.Create(party, role, req.Label, ttl, opts...)
 	if err != nil {
 		s.adminFailed(c, "token.create", "", err)
 		return

@@ -55,6 +55,18 @@ func (s *Server) encrypt(c *gin.Context) {
 	}
 
 	cl := callerOf(c)
+	if mode == envelope.ModeEndorsement && cl.proposal == nil {
+		// Fabric endorsement mode: only with a verified proposal (fabric.go).
+		err := s.checkEndorsement(cl, req.Key, items[0])
+		s.metrics.decisions.WithLabelValues("encrypt", "deny").Inc()
+		if aerr := s.record(c, audit.Entry{Principal: cl.name, Action: "encrypt", Key: req.Key, Count: len(items),
+			Outcome: "deny", Reason: "endorsement mode needs a chaincode token with a verified signed proposal"}); aerr != nil {
+			s.fail(c, aerr)
+			return
+		}
+		s.fail(c, err)
+		return
+	}
 	now := s.cfg.Clock()
 	d := s.cfg.Keys.Policy().Decide(cl.principal, req.Key, policy.OpEncrypt, now)
 	entry := audit.Entry{Principal: cl.name, Action: "encrypt", Key: req.Key, Count: len(items), Reason: d.Reason}
@@ -79,7 +91,17 @@ func (s *Server) encrypt(c *gin.Context) {
 		if it.TxTime != nil {
 			in.TxTime = *it.TxTime
 		}
-		env, err := s.cfg.Vault.Encrypt(in)
+		var err error
+		if mode == envelope.ModeEndorsement {
+			// Tx id and time come from the verified proposal, and the
+			// creator enters the nonce derivation (fabric.go).
+			err = s.checkEndorsement(cl, req.Key, it)
+			in.TxID, in.TxTime = endorsementInput(cl.proposal), cl.proposal.Timestamp
+		}
+		var env *envelope.Envelope
+		if err == nil {
+			env, err = s.cfg.Vault.Encrypt(in)
+		}
 		if err != nil {
 			failed++
 			if firstErr == nil {

@@ -50,6 +50,9 @@ var mapping = []struct {
 }{
 	{token.ErrUnauthenticated, http.StatusUnauthorized, apiv1.CodeUnauthenticated},
 	{fabricid.ErrInvalidCreator, http.StatusUnauthorized, apiv1.CodeInvalidCreator},
+	{fabricid.ErrReplayFull, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
+	{fabricid.ErrEndorsementConflict, http.StatusConflict, apiv1.CodeConflict},
+	{errEndorsementRefused, http.StatusForbidden, apiv1.CodeForbidden},
 	{policy.ErrNotGranted, http.StatusForbidden, apiv1.CodeNotGranted},
 	{vault.ErrKeyNotFound, http.StatusNotFound, apiv1.CodeNotFound},
 	{token.ErrNotFound, http.StatusNotFound, apiv1.CodeNotFound},
@@ -97,7 +100,9 @@ func toError(err error) *Error {
 			case apiv1.CodeDecryptionFailed:
 				msg = "decryption failed"
 			case apiv1.CodeUnavailable:
-				msg = "the node cannot record this request in its audit log; refusing it"
+				if !errors.Is(err, fabricid.ErrReplayFull) {
+					msg = "the node cannot record this request in its audit log; refusing it"
+				}
 			case apiv1.CodeNoSpace:
 				msg = "the node's disk is nearly full: changes are refused until space is freed; reads and decryption go on"
 			}

@@ -1,8 +1,14 @@
 package api
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -12,45 +18,62 @@ import (
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/token"
+	"github.com/keymesh/keymesh/vault/envelope"
 )
 
 // Chaincode tokens.
 //
 // A token with role chaincode belongs to a Fabric chaincode, and its own
 // party (token:<name>) is never given data access. Each request must carry
-// the transaction creator in the X-Keymesh-Fabric-Creator header (standard
-// base64 of the marshalled msp.SerializedIdentity the chaincode got from
-// stub.GetCreator). The node verifies the certificate against the CAs its
-// configuration lists for the MSP (package fabricid) and then decides as
-// the creator: fabric:<MSP>/<subject> and org:<MSP>, subject in RFC 4514
-// form (e.g. "CN=user1,OU=client,O=Org2,C=US").
+// the signed proposal of the transaction the chaincode is executing, in
+// the X-Keymesh-Fabric-Proposal header (standard base64 of the marshalled
+// peer.SignedProposal from stub.GetSignedProposal). The node verifies it
+// (package fabricid: the creator's certificate against the CAs, CRLs and
+// NodeOUs of its MSP, the creator's signature over the proposal, the tx
+// id, the timestamp window), checks that its channel, chaincode and
+// creator MSP are within the token's binding, admits it in the replay
+// cache (one transaction, one token, one window), and then decides as the
+// creator: fabric:<MSP>/<subject> and org:<MSP>, subject in RFC 4514 form
+// (e.g. "CN=user1,OU=client,O=Org2,C=US").
 //
 // Refusals:
 //
-//	chaincode token, header missing, malformed, unknown MSP,
-//	certificate not chaining or expired                       401 invalid_creator
-//	the header with any other kind of token                   400 invalid_request
+//	chaincode token without the proposal header, a proposal that is
+//	malformed, unsigned or signed by another key, stale, of an unknown
+//	MSP, a certificate that does not chain, is expired, revoked, a CA or
+//	of a refused NodeOU role; a channel, chaincode or MSP outside the
+//	token's binding; a replayed transaction                    401 invalid_creator
+//	too many transactions in flight                            503 unavailable
+//	the header with any other kind of token                    400 invalid_request
 //
 // A refused creator is written to the audit log (action "authenticate",
 // outcome "deny", the token's party as principal), because the token itself
-// was valid. The audit names the chaincode token and the request's audit
-// entries name "<creator parties> via token:<name>".
+// was valid. The request's audit entries name
+// "<creator parties> via token:<name> tx <tx id>".
 
-// maxCreatorHeader bounds the header: base64 of the largest identity
-// fabricid accepts.
+// errEndorsementRefused is wrapped by a refused use of endorsement mode
+// (403 forbidden).
+var errEndorsementRefused = errors.New("endorsement mode refused")
+
+// maxProposalHeader bounds the header: base64 of the largest proposal
+// fabricid accepts. The HTTP server's header limit must exceed it.
+var maxProposalHeader = base64.StdEncoding.EncodedLen(fabricid.MaxSignedProposal)
+
+// maxCreatorHeader bounds the legacy creator header.
 var maxCreatorHeader = base64.StdEncoding.EncodedLen(fabricid.MaxSerializedIdentity)
 
 // callerFor returns the caller an authenticated token speaks for: its own
-// party, or for a chaincode token the verified transaction creator.
+// party, or for a chaincode token the creator of the verified proposal.
 func (s *Server) callerFor(c *gin.Context, tok token.Token) (caller, error) {
-	vals, present := c.Request.Header[apiv1.HeaderFabricCreator]
+	props, hasProp := c.Request.Header[apiv1.HeaderFabricProposal]
+	creators, hasCreator := c.Request.Header[apiv1.HeaderFabricCreator]
 	if tok.Role != token.RoleChaincode {
-		if present {
-			return caller{}, badRequest(apiv1.HeaderFabricCreator + " is accepted only with a chaincode token")
+		if hasProp || hasCreator {
+			return caller{}, badRequest(apiv1.HeaderFabricProposal + " and " + apiv1.HeaderFabricCreator + " are accepted only with a chaincode token")
 		}
 		return caller{tok: tok, principal: policy.Principal{Parties: []policy.Party{tok.Party}}, name: string(tok.Party)}, nil
 	}
-	id, err := s.verifyCreator(vals)
+	p, err := s.verifyProposal(tok, props, creators)
 	if err != nil {
 		s.metrics.authFail.Inc()
 		e := audit.Entry{Principal: string(tok.Party), Action: "authenticate", Outcome: audit.OutcomeDeny, Reason: err.Error()}
@@ -59,25 +82,100 @@ func (s *Server) callerFor(c *gin.Context, tok token.Token) (caller, error) {
 		}
 		return caller{}, err
 	}
-	p := id.Principal()
-	return caller{tok: tok, principal: p, name: p.String() + " via " + string(tok.Party)}, nil
+	pr := p.Creator.Principal()
+	return caller{tok: tok, principal: pr, proposal: &p,
+		name: pr.String() + " via " + string(tok.Party) + " tx " + p.TxID}, nil
 }
 
-func (s *Server) verifyCreator(vals []string) (fabricid.Identity, error) {
+func (s *Server) verifyProposal(tok token.Token, props, creators []string) (fabricid.Proposal, error) {
+	refuse := func(format string, a ...any) (fabricid.Proposal, error) {
+		return fabricid.Proposal{}, fmt.Errorf("%w: "+format, append([]any{fabricid.ErrInvalidCreator}, a...)...)
+	}
 	switch {
-	case len(vals) == 0 || strings.TrimSpace(vals[0]) == "":
-		return fabricid.Identity{}, fmt.Errorf("%w: a chaincode token must name the transaction creator in the %s header",
-			fabricid.ErrInvalidCreator, apiv1.HeaderFabricCreator)
-	case len(vals) > 1:
-		return fabricid.Identity{}, fmt.Errorf("%w: more than one %s header", fabricid.ErrInvalidCreator, apiv1.HeaderFabricCreator)
-	case len(vals[0]) > maxCreatorHeader:
-		return fabricid.Identity{}, fmt.Errorf("%w: the %s header is longer than %d bytes",
-			fabricid.ErrInvalidCreator, apiv1.HeaderFabricCreator, maxCreatorHeader)
+	case len(props) == 0 || strings.TrimSpace(props[0]) == "":
+		return refuse("a chaincode token must send the transaction's signed proposal in the %s header (chaincode/fabric does)", apiv1.HeaderFabricProposal)
+	case len(props) > 1:
+		return refuse("more than one %s header", apiv1.HeaderFabricProposal)
+	case len(props[0]) > maxProposalHeader:
+		return refuse("the %s header is longer than %d bytes", apiv1.HeaderFabricProposal, maxProposalHeader)
+	case len(creators) > 1 || len(creators) == 1 && len(creators[0]) > maxCreatorHeader:
+		return refuse("more than one or an oversized %s header", apiv1.HeaderFabricCreator)
+	case tok.Binding.IsZero():
+		return refuse("chaincode token %s names no channel, chaincode and MSPs; create a new one with keymesh token create --role chaincode --channel C --chaincode N --msp M", tok.ID)
 	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(vals[0]))
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(props[0]))
 	if err != nil {
-		return fabricid.Identity{}, fmt.Errorf("%w: the %s header is not standard base64",
-			fabricid.ErrInvalidCreator, apiv1.HeaderFabricCreator)
+		return refuse("the %s header is not standard base64", apiv1.HeaderFabricProposal)
 	}
-	return s.cfg.Fabric.Verify(raw, s.cfg.Clock())
+	now := s.cfg.Clock()
+	// A later call of a transaction already verified skips the signature
+	// and certificate checks (the replay cache knows these exact bytes).
+	p, known := s.replay.Known(raw, now, s.cfg.Fabric.Window())
+	if !known {
+		if p, err = s.cfg.Fabric.VerifyProposal(raw, now); err != nil {
+			return fabricid.Proposal{}, err
+		}
+	}
+	if len(creators) == 1 {
+		cr, err := base64.StdEncoding.DecodeString(strings.TrimSpace(creators[0]))
+		if err != nil || !bytes.Equal(cr, p.CreatorBytes) {
+			return refuse("the %s header names another creator than the proposal", apiv1.HeaderFabricCreator)
+		}
+	}
+	if !tok.Binding.Allows(p.Channel, p.Chaincode, p.Creator.MSPID) {
+		return refuse("transaction %s (channel %s, chaincode %s, MSP %s) is outside chaincode token %s's binding (%s)",
+			p.TxID, strconv.Quote(p.Channel), strconv.Quote(p.Chaincode), strconv.Quote(p.Creator.MSPID), tok.ID, tok.Binding)
+	}
+	if err := s.replay.Check(p, tok.ID, now); err != nil {
+		return fabricid.Proposal{}, err
+	}
+	return p, nil
+}
+
+// endorsementInput is what endorsement mode takes from the verified
+// proposal: the transaction time, and the derivation input that
+// vault/envelope takes as "txID" (its synthetic IV derives from it, the
+// associated data and the plaintext): the tx id, "/", and the hex SHA-256
+// of the creator's serialized identity — 129 bytes, within
+// envelope.MaxTxIDLen. So the verified creator enters the derivation (it
+// already does through the tx id, SHA-256(nonce ‖ creator); this makes it
+// explicit and independent of Fabric's tx id rule) without a change to the
+// envelope package.
+func endorsementInput(p *fabricid.Proposal) string {
+	h := sha256.Sum256(p.CreatorBytes)
+	return p.TxID + "/" + hex.EncodeToString(h[:])
+}
+
+// checkEndorsement admits one endorsement-mode item of a request by cl:
+// only a chaincode token with a verified proposal may use the mode; a
+// tx_id or tx_time in the request must be the proposal's; and a second,
+// different plaintext for the same key, context and transaction is
+// refused.
+func (s *Server) checkEndorsement(cl caller, key string, it apiv1.EncryptItem) error {
+	p := cl.proposal
+	if p == nil {
+		return fmt.Errorf("%w: endorsement mode is only for a chaincode token with a verified signed proposal (its transaction id and time come from the proposal); use random mode", errEndorsementRefused)
+	}
+	if it.TxID != "" && it.TxID != p.TxID {
+		return fmt.Errorf("%w: tx_id %s is not the proposal's transaction id", errEndorsementRefused, strconv.Quote(it.TxID))
+	}
+	if it.TxTime != nil && !it.TxTime.Equal(p.Timestamp) {
+		return fmt.Errorf("%w: tx_time is not the proposal's timestamp", errEndorsementRefused)
+	}
+	return s.replay.Endorse(p.TxID, key, canonicalContext(it.Context), it.Plaintext)
+}
+
+// canonicalContext encodes ctx injectively: sorted entries, each
+// length-prefixed.
+func canonicalContext(ctx envelope.Context) string {
+	keys := make([]string, 0, len(ctx))
+	for k := range ctx {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(strconv.Itoa(len(k)) + ":" + k + strconv.Itoa(len(ctx[k])) + ":" + ctx[k])
+	}
+	return b.String()
 }

@@ -86,6 +86,7 @@ type Server struct {
 	engine  *gin.Engine
 	metrics *metrics
 	bodies  *bodyBudget
+	replay  *fabricid.Replay // transactions chaincode tokens presented (fabric.go)
 }
 
 type metrics struct {
@@ -145,7 +146,8 @@ func New(cfg Config) *Server {
 	if cfg.BodyBudget <= 0 {
 		cfg.BodyBudget = DefaultBodyBudget
 	}
-	s := &Server{cfg: cfg, engine: e, metrics: newMetrics(cfg.Registry), bodies: newBodyBudget(cfg.BodyBudget)}
+	s := &Server{cfg: cfg, engine: e, metrics: newMetrics(cfg.Registry), bodies: newBodyBudget(cfg.BodyBudget),
+		replay: fabricid.NewReplay(cfg.Fabric.Window(), 0)}
 	e.Use(s.recoverAndLog)
 	e.NoRoute(func(c *gin.Context) {
 		s.fail(c, &Error{Status: http.StatusNotFound, Code: apiv1.CodeNotFound, Message: "no such route"})
@@ -227,6 +229,9 @@ type caller struct {
 	tok       token.Token
 	principal policy.Principal
 	name      string
+	// proposal is set for a chaincode token: the verified transaction it
+	// speaks for (fabric.go).
+	proposal *fabricid.Proposal
 }
 
 func callerOf(c *gin.Context) caller {

@@ -52,6 +52,16 @@ const (
 // token sending it is refused with invalid_request.
 const HeaderFabricCreator = "X-Keymesh-Fabric-Creator"
 
+// HeaderFabricProposal carries, with a chaincode token, the signed
+// proposal of the transaction the chaincode is executing: the standard
+// base64 of the marshalled peer.SignedProposal that
+// stub.GetSignedProposal returns. The node verifies the creator's
+// signature over it, its transaction id and timestamp, and that its
+// channel, chaincode and creator MSP are within the token's binding; then
+// it decides as the creator. A chaincode token must send it;
+// HeaderFabricCreator, if also sent, must name the same creator.
+const HeaderFabricProposal = "X-Keymesh-Fabric-Proposal"
+
 // Error is the body of every failed response, and the error of a failed
 // batch item.
 type Error struct {
@@ -182,8 +192,10 @@ type DestroyKeyRequest struct {
 }
 
 // EncryptRequest encrypts one value, or a batch under one key
-// (POST /v1/encrypt). Mode is "random" (default), "endorsement" (needs TxID
-// and TxTime) or "deterministic" (keys created deterministic only). With
+// (POST /v1/encrypt). Mode is "random" (default), "endorsement" (a
+// chaincode token with a verified signed proposal only: tx id and time are
+// the proposal's, so TxID and TxTime may be omitted and, if given, must
+// match) or "deterministic" (keys created deterministic only). With
 // Batch set, Plaintext and Context at the top level must be empty.
 type EncryptRequest struct {
 	Key       string            `json:"key"`
@@ -303,11 +315,18 @@ type Revocation struct {
 // for the creator, not for the token's party); TTL is a Go duration,
 // "never" (or "0") for no expiry, and empty for the node's default: 90 days
 // (token_ttl) for client and chaincode tokens, no expiry for admin tokens.
+//
+// A chaincode token must name the Fabric channels, the chaincode and the
+// MSPs of the transactions it will present (Channels, Chaincode, MSPs);
+// other roles take none.
 type CreateTokenRequest struct {
-	Party string `json:"party"`
-	Role  string `json:"role,omitempty"`
-	Label string `json:"label,omitempty"`
-	TTL   string `json:"ttl,omitempty"`
+	Party     string   `json:"party"`
+	Role      string   `json:"role,omitempty"`
+	Label     string   `json:"label,omitempty"`
+	TTL       string   `json:"ttl,omitempty"`
+	Channels  []string `json:"channels,omitempty"`
+	Chaincode string   `json:"chaincode,omitempty"`
+	MSPs      []string `json:"msps,omitempty"`
 }
 
 // Token describes a token; it never carries the secret.
@@ -319,6 +338,10 @@ type Token struct {
 	Created time.Time  `json:"created"`
 	Expires *time.Time `json:"expires,omitempty"`
 	Revoked bool       `json:"revoked"`
+	// Channels, Chaincode and MSPs are a chaincode token's binding.
+	Channels  []string `json:"channels,omitempty"`
+	Chaincode string   `json:"chaincode,omitempty"`
+	MSPs      []string `json:"msps,omitempty"`
 }
 
 // CreatedToken answers CreateTokenRequest. Token is the secret: it is shown

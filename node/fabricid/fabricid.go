@@ -1,26 +1,52 @@
 // Package fabricid verifies the Hyperledger Fabric identity of a
-// transaction creator for keymesh: it turns a marshalled
-// msp.SerializedIdentity (what a chaincode gets from stub.GetCreator) into
-// the policy parties the creator speaks for, after checking that the
-// creator's X.509 certificate chains to a CA the node trusts for that MSP.
+// transaction creator for keymesh, from the transaction itself: a chaincode
+// sends the signed proposal it is executing (stub.GetSignedProposal), and
+// [Verifier.VerifyProposal] checks it as an endorsing peer would before it
+// turns the creator into the policy parties it speaks for.
 //
-// Start with [Load] (CA files named in the node configuration) or [New]
-// (certificate pools), then call [Verifier.Verify] once per request.
+// Start with [Load] (CA and CRL files named in the node configuration) or
+// [New] (certificate pools), then call [Verifier.VerifyProposal] once per
+// request, and [Replay.Check] with its result. [Verifier.Verify] checks a
+// bare creator (a marshalled msp.SerializedIdentity): on its own it proves
+// nothing, certificates being public on the ledger.
 //
 // # What is checked
+//
+// For a signed proposal:
+//
+//   - It parses as SignedProposal → Proposal → Header → ChannelHeader
+//     (type ENDORSER_TRANSACTION, a channel, a timestamp, a
+//     ChaincodeHeaderExtension naming the chaincode) and SignatureHeader
+//     (creator and nonce).
+//   - The creator passes every certificate check below.
+//   - The signature over the proposal bytes verifies with the creator
+//     certificate's key: ECDSA over SHA-256 with s in the lower half of the
+//     group order, as Fabric 2.5's MSP signs and verifies (Fabric 2.5 MSPs
+//     know no other algorithm; Ed25519 came with Fabric 3).
+//   - The transaction id is hex(SHA-256(nonce ‖ creator)).
+//   - The timestamp lies within the verifier's window of the node's clock
+//     (default [DefaultProposalWindow], either way).
+//
+// For a creator:
 //
 //   - The bytes are a SerializedIdentity whose mspid is a well-formed
 //     organisation id and names an MSP the node is configured with.
 //   - Its id_bytes hold exactly one PEM "CERTIFICATE" block (Fabric's form).
-//   - The certificate chains, through the MSP's configured intermediates if
-//     any, to one of the MSP's configured root CAs, and every certificate of
-//     the chain is valid at the verification time. Any extended key usage
-//     is accepted (Fabric client certificates often carry none).
+//   - The certificate is not a CA certificate (Fabric's MSP refuses those
+//     as identities) and carries the digitalSignature key usage.
+//   - It chains, through the MSP's configured intermediates if any, to one
+//     of the MSP's configured root CAs, and every certificate of the chain
+//     is valid at the verification time. Any extended key usage is
+//     accepted (Fabric client certificates often carry none).
+//   - It is not revoked by a CRL configured for the MSP (each CRL's
+//     signature is checked against the MSP's CAs when it is loaded).
+//   - When the MSP's NodeOUs are enabled, it carries exactly one role OU
+//     (client, peer, admin or orderer, by the configured identifiers), and
+//     that role is one the MSP configuration accepts as a creator.
 //
-// Not checked: certificate revocation lists, Fabric NodeOU classification
-// (client, peer, admin) and the MSP's identity-validity rules beyond the
-// chain. Configure the MSP's CAs as narrowly as the organisation's
-// client-issuing CA allows.
+// Not checked: the MSP's other identity-validity rules (OU certifier
+// identifiers, the orderer-side rules). Configure the MSP's CAs as
+// narrowly as the organisation's client-issuing CA allows.
 //
 // # Identity form
 //
@@ -34,8 +60,8 @@
 // The full subject, not the common name alone, names the identity: two
 // certificates of one MSP with the same CN but different OUs are different
 // identities. Grants must spell the subject exactly as [Identity.Party]
-// returns it; GET /v1/status with a chaincode token and the creator shows
-// it, as does every audit entry of the creator's requests.
+// returns it; [CanonicalParty] rewrites a subject given in another order
+// or form into it, and `keymesh fabric party --cert FILE` prints it.
 package fabricid
 
 import (
@@ -72,6 +98,27 @@ var (
 	// ErrUntrusted reports a certificate that does not chain to the MSP's
 	// CAs, or is not valid at the verification time.
 	ErrUntrusted = errors.New("certificate not trusted")
+	// ErrNotIdentity reports a certificate that cannot be a Fabric
+	// identity: a CA certificate, or one without the digitalSignature key
+	// usage.
+	ErrNotIdentity = errors.New("certificate cannot be a transaction creator")
+	// ErrRevoked reports a certificate revoked by a configured CRL.
+	ErrRevoked = errors.New("certificate revoked")
+	// ErrRole reports a NodeOU role missing, ambiguous or not accepted.
+	ErrRole = errors.New("NodeOU role refused")
+	// ErrProposal reports a signed proposal that does not parse or is not
+	// an endorser transaction proposal.
+	ErrProposal = errors.New("malformed signed proposal")
+	// ErrSignature reports a proposal whose signature does not verify
+	// with the creator's certificate key, or whose transaction id is not
+	// derived from its nonce and creator.
+	ErrSignature = errors.New("proposal signature invalid")
+	// ErrStale reports a proposal timestamp outside the window.
+	ErrStale = errors.New("proposal outside the time window")
+	// ErrReplay reports a transaction id used beyond what one transaction
+	// may do: with another proposal, another chaincode token, another
+	// channel or chaincode than the token is bound to, or after the window.
+	ErrReplay = errors.New("proposal refused")
 )
 
 // Error is a verification failure. Its message names the MSP and the
@@ -106,30 +153,79 @@ type MSPConfig struct {
 	// IntermediateCAs are PEM files of intermediate CA certificates, for
 	// creators whose chain passes through one.
 	IntermediateCAs []string `yaml:"intermediate_cas"`
+	// CRLs are PEM files of certificate revocation lists ("X509 CRL"
+	// blocks) issued by the MSP's CAs, as in the MSP's crls folder.
+	CRLs []string `yaml:"crls"`
+	// NodeOUs mirrors the MSP's config.yaml NodeOUs section.
+	NodeOUs *NodeOUs `yaml:"node_ous"`
 }
 
 // MSP is one MSP's trust anchors.
 type MSP struct {
 	Roots         *x509.CertPool
 	Intermediates *x509.CertPool // may be nil
+	// CRLs are revocation lists whose signatures were checked against
+	// the MSP's CAs (see [LoadCRLs]).
+	CRLs []*x509.RevocationList
+	// NodeOUs, when enabled, classifies creators by role OU.
+	NodeOUs *NodeOUs
 }
 
 // Verifier checks creators against the MSPs it was built with. It is
 // immutable and safe for concurrent use. The zero value and nil know no MSP
 // and refuse every creator.
 type Verifier struct {
-	msps map[string]MSP
+	msps   map[string]MSP
+	window time.Duration
+}
+
+// DefaultProposalWindow is how far a proposal's timestamp may lie from the
+// node's clock, either way. Fabric clients stamp proposals when they build
+// them; the chaincode calls the node while the peer simulates, within the
+// peer's chaincode execution timeout (30 s by default).
+const DefaultProposalWindow = 5 * time.Minute
+
+// Option configures [New] and [Load].
+type Option func(*Verifier) error
+
+// WithProposalWindow sets how far a proposal's timestamp may lie from the
+// node's clock (default [DefaultProposalWindow]); it also bounds how long
+// one transaction id may be used (see [Replay]).
+func WithProposalWindow(d time.Duration) Option {
+	return func(v *Verifier) error {
+		if d <= 0 || d > 24*time.Hour {
+			return fmt.Errorf("fabricid: proposal window %v: want a positive duration of at most 24h", d)
+		}
+		v.window = d
+		return nil
+	}
+}
+
+// Window returns the proposal window.
+func (v *Verifier) Window() time.Duration {
+	if v == nil || v.window == 0 {
+		return DefaultProposalWindow
+	}
+	return v.window
 }
 
 // New returns a verifier of the given MSPs, keyed by MSP id.
-func New(msps map[string]MSP) (*Verifier, error) {
-	v := &Verifier{msps: make(map[string]MSP, len(msps))}
+func New(msps map[string]MSP, opts ...Option) (*Verifier, error) {
+	v := &Verifier{msps: make(map[string]MSP, len(msps)), window: DefaultProposalWindow}
+	for _, o := range opts {
+		if err := o(v); err != nil {
+			return nil, err
+		}
+	}
 	for id, m := range msps {
 		if !policy.ValidOrgID(id) {
 			return nil, fmt.Errorf("fabricid: MSP id %s is not a valid organisation id", quote(id))
 		}
 		if m.Roots == nil {
 			return nil, fmt.Errorf("fabricid: MSP %s has no root CA", quote(id))
+		}
+		if err := m.NodeOUs.check(); err != nil {
+			return nil, fmt.Errorf("fabricid: MSP %s: %w", quote(id), err)
 		}
 		v.msps[id] = m
 	}
@@ -140,7 +236,7 @@ func New(msps map[string]MSP) (*Verifier, error) {
 // file that cannot be read, or holds no certificate, or a certificate that
 // is not a CA, is an error: a node must not start with a trust list other
 // than the one its operator wrote.
-func Load(cfg map[string]MSPConfig) (*Verifier, error) {
+func Load(cfg map[string]MSPConfig, opts ...Option) (*Verifier, error) {
 	msps := make(map[string]MSP, len(cfg))
 	for id, c := range cfg {
 		if len(c.CAs) == 0 {
@@ -150,19 +246,42 @@ func Load(cfg map[string]MSPConfig) (*Verifier, error) {
 		if err != nil {
 			return nil, fmt.Errorf("fabricid: MSP %s: %w", quote(id), err)
 		}
-		m := MSP{Roots: roots}
+		m := MSP{Roots: roots, NodeOUs: c.NodeOUs}
+		var cas []*x509.Certificate
+		cas, _ = loadCerts(c.CAs)
 		if len(c.IntermediateCAs) > 0 {
 			if m.Intermediates, err = loadPool(c.IntermediateCAs); err != nil {
+				return nil, fmt.Errorf("fabricid: MSP %s: %w", quote(id), err)
+			}
+			ints, _ := loadCerts(c.IntermediateCAs)
+			cas = append(cas, ints...)
+		}
+		if len(c.CRLs) > 0 {
+			if m.CRLs, err = LoadCRLs(c.CRLs, cas); err != nil {
 				return nil, fmt.Errorf("fabricid: MSP %s: %w", quote(id), err)
 			}
 		}
 		msps[id] = m
 	}
-	return New(msps)
+	return New(msps, opts...)
 }
 
 func loadPool(files []string) (*x509.CertPool, error) {
+	certs, err := loadCerts(files)
+	if err != nil {
+		return nil, err
+	}
 	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	return pool, nil
+}
+
+// loadCerts reads the CA certificates of files; every file must hold at
+// least one, and each must be a CA.
+func loadCerts(files []string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
@@ -185,14 +304,14 @@ func loadPool(files []string) (*x509.CertPool, error) {
 			if !cert.IsCA {
 				return nil, fmt.Errorf("CA file %s: certificate %s is not a CA", quote(f), quote(cert.Subject.String()))
 			}
-			pool.AddCert(cert)
+			out = append(out, cert)
 			n++
 		}
 		if n == 0 {
 			return nil, fmt.Errorf("CA file %s holds no PEM certificate", quote(f))
 		}
 	}
-	return pool, nil
+	return out, nil
 }
 
 // MSPs returns the configured MSP ids, sorted.
@@ -213,6 +332,9 @@ type Identity struct {
 	MSPID   string
 	Subject string // RFC 4514, as pkix.Name.String writes it
 	Cert    *x509.Certificate
+	// Role is the NodeOU role ("client", "peer", "admin", "orderer") when
+	// the MSP's NodeOUs are enabled, else "".
+	Role string
 }
 
 // Party returns fabric:<MSPID>/<Subject>.
@@ -263,16 +385,30 @@ func (v *Verifier) Verify(serialized []byte, now time.Time) (Identity, error) {
 	if err != nil {
 		return Identity{}, &Error{MSPID: id, Kind: ErrMalformed, Reason: "certificate does not parse"}
 	}
-	if _, err := cert.Verify(x509.VerifyOptions{
+	if cert.IsCA {
+		return Identity{}, &Error{MSPID: id, Kind: ErrNotIdentity, Reason: "a CA certificate cannot be used as an identity"}
+	}
+	if cert.KeyUsage&x509.KeyUsageDigitalSignature == 0 {
+		return Identity{}, &Error{MSPID: id, Kind: ErrNotIdentity, Reason: "the certificate lacks the digitalSignature key usage"}
+	}
+	chains, err := cert.Verify(x509.VerifyOptions{
 		Roots:         m.Roots,
 		Intermediates: m.Intermediates,
 		CurrentTime:   now,
 		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
-	}); err != nil {
+	})
+	if err != nil {
 		return Identity{}, &Error{MSPID: id, Kind: ErrUntrusted, Reason: untrustedReason(err)}
 	}
+	if revoked(m.CRLs, cert, chains) {
+		return Identity{}, &Error{MSPID: id, Kind: ErrRevoked, Reason: "serial " + cert.SerialNumber.String() + " is on a CRL of the MSP"}
+	}
+	role, err := m.NodeOUs.role(cert)
+	if err != nil {
+		return Identity{}, &Error{MSPID: id, Kind: ErrRole, Reason: err.Error()}
+	}
 	subject := cert.Subject.String()
-	out := Identity{MSPID: id, Subject: subject, Cert: cert}
+	out := Identity{MSPID: id, Subject: subject, Cert: cert, Role: role}
 	if err := out.Party().Validate(); err != nil {
 		return Identity{}, &Error{MSPID: id, Kind: ErrMalformed, Reason: "certificate subject cannot name a fabric: party (empty, over 512 bytes or with control characters)"}
 	}

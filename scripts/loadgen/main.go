@@ -145,7 +145,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&cfg.batch, "batch", 0, "items per request: 0 = single-item requests, N = batch requests of N items")
 	fs.IntVar(&cfg.size, "size", 64, "plaintext `bytes` per item")
 	fs.Int64Var(&cfg.maxRequests, "max-requests", 5_000_000, "hard bound on the total number of requests, warm-up included")
-	fs.StringVar(&cfg.mode, "mode", "random", "encryption mode: random or endorsement (generated tx_id and tx_time)")
+	fs.StringVar(&cfg.mode, "mode", "random", "encryption mode: random or endorsement (generated tx_id and tx_time; since issue 10 the node grants endorsement mode only to a chaincode token with a verified signed proposal, so this answers 403 with other tokens)")
 	fs.StringVar(&cfg.op, "op", "encrypt", "operation: encrypt or decrypt (decrypt first encrypts one envelope per body item)")
 	fs.IntVar(&cfg.bodies, "bodies", 0, "distinct request bodies to cycle through (default 16 single, 4 batch)")
 	fs.DurationVar(&cfg.timeout, "timeout", 30*time.Second, "per-request `timeout`")

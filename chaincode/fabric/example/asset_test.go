@@ -47,7 +47,7 @@ func newWorld(t *testing.T) *world {
 	n := testnode.Start(t, "Org1MSP", org1, org2)
 	n.CreateKeys(t, keys...)
 	n.Grant(t, "org:Org1MSP", []string{"encrypt", "decrypt"}, keys...)
-	km, err := fabric.New(n.URL, n.ChaincodeToken(t, "cc-asset"))
+	km, err := fabric.New(n.URL, n.ChaincodeToken(t, "cc-asset", channel, chaincode, "Org1MSP", "Org2MSP"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func props(value int, name string) example.AssetProperties {
 }
 
 func (w *world) proposal(id *fabricidtest.Identity, fn string, args ...string) fabrictest.Proposal {
-	return fabrictest.NewProposal(channel, chaincode, id.Creator(), fn, args...)
+	return fabrictest.NewSignedProposal(channel, chaincode, id, fn, args...)
 }
 
 // endorse runs p on one endorsing peer.

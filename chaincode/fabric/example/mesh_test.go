@@ -24,7 +24,7 @@ type endorser struct {
 
 func newEndorser(t *testing.T, n *testnode.Node) *endorser {
 	t.Helper()
-	km, err := fabric.New(n.URL, n.ChaincodeToken(t, "cc-asset"))
+	km, err := fabric.New(n.URL, n.ChaincodeToken(t, "cc-asset", channel, chaincode, "Org1MSP", "Org2MSP"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestEndorsersAgreeAcrossNodes(t *testing.T) {
 	e1, e2 := newEndorser(t, n1), newEndorser(t, n2)
 	alice := testnode.Client(t, org1CA, "alice")
 	proposal := func(fn string, args ...string) fabrictest.Proposal {
-		return fabrictest.NewProposal(channel, chaincode, alice.Creator(), fn, args...)
+		return fabrictest.NewSignedProposal(channel, chaincode, alice, fn, args...)
 	}
 
 	// World state: CreateAsset against an empty ledger.

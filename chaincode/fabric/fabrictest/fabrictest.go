@@ -2,14 +2,15 @@
 // chaincode stub, for testing contracts without a peer: a [Ledger] of
 // committed world state and private data, [Proposal]s that carry what a
 // client sends (function and arguments, transient map, creator, a Fabric
-// transaction id and timestamp, channel and chaincode), and a [Stub] per
+// transaction id and timestamp, channel and chaincode, and the creator's
+// signature over the proposal, as a keymesh node verifies it), and a [Stub] per
 // endorsement that reads committed state and records its write set, as an
 // endorsing peer simulates a transaction.
 //
 // Drive a contract the way the peer does:
 //
 //	cc, _ := contractapi.NewChaincode(contract)
-//	p := fabrictest.NewProposal("mychannel", "asset", creator, "CreateAsset", "asset1")
+//	p := fabrictest.NewSignedProposal("mychannel", "asset", id, "CreateAsset", "asset1") // id: a fabricidtest.Identity
 //	stub := fabrictest.NewStub(ledger, p)
 //	resp := cc.Invoke(stub)              // resp.Status 200 (shim.OK) or 500
 //	ledger.Commit(stub.WriteSet())       // what the orderer and committers would do
@@ -37,10 +38,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/hyperledger/fabric-chaincode-go/v2/shim"
-	"github.com/hyperledger/fabric-protos-go-apiv2/common"
 	"github.com/hyperledger/fabric-protos-go-apiv2/peer"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/keymesh/keymesh/node/fabricid/fabricidtest"
 )
 
 // Ledger is committed state: the world state and each private data
@@ -125,11 +127,44 @@ type Proposal struct {
 	Args      [][]byte          // function name, then arguments
 	Transient map[string][]byte // never written to the ledger
 	Nonce     []byte
+	// Sign signs the proposal bytes as the creator (nil: the proposal is
+	// unsigned, as a forger without the creator's key would send it).
+	Sign func(proposal []byte) []byte
 }
 
-// NewProposal returns a proposal with a fresh nonce, the Fabric transaction
-// id hex(SHA-256(nonce ‖ creator)) and the current time, truncated to
-// microseconds as a client SDK's protobuf timestamp is in practice.
+// Signer is a client identity that signs proposals, as
+// fabricidtest.Identity does.
+type Signer interface {
+	Creator() []byte
+	Sign(msg []byte) []byte
+}
+
+// NewSignedProposal is NewProposal for id, signed with id's key as a
+// Fabric client SDK signs it.
+func NewSignedProposal(channel, chaincode string, id Signer, fn string, args ...string) Proposal {
+	p := NewProposal(channel, chaincode, id.Creator(), fn, args...)
+	// A client signs a proposal once and sends the same SignedProposal to
+	// every endorser; ECDSA signatures are randomised, so remember them.
+	var mu sync.Mutex
+	sigs := map[string][]byte{}
+	p.Sign = func(prop []byte) []byte {
+		mu.Lock()
+		defer mu.Unlock()
+		if sig, ok := sigs[string(prop)]; ok {
+			return sig
+		}
+		sig := id.Sign(prop)
+		sigs[string(prop)] = sig
+		return sig
+	}
+	return p
+}
+
+// NewProposal returns an unsigned proposal with a fresh nonce, the Fabric
+// transaction id hex(SHA-256(nonce ‖ creator)) and the current time,
+// truncated to microseconds as a client SDK's protobuf timestamp is in
+// practice. A keymesh node refuses an unsigned proposal: use
+// NewSignedProposal unless the test is about a forgery.
 func NewProposal(channel, chaincode string, creator []byte, fn string, args ...string) Proposal {
 	nonce := make([]byte, 24)
 	if _, err := rand.Read(nonce); err != nil {
@@ -209,28 +244,14 @@ func NewStub(ledger *Ledger, p Proposal) *Stub {
 }
 
 func signedProposal(p Proposal) *peer.SignedProposal {
-	mustMarshal := func(m proto.Message) []byte {
-		b, err := proto.Marshal(m)
-		if err != nil {
-			panic(err)
-		}
-		return b
+	spec := fabricidtest.ProposalSpec{Channel: p.Channel, Chaincode: p.Chaincode, Creator: p.Creator, Nonce: p.Nonce,
+		TxID: p.TxID, Timestamp: p.Timestamp, Args: p.Args, Transient: p.Transient}
+	_, prop := spec.Build()
+	sp := &peer.SignedProposal{ProposalBytes: prop}
+	if p.Sign != nil {
+		sp.Signature = p.Sign(prop)
 	}
-	ccID := &peer.ChaincodeID{Name: p.Chaincode}
-	ch := &common.ChannelHeader{
-		Type: int32(common.HeaderType_ENDORSER_TRANSACTION), ChannelId: p.Channel, TxId: p.TxID,
-		Timestamp: timestamppb.New(p.Timestamp),
-		Extension: mustMarshal(&peer.ChaincodeHeaderExtension{ChaincodeId: ccID}),
-	}
-	sh := &common.SignatureHeader{Creator: p.Creator, Nonce: p.Nonce}
-	hdr := &common.Header{ChannelHeader: mustMarshal(ch), SignatureHeader: mustMarshal(sh)}
-	cis := &peer.ChaincodeInvocationSpec{ChaincodeSpec: &peer.ChaincodeSpec{
-		Type: peer.ChaincodeSpec_GOLANG, ChaincodeId: ccID, Input: &peer.ChaincodeInput{Args: p.Args}}}
-	// As the peer does before the chaincode sees it, the transient map is
-	// not part of the payload the chaincode can read back.
-	payload := &peer.ChaincodeProposalPayload{Input: mustMarshal(cis)}
-	prop := &peer.Proposal{Header: mustMarshal(hdr), Payload: mustMarshal(payload)}
-	return &peer.SignedProposal{ProposalBytes: mustMarshal(prop)}
+	return sp
 }
 
 // WriteSet returns the writes so far.
@@ -309,8 +330,9 @@ func (s *Stub) GetTransient() (map[string][]byte, error) {
 	return out, nil
 }
 
-// GetSignedProposal returns the signed proposal (unsigned: the fake
-// checks no signature).
+// GetSignedProposal returns the signed proposal: as on a peer, its
+// payload holds the arguments and the transient map, and it carries the
+// creator's signature if the Proposal has a Sign function.
 func (s *Stub) GetSignedProposal() (*peer.SignedProposal, error) {
 	return proto.Clone(s.signed).(*peer.SignedProposal), nil
 }

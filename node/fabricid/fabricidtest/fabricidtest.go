@@ -95,6 +95,10 @@ func (ca *CA) issue(subject pkix.Name, notBefore, notAfter time.Time) (*Identity
 	if notAfter.IsZero() {
 		notAfter = time.Now().Add(365 * 24 * time.Hour)
 	}
+	return ca.issueTmpl(subject, notBefore, notAfter, x509.KeyUsageDigitalSignature, false)
+}
+
+func (ca *CA) issueTmpl(subject pkix.Name, notBefore, notAfter time.Time, ku x509.KeyUsage, isCA bool) (*Identity, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, fmt.Errorf("fabricidtest: client key: %w", err)
@@ -104,8 +108,11 @@ func (ca *CA) issue(subject pkix.Name, notBefore, notAfter time.Time) (*Identity
 		Subject:      subject,
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
+		KeyUsage:     ku,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if isCA {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.key)
 	if err != nil {

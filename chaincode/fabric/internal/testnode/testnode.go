@@ -234,10 +234,12 @@ func (n *Node) Revoke(t testing.TB, party string, keys ...string) {
 	}
 }
 
-// ChaincodeToken mints a chaincode-role token for token:<name>.
-func (n *Node) ChaincodeToken(t testing.TB, name string) string {
+// ChaincodeToken mints a chaincode-role token for token:<name>, bound to
+// channel, chaincode and msps.
+func (n *Node) ChaincodeToken(t testing.TB, name, channel, chaincode string, msps ...string) string {
 	t.Helper()
-	ct, err := n.Admin.CreateToken(Ctx(t), apiv1.CreateTokenRequest{Party: "token:" + name, Role: "chaincode"})
+	ct, err := n.Admin.CreateToken(Ctx(t), apiv1.CreateTokenRequest{Party: "token:" + name, Role: "chaincode",
+		Channels: []string{channel}, Chaincode: chaincode, MSPs: msps})
 	if err != nil {
 		t.Fatalf("CreateToken(chaincode) = %v", err)
 	}

@@ -16,9 +16,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/hyperledger/fabric-contract-api-go/v2/contractapi"
 
@@ -42,6 +44,13 @@ func run() error {
 	}
 	km, err := fabric.NewFromEnv()
 	if err != nil {
+		return err
+	}
+	// Fail fast on a wrong KEYMESH_ADDR or KEYMESH_TOKEN, not at the
+	// first transaction.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := km.Check(ctx); err != nil {
 		return err
 	}
 	cc, err := contractapi.NewChaincode(example.NewContract(km))

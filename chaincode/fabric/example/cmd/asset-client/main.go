@@ -16,6 +16,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -23,19 +24,30 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/hyperledger/fabric-gateway/pkg/client"
 	"github.com/hyperledger/fabric-gateway/pkg/identity"
+	"github.com/hyperledger/fabric-protos-go-apiv2/gateway"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/status"
 
+	"github.com/keymesh/keymesh/chaincode/fabric"
 	"github.com/keymesh/keymesh/chaincode/fabric/example"
+	kmclient "github.com/keymesh/keymesh/node/client"
 )
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "asset-client:", err)
+		// The gateway puts each endorser's answer in the status details.
+		for _, d := range status.Convert(err).Details() {
+			if ed, ok := d.(*gateway.ErrorDetail); ok {
+				fmt.Fprintf(os.Stderr, "  %s (%s): %s\n", ed.GetAddress(), ed.GetMspId(), ed.GetMessage())
+			}
+		}
 		os.Exit(1)
 	}
 }
@@ -50,12 +62,16 @@ func run(args []string) error {
 	keyFile := fs.String("key", "", "client private key PEM `file` (required)")
 	channel := fs.String("channel", "mychannel", "channel")
 	chaincode := fs.String("chaincode", "asset", "chaincode name")
+	endorsers := fs.String("endorsers", "", "comma-separated MSP ids whose peers endorse (default: the gateway picks them from the endorsement policy)")
+	kmAddr := fs.String("keymesh-addr", "127.0.0.1:8420", "create-sealed: the client's own org's keymesh node")
+	kmToken := fs.String("keymesh-token", os.Getenv("KEYMESH_TOKEN"), "create-sealed: a client token with encrypt on the asset keys (default $KEYMESH_TOKEN)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if *tlsCA == "" || *certFile == "" || *keyFile == "" || fs.NArg() < 2 {
-		return errors.New("usage: asset-client -tls-ca F -cert F -key F [flags] create|read|read-private|transfer ID [NEW-OWNER-ORG]")
+		return errors.New("usage: asset-client -tls-ca F -cert F -key F [flags] create|create-sealed|read|read-private|transfer ID [NEW-OWNER-ORG]")
 	}
+	endorse := endorseOptions(*endorsers)
 
 	conn, err := dial(*gateway, *tlsCA, *serverName)
 	if err != nil {
@@ -86,15 +102,39 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		_, err = contract.Submit("CreateAsset",
+		_, err = contract.Submit("CreateAsset", append([]client.ProposalOption{
 			client.WithArguments(assetID, "blue", "5"),
-			client.WithTransient(map[string][]byte{example.TransientAssetProperties: props}),
-			// Endorse on org1's peers only: their keymesh nodes hold the keys.
-			client.WithEndorsingOrganizations(*mspID))
+			client.WithTransient(map[string][]byte{example.TransientAssetProperties: props})}, endorse...)...)
 		if err != nil {
 			return fmt.Errorf("CreateAsset: %w", err)
 		}
 		fmt.Println("created", assetID)
+	case "create-sealed":
+		// The client-sealed pattern: seal through this org's keymesh node
+		// (random mode), pass envelopes; endorsers need no key.
+		if *kmToken == "" {
+			return errors.New("create-sealed needs -keymesh-token (or KEYMESH_TOKEN)")
+		}
+		api, err := kmclient.New(*kmAddr, *kmToken)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		sealed, err := fabric.SealRecord(ctx, api, *channel, *chaincode, assetID, example.SealedProperties{
+			AppraisedValue: 400,
+			Owner:          example.Person{Name: "Carol", Email: "carol@example.com", TaxID: "987-65-4321"},
+		})
+		if err != nil {
+			return err
+		}
+		_, err = contract.Submit("CreateAssetSealed", append([]client.ProposalOption{
+			client.WithArguments(assetID, "green", "7"),
+			client.WithTransient(map[string][]byte{example.TransientSealed: sealed})}, endorse...)...)
+		if err != nil {
+			return fmt.Errorf("CreateAssetSealed: %w", err)
+		}
+		fmt.Println("created", assetID, "(client-sealed)")
 	case "read", "read-private":
 		fn := "ReadAsset"
 		if cmd == "read-private" {
@@ -113,10 +153,9 @@ func run(args []string) error {
 		if err != nil {
 			return err
 		}
-		if _, err := contract.Submit("TransferAsset",
+		if _, err := contract.Submit("TransferAsset", append([]client.ProposalOption{
 			client.WithArguments(assetID, fs.Arg(2)),
-			client.WithTransient(map[string][]byte{example.TransientNewOwner: owner}),
-			client.WithEndorsingOrganizations(*mspID)); err != nil {
+			client.WithTransient(map[string][]byte{example.TransientNewOwner: owner})}, endorse...)...); err != nil {
 			return fmt.Errorf("TransferAsset: %w", err)
 		}
 		fmt.Println("transferred", assetID, "to", fs.Arg(2))
@@ -124,6 +163,24 @@ func run(args []string) error {
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 	return nil
+}
+
+// endorseOptions returns the proposal options that fix the endorsing
+// organisations: none without -endorsers, so that the gateway chooses the
+// endorsing peers from the chaincode's endorsement policy (e.g.
+// AND('Org1MSP.peer','Org2MSP.peer')); fixing them to the caller's org
+// fails such a policy after ordering (ENDORSEMENT_POLICY_FAILURE).
+func endorseOptions(endorsers string) []client.ProposalOption {
+	var orgs []string
+	for o := range strings.SplitSeq(endorsers, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			orgs = append(orgs, o)
+		}
+	}
+	if len(orgs) == 0 {
+		return nil
+	}
+	return []client.ProposalOption{client.WithEndorsingOrganizations(orgs...)}
 }
 
 func dial(addr, caFile, serverName string) (*grpc.ClientConn, error) {

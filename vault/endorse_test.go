@@ -1,0 +1,140 @@
+package vault
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/vault/envelope"
+)
+
+// TestVault_EndorsementFloorNotBelowPostRevocationVersion is the
+// regression test of issue 10 item 3: after an org revocation rotated a
+// key to version 2, a transaction timestamp from before the rotation must
+// not select version 1 (held by the revoked org) in endorsement mode, and
+// the floor survives a restart and cannot be lowered or forged.
+func TestVault_EndorsementFloorNotBelowPostRevocationVersion(t *testing.T) {
+	clk := newClock()
+	store := kv.NewMem()
+	v := openVault(t, store, WithClock(clk.Now))
+	if _, err := v.Create("asset/value", CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := clk.Now()
+	clk.Add(time.Minute)
+	grace := time.Hour // the rotated version activates far ahead
+	if _, err := v.Rotate("asset/value", &grace); err != nil {
+		t.Fatal(err)
+	}
+	in := EncryptInput{Key: "asset/value", Mode: envelope.ModeEndorsement, TxID: "tx1", TxTime: before, Plaintext: []byte("7")}
+	if env := encrypt(t, v, in); env.Version != 1 {
+		t.Fatalf("before the floor: version %d, want 1 (newest active at the tx time)", env.Version)
+	}
+	if err := v.SetEndorsementFloor("asset/value", 2); err != nil {
+		t.Fatalf("SetEndorsementFloor() = %v", err)
+	}
+	if env := encrypt(t, v, in); env.Version != 2 {
+		t.Fatalf("after the floor: version %d, want 2", env.Version)
+	}
+	// Random mode keeps its rule (newest active now).
+	if env := encrypt(t, v, EncryptInput{Key: "asset/value", Plaintext: []byte("7")}); env.Version != 1 {
+		t.Errorf("random mode: version %d, want 1 (version 2 not active yet)", env.Version)
+	}
+	if err := v.SetEndorsementFloor("asset/value", 1); err != nil {
+		t.Errorf("SetEndorsementFloor(lower) = %v, want a no-op", err)
+	}
+	if err := v.SetEndorsementFloor("asset/value", 3); !errors.Is(err, ErrInvalidRequest) {
+		t.Errorf("SetEndorsementFloor(unknown version) = %v, want ErrInvalidRequest", err)
+	}
+	if err := v.SetEndorsementFloor("asset/none", 1); !errors.Is(err, ErrKeyNotFound) {
+		t.Errorf("SetEndorsementFloor(unknown key) = %v, want ErrKeyNotFound", err)
+	}
+	v.Close()
+	v2 := openVault(t, store, WithClock(clk.Now))
+	if f, err := v2.EndorsementFloor("asset/value"); err != nil || f != 2 {
+		t.Fatalf("after reopen EndorsementFloor() = %d, %v, want 2", f, err)
+	}
+	if env := encrypt(t, v2, in); env.Version != 2 {
+		t.Fatalf("after reopen: version %d, want 2", env.Version)
+	}
+	v2.Close()
+	// A floor record not sealed under the KEK stops the vault.
+	if err := store.Update(func(tx kv.Txn) error {
+		return tx.Set(floorKey("asset/value"), []byte("forged-forged-forged-forged-forged"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(store, MasterKey(testMaster), WithClock(clk.Now)); err == nil || !strings.Contains(err.Error(), "does not authenticate") {
+		t.Fatalf("Open(forged floor) = %v, want refused", err)
+	}
+}
+
+// TestVault_EndorserWithoutKeySaysSo is the regression test of issue 10
+// item 4: a node that no longer holds the version to encrypt with says so
+// (ErrVersionNotHeld), instead of "no version is active", and does not
+// fall back to an older version it still holds.
+func TestVault_EndorserWithoutKeySaysSo(t *testing.T) {
+	clk := newClock()
+	v := openVault(t, kv.NewMem(), WithClock(clk.Now))
+	meta := KeyMeta{Name: "asset/value", Owner: "Org1MSP", State: StateActive, Created: clk.Now()}
+	if err := v.SyncKey(meta); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.ImportVersion("asset/value", 1, clk.Now(), bytes.Repeat([]byte{1}, 32)); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.ImportVersion("asset/value", 2, clk.Now(), bytes.Repeat([]byte{2}, 32)); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.ForgetVersion("asset/value", 2); err != nil {
+		t.Fatal(err)
+	}
+	clk.Add(time.Second)
+	for _, mode := range []envelope.Mode{envelope.ModeRandom, envelope.ModeEndorsement} {
+		in := EncryptInput{Key: "asset/value", Mode: mode, Plaintext: []byte("7")}
+		if mode == envelope.ModeEndorsement {
+			in.TxID, in.TxTime = "tx", clk.Now()
+		}
+		_, err := v.Encrypt(in)
+		if !errors.Is(err, ErrVersionNotHeld) || !strings.Contains(err.Error(), "does not hold version 2") {
+			t.Errorf("%v: Encrypt() = %v, want ErrVersionNotHeld naming version 2", mode, err)
+		}
+	}
+}
+
+// TestVault_ShownCountAfterCleanRestart is issue 10 item 7: after a clean
+// restart a barely used version shows its real count, not the reserved
+// lease; after a crash it shows the lease (an upper bound); the guarding
+// count stays conservative either way.
+func TestVault_ShownCountAfterCleanRestart(t *testing.T) {
+	store := kv.NewMem()
+	v := openVault(t, store, WithCountLease(1000))
+	if _, err := v.Create("demo/k", CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		encrypt(t, v, EncryptInput{Key: "demo/k"})
+	}
+	if err := v.SaveCounts(); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	v2 := openVault(t, store, WithCountLease(1000))
+	encrypt(t, v2, EncryptInput{Key: "demo/k"})
+	ki, _ := v2.Get("demo/k")
+	if got := ki.Versions[0].Encryptions; got != 4 {
+		t.Fatalf("shown count after a clean restart = %d, want 4", got)
+	}
+	if r, _ := v2.ring("demo/k"); r.versions[0].count.Load() < 1000 {
+		t.Errorf("guarding count = %d, want at least the lease", r.versions[0].count.Load())
+	}
+	v2.Close() // as after kill -9: no SaveCounts
+	v3 := openVault(t, store, WithCountLease(1000))
+	ki, _ = v3.Get("demo/k")
+	if got := ki.Versions[0].Encryptions; got < 4 {
+		t.Fatalf("shown count after a crash = %d, want an upper bound >= 4", got)
+	}
+}
