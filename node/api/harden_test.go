@@ -89,7 +89,7 @@ func TestAPI_ClientTokensExpireByDefault(t *testing.T) {
 		want       time.Duration // 0: no expiry
 	}{
 		{"ok/client-default", `{"party":"token:a"}`, DefaultTokenTTL},
-		{"ok/chaincode-default", `{"party":"token:cc","role":"chaincode"}`, DefaultTokenTTL},
+		{"ok/chaincode-default", `{"party":"token:cc","role":"chaincode","channels":["mychannel"],"chaincode":"asset","msps":["Org1MSP"]}`, DefaultTokenTTL},
 		{"ok/client-explicit", `{"party":"token:b","ttl":"24h"}`, 24 * time.Hour},
 		{"ok/client-never", `{"party":"token:c","ttl":"never"}`, 0},
 		{"ok/client-zero", `{"party":"token:d","ttl":"0"}`, 0},
