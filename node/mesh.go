@@ -100,11 +100,11 @@ func (m *meshNode) issue(kind event.Kind, payload any, attachments ...[]byte) er
 	if err != nil {
 		return fmt.Errorf("node: encode %s: %w", kind, err)
 	}
-	raw, err := m.log.Issue(kind, b, attachments...)
+	is, err := m.log.Issue(kind, b, attachments...)
 	if err != nil {
 		return err
 	}
-	m.publish(raw)
+	m.publish(is.Raw)
 	return nil
 }
 
@@ -112,7 +112,7 @@ func (m *meshNode) issue(kind event.Kind, payload any, attachments ...[]byte) er
 // this node may change it.
 func (m *meshNode) checkOwner(s *mesh.State, name string) (*mesh.Key, error) {
 	k, ok := s.Keys[name]
-	if !ok {
+	if !ok || !k.Created {
 		return nil, fmt.Errorf("%w: %q", vault.ErrKeyNotFound, name)
 	}
 	if k.Destroyed {
@@ -124,44 +124,42 @@ func (m *meshNode) checkOwner(s *mesh.State, name string) (*mesh.Key, error) {
 	return k, nil
 }
 
-// wraps wraps material for every recipient in the current state: the
-// wraps name each blob by digest, and the blobs travel as attachments.
-func (m *meshNode) wraps(s *mesh.State, name string, n uint32, recipients []event.NodeKey, material []byte) ([]event.Wrap, [][]byte, error) {
-	var out []event.Wrap
-	var blobs [][]byte
-	for _, r := range recipients {
-		node, ok := s.Active(r)
+// recipients returns the vault recipients for version n of name: every
+// given node that is active now, with its KEM key and the binding.
+func (m *meshNode) recipients(s *mesh.State, name string, n uint32, nodes []event.NodeKey) ([]vault.Recipient, []event.NodeKey) {
+	var out []vault.Recipient
+	var keys []event.NodeKey
+	for _, r := range nodes {
+		node, ok := s.Active(r, m.clock())
 		if !ok {
 			continue
 		}
-		blob, err := transport.Wrap(node.Record.KEMKey, transport.Binding{Network: m.log.Network(), Key: name, Version: n, Recipient: r}, material)
-		if err != nil {
-			return nil, nil, fmt.Errorf("node: wrap %q v%d for %s: %w", name, n, r, err)
-		}
-		out = append(out, event.Wrap{Recipient: r, Digest: event.DigestOf(blob)})
-		blobs = append(blobs, blob)
+		out = append(out, vault.Recipient{KEMKey: node.Record.KEMKey,
+			Binding: transport.Binding{Network: m.log.Network(), Key: name, Version: n, Recipient: r}})
+		keys = append(keys, r)
 	}
-	return out, blobs, nil
+	return out, keys
 }
 
-// newVersion issues version n of name, active at activateAt, wrapped for
-// every entitled node. m.mu is held.
+// newVersion issues the next version of name, active at activateAt,
+// wrapped for every entitled node; its material never leaves the vault
+// unwrapped. m.mu is held.
 func (m *meshNode) newVersion(name string, activateAt time.Time) error {
-	material, err := m.vault.GenerateMaterial()
-	if err != nil {
-		return err
-	}
-	defer clear(material)
 	var kvp event.KeyVersion
-	var blobs [][]byte
-	var werr error
+	var rs []vault.Recipient
+	var keys []event.NodeKey
 	m.log.View(func(s *mesh.State) {
 		k := s.Keys[name]
 		kvp = event.KeyVersion{Key: name, Version: uint32(len(k.Versions)) + 1, ActivateAt: activateAt.UTC()}
-		kvp.Wraps, blobs, werr = m.wraps(s, name, kvp.Version, s.Recipients(name), material)
+		rs, keys = m.recipients(s, name, kvp.Version, s.Recipients(name, m.clock()))
 	})
-	if werr != nil {
-		return werr
+	check, blobs, err := m.vault.GenerateVersion(m.log.Network(), name, kvp.Version, rs)
+	if err != nil {
+		return err
+	}
+	kvp.Check = check
+	for i, r := range keys {
+		kvp.Wraps = append(kvp.Wraps, event.Wrap{Recipient: r, Digest: event.DigestOf(blobs[i])})
 	}
 	return m.issue(event.KindKeyVersion, kvp, blobs...)
 }
@@ -177,8 +175,14 @@ func (m *meshNode) view(name string) (*mesh.Key, error) {
 func (m *meshNode) CreateKey(name string, o vault.CreateOptions) (vault.KeyInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if owner, ok := m.log.Genesis().KeyOwner(name); !ok || owner != m.org {
+		if !ok {
+			owner = "no organisation (the genesis assigns its namespace to none)"
+		}
+		return vault.KeyInfo{}, fmt.Errorf("%w: %q: its namespace belongs to %s", api.ErrNotOwner, name, owner)
+	}
 	var exists bool
-	m.log.View(func(s *mesh.State) { _, exists = s.Keys[name] })
+	m.log.View(func(s *mesh.State) { k, ok := s.Keys[name]; exists = ok && k.Created })
 	if exists {
 		return vault.KeyInfo{}, fmt.Errorf("%w: %q", vault.ErrKeyExists, name)
 	}
@@ -285,10 +289,12 @@ func (m *meshNode) DestroyKey(name string) (vault.KeyInfo, error) {
 	return m.vault.Get(name)
 }
 
-func randomID() string {
+// newID returns a fresh grant or revocation id, scoped by this node's
+// prefix (mesh.IDPrefix).
+func (m *meshNode) newID() string {
 	b := make([]byte, 12)
 	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
+	return mesh.IDPrefix(m.self) + hex.EncodeToString(b)
 }
 
 // Grant implements api.Manager. A grant to an org: party makes that org's
@@ -299,7 +305,7 @@ func (m *meshNode) Grant(g policy.Grant) (policy.Grant, error) {
 	if _, err := m.view(g.Key); err != nil {
 		return policy.Grant{}, err
 	}
-	g.ID = randomID()
+	g.ID = m.newID()
 	g.IssuedAt = m.clock().UTC()
 	g.Observed = m.log.Policy().RevocationIDs(g.Key, g.Party)
 	if g.Custodian == "" && g.Party.Kind() != policy.KindOrg {
@@ -325,7 +331,7 @@ func (m *meshNode) Revoke(key string, party policy.Party, issuer string) (policy
 		return policy.Revocation{}, 0, err
 	}
 	now := m.clock().UTC()
-	r := policy.Revocation{ID: randomID(), Key: key, Party: party, Issuer: issuer, IssuedAt: now}
+	r := policy.Revocation{ID: m.newID(), Key: key, Party: party, Issuer: issuer, IssuedAt: now}
 	if err := r.Validate(); err != nil {
 		return policy.Revocation{}, 0, err
 	}
@@ -401,9 +407,10 @@ type keyPlan struct {
 type versionPlan struct {
 	n          uint32
 	activateAt time.Time
-	mine       []byte // blob wrapped for this node
-	missing    []event.NodeKey
-	kem        map[event.NodeKey][]byte
+	check      event.Digest
+	mine       [][]byte // candidate copies wrapped for this node (blobs held)
+	missing    []vault.Recipient
+	missingFor []event.NodeKey
 	first      bool // this node is the first (smallest key) active holder
 }
 
@@ -411,41 +418,46 @@ type versionPlan struct {
 // forceShare makes this node share missing versions at once.
 func (m *meshNode) reconcileLocked(forceShare bool) {
 	var plans []keyPlan
+	now := m.clock()
 	m.log.View(func(s *mesh.State) {
 		names := make([]string, 0, len(s.Keys))
-		for n := range s.Keys {
-			names = append(names, n)
+		for n, k := range s.Keys {
+			if k.Created {
+				names = append(names, n)
+			}
 		}
 		slices.Sort(names)
 		for _, name := range names {
 			k := s.Keys[name]
 			p := keyPlan{
 				meta: vault.KeyMeta{Name: name, Owner: k.Owner, Deterministic: k.Deterministic, Exportable: k.Exportable,
-					State: k.State, MinDecryptionVersion: k.MinDecrypt, Created: k.Created},
+					State: k.State, MinDecryptionVersion: min(k.MinDecrypt, uint32(max(len(k.Versions), 1))), Created: k.CreatedAt},
 				destroyed: k.Destroyed, holder: k.Holders[m.self], acked: k.Acks[m.self],
 				entitled: s.Entitled(name, m.self),
 			}
-			recipients := s.Recipients(name)
+			recipients := s.Recipients(name, now)
 			for _, v := range k.Versions {
-				vp := versionPlan{n: v.N, activateAt: v.ActivateAt, kem: map[event.NodeKey][]byte{}}
-				if w := v.Wraps[m.self]; w != nil {
-					vp.mine = w.Blob // nil until a copy of the event with the blob arrives
+				vp := versionPlan{n: v.N, activateAt: v.ActivateAt, check: v.Check}
+				for _, w := range s.CopiesFor(name, v, m.self) {
+					if w.Blob != nil { // nil until a copy of the event with the blob arrives
+						vp.mine = append(vp.mine, w.Blob)
+					}
 				}
 				var holders []event.NodeKey
 				for h := range v.Wraps {
-					if _, ok := s.Active(h); ok {
+					if _, ok := s.Active(h, now); ok && len(s.CopiesFor(name, v, h)) > 0 {
 						holders = append(holders, h)
 					}
 				}
 				slices.SortFunc(holders, func(a, b event.NodeKey) int { return bytes.Compare(a[:], b[:]) })
-				vp.first = len(holders) > 0 && holders[0] == m.self
+				vp.first = len(holders) > 0 && holders[0] == m.self || len(holders) == 0 && v.Creator == m.self
+				var lacking []event.NodeKey
 				for _, r := range recipients {
-					if _, has := v.Wraps[r]; !has {
-						vp.missing = append(vp.missing, r)
-						n, _ := s.Active(r)
-						vp.kem[r] = n.Record.KEMKey
+					if len(s.CopiesFor(name, v, r)) == 0 {
+						lacking = append(lacking, r)
 					}
 				}
+				vp.missing, vp.missingFor = m.recipients(s, name, v.N, lacking)
 				p.versions = append(p.versions, vp)
 			}
 			plans = append(plans, p)
@@ -489,8 +501,8 @@ func (m *meshNode) reconcileKey(p keyPlan, forceShare bool) error {
 		return err
 	}
 	for _, v := range p.versions {
-		if v.mine != nil && !m.vault.Holds(name, v.n) {
-			if err := m.importVersion(name, v); err != nil {
+		if len(v.mine) > 0 && !m.vault.Holds(name, v.n) {
+			if err := m.acceptVersion(name, v); err != nil {
 				return err
 			}
 		}
@@ -498,25 +510,26 @@ func (m *meshNode) reconcileKey(p keyPlan, forceShare bool) error {
 	return m.shareAll(name, p.versions, forceShare)
 }
 
-func (m *meshNode) importVersion(name string, v versionPlan) error {
-	var material []byte
-	err := m.kemPriv.Use(func(priv []byte) error {
-		var err error
-		material, err = transport.Unwrap(priv, transport.Binding{Network: m.log.Network(), Key: name, Version: v.n, Recipient: m.self}, v.mine)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("unwrap %q v%d: %w", name, v.n, err)
+// acceptVersion keeps the first candidate copy whose material matches the
+// version's commitment; forged or corrupted shares are skipped.
+func (m *meshNode) acceptVersion(name string, v versionPlan) error {
+	b := transport.Binding{Network: m.log.Network(), Key: name, Version: v.n, Recipient: m.self}
+	var errs []error
+	for _, blob := range v.mine {
+		err := m.vault.AcceptVersion(b, v.activateAt, v.check, blob)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
 	}
-	defer clear(material)
-	return m.vault.ImportVersion(name, v.n, v.activateAt, material)
+	return fmt.Errorf("no copy of %q v%d for this node matches its commitment: %w", name, v.n, errors.Join(errs...))
 }
 
-// share wraps the versions of a key for entitled nodes that lack them — at
-// once for versions where this node is the first holder (or when forced),
-// otherwise after shareAfter — and issues them all in one KeyShare event
-// (several if there are more than event.MaxWraps), so a newly granted org
-// gets a key's whole history in one round trip.
+// shareAll wraps the versions of a key for entitled nodes that lack them —
+// at once for versions where this node is the first holder (or when
+// forced), otherwise after shareAfter — and issues them all in one KeyShare
+// event (several if there are more than event.MaxWraps), so a newly granted
+// org gets a key's whole history in one round trip.
 func (m *meshNode) shareAll(name string, versions []versionPlan, force bool) error {
 	now := m.clock()
 	var shares []event.Share
@@ -525,8 +538,9 @@ func (m *meshNode) shareAll(name string, versions []versionPlan, force bool) err
 		if len(v.missing) == 0 || !m.vault.Holds(name, v.n) {
 			continue
 		}
-		var due []event.NodeKey
-		for _, r := range v.missing {
+		var due []vault.Recipient
+		var dueFor []event.NodeKey
+		for i, r := range v.missingFor {
 			id := fmt.Sprintf("%s/%d/%s", name, v.n, r.Hex())
 			first, seen := m.missingSince[id]
 			if !seen {
@@ -534,27 +548,22 @@ func (m *meshNode) shareAll(name string, versions []versionPlan, force bool) err
 				first = now
 			}
 			if force || v.first || now.Sub(first) >= shareAfter {
-				due = append(due, r)
+				due = append(due, v.missing[i])
+				dueFor = append(dueFor, r)
 				delete(m.missingSince, id)
 			}
 		}
 		if len(due) == 0 {
 			continue
 		}
-		material, err := m.vault.Material(name, v.n)
+		bs, err := m.vault.ShareVersion(name, v.n, due)
 		if err != nil {
 			return err
 		}
-		for _, r := range due {
-			blob, err := transport.Wrap(v.kem[r], transport.Binding{Network: m.log.Network(), Key: name, Version: v.n, Recipient: r}, material)
-			if err != nil {
-				clear(material)
-				return err
-			}
-			shares = append(shares, event.Share{Version: v.n, ActivateAt: v.activateAt, Wrap: event.Wrap{Recipient: r, Digest: event.DigestOf(blob)}})
-			blobs = append(blobs, blob)
+		for i, r := range dueFor {
+			shares = append(shares, event.Share{Version: v.n, ActivateAt: v.activateAt, Wrap: event.Wrap{Recipient: r, Digest: event.DigestOf(bs[i])}})
+			blobs = append(blobs, bs[i])
 		}
-		clear(material)
 	}
 	for len(shares) > 0 {
 		n := min(len(shares), event.MaxWraps)
@@ -579,7 +588,7 @@ func (m *meshNode) Identity() apiv1.NodeIdentity {
 		id.Addrs = m.host.Addrs()
 	}
 	m.hostMu.RUnlock()
-	m.log.View(func(s *mesh.State) { _, id.Registered = s.Active(m.self) })
+	m.log.View(func(s *mesh.State) { _, id.Registered = s.Active(m.self, m.clock()) })
 	return id
 }
 
@@ -755,6 +764,10 @@ func (m *meshNode) startHost(ctx context.Context, reg prometheus.Registerer) err
 		Identity: pk, Listen: listen, Bootstrap: boot,
 		Topic: "/keymesh/" + nid + "/events/1", Protocol: "/keymesh/" + nid + "/sync/1",
 		Log: p2pLog{m.log}, AntiEntropyInterval: m.cfg.AntiEntropyInterval,
+		Registered: m.registeredPeer, IssuerOf: func(p peer.ID) string {
+			k, _ := nodeKeyOf(p)
+			return mesh.IssuerID(k)
+		},
 		Registerer: reg, Logger: m.logger.With("component", "p2p"),
 	})
 	if err != nil {
@@ -765,7 +778,56 @@ func (m *meshNode) startHost(ctx context.Context, reg prometheus.Registerer) err
 	m.hostMu.Unlock()
 	go m.reconcileLoop(ctx)
 	go m.dialLoop(ctx)
+	go m.checkpointLoop(ctx)
 	return nil
+}
+
+// nodeKeyOf returns the node key behind a libp2p peer id (the node's
+// identity is its Ed25519 signing key).
+func nodeKeyOf(p peer.ID) (event.NodeKey, bool) {
+	pk, err := p.ExtractPublicKey()
+	if err != nil {
+		return event.NodeKey{}, false
+	}
+	raw, err := pk.Raw()
+	if err != nil || len(raw) != len(event.NodeKey{}) {
+		return event.NodeKey{}, false
+	}
+	return event.NodeKey(raw), true
+}
+
+// registeredPeer reports whether p is a registered node that may act now:
+// only those connect, gossip and are served.
+func (m *meshNode) registeredPeer(p peer.ID) bool {
+	k, ok := nodeKeyOf(p)
+	if !ok {
+		return false
+	}
+	var active bool
+	m.log.View(func(s *mesh.State) { _, active = s.Active(k, m.clock()) })
+	return active
+}
+
+// checkpointLoop publishes this node's liveness checkpoint a few times per
+// staleness bound. Checkpoints are not stored, so an idle mesh writes
+// nothing.
+func (m *meshNode) checkpointLoop(ctx context.Context) {
+	every := m.cfg.Staleness / 4
+	if every <= 0 {
+		every = mesh.DefaultStaleness / 4
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if raw := m.log.Checkpoint(); raw != nil {
+			m.publish(raw)
+		}
+	}
 }
 
 // dialLoop keeps this node connected to every registered node it can

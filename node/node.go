@@ -525,10 +525,14 @@ func (n *Node) openMesh(g *event.Genesis) (*meshNode, error) {
 	log, err := mesh.OpenLog(n.store, g, sign, mesh.LogOptions{
 		Logger:    lg,
 		OnVerdict: func(v mesh.Verdict, reason string) { events.WithLabelValues(v.String(), reason).Inc() },
+		Staleness: n.cfg.Staleness,
 	})
 	if err != nil {
 		return nil, err
 	}
+	// Fail closed: a key of another org is served only while this node has
+	// heard from that org within the staleness bound.
+	log.Policy().SetGate(log.Fresh)
 	return &meshNode{
 		log: log, vault: n.vault, self: log.Self(), org: n.id.Org, sign: sign,
 		kemPriv: kemPriv, kemPub: n.id.KEMKey, grace: n.cfg.RotationGrace, clock: time.Now,

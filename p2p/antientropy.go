@@ -35,6 +35,12 @@ func (h *Host) antiEntropyLoop() {
 		for _, p := range peers[:min(len(peers), h.cfg.AntiEntropyFanout)] {
 			h.trigger(p)
 		}
+		// Unregistered peers whose probation is over are disconnected.
+		for _, p := range h.host.Network().Peers() {
+			if h.gate.expired(p) {
+				_ = h.host.Network().ClosePeer(p)
+			}
+		}
 		h.prune()
 	}
 }
@@ -163,11 +169,16 @@ type session struct {
 	s      network.Stream
 	served int // events served this round
 	reqs   int // requests served this round
+	// trusted: the peer is registered. An untrusted (probationary) peer
+	// gets an empty summary and empty batches, and only its own chain is
+	// pulled from it.
+	trusted bool
 }
 
 func (h *Host) newSession(ctx context.Context, s network.Stream) (*session, func()) {
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
-	return &session{h: h, peer: s.Conn().RemotePeer(), io: newFrameIO(s, h.cfg.MaxMessageSize), s: s}, func() { stop() }
+	p := s.Conn().RemotePeer()
+	return &session{h: h, peer: p, io: newFrameIO(s, h.cfg.MaxMessageSize), s: s, trusted: h.gate.trusted(p)}, func() { stop() }
 }
 
 func (ss *session) read() (frame, error) {
@@ -185,6 +196,10 @@ func (ss *session) write(body []byte) error {
 }
 
 func (ss *session) summary() []byte {
+	if !ss.trusted {
+		body, _ := encodeSummary(nil, ss.h.cfg.MaxMessageSize)
+		return body
+	}
 	body, dropped := encodeSummary(ss.h.cfg.Log.Summary(), ss.h.cfg.MaxMessageSize)
 	if dropped > 0 {
 		ss.h.log.Warn("anti-entropy summary truncated", "dropped_issuers", dropped)
@@ -326,7 +341,7 @@ func (ss *session) serve() error {
 			return fmt.Errorf("p2p: peer exceeded %d requests in a round", maxRequestsPerRound)
 		}
 		var events [][]byte
-		if n := min(int(f.max), maxEventsPerRound-ss.served); n > 0 {
+		if n := min(int(f.max), maxEventsPerRound-ss.served); n > 0 && ss.trusted {
 			events, err = ss.h.cfg.Log.Events(f.issuer, f.after, n)
 			if err != nil {
 				ss.h.log.Warn("anti-entropy: reading events failed", "issuer", quoteIssuer(f.issuer), "after", f.after, "err", err)
@@ -358,6 +373,11 @@ func (ss *session) pull(ctx context.Context, theirs map[string]uint64) error {
 		ss.h.m.rejected.Add(float64(rejected))
 	}()
 	skip := map[string]bool{} // issuers whose events the peer served and our log rejected
+	if !ss.trusted {
+		// A peer on probation hands in its own chain and nothing else.
+		own := ss.h.cfg.IssuerOf(ss.peer)
+		theirs = map[string]uint64{own: min(theirs[own], maxBatch)}
+	}
 	for pass := 0; pass < maxPullPasses && budget > 0; pass++ {
 		mine := ss.h.cfg.Log.Summary()
 		var issuers []string

@@ -134,6 +134,15 @@ type Config struct {
 	// EnableMDNS turns on mDNS discovery of peers on the local network
 	// (default off).
 	EnableMDNS bool
+	// Registered reports whether a peer is a registered node. Only
+	// registered peers (and bootstrap peers) connect, gossip and are served
+	// by anti-entropy; an unregistered peer may hold a short probationary
+	// connection to hand in its own chain (its node record) and receives
+	// nothing. Nil admits every peer (tests).
+	Registered func(peer.ID) bool
+	// IssuerOf names the anti-entropy issuer id of a peer's own chain: the
+	// only one pulled from an unregistered peer. Required with Registered.
+	IssuerOf func(peer.ID) string
 }
 
 // Defaults for the zero values of Config.
@@ -187,6 +196,7 @@ type PeerInfo struct {
 // Host is a running libp2p host joined to the gossip topic and serving the
 // anti-entropy protocol. Its methods are safe for concurrent use.
 type Host struct {
+	gate  *gate
 	cfg   Config
 	log   *slog.Logger
 	m     *metrics
@@ -286,8 +296,16 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: connection manager: %w", err)
 	}
+	boot := map[peer.ID]bool{}
+	for _, a := range cfg.Bootstrap {
+		if ai, err := peer.AddrInfoFromString(a); err == nil {
+			boot[ai.ID] = true
+		}
+	}
+	gt := newGate(cfg.Registered, boot)
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Identity),
+		libp2p.ConnectionGater(gt),
 		libp2p.ListenAddrStrings(cfg.Listen...),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
@@ -318,6 +336,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		ctx:         hctx,
 		cancel:      cancel,
 		known:       make(map[peer.ID]*peerState),
+		gate:        gt,
 		mesh:        newMeshTracer(cfg.Topic),
 		inbound:     make(chan struct{}, maxInboundRounds),
 		lastInbound: make(map[peer.ID]time.Time),
@@ -349,6 +368,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		pubsub.WithPeerOutboundQueueSize(256),
 		pubsub.WithLogger(h.log.With("component", "gossipsub")),
 		pubsub.WithRawTracer(h.mesh),
+		// Gossip goes only to and from registered peers.
+		pubsub.WithPeerFilter(func(p peer.ID, _ string) bool { return gt.trusted(p) }),
 	)
 	if err != nil {
 		return fail(fmt.Errorf("p2p: gossipsub: %w", err))

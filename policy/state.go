@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,6 +15,7 @@ import (
 // order (see the package doc). It is safe for concurrent use; Decide takes
 // only a read lock.
 type State struct {
+	gate   atomic.Pointer[func(key string, at time.Time) error]
 	mu     sync.RWMutex
 	grants map[string]*grantEntry // by grant ID
 	revs   map[string]Revocation  // by revocation ID
@@ -39,6 +41,19 @@ func NewState() *State {
 		revs:   make(map[string]Revocation),
 		keys:   make(map[string]map[Party]*pairEntry),
 	}
+}
+
+// SetGate installs a check that Decide runs first: when it returns an
+// error, the decision is a refusal that wraps [ErrStalePolicy] and no grant
+// is consulted. The mesh uses it to refuse keys whose owner org it has not
+// heard from within its staleness bound. gate must be safe for concurrent
+// use; nil removes it.
+func (s *State) SetGate(gate func(key string, at time.Time) error) {
+	if gate == nil {
+		s.gate.Store(nil)
+		return
+	}
+	s.gate.Store(&gate)
 }
 
 // pair returns the entry of (key, p), creating it. The caller holds the
