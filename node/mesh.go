@@ -642,11 +642,17 @@ func (m *meshNode) Nodes() []apiv1.MeshNode {
 	}
 	m.hostMu.RUnlock()
 	var out []apiv1.MeshNode
+	heights := m.log.Summary()
 	m.log.View(func(s *mesh.State) {
 		for k, n := range s.Nodes {
 			mn := apiv1.MeshNode{
 				Org: n.Record.Org, PeerID: n.Record.PeerID, SignKey: k.Hex(), Addrs: n.Record.Addrs,
 				NotAfter: n.Record.NotAfter, Deregistered: n.Deregistered, Self: k == m.self,
+				Events: heights[mesh.IssuerID(k)], Tainted: n.Tainted != 0,
+			}
+			if n.Deregistered {
+				cut := n.LastSeq
+				mn.LastSeq = &cut
 			}
 			if p, ok := peers[n.Record.PeerID]; ok {
 				mn.Connected = p.Connected

@@ -35,11 +35,16 @@ func (h *Host) antiEntropyLoop() {
 		for _, p := range peers[:min(len(peers), h.cfg.AntiEntropyFanout)] {
 			h.trigger(p)
 		}
-		// Unregistered peers whose probation is over are disconnected.
+		// Unregistered peers whose probation is over are disconnected;
+		// peers registered since they connected are reconnected, so that
+		// gossip takes them in.
 		for _, p := range h.host.Network().Peers() {
 			if h.gate.expired(p) {
 				_ = h.host.Network().ClosePeer(p)
 			}
+		}
+		for _, p := range h.gate.promoted() {
+			_ = h.host.Network().ClosePeer(p)
 		}
 		h.prune()
 	}
@@ -197,7 +202,9 @@ func (ss *session) write(body []byte) error {
 
 func (ss *session) summary() []byte {
 	if !ss.trusted {
-		body, _ := encodeSummary(nil, ss.h.cfg.MaxMessageSize)
+		// To a peer not registered here, only this node's own record (the
+		// first event of its chain): enough for the peer to admit it.
+		body, _ := encodeSummary(ss.ownRecord(), ss.h.cfg.MaxMessageSize)
 		return body
 	}
 	body, dropped := encodeSummary(ss.h.cfg.Log.Summary(), ss.h.cfg.MaxMessageSize)
@@ -205,6 +212,19 @@ func (ss *session) summary() []byte {
 		ss.h.log.Warn("anti-entropy summary truncated", "dropped_issuers", dropped)
 	}
 	return body
+}
+
+// ownRecord is the summary shown to an untrusted peer: this node's own
+// chain, up to its first event (its node record).
+func (ss *session) ownRecord() map[string]uint64 {
+	if ss.h.cfg.IssuerOf == nil {
+		return nil
+	}
+	own := ss.h.cfg.IssuerOf(ss.h.host.ID())
+	if ss.h.cfg.Log.Summary()[own] == 0 {
+		return nil
+	}
+	return map[string]uint64{own: 1}
 }
 
 // outbound runs the initiator's side of a round with p.
@@ -341,7 +361,11 @@ func (ss *session) serve() error {
 			return fmt.Errorf("p2p: peer exceeded %d requests in a round", maxRequestsPerRound)
 		}
 		var events [][]byte
-		if n := min(int(f.max), maxEventsPerRound-ss.served); n > 0 && ss.trusted {
+		if !ss.trusted {
+			if _, own := ss.ownRecord()[f.issuer]; own && f.after == 0 {
+				events, _ = ss.h.cfg.Log.Events(f.issuer, 0, 1)
+			}
+		} else if n := min(int(f.max), maxEventsPerRound-ss.served); n > 0 {
 			events, err = ss.h.cfg.Log.Events(f.issuer, f.after, n)
 			if err != nil {
 				ss.h.log.Warn("anti-entropy: reading events failed", "issuer", quoteIssuer(f.issuer), "after", f.after, "err", err)

@@ -29,15 +29,47 @@ type gate struct {
 
 	mu        sync.Mutex
 	probation map[peer.ID]time.Time
+	// untrusted holds peers seen while not registered: once registered,
+	// their connection is closed once so that gossip, which filtered them,
+	// sets them up afresh when they reconnect.
+	untrusted map[peer.ID]bool
 }
 
 func newGate(registered func(peer.ID) bool, boot map[peer.ID]bool) *gate {
-	return &gate{registered: registered, boot: boot, probation: map[peer.ID]time.Time{}}
+	return &gate{registered: registered, boot: boot, probation: map[peer.ID]time.Time{}, untrusted: map[peer.ID]bool{}}
 }
 
 // trusted reports whether p is served: registered, or the peer is allowed
 // because the host has no registry (tests, a single node).
-func (g *gate) trusted(p peer.ID) bool { return g.registered == nil || g.registered(p) }
+func (g *gate) trusted(p peer.ID) bool {
+	if g.registered == nil || g.registered(p) {
+		return true
+	}
+	g.mu.Lock()
+	if len(g.untrusted) < 4*maxProbation+len(g.boot) {
+		g.untrusted[p] = true
+	}
+	g.mu.Unlock()
+	return false
+}
+
+// promoted returns the peers seen untrusted that are registered now, and
+// forgets them.
+func (g *gate) promoted() []peer.ID {
+	if g.registered == nil {
+		return nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []peer.ID
+	for p := range g.untrusted {
+		if g.registered(p) {
+			out = append(out, p)
+			delete(g.untrusted, p)
+		}
+	}
+	return out
+}
 
 func (g *gate) known(p peer.ID) bool { return g.trusted(p) || g.boot[p] }
 

@@ -74,12 +74,19 @@ func (ge *grantEntry) rank(op Op, at time.Time) int {
 //
 // Decide takes only the read lock and allocates nothing when it allows.
 func (s *State) Decide(p Principal, key string, op Op, at time.Time) Decision {
-	// The gate runs before the lock: it may consult whoever feeds the state.
-	if g := s.gate.Load(); g != nil {
+	d := s.decide(p, key, op, at)
+	// The gate runs outside the lock (it may consult whoever feeds the
+	// state), and only for what would be allowed: a denial needs no
+	// vouching.
+	if g := s.gate.Load(); g != nil && d.Allowed {
 		if err := (*g)(key, at); err != nil {
 			return Decision{Key: key, Op: op, Reason: err.Error(), stale: true}
 		}
 	}
+	return d
+}
+
+func (s *State) decide(p Principal, key string, op Op, at time.Time) Decision {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	byParty := s.keys[key]

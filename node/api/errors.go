@@ -50,6 +50,7 @@ var mapping = []struct {
 	{token.ErrUnauthenticated, http.StatusUnauthorized, apiv1.CodeUnauthenticated},
 	{fabricid.ErrInvalidCreator, http.StatusUnauthorized, apiv1.CodeInvalidCreator},
 	{policy.ErrNotGranted, http.StatusForbidden, apiv1.CodeNotGranted},
+	{policy.ErrStalePolicy, http.StatusServiceUnavailable, apiv1.CodeStalePolicy},
 	{vault.ErrKeyNotFound, http.StatusNotFound, apiv1.CodeNotFound},
 	{token.ErrNotFound, http.StatusNotFound, apiv1.CodeNotFound},
 	{vault.ErrKeyExists, http.StatusConflict, apiv1.CodeConflict},

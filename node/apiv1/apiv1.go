@@ -35,6 +35,7 @@ const (
 	CodeKeyDestroyed      = "key_destroyed"      // 410: the key (or version) was crypto-shredded
 	CodeTooLarge          = "too_large"          // 413: body, batch or plaintext over its limit
 	CodeUnavailable       = "unavailable"        // 503: the node cannot serve (store or audit log unwritable, shutting down)
+	CodeStalePolicy       = "stale_policy"       // 503: a mesh node has not heard from the key's owner org within its staleness bound
 	CodeInternal          = "internal"           // 500
 	// CodeInvalidCreator is 401: a chaincode token's request names no
 	// transaction creator, or one that is malformed, of an MSP the node

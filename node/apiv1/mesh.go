@@ -34,15 +34,21 @@ type DeregisterRequest struct {
 
 // MeshNode is a node of the network as this node knows it (GET /v1/nodes).
 type MeshNode struct {
-	Org          string     `json:"org"`
-	PeerID       string     `json:"peer_id"`
-	SignKey      string     `json:"sign_key"`
-	Addrs        []string   `json:"addrs"`
-	NotAfter     time.Time  `json:"not_after"`
-	Deregistered bool       `json:"deregistered"`
-	Self         bool       `json:"self"`
-	Connected    bool       `json:"connected"`
-	LastSeen     *time.Time `json:"last_seen,omitempty"`
+	Org          string    `json:"org"`
+	PeerID       string    `json:"peer_id"`
+	SignKey      string    `json:"sign_key"`
+	Addrs        []string  `json:"addrs"`
+	NotAfter     time.Time `json:"not_after"`
+	Deregistered bool      `json:"deregistered"`
+	// LastSeq is the cut of a deregistered node: its events up to this
+	// sequence number count, none after.
+	LastSeq *uint64 `json:"last_seq,omitempty"`
+	// Events is how many of the node's events this node holds.
+	Events    uint64     `json:"events"`
+	Tainted   bool       `json:"tainted"`
+	Self      bool       `json:"self"`
+	Connected bool       `json:"connected"`
+	LastSeen  *time.Time `json:"last_seen,omitempty"`
 }
 
 // MeshNodeList is the body of GET /v1/nodes.

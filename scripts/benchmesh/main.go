@@ -276,6 +276,9 @@ func newNetwork(o options, n int) (*network, error) {
 		copy(k[:], pub)
 		org := fmt.Sprintf("Org%dMSP", i+1)
 		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: org, AdminKeys: [][32]byte{k}})
+		if i == 0 {
+			g.Orgs[0].Namespaces = []string{"trade", "bench", "demo"}
+		}
 		net.members = append(net.members, &member{i: i, org: org, data: filepath.Join(dir, fmt.Sprintf("org%d", i+1)), adminKey: priv})
 	}
 	b, err := json.Marshal(g)

@@ -115,6 +115,9 @@ func StartMesh(t testing.TB, orgs []string, cas ...*fabricidtest.CA) []*Node {
 		var k [32]byte
 		copy(k[:], pub)
 		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: o, AdminKeys: [][32]byte{k}})
+		if len(g.Orgs) == 1 {
+			g.Orgs[0].Namespaces = []string{"trade", "demo", "asset", "orders"}
+		}
 	}
 	b, err := json.Marshal(g)
 	if err != nil {
