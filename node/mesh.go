@@ -63,6 +63,7 @@ type meshNode struct {
 
 	mu           sync.Mutex // serialises changes and reconciliation
 	missingSince map[string]time.Time
+	heard        *prometheus.GaugeVec // seconds since each other org was heard from
 }
 
 var (
@@ -105,6 +106,11 @@ func (m *meshNode) issue(kind event.Kind, payload any, attachments ...[]byte) er
 		return err
 	}
 	m.publish(is.Raw)
+	// A checkpoint right after: the other orgs can vouch for this change
+	// (and everything before it) at once, not only at the next tick.
+	if cp := m.log.Checkpoint(); cp != nil {
+		m.publish(cp)
+	}
 	return nil
 }
 
@@ -685,7 +691,10 @@ func compareStrings(a, b string) int {
 
 // Status implements api.Mesh.
 func (m *meshNode) Status() apiv1.MeshStatus {
-	st := apiv1.MeshStatus{Events: m.log.Height(), Addrs: []string{}}
+	now := m.clock()
+	st := apiv1.MeshStatus{Events: m.log.Height(), Pending: m.log.Pending(), Addrs: []string{}, Orgs: m.freshness(now)}
+	bound, _ := m.log.Staleness(now)
+	st.Staleness = bound.String()
 	m.log.View(func(s *mesh.State) {
 		for _, n := range s.Nodes {
 			if !n.Deregistered {
@@ -710,6 +719,34 @@ func (m *meshNode) Status() apiv1.MeshStatus {
 		}
 	}
 	return st
+}
+
+// freshness reports, for every other org, when this node last heard from
+// it and whether its keys are stale now.
+func (m *meshNode) freshness(now time.Time) []apiv1.OrgFreshness {
+	bound, ages := m.log.Staleness(now)
+	out := []apiv1.OrgFreshness{}
+	for org, age := range ages {
+		f := apiv1.OrgFreshness{Org: org, Stale: age < 0 || age > bound}
+		if age >= 0 {
+			t := now.Add(-age)
+			f.LastHeard = &t
+		}
+		out = append(out, f)
+	}
+	slices.SortFunc(out, func(a, b apiv1.OrgFreshness) int { return compareStrings(a.Org, b.Org) })
+	return out
+}
+
+// StaleOrgs implements api.Mesh: the orgs whose keys are refused now.
+func (m *meshNode) StaleOrgs() []string {
+	var out []string
+	for _, f := range m.freshness(m.clock()) {
+		if f.Stale {
+			out = append(out, f.Org)
+		}
+	}
+	return out
 }
 
 // p2pLog adapts the event log to the p2p transport.
@@ -832,6 +869,12 @@ func (m *meshNode) checkpointLoop(ctx context.Context) {
 		}
 		if raw := m.log.Checkpoint(); raw != nil {
 			m.publish(raw)
+		}
+		if m.heard != nil {
+			_, ages := m.log.Staleness(m.clock())
+			for org, age := range ages {
+				m.heard.WithLabelValues(org).Set(max(age.Seconds(), -1))
+			}
 		}
 	}
 }

@@ -521,6 +521,11 @@ func (n *Node) openMesh(g *event.Genesis) (*meshNode, error) {
 		Help: "Events delivered to this node's log, by verdict (accept, ignore, reject) and reason.",
 	}, []string{"verdict", "reason"})
 	n.registry.MustRegister(events)
+	heard := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keymesh_mesh_org_last_heard_seconds",
+		Help: "Seconds since this node last heard from each other org (-1: never); past the staleness bound its keys answer stale_policy.",
+	}, []string{"org"})
+	n.registry.MustRegister(heard)
 	lg := n.logger.With("component", "mesh")
 	log, err := mesh.OpenLog(n.store, g, sign, mesh.LogOptions{
 		Logger:    lg,
@@ -536,7 +541,7 @@ func (n *Node) openMesh(g *event.Genesis) (*meshNode, error) {
 	return &meshNode{
 		log: log, vault: n.vault, self: log.Self(), org: n.id.Org, sign: sign,
 		kemPriv: kemPriv, kemPub: n.id.KEMKey, grace: n.cfg.RotationGrace, clock: time.Now,
-		logger: lg, cfg: n.cfg, missingSince: map[string]time.Time{},
+		logger: lg, cfg: n.cfg, missingSince: map[string]time.Time{}, heard: heard,
 	}, nil
 }
 

@@ -20,6 +20,8 @@ type Mesh interface {
 	Deregister(d []byte) error
 	Nodes() []apiv1.MeshNode
 	Status() apiv1.MeshStatus
+	// StaleOrgs lists the orgs not heard from within the staleness bound.
+	StaleOrgs() []string
 }
 
 // ErrNotMesh answers mesh routes on a standalone node.

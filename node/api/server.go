@@ -133,7 +133,11 @@ func New(cfg Config) *Server {
 			c.JSON(http.StatusServiceUnavailable, apiv1.Health{Status: "not ready"})
 			return
 		}
-		c.JSON(http.StatusOK, apiv1.Health{Status: "ready"})
+		h := apiv1.Health{Status: "ready"}
+		if s.cfg.Mesh != nil {
+			h.StaleOrgs = s.cfg.Mesh.StaleOrgs()
+		}
+		c.JSON(http.StatusOK, h)
 	})
 	if cfg.Registry != nil {
 		h := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})

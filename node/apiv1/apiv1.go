@@ -67,6 +67,10 @@ type ErrorResponse struct {
 // Health is the body of /healthz and /readyz.
 type Health struct {
 	Status string `json:"status"`
+	// StaleOrgs lists, on a mesh node, the orgs it has not heard from
+	// within its staleness bound: their keys are refused (stale_policy)
+	// until it does. The node is still ready for every other key.
+	StaleOrgs []string `json:"stale_orgs,omitempty"`
 }
 
 // Status describes the node (GET /v1/status).

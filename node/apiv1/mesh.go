@@ -60,8 +60,22 @@ type MeshNodeList struct {
 type MeshStatus struct {
 	Peers    int        `json:"peers"`
 	Events   int        `json:"events"`
+	Pending  int        `json:"pending"`
 	LastSync *time.Time `json:"last_sync,omitempty"`
 	Nodes    int        `json:"nodes"`
 	Dropped  int        `json:"dropped"`
 	Addrs    []string   `json:"addrs"`
+	// Staleness is the bound (a Go duration, e.g. "10s"); Orgs says, for
+	// every other org, when this node last heard from it and whether its
+	// keys are refused as stale_policy now.
+	Staleness string         `json:"staleness"`
+	Orgs      []OrgFreshness `json:"orgs"`
+}
+
+// OrgFreshness is how recently a mesh node heard from another org (a
+// liveness checkpoint whose events it holds).
+type OrgFreshness struct {
+	Org       string     `json:"org"`
+	LastHeard *time.Time `json:"last_heard,omitempty"`
+	Stale     bool       `json:"stale"`
 }
