@@ -542,3 +542,19 @@ func TestDeliverBatch(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenRefusesFormat1Log: a data directory whose event log an earlier
+// keymesh wrote (event format 1) is refused with ErrOldLog, which says
+// what to do, rather than misread.
+func TestOpenRefusesFormat1Log(t *testing.T) {
+	w := newWorld(t, []string{"Org1MSP"}, 1)
+	store := kv.NewMem()
+	old := append([]byte{1}, bytes.Repeat([]byte{0xAA}, 200)...) // a format-1 event's first byte
+	if err := store.Update(func(tx kv.Txn) error { return tx.Set(evKey(w.nodes[0].key, 1), old) }); err != nil {
+		t.Fatal(err)
+	}
+	_, err := OpenLog(store, w.g, w.nodes[0].priv, LogOptions{})
+	if !errors.Is(err, ErrOldLog) || !strings.Contains(err.Error(), "format 1") {
+		t.Fatalf("OpenLog(format-1 log) = %v, want %v", err, ErrOldLog)
+	}
+}
