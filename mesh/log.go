@@ -717,6 +717,7 @@ func (l *Log) mergeAttachments(old *entry, ev *event.Event, name string) bool {
 	old.ev.Attachments = append(old.ev.Attachments, add...)
 	// The copies in the state point at blobs by digest: refold the key.
 	if k := l.state.Keys[name]; k != nil {
+		l.state.dirty[name] = true
 		l.state.refoldKey(k)
 	}
 	l.signal()

@@ -209,6 +209,24 @@ type State struct {
 	// wrapped for it (refolded when a record of the node arrives).
 	touched    map[event.NodeKey]map[string]bool
 	wrappedFor map[event.NodeKey]map[string]bool
+	// dirty holds the keys changed since the last TakeDirty; allDirty is
+	// set when a change may touch every key (a node's record).
+	dirty    map[string]bool
+	allDirty bool
+}
+
+// TakeDirty returns the names of the keys whose state changed since the
+// last call, sorted (all reports that any key may have: a node record
+// arrived, so the recipients of every key may differ), and forgets them.
+// It lets a follower reconcile only what changed.
+func (s *State) TakeDirty() (names []string, all bool) {
+	all = s.allDirty
+	for n := range s.dirty {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	s.dirty, s.allDirty = map[string]bool{}, false
+	return names, all
 }
 
 // NewState returns the state of an empty event set under genesis.
@@ -217,7 +235,7 @@ func NewState(g *event.Genesis) *State {
 		genesis: g, nid: g.ID(), Nodes: map[event.NodeKey]*Node{}, Keys: map[string]*Key{},
 		Policy: policy.NewState(), Dropped: map[string]int{},
 		cuts: map[event.NodeKey][]event.Deregister{}, touched: map[event.NodeKey]map[string]bool{},
-		wrappedFor: map[event.NodeKey]map[string]bool{},
+		wrappedFor: map[event.NodeKey]map[string]bool{}, dirty: map[string]bool{},
 	}
 }
 
@@ -383,6 +401,7 @@ func (s *State) apply(e *entry) {
 	}
 	name := keyName(e.payload)
 	k := s.key(name)
+	s.dirty[name] = true
 	if ev.Kind == event.KindGrant || ev.Kind == event.KindRevoke {
 		k.policy = append(k.policy, e)
 		s.touch(ev.Issuer, name)
@@ -416,6 +435,7 @@ func (s *State) refoldKeys(set map[string]bool) {
 	slices.Sort(names)
 	for _, name := range names {
 		k := s.Keys[name]
+		s.dirty[name] = true
 		s.refoldKey(k)
 		s.refoldPolicy(k)
 	}
@@ -439,6 +459,7 @@ func (s *State) applyRecord(e *entry) {
 	i, _ := slices.BinarySearchFunc(n.records, e.ev.Seq, func(x seqRecord, q uint64) int { return cmp.Compare(x.seq, q) })
 	n.records = slices.Insert(n.records, i, seqRecord{seq: e.ev.Seq, rec: r})
 	n.Record = n.records[len(n.records)-1].rec
+	s.allDirty = true
 	if !ok {
 		for _, d := range s.cuts[r.SignKey] {
 			s.cut(n, d)

@@ -63,6 +63,10 @@ type meshNode struct {
 
 	mu           sync.Mutex // serialises changes and reconciliation
 	missingSince map[string]time.Time
+	// waiting holds keys with versions to share later; reconcileAll asks
+	// the next reconciliation for every key (guarded by mu).
+	waiting      map[string]bool
+	reconcileAll bool
 	heard        *prometheus.GaugeVec // seconds since each other org was heard from
 }
 
@@ -383,10 +387,13 @@ func (m *meshNode) DescribeKey(name string) (holders, pending []string) {
 }
 
 // reconcileLoop reconciles the vault with the fold whenever the log
-// changes, and every second (for shares waiting on another holder).
+// changes (the keys that changed), every second (the keys with shares
+// waiting on another holder), and every fullReconcile (every key: records
+// expire with time, not with events).
 func (m *meshNode) reconcileLoop(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	lastFull := m.clock()
 	for {
 		select {
 		case <-ctx.Done():
@@ -395,10 +402,17 @@ func (m *meshNode) reconcileLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		m.mu.Lock()
+		if m.clock().Sub(lastFull) >= fullReconcile {
+			m.reconcileAll = true
+			lastFull = m.clock()
+		}
 		m.reconcileLocked(false)
 		m.mu.Unlock()
 	}
 }
+
+// fullReconcile is how often every key is reconciled, whatever changed.
+const fullReconcile = 30 * time.Second
 
 // keyPlan is what reconciliation needs of one key, copied out of the state.
 type keyPlan struct {
@@ -426,15 +440,31 @@ func (m *meshNode) reconcileLocked(forceShare bool) {
 	var plans []keyPlan
 	now := m.clock()
 	m.log.View(func(s *mesh.State) {
-		names := make([]string, 0, len(s.Keys))
-		for n, k := range s.Keys {
-			if k.Created {
+		dirty, all := s.TakeDirty()
+		if m.waiting == nil {
+			m.waiting = map[string]bool{}
+			all = true // the first reconciliation after start covers every key
+		}
+		var names []string
+		if all || m.reconcileAll {
+			for n := range s.Keys {
+				names = append(names, n)
+			}
+			m.reconcileAll = false
+		} else {
+			names = dirty
+			for n := range m.waiting {
 				names = append(names, n)
 			}
 		}
 		slices.Sort(names)
+		names = slices.Compact(names)
 		for _, name := range names {
 			k := s.Keys[name]
+			delete(m.waiting, name)
+			if k == nil || !k.Created {
+				continue
+			}
 			p := keyPlan{
 				meta: vault.KeyMeta{Name: name, Owner: k.Owner, Deterministic: k.Deterministic, Exportable: k.Exportable,
 					State: k.State, MinDecryptionVersion: min(k.MinDecrypt, uint32(max(len(k.Versions), 1))), Created: k.CreatedAt},
@@ -472,6 +502,7 @@ func (m *meshNode) reconcileLocked(forceShare bool) {
 	for _, p := range plans {
 		if err := m.reconcileKey(p, forceShare); err != nil {
 			m.logger.Warn("reconcile key", "key", p.meta.Name, "err", err)
+			m.waiting[p.meta.Name] = true // try again at the next tick
 		}
 	}
 }
@@ -557,6 +588,8 @@ func (m *meshNode) shareAll(name string, versions []versionPlan, force bool) err
 				due = append(due, v.missing[i])
 				dueFor = append(dueFor, r)
 				delete(m.missingSince, id)
+			} else {
+				m.waiting[name] = true // look again at the next tick
 			}
 		}
 		if len(due) == 0 {
