@@ -22,6 +22,7 @@ import (
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/enroll"
 	"github.com/keymesh/keymesh/policy"
 )
 
@@ -131,7 +132,7 @@ func (m *meshNet) restart(mm *meshMember) *meshMember {
 		m.boot = id.Addrs
 	}
 	if !id.Registered {
-		if _, err := mm.admin.Register(context.Background(), m.admins[mm.org], 24*time.Hour); err != nil {
+		if _, err := enroll.Register(context.Background(), mm.admin, m.admins[mm.org], 24*time.Hour); err != nil {
 			t.Fatalf("%s: Register() error = %v", mm.name, err)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/enroll"
 )
 
 // maxAdminKeyFileBytes bounds what is read of an org admin key file (a PEM
@@ -113,7 +114,7 @@ year); register again before it runs out.`,
 			if err != nil {
 				return err
 			}
-			id, err := c.Register(cmd.Context(), admin, validFor)
+			id, err := enroll.Register(cmd.Context(), c, admin, validFor)
 			if err != nil {
 				return err
 			}

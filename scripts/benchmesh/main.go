@@ -53,6 +53,7 @@ import (
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/enroll"
 	"github.com/keymesh/keymesh/policy"
 )
 
@@ -457,7 +458,7 @@ func register(ctx context.Context, m *member, id *apiv1.NodeIdentity) error {
 			return nil
 		}
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		_, err = m.admin.Register(cctx, m.adminKey, 24*time.Hour)
+		_, err = enroll.Register(cctx, m.admin, m.adminKey, 24*time.Hour)
 		cancel()
 		if err == nil {
 			return nil
