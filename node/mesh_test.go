@@ -26,8 +26,8 @@ import (
 	"github.com/keymesh/keymesh/policy"
 )
 
-// meshNet is a test network: a genesis with orgs and their admin keys.
-type meshNet struct {
+// testMesh is a test network: a genesis with orgs and their admin keys.
+type testMesh struct {
 	t       *testing.T
 	dir     string
 	genesis string
@@ -36,9 +36,9 @@ type meshNet struct {
 	boot    []string
 }
 
-func newMeshNet(t *testing.T, orgs ...string) *meshNet {
+func newTestMesh(t *testing.T, orgs ...string) *testMesh {
 	t.Helper()
-	m := &meshNet{t: t, dir: t.TempDir(), admins: map[string]ed25519.PrivateKey{}}
+	m := &testMesh{t: t, dir: t.TempDir(), admins: map[string]ed25519.PrivateKey{}}
 	g := &event.Genesis{Network: "test-mesh", Created: time.Now().UTC().Truncate(time.Second)}
 	for _, o := range orgs {
 		pub, priv, err := ed25519.GenerateKey(nil)
@@ -65,7 +65,7 @@ func newMeshNet(t *testing.T, orgs ...string) *meshNet {
 	return m
 }
 
-// meshMember is one running node of a meshNet.
+// meshMember is one running node of a testMesh.
 type meshMember struct {
 	name, org, data string
 	n               *Node
@@ -74,13 +74,13 @@ type meshMember struct {
 	stop            func()
 }
 
-func (m *meshNet) start(name, org string) *meshMember {
+func (m *testMesh) start(name, org string) *meshMember {
 	m.t.Helper()
 	mm := &meshMember{name: name, org: org, data: filepath.Join(m.dir, name)}
 	return m.restart(mm)
 }
 
-func (m *meshNet) restart(mm *meshMember) *meshMember {
+func (m *testMesh) restart(mm *meshMember) *meshMember {
 	t := m.t
 	t.Helper()
 	cfg := Config{
@@ -187,7 +187,7 @@ func TestMesh(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	net := newMeshNet(t, "Org1MSP", "Org2MSP", "Org3MSP")
+	net := newTestMesh(t, "Org1MSP", "Org2MSP", "Org3MSP")
 	org1 := net.start("org1", "Org1MSP")
 	org2 := net.start("org2", "Org2MSP")
 	org3 := net.start("org3", "Org3MSP")
@@ -291,7 +291,7 @@ func TestMesh(t *testing.T) {
 	// probation, gossip filters it out, so nothing it publishes reaches
 	// Org1's log (and nothing of Org1's reaches it; p2p's tests check the
 	// anti-entropy side).
-	for _, st := range org1.n.mesh.Policy().Grants("trade/price") {
+	for _, st := range org1.n.mesh.log.Policy().Grants("trade/price") {
 		if st.Grant.Party == "token:evil" {
 			t.Error("the forged grant reached Org1's policy")
 		}
@@ -341,7 +341,7 @@ func TestMesh(t *testing.T) {
 
 // rogueAttack joins the gossip topic with a libp2p host that runs no
 // validator and publishes bad events to Org1.
-func rogueAttack(t *testing.T, ctx context.Context, net *meshNet, org1, org2 *meshMember) {
+func rogueAttack(t *testing.T, ctx context.Context, net *testMesh, org1, org2 *meshMember) {
 	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
 	if err != nil {

@@ -42,6 +42,7 @@ import (
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/kv/badgerstore"
 	"github.com/keymesh/keymesh/mesh"
+	"github.com/keymesh/keymesh/mesh/member"
 	"github.com/keymesh/keymesh/node/api"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
@@ -49,7 +50,6 @@ import (
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
-	"github.com/keymesh/keymesh/vault/secret"
 	"github.com/keymesh/keymesh/vault/transport"
 )
 
@@ -248,7 +248,7 @@ type Node struct {
 	api      *api.Server
 	registry *prometheus.Registry
 	id       identity
-	mesh     *meshNode
+	mesh     *meshNet
 
 	ln     net.Listener
 	srv    *http.Server
@@ -314,7 +314,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if genesis != nil {
 		vopts = append(vopts, vault.WithRotateHook(func(k string) {
 			if n.mesh != nil {
-				n.mesh.autoRotate(k)
+				n.mesh.member.AutoRotate(k)
 			}
 		}))
 	}
@@ -328,7 +328,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		if n.mesh, err = n.openMesh(genesis); err != nil {
 			return nil, err
 		}
-		keys, meshAPI = n.mesh, n.mesh
+		keys, meshAPI = n.mesh.member, n.mesh.member
 	}
 	if n.policy, err = policystore.Open(n.store, nil, nil); err != nil {
 		return nil, err
@@ -410,7 +410,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		}
 	}
 	if n.mesh != nil {
-		if err := n.mesh.startHost(ctx, n.registry); err != nil {
+		if err := n.mesh.start(ctx, n.registry, n.logger); err != nil {
 			n.Close()
 			return err
 		}
@@ -503,19 +503,17 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 
 // openMesh opens the event log and the mesh membership of a node
 // initialised with a genesis.
-func (n *Node) openMesh(g *event.Genesis) (*meshNode, error) {
+func (n *Node) openMesh(g *event.Genesis) (*meshNet, error) {
 	seed, err := n.vault.OpenSecret(secretSignKey)
 	if err != nil {
 		return nil, fmt.Errorf("node: signing key: %w", err)
 	}
 	sign := ed25519.NewKeyFromSeed(seed)
 	clear(seed)
-	kem, err := n.vault.OpenSecret(secretKEMKey)
+	pid, _, err := peerIDOf(sign)
 	if err != nil {
-		return nil, fmt.Errorf("node: KEM key: %w", err)
+		return nil, fmt.Errorf("node: peer id: %w", err)
 	}
-	kemPriv := secret.New(kem)
-	clear(kem)
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keymesh_mesh_events_total",
 		Help: "Events delivered to this node's log, by verdict (accept, ignore, reject) and reason.",
@@ -538,11 +536,17 @@ func (n *Node) openMesh(g *event.Genesis) (*meshNode, error) {
 	// Fail closed: a key of another org is served only while this node has
 	// heard from that org within the staleness bound.
 	log.Policy().SetGate(log.Fresh)
-	return &meshNode{
-		log: log, vault: n.vault, self: log.Self(), org: n.id.Org, sign: sign,
-		kemPriv: kemPriv, kemPub: n.id.KEMKey, grace: n.cfg.RotationGrace, clock: time.Now,
-		logger: lg, cfg: n.cfg, missingSince: map[string]time.Time{}, heard: heard,
-	}, nil
+	mn := &meshNet{log: log, sign: sign, cfg: n.cfg}
+	mn.member = member.New(member.Config{
+		Log: log, Vault: n.vault, Org: n.id.Org, PeerID: pid.String(), KEMKey: n.id.KEMKey,
+		Grace: n.cfg.RotationGrace, Publish: mn.publish, Network: mn.network, Logger: lg,
+		OnFreshness: func(ages map[string]time.Duration) {
+			for org, age := range ages {
+				heard.WithLabelValues(org).Set(max(age.Seconds(), -1))
+			}
+		},
+	})
+	return mn, nil
 }
 
 // Vault returns the node's vault (for in-process tools and benchmarks).
@@ -554,4 +558,12 @@ func (n *Node) MeshLog() *mesh.Log {
 		return nil
 	}
 	return n.mesh.log
+}
+
+// Member returns the node's mesh member, or nil for a standalone node.
+func (n *Node) Member() *member.Member {
+	if n.mesh == nil {
+		return nil
+	}
+	return n.mesh.member
 }

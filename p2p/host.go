@@ -143,6 +143,10 @@ type Config struct {
 	// IssuerOf names the anti-entropy issuer id of a peer's own chain: the
 	// only one pulled from an unregistered peer. Required with Registered.
 	IssuerOf func(peer.ID) string
+	// Targets lists the peers to keep connected to (the registered nodes
+	// with their recorded addresses); the host dials those it is not
+	// connected to, with back-off. Nil: bootstrap peers only.
+	Targets func() []Target
 }
 
 // Defaults for the zero values of Config.
@@ -397,6 +401,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 
 	h.spawn(h.drain)
 	h.spawn(h.antiEntropyLoop)
+	if cfg.Targets != nil {
+		h.spawn(h.keepConnected)
+	}
 	for _, ai := range bootstrap {
 		if ai.ID == lh.ID() {
 			continue

@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/mesh/member"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
@@ -35,7 +36,7 @@ func tooLarge(msg string) *Error {
 
 // ErrNotOwner is returned by a mesh Manager for a change to a key that only
 // nodes of its owner organisation may make.
-var ErrNotOwner = errors.New("only nodes of the key's owner organisation may change it")
+var ErrNotOwner = member.ErrNotOwner
 
 var errForbiddenAdmin = &Error{Status: http.StatusForbidden, Code: apiv1.CodeForbidden, Message: "this operation needs an admin token"}
 

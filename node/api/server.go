@@ -359,6 +359,6 @@ func (s *Server) meshStatus() *apiv1.MeshStatus {
 	if s.cfg.Mesh == nil {
 		return nil
 	}
-	st := s.cfg.Mesh.Status()
+	st := meshStatusJSON(s.cfg.Mesh.Status())
 	return &st
 }
