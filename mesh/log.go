@@ -45,6 +45,7 @@ const (
 	ReasonPendingFull    = "pending buffer full"
 	ReasonFuture         = "dated in the future"
 	ReasonEquivocation   = "equivocation"
+	ReasonTainted        = "issuer equivocated"
 	ReasonBadChain       = "broken chain"
 	ReasonBadClock       = "forged clock"
 	ReasonOversize       = "oversize"
@@ -95,10 +96,11 @@ func wrapKey(p any) string {
 	return ""
 }
 
-// chain is one issuer's admitted events, contiguous from seq 1.
+// chain is one issuer's admitted events, contiguous from seq 1, and the
+// lowest evidence of its equivocation this node holds.
 type chain struct {
-	events []*entry // index seq-1
-	proofs []*event.Event
+	events   []*entry // index seq-1
+	evidence *Evidence
 }
 
 func (c *chain) head() *entry {
@@ -151,7 +153,8 @@ type LogOptions struct {
 // Storage: each admitted event without its attachments under "mesh/ev/" +
 // issuer + seq; each attachment (a wrapped key copy) under "mesh/att/" +
 // key name + "/" + digest, so a destroyed key's copies can be erased by
-// prefix; equivocation proofs under "mesh/proof/" + issuer + seq + id.
+// prefix; the lowest equivocation evidence against an issuer under
+// "mesh/proof/" + issuer.
 var (
 	evPrefix    = []byte("mesh/ev/")
 	attPrefix   = []byte("mesh/att/")
@@ -163,11 +166,8 @@ func evKey(issuer event.NodeKey, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
-func proofKey(e *event.Event) []byte {
-	k := append(append([]byte(nil), proofPrefix...), e.Issuer[:]...)
-	k = binary.BigEndian.AppendUint64(k, e.Seq)
-	id := e.ID()
-	return append(k, id[:]...)
+func proofKey(issuer event.NodeKey) []byte {
+	return append(append([]byte(nil), proofPrefix...), issuer[:]...)
 }
 
 func attKeyPrefix(key string) []byte { return append(append([]byte(nil), attPrefix...), key+"/"...) }
@@ -260,11 +260,11 @@ func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOpt
 		return nil, fmt.Errorf("mesh: load event log: %w", err)
 	}
 	err = store.Scan(proofPrefix, func(k, v []byte) error {
-		ev, err := event.Parse(v)
+		ev, err := parseEvidence(v, l.nid)
 		if err != nil {
-			return fmt.Errorf("stored proof %x: %w", k, err)
+			return fmt.Errorf("stored evidence %x: %w", k, err)
 		}
-		l.takeProof(ev)
+		l.installEvidence(ev)
 		return nil
 	})
 	if err != nil {
@@ -342,9 +342,21 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 	out := make([]Verdict, len(raws))
 	reasons := make([]string, len(raws))
 	entries := make([]*entry, len(raws))
+	var given []*Evidence // evidence items, as delivered
 	for i, raw := range raws {
-		if event.IsCheckpoint(raw) {
+		switch {
+		case event.IsCheckpoint(raw):
 			out[i], reasons[i] = l.deliverCheckpoint(raw)
+			continue
+		case len(raw) > 0 && raw[0] == EvidenceFormat:
+			v, err := parseEvidence(raw, l.nid)
+			if err != nil {
+				out[i], reasons[i] = Reject, ReasonMalformed
+				continue
+			}
+			given = append(given, v)
+			out[i], reasons[i] = Ignore, ReasonDuplicate // unless it is better than what is held
+			entries[i] = &entry{ev: nil, payload: v}
 			continue
 		}
 		entries[i], out[i], reasons[i] = l.parse(raw)
@@ -398,15 +410,27 @@ func (l *Log) parse(raw []byte) (*entry, Verdict, string) {
 // are taken back out and reported as store errors. l.mu is held.
 func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 	var staged []*entry
-	var proofs []*event.Event
+	var proofs []*Evidence
 	for i, e := range entries {
 		if e == nil {
 			continue
 		}
-		var proof bool
-		out[i], reasons[i], proof = l.admit(e, &staged)
-		if proof {
-			proofs = append(proofs, e.ev.Pruned())
+		var v *Evidence
+		if given, ok := e.payload.(*Evidence); ok && e.ev == nil {
+			v = given
+			// Its events may also prove something against this node's
+			// own chain, perhaps from an earlier position.
+			for _, x := range []*event.Event{given.A, given.B} {
+				if w := l.conflict(x); w != nil && w.better(v) {
+					v = w
+				}
+			}
+		} else {
+			out[i], reasons[i], v = l.admit(e, &staged)
+		}
+		if v != nil && v.better(l.heldEvidence(v.A.Issuer)) && !slices.ContainsFunc(proofs, func(p *Evidence) bool { return p.A.Issuer == v.A.Issuer && !v.better(p) }) {
+			proofs = append(proofs, v)
+			out[i], reasons[i] = Accept, ReasonEquivocation // forwarded, so every node learns it
 		}
 	}
 	if len(staged) > 0 {
@@ -422,7 +446,7 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 			}
 		}
 		for _, p := range proofs {
-			if err := tx.Set(proofKey(p), p.Marshal()); err != nil {
+			if err := tx.Set(proofKey(p.A.Issuer), p.Marshal()); err != nil {
 				return err
 			}
 		}
@@ -442,7 +466,7 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 		l.state.apply(e)
 	}
 	for _, p := range proofs {
-		l.takeProof(p)
+		l.installEvidence(p)
 	}
 	l.publishPolicy()
 	l.prune()
@@ -461,9 +485,9 @@ func (l *Log) rollback(staged []*entry) {
 }
 
 // admit judges one parsed entry against the chains: a duplicate, an
-// equivocation (proof: keep it), an event that must wait, or the next event
-// of its issuer, which it appends to staged. l.mu is held.
-func (l *Log) admit(e *entry, staged *[]*entry) (v Verdict, reason string, proof bool) {
+// equivocation (returned as evidence), an event that must wait, or the
+// next event of its issuer, which it appends to staged. l.mu is held.
+func (l *Log) admit(e *entry, staged *[]*entry) (v Verdict, reason string, proof *Evidence) {
 	ev := e.ev
 	name := wrapKey(e.payload)
 	if name != "" && l.pruned[name] {
@@ -473,37 +497,66 @@ func (l *Log) admit(e *entry, staged *[]*entry) (v Verdict, reason string, proof
 	if c != nil && ev.Seq <= uint64(len(c.events)) {
 		old := c.events[ev.Seq-1]
 		if old.ev.ID() != ev.ID() {
-			if l.knownProof(c, ev) {
-				return Ignore, ReasonDuplicate, false
-			}
-			return Accept, ReasonEquivocation, true // forwarded, so every node learns it
+			return Ignore, ReasonDuplicate, l.conflict(ev)
 		}
 		if l.mergeAttachments(old, ev, name) {
-			return Accept, ReasonOK, false
+			return Accept, ReasonOK, nil
 		}
-		return Ignore, ReasonDuplicate, false
+		return Ignore, ReasonDuplicate, nil
+	}
+	if c == nil && ev.Seq > 1 {
+		// An issuer whose record is not held: nothing of it waits here
+		// (anti-entropy pulls chains from their first event).
+		return Ignore, ReasonUnregistered, nil
+	}
+	if c != nil && c.evidence != nil && ev.Seq > c.evidence.At+1 {
+		return Ignore, ReasonTainted, nil // it equivocated: nothing it adds counts
 	}
 	if ok, why := l.ready(ev); !ok {
+		if why == ReasonBadChain {
+			return Ignore, ReasonDuplicate, l.conflict(ev)
+		}
 		if why != "" {
-			if why == ReasonBadChain {
-				if l.knownProof(c, ev) {
-					return Ignore, ReasonDuplicate, false
-				}
-				return Accept, ReasonEquivocation, true
-			}
-			return Reject, why, false
+			return Reject, why, nil
 		}
 		if ev.Time.After(l.clock().Add(MaxSkew)) {
-			return Ignore, ReasonFuture, false
+			return Ignore, ReasonFuture, nil
 		}
-		return l.hold(e)
+		v, r := l.hold(e)
+		return v, r, nil
 	}
 	if ev.Time.After(l.clock().Add(MaxSkew)) {
-		return Ignore, ReasonFuture, false
+		return Ignore, ReasonFuture, nil
 	}
 	l.appendEntry(e)
 	*staged = append(*staged, e)
-	return Accept, ReasonOK, false
+	return Accept, ReasonOK, nil
+}
+
+// conflict returns the lowest evidence that x (a verified event) gives
+// against this node's chain of its issuer, or nil. l.mu is held.
+func (l *Log) conflict(x *event.Event) *Evidence {
+	c := l.chains[x.Issuer]
+	if c == nil {
+		return nil
+	}
+	var best *Evidence
+	for _, seq := range []uint64{x.Seq - 1, x.Seq, x.Seq + 1} {
+		if seq < 1 || seq > uint64(len(c.events)) {
+			continue
+		}
+		if v, ok := evidenceOf(c.events[seq-1].ev, x); ok && v.better(best) {
+			best = v
+		}
+	}
+	return best
+}
+
+func (l *Log) heldEvidence(k event.NodeKey) *Evidence {
+	if c := l.chains[k]; c != nil {
+		return c.evidence
+	}
+	return nil
 }
 
 // ready reports whether ev can be admitted now: it is the next event of
@@ -569,13 +622,21 @@ func (l *Log) appendEntry(e *entry) {
 
 // hold keeps an event that waits for its predecessor or dependencies,
 // within the pending bounds. l.mu is held.
-func (l *Log) hold(e *entry) (Verdict, string, bool) {
+func (l *Log) hold(e *entry) (Verdict, string) {
 	m := l.pending[e.ev.Issuer]
 	if old := m[e.ev.Seq]; old != nil {
-		return Ignore, ReasonDuplicate, false
+		return Ignore, ReasonDuplicate
 	}
-	if l.pendingCount >= MaxPending || len(m) >= MaxPendingPerIssuer || l.pendingBytes+e.size > MaxPendingBytes {
-		return Ignore, ReasonPendingFull, false
+	if len(m) >= MaxPendingPerIssuer {
+		return Ignore, ReasonPendingFull
+	}
+	for l.pendingCount >= MaxPending || l.pendingBytes+e.size > MaxPendingBytes {
+		// Full: make room by dropping the newest event of the issuer with
+		// the most waiting, if that is not this event's issuer — no
+		// issuer crowds out the others (anti-entropy brings it again).
+		if !l.evictFor(e.ev.Issuer) {
+			return Ignore, ReasonPendingFull
+		}
 	}
 	if m == nil {
 		m = map[uint64]*entry{}
@@ -584,7 +645,32 @@ func (l *Log) hold(e *entry) (Verdict, string, bool) {
 	m[e.ev.Seq] = e
 	l.pendingCount++
 	l.pendingBytes += e.size
-	return Ignore, ReasonPending, false
+	return Ignore, ReasonPending
+}
+
+// evictFor drops one pending event of the issuer with the most waiting,
+// unless that is issuer or it has no more than issuer. l.mu is held.
+func (l *Log) evictFor(issuer event.NodeKey) bool {
+	var top event.NodeKey
+	most := 0
+	for k, m := range l.pending {
+		if len(m) > most || len(m) == most && compareKeys(k, top) < 0 {
+			top, most = k, len(m)
+		}
+	}
+	if most == 0 || top == issuer || most <= len(l.pending[issuer]) {
+		return false
+	}
+	m := l.pending[top]
+	var seq uint64
+	for s := range m {
+		seq = max(seq, s)
+	}
+	l.unhold(m, seq, m[seq])
+	if len(m) == 0 {
+		delete(l.pending, top)
+	}
+	return true
 }
 
 // drainPending admits every pending event that has become ready, until
@@ -645,33 +731,21 @@ func (l *Log) unhold(m map[uint64]*entry, seq uint64, e *entry) {
 	l.pendingBytes -= e.size
 }
 
-// knownProof reports whether ev is a proof already held.
-func (l *Log) knownProof(c *chain, ev *event.Event) bool {
-	id := ev.ID()
-	return c != nil && slices.ContainsFunc(c.proofs, func(p *event.Event) bool { return p.ID() == id })
-}
-
-// takeProof records an equivocation proof and taints its issuer: from the
-// proof's position for two events at one position, from the position
-// before it for an event whose predecessor is not the one held. l.mu is
-// held (or the log is being opened).
-func (l *Log) takeProof(p *event.Event) {
-	c := l.chains[p.Issuer]
-	if c == nil || l.knownProof(c, p) {
+// installEvidence keeps v as the evidence against its issuer and taints
+// the issuer from v.At. l.mu is held (or the log is being opened).
+func (l *Log) installEvidence(v *Evidence) {
+	c := l.chains[v.A.Issuer]
+	if c == nil {
+		c = &chain{}
+		l.chains[v.A.Issuer] = c
+	}
+	if !v.better(c.evidence) {
 		return
 	}
-	at := p.Seq
-	switch {
-	case p.Seq <= uint64(len(c.events)) && c.events[p.Seq-1].ev.ID() != p.ID():
-	case p.Seq >= 2 && p.Seq-1 <= uint64(len(c.events)) && c.events[p.Seq-2].ev.ID() != p.Prev:
-		at = p.Seq - 1
-	default:
-		return // not a proof against what is held
-	}
-	c.proofs = append(c.proofs, p)
-	l.logger.Warn("mesh: a node signed two different events at one position of its chain; its events from there on have no effect",
-		"issuer", p.Issuer.Hex(), "seq", at)
-	l.state.taint(p.Issuer, at)
+	c.evidence = v
+	l.logger.Warn("mesh: a node signed two events that cannot both be in its chain; its events from there on have no effect",
+		"issuer", v.A.Issuer.Hex(), "from_seq", v.At, "exact", v.Exact)
+	l.state.taint(v.A.Issuer, v.At)
 }
 
 // putEntry writes an event without its attachments, and each attachment
@@ -846,13 +920,16 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 // IssuerID is the string form of an issuer used in anti-entropy summaries.
 func IssuerID(k event.NodeKey) string { return hex.EncodeToString(k[:]) }
 
-// proofIDPrefix marks summary entries that advertise equivocation proofs:
-// "proof:" + issuer id → the number of proofs held against that issuer.
+// proofIDPrefix marks summary entries that advertise equivocation
+// evidence: "proof:" + issuer id → evidenceScore(its taint position), so a
+// node pulls the evidence of every peer that knows an earlier fork.
 const proofIDPrefix = "proof:"
+
+func evidenceScore(at uint64) uint64 { return 1<<40 - at }
 
 // Summary returns, per issuer, the highest sequence number up to which
 // every event is held, and per tainted issuer ("proof:" + issuer id) the
-// number of equivocation proofs held, so anti-entropy spreads them too.
+// score of the evidence held, so anti-entropy spreads evidence too.
 func (l *Log) Summary() map[string]uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -861,16 +938,16 @@ func (l *Log) Summary() map[string]uint64 {
 		if n := len(c.events); n > 0 {
 			out[IssuerID(k)] = uint64(n)
 		}
-		if n := len(c.proofs); n > 0 {
-			out[proofIDPrefix+IssuerID(k)] = uint64(n)
+		if c.evidence != nil {
+			out[proofIDPrefix+IssuerID(k)] = evidenceScore(c.evidence.At)
 		}
 	}
 	return out
 }
 
 // Events returns the raw events of issuer with sequence numbers in
-// (after, after+max], in order; for a "proof:" id, the proofs held against
-// that issuer after the first `after`.
+// (after, after+max], in order; for a "proof:" id, the evidence held
+// against that issuer (one item, whatever after and max).
 func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 	id, isProof := strings.CutPrefix(issuer, proofIDPrefix)
 	b, err := hex.DecodeString(id)
@@ -884,17 +961,42 @@ func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 	if c == nil {
 		return nil, nil
 	}
-	var out [][]byte
 	if isProof {
-		for i := after; i < uint64(len(c.proofs)) && len(out) < max; i++ {
-			out = append(out, c.proofs[i].Marshal())
+		if c.evidence == nil || max < 1 {
+			return nil, nil
 		}
-		return out, nil
+		return [][]byte{c.evidence.Marshal()}, nil
 	}
+	var out [][]byte
 	for seq := after + 1; seq <= uint64(len(c.events)) && len(out) < max; seq++ {
 		out = append(out, c.events[seq-1].ev.Marshal())
 	}
 	return out, nil
+}
+
+// Want is a range of an issuer's chain to ask every peer for, whatever
+// their summaries say (the anti-entropy Wanter interface).
+type Want struct {
+	Issuer string
+	After  uint64
+	Max    int
+}
+
+// Wants returns what this node asks peers for beyond their summaries: for
+// each issuer whose evidence is only an upper bound of its fork, the event
+// at that position, so that a peer holding the other branch hands in what
+// locates the fork (at most 16 wants).
+func (l *Log) Wants() []Want {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Want
+	for k, c := range l.chains {
+		if c.evidence != nil && !c.evidence.Exact && c.evidence.At >= 1 && len(out) < 16 {
+			out = append(out, Want{Issuer: IssuerID(k), After: c.evidence.At - 1, Max: 1})
+		}
+	}
+	slices.SortFunc(out, func(a, b Want) int { return strings.Compare(a.Issuer, b.Issuer) })
+	return out
 }
 
 // Checkpoint returns this node's signed liveness checkpoint, naming the

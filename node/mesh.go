@@ -110,6 +110,16 @@ func toP2P(v mesh.Verdict) p2p.Result {
 }
 
 func (a p2pLog) Summary() map[string]uint64 { return a.l.Summary() }
+
+// Wants passes on what the log asks every peer for (the events that locate
+// an equivocation).
+func (a p2pLog) Wants() []p2p.Want {
+	var out []p2p.Want
+	for _, w := range a.l.Wants() {
+		out = append(out, p2p.Want{Issuer: w.Issuer, After: w.After, Max: w.Max})
+	}
+	return out
+}
 func (a p2pLog) Events(issuer string, after uint64, max int) ([][]byte, error) {
 	return a.l.Events(issuer, after, max)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -418,6 +419,14 @@ func (ss *session) pull(ctx context.Context, theirs map[string]uint64) error {
 	issuers:
 		for _, is := range issuers {
 			after := mine[is]
+			if strings.Contains(is, ":") {
+				// A single item: one request, then the next issuer.
+				if err := ss.fetch(is, after, 1, &accepted, &pulled, &rejected, skip); err != nil {
+					return err
+				}
+				skip[is] = true
+				continue
+			}
 			for after < theirs[is] && budget > 0 {
 				if err := ctx.Err(); err != nil {
 					return err
@@ -456,7 +465,43 @@ func (ss *session) pull(ctx context.Context, theirs map[string]uint64) error {
 			}
 		}
 		if accepted == 0 {
-			return nil
+			break
+		}
+	}
+	if w, ok := ss.h.cfg.Log.(Wanter); ok && ss.trusted {
+		for _, want := range w.Wants() {
+			accepted := 0
+			if err := ss.fetch(want.Issuer, want.After, min(max(want.Max, 1), maxBatch), &accepted, &pulled, &rejected, skip); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fetch requests one range of an issuer's items and delivers what comes.
+func (ss *session) fetch(is string, after uint64, want int, accepted, pulled, rejected *int, skip map[string]bool) error {
+	if err := ss.write(encodeRequest(is, after, uint64(want))); err != nil {
+		return err
+	}
+	f, err := ss.read()
+	if err != nil {
+		return err
+	}
+	if f.typ != frameBatch {
+		return fmt.Errorf("%w: got %s, want batch", errMalformed, frameName(f.typ))
+	}
+	if len(f.events) > want {
+		return fmt.Errorf("%w: %d items for a request of %d", errMalformed, len(f.events), want)
+	}
+	for _, r := range deliverAll(ss.h.cfg.Log, f.events) {
+		switch r {
+		case Accept:
+			*accepted++
+			*pulled++
+		case Reject:
+			*rejected++
+			skip[is] = true
 		}
 	}
 	return nil

@@ -81,6 +81,20 @@ type BatchLog interface {
 	DeliverBatch(raws [][]byte) []Result
 }
 
+// Want is a range of an issuer's items to request from every peer in every
+// round, whatever the peer's summary says.
+type Want struct {
+	Issuer string
+	After  uint64
+	Max    int
+}
+
+// Wanter is implemented by a Log that asks peers for more than their
+// summaries advertise (the mesh: the events that locate an equivocation).
+type Wanter interface {
+	Wants() []Want
+}
+
 // Log is the node's event log. All methods are safe for concurrent use.
 type Log interface {
 	// Deliver validates, durably stores and applies one raw event (from
@@ -88,7 +102,10 @@ type Log interface {
 	// must be idempotent.
 	Deliver(raw []byte) Result
 	// Summary returns, per issuer (opaque string id), the highest sequence
-	// number up to which this node holds every event of that issuer.
+	// number up to which this node holds every event of that issuer. An id
+	// with a ':' names a single item (such as equivocation evidence) whose
+	// number is a score: a peer with a higher score is asked once per
+	// round for it (Events(id, mine, 1)).
 	Summary() map[string]uint64
 	// Events returns the raw events of issuer with sequence numbers in
 	// (after, after+max], in order.
