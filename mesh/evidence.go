@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -39,10 +40,10 @@ func evidenceOf(a, b *event.Event) (*Evidence, bool) {
 	if a.Issuer != b.Issuer || a.Network != b.Network {
 		return nil, false
 	}
-	if a.Seq > b.Seq {
-		a, b = b, a
-	}
 	aid, bid := a.ID(), b.ID()
+	if a.Seq > b.Seq || a.Seq == b.Seq && bytes.Compare(aid[:], bid[:]) > 0 {
+		a, b, aid, bid = b, a, bid, aid // one canonical order
+	}
 	switch {
 	case a.Seq == b.Seq && aid != bid:
 		if a.Prev == b.Prev || a.Seq == 1 {
@@ -57,7 +58,7 @@ func evidenceOf(a, b *event.Event) (*Evidence, bool) {
 
 // Marshal encodes the evidence: EvidenceFormat || uint32 len(A) || A ||
 // uint32 len(B) || B (both events in their binary form, without
-// attachments).
+// attachments; A the lower position, or the lower ID at one position).
 func (v *Evidence) Marshal() []byte {
 	a, b := v.A.Marshal(), v.B.Marshal()
 	out := make([]byte, 0, 1+8+len(a)+len(b))
@@ -99,8 +100,8 @@ func parseEvidence(raw []byte, nid event.NetworkID) (*Evidence, error) {
 		return nil, errNotEvidence
 	}
 	v, ok := evidenceOf(evs[0], evs[1])
-	if !ok {
-		return nil, errNotEvidence
+	if !ok || v.A.ID() != evs[0].ID() {
+		return nil, errNotEvidence // not evidence, or not in canonical order
 	}
 	return v, nil
 }
