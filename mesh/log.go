@@ -134,6 +134,11 @@ type Log struct {
 	notify       chan struct{}
 	pruned       map[string]bool // destroyed keys whose attachments are gone
 	checkpoints  map[event.NodeKey]*event.Checkpoint
+	// forkHints: issuers at whose position s a waiting event names another
+	// event than the one held — a fork no evidence shows yet. Wants asks
+	// peers for that position, so the other branch's event comes in and
+	// becomes evidence. Bounded by maxForkHints.
+	forkHints map[event.NodeKey]uint64
 	fresh        map[string]time.Time // org → newest satisfied checkpoint time
 	policy       atomic.Pointer[policy.State]
 }
@@ -214,6 +219,7 @@ func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOpt
 		staleness: o.Staleness, chains: map[event.NodeKey]*chain{}, pending: map[event.NodeKey]map[uint64]*entry{},
 		state: NewState(g), referenced: map[event.NodeKey]uint64{}, notify: make(chan struct{}, 1),
 		pruned: map[string]bool{}, checkpoints: map[event.NodeKey]*event.Checkpoint{}, fresh: map[string]time.Time{},
+		forkHints: map[event.NodeKey]uint64{},
 	}
 	copy(l.self[:], priv.Public().(ed25519.PublicKey))
 	// Keys are issuer || seq, so a scan yields every chain in order.
@@ -593,7 +599,14 @@ func (l *Log) ready(ev *event.Event) (ok bool, why string) {
 		}
 		de := dc.events[d.Seq-1].ev
 		if de.ID() != d.ID {
-			return false, "" // a fork of d.Issuer we have no proof of yet
+			// A fork of d.Issuer no evidence shows yet: ask peers for
+			// that position (Wants) until the other branch's event comes.
+			if old, ok := l.forkHints[d.Issuer]; ok {
+				l.forkHints[d.Issuer] = min(old, d.Seq)
+			} else if len(l.forkHints) < maxForkHints {
+				l.forkHints[d.Issuer] = d.Seq
+			}
+			return false, ""
 		}
 		want = max(want, de.Lamport+1)
 		if de.Time.After(minTime) {
@@ -982,10 +995,13 @@ type Want struct {
 	Max    int
 }
 
+const maxForkHints = 64
+
 // Wants returns what this node asks peers for beyond their summaries: for
 // each issuer whose evidence is only an upper bound of its fork, the event
 // at that position, so that a peer holding the other branch hands in what
-// locates the fork (at most 16 wants).
+// locates the fork; and for each fork hint (a waiting event that names
+// another event than the one held), that position (at most 16 wants).
 func (l *Log) Wants() []Want {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -993,6 +1009,15 @@ func (l *Log) Wants() []Want {
 	for k, c := range l.chains {
 		if c.evidence != nil && !c.evidence.Exact && c.evidence.At >= 1 && len(out) < 16 {
 			out = append(out, Want{Issuer: IssuerID(k), After: c.evidence.At - 1, Max: 1})
+		}
+	}
+	for k, seq := range l.forkHints {
+		if c := l.chains[k]; c != nil && c.evidence != nil && c.evidence.At <= seq {
+			delete(l.forkHints, k) // evidence covers it now
+			continue
+		}
+		if len(out) < 16 {
+			out = append(out, Want{Issuer: IssuerID(k), After: seq - 1, Max: 1})
 		}
 	}
 	slices.SortFunc(out, func(a, b Want) int { return strings.Compare(a.Issuer, b.Issuer) })
