@@ -1310,6 +1310,38 @@ func TestAdversaryUndetectedForkBlocksNoHonestChain(t *testing.T) {
 	}
 }
 
+// TestAdversaryEqualLengthForkIsFound: Mallory hands one branch of its
+// chain to one honest node and the other, of the same length, to the
+// other, and nobody builds on either. Each node counts the branch it holds
+// (here: a grant to token:l at one node, to token:r at the other); after
+// anti-entropy the two must hold the same state.
+func TestAdversaryEqualLengthForkIsFound(t *testing.T) {
+	n := newAdvNet(t, 17)
+	a := n.honest(t, "Org1MSP")
+	c := n.honest(t, "Org3MSP")
+	advSync(a.log, c.log)
+	ml := n.mallory(t, "Org2MSP")
+	pm := IDPrefix(ml.m.key)
+	base := [][]byte{
+		ml.register(t, n.defaultRecord(t, ml.m)),
+		ml.sign(t, advEv{Kind: event.KindKeyCreate, Payload: event.KeyCreate{Key: "asset/m"}}),
+	}
+	left := ml.sign(t, advEv{Kind: event.KindGrant, Payload: policy.Grant{ID: pm + "l", Key: "asset/m", Party: "token:l", Ops: policy.OpsAll, Issuer: "m", IssuedAt: n.t0}})
+	right := ml.sign(t, advEv{At: 3, Kind: event.KindGrant, Payload: policy.Grant{ID: pm + "r", Key: "asset/m", Party: "token:r", Ops: policy.OpsAll, Issuer: "m", IssuedAt: n.t0}})
+	advDeliver(a.log, append(slices.Clone(base), left)...)
+	advDeliver(c.log, append(slices.Clone(base), right)...)
+	advSync(a.log, c.log)
+	var ta, tc uint64
+	a.log.View(func(s *State) { ta = s.Nodes[ml.m.key].Tainted })
+	c.log.View(func(s *State) { tc = s.Nodes[ml.m.key].Tainted })
+	if !bytes.Equal(a.canon(), c.canon()) {
+		t.Errorf("BUG: two honest nodes, the same number of Mallory's events, different states after anti-entropy "+
+			"(tainted at %d and %d; token:l allowed %v / %v): a fork whose branches have one length is never exchanged — "+
+			"the summary carries chain lengths only, and wants are raised only by events that name the other branch",
+			ta, tc, advDecide(a.log, "token:l", "", "asset/m", policy.OpDecrypt, n.now).Allowed, advDecide(c.log, "token:l", "", "asset/m", policy.OpDecrypt, n.now).Allowed)
+	}
+}
+
 // TestAdversaryWithheldDependencies: Mallory withholds its own events from
 // some nodes and names events that do not exist. What it withholds but an
 // honest node holds arrives by anti-entropy; what does not exist waits,
