@@ -328,6 +328,15 @@ func (sm *sim) step() {
 	}
 }
 
+// sides returns the honest nodes on each side of the partition.
+func (sm *sim) sides() [2][]*simNode {
+	var out [2][]*simNode
+	for _, h := range sm.nodes {
+		out[h.side] = append(out[h.side], h)
+	}
+	return out
+}
+
 // deliver hands some of h's inbox to its log in random order; accepted
 // events are forwarded (gossip), with drops.
 func (sm *sim) deliver(h *simNode) {
@@ -625,6 +634,21 @@ func (sm *sim) malloryAction() {
 		}
 	case w < 90:
 		if *simNoEquiv || len(sm.ml.chain) < 2 {
+			return
+		}
+		if sides := sm.sides(); len(sides[0]) > 0 && len(sides[1]) > 0 && sm.r.IntN(2) == 0 {
+			// Split brain: one branch of its next position to each side of
+			// the partition (forwards stay within a side).
+			l := sm.ml.sign(sm.t, advEv{Kind: event.KindKeyCreate, Payload: event.KeyCreate{Key: fmt.Sprintf("asset/left%d", sm.id())}})
+			at := uint64(len(sm.ml.chain))
+			r := sm.ml.sign(sm.t, advEv{At: at, Kind: event.KindKeyCreate, Payload: event.KeyCreate{Key: fmt.Sprintf("asset/right%d", sm.id())}})
+			for _, h := range sides[0] {
+				h.inbox = append(h.inbox, l)
+			}
+			for _, h := range sides[1] {
+				h.inbox = append(h.inbox, r)
+			}
+			sm.logf("mallory splits its chain at %d across the partition", at)
 			return
 		}
 		at := uint64(2 + sm.r.IntN(len(sm.ml.chain)-1))
