@@ -105,8 +105,8 @@ func samplePayloads(t testing.TB) []struct {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w1 := Wrap{Recipient: NodeKey(pub32(nodePriv)), Digest: DigestOf(pattern("blob 1", transport.BlobSize))}
-	w2 := Wrap{Recipient: NodeKey(pub32(node2Priv)), Digest: DigestOf(pattern("blob 2", transport.BlobSize))}
+	w1 := Wrap{Recipient: NodeKey(pub32(nodePriv)), Digest: DigestOf(pattern("blob 1", transport.BlobSizeV1))}
+	w2 := Wrap{Recipient: NodeKey(pub32(node2Priv)), Digest: DigestOf(pattern("blob 2", transport.BlobSizeV1))}
 	party := policy.MustParseParty("org:Org2MSP")
 	return []struct {
 		Name    string
@@ -166,9 +166,9 @@ func sampleEvent(t testing.TB, i int) (Event, []byte) {
 	var att [][]byte
 	switch p.Kind {
 	case KindKeyVersion:
-		att = [][]byte{pattern("blob 1", transport.BlobSize), pattern("blob 2", transport.BlobSize)}
+		att = [][]byte{pattern("blob 1", transport.BlobSizeV1), pattern("blob 2", transport.BlobSizeV1)}
 	case KindKeyShare:
-		att = [][]byte{pattern("blob 2", transport.BlobSize)}
+		att = [][]byte{pattern("blob 2", transport.BlobSizeV1)}
 	}
 	ev := Event{
 		Network: testGenesis().ID(), Seq: uint64(i + 1), Lamport: uint64(10 + i),

@@ -74,6 +74,11 @@ type Config struct {
 	// unless DataDir is set (reused if it exists), initialised on first
 	// start, with the admin token written to <data>/admin.token.
 	Dev bool `yaml:"dev"`
+	// FIPS makes keymeshd refuse to start unless the Go Cryptographic
+	// Module runs in FIPS 140-only mode (GODEBUG=fips140=only), and
+	// restricts the API's TLS to approved suites and groups (see
+	// CheckFIPS and the README's FIPS section).
+	FIPS bool `yaml:"fips"`
 	// PBKDF2Iterations overrides the passphrase iteration count at init
 	// (tests only; floor 1,000).
 	PBKDF2Iterations int `yaml:"-"`
@@ -109,6 +114,11 @@ func (c *Config) Defaults() {
 
 // Validate checks the configuration.
 func (c *Config) Validate() error {
+	if c.FIPS {
+		if err := CheckFIPS(); err != nil {
+			return err
+		}
+	}
 	if c.DataDir == "" {
 		return fmt.Errorf("node: config: a data directory is required (--data)")
 	}
@@ -212,7 +222,7 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 		}
 		c.FabricMSPs = m
 	}
-	for k, p := range map[string]*bool{"KEYMESH_DEV": &c.Dev, "KEYMESH_ALLOW_PLAINTEXT": &c.AllowPlaintext} {
+	for k, p := range map[string]*bool{"KEYMESH_DEV": &c.Dev, "KEYMESH_ALLOW_PLAINTEXT": &c.AllowPlaintext, "KEYMESH_FIPS": &c.FIPS} {
 		if v := getenv(k); v != "" {
 			b, err := strconv.ParseBool(strings.TrimSpace(v))
 			if err != nil {

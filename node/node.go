@@ -265,6 +265,9 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.FIPS {
+		logFIPS(logger)
+	}
 	if !Initialized(cfg.DataDir) {
 		return nil, ErrNotInitialized
 	}
@@ -354,7 +357,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		Vault: n.vault, Keys: keys, Mesh: meshAPI, Tokens: n.tokens, Audit: n.audit,
 		Info: api.Info{
 			Node: n.id.NodeID, Org: n.id.Org, NetworkID: n.id.NetworkID,
-			Version: Version, StartedAt: time.Now().UTC(),
+			Version: Version, StartedAt: time.Now().UTC(), FIPS: cfg.FIPS,
 		},
 		Logger:   logger.With("component", "api"),
 		Registry: n.registry,
@@ -423,6 +426,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
+		TLSConfig:         apiTLSConfig(n.cfg.FIPS),
 	}
 	errc := make(chan error, 1)
 	go func() {

@@ -62,7 +62,7 @@ func (v *Vault) Encrypt(in EncryptInput) (*envelope.Envelope, error) {
 	}
 	needLease := n > ver.reserved.Load()
 	if !needLease {
-		env, err := ver.sealer.Seal(envelope.Header{Mode: mode, Key: in.Key, Version: ver.n}, v.opts.network, in.Context, in.TxID, in.Plaintext, v.opts.rand)
+		env, err := ver.sealer.Seal(v.header(mode, in.Key, ver.n), v.opts.network, in.Context, in.TxID, in.Plaintext, nil)
 		r.mu.RUnlock()
 		v.maybeRotate(r, ver, n)
 		return env, err
@@ -78,11 +78,22 @@ func (v *Vault) Encrypt(in EncryptInput) (*envelope.Envelope, error) {
 	if ver.sealer == nil {
 		return nil, fmt.Errorf("%w: %q", ErrKeyDestroyed, in.Key)
 	}
-	env, err := ver.sealer.Seal(envelope.Header{Mode: mode, Key: in.Key, Version: ver.n}, v.opts.network, in.Context, in.TxID, in.Plaintext, v.opts.rand)
+	env, err := ver.sealer.Seal(v.header(mode, in.Key, ver.n), v.opts.network, in.Context, in.TxID, in.Plaintext, nil)
 	if err == nil {
 		go v.maybeRotate(r, ver, n)
 	}
 	return env, err
+}
+
+// header is the envelope header for sealing with version n of key: in random
+// mode it names this vault's sealer id, whose subkey seals. Seal is given no
+// random source, so the cryptographic module draws every nonce.
+func (v *Vault) header(mode envelope.Mode, key string, n uint32) envelope.Header {
+	h := envelope.Header{Mode: mode, Key: key, Version: n}
+	if mode == envelope.ModeRandom {
+		h.Sealer = v.sealerID
+	}
+	return h
 }
 
 // encryptVersion picks the version to encrypt with at time at. r.mu is held.

@@ -43,7 +43,10 @@
 // endorsing peer picks the same version.
 //
 // AES-GCM with random 96-bit nonces must not seal more than 2^32 messages
-// under one key (NIST SP 800-38D). The vault counts encryptions per version
+// under one key (NIST SP 800-38D). Random-mode envelopes are sealed under a
+// subkey of the version for this vault's sealer id (see SealerID and package
+// envelope), so every holder of a version in a mesh spends its own budget
+// under its own key. The vault counts encryptions per version
 // and rotates automatically when a version reaches the rotation threshold
 // (default 2^30); a version refuses to encrypt at the hard limit (default
 // 2^31). Counts are persisted in leases (default 65,536 encryptions): after
@@ -173,6 +176,7 @@ type options struct {
 	owner      string
 	logger     *slog.Logger
 	rotateHook func(key string)
+	sealerID   *envelope.SealerID
 }
 
 // Option configures Open.
@@ -181,7 +185,9 @@ type Option func(*options)
 // WithClock injects the clock (tests).
 func WithClock(f func() time.Time) Option { return func(o *options) { o.clock = f } }
 
-// WithRand injects the randomness source for keys and nonces (tests).
+// WithRand injects the randomness source for keys, salts and the sealer id
+// (tests). Nonces are never drawn from it: the cryptographic module
+// generates every GCM nonce.
 func WithRand(r io.Reader) Option { return func(o *options) { o.rand = r } }
 
 // WithRotation sets the encryption count at which a version is rotated
@@ -220,9 +226,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l 
 
 // Vault holds the node's keys. It is safe for concurrent use.
 type Vault struct {
-	store kv.Store
-	kek   cipher.AEAD
-	opts  options
+	store    kv.Store
+	kek      cipher.AEAD
+	opts     options
+	sealerID envelope.SealerID
 
 	mu     sync.RWMutex
 	rings  map[string]*ring
@@ -313,6 +320,9 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 		return nil, err
 	}
 	v := &Vault{store: store, kek: kek, opts: o, rings: map[string]*ring{}}
+	if v.sealerID, err = v.loadSealerID(); err != nil {
+		return nil, err
+	}
 	if err := v.load(); err != nil {
 		v.Close()
 		return nil, err
@@ -366,22 +376,16 @@ func wrapAAD(name string, ver uint32) []byte {
 	return binary.BigEndian.AppendUint32(aad, ver)
 }
 
-// sealKEK encrypts b under the KEK with a fresh nonce: nonce || ciphertext.
+// sealKEK encrypts b under the KEK with a nonce the cryptographic module
+// generates: nonce (12) || ciphertext || tag (16).
 func (v *Vault) sealKEK(b, aad []byte) ([]byte, error) {
-	nonce := make([]byte, v.kek.NonceSize())
-	if _, err := io.ReadFull(v.opts.rand, nonce); err != nil {
-		return nil, fmt.Errorf("vault: nonce: %w", err)
-	}
-	return v.kek.Seal(nonce, nonce, b, aad), nil
+	return v.kek.Seal(nil, nil, b, aad), nil
 }
 
-// openKEK decrypts what sealKEK made; false if it does not authenticate.
+// openKEK decrypts what sealKEK made (and what it made before module
+// nonces, in the same layout); false if it does not authenticate.
 func (v *Vault) openKEK(sealed, aad []byte) ([]byte, bool) {
-	ns := v.kek.NonceSize()
-	if len(sealed) < ns {
-		return nil, false
-	}
-	b, err := v.kek.Open(nil, sealed[:ns], sealed[ns:], aad)
+	b, err := v.kek.Open(nil, nil, sealed, aad)
 	return b, err == nil
 }
 

@@ -33,6 +33,11 @@ func newStatusCmd(a *app) *cobra.Command {
 				row(w, "Audit head:", num(s.AuditHead))
 				row(w, "Principal:", cell(s.Principal))
 				row(w, "Role:", cell(s.Role))
+				fips := s.FIPS.Mode + " (module " + s.FIPS.Module + ")"
+				if s.FIPS.Required {
+					fips += ", required by --fips"
+				}
+				row(w, "FIPS 140-3:", cell(fips))
 				if m := s.Mesh; m != nil {
 					row(w, "Mesh peers:", num(m.Peers))
 					row(w, "Mesh nodes:", num(m.Nodes))

@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "", "text or json")
 	p2pListen := fs.String("p2p-listen", "", "libp2p listen `multiaddrs`, comma-separated, of a mesh node (default /ip4/127.0.0.1/tcp/0)")
+	fips := fs.Bool("fips", false, "refuse to start unless running with GODEBUG=fips140=only (FIPS 140-3); restrict the API's TLS to approved suites and groups")
 	bootstrap := fs.String("bootstrap", "", "`multiaddrs`, comma-separated, to dial besides the genesis bootstrap list")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -96,6 +97,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	if set["dev"] {
 		cfg.Dev = *dev
 	}
+	if set["fips"] {
+		cfg.FIPS = *fips
+	}
 	if set["rotation-grace"] {
 		cfg.RotationGrace = *grace
 	}
@@ -109,7 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		cfg.Bootstrap = splitList(*bootstrap)
 	}
 	cfg.Defaults()
-	if err := cfg.Validate(); err != nil && !(cfg.Dev && cfg.DataDir == "") {
+	if err := cfg.Validate(); err != nil && (errors.Is(err, node.ErrFIPSMode) || !(cfg.Dev && cfg.DataDir == "")) {
 		fmt.Fprintf(stderr, "keymeshd: %v\n", err)
 		return 1
 	}

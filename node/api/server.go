@@ -42,6 +42,8 @@ type Info struct {
 	NetworkID string
 	Version   string
 	StartedAt time.Time
+	// FIPS reports that the node was started with --fips.
+	FIPS bool
 }
 
 // Config holds what the API serves.
@@ -352,6 +354,7 @@ func (s *Server) status(c *gin.Context) {
 		Principal: cl.name,
 		Role:      cl.tok.Role.String(),
 		Mesh:      s.meshStatus(),
+		FIPS:      fipsStatus(s.cfg.Info.FIPS),
 	})
 }
 

@@ -89,6 +89,25 @@ type Status struct {
 	Role      string    `json:"role"`
 	// Mesh is set on a node that belongs to a network.
 	Mesh *MeshStatus `json:"mesh,omitempty"`
+	// FIPS is the node's FIPS 140-3 mode.
+	FIPS FIPSStatus `json:"fips"`
+}
+
+// FIPSStatus describes the Go Cryptographic Module the node runs on
+// (crypto/fips140). keymesh is not itself a validated module.
+type FIPSStatus struct {
+	// Mode is "only" (GODEBUG=fips140=only: the module in FIPS 140-3 mode
+	// and every non-approved algorithm refused), "on" (FIPS 140-3 mode,
+	// non-approved algorithms still allowed) or "off".
+	Mode string `json:"mode"`
+	// Module is the module version, crypto/fips140.Version(): "v1.0.0"
+	// (GOFIPS140=v1.0.0 or certified), "v1.26.0" (GOFIPS140=v1.26.0 or
+	// inprocess), or "latest", the toolchain's own tree, which is not a
+	// frozen module.
+	Module string `json:"module"`
+	// Required reports that the node was started with --fips (fips: true),
+	// so it would not have started outside FIPS 140-only mode.
+	Required bool `json:"required"`
 }
 
 // CreateKeyRequest creates a key (POST /v1/keys). Deterministic and

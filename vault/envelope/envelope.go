@@ -56,8 +56,15 @@ func ParseMode(s string) (Mode, error) {
 	return 0, fmt.Errorf("envelope: unknown mode %s", quote(s))
 }
 
-// FormatVersion is the first byte of every envelope this package writes.
-const FormatVersion = 1
+// FormatVersion is the first byte of every envelope Seal writes: format 2,
+// with a per-sealer subkey in random mode and a synthetic IV (AES-CTR and
+// HMAC-SHA256) in the derived modes. See the package doc.
+const FormatVersion = 2
+
+// FormatVersion1 is the first format: AES-256-GCM under the version key in
+// every mode, the nonce random or derived. Parse and Open still accept it;
+// Seal no longer writes it.
+const FormatVersion1 = 1
 
 // TextPrefix starts the text form of an envelope, which continues with the
 // binary form in unpadded base64url (RFC 4648 §5).
@@ -65,6 +72,18 @@ const TextPrefix = "km1:"
 
 // NonceSize is the size of the AES-GCM nonce, in bytes.
 const NonceSize = 12
+
+// SIVSize is the size of the synthetic IV of the derived modes of format 2:
+// the AES-CTR initial counter block, in bytes.
+const SIVSize = 16
+
+// SealerIDSize is the size of a sealer id, in bytes.
+const SealerIDSize = 8
+
+// SealerID names the node that sealed a random-mode envelope of format 2.
+// The envelope's GCM key is a subkey derived for that sealer, so each sealer
+// counts its nonces under a key of its own. It is public.
+type SealerID [SealerIDSize]byte
 
 // TagSize is the size of the AES-GCM authentication tag, in bytes.
 const TagSize = 16
@@ -90,9 +109,13 @@ type NetworkID [NetworkIDSize]byte
 
 const (
 	fixedHeaderLen   = 7 // format version, mode, name length, key version
-	maxHeaderLen     = fixedHeaderLen + MaxKeyNameLen
+	maxHeaderLen     = fixedHeaderLen + MaxKeyNameLen + SealerIDSize
 	maxCiphertextLen = MaxPlaintextSize + TagSize
-	maxBinaryLen     = maxHeaderLen + NonceSize + maxCiphertextLen
+	// The largest envelope is a random one of format 2: header with
+	// sealer id, nonce, ciphertext and tag. A derived one of format 2
+	// carries SIVSize+TagSize = 32 bytes besides the plaintext, fewer
+	// than NonceSize+TagSize+SealerIDSize = 36.
+	maxBinaryLen = maxHeaderLen + NonceSize + maxCiphertextLen
 	// maxTextLen is len(TextPrefix) + base64.RawURLEncoding.EncodedLen(maxBinaryLen).
 	maxTextLen = len(TextPrefix) + (maxBinaryLen*8+5)/6
 )
@@ -121,6 +144,9 @@ var (
 	// not fit the mode: endorsement needs one of 1..MaxTxIDLen bytes, the
 	// other modes take none.
 	ErrInvalidTxID = errors.New("envelope: invalid transaction id")
+	// ErrFormat is wrapped by Seal's errors about a header that asks for a
+	// format Seal does not write (format 1 is read-only).
+	ErrFormat = errors.New("envelope: format not written")
 )
 
 func malformed(format string, args ...any) error {
@@ -136,8 +162,8 @@ func quote(s string) string {
 	return strconv.Quote(s)
 }
 
-// Header is the cleartext part of an envelope: how the nonce was chosen and
-// which key version seals it. All of it is authenticated.
+// Header is the cleartext part of an envelope: its format, how the nonce was
+// chosen and which key version seals it. All of it is authenticated.
 type Header struct {
 	// Mode is how the nonce was chosen.
 	Mode Mode
@@ -145,10 +171,33 @@ type Header struct {
 	Key string
 	// Version is the key version, from 1.
 	Version uint32
+	// Format is the format version. Zero means FormatVersion, the one
+	// Seal writes; Parse always sets it (FormatVersion or FormatVersion1).
+	Format uint8
+	// Sealer is the id of the sealing node, in random mode of format 2
+	// only; it must be zero otherwise.
+	Sealer SealerID
 }
+
+// format returns h.Format with zero read as FormatVersion.
+func (h *Header) format() uint8 {
+	if h.Format == 0 {
+		return FormatVersion
+	}
+	return h.Format
+}
+
+// hasSealer reports whether the header carries a sealer id.
+func (h *Header) hasSealer() bool { return h.format() == FormatVersion && h.Mode == ModeRandom }
+
+// siv reports whether the envelope uses the synthetic IV construction.
+func (h *Header) siv() bool { return h.format() == FormatVersion && h.Mode != ModeRandom }
 
 // check reports whether h can be written as an envelope header.
 func (h *Header) check() error {
+	if f := h.format(); f != FormatVersion && f != FormatVersion1 {
+		return malformed("unknown format version %d", f)
+	}
 	if !h.Mode.valid() {
 		return malformed("unknown mode %d", h.Mode)
 	}
@@ -158,7 +207,18 @@ func (h *Header) check() error {
 	if h.Version == 0 {
 		return malformed("version 0")
 	}
+	if !h.hasSealer() && h.Sealer != (SealerID{}) {
+		return malformed("sealer id in a %v envelope of format %d", h.Mode, h.format())
+	}
 	return nil
+}
+
+func (h *Header) len() int {
+	n := fixedHeaderLen + len(h.Key)
+	if h.hasSealer() {
+		n += SealerIDSize
+	}
+	return n
 }
 
 // appendTo appends the binary header. It does not validate h; a key name
@@ -169,9 +229,13 @@ func (h *Header) appendTo(b []byte) []byte {
 	if n > MaxKeyNameLen {
 		n = 0
 	}
-	b = append(b, FormatVersion, byte(h.Mode), byte(n))
+	b = append(b, h.format(), byte(h.Mode), byte(n))
 	b = append(b, h.Key...)
-	return binary.BigEndian.AppendUint32(b, h.Version)
+	b = binary.BigEndian.AppendUint32(b, h.Version)
+	if h.hasSealer() {
+		b = append(b, h.Sealer[:]...)
+	}
+	return b
 }
 
 // Envelope is one encrypted field. Its fields are authoritative: Marshal,
@@ -179,15 +243,28 @@ func (h *Header) appendTo(b []byte) []byte {
 // hand. Envelopes returned by Seal, Parse and ParseText are valid.
 type Envelope struct {
 	Header
-	// Nonce is the AES-GCM nonce.
+	// Nonce is the AES-GCM nonce: format 1, and random mode of format 2.
+	// It is zero and not written in the derived modes of format 2.
 	Nonce [NonceSize]byte
-	// Ciphertext is the AES-GCM ciphertext followed by the tag, at least
-	// TagSize bytes.
+	// SIV is the synthetic IV of the derived modes of format 2. It is zero
+	// and not written otherwise.
+	SIV [SIVSize]byte
+	// Ciphertext is the AES-GCM ciphertext followed by the tag, or in the
+	// derived modes of format 2 the AES-CTR ciphertext followed by the
+	// HMAC tag; at least TagSize bytes either way.
 	Ciphertext []byte
 }
 
+// iv returns the bytes written between the header and the ciphertext.
+func (e *Envelope) iv() []byte {
+	if e.siv() {
+		return e.SIV[:]
+	}
+	return e.Nonce[:]
+}
+
 func (e *Envelope) binaryLen() int {
-	return fixedHeaderLen + len(e.Key) + NonceSize + len(e.Ciphertext)
+	return e.Header.len() + len(e.iv()) + len(e.Ciphertext)
 }
 
 // Marshal returns the binary form of e in a new slice. It does not validate
@@ -195,7 +272,7 @@ func (e *Envelope) binaryLen() int {
 func (e *Envelope) Marshal() []byte {
 	b := make([]byte, 0, e.binaryLen())
 	b = e.Header.appendTo(b)
-	b = append(b, e.Nonce[:]...)
+	b = append(b, e.iv()...)
 	return append(b, e.Ciphertext...)
 }
 
@@ -211,9 +288,9 @@ func (e *Envelope) Text() string {
 	// ciphertext bytes so that the rest of the ciphertext starts on a
 	// 3-byte boundary and can be encoded in place. The only allocation is
 	// the string.
-	var stack [maxHeaderLen + NonceSize + 2]byte
+	var stack [maxHeaderLen + SIVSize + 2]byte
 	head := e.Header.appendTo(stack[:0])
-	head = append(head, e.Nonce[:]...)
+	head = append(head, e.iv()...)
 	ct := e.Ciphertext
 	k := min((3-len(head)%3)%3, len(ct))
 	head = append(head, ct[:k]...)
@@ -244,21 +321,29 @@ func Parse(b []byte) (*Envelope, error) {
 
 // parse parses b; with owned, the envelope's ciphertext aliases b.
 func parse(b []byte, owned bool) (*Envelope, error) {
-	if len(b) > 0 && b[0] != FormatVersion {
+	if len(b) > 0 && b[0] != FormatVersion && b[0] != FormatVersion1 {
 		return nil, malformed("unknown format version %d", b[0])
 	}
 	if len(b) < 3 {
 		return nil, malformed("truncated header")
 	}
-	m := Mode(b[1])
-	if !m.valid() {
+	h := Header{Format: b[0], Mode: Mode(b[1])}
+	if !h.Mode.valid() {
 		return nil, malformed("unknown mode %d", b[1])
 	}
 	n := int(b[2])
 	if n == 0 || n > MaxKeyNameLen {
 		return nil, malformed("invalid key name length %d", n)
 	}
-	off := fixedHeaderLen + n + NonceSize
+	ivLen := NonceSize
+	if h.siv() {
+		ivLen = SIVSize
+	}
+	sealerLen := 0
+	if h.hasSealer() {
+		sealerLen = SealerIDSize
+	}
+	off := fixedHeaderLen + n + sealerLen + ivLen
 	if len(b) < off {
 		return nil, malformed("truncated header")
 	}
@@ -266,10 +351,11 @@ func parse(b []byte, owned bool) (*Envelope, error) {
 	if checkKeyName(name) != "" {
 		return nil, malformed("invalid key name %s", quote(string(name)))
 	}
-	version := binary.BigEndian.Uint32(b[3+n:])
-	if version == 0 {
+	h.Version = binary.BigEndian.Uint32(b[3+n:])
+	if h.Version == 0 {
 		return nil, malformed("version 0")
 	}
+	copy(h.Sealer[:], b[fixedHeaderLen+n:fixedHeaderLen+n+sealerLen])
 	ct := b[off:]
 	if len(ct) < TagSize {
 		return nil, malformed("ciphertext shorter than tag")
@@ -280,11 +366,9 @@ func parse(b []byte, owned bool) (*Envelope, error) {
 	if !owned {
 		ct = bytes.Clone(ct)
 	}
-	e := &Envelope{
-		Header:     Header{Mode: m, Key: string(name), Version: version},
-		Nonce:      [NonceSize]byte(b[off-NonceSize : off]),
-		Ciphertext: ct,
-	}
+	h.Key = string(name)
+	e := &Envelope{Header: h, Ciphertext: ct}
+	copy(e.iv(), b[off-ivLen:off])
 	return e, nil
 }
 

@@ -28,8 +28,8 @@ func TestModeValuesPinned(t *testing.T) {
 			t.Errorf("Mode(%d).String() = %q, want %q", tc.want, got, tc.name)
 		}
 	}
-	if FormatVersion != 1 || TextPrefix != "km1:" {
-		t.Errorf("FormatVersion, TextPrefix = %d, %q, want 1, \"km1:\"", FormatVersion, TextPrefix)
+	if FormatVersion != 2 || FormatVersion1 != 1 || TextPrefix != "km1:" {
+		t.Errorf("FormatVersion, FormatVersion1, TextPrefix = %d, %d, %q, want 2, 1, \"km1:\"", FormatVersion, FormatVersion1, TextPrefix)
 	}
 }
 
@@ -229,10 +229,10 @@ func TestContextEncoding(t *testing.T) {
 	}
 }
 
-// sampleEnvelope returns a valid envelope without sealing it.
+// sampleEnvelope returns a valid envelope of format 1 without sealing it.
 func sampleEnvelope() *Envelope {
 	return &Envelope{
-		Header:     Header{Mode: ModeDeterministic, Key: "demo/ssn", Version: 0x01020304},
+		Header:     Header{Mode: ModeDeterministic, Key: "demo/ssn", Version: 0x01020304, Format: FormatVersion1},
 		Nonce:      [NonceSize]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12},
 		Ciphertext: bytes.Repeat([]byte{0xee}, TagSize+5),
 	}
@@ -307,8 +307,13 @@ func TestParse(t *testing.T) {
 		return edit(append([]byte(nil), valid...))
 	}
 	header := func(mode byte, name string, version uint32) []byte {
+		return (&Header{Mode: Mode(mode), Key: name, Version: version, Format: FormatVersion1}).appendTo(nil)
+	}
+	header2 := func(mode byte, name string, version uint32) []byte {
 		return (&Header{Mode: Mode(mode), Key: name, Version: version}).appendTo(nil)
 	}
+	sealer := []byte{1, 2, 3, 4, 5, 6, 7, 8}
+	body2 := append(make([]byte, SIVSize), make([]byte, TagSize)...)
 	body := append(make([]byte, NonceSize), make([]byte, TagSize)...)
 	for _, tc := range []struct {
 		name   string
@@ -319,6 +324,15 @@ func TestParse(t *testing.T) {
 		{"ok/empty-plaintext", append(header(1, "a/b", 1), body...), ""},
 		{"ok/max-key-name", append(header(2, strings.Repeat("a", 63)+"/"+strings.Repeat("b", 63), 1<<32-1), body...), ""},
 		{"ok/max-size", append(header(1, "a/b", 1), make([]byte, NonceSize+MaxPlaintextSize+TagSize)...), ""},
+		{"ok/v2-random", append(append(header2(1, "a/b", 1)[:10], sealer...), body...), ""},
+		{"ok/v2-endorsement-empty", append(header2(2, "a/b", 1), body2...), ""},
+		{"ok/v2-deterministic-1B", append(header2(3, "a/b", 1), append(body2, 7)...), ""},
+		{"ok/v2-max-size", append(header2(3, "a/b", 1), make([]byte, SIVSize+MaxPlaintextSize+TagSize)...), ""},
+		{"fail/v2-random-truncated-sealer", append(header2(1, "a/b", 1)[:10], 1, 2, 3), "truncated header"},
+		{"fail/v2-random-short-tag", append(append(header2(1, "a/b", 1)[:10], sealer...), body[:NonceSize+TagSize-1]...), "ciphertext shorter than tag"},
+		{"fail/v2-siv-truncated", append(header2(3, "a/b", 1), make([]byte, SIVSize-1)...), "truncated header"},
+		{"fail/v2-siv-short-tag", append(header2(3, "a/b", 1), body2[:SIVSize+TagSize-1]...), "ciphertext shorter than tag"},
+		{"fail/v2-over-max-size", append(header2(3, "a/b", 1), make([]byte, SIVSize+MaxPlaintextSize+TagSize+1)...), "ciphertext longer than"},
 		{"fail/empty", nil, "truncated header"},
 		{"fail/one-byte", []byte{1}, "truncated header"},
 		{"fail/two-bytes", []byte{1, 1}, "truncated header"},

@@ -23,18 +23,22 @@ func Example() {
 	// The context names where the value lives; it must be given again to
 	// open the envelope.
 	ctx := envelope.Context{"channel": "trade", "chaincode": "settlement", "state_key": "order~7", "field": "price"}
-	env, err := s.Seal(envelope.Header{Mode: envelope.ModeRandom, Key: "trade/price", Version: 1},
+	// In random mode the header names the sealing node (the vault's
+	// SealerID): each node seals under its own subkey of the version, and
+	// a nil random source lets the cryptographic module draw the nonce.
+	sealer := envelope.SealerID{0x5e, 0xa1, 0xe4}
+	env, err := s.Seal(envelope.Header{Mode: envelope.ModeRandom, Key: "trade/price", Version: 1, Sealer: sealer},
 		network, ctx, "", []byte("4200.50 EUR"), nil)
 	if err != nil {
 		panic(err)
 	}
-	stored := env.Text() // "km1:AQEL..." goes on the ledger
+	stored := env.Text() // "km1:AgEL..." goes on the ledger
 
 	parsed, err := envelope.ParseText(stored)
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println(parsed.Key, parsed.Version, parsed.Mode)
+	fmt.Println(parsed.Format, parsed.Key, parsed.Version, parsed.Mode, parsed.Sealer == sealer)
 	plaintext, err := s.Open(parsed, network, ctx)
 	if err != nil {
 		panic(err)
@@ -46,7 +50,7 @@ func Example() {
 	_, err = s.Open(parsed, network, ctx)
 	fmt.Println(err)
 	// Output:
-	// trade/price 1 random
+	// 2 trade/price 1 random true
 	// 4200.50 EUR
 	// envelope: decryption failed
 }

@@ -7,7 +7,7 @@ import (
 )
 
 func addVectorSeeds(f *testing.F, text bool) {
-	vs := loadVectors(f)
+	vs := append(loadVectors(f), loadVectorFile(f, vectorsV1Path)...)
 	for _, v := range vs {
 		if text {
 			f.Add(v.Text)
@@ -85,7 +85,7 @@ func FuzzOpen(f *testing.F) {
 		f.Fatal(err)
 	}
 	known := map[string]bool{}
-	for _, v := range vs {
+	for _, v := range append(vs, loadVectorFile(f, vectorsV1Path)...) {
 		f.Add(v.envelope(f))
 		known[string(v.envelope(f))] = true
 	}

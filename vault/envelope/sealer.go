@@ -5,22 +5,29 @@ import (
 	"crypto/cipher"
 	"crypto/hkdf"
 	"crypto/hmac"
-	cryptorand "crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 	"hash"
 	"io"
 	"sync"
+	"sync/atomic"
 )
 
 const (
 	aadDomain = "keymesh/v1 envelope"
-	prfInfo   = "keymesh/v1 nonce-prf"
 
-	// Leading byte of the PRF input in each derived mode.
-	prfTagEndorsement   = 0x02
-	prfTagDeterministic = 0x03
+	// HKDF-SHA256 info strings of the keys derived from a version key.
+	prfInfo       = "keymesh/v1 nonce-prf"     // format 1 derived nonces
+	subkeyInfo    = "keymesh/v1 random subkey" // format 2 random mode, per sealer
+	sivIVInfo     = "keymesh/v2 siv iv"        // format 2 derived modes: IV PRF
+	sivEncInfo    = "keymesh/v2 siv enc"       // format 2 derived modes: AES-CTR
+	sivMACInfo    = "keymesh/v2 siv mac"       // format 2 derived modes: tag
+	sivTagPrefix  = 0x04                       // leading byte of the tag input
+	maxSubkeys    = 256                        // subkeys cached for Open
+	prfTagEndorse = 0x02                       // leading byte of the IV PRF input, endorsement
+	prfTagDeterm  = 0x03                       // leading byte of the IV PRF input, deterministic
 )
 
 var errDestroyed = fmt.Errorf("%w: sealer destroyed", ErrInvalidKey)
@@ -35,17 +42,42 @@ type Sealer struct {
 }
 
 type sealerState struct {
-	aead   cipher.AEAD // AES-256-GCM under the version key
-	prfKey []byte      // HKDF-SHA256(version key, nil, prfInfo)
-	pool   sync.Pool   // of *scratch
+	key []byte // the version key: HKDF input of the random-mode subkeys
+
+	// v1 opens format 1 envelopes: AES-256-GCM under the version key, with
+	// the nonce read from the input (NewGCMWithRandomNonce's Open).
+	v1     cipher.AEAD
+	prfKey []byte // HKDF(key, prfInfo): format 1 derived nonces
+
+	// The derived modes of format 2.
+	sivIVKey  []byte // HMAC-SHA256 key of the synthetic IV
+	sivMACKey []byte // HMAC-SHA256 key of the tag
+	sivBlock  cipher.Block
+
+	last    atomic.Pointer[subkey] // the subkey Seal used last
+	subMu   sync.RWMutex
+	subkeys map[string]*subkey // by HKDF info, for Open
+
+	pool sync.Pool // of *scratch
+}
+
+// subkey is the random-mode key of one sealer of one key version.
+type subkey struct {
+	info string
+	aead cipher.AEAD // NewGCMWithRandomNonce: module-generated nonces
+	key  []byte      // kept only to seal with a caller's nonce (tests)
 }
 
 // scratch is the per-call working state, reused through sealerState.pool.
 type scratch struct {
-	mac   hash.Hash // HMAC-SHA256 keyed with prfKey
-	buf   []byte    // PRF input prefix and additional data
-	sum   [sha256.Size]byte
-	nonce [NonceSize]byte // Seal's nonce, before it is copied into the Envelope
+	iv   hash.Hash // HMAC-SHA256 keyed with sivIVKey
+	mac  hash.Hash // HMAC-SHA256 keyed with sivMACKey
+	prf  hash.Hash // HMAC-SHA256 keyed with prfKey (format 1)
+	buf  []byte    // PRF input prefix and additional data
+	ct   []byte    // nonce || ciphertext for Open
+	info []byte    // subkey info
+	sum  [sha256.Size]byte
+	pre  [5]byte
 }
 
 const (
@@ -53,36 +85,72 @@ const (
 	maxPooledBufSize = 16 << 10
 )
 
+func hkdfKey(key []byte, info string) ([]byte, error) {
+	k, err := hkdf.Key(sha256.New, key, nil, info, 32)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: %w", err)
+	}
+	return k, nil
+}
+
 // NewSealer returns a Sealer for one key version of KeySize bytes. It keeps
-// no reference to key, so the caller may clear it. The AES-GCM key is the
-// version key; the nonce PRF key is derived from it with HKDF-SHA256. A key of
-// the wrong size returns an error wrapping ErrInvalidKey.
+// its own copy of key, which Destroy clears, so the caller may clear key.
+// Every key the Sealer uses is the version key or derived from it with
+// HKDF-SHA256 (see the package doc). A key of the wrong size returns an error
+// wrapping ErrInvalidKey.
 func NewSealer(key []byte) (*Sealer, error) {
 	if len(key) != KeySize {
 		return nil, fmt.Errorf("%w: %d bytes, want %d", ErrInvalidKey, len(key), KeySize)
 	}
-	block, err := aes.NewCipher(key)
+	st := &sealerState{key: append([]byte(nil), key...), subkeys: map[string]*subkey{}}
+	var err error
+	if st.v1, err = randomNonceGCM(key); err != nil {
+		return nil, err
+	}
+	if st.prfKey, err = hkdfKey(key, prfInfo); err != nil {
+		return nil, err
+	}
+	if st.sivIVKey, err = hkdfKey(key, sivIVInfo); err != nil {
+		return nil, err
+	}
+	if st.sivMACKey, err = hkdfKey(key, sivMACInfo); err != nil {
+		return nil, err
+	}
+	encKey, err := hkdfKey(key, sivEncInfo)
 	if err != nil {
+		return nil, err
+	}
+	defer clear(encKey)
+	if st.sivBlock, err = aes.NewCipher(encKey); err != nil {
 		return nil, fmt.Errorf("envelope: %w", err)
 	}
-	aead, err := cipher.NewGCM(block)
-	if err != nil {
-		return nil, fmt.Errorf("envelope: %w", err)
-	}
-	prfKey, err := hkdf.Key(sha256.New, key, nil, prfInfo, sha256.Size)
-	if err != nil {
-		return nil, fmt.Errorf("envelope: %w", err)
-	}
-	st := &sealerState{aead: aead, prfKey: prfKey}
 	st.pool.New = func() any {
-		// Called from get, under the Sealer's read lock, so prfKey is
+		// Called from get, under the Sealer's read lock, so the keys are
 		// not being cleared.
 		return &scratch{
-			mac: hmac.New(sha256.New, st.prfKey),
+			iv:  hmac.New(sha256.New, st.sivIVKey),
+			mac: hmac.New(sha256.New, st.sivMACKey),
+			prf: hmac.New(sha256.New, st.prfKey),
 			buf: make([]byte, 0, scratchBufSize),
 		}
 	}
 	return &Sealer{st: st}, nil
+}
+
+// randomNonceGCM returns AES-256-GCM under key with nonces generated by the
+// cryptographic module: Seal prepends a fresh 12-byte nonce to its output,
+// Open reads it from the front of its input. It is the only GCM that
+// GODEBUG=fips140=only allows.
+func randomNonceGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: %w", err)
+	}
+	aead, err := cipher.NewGCMWithRandomNonce(block)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: %w", err)
+	}
+	return aead, nil
 }
 
 func (st *sealerState) get() *scratch { return st.pool.Get().(*scratch) }
@@ -91,10 +159,63 @@ func (st *sealerState) put(sc *scratch) {
 	if cap(sc.buf) > maxPooledBufSize {
 		sc.buf = make([]byte, 0, scratchBufSize)
 	}
+	if cap(sc.ct) > maxPooledBufSize {
+		sc.ct = nil
+	}
 	st.pool.Put(sc)
 }
 
-// layout writes to sc.buf the input of the mode's nonce PRF up to the
+// subkeyInfoOf appends to b the HKDF info of the random-mode subkey of h's
+// sealer:
+//
+//	"keymesh/v1 random subkey" || network id (32) || uint8 len(key) || key ||
+//	uint32 version || sealer id (8)
+func subkeyInfoOf(b []byte, nid *NetworkID, h *Header) []byte {
+	b = append(b, subkeyInfo...)
+	b = append(b, nid[:]...)
+	b = append(b, byte(len(h.Key)))
+	b = append(b, h.Key...)
+	b = binary.BigEndian.AppendUint32(b, h.Version)
+	return append(b, h.Sealer[:]...)
+}
+
+// subkey returns the random-mode subkey for info, from the cache if it is
+// there. forSeal marks the subkey Seal uses, which is looked up first.
+func (st *sealerState) subkey(info []byte, forSeal bool) (*subkey, error) {
+	if sk := st.last.Load(); sk != nil && sk.info == string(info) {
+		return sk, nil
+	}
+	st.subMu.RLock()
+	sk := st.subkeys[string(info)]
+	st.subMu.RUnlock()
+	if sk == nil {
+		k, err := hkdf.Key(sha256.New, st.key, nil, string(info), 32)
+		if err != nil {
+			return nil, fmt.Errorf("envelope: %w", err)
+		}
+		aead, err := randomNonceGCM(k)
+		if err != nil {
+			clear(k)
+			return nil, err
+		}
+		sk = &subkey{info: string(info), aead: aead, key: k}
+		st.subMu.Lock()
+		if len(st.subkeys) >= maxSubkeys {
+			// Bounded: envelopes naming many sealers cost a derivation
+			// each, never unbounded memory. Evicted keys are left to the
+			// garbage collector: a call in progress may still hold one.
+			clear(st.subkeys)
+		}
+		st.subkeys[sk.info] = sk
+		st.subMu.Unlock()
+	}
+	if forSeal {
+		st.last.Store(sk)
+	}
+	return sk, nil
+}
+
+// layout writes to sc.buf the input of the mode's IV PRF up to the
 // additional data included:
 //
 //	endorsement:   0x02 || uint32 len(txID) || txID || uint32 len(aad) || aad
@@ -104,7 +225,7 @@ func (st *sealerState) put(sc *scratch) {
 // and returns it and the additional data within it. h must be valid and ctx
 // the sorted entries of a valid Context.
 func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx []contextEntry) (prfInput, aad []byte) {
-	need := 1 + 4 + len(txID) + 4 + len(aadDomain) + fixedHeaderLen + len(h.Key) + NetworkIDSize + contextLen(ctx)
+	need := 1 + 4 + len(txID) + 4 + len(aadDomain) + h.len() + NetworkIDSize + contextLen(ctx)
 	if cap(sc.buf) < need {
 		sc.buf = make([]byte, 0, need)
 	}
@@ -112,12 +233,12 @@ func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx
 	aadLenAt := -1
 	switch mode {
 	case ModeEndorsement:
-		b = append(b, prfTagEndorsement)
+		b = append(b, prfTagEndorse)
 		b = binary.BigEndian.AppendUint32(b, uint32(len(txID)))
 		b = append(b, txID...)
 		aadLenAt, b = len(b), append(b, 0, 0, 0, 0)
 	case ModeDeterministic:
-		b = append(b, prfTagDeterministic)
+		b = append(b, prfTagDeterm)
 		aadLenAt, b = len(b), append(b, 0, 0, 0, 0)
 	}
 	start := len(b)
@@ -132,33 +253,53 @@ func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx
 	return b, b[start:]
 }
 
-// derive sets nonce to the first NonceSize bytes of
-// HMAC-SHA256(prfKey, prfInput || plaintext).
-func (sc *scratch) derive(nonce *[NonceSize]byte, prfInput, plaintext []byte) {
+// hmac2 returns HMAC(m, a || b) in sc.sum.
+func (sc *scratch) hmac2(m hash.Hash, a, b []byte) []byte {
+	m.Reset()
+	m.Write(a)
+	m.Write(b)
+	return m.Sum(sc.sum[:0])
+}
+
+// sivTag returns the first TagSize bytes of
+// HMAC-SHA256(sivMACKey, 0x04 || uint32 len(aad) || aad || SIV || ciphertext).
+func (sc *scratch) sivTag(aad, siv, ct []byte) []byte {
+	sc.pre[0] = sivTagPrefix
+	binary.BigEndian.PutUint32(sc.pre[1:], uint32(len(aad)))
 	sc.mac.Reset()
-	sc.mac.Write(prfInput)
-	sc.mac.Write(plaintext)
-	copy(nonce[:], sc.mac.Sum(sc.sum[:0]))
+	sc.mac.Write(sc.pre[:])
+	sc.mac.Write(aad)
+	sc.mac.Write(siv)
+	sc.mac.Write(ct)
+	return sc.mac.Sum(sc.sum[:0])[:TagSize]
 }
 
 // Seal encrypts plaintext under the Sealer's key version and returns the
-// envelope, with additional data binding h, nid and ctx. h.Mode selects the
-// nonce:
+// envelope, of format 2, with additional data binding h, nid and ctx.
+// h.Format must be 0 or FormatVersion. h.Mode selects the construction:
 //
-//   - ModeRandom reads NonceSize bytes from rand, or from crypto/rand.Reader
-//     if rand is nil;
-//   - ModeEndorsement derives it from txID, the additional data and the
-//     plaintext; txID is required, 1..MaxTxIDLen bytes;
+//   - ModeRandom seals with AES-256-GCM under the subkey of h.Sealer. With
+//     a nil rand the cryptographic module generates the nonce, the only way
+//     GODEBUG=fips140=only allows; a non-nil rand supplies the nonce
+//     instead (known-answer tests), which FIPS 140-only mode refuses.
+//   - ModeEndorsement derives a synthetic IV from txID, the additional data
+//     and the plaintext; txID is required, 1..MaxTxIDLen bytes;
 //   - ModeDeterministic derives it from the additional data and the
 //     plaintext.
 //
 // ModeRandom and ModeDeterministic take no txID: a non-empty one is an error
-// rather than silently ignored. rand is used only by ModeRandom.
+// rather than silently ignored. rand is used only by ModeRandom. h.Sealer
+// must be zero in the derived modes.
 //
-// Errors wrap ErrMalformed (invalid mode or version 0), ErrInvalidKeyName,
-// ErrTooLarge, ErrInvalidContext, ErrInvalidTxID or ErrInvalidKey (after
-// Destroy), or report a failure of rand.
+// Errors wrap ErrMalformed (invalid mode or version 0), ErrFormat,
+// ErrInvalidKeyName, ErrTooLarge, ErrInvalidContext, ErrInvalidTxID or
+// ErrInvalidKey (after Destroy), or report a failure of rand or of the
+// cryptographic module.
 func (s *Sealer) Seal(h Header, nid NetworkID, ctx Context, txID string, plaintext []byte, rand io.Reader) (*Envelope, error) {
+	if h.Format != 0 && h.Format != FormatVersion {
+		return nil, fmt.Errorf("%w: Seal writes format %d, not %d", ErrFormat, FormatVersion, h.Format)
+	}
+	h.Format = FormatVersion
 	if err := h.check(); err != nil {
 		return nil, err
 	}
@@ -186,32 +327,65 @@ func (s *Sealer) Seal(h Header, nid NetworkID, ctx Context, txID string, plainte
 	sc := st.get()
 	defer st.put(sc)
 	prfInput, aad := sc.layout(h.Mode, txID, &h, &nid, entries)
-	// The nonce goes into the scratch and the Envelope is allocated last,
-	// in one literal: allocating it first and storing the ciphertext into
-	// it later costs a GC write barrier and made 1 KiB seals ~1.5x slower.
-	// The price is reading rand under the read lock, so a blocking rand
-	// delays Destroy; crypto/rand does not block.
 	if h.Mode == ModeRandom {
+		sc.info = subkeyInfoOf(sc.info[:0], &nid, &h)
+		sk, err := st.subkey(sc.info, true)
+		if err != nil {
+			return nil, err
+		}
+		// out = nonce || ciphertext || tag. The Envelope is allocated
+		// last, in one literal: allocating it first and storing the
+		// ciphertext into it later costs a GC write barrier.
+		var out []byte
 		if rand == nil {
-			rand = cryptorand.Reader
+			out = sk.aead.Seal(make([]byte, 0, NonceSize+len(plaintext)+TagSize), nil, plaintext, aad)
+		} else {
+			if out, err = sealWithNonce(sk.key, rand, plaintext, aad); err != nil {
+				return nil, err
+			}
 		}
-		if _, err := io.ReadFull(rand, sc.nonce[:]); err != nil {
-			return nil, fmt.Errorf("envelope: reading random nonce: %w", err)
-		}
-	} else {
-		sc.derive(&sc.nonce, prfInput, plaintext)
+		return &Envelope{Header: h, Nonce: [NonceSize]byte(out[:NonceSize]), Ciphertext: out[NonceSize:]}, nil
 	}
-	ct := st.aead.Seal(make([]byte, 0, len(plaintext)+TagSize), sc.nonce[:], plaintext, aad)
-	e := &Envelope{Header: h, Nonce: sc.nonce, Ciphertext: ct}
-	return e, nil
+	// Derived modes: SIV = HMAC(ivKey, prfInput || plaintext)[:16],
+	// C = AES-256-CTR(encKey, SIV, plaintext), tag over aad || SIV || C.
+	var siv [SIVSize]byte
+	copy(siv[:], sc.hmac2(sc.iv, prfInput, plaintext))
+	ct := make([]byte, len(plaintext), len(plaintext)+TagSize)
+	cipher.NewCTR(st.sivBlock, siv[:]).XORKeyStream(ct, plaintext)
+	ct = append(ct, sc.sivTag(aad, siv[:], ct)...)
+	return &Envelope{Header: h, SIV: siv, Ciphertext: ct}, nil
+}
+
+// sealWithNonce seals with AES-256-GCM under key with a nonce read from
+// rand: only for known-answer tests. FIPS 140-only mode refuses it.
+func sealWithNonce(key []byte, rand io.Reader, plaintext, aad []byte) ([]byte, error) {
+	nonce := make([]byte, NonceSize, NonceSize+len(plaintext)+TagSize)
+	if _, err := io.ReadFull(rand, nonce); err != nil {
+		return nil, fmt.Errorf("envelope: reading random nonce: %w", err)
+	}
+	block, err := aes.NewCipher(key)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: %w", err)
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: sealing with a caller's nonce: %w", err)
+	}
+	return aead.Seal(nonce, nonce, plaintext, aad), nil
 }
 
 // Open authenticates and decrypts e with additional data binding its header,
-// nid and ctx, and returns the plaintext (non-nil, possibly empty). Every
-// failure to open, including an invalid envelope, returns ErrDecrypt itself;
-// only an invalid ctx (an error wrapping ErrInvalidContext) and use after
-// Destroy (ErrInvalidKey) are reported otherwise. Open does not check how the
-// nonce was chosen.
+// nid and ctx, and returns the plaintext (non-nil, possibly empty). It opens
+// both formats. Every failure to open, including an invalid envelope,
+// returns ErrDecrypt itself; only an invalid ctx (an error wrapping
+// ErrInvalidContext) and use after Destroy (ErrInvalidKey) are reported
+// otherwise.
+//
+// In deterministic mode Open also derives the IV again from the recovered
+// plaintext and refuses an envelope whose IV differs, so that whoever holds
+// the key cannot mint a second valid envelope of the same value. In
+// endorsement mode it cannot (the transaction id is not in the envelope);
+// in random mode there is nothing to check.
 func (s *Sealer) Open(e *Envelope, nid NetworkID, ctx Context) ([]byte, error) {
 	var es contextEntries
 	entries, err := ctx.sorted(&es)
@@ -224,33 +398,100 @@ func (s *Sealer) Open(e *Envelope, nid NetworkID, ctx Context) ([]byte, error) {
 	if st == nil {
 		return nil, errDestroyed
 	}
-	if e == nil || !e.Mode.valid() || checkKeyName(e.Key) != "" || e.Version == 0 ||
-		len(e.Ciphertext) < TagSize || len(e.Ciphertext) > maxCiphertextLen {
+	if e == nil || e.Header.check() != nil || len(e.Ciphertext) < TagSize || len(e.Ciphertext) > maxCiphertextLen ||
+		(!e.siv() && e.SIV != [SIVSize]byte{}) || (e.siv() && e.Nonce != [NonceSize]byte{}) {
 		return nil, ErrDecrypt
 	}
 	sc := st.get()
 	defer st.put(sc)
-	_, aad := sc.layout(ModeRandom, "", &e.Header, &nid, entries)
-	pt, err := st.aead.Open(make([]byte, 0, len(e.Ciphertext)-TagSize), e.Nonce[:], e.Ciphertext, aad)
+	prfInput, aad := sc.layout(e.Mode, "", &e.Header, &nid, entries)
+	var pt []byte
+	switch {
+	case e.siv():
+		pt, err = st.openSIV(sc, e, prfInput, aad)
+	case e.format() == FormatVersion:
+		sc.info = subkeyInfoOf(sc.info[:0], &nid, &e.Header)
+		sk, kerr := st.subkey(sc.info, false)
+		if kerr != nil {
+			return nil, ErrDecrypt
+		}
+		pt, err = openGCM(sc, sk.aead, e, aad)
+	default:
+		pt, err = openGCM(sc, st.v1, e, aad)
+		if err == nil && e.Mode == ModeDeterministic {
+			// Format 1 deterministic: the nonce must be the one Seal
+			// derived, HMAC(prfKey, prfInput || plaintext)[:12].
+			want := sc.hmac2(sc.prf, prfInput, pt)[:NonceSize]
+			if subtle.ConstantTimeCompare(want, e.Nonce[:]) != 1 {
+				clear(pt)
+				err = ErrDecrypt
+			}
+		}
+	}
 	if err != nil {
 		return nil, ErrDecrypt
 	}
 	return pt, nil
 }
 
+// openGCM opens e with a random-nonce GCM, whose Open reads the nonce from
+// the front of its input: it is given nonce || ciphertext in sc.ct.
+func openGCM(sc *scratch, aead cipher.AEAD, e *Envelope, aad []byte) ([]byte, error) {
+	need := NonceSize + len(e.Ciphertext)
+	if cap(sc.ct) < need {
+		sc.ct = make([]byte, 0, need)
+	}
+	in := append(append(sc.ct[:0], e.Nonce[:]...), e.Ciphertext...)
+	sc.ct = in
+	return aead.Open(make([]byte, 0, len(e.Ciphertext)-TagSize), nil, in, aad)
+}
+
+// openSIV checks the tag of a derived-mode envelope of format 2, decrypts
+// it, and in deterministic mode checks that the SIV is the one Seal derives
+// from the plaintext.
+func (st *sealerState) openSIV(sc *scratch, e *Envelope, prfInput, aad []byte) ([]byte, error) {
+	n := len(e.Ciphertext) - TagSize
+	ct, tag := e.Ciphertext[:n], e.Ciphertext[n:]
+	if !hmac.Equal(sc.sivTag(aad, e.SIV[:], ct), tag) {
+		return nil, ErrDecrypt
+	}
+	pt := make([]byte, n)
+	cipher.NewCTR(st.sivBlock, e.SIV[:]).XORKeyStream(pt, ct)
+	if e.Mode == ModeDeterministic {
+		if !hmac.Equal(sc.hmac2(sc.iv, prfInput, pt)[:SIVSize], e.SIV[:]) {
+			clear(pt)
+			return nil, ErrDecrypt
+		}
+	}
+	return pt, nil
+}
+
 // Destroy makes the Sealer unusable: later calls to Seal and Open return an
-// error wrapping ErrInvalidKey. It clears the derived PRF key and drops the
-// cipher state. This is best effort: the AES key schedule inside crypto/cipher
-// and the keyed HMAC states cannot be cleared through the standard library
-// and stay in memory until the garbage collector reclaims them. Destroy waits
-// for calls in progress and may be called more than once.
+// error wrapping ErrInvalidKey. It clears the version key and the derived
+// keys it holds and drops the cipher states. This is best effort: the AES key
+// schedules inside crypto/cipher and the keyed HMAC states cannot be cleared
+// through the standard library and stay in memory until the garbage
+// collector reclaims them. Destroy waits for calls in progress and may be
+// called more than once.
 func (s *Sealer) Destroy() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.st == nil {
+	st := s.st
+	if st == nil {
 		return
 	}
-	clear(s.st.prfKey)
-	// The cipher and the pooled HMAC states go with the state.
+	clear(st.key)
+	clear(st.prfKey)
+	clear(st.sivIVKey)
+	clear(st.sivMACKey)
+	st.subMu.Lock()
+	for _, sk := range st.subkeys {
+		clear(sk.key)
+	}
+	clear(st.subkeys)
+	st.subMu.Unlock()
+	if sk := st.last.Load(); sk != nil {
+		clear(sk.key)
+	}
 	s.st = nil
 }

@@ -111,7 +111,12 @@ func TestNilAndEmptyContext(t *testing.T) {
 // at every length: each result is rejected by Parse with ErrMalformed or by
 // Open with ErrDecrypt, never returns plaintext, and never panics.
 func TestTamper(t *testing.T) {
-	for _, v := range loadVectors(t) {
+	vs := loadVectors(t)
+	for _, v := range loadVectorFile(t, vectorsV1Path) {
+		v.Name = "v1/" + v.Name
+		vs = append(vs, v)
+	}
+	for _, v := range vs {
 		t.Run(v.Name, func(t *testing.T) {
 			s := mustSealer(t, v.key(t))
 			orig := v.envelope(t)
@@ -335,8 +340,8 @@ func TestEndorsementMatchesAcrossSealers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if e3.Nonce == e1.Nonce {
-				t.Fatalf("nonce %x repeated", e3.Nonce)
+			if e3.SIV == e1.SIV {
+				t.Fatalf("SIV %x repeated", e3.SIV)
 			}
 		})
 	}
@@ -363,15 +368,15 @@ func TestDeterministic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e3.Nonce == e1.Nonce || bytes.Equal(e3.Ciphertext, e1.Ciphertext) {
+	if e3.SIV == e1.SIV || bytes.Equal(e3.Ciphertext, e1.Ciphertext) {
 		t.Fatalf("deterministic Seal equal across contexts")
 	}
 	e4, err := s1.Seal(h, nid, ctx, "", []byte("123-45-6780"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e4.Nonce == e1.Nonce {
-		t.Fatalf("deterministic Seal nonce equal across plaintexts")
+	if e4.SIV == e1.SIV {
+		t.Fatalf("deterministic Seal SIV equal across plaintexts")
 	}
 }
 
@@ -540,13 +545,26 @@ func TestAllocs(t *testing.T) {
 		t.Fatal(err)
 	}
 	var env *Envelope
+	rh := Header{Mode: ModeRandom, Key: "trade/price", Version: 2, Sealer: SealerID{1}}
+	renv, err := f.s.Seal(rh, f.nid, f.ctx, "", pt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.s.Open(renv, f.nid, f.ctx); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		max  float64
 		fn   func()
 	}{
-		{"Seal", 2, func() { env, _ = f.s.Seal(h, f.nid, f.ctx, "", pt, nil) }},
-		{"Open", 1, func() { _, _ = f.s.Open(env, f.nid, f.ctx) }},
+		// Envelope, ciphertext, and cipher.NewCTR's stream and IV.
+		{"Seal", 4, func() { env, _ = f.s.Seal(h, f.nid, f.ctx, "", pt, nil) }},
+		// Plaintext and the CTR stream.
+		{"Open", 2, func() { _, _ = f.s.Open(env, f.nid, f.ctx) }},
+		// Envelope and nonce || ciphertext || tag.
+		{"SealRandom", 2, func() { renv, _ = f.s.Seal(rh, f.nid, f.ctx, "", pt, nil) }},
+		{"OpenRandom", 1, func() { _, _ = f.s.Open(renv, f.nid, f.ctx) }},
 		{"Marshal", 1, func() { _ = env.Marshal() }},
 		{"Text", 1, func() { _ = env.Text() }},
 	} {

@@ -33,6 +33,6 @@ func Example() {
 	_, err = transport.Unwrap(recipientPriv, b, blob)
 	fmt.Println(err)
 	// Output:
-	// 1208 true <nil>
+	// 1220 true <nil>
 	// transport: unwrap failed
 }

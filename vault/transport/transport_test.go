@@ -2,6 +2,10 @@ package transport
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/fips140"
+	"crypto/hpke"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -13,9 +17,23 @@ import (
 	"testing"
 )
 
-var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
+var update = flag.Bool("update", false, "regenerate testdata/vectors.json (format 2; the format 1 file is frozen)")
 
-const vectorsPath = "testdata/vectors.json"
+const (
+	vectorsPath   = "testdata/vectors.json"    // format 2
+	vectorsV1Path = "testdata/vectors-v1.json" // format 1, written by earlier releases
+)
+
+// v1Supported reports whether this build can open format 1 blobs: HPKE's
+// AES-256-GCM, which the certified v1.0.0 module refuses under fips140=only.
+func v1Supported() bool {
+	k, err := kem.GenerateKey()
+	if err != nil {
+		return false
+	}
+	_, _, err = hpke.NewSender(k.PublicKey(), kdf, aeadV1, nil)
+	return err == nil
+}
 
 func seed32(label string) []byte {
 	h := sha256.Sum256([]byte(label))
@@ -90,8 +108,9 @@ func (v vector) binding(t testing.TB) Binding {
 func makeVectors(t *testing.T) []byte {
 	priv, pub := testKey(t)
 	pubHash := sha256.Sum256(pub)
-	f := vectorFile{Comment: "keymesh key transport vectors: Unwrap(private_key, binding, blob) = material. " +
-		"Suite MLKEM768-P256 / HKDF-SHA256 / AES-256-GCM. private_key is the 32-byte KEM seed; public_key_sha256 pins its public key."}
+	f := vectorFile{Comment: "keymesh key transport vectors, format 2: Unwrap(private_key, binding, blob) = material. " +
+		"HPKE MLKEM768-P256 / HKDF-SHA256 / export-only, then AES-256-GCM (module nonce) under Export(\"keymesh/v2 key-transport dem\", 32). " +
+		"private_key is the 32-byte KEM seed; public_key_sha256 pins its public key."}
 	for _, b := range []Binding{
 		testBinding,
 		{Network: [32]byte(seed32("other network")), Key: "a/b", Version: 1, Recipient: [32]byte(seed32("other node"))},
@@ -115,7 +134,9 @@ func makeVectors(t *testing.T) []byte {
 	return append(out, '\n')
 }
 
-func loadVectors(t testing.TB) []vector {
+func loadVectors(t testing.TB) []vector { return loadVectorFile(t, vectorsPath) }
+
+func loadVectorFile(t testing.TB, vectorsPath string) []vector {
 	t.Helper()
 	data, err := os.ReadFile(vectorsPath)
 	if err != nil {
@@ -137,23 +158,63 @@ func TestVectors(t *testing.T) {
 		}
 		return
 	}
-	for _, v := range loadVectors(t) {
-		t.Run(v.Name, func(t *testing.T) {
-			priv := unhex(t, v.PrivSeed)
-			pub, err := PublicKey(priv)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if h := sha256.Sum256(pub); hex.EncodeToString(h[:]) != v.PubSHA256 {
-				t.Errorf("SHA-256(PublicKey(seed)) = %x, want %s", h, v.PubSHA256)
-			}
-			blob := unhex(t, v.Blob)
-			got, err := Unwrap(priv, v.binding(t), blob)
-			if err != nil || hex.EncodeToString(got) != v.Material {
-				t.Errorf("Unwrap(vector) = %x, %v, want %s", got, err, v.Material)
-			}
-		})
+	for _, file := range []string{vectorsPath, vectorsV1Path} {
+		for _, v := range loadVectorFile(t, file) {
+			t.Run(file+"/"+v.Name, func(t *testing.T) {
+				priv := unhex(t, v.PrivSeed)
+				pub, err := PublicKey(priv)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if h := sha256.Sum256(pub); hex.EncodeToString(h[:]) != v.PubSHA256 {
+					t.Errorf("SHA-256(PublicKey(seed)) = %x, want %s", h, v.PubSHA256)
+				}
+				blob := unhex(t, v.Blob)
+				if file == vectorsV1Path && !v1Supported() {
+					if _, err := Unwrap(priv, v.binding(t), blob); err != ErrUnwrap {
+						t.Errorf("Unwrap(format 1) without HPKE AES-GCM = %v, want %v", err, ErrUnwrap)
+					}
+					t.Skipf("format 1 needs HPKE's AES-256-GCM, which module %s refuses in FIPS 140-only mode", fips140.Version())
+				}
+				got, err := Unwrap(priv, v.binding(t), blob)
+				if err != nil || hex.EncodeToString(got) != v.Material {
+					t.Errorf("Unwrap(vector) = %x, %v, want %s", got, err, v.Material)
+				}
+			})
+		}
 	}
+}
+
+// TestVectorDEM checks the second half of a format 2 vector from the spec:
+// with the key HPKE exports, the material opens with a plain AES-256-GCM
+// whose nonce is the 12 bytes after enc and whose additional data is the
+// header.
+func TestVectorDEM(t *testing.T) {
+	v := loadVectors(t)[0]
+	blob := unhex(t, v.Blob)
+	k, err := ParsePrivateKey(unhex(t, v.PrivSeed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := hpke.NewRecipient(blob[7:7+1153], k.k, hpke.HKDFSHA256(), hpke.ExportOnly(), v.binding(t).info())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := r.Export("keymesh/v2 key-transport dem", 32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fips140.WithoutEnforcement(func() {
+		block, _ := aes.NewCipher(key)
+		gcm, err := cipher.NewGCM(block)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := gcm.Open(nil, blob[1160:1172], blob[1172:], blob[:7])
+		if err != nil || hex.EncodeToString(got) != v.Material {
+			t.Fatalf("reference GCM Open = %x, %v, want %s", got, err, v.Material)
+		}
+	})
 }
 
 // TestBlobLayout pins the layout. There is no byte-for-byte known answer for
@@ -162,11 +223,16 @@ func TestVectors(t *testing.T) {
 func TestBlobLayout(t *testing.T) {
 	_, pub := testKey(t)
 	blob := wrap(t, pub)
-	const want = 1 + 6 + 1169 + 32 // format, suite id, HPKE overhead (enc 1153 + tag 16), material
-	if len(blob) != want || BlobSize != want {
-		t.Errorf("len(blob) = %d, BlobSize = %d, want %d", len(blob), BlobSize, want)
+	const want = 1 + 6 + 1153 + 12 + 32 + 16 // format, suite id, enc, GCM nonce, material, tag
+	if len(blob) != want || BlobSize != want || BlobSizeV1 != 1208 {
+		t.Errorf("len(blob) = %d, BlobSize = %d, BlobSizeV1 = %d, want %d, 1208", len(blob), BlobSize, BlobSizeV1, want)
 	}
-	if want := []byte{0x01, 0x00, 0x50, 0x00, 0x01, 0x00, 0x02}; !bytes.Equal(blob[:HeaderSize], want) {
+	for _, v := range loadVectorFile(t, vectorsV1Path) {
+		if b := unhex(t, v.Blob); len(b) != BlobSizeV1 || !bytes.Equal(b[:HeaderSize], []byte{0x01, 0x00, 0x50, 0x00, 0x01, 0x00, 0x02}) {
+			t.Errorf("format 1 vector: %d bytes, header %x", len(b), b[:HeaderSize])
+		}
+	}
+	if want := []byte{0x02, 0x00, 0x50, 0x00, 0x01, 0xff, 0xff}; !bytes.Equal(blob[:HeaderSize], want) {
 		t.Errorf("blob header = %x, want %x", blob[:HeaderSize], want)
 	}
 	if len(pub) != PublicKeySize || PublicKeySize != 1249 {
@@ -284,6 +350,35 @@ func TestBitFlips(t *testing.T) {
 	}
 }
 
+// TestBitFlipsV1 flips every bit of a format 1 vector blob: format 1 opens
+// through its own path, which must be as strict.
+func TestBitFlipsV1(t *testing.T) {
+	if !v1Supported() {
+		t.Skipf("format 1 needs HPKE's AES-256-GCM, which module %s refuses in FIPS 140-only mode", fips140.Version())
+	}
+	v := loadVectorFile(t, vectorsV1Path)[0]
+	k, err := ParsePrivateKey(unhex(t, v.PrivSeed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob := unhex(t, v.Blob)
+	step := 1
+	if testing.Short() {
+		step = 7
+	}
+	for i := 0; i < len(blob)*8; i += step {
+		b := bytes.Clone(blob)
+		b[i/8] ^= 1 << (i % 8)
+		want := ErrUnwrap
+		if i/8 < HeaderSize {
+			want = ErrSuite
+		}
+		if got, err := k.Unwrap(v.binding(t), b); err != want || got != nil {
+			t.Fatalf("Unwrap(format 1, bit %d flipped) = %x, %v, want nil, %v", i, got, err, want)
+		}
+	}
+}
+
 func TestSizesAndSuite(t *testing.T) {
 	priv, pub := testKey(t)
 	blob := wrap(t, pub)
@@ -296,11 +391,14 @@ func TestSizesAndSuite(t *testing.T) {
 		{"header-only", blob[:HeaderSize], ErrUnwrap},
 		{"truncated", blob[:BlobSize-1], ErrUnwrap},
 		{"extended", append(bytes.Clone(blob), 0), ErrUnwrap},
-		{"format-2", append([]byte{2}, blob[1:]...), ErrSuite},
+		{"format-3", append([]byte{3}, blob[1:]...), ErrSuite},
+		{"format-1-with-export-suite", append([]byte{1}, blob[1:]...), ErrSuite},
+		{"format-2-with-gcm-suite", append([]byte{2, 0, 0x50, 0, 1, 0, 2}, blob[HeaderSize:]...), ErrSuite},
+		{"format-1-at-format-2-size", append(bytes.Clone(headerV1[:]), blob[HeaderSize:]...), ErrUnwrap},
 		{"format-0-short", []byte{0}, ErrUnwrap},
-		{"x25519-suite", append([]byte{1, 0x64, 0x7a, 0, 1, 0, 2}, blob[HeaderSize:]...), ErrSuite},
+		{"x25519-suite", append([]byte{2, 0x64, 0x7a, 0, 1, 0xff, 0xff}, blob[HeaderSize:]...), ErrSuite},
 		{"chacha-suite", append([]byte{1, 0, 0x50, 0, 1, 0, 3}, blob[HeaderSize:]...), ErrSuite},
-		{"sha384-suite", append([]byte{1, 0, 0x50, 0, 2, 0, 2}, blob[HeaderSize:]...), ErrSuite},
+		{"sha384-suite", append([]byte{2, 0, 0x50, 0, 2, 0xff, 0xff}, blob[HeaderSize:]...), ErrSuite},
 	} {
 		t.Run("fail/"+tc.name, func(t *testing.T) {
 			if got, err := Unwrap(priv, testBinding, tc.in); err != tc.want || got != nil {
@@ -352,24 +450,104 @@ func TestBadInputs(t *testing.T) {
 	}
 }
 
-// FuzzUnwrap feeds arbitrary blobs to Unwrap with a fixed key and binding:
-// it must never panic, fail only with ErrUnwrap or ErrSuite, and open
-// nothing but the vector blob.
-func FuzzUnwrap(f *testing.F) {
-	vs := loadVectors(f)
-	v := vs[0]
-	priv, b := unhex(f, v.PrivSeed), v.binding(f)
-	for _, v := range vs {
-		f.Add(unhex(f, v.Blob))
+// FuzzParseBlob fuzzes the strict blob parser alone, with no key: it must
+// never panic, fail only with ErrUnwrap or ErrSuite, and accept exactly the
+// two blob sizes with their headers, splitting them without loss.
+func FuzzParseBlob(f *testing.F) {
+	addSeeds(f)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		p, err := parseBlob(in)
+		if err != nil {
+			if err != ErrUnwrap && err != ErrSuite {
+				t.Fatalf("parseBlob() = %v, want %v or %v", err, ErrUnwrap, ErrSuite)
+			}
+			return
+		}
+		want, h := BlobSize, header[:]
+		if p.v1 {
+			want, h = BlobSizeV1, headerV1[:]
+		}
+		if len(in) != want || !bytes.Equal(p.header, h) || len(p.enc) != EncSize {
+			t.Fatalf("parseBlob(%d bytes) accepted: v1 %v, header %x, enc %d bytes", len(in), p.v1, p.header, len(p.enc))
+		}
+		if got := append(append(bytes.Clone(p.header), p.enc...), p.sealed...); !bytes.Equal(got, in) {
+			t.Fatal("parseBlob parts do not reassemble the input")
+		}
+	})
+}
+
+// FuzzOpenDEM fuzzes the second half of Unwrap for format 2, AES-256-GCM
+// under the exported key, without a decapsulation per input: it must
+// never panic and open nothing but the vector's sealed material.
+func FuzzOpenDEM(f *testing.F) {
+	v := loadVectors(f)[0]
+	k, err := ParsePrivateKey(unhex(f, v.PrivSeed))
+	if err != nil {
+		f.Fatal(err)
+	}
+	p, err := parseBlob(unhex(f, v.Blob))
+	if err != nil {
+		f.Fatal(err)
+	}
+	r, err := hpke.NewRecipient(p.enc, k.k, kdf, export, v.binding(f).info())
+	if err != nil {
+		f.Fatal(err)
+	}
+	key, err := r.Export(demContext, 32)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(bytes.Clone(p.header), bytes.Clone(p.sealed))
+	f.Add(bytes.Clone(p.header), []byte{})
+	f.Fuzz(func(t *testing.T, hdr, sealed []byte) {
+		got, err := openDEM(key, blob{header: hdr, sealed: sealed})
+		if err == nil && (!bytes.Equal(hdr, p.header) || !bytes.Equal(sealed, p.sealed) || hex.EncodeToString(got) != v.Material) {
+			t.Fatalf("openDEM opened something other than the vector: %x", got)
+		}
+	})
+}
+
+func addSeeds(f *testing.F) {
+	for _, file := range []string{vectorsPath, vectorsV1Path} {
+		for _, v := range loadVectorFile(f, file) {
+			f.Add(unhex(f, v.Blob))
+		}
 	}
 	f.Add([]byte{})
 	f.Add([]byte(SuiteID))
 	f.Add(append([]byte{FormatVersion}, SuiteID...))
+	f.Add(append([]byte{FormatVersionV1}, SuiteIDV1...))
+}
+
+// FuzzUnwrap feeds arbitrary blobs to Unwrap end to end with a fixed, parsed
+// key and binding: it must never panic, fail only with ErrUnwrap or
+// ErrSuite, and open nothing but the vector blobs. Structurally invalid
+// input is refused by the parser before any decapsulation, the cheap path;
+// input of a valid size and header costs a full ML-KEM-768 + P-256
+// decapsulation, so the parser and the DEM have their own fast targets
+// above.
+func FuzzUnwrap(f *testing.F) {
+	vs := loadVectors(f)
+	v := vs[0]
+	k, err := ParsePrivateKey(unhex(f, v.PrivSeed))
+	if err != nil {
+		f.Fatal(err)
+	}
+	b := v.binding(f)
+	addSeeds(f)
+	known := map[string]string{} // blob -> material, of the vectors with this binding
+	for _, file := range []string{vectorsPath, vectorsV1Path} {
+		for _, w := range loadVectorFile(f, file) {
+			if w.binding(f) == b {
+				known[w.Blob] = w.Material
+			}
+		}
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
-		got, err := Unwrap(priv, b, in)
+		got, err := k.Unwrap(b, in)
 		switch {
 		case err == nil:
-			if hex.EncodeToString(in) != v.Blob || hex.EncodeToString(got) != v.Material {
+			if m, ok := known[hex.EncodeToString(in)]; !ok || hex.EncodeToString(got) != m {
 				t.Fatalf("Unwrap(%x) = %x, opened a blob that is not the vector's", in, got)
 			}
 		case err != ErrUnwrap && err != ErrSuite:
