@@ -940,6 +940,16 @@ const proofIDPrefix = "proof:"
 
 func evidenceScore(at uint64) uint64 { return 1<<40 - at }
 
+// headIDPrefix marks summary entries that advertise the head of a chain:
+// "head:" + issuer id → headScore, so two nodes holding equally long but
+// different branches of a forked chain find out (the one with the lower
+// score pulls the other's head, which is then evidence).
+const headIDPrefix = "head:"
+
+func headScore(seq uint64, id [32]byte) uint64 {
+	return seq<<24 | uint64(id[0])<<16 | uint64(id[1])<<8 | uint64(id[2])
+}
+
 // Summary returns, per issuer, the highest sequence number up to which
 // every event is held, and per tainted issuer ("proof:" + issuer id) the
 // score of the evidence held, so anti-entropy spreads evidence too.
@@ -953,6 +963,8 @@ func (l *Log) Summary() map[string]uint64 {
 		}
 		if c.evidence != nil {
 			out[proofIDPrefix+IssuerID(k)] = evidenceScore(c.evidence.At)
+		} else if h := c.head(); h != nil {
+			out[headIDPrefix+IssuerID(k)] = headScore(h.ev.Seq, h.ev.ID())
 		}
 	}
 	return out
@@ -963,6 +975,7 @@ func (l *Log) Summary() map[string]uint64 {
 // against that issuer (one item, whatever after and max).
 func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 	id, isProof := strings.CutPrefix(issuer, proofIDPrefix)
+	id, isHead := strings.CutPrefix(id, headIDPrefix)
 	b, err := hex.DecodeString(id)
 	if err != nil || len(b) != len(event.NodeKey{}) {
 		return nil, fmt.Errorf("mesh: bad issuer id %q", issuer)
@@ -979,6 +992,15 @@ func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 			return nil, nil
 		}
 		return [][]byte{c.evidence.Marshal()}, nil
+	}
+	if isHead {
+		// after is the asker's own head score: answer only if its chain is
+		// as long as ours and ends elsewhere — a fork to look at.
+		h := c.head()
+		if h == nil || max < 1 || after>>24 != h.ev.Seq || after == headScore(h.ev.Seq, h.ev.ID()) {
+			return nil, nil
+		}
+		return [][]byte{h.ev.Marshal()}, nil
 	}
 	var out [][]byte
 	for seq := after + 1; seq <= uint64(len(c.events)) && len(out) < max; seq++ {
