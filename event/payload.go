@@ -17,7 +17,8 @@ const (
 	// MaxWraps is the most wraps a KeyVersion carries.
 	MaxWraps = 256
 	// MaxWrapBlob is the largest wrapped blob, in bytes. A transport blob is
-	// 1208 bytes; MaxWraps wraps of MaxWrapBlob bytes still fit MaxPayload.
+	// 1220 bytes (format 2; 1208 in format 1); MaxWraps wraps of MaxWrapBlob
+	// bytes still fit MaxPayload.
 	MaxWrapBlob = 1280
 
 	maxNodeRecordJSON = 16 << 10

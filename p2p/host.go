@@ -40,6 +40,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -328,6 +329,10 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.Identity(cfg.Identity),
 		libp2p.ConnectionGater(gt),
 		libp2p.ListenAddrStrings(cfg.Listen...),
+		// TLS 1.3 only (TCP; QUIC is TLS 1.3 too): Noise's X25519 and
+		// ChaCha20-Poly1305 are refused under fips140=only, and one
+		// handshake everywhere keeps FIPS and default nodes compatible.
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.DisableRelay(),
