@@ -1136,6 +1136,42 @@ func TestFinding7_StaleOwnerRefusesKey(t *testing.T) {
 	}
 }
 
+// TestAdversaryRevocationAtCutOffOwnerNode: Org1 has two nodes; the one
+// that revokes Org3's grant (z) is cut off from the other (y) and from
+// Org3's node (x). y keeps publishing checkpoints, x keeps holding every
+// head they name, so x stays fresh and keeps serving the revoked party
+// long past the bound — against the README's "a revocation is in force at
+// every node that still serves, at most the staleness bound after it was
+// issued, partitions included". (Not an attack: a partition inside the
+// owner org is enough.)
+func TestAdversaryRevocationAtCutOffOwnerNode(t *testing.T) {
+	n := newAdvNet(t, 18)
+	z := n.honest(t, "Org1MSP")
+	y := n.honest(t, "Org1MSP")
+	xm := n.member("Org3MSP")
+	x := n.node(t, xm, LogOptions{Staleness: 10 * time.Second})
+	x.issue(t, event.KindNodeRecord, n.defaultRecord(t, xm))
+	z.issue(t, event.KindKeyCreate, event.KeyCreate{Key: "trade/k"})
+	z.issue(t, event.KindGrant, policy.Grant{ID: IDPrefix(z.m.key) + "g3", Key: "trade/k", Party: "org:Org3MSP", Ops: policy.OpsAll, Issuer: "z", IssuedAt: n.now})
+	advSync(x.log, y.log, z.log)
+	// The partition: z alone.
+	n.now = n.now.Add(time.Second)
+	revokedAt := n.now
+	z.issue(t, event.KindRevoke, policy.Revocation{ID: IDPrefix(z.m.key) + "r3", Key: "trade/k", Party: "org:Org3MSP", Issuer: "z", IssuedAt: n.now})
+	for range 12 {
+		n.now = n.now.Add(5 * time.Second)
+		advSync(x.log, y.log)
+		x.log.Deliver(y.log.Checkpoint())
+	}
+	fresh := x.log.Fresh("trade/k", n.now)
+	d := advDecide(x.log, "org:Org3MSP", "Org3MSP", "trade/k", policy.OpDecrypt, n.now)
+	if fresh == nil && d.Allowed {
+		t.Errorf("BUG: %s after Org1 revoked Org3's grant (bound 10 s), Org3's node still vouches for trade/k (Fresh = nil) and allows the revoked party: "+
+			"a checkpoint of any owner node makes the owner org fresh, though that node may be cut off from the one that revoked",
+			n.now.Sub(revokedAt))
+	}
+}
+
 // TestAdversaryForgedClocksAndTimes: the receiver derives the clock from
 // the events named and refuses any other; times may not go below what the
 // event follows; events dated beyond the skew wait.
