@@ -139,7 +139,7 @@ type Log struct {
 	// peers for that position, so the other branch's event comes in and
 	// becomes evidence. Bounded by maxForkHints.
 	forkHints map[event.NodeKey]uint64
-	fresh        map[string]time.Time // org → newest satisfied checkpoint time
+	fresh        map[event.NodeKey]time.Time // node → newest satisfied checkpoint time
 	policy       atomic.Pointer[policy.State]
 }
 
@@ -218,7 +218,7 @@ func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOpt
 		store: store, genesis: g, nid: g.ID(), priv: priv, clock: o.Clock, logger: o.Logger, verdict: o.OnVerdict,
 		staleness: o.Staleness, chains: map[event.NodeKey]*chain{}, pending: map[event.NodeKey]map[uint64]*entry{},
 		state: NewState(g), referenced: map[event.NodeKey]uint64{}, notify: make(chan struct{}, 1),
-		pruned: map[string]bool{}, checkpoints: map[event.NodeKey]*event.Checkpoint{}, fresh: map[string]time.Time{},
+		pruned: map[string]bool{}, checkpoints: map[event.NodeKey]*event.Checkpoint{}, fresh: map[event.NodeKey]time.Time{},
 		forkHints: map[event.NodeKey]uint64{},
 	}
 	copy(l.self[:], priv.Public().(ed25519.PublicKey))
@@ -941,14 +941,13 @@ const proofIDPrefix = "proof:"
 func evidenceScore(at uint64) uint64 { return 1<<40 - at }
 
 // headIDPrefix marks summary entries that advertise the head of a chain:
-// "head:" + issuer id → headScore, so two nodes holding equally long but
-// different branches of a forked chain find out (the one with the lower
-// score pulls the other's head, which is then evidence).
+// "head:" + issuer id → headScore, 63 bits of the head's id, so two nodes
+// holding equally long but different branches of a forked chain find out:
+// the one with the lower score pulls the other's head, which is then
+// evidence. (63 bits: no one grinds two heads with one score.)
 const headIDPrefix = "head:"
 
-func headScore(seq uint64, id [32]byte) uint64 {
-	return seq<<24 | uint64(id[0])<<16 | uint64(id[1])<<8 | uint64(id[2])
-}
+func headScore(id [32]byte) uint64 { return binary.BigEndian.Uint64(id[:8])>>1 | 1 }
 
 // Summary returns, per issuer, the highest sequence number up to which
 // every event is held, and per tainted issuer ("proof:" + issuer id) the
@@ -964,7 +963,7 @@ func (l *Log) Summary() map[string]uint64 {
 		if c.evidence != nil {
 			out[proofIDPrefix+IssuerID(k)] = evidenceScore(c.evidence.At)
 		} else if h := c.head(); h != nil {
-			out[headIDPrefix+IssuerID(k)] = headScore(h.ev.Seq, h.ev.ID())
+			out[headIDPrefix+IssuerID(k)] = headScore(h.ev.ID())
 		}
 	}
 	return out
@@ -994,10 +993,10 @@ func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 		return [][]byte{c.evidence.Marshal()}, nil
 	}
 	if isHead {
-		// after is the asker's own head score: answer only if its chain is
-		// as long as ours and ends elsewhere — a fork to look at.
+		// after is the asker's own head score: answer when its chain ends
+		// elsewhere (it is behind, ahead, or holds another branch).
 		h := c.head()
-		if h == nil || max < 1 || after>>24 != h.ev.Seq || after == headScore(h.ev.Seq, h.ev.ID()) {
+		if h == nil || max < 1 || after == headScore(h.ev.ID()) {
 			return nil, nil
 		}
 		return [][]byte{h.ev.Marshal()}, nil
@@ -1123,13 +1122,12 @@ func (l *Log) settleCheckpoints() {
 			continue
 		}
 		delete(l.checkpoints, k)
-		org, _ := l.state.OrgOf(k)
 		t := cp.Time
 		if now := l.clock(); t.After(now) {
 			t = now
 		}
-		if t.After(l.fresh[org]) {
-			l.fresh[org] = t
+		if t.After(l.fresh[k]) {
+			l.fresh[k] = t
 		}
 	}
 }
@@ -1139,11 +1137,14 @@ func (l *Log) settleCheckpoints() {
 var ErrStalePolicy = policy.ErrStalePolicy
 
 // Fresh returns nil if this node can vouch for key's policy at now: the
-// key's owner is this node's own org, or a checkpoint of an owner node,
-// dated within the staleness bound, names nothing this node lacks. So a
-// revocation an owner node had made is in force here at most the bound
-// after it was made, partitions included; a node cut off from the owner
-// refuses the key instead of serving a revocation it may have missed.
+// key's owner is this node's own org, or every active node of the owner
+// org has, within the staleness bound, sent a checkpoint that names
+// nothing this node lacks. So a revocation that any owner node made is in
+// force here at most the bound after it was made, partitions included: a
+// node cut off from any of the owner's nodes refuses the key instead of
+// serving a revocation it may have missed. The price is availability: a
+// down node of the owner org makes that org's keys unavailable at other
+// orgs' nodes until it returns, is deregistered, or its record expires.
 func (l *Log) Fresh(key string, now time.Time) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -1155,19 +1156,45 @@ func (l *Log) Fresh(key string, now time.Time) error {
 		return nil
 	}
 	l.settleCheckpoints()
-	last := l.fresh[owner]
-	if age := now.Sub(last); last.IsZero() || age > l.staleness {
-		if last.IsZero() {
-			return fmt.Errorf("%w: nothing heard from %s, the owner of %q, yet", ErrStalePolicy, owner, key)
-		}
-		return fmt.Errorf("%w: last heard from %s, the owner of %q, %s ago (bound %s)", ErrStalePolicy, owner, key, age.Round(time.Millisecond), l.staleness)
+	age, who := l.orgAge(owner, now)
+	switch {
+	case who == nil:
+		return fmt.Errorf("%w: %s, the owner of %q, has no active node", ErrStalePolicy, owner, key)
+	case age < 0:
+		return fmt.Errorf("%w: nothing heard from node %s of %s, the owner of %q, yet", ErrStalePolicy, who, owner, key)
+	case age > l.staleness:
+		return fmt.Errorf("%w: last heard from node %s of %s, the owner of %q, %s ago (bound %s)", ErrStalePolicy, who, owner, key, age.Round(time.Millisecond), l.staleness)
 	}
 	return nil
 }
 
+// orgAge returns how long ago this node last heard from the node of org it
+// heard from least recently (negative: one never), and that node; nil if
+// the org has no active node. l.mu is held.
+func (l *Log) orgAge(org string, now time.Time) (time.Duration, *event.NodeKey) {
+	var oldest time.Duration
+	var who *event.NodeKey
+	for k, n := range l.state.Nodes {
+		if n.Record.Org != org || k == l.self || !n.Active(now) {
+			continue
+		}
+		k := k
+		t, heard := l.fresh[k]
+		age := now.Sub(t)
+		if !heard {
+			return -1, &k
+		}
+		if who == nil || age > oldest {
+			oldest, who = age, &k
+		}
+	}
+	return oldest, who
+}
+
 // Staleness returns the staleness bound, and for each org of the network
-// but this node's own, how long ago this node last heard from it (negative:
-// never).
+// but this node's own, how long ago this node last heard from the node of
+// that org it heard from least recently (negative: never, or no active
+// node).
 func (l *Log) Staleness(now time.Time) (bound time.Duration, ages map[string]time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -1178,11 +1205,11 @@ func (l *Log) Staleness(now time.Time) (bound time.Duration, ages map[string]tim
 		if me != nil && me.Record.Org == o.ID {
 			continue
 		}
-		if t, ok := l.fresh[o.ID]; ok {
-			ages[o.ID] = now.Sub(t)
-		} else {
-			ages[o.ID] = -1
+		age, who := l.orgAge(o.ID, now)
+		if who == nil {
+			age = -1
 		}
+		ages[o.ID] = age
 	}
 	return l.staleness, ages
 }
