@@ -403,11 +403,19 @@ func (l *Log) parse(raw []byte) (*entry, Verdict, string) {
 	}
 	if ev.Seq == 1 {
 		r, ok := p.(event.NodeRecord)
-		if !ok || r.SignKey != ev.Issuer || !l.genesis.IsAdmin(r.Org, r.AdminKey) || r.VerifyAdmin(l.nid) != nil {
+		if !ok || r.SignKey != ev.Issuer || !l.recordSigned(ev, r) {
 			return nil, Reject, ReasonBadRecord
 		}
 	}
 	return &entry{ev: ev, payload: p, size: len(raw)}, Accept, ReasonOK
+}
+
+// recordSigned checks a first event's admin signature through the state's
+// cache, so the fold does not verify it again.
+func (l *Log) recordSigned(ev *event.Event, r event.NodeRecord) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state.adminSigned(ev, r.Org, r.AdminKey, r.VerifyAdmin)
 }
 
 // deliverLocked admits the parsed entries in order (nil ones keep the

@@ -213,6 +213,25 @@ type State struct {
 	// set when a change may touch every key (a node's record).
 	dirty    map[string]bool
 	allDirty bool
+	// adminOK caches, by event id, whether a node record's or
+	// deregistration's admin signature holds: refolds and repeated
+	// deliveries verify each once.
+	adminOK map[[32]byte]bool
+}
+
+// adminSigned reports whether the admin signature of e (a node record or
+// deregistration with admin key key of org) holds under the genesis,
+// verifying each event once.
+func (s *State) adminSigned(e *event.Event, org string, key [32]byte, verify func(event.NetworkID) error) bool {
+	id := e.ID()
+	if ok, seen := s.adminOK[id]; seen {
+		return ok
+	}
+	ok := s.genesis.IsAdmin(org, key) && verify(s.nid) == nil
+	if len(s.adminOK) < 1<<16 {
+		s.adminOK[id] = ok
+	}
+	return ok
 }
 
 // TakeDirty returns the names of the keys whose state changed since the
@@ -235,7 +254,7 @@ func NewState(g *event.Genesis) *State {
 		genesis: g, nid: g.ID(), Nodes: map[event.NodeKey]*Node{}, Keys: map[string]*Key{},
 		Policy: policy.NewState(), Dropped: map[string]int{},
 		cuts: map[event.NodeKey][]event.Deregister{}, touched: map[event.NodeKey]map[string]bool{},
-		wrappedFor: map[event.NodeKey]map[string]bool{}, dirty: map[string]bool{},
+		wrappedFor: map[event.NodeKey]map[string]bool{}, dirty: map[string]bool{}, adminOK: map[[32]byte]bool{},
 	}
 }
 
@@ -387,7 +406,7 @@ func (s *State) apply(e *entry) {
 		// The admin's signature is the authority; who carried it does not
 		// matter.
 		d := e.payload.(event.Deregister)
-		if !s.genesis.IsAdmin(d.Org, d.AdminKey) || d.VerifyAdmin(s.nid) != nil {
+		if !s.adminSigned(e.ev, d.Org, d.AdminKey, d.VerifyAdmin) {
 			s.Dropped[DropBadAdmin]++
 			return
 		}
@@ -444,7 +463,7 @@ func (s *State) refoldKeys(set map[string]bool) {
 // applyRecord adds a node record from its node's own chain.
 func (s *State) applyRecord(e *entry) {
 	r := e.payload.(event.NodeRecord)
-	if r.SignKey != e.ev.Issuer || !s.genesis.IsAdmin(r.Org, r.AdminKey) || r.VerifyAdmin(s.nid) != nil {
+	if r.SignKey != e.ev.Issuer || !s.adminSigned(e.ev, r.Org, r.AdminKey, r.VerifyAdmin) {
 		s.Dropped[DropBadAdmin]++
 		return
 	}
