@@ -16,7 +16,7 @@ import (
 // chain (which starts with its admin-signed node record): this node sends
 // it no summary, no event and no gossip.
 const (
-	maxProbation = 8
+	maxProbation = 32
 	probationFor = 30 * time.Second
 )
 
@@ -79,7 +79,8 @@ func (g *gate) onProbation(p peer.ID) bool {
 	defer g.mu.Unlock()
 	now := time.Now()
 	for id, since := range g.probation {
-		if now.Sub(since) > probationFor {
+		// A slot is free again once its peer registered or its time is up.
+		if now.Sub(since) > probationFor || g.registered != nil && g.registered(id) {
 			delete(g.probation, id)
 		}
 	}
