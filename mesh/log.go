@@ -84,7 +84,11 @@ type entry struct {
 	ev      *event.Event // with the attachments this node holds
 	payload any
 	size    int
+	arrived time.Time // when this node admitted it (zero: loaded at start)
 }
+
+// DefaultDepSettle is the node's LogOptions.DepSettle.
+const DefaultDepSettle = 500 * time.Millisecond
 
 // wrapKey returns the key name of a KeyVersion or KeyShare payload, "" for
 // other kinds.
@@ -122,6 +126,7 @@ type Log struct {
 	logger    *slog.Logger
 	verdict   func(Verdict, string)
 	staleness time.Duration
+	depSettle time.Duration
 
 	mu           sync.Mutex
 	chains       map[event.NodeKey]*chain
@@ -153,6 +158,12 @@ type LogOptions struct {
 	// satisfied checkpoint from a key's owner org before Fresh refuses the
 	// key (default DefaultStaleness).
 	Staleness time.Duration
+	// DepSettle is how long an event must have been held before this
+	// node's own events name it as a dependency (0: at once). A receiver
+	// then most likely holds it too, so causal delivery does not make a
+	// new event wait for another issuer's event that is still spreading;
+	// nodes use DefaultDepSettle.
+	DepSettle time.Duration
 }
 
 // Storage: each admitted event without its attachments under "mesh/ev/" +
@@ -216,7 +227,7 @@ func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOpt
 	}
 	l := &Log{
 		store: store, genesis: g, nid: g.ID(), priv: priv, clock: o.Clock, logger: o.Logger, verdict: o.OnVerdict,
-		staleness: o.Staleness, chains: map[event.NodeKey]*chain{}, pending: map[event.NodeKey]map[uint64]*entry{},
+		staleness: o.Staleness, depSettle: o.DepSettle, chains: map[event.NodeKey]*chain{}, pending: map[event.NodeKey]map[uint64]*entry{},
 		state: NewState(g), referenced: map[event.NodeKey]uint64{}, notify: make(chan struct{}, 1),
 		pruned: map[string]bool{}, checkpoints: map[event.NodeKey]*event.Checkpoint{}, fresh: map[event.NodeKey]time.Time{},
 		forkHints: map[event.NodeKey]uint64{},
@@ -637,8 +648,21 @@ func (l *Log) appendEntry(e *entry) {
 		c = &chain{}
 		l.chains[e.ev.Issuer] = c
 	}
+	e.arrived = l.clock()
 	c.events = append(c.events, e)
 	l.height++
+}
+
+// settledHead returns the newest event of c this node has held for at
+// least the dependency settling time (looking back at most 64 events), or
+// nil.
+func (l *Log) settledHead(c *chain, now time.Time) *entry {
+	for i, n := len(c.events)-1, 0; i >= 0 && n < 64; i, n = i-1, n+1 {
+		if e := c.events[i]; now.Sub(e.arrived) >= l.depSettle {
+			return e
+		}
+	}
+	return nil
 }
 
 // hold keeps an event that waits for its predecessor or dependencies,
@@ -883,16 +907,21 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 		gap uint64
 	}
 	var cands []cand
+	now := l.clock()
+	heads := map[event.NodeKey]*entry{}
 	for k, oc := range l.chains {
 		if k == l.self || len(oc.events) == 0 {
 			continue
 		}
-		if n := uint64(len(oc.events)); n > l.referenced[k] {
-			if nd, ok := l.state.Nodes[k]; ok && nd.Tainted != 0 {
-				continue
-			}
-			cands = append(cands, cand{k, n - l.referenced[k]})
+		h := l.settledHead(oc, now)
+		if h == nil || h.ev.Seq <= l.referenced[k] {
+			continue
 		}
+		if nd, ok := l.state.Nodes[k]; ok && nd.Tainted != 0 {
+			continue
+		}
+		heads[k] = h
+		cands = append(cands, cand{k, h.ev.Seq - l.referenced[k]})
 	}
 	slices.SortFunc(cands, func(a, b cand) int {
 		if a.gap != b.gap {
@@ -904,7 +933,7 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 		cands = cands[:event.MaxDeps]
 	}
 	for _, cd := range cands {
-		h := l.chains[cd.k].head()
+		h := heads[cd.k]
 		ev.Deps = append(ev.Deps, event.Dep{Issuer: cd.k, Seq: h.ev.Seq, ID: h.ev.ID()})
 		ev.Lamport = max(ev.Lamport, h.ev.Lamport+1)
 		if h.ev.Time.After(ev.Time) {

@@ -533,6 +533,7 @@ func (n *Node) openMesh(g *event.Genesis) (*meshNet, error) {
 		Logger:    lg,
 		OnVerdict: func(v mesh.Verdict, reason string) { events.WithLabelValues(v.String(), reason).Inc() },
 		Staleness: n.cfg.Staleness,
+		DepSettle: mesh.DefaultDepSettle,
 	})
 	if err != nil {
 		return nil, err

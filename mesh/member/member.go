@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keymesh/keymesh/event"
@@ -111,6 +112,9 @@ type Member struct {
 	// the next reconciliation for every key (guarded by mu).
 	waiting      map[string]bool
 	reconcileAll bool
+	// lastCheckpoint is when this node last published a checkpoint (Unix
+	// nanoseconds).
+	lastCheckpoint atomic.Int64
 }
 
 // New returns the member of cfg.Log's network.
@@ -155,6 +159,7 @@ func (m *Member) issue(kind event.Kind, payload any, attachments ...[]byte) erro
 	// (and everything before it) at once, not only at the next tick.
 	if cp := m.log.Checkpoint(); cp != nil {
 		m.publish(cp)
+		m.lastCheckpoint.Store(m.clock().UnixNano())
 	}
 	return nil
 }
@@ -878,7 +883,7 @@ func (m *Member) checkpointLoop(ctx context.Context) {
 	every := m.cfg.CheckpointEvery
 	if every <= 0 {
 		bound, _ := m.log.Staleness(m.clock())
-		every = bound / 4
+		every = bound / 3
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -888,8 +893,13 @@ func (m *Member) checkpointLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if raw := m.log.Checkpoint(); raw != nil {
-			m.publish(raw)
+		// One checkpoint per period is enough; a busy node's event-driven
+		// ones count.
+		if m.clock().Sub(time.Unix(0, m.lastCheckpoint.Load())) >= every/2 {
+			if raw := m.log.Checkpoint(); raw != nil {
+				m.publish(raw)
+				m.lastCheckpoint.Store(m.clock().UnixNano())
+			}
 		}
 		if m.cfg.OnFreshness != nil {
 			_, ages := m.log.Staleness(m.clock())
