@@ -144,8 +144,8 @@ type Log struct {
 	// peers for that position, so the other branch's event comes in and
 	// becomes evidence. Bounded by maxForkHints.
 	forkHints map[event.NodeKey]uint64
-	fresh        map[event.NodeKey]time.Time // node → newest satisfied checkpoint time
-	policy       atomic.Pointer[policy.State]
+	fresh     map[event.NodeKey]time.Time // node → newest satisfied checkpoint time
+	policy    atomic.Pointer[policy.State]
 }
 
 // LogOptions configures OpenLog.
