@@ -32,6 +32,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -376,7 +377,17 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	gp := pubsub.DefaultGossipSubParams()
 	gp.HeartbeatInterval = 250 * time.Millisecond
 	ps, err := pubsub.NewGossipSub(hctx, lh,
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		// Every payload is signed by its issuer (events, checkpoints) and
+		// verified by the validator, so gossipsub's own per-message
+		// signature would be a second Ed25519 verify per hop for nothing:
+		// messages go unsigned, identified by the hash of their content
+		// (a replayed payload is the same message; a forged one fails the
+		// validator), between registered peers only (the gate).
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithMessageIdFn(func(m *pubsubpb.Message) string {
+			h := sha256.Sum256(m.Data)
+			return string(h[:])
+		}),
 		pubsub.WithMaxMessageSize(cfg.MaxMessageSize+envelopeOverhead),
 		pubsub.WithGossipSubParams(gp),
 		pubsub.WithPeerScore(scoreParams(cfg.Topic), scoreThresholds()),
