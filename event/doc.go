@@ -33,20 +33,32 @@
 //
 // The binary form, all integers big-endian:
 //
-//	[0]        format version, 0x01 (FormatVersion)
-//	[1:33]     network id (Genesis.ID)
-//	[33:65]    issuer: the node's Ed25519 public key
-//	[65:73]    seq, uint64, from 1: the issuer's sequence number
-//	[73:81]    lamport, uint64, from 1: the issuer's Lamport clock
-//	[81:89]    time, int64 Unix nanoseconds, > 0
-//	[89]       kind, 1..10 (see Kind; values are pinned)
-//	[90:94]    n = payload length, uint32, at most MaxPayload (512 KiB)
-//	[94:94+n]  payload: the kind's JSON
-//	[94+n:158+n]  signature, 64 bytes
-//	then       attachment count, uint16, at most MaxWraps
-//	then       per attachment: length uint32 (1..MaxWrapBlob) || bytes
+//	[0]          format version, 0x02 (FormatVersion; version 1 logs are
+//	             refused with ErrOldFormat)
+//	[1:33]       network id (Genesis.ID)
+//	[33:65]      issuer: the node's Ed25519 public key
+//	[65:73]      seq, uint64, from 1: the issuer's sequence number
+//	[73:105]     prev: the ID of the issuer's event seq-1; zero iff seq = 1
+//	[105:113]    lamport, uint64, ≥ seq: 1 + the largest lamport of prev
+//	             and of the dependencies (verified by the receiver)
+//	[113:121]    time, int64 Unix nanoseconds, > 0
+//	[121]        kind, 1..10 (see Kind; values are pinned)
+//	[122]        d = number of dependencies, at most MaxDeps
+//	[123:123+72d] d × (issuer 32 || seq uint64 || id 32), sorted by issuer,
+//	             no issuer twice, never the event's own issuer
+//	then         n = payload length, uint32, at most MaxPayload (512 KiB)
+//	then         payload: the kind's JSON
+//	then         signature, 64 bytes
+//	then         attachment count, uint16, at most MaxWraps
+//	then         per attachment: length uint32 (1..MaxWrapBlob) || bytes
 //
-// signature = Ed25519(issuer, "keymesh/v1 event\x00" || bytes [0:94+n]).
+// signature = Ed25519(issuer, "keymesh/v2 event\x00" || every byte before
+// the signature).
+//
+// Prev makes each issuer's events a hash chain, and Deps name events of
+// other issuers that this one follows; together they give every event a
+// causal past that its signature fixes. [Checkpoint] is the signed
+// liveness beacon nodes gossip beside events (first byte 0xC2).
 //
 // Attachments are not signed: they are the wrapped key copies of a
 // KeyVersion or KeyShare, each named in the signed payload by its SHA-256

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -123,6 +124,9 @@ var (
 	// ErrForeignNetwork is returned by Event.CheckNetwork for an event of
 	// another network.
 	ErrForeignNetwork = errors.New("event: foreign network")
+	// ErrOldFormat is returned by Parse for an event of an earlier format
+	// version, as found in the data directory of an older keymesh.
+	ErrOldFormat = errors.New("event: earlier event format")
 	// ErrNotAdmin is returned by Genesis.VerifyNodeRecord and
 	// Genesis.VerifyDeregister when the admin key is not a genesis admin
 	// key of the record's org.
@@ -134,23 +138,24 @@ func malformed(format string, args ...any) error {
 }
 
 // FormatVersion is the first byte of every event.
-const FormatVersion = 1
+const FormatVersion = 2
 
 // MaxPayload is the largest payload an event carries, in bytes.
 const MaxPayload = 512 << 10
 
 // Sizes of the binary form.
 const (
-	// HeaderSize is the size of everything before the payload.
-	HeaderSize = 1 + 32 + 32 + 8 + 8 + 8 + 1 + 4
+	// HeaderSize is the size of everything before the payload of an event
+	// without dependencies (each adds DepSize).
+	HeaderSize = 1 + 32 + 32 + 8 + 32 + 8 + 8 + 1 + 1 + 4
 	// SignatureSize is the size of the trailing Ed25519 signature.
 	SignatureSize = ed25519.SignatureSize
 	// MaxSize is the size of the largest event: header, payload,
 	// signature, and MaxWraps attachments of MaxWrapBlob bytes.
-	MaxSize = HeaderSize + MaxPayload + SignatureSize + 2 + MaxWraps*(4+MaxWrapBlob)
+	MaxSize = HeaderSize + MaxDeps*DepSize + MaxPayload + SignatureSize + 2 + MaxWraps*(4+MaxWrapBlob)
 )
 
-const signLabel = "keymesh/v1 event\x00"
+const signLabel = "keymesh/v2 event\x00"
 
 // Event is a signed change. See the package doc for its binary form. Its
 // fields are authoritative: Marshal, ID and Verify read them as they are.
@@ -162,9 +167,20 @@ type Event struct {
 	// Seq is the issuer's sequence number, from 1, one more for each event
 	// the issuer issues.
 	Seq uint64
-	// Lamport is the issuer's Lamport clock when it issued the event, from
-	// 1: more than the Lamport clock of every event it had seen.
+	// Prev is the ID of the issuer's event at Seq-1, and zero exactly when
+	// Seq is 1: every issuer's events form a hash chain, so two different
+	// events at one position (equivocation) cannot both be extended.
+	Prev [32]byte
+	// Lamport is the issuer's Lamport clock: exactly one more than the
+	// largest Lamport clock of Prev and of every dependency. The receiver
+	// derives it from the events it holds and refuses a different value
+	// (package mesh), so it cannot be backdated.
 	Lamport uint64
+	// Deps are the other issuers' events this one causally follows (the
+	// heads the issuer had seen that its earlier events did not name), at
+	// most MaxDeps, sorted by issuer, one per issuer, never the issuer
+	// itself (Prev is its own chain).
+	Deps []Dep
 	// Time is the issuer's wall clock when it issued the event, with
 	// nanosecond precision, after 1970 and before 2262 (int64 Unix
 	// nanoseconds). Parse returns it in UTC. Informational: it orders
@@ -184,6 +200,21 @@ type Event struct {
 	// event. At most MaxWraps, each 1..MaxWrapBlob bytes.
 	Attachments [][]byte
 }
+
+// Dep names another issuer's event: its issuer, its sequence number and its
+// ID. A receiver holds an event only once it holds every dependency with
+// that ID at that position.
+type Dep struct {
+	Issuer NodeKey
+	Seq    uint64
+	ID     [32]byte
+}
+
+// DepSize is the size of one encoded dependency.
+const DepSize = 32 + 8 + 32
+
+// MaxDeps is the most dependencies an event names.
+const MaxDeps = 64
 
 // Attachment returns the attachment whose SHA-256 is d, or nil.
 func (e *Event) Attachment(d Digest) []byte {
@@ -209,14 +240,34 @@ func (e *Event) check() error {
 	switch {
 	case e.Seq == 0:
 		return malformed("sequence number 0")
-	case e.Lamport == 0:
-		return malformed("lamport clock 0")
+	case e.Seq == 1 && e.Prev != [32]byte{}:
+		return malformed("first event of an issuer names a previous event")
+	case e.Seq > 1 && e.Prev == [32]byte{}:
+		return malformed("event %d of an issuer names no previous event", e.Seq)
+	case e.Lamport < e.Seq:
+		return malformed("lamport clock %d below sequence number %d", e.Lamport, e.Seq)
+	case len(e.Deps) > MaxDeps:
+		return malformed("%d dependencies, at most %d", len(e.Deps), MaxDeps)
 	case !e.Kind.Valid():
 		return malformed("unknown kind %d", e.Kind)
 	case len(e.Payload) > MaxPayload:
 		return malformed("payload of %d bytes exceeds %d", len(e.Payload), MaxPayload)
 	case len(e.Attachments) > MaxWraps:
 		return malformed("%d attachments, at most %d", len(e.Attachments), MaxWraps)
+	}
+	for i, d := range e.Deps {
+		switch {
+		case d.Issuer == e.Issuer && e.Issuer != (NodeKey{}):
+			return malformed("dependency %d on the issuer's own chain", i)
+		case d.Seq == 0:
+			return malformed("dependency %d at sequence number 0", i)
+		case d.Seq >= e.Lamport:
+			// A dependency's Lamport clock is at least its Seq, and ours
+			// exceeds it.
+			return malformed("dependency %d at sequence number %d not below lamport clock %d", i, d.Seq, e.Lamport)
+		case i > 0 && bytes.Compare(e.Deps[i-1].Issuer[:], d.Issuer[:]) >= 0:
+			return malformed("dependencies not sorted by issuer, or one issuer twice")
+		}
 	}
 	for i, a := range e.Attachments {
 		if len(a) == 0 || len(a) > MaxWrapBlob {
@@ -242,18 +293,31 @@ func (e *Event) appendSigned(b []byte) []byte {
 	b = append(b, e.Network[:]...)
 	b = append(b, e.Issuer[:]...)
 	b = binary.BigEndian.AppendUint64(b, e.Seq)
+	b = append(b, e.Prev[:]...)
 	b = binary.BigEndian.AppendUint64(b, e.Lamport)
 	b = binary.BigEndian.AppendUint64(b, uint64(e.Time.UnixNano()))
 	b = append(b, byte(e.Kind))
+	b = append(b, byte(len(e.Deps)))
+	for _, d := range e.Deps {
+		b = append(b, d.Issuer[:]...)
+		b = binary.BigEndian.AppendUint64(b, d.Seq)
+		b = append(b, d.ID[:]...)
+	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(e.Payload)))
 	return append(b, e.Payload...)
+}
+
+// SignedSize is the size of e's binary form up to and including the
+// signature: everything but the attachment trailer.
+func (e *Event) SignedSize() int {
+	return HeaderSize + len(e.Deps)*DepSize + len(e.Payload) + SignatureSize
 }
 
 // Marshal returns the binary form of e, attachments included, in a new
 // slice. It does not validate e: an event that is not valid marshals to
 // bytes Parse rejects.
 func (e *Event) Marshal() []byte {
-	size := HeaderSize + len(e.Payload) + SignatureSize + 2
+	size := HeaderSize + len(e.Deps)*DepSize + len(e.Payload) + SignatureSize + 2
 	for _, a := range e.Attachments {
 		size += 4 + len(a)
 	}
@@ -273,7 +337,7 @@ func (e *Event) Marshal() []byte {
 // the same issuer for the same sequence number have different ids; that is
 // equivocation, and the caller detects it by (Issuer, Seq).
 func (e *Event) ID() [32]byte {
-	b := make([]byte, 0, HeaderSize+len(e.Payload)+SignatureSize)
+	b := make([]byte, 0, HeaderSize+len(e.Deps)*DepSize+len(e.Payload)+SignatureSize)
 	b = e.appendSigned(b)
 	return sha256.Sum256(append(b, e.Sig[:]...))
 }
@@ -281,7 +345,7 @@ func (e *Event) ID() [32]byte {
 // signedMessage returns what the issuer signs: the label followed by every
 // byte of the binary form before the signature.
 func (e *Event) signedMessage() []byte {
-	b := make([]byte, 0, len(signLabel)+HeaderSize+len(e.Payload))
+	b := make([]byte, 0, len(signLabel)+HeaderSize+len(e.Deps)*DepSize+len(e.Payload))
 	b = append(b, signLabel...)
 	return e.appendSigned(b)
 }
@@ -304,6 +368,10 @@ func Sign(priv ed25519.PrivateKey, e Event) (Event, []byte, error) {
 	if e.Payload == nil {
 		e.Payload = []byte{}
 	}
+	e.Deps = slices.Clone(e.Deps)
+	if err := e.check(); err != nil { // now with the issuer set
+		return Event{}, nil, err
+	}
 	e.Sig = [SignatureSize]byte(ed25519.Sign(priv, e.signedMessage()))
 	return e, e.Marshal(), nil
 }
@@ -318,6 +386,9 @@ func Sign(priv ed25519.PrivateKey, e Event) (Event, []byte, error) {
 // kind's Decode function). Its errors wrap ErrMalformed.
 func Parse(b []byte) (*Event, error) {
 	if len(b) > 0 && b[0] != FormatVersion {
+		if b[0] == 1 {
+			return nil, fmt.Errorf("%w: %w (format version 1: this keymesh reads version %d)", ErrMalformed, ErrOldFormat, FormatVersion)
+		}
 		return nil, malformed("unknown format version %d", b[0])
 	}
 	if len(b) < HeaderSize+SignatureSize {
@@ -327,27 +398,45 @@ func Parse(b []byte) (*Event, error) {
 		Network: NetworkID(b[1:33]),
 		Issuer:  NodeKey(b[33:65]),
 		Seq:     binary.BigEndian.Uint64(b[65:73]),
-		Lamport: binary.BigEndian.Uint64(b[73:81]),
-		Kind:    Kind(b[89]),
+		Prev:    [32]byte(b[73:105]),
+		Lamport: binary.BigEndian.Uint64(b[105:113]),
+		Kind:    Kind(b[121]),
 	}
-	nanos := int64(binary.BigEndian.Uint64(b[81:89]))
+	nanos := int64(binary.BigEndian.Uint64(b[113:121]))
 	if nanos <= 0 {
 		return nil, malformed("time %d is not after 1970", nanos)
 	}
 	e.Time = time.Unix(0, nanos).UTC()
-	n := binary.BigEndian.Uint32(b[90:94])
+	nd := int(b[122])
+	if nd > MaxDeps {
+		return nil, malformed("%d dependencies, at most %d", nd, MaxDeps)
+	}
+	off := 123
+	if len(b) < off+nd*DepSize+4+SignatureSize {
+		return nil, malformed("truncated event of %d bytes", len(b))
+	}
+	if nd > 0 {
+		e.Deps = make([]Dep, nd)
+		for i := range e.Deps {
+			d := b[off+i*DepSize:]
+			e.Deps[i] = Dep{Issuer: NodeKey(d[:32]), Seq: binary.BigEndian.Uint64(d[32:40]), ID: [32]byte(d[40:72])}
+		}
+	}
+	off += nd * DepSize
+	n := binary.BigEndian.Uint32(b[off : off+4])
+	off += 4
 	if n > MaxPayload {
 		return nil, malformed("payload of %d bytes exceeds %d", n, MaxPayload)
 	}
-	end := HeaderSize + int(n) + SignatureSize
+	end := off + int(n) + SignatureSize
 	if len(b) < end+2 {
 		return nil, malformed("event of %d bytes, its payload length says at least %d", len(b), end+2)
 	}
-	e.Payload = bytes.Clone(b[HeaderSize : HeaderSize+int(n)])
+	e.Payload = bytes.Clone(b[off : off+int(n)])
 	if e.Payload == nil {
 		e.Payload = []byte{}
 	}
-	e.Sig = [SignatureSize]byte(b[HeaderSize+int(n) : end])
+	e.Sig = [SignatureSize]byte(b[off+int(n) : end])
 	rest := b[end:]
 	count := int(binary.BigEndian.Uint16(rest))
 	rest = rest[2:]

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/binary"
 	"errors"
+	"flag"
 	"math"
 	"strconv"
 	"strings"
@@ -69,7 +70,7 @@ func TestSignParseVerify(t *testing.T) {
 		for _, a := range e.Attachments {
 			att += 4 + len(a)
 		}
-		if !bytes.Equal(e.Marshal(), raw) || len(raw) != HeaderSize+len(e.Payload)+SignatureSize+att {
+		if !bytes.Equal(e.Marshal(), raw) || len(raw) != e.SignedSize()+att {
 			t.Errorf("Sign returned an encoding that is not Marshal()")
 		}
 		p, err := Parse(raw)
@@ -152,11 +153,13 @@ func TestSignRejects(t *testing.T) {
 
 // TestBitFlips flips every bit of every vector event: each must fail to
 // parse or fail to verify.
+var exhaustive = flag.Bool("exhaustive", false, "flip every bit in tamper tests, not a sample")
+
 func TestBitFlips(t *testing.T) {
 	f := loadVectors(t)
-	step := 1
-	if testing.Short() {
-		step = 7 // still hits every byte
+	step := 7 // samples every byte; -exhaustive flips every bit
+	if *exhaustive {
+		step = 1
 	}
 	for _, v := range f.Events {
 		raw := unhex(t, v.Event)
@@ -170,7 +173,7 @@ func TestBitFlips(t *testing.T) {
 				}
 				continue
 			}
-			if i/8 >= HeaderSize+len(e.Payload)+SignatureSize+2 {
+			if i/8 >= e.SignedSize()+2 {
 				// An attachment: unsigned, bound by the digests in the
 				// signed payload.
 				if err := e.VerifyAttachments(); !errors.Is(err, ErrMalformed) {
@@ -208,23 +211,32 @@ func TestParseStrict(t *testing.T) {
 	}
 	u64 := func(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	plen := HeaderSize - 4 + DepSize // the sample has one dependency
 	for _, tc := range []struct {
 		name string
 		in   []byte
 	}{
 		{"empty", nil},
 		{"version-0", set(0, []byte{0})},
-		{"version-2", set(0, []byte{2})},
+		{"version-1", set(0, []byte{1})},
+		{"version-3", set(0, []byte{3})},
 		{"seq-0", set(65, u64(0))},
-		{"lamport-0", set(73, u64(0))},
-		{"time-0", set(81, u64(0))},
-		{"time-negative", set(81, u64(math.MaxUint64))},
-		{"kind-0", set(89, []byte{0})},
-		{"kind-11", set(89, []byte{11})},
-		{"payload-len-short", set(90, u32(uint32(len(raw)-HeaderSize-SignatureSize-3)))},
-		{"payload-len-long", set(90, u32(uint32(len(raw)-HeaderSize-SignatureSize-1)))},
-		{"payload-len-max", set(90, u32(math.MaxUint32))},
-		{"payload-len-over", set(90, u32(MaxPayload+1))},
+		{"prev-zero", set(73, make([]byte, 32))},
+		{"lamport-0", set(105, u64(0))},
+		{"lamport-below-seq", set(105, u64(2))},
+		{"time-0", set(113, u64(0))},
+		{"time-negative", set(113, u64(math.MaxUint64))},
+		{"kind-0", set(121, []byte{0})},
+		{"kind-11", set(121, []byte{11})},
+		{"deps-over-max", set(122, []byte{MaxDeps + 1})},
+		{"deps-count-long", set(122, []byte{2})},
+		{"dep-self", set(123, raw[33:65])},
+		{"dep-seq-0", set(123+32, u64(0))},
+		{"dep-seq-not-below-lamport", set(123+32, u64(12))},
+		{"payload-len-short", set(plen, u32(uint32(len(raw)-HeaderSize-DepSize-SignatureSize-3)))},
+		{"payload-len-long", set(plen, u32(uint32(len(raw)-HeaderSize-DepSize-SignatureSize-1)))},
+		{"payload-len-max", set(plen, u32(math.MaxUint32))},
+		{"payload-len-over", set(plen, u32(MaxPayload+1))},
 	} {
 		t.Run("fail/"+tc.name, func(t *testing.T) {
 			if e, err := Parse(tc.in); !errors.Is(err, ErrMalformed) || e != nil {

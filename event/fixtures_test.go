@@ -101,7 +101,7 @@ func samplePayloads(t testing.TB) []struct {
 } {
 	t.Helper()
 	nid := testGenesis().ID()
-	dereg, err := SignDeregister(adminPriv, nid, Deregister{Org: "Org1MSP", SignKey: NodeKey(pub32(node2Priv)), At: t0.Add(time.Hour)})
+	dereg, err := SignDeregister(adminPriv, nid, Deregister{Org: "Org1MSP", SignKey: NodeKey(pub32(node2Priv)), LastSeq: 7, At: t0.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func samplePayloads(t testing.TB) []struct {
 		{"node-record", KindNodeRecord, mustJSON(t, signedRecord(t))},
 		{"deregister", KindDeregister, mustJSON(t, dereg)},
 		{"key-create", KindKeyCreate, mustJSON(t, KeyCreate{Key: "trade/price", Exportable: true})},
-		{"key-version", KindKeyVersion, mustJSON(t, KeyVersion{Key: "trade/price", Version: 1, ActivateAt: t0.Add(2 * time.Second), Wraps: []Wrap{w1, w2}})},
+		{"key-version", KindKeyVersion, mustJSON(t, KeyVersion{Key: "trade/price", Version: 1, ActivateAt: t0.Add(2 * time.Second), Check: DigestOf([]byte("material check")), Wraps: []Wrap{w1, w2}})},
 		{"key-share", KindKeyShare, mustJSON(t, KeyShare{Key: "trade/price", Shares: []Share{{Version: 1, ActivateAt: t0.Add(2 * time.Second), Wrap: w2}}})},
 		{"key-state", KindKeyState, mustJSON(t, KeyState{Key: "trade/price", State: StateDeactivated, MinDecryptionVersion: 2})},
 		{"key-destroy", KindKeyDestroy, mustJSON(t, KeyDestroy{Key: "trade/price"})},
@@ -170,11 +170,19 @@ func sampleEvent(t testing.TB, i int) (Event, []byte) {
 	case KindKeyShare:
 		att = [][]byte{pattern("blob 2", transport.BlobSizeV1)}
 	}
-	e, raw, err := Sign(nodePriv, Event{
+	ev := Event{
 		Network: testGenesis().ID(), Seq: uint64(i + 1), Lamport: uint64(10 + i),
 		Time: t0.Add(time.Duration(i) * time.Second), Kind: p.Kind, Payload: p.Payload,
 		Attachments: att,
-	})
+	}
+	if i > 0 {
+		ev.Prev = [32]byte(seed32("prev " + itoa(i)))
+	}
+	if i >= 2 {
+		// Every event from the third on follows one of node 2's.
+		ev.Deps = []Dep{{Issuer: NodeKey(pub32(node2Priv)), Seq: uint64(i), ID: [32]byte(seed32("dep " + itoa(i)))}}
+	}
+	e, raw, err := Sign(nodePriv, ev)
 	if err != nil {
 		t.Fatalf("Sign(%s) = %v", p.Name, err)
 	}

@@ -13,12 +13,14 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/policy"
+	"github.com/keymesh/keymesh/vault/envelope"
 )
 
 // Limits of a genesis.
 const (
 	MaxGenesisOrgs      = 64
 	MaxOrgAdminKeys     = 8
+	MaxOrgNamespaces    = 256
 	MaxBootstrap        = 64
 	MaxNetworkNameLen   = 64
 	maxGenesisFileBytes = 1 << 20
@@ -36,7 +38,8 @@ const genesisLabel = "keymesh/v1 genesis\x00"
 //	{
 //	  "network": "trade-net",
 //	  "created": "2026-01-02T03:04:05Z",
-//	  "orgs": [{"id": "Org1MSP", "admin_keys": ["<64 lower-case hex digits>"]}],
+//	  "orgs": [{"id": "Org1MSP", "admin_keys": ["<64 lower-case hex digits>"],
+//	            "namespaces": ["trade", "asset"]}],
 //	  "bootstrap": ["/ip4/10.0.0.1/tcp/4001/p2p/12D3KooW…"]
 //	}
 type Genesis struct {
@@ -60,6 +63,12 @@ type GenesisOrg struct {
 	// AdminKeys are the Ed25519 public keys of the org's admins, 1..8
 	// distinct keys. Any one of them may sign the org's node records.
 	AdminKeys [][32]byte
+	// Namespaces are the key namespaces the org owns (at most
+	// MaxOrgNamespaces, each a valid key-name namespace, no namespace
+	// listed for two orgs): only the org's nodes create, rotate, grant,
+	// revoke or destroy keys named "<namespace>/…". See
+	// [Genesis.NamespaceOwner] for namespaces no org lists.
+	Namespaces []string
 }
 
 type genesisJSON struct {
@@ -70,8 +79,9 @@ type genesisJSON struct {
 }
 
 type genesisOrgJSON struct {
-	ID        string  `json:"id"`
-	AdminKeys []hex32 `json:"admin_keys"`
+	ID         string   `json:"id"`
+	AdminKeys  []hex32  `json:"admin_keys"`
+	Namespaces []string `json:"namespaces,omitempty"`
 }
 
 // MarshalJSON writes the JSON form of g (see Genesis), with admin keys in
@@ -82,7 +92,7 @@ func (g Genesis) MarshalJSON() ([]byte, error) {
 		w.Bootstrap = []string{}
 	}
 	for _, o := range g.Orgs {
-		ow := genesisOrgJSON{ID: o.ID, AdminKeys: []hex32{}}
+		ow := genesisOrgJSON{ID: o.ID, AdminKeys: []hex32{}, Namespaces: o.Namespaces}
 		for _, k := range o.AdminKeys {
 			ow.AdminKeys = append(ow.AdminKeys, k)
 		}
@@ -102,7 +112,7 @@ func (g *Genesis) UnmarshalJSON(data []byte) error {
 	}
 	out := Genesis{Network: w.Network, Created: w.Created, Bootstrap: w.Bootstrap}
 	for _, ow := range w.Orgs {
-		o := GenesisOrg{ID: ow.ID}
+		o := GenesisOrg{ID: ow.ID, Namespaces: ow.Namespaces}
 		for _, k := range ow.AdminKeys {
 			o.AdminKeys = append(o.AdminKeys, k)
 		}
@@ -171,7 +181,20 @@ func (g *Genesis) Validate() error {
 		return malformed("genesis has %d orgs, want 1..%d", len(g.Orgs), MaxGenesisOrgs)
 	}
 	ids := make(map[string]bool, len(g.Orgs))
+	owner := map[string]string{}
 	for _, o := range g.Orgs {
+		if len(o.Namespaces) > MaxOrgNamespaces {
+			return malformed("genesis org %q lists %d namespaces, at most %d", cut(o.ID), len(o.Namespaces), MaxOrgNamespaces)
+		}
+		for _, ns := range o.Namespaces {
+			if err := envelope.CheckKeyName(ns + "/x"); err != nil {
+				return malformed("genesis org %q namespace %q: %v", cut(o.ID), cut(ns), err)
+			}
+			if other, dup := owner[ns]; dup {
+				return malformed("genesis namespace %q listed for %q and %q", ns, other, o.ID)
+			}
+			owner[ns] = o.ID
+		}
 		if !policy.ValidOrgID(o.ID) {
 			return malformed("genesis org id %q: want [A-Za-z0-9][A-Za-z0-9._-]{0,63}", cut(o.ID))
 		}
@@ -221,7 +244,62 @@ func (g *Genesis) ID() NetworkID {
 			b = append(b, k[:]...)
 		}
 	}
+	if g.hasNamespaces() {
+		// Only then, so that a genesis without namespaces keeps the id it
+		// had before namespaces existed.
+		b = append(b, "namespaces\x00"...)
+		for _, o := range orgs {
+			ns := slices.Clone(o.Namespaces)
+			slices.Sort(ns)
+			b = binary.BigEndian.AppendUint32(b, uint32(len(ns)))
+			for _, n := range ns {
+				b = appendLP(b, []byte(n))
+			}
+		}
+	}
 	return sha256.Sum256(b)
+}
+
+func (g *Genesis) hasNamespaces() bool {
+	for _, o := range g.Orgs {
+		if len(o.Namespaces) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// NamespaceOwner returns the org that owns key namespace ns: the org whose
+// Namespaces list it; otherwise, in a network of one org, that org; and
+// otherwise the org whose id, in lower case, is ns (so "org1msp/…" keys
+// belong to Org1MSP in any network). A namespace no rule gives to an org is
+// owned by none: no node can create keys in it. Ownership is fixed by the
+// genesis every node loads, so no event, in any order, can change it.
+func (g *Genesis) NamespaceOwner(ns string) (string, bool) {
+	for _, o := range g.Orgs {
+		if slices.Contains(o.Namespaces, ns) {
+			return o.ID, true
+		}
+	}
+	if len(g.Orgs) == 1 {
+		return g.Orgs[0].ID, true
+	}
+	for _, o := range g.Orgs {
+		if strings.ToLower(o.ID) == ns {
+			return o.ID, true
+		}
+	}
+	return "", false
+}
+
+// KeyOwner returns the org that owns the key named name ("<namespace>/…"):
+// [Genesis.NamespaceOwner] of its namespace.
+func (g *Genesis) KeyOwner(name string) (string, bool) {
+	ns, _, ok := strings.Cut(name, "/")
+	if !ok {
+		return "", false
+	}
+	return g.NamespaceOwner(ns)
 }
 
 // Org returns the org with the given id.

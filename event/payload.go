@@ -17,7 +17,8 @@ const (
 	// MaxWraps is the most wraps a KeyVersion carries.
 	MaxWraps = 256
 	// MaxWrapBlob is the largest wrapped blob, in bytes. A transport blob is
-	// 1208 bytes; MaxWraps wraps of MaxWrapBlob bytes still fit MaxPayload.
+	// 1220 bytes (format 2; 1208 in format 1); MaxWraps wraps of MaxWrapBlob
+	// bytes still fit MaxPayload.
 	MaxWrapBlob = 1280
 
 	maxNodeRecordJSON = 16 << 10
@@ -82,7 +83,12 @@ type KeyVersion struct {
 	Key        string
 	Version    uint32    // from 1
 	ActivateAt time.Time // when holders start encrypting with it; not zero
-	Wraps      []Wrap    // at most MaxWraps, one per recipient
+	// Check commits to the version's material (vault.KeyCheck): every
+	// recipient verifies the material it unwraps against it, from this
+	// event or from any later KeyShare, so no node can plant material of
+	// its choosing under the owner's version.
+	Check Digest
+	Wraps []Wrap // at most MaxWraps, one per recipient
 }
 
 // Validate reports whether v is well formed: a valid key name, a version of
@@ -91,6 +97,9 @@ type KeyVersion struct {
 func (v KeyVersion) Validate() error {
 	if err := checkKeyVersion(v.Key, v.Version, v.ActivateAt); err != nil {
 		return err
+	}
+	if v.Check == (Digest{}) {
+		return malformed("key %q version %d has no material check", v.Key, v.Version)
 	}
 	if len(v.Wraps) > MaxWraps {
 		return malformed("%d wraps, at most %d", len(v.Wraps), MaxWraps)

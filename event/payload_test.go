@@ -147,7 +147,7 @@ func manyWraps(n, blobLen int) []Wrap {
 // wraps of MaxWrapBlob bytes, the longest key name) fits in MaxPayload.
 func TestKeyVersionLimits(t *testing.T) {
 	key := strings.Repeat("a", 63) + "/" + strings.Repeat("b", 63)
-	v := KeyVersion{Key: key, Version: 1<<32 - 1, ActivateAt: time.Date(2262, 1, 1, 0, 0, 0, 999999999, time.FixedZone("", -11*3600)), Wraps: manyWraps(MaxWraps, MaxWrapBlob)}
+	v := KeyVersion{Key: key, Version: 1<<32 - 1, ActivateAt: time.Date(2262, 1, 1, 0, 0, 0, 999999999, time.FixedZone("", -11*3600)), Check: DigestOf([]byte("check")), Wraps: manyWraps(MaxWraps, MaxWrapBlob)}
 	p := mustJSON(t, v)
 	if len(p) > MaxPayload {
 		t.Fatalf("largest KeyVersion payload is %d bytes, over MaxPayload %d", len(p), MaxPayload)

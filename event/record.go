@@ -21,7 +21,7 @@ const (
 
 const (
 	nodeRecordLabel = "keymesh/v1 node-record\x00"
-	deregisterLabel = "keymesh/v1 deregister\x00"
+	deregisterLabel = "keymesh/v2 deregister\x00"
 )
 
 // NodeRecord registers a node: its org's admin vouches that the node with
@@ -272,13 +272,18 @@ func DecodeNodeRecord(payload []byte) (NodeRecord, error) {
 }
 
 // Deregister removes a registered node: its org's admin says that the node
-// with SignKey no longer belongs to Org, from At on. It is the payload of
+// with SignKey no longer belongs to Org. It is a causal cut: the node's
+// events up to and including sequence number LastSeq still count, and none
+// after it does, in whatever order they arrive (0: none of its events
+// counts). At is when the admin signed, for people. It is the payload of
 // KindDeregister. AdminSig is ed25519.Sign(admin,
-// "keymesh/v1 deregister\x00" || network id || lp(Org) || SignKey (32) ||
-// int64 At.UnixNano() || AdminKey (32)), encoded as for NodeRecord.
+// "keymesh/v2 deregister\x00" || network id || lp(Org) || SignKey (32) ||
+// uint64 LastSeq || int64 At.UnixNano() || AdminKey (32)), encoded as for
+// NodeRecord.
 type Deregister struct {
 	Org      string
 	SignKey  NodeKey
+	LastSeq  uint64
 	At       time.Time
 	AdminKey [32]byte
 	AdminSig [64]byte
@@ -287,6 +292,7 @@ type Deregister struct {
 type deregisterJSON struct {
 	Org      string
 	SignKey  NodeKey
+	LastSeq  uint64
 	At       time.Time
 	AdminKey hex32
 	AdminSig hex64
@@ -294,7 +300,7 @@ type deregisterJSON struct {
 
 // MarshalJSON encodes d with its keys and signature in lower-case hex.
 func (d Deregister) MarshalJSON() ([]byte, error) {
-	return json.Marshal(deregisterJSON{Org: d.Org, SignKey: d.SignKey, At: d.At, AdminKey: d.AdminKey, AdminSig: d.AdminSig})
+	return json.Marshal(deregisterJSON{Org: d.Org, SignKey: d.SignKey, LastSeq: d.LastSeq, At: d.At, AdminKey: d.AdminKey, AdminSig: d.AdminSig})
 }
 
 // UnmarshalJSON decodes the form MarshalJSON writes, rejecting unknown
@@ -306,7 +312,7 @@ func (d *Deregister) UnmarshalJSON(data []byte) error {
 	if err := dec.Decode(&w); err != nil {
 		return err
 	}
-	*d = Deregister{Org: w.Org, SignKey: w.SignKey, At: w.At, AdminKey: w.AdminKey, AdminSig: w.AdminSig}
+	*d = Deregister{Org: w.Org, SignKey: w.SignKey, LastSeq: w.LastSeq, At: w.At, AdminKey: w.AdminKey, AdminSig: w.AdminSig}
 	return nil
 }
 
@@ -329,11 +335,12 @@ func (d Deregister) Validate() error {
 }
 
 func (d Deregister) signedMessage(nid NetworkID) []byte {
-	b := make([]byte, 0, len(deregisterLabel)+32+4+len(d.Org)+32+8+32)
+	b := make([]byte, 0, len(deregisterLabel)+32+4+len(d.Org)+32+8+8+32)
 	b = append(b, deregisterLabel...)
 	b = append(b, nid[:]...)
 	b = appendLP(b, []byte(d.Org))
 	b = append(b, d.SignKey[:]...)
+	b = binary.BigEndian.AppendUint64(b, d.LastSeq)
 	b = appendTime(b, d.At)
 	return append(b, d.AdminKey[:]...)
 }

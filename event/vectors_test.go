@@ -165,7 +165,7 @@ func TestVectorsParse(t *testing.T) {
 			if err := e.VerifyAttachments(); err != nil {
 				t.Errorf("VerifyAttachments = %v", err)
 			}
-			core := raw[:HeaderSize+len(e.Payload)+SignatureSize]
+			core := raw[:e.SignedSize()]
 			if id := e.ID(); id != sha256.Sum256(core) || hex.EncodeToString(id[:]) != v.ID {
 				t.Errorf("ID() = %x, want %s", id, v.ID)
 			}

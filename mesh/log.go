@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,11 +19,11 @@ import (
 )
 
 // Verdict is what Deliver decided about an event, with gossipsub's
-// meaning: Accept stores, applies and forwards it; Ignore drops it without
-// blaming the sender (a duplicate, or an event whose issuer or key is not
-// known here yet — anti-entropy brings it again later); Reject drops it and
-// blames the sender (bad signature, foreign network, unauthorised,
-// equivocation).
+// meaning: Accept stores (or keeps as proof), applies and forwards it;
+// Ignore drops it without blaming the sender (a duplicate, an event that
+// waits for its predecessor or dependencies, one dated in the future);
+// Reject drops it and blames the sender (bad signature, foreign network,
+// broken chain, forged clock).
 type Verdict int
 
 // Verdicts.
@@ -36,25 +37,58 @@ func (v Verdict) String() string {
 	return [...]string{"accept", "ignore", "reject"}[v]
 }
 
-// Refusal reasons reported to OnVerdict, beside the fold's drop reasons.
+// Reasons reported to OnVerdict.
 const (
 	ReasonOK             = "ok"
 	ReasonDuplicate      = "duplicate"
-	ReasonReplay         = "replay"
+	ReasonPending        = "waiting for dependencies"
+	ReasonPendingFull    = "pending buffer full"
+	ReasonFuture         = "dated in the future"
+	ReasonEquivocation   = "equivocation"
+	ReasonTainted        = "issuer equivocated"
+	ReasonBadChain       = "broken chain"
+	ReasonBadClock       = "forged clock"
 	ReasonOversize       = "oversize"
 	ReasonMalformed      = "malformed"
 	ReasonForeignNetwork = "foreign network"
 	ReasonBadSignature   = "bad signature"
+	ReasonBadRecord      = "first event is not an admin-signed own record"
+	ReasonUnregistered   = "unregistered issuer"
 	ReasonStore          = "store error"
 )
 
-// MaxEventSize bounds one encoded event.
-const MaxEventSize = 1 << 20
+// Limits.
+const (
+	// MaxEventSize bounds one encoded event.
+	MaxEventSize = 1 << 20
+	// MaxPending bounds the events that wait for their predecessor or
+	// dependencies, in count, per issuer, and in bytes.
+	MaxPending          = 4096
+	MaxPendingPerIssuer = 1024
+	MaxPendingBytes     = 64 << 20
+	// MaxSkew is how far in the future an event may be dated and still be
+	// admitted now; a later one waits (it is not stored, anti-entropy
+	// brings it again).
+	MaxSkew = time.Minute
+	// DefaultStaleness is the default staleness bound (LogOptions.Staleness).
+	DefaultStaleness = 10 * time.Second
+)
+
+// ErrOldLog is returned by OpenLog for a data directory whose event log
+// was written by an earlier keymesh (event format 1).
+var ErrOldLog = errors.New("mesh: the event log is in format 1, which this keymesh no longer reads: " +
+	"format 2 chains every node's events and verifies their clocks, and format 1 events cannot be converted " +
+	"(they carry other nodes' signatures); start this node from a new data directory and register it again")
 
 type entry struct {
 	ev      *event.Event // with the attachments this node holds
 	payload any
+	size    int
+	arrived time.Time // when this node admitted it (zero: loaded at start)
 }
+
+// DefaultDepSettle is the node's LogOptions.DepSettle.
+const DefaultDepSettle = 500 * time.Millisecond
 
 // wrapKey returns the key name of a KeyVersion or KeyShare payload, "" for
 // other kinds.
@@ -66,28 +100,52 @@ func wrapKey(p any) string {
 	return ""
 }
 
+// chain is one issuer's admitted events, contiguous from seq 1, and the
+// lowest evidence of its equivocation this node holds.
+type chain struct {
+	events   []*entry // index seq-1
+	evidence *Evidence
+}
+
+func (c *chain) head() *entry {
+	if c == nil || len(c.events) == 0 {
+		return nil
+	}
+	return c.events[len(c.events)-1]
+}
+
 // Log is a node's durable event log and the fold of it. It is safe for
 // concurrent use.
 type Log struct {
-	store   kv.Store
-	genesis *event.Genesis
-	nid     event.NetworkID
-	priv    ed25519.PrivateKey
-	self    event.NodeKey
-	clock   func() time.Time
-	logger  *slog.Logger
-	verdict func(Verdict, string)
+	store     kv.Store
+	genesis   *event.Genesis
+	nid       event.NetworkID
+	priv      ed25519.PrivateKey
+	self      event.NodeKey
+	clock     func() time.Time
+	logger    *slog.Logger
+	verdict   func(Verdict, string)
+	staleness time.Duration
+	depSettle time.Duration
 
-	mu      sync.Mutex
-	entries map[event.NodeKey]map[uint64]*entry
-	contig  map[event.NodeKey]uint64
-	order   []*entry // sorted canonically; order[:applied] are in state
-	applied int
-	state   *State
-	lamport uint64
-	policy  atomic.Pointer[policy.State]
-	notify  chan struct{}
-	pruned  map[string]bool // destroyed keys whose attachments are gone
+	mu           sync.Mutex
+	chains       map[event.NodeKey]*chain
+	pending      map[event.NodeKey]map[uint64]*entry
+	pendingCount int
+	pendingBytes int
+	height       int
+	state        *State
+	referenced   map[event.NodeKey]uint64 // heads this node's events named
+	notify       chan struct{}
+	pruned       map[string]bool // destroyed keys whose attachments are gone
+	checkpoints  map[event.NodeKey]*event.Checkpoint
+	// forkHints: issuers at whose position s a waiting event names another
+	// event than the one held — a fork no evidence shows yet. Wants asks
+	// peers for that position, so the other branch's event comes in and
+	// becomes evidence. Bounded by maxForkHints.
+	forkHints map[event.NodeKey]uint64
+	fresh     map[event.NodeKey]time.Time // node → newest satisfied checkpoint time
+	policy    atomic.Pointer[policy.State]
 }
 
 // LogOptions configures OpenLog.
@@ -96,20 +154,36 @@ type LogOptions struct {
 	Logger *slog.Logger
 	// OnVerdict is called for every delivered event (metrics).
 	OnVerdict func(v Verdict, reason string)
+	// Staleness is how long a node of another org may go without a
+	// satisfied checkpoint from a key's owner org before Fresh refuses the
+	// key (default DefaultStaleness).
+	Staleness time.Duration
+	// DepSettle is how long an event must have been held before this
+	// node's own events name it as a dependency (0: at once). A receiver
+	// then most likely holds it too, so causal delivery does not make a
+	// new event wait for another issuer's event that is still spreading;
+	// nodes use DefaultDepSettle.
+	DepSettle time.Duration
 }
 
-// Storage: each event without its attachments under "mesh/ev/" + issuer +
-// seq, and each attachment (a wrapped key copy) under "mesh/att/" + key
-// name + "/" + digest, so a destroyed key's copies can be erased from disk
-// by prefix.
+// Storage: each admitted event without its attachments under "mesh/ev/" +
+// issuer + seq; each attachment (a wrapped key copy) under "mesh/att/" +
+// key name + "/" + digest, so a destroyed key's copies can be erased by
+// prefix; the lowest equivocation evidence against an issuer under
+// "mesh/proof/" + issuer.
 var (
-	evPrefix  = []byte("mesh/ev/")
-	attPrefix = []byte("mesh/att/")
+	evPrefix    = []byte("mesh/ev/")
+	attPrefix   = []byte("mesh/att/")
+	proofPrefix = []byte("mesh/proof/")
 )
 
 func evKey(issuer event.NodeKey, seq uint64) []byte {
 	k := append(append([]byte(nil), evPrefix...), issuer[:]...)
 	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+func proofKey(issuer event.NodeKey) []byte {
+	return append(append([]byte(nil), proofPrefix...), issuer[:]...)
 }
 
 func attKeyPrefix(key string) []byte { return append(append([]byte(nil), attPrefix...), key+"/"...) }
@@ -136,7 +210,8 @@ func wrapDigests(p any) []event.Digest {
 }
 
 // OpenLog loads every stored event and folds them. priv is this node's
-// signing key (its libp2p identity key).
+// signing key (its libp2p identity key). A log written by an earlier
+// keymesh is refused with ErrOldLog.
 func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOptions) (*Log, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
@@ -147,15 +222,23 @@ func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOpt
 	if o.OnVerdict == nil {
 		o.OnVerdict = func(Verdict, string) {}
 	}
+	if o.Staleness <= 0 {
+		o.Staleness = DefaultStaleness
+	}
 	l := &Log{
 		store: store, genesis: g, nid: g.ID(), priv: priv, clock: o.Clock, logger: o.Logger, verdict: o.OnVerdict,
-		entries: map[event.NodeKey]map[uint64]*entry{}, contig: map[event.NodeKey]uint64{},
-		notify: make(chan struct{}, 1), pruned: map[string]bool{},
+		staleness: o.Staleness, depSettle: o.DepSettle, chains: map[event.NodeKey]*chain{}, pending: map[event.NodeKey]map[uint64]*entry{},
+		state: NewState(g), referenced: map[event.NodeKey]uint64{}, notify: make(chan struct{}, 1),
+		pruned: map[string]bool{}, checkpoints: map[event.NodeKey]*event.Checkpoint{}, fresh: map[event.NodeKey]time.Time{},
+		forkHints: map[event.NodeKey]uint64{},
 	}
 	copy(l.self[:], priv.Public().(ed25519.PublicKey))
-	var loaded []*entry
+	// Keys are issuer || seq, so a scan yields every chain in order.
 	err := store.Scan(evPrefix, func(k, v []byte) error {
 		ev, err := event.Parse(v)
+		if errors.Is(err, event.ErrOldFormat) {
+			return ErrOldLog
+		}
 		if err != nil {
 			return fmt.Errorf("stored event %x: %w", k, err)
 		}
@@ -163,29 +246,58 @@ func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOpt
 		if err != nil {
 			return fmt.Errorf("stored event %x: %w", k, err)
 		}
-		loaded = append(loaded, &entry{ev: ev, payload: p})
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("mesh: load event log: %w", err)
-	}
-	for _, e := range loaded {
-		if name := wrapKey(e.payload); name != "" {
-			for _, d := range wrapDigests(e.payload) {
+		e := &entry{ev: ev, payload: p, size: len(v)}
+		if name := wrapKey(p); name != "" {
+			for _, d := range wrapDigests(p) {
 				blob, err := store.Get(attKey(name, d))
 				if err == nil {
-					e.ev.Attachments = append(e.ev.Attachments, blob)
+					ev.Attachments = append(ev.Attachments, blob)
 				} else if !errors.Is(err, kv.ErrNotFound) {
-					return nil, fmt.Errorf("mesh: load attachment: %w", err)
+					return fmt.Errorf("load attachment: %w", err)
 				}
 			}
 		}
-		l.insert(e)
+		c := l.chains[ev.Issuer]
+		if c == nil {
+			c = &chain{}
+			l.chains[ev.Issuer] = c
+		}
+		if ev.Seq != uint64(len(c.events))+1 {
+			return fmt.Errorf("stored chain of %s has a gap at %d", ev.Issuer, ev.Seq)
+		}
+		c.events = append(c.events, e)
+		l.height++
+		l.state.apply(e)
+		return nil
+	})
+	if errors.Is(err, ErrOldLog) {
+		return nil, ErrOldLog
 	}
-	l.refold()
+	if err != nil {
+		return nil, fmt.Errorf("mesh: load event log: %w", err)
+	}
+	err = store.Scan(proofPrefix, func(k, v []byte) error {
+		ev, err := parseEvidence(v, l.nid)
+		if err != nil {
+			return fmt.Errorf("stored evidence %x: %w", k, err)
+		}
+		l.installEvidence(ev)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mesh: load equivocation proofs: %w", err)
+	}
+	if h := l.chains[l.self].head(); h != nil {
+		for _, d := range h.ev.Deps {
+			l.referenced[d.Issuer] = d.Seq
+		}
+	}
+	l.publishPolicy()
 	l.prune()
 	return l, nil
 }
+
+func (l *Log) publishPolicy() { l.policy.Store(l.state.Policy) }
 
 // Self returns this node's key.
 func (l *Log) Self() event.NodeKey { return l.self }
@@ -215,59 +327,14 @@ func (l *Log) View(fn func(*State)) {
 func (l *Log) Height() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.order)
+	return l.height
 }
 
-// insert adds e to the indexes (not to the state). l.mu is held.
-func (l *Log) insert(e *entry) {
-	m := l.entries[e.ev.Issuer]
-	if m == nil {
-		m = map[uint64]*entry{}
-		l.entries[e.ev.Issuer] = m
-	}
-	m[e.ev.Seq] = e
-	for m[l.contig[e.ev.Issuer]+1] != nil {
-		l.contig[e.ev.Issuer]++
-	}
-	l.lamport = max(l.lamport, e.ev.Lamport)
-	k := keyOf(e.ev)
-	i, _ := slices.BinarySearchFunc(l.order, k, func(x *entry, k sortKey) int { return keyOf(x.ev).compare(k) })
-	l.order = slices.Insert(l.order, i, e)
-	if i < l.applied {
-		l.applied = -1 // an event sorts before applied ones: refold
-	}
-}
-
-// refold rebuilds the state from every event. l.mu is held.
-func (l *Log) refold() {
-	s := NewState(l.genesis)
-	if l.state != nil {
-		s.adminOK = l.state.adminOK
-	}
-	for _, e := range l.order {
-		if err := s.apply(e.ev, e.payload); err != nil {
-			s.Dropped[dropReason(err)]++
-		}
-	}
-	l.state, l.applied = s, len(l.order)
-	l.policy.Store(s.Policy)
-}
-
-// catchUp applies events not yet in the state. l.mu is held.
-func (l *Log) catchUp() (dropped string) {
-	if l.applied < 0 || l.state == nil {
-		l.refold()
-		return ""
-	}
-	for ; l.applied < len(l.order); l.applied++ {
-		e := l.order[l.applied]
-		if err := l.state.apply(e.ev, e.payload); err != nil {
-			r := dropReason(err)
-			l.state.Dropped[r]++
-			dropped = r
-		}
-	}
-	return dropped
+// Pending returns the number of events waiting for dependencies.
+func (l *Log) Pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.pendingCount
 }
 
 func (l *Log) signal() {
@@ -277,22 +344,38 @@ func (l *Log) signal() {
 	}
 }
 
-// Deliver validates, stores durably and applies one raw event. It is
-// idempotent, and it is the gossip validator: an event is on disk before it
-// is forwarded.
+// Deliver validates, stores durably and applies one raw event or
+// checkpoint. It is idempotent, and it is the gossip validator: an event is
+// on disk before it is forwarded.
 func (l *Log) Deliver(raw []byte) Verdict {
 	return l.DeliverBatch([][]byte{raw})[0]
 }
 
 // DeliverBatch delivers events in order, as Deliver would one by one, but
-// stores every accepted event with one durable write: anti-entropy pulls
-// batches, and a node catching up after downtime then pays one fsync per
-// batch, not per event. If the write fails, none of the batch is kept.
+// stores every admitted event with one durable write: anti-entropy pulls
+// batches, and a node catching up pays one fsync per batch. If the write
+// fails, none of the batch is kept.
 func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 	out := make([]Verdict, len(raws))
 	reasons := make([]string, len(raws))
 	entries := make([]*entry, len(raws))
+	var given []*Evidence // evidence items, as delivered
 	for i, raw := range raws {
+		switch {
+		case event.IsCheckpoint(raw):
+			out[i], reasons[i] = l.deliverCheckpoint(raw)
+			continue
+		case len(raw) > 0 && raw[0] == EvidenceFormat:
+			v, err := parseEvidence(raw, l.nid)
+			if err != nil {
+				out[i], reasons[i] = Reject, ReasonMalformed
+				continue
+			}
+			given = append(given, v)
+			out[i], reasons[i] = Ignore, ReasonDuplicate // unless it is better than what is held
+			entries[i] = &entry{ev: nil, payload: v}
+			continue
+		}
 		entries[i], out[i], reasons[i] = l.parse(raw)
 	}
 	l.mu.Lock()
@@ -301,14 +384,16 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 	for i := range out {
 		l.verdict(out[i], reasons[i])
 		if out[i] != Accept && reasons[i] != ReasonDuplicate {
-			l.logger.Debug("event refused", "verdict", out[i].String(), "reason", reasons[i])
+			l.logger.Debug("event not admitted", "verdict", out[i].String(), "reason", reasons[i])
 		}
 	}
 	return out
 }
 
-// parse checks what needs no state: size, form, network, signature,
-// payload and attachments. It returns the entry, or nil and the verdict.
+// parse checks what needs nothing but the event: size, form, network,
+// signature, payload and attachments, and that an issuer's first event is
+// its own admin-signed record. It returns the entry, or nil and the
+// verdict.
 func (l *Log) parse(raw []byte) (*entry, Verdict, string) {
 	if len(raw) > MaxEventSize {
 		return nil, Reject, ReasonOversize
@@ -327,26 +412,56 @@ func (l *Log) parse(raw []byte) (*entry, Verdict, string) {
 	if err != nil || ev.VerifyAttachments() != nil {
 		return nil, Reject, ReasonMalformed
 	}
-	return &entry{ev: ev, payload: p}, Accept, ReasonOK
+	if ev.Seq == 1 {
+		r, ok := p.(event.NodeRecord)
+		if !ok || r.SignKey != ev.Issuer || !l.recordSigned(ev, r) {
+			return nil, Reject, ReasonBadRecord
+		}
+	}
+	return &entry{ev: ev, payload: p, size: len(raw)}, Accept, ReasonOK
+}
+
+// recordSigned checks a first event's admin signature through the state's
+// cache, so the fold does not verify it again.
+func (l *Log) recordSigned(ev *event.Event, r event.NodeRecord) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state.adminSigned(ev, r.Org, r.AdminKey, r.VerifyAdmin)
 }
 
 // deliverLocked admits the parsed entries in order (nil ones keep the
-// verdict already in out), then stores the new ones with one write; if the
-// write fails they are taken back out and reported as store errors. l.mu is
-// held.
+// verdict already in out), then whatever pending events they unblock, and
+// stores the newly admitted ones with one write; if the write fails they
+// are taken back out and reported as store errors. l.mu is held.
 func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 	var staged []*entry
+	var proofs []*Evidence
 	for i, e := range entries {
 		if e == nil {
 			continue
 		}
-		var isNew bool
-		out[i], reasons[i], isNew = l.admit(e)
-		if isNew {
-			staged = append(staged, e)
+		var v *Evidence
+		if given, ok := e.payload.(*Evidence); ok && e.ev == nil {
+			v = given
+			// Its events may also prove something against this node's
+			// own chain, perhaps from an earlier position.
+			for _, x := range []*event.Event{given.A, given.B} {
+				if w := l.conflict(x); w != nil && w.better(v) {
+					v = w
+				}
+			}
+		} else {
+			out[i], reasons[i], v = l.admit(e, &staged)
+		}
+		if v != nil && v.better(l.heldEvidence(v.A.Issuer)) && !slices.ContainsFunc(proofs, func(p *Evidence) bool { return p.A.Issuer == v.A.Issuer && !v.better(p) }) {
+			proofs = append(proofs, v)
+			out[i], reasons[i] = Accept, ReasonEquivocation // forwarded, so every node learns it
 		}
 	}
-	if len(staged) == 0 {
+	if len(staged) > 0 {
+		staged = append(staged, l.drainPending()...)
+	}
+	if len(staged) == 0 && len(proofs) == 0 {
 		return
 	}
 	err := l.store.Update(func(tx kv.Txn) error {
@@ -355,14 +470,16 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 				return err
 			}
 		}
+		for _, p := range proofs {
+			if err := tx.Set(proofKey(p.A.Issuer), p.Marshal()); err != nil {
+				return err
+			}
+		}
 		return nil
 	})
 	if err != nil {
 		l.logger.Error("mesh: store events", "err", err)
-		for _, e := range staged {
-			l.remove(e)
-		}
-		l.refold()
+		l.rollback(staged)
 		for i, e := range entries {
 			if e != nil && slices.Contains(staged, e) {
 				out[i], reasons[i] = Ignore, ReasonStore
@@ -370,33 +487,310 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 		}
 		return
 	}
+	for _, e := range staged {
+		l.state.apply(e)
+	}
+	for _, p := range proofs {
+		l.installEvidence(p)
+	}
+	l.publishPolicy()
 	l.prune()
 	l.signal()
 }
 
-// admit judges one parsed entry against the log and the state, and applies
-// it if it is new (isNew: it still has to be stored). l.mu is held.
-func (l *Log) admit(e *entry) (v Verdict, reason string, isNew bool) {
+// rollback takes staged entries back out of the chains after a failed
+// write. Nothing was applied yet. l.mu is held.
+func (l *Log) rollback(staged []*entry) {
+	for i := len(staged) - 1; i >= 0; i-- {
+		e := staged[i]
+		c := l.chains[e.ev.Issuer]
+		c.events = c.events[:e.ev.Seq-1]
+		l.height--
+	}
+}
+
+// admit judges one parsed entry against the chains: a duplicate, an
+// equivocation (returned as evidence), an event that must wait, or the
+// next event of its issuer, which it appends to staged. l.mu is held.
+func (l *Log) admit(e *entry, staged *[]*entry) (v Verdict, reason string, proof *Evidence) {
 	ev := e.ev
 	name := wrapKey(e.payload)
 	if name != "" && l.pruned[name] {
 		ev.Attachments = nil // the key is destroyed: never keep its copies
 	}
-	if old := l.entries[ev.Issuer][ev.Seq]; old != nil {
-		switch {
-		case old.ev.ID() != ev.ID():
-			return Reject, ReasonReplay, false
-		case l.mergeAttachments(old, ev, name):
-			return Accept, ReasonOK, false
+	c := l.chains[ev.Issuer]
+	if c != nil && ev.Seq <= uint64(len(c.events)) {
+		old := c.events[ev.Seq-1]
+		if old.ev.ID() != ev.ID() {
+			return Ignore, ReasonDuplicate, l.conflict(ev)
 		}
-		return Ignore, ReasonDuplicate, false
+		if l.mergeAttachments(old, ev, name) {
+			return Accept, ReasonOK, nil
+		}
+		return Ignore, ReasonDuplicate, nil
 	}
-	if v, reason := l.precheck(ev, e.payload); v != Accept {
-		return v, reason, false
+	if c == nil && ev.Seq > 1 {
+		// An issuer whose record is not held: nothing of it waits here
+		// (anti-entropy pulls chains from their first event).
+		return Ignore, ReasonUnregistered, nil
 	}
-	l.insert(e)
-	l.catchUp()
-	return Accept, ReasonOK, true
+	if c != nil && c.evidence != nil && ev.Seq > c.evidence.At+1 {
+		return Ignore, ReasonTainted, nil // it equivocated: nothing it adds counts
+	}
+	if ok, why := l.ready(ev); !ok {
+		if why == ReasonBadChain {
+			return Ignore, ReasonDuplicate, l.conflict(ev)
+		}
+		if why != "" {
+			return Reject, why, nil
+		}
+		if ev.Time.After(l.clock().Add(MaxSkew)) {
+			return Ignore, ReasonFuture, nil
+		}
+		v, r := l.hold(e)
+		return v, r, nil
+	}
+	if ev.Time.After(l.clock().Add(MaxSkew)) {
+		return Ignore, ReasonFuture, nil
+	}
+	l.appendEntry(e)
+	*staged = append(*staged, e)
+	return Accept, ReasonOK, nil
+}
+
+// conflict returns the lowest evidence that x (a verified event) gives
+// against this node's chain of its issuer, or nil. l.mu is held.
+func (l *Log) conflict(x *event.Event) *Evidence {
+	c := l.chains[x.Issuer]
+	if c == nil {
+		return nil
+	}
+	var best *Evidence
+	for _, seq := range []uint64{x.Seq - 1, x.Seq, x.Seq + 1} {
+		if seq < 1 || seq > uint64(len(c.events)) {
+			continue
+		}
+		if v, ok := evidenceOf(c.events[seq-1].ev, x); ok && v.better(best) {
+			best = v
+		}
+	}
+	return best
+}
+
+func (l *Log) heldEvidence(k event.NodeKey) *Evidence {
+	if c := l.chains[k]; c != nil {
+		return c.evidence
+	}
+	return nil
+}
+
+// ready reports whether ev can be admitted now: it is the next event of
+// its issuer, its predecessor is the one held, every dependency is held
+// (or of a tainted issuer), and its clock is the one they give it. why is
+// "" when it must wait, a reason when it can never be admitted.
+func (l *Log) ready(ev *event.Event) (ok bool, why string) {
+	c := l.chains[ev.Issuer]
+	var prev *entry
+	if ev.Seq > 1 {
+		if c == nil || uint64(len(c.events)) < ev.Seq-1 {
+			return false, ""
+		}
+		prev = c.events[ev.Seq-2]
+		if prev.ev.ID() != ev.Prev {
+			return false, ReasonBadChain // the issuer signed two chains
+		}
+	}
+	want := uint64(1)
+	minTime := time.Time{}
+	if prev != nil {
+		want = prev.ev.Lamport + 1
+		minTime = prev.ev.Time
+	}
+	skipped := false
+	for _, d := range ev.Deps {
+		dc := l.chains[d.Issuer]
+		if n, known := l.state.Nodes[d.Issuer]; known && n.Tainted != 0 && d.Seq >= n.Tainted {
+			skipped = true // that issuer equivocated there: no branch counts
+			continue
+		}
+		if dc == nil || uint64(len(dc.events)) < d.Seq {
+			return false, ""
+		}
+		de := dc.events[d.Seq-1].ev
+		if de.ID() != d.ID {
+			// A fork of d.Issuer no evidence shows yet: ask peers for
+			// that position (Wants) until the other branch's event comes.
+			if old, ok := l.forkHints[d.Issuer]; ok {
+				l.forkHints[d.Issuer] = min(old, d.Seq)
+			} else if len(l.forkHints) < maxForkHints {
+				l.forkHints[d.Issuer] = d.Seq
+			}
+			return false, ""
+		}
+		want = max(want, de.Lamport+1)
+		if de.Time.After(minTime) {
+			minTime = de.Time
+		}
+	}
+	if ev.Lamport < want || !skipped && ev.Lamport != want {
+		return false, ReasonBadClock
+	}
+	if ev.Time.Before(minTime) {
+		return false, ReasonBadClock // backdated below what it follows
+	}
+	return true, ""
+}
+
+// appendEntry appends the next event of its issuer. l.mu is held.
+func (l *Log) appendEntry(e *entry) {
+	c := l.chains[e.ev.Issuer]
+	if c == nil {
+		c = &chain{}
+		l.chains[e.ev.Issuer] = c
+	}
+	e.arrived = l.clock()
+	c.events = append(c.events, e)
+	l.height++
+}
+
+// settledHead returns the newest event of c this node has held for at
+// least the dependency settling time (looking back at most 64 events), or
+// nil.
+func (l *Log) settledHead(c *chain, now time.Time) *entry {
+	for i, n := len(c.events)-1, 0; i >= 0 && n < 64; i, n = i-1, n+1 {
+		if e := c.events[i]; now.Sub(e.arrived) >= l.depSettle {
+			return e
+		}
+	}
+	return nil
+}
+
+// hold keeps an event that waits for its predecessor or dependencies,
+// within the pending bounds. l.mu is held.
+func (l *Log) hold(e *entry) (Verdict, string) {
+	m := l.pending[e.ev.Issuer]
+	if old := m[e.ev.Seq]; old != nil {
+		return Ignore, ReasonDuplicate
+	}
+	if len(m) >= MaxPendingPerIssuer {
+		return Ignore, ReasonPendingFull
+	}
+	for l.pendingCount >= MaxPending || l.pendingBytes+e.size > MaxPendingBytes {
+		// Full: make room by dropping the newest event of the issuer with
+		// the most waiting, if that is not this event's issuer — no
+		// issuer crowds out the others (anti-entropy brings it again).
+		if !l.evictFor(e.ev.Issuer) {
+			return Ignore, ReasonPendingFull
+		}
+	}
+	if m == nil {
+		m = map[uint64]*entry{}
+		l.pending[e.ev.Issuer] = m
+	}
+	m[e.ev.Seq] = e
+	l.pendingCount++
+	l.pendingBytes += e.size
+	return Ignore, ReasonPending
+}
+
+// evictFor drops one pending event of the issuer with the most waiting,
+// unless that is issuer or it has no more than issuer. l.mu is held.
+func (l *Log) evictFor(issuer event.NodeKey) bool {
+	var top event.NodeKey
+	most := 0
+	for k, m := range l.pending {
+		if len(m) > most || len(m) == most && compareKeys(k, top) < 0 {
+			top, most = k, len(m)
+		}
+	}
+	if most == 0 || top == issuer || most <= len(l.pending[issuer]) {
+		return false
+	}
+	m := l.pending[top]
+	var seq uint64
+	for s := range m {
+		seq = max(seq, s)
+	}
+	l.unhold(m, seq, m[seq])
+	if len(m) == 0 {
+		delete(l.pending, top)
+	}
+	return true
+}
+
+// drainPending admits every pending event that has become ready, until
+// none is. l.mu is held.
+func (l *Log) drainPending() []*entry {
+	var out []*entry
+	for progress := true; progress && l.pendingCount > 0; {
+		progress = false
+		issuers := make([]event.NodeKey, 0, len(l.pending))
+		for k := range l.pending {
+			issuers = append(issuers, k)
+		}
+		slices.SortFunc(issuers, compareKeys)
+		for _, k := range issuers {
+			m := l.pending[k]
+			for {
+				next := uint64(len(l.chains[k].eventsOrNil())) + 1
+				e := m[next]
+				// Drop what the chain has passed.
+				for seq, old := range m {
+					if seq < next {
+						l.unhold(m, seq, old)
+					}
+				}
+				if e == nil {
+					break
+				}
+				ok, why := l.ready(e.ev)
+				if !ok && why == "" {
+					break
+				}
+				l.unhold(m, next, e)
+				if !ok {
+					break // a broken chain or clock: never admissible
+				}
+				l.appendEntry(e)
+				out = append(out, e)
+				progress = true
+			}
+			if len(m) == 0 {
+				delete(l.pending, k)
+			}
+		}
+	}
+	return out
+}
+
+func (c *chain) eventsOrNil() []*entry {
+	if c == nil {
+		return nil
+	}
+	return c.events
+}
+
+func (l *Log) unhold(m map[uint64]*entry, seq uint64, e *entry) {
+	delete(m, seq)
+	l.pendingCount--
+	l.pendingBytes -= e.size
+}
+
+// installEvidence keeps v as the evidence against its issuer and taints
+// the issuer from v.At. l.mu is held (or the log is being opened).
+func (l *Log) installEvidence(v *Evidence) {
+	c := l.chains[v.A.Issuer]
+	if c == nil {
+		c = &chain{}
+		l.chains[v.A.Issuer] = c
+	}
+	if !v.better(c.evidence) {
+		return
+	}
+	c.evidence = v
+	l.logger.Warn("mesh: a node signed two events that cannot both be in its chain; its events from there on have no effect",
+		"issuer", v.A.Issuer.Hex(), "from_seq", v.At, "exact", v.Exact)
+	l.state.taint(v.A.Issuer, v.At)
 }
 
 // putEntry writes an event without its attachments, and each attachment
@@ -411,22 +805,9 @@ func putEntry(tx kv.Txn, e *entry) error {
 	return tx.Set(evKey(e.ev.Issuer, e.ev.Seq), e.ev.Pruned().Marshal())
 }
 
-// remove takes e out of the indexes (not the state). l.mu is held.
-func (l *Log) remove(e *entry) {
-	delete(l.entries[e.ev.Issuer], e.ev.Seq)
-	if l.contig[e.ev.Issuer] >= e.ev.Seq {
-		l.contig[e.ev.Issuer] = e.ev.Seq - 1
-	}
-	if i := slices.Index(l.order, e); i >= 0 {
-		l.order = slices.Delete(l.order, i, i+1)
-		l.applied = -1
-	}
-}
-
 // mergeAttachments adds to a held event the attachments a fuller copy of
-// it carries (a relay may have stripped them, or this node pruned them and
-// the key is alive again in no way — pruned keys are skipped). It reports
-// whether anything was added. l.mu is held.
+// it carries (a relay may have stripped them). It reports whether anything
+// was added. l.mu is held.
 func (l *Log) mergeAttachments(old *entry, ev *event.Event, name string) bool {
 	if name == "" || l.pruned[name] {
 		return false
@@ -453,7 +834,11 @@ func (l *Log) mergeAttachments(old *entry, ev *event.Event, name string) bool {
 		return false
 	}
 	old.ev.Attachments = append(old.ev.Attachments, add...)
-	l.refold()
+	// The copies in the state point at blobs by digest: refold the key.
+	if k := l.state.Keys[name]; k != nil {
+		l.state.dirty[name] = true
+		l.state.refoldKey(k)
+	}
 	l.signal()
 	return true
 }
@@ -466,7 +851,7 @@ func (l *Log) prune() {
 		if !k.Destroyed || l.pruned[name] {
 			continue
 		}
-		for _, e := range l.order {
+		for _, e := range k.events {
 			if wrapKey(e.payload) == name {
 				for _, a := range e.ev.Attachments {
 					clear(a)
@@ -489,111 +874,379 @@ func (l *Log) prune() {
 	}
 }
 
-// precheck refuses, before storing, what the current state already shows
-// to be wrong. The fold checks again in canonical order.
-func (l *Log) precheck(ev *event.Event, p any) (Verdict, string) {
-	s := l.state
-	switch ev.Kind {
-	case event.KindNodeRecord:
-		r := p.(event.NodeRecord)
-		if r.SignKey != ev.Issuer || !l.genesis.IsAdmin(r.Org, r.AdminKey) || r.VerifyAdmin(l.nid) != nil {
-			return Reject, DropBadAdmin
-		}
-		return Accept, ""
-	case event.KindDeregister:
-		d := p.(event.Deregister)
-		if !l.genesis.IsAdmin(d.Org, d.AdminKey) || d.VerifyAdmin(l.nid) != nil {
-			return Reject, DropBadAdmin
-		}
-	}
-	org, ok := s.OrgOf(ev.Issuer)
-	if !ok {
-		return Ignore, DropUnregistered
-	}
-	switch ev.Kind {
-	case event.KindKeyVersion, event.KindKeyState, event.KindKeyDestroy, event.KindGrant, event.KindRevoke:
-		k, ok := s.Keys[keyName(p)]
-		if !ok {
-			return Ignore, DropUnknownKey
-		}
-		if k.Owner != org {
-			return Reject, DropUnauthorised
-		}
-	}
-	return Accept, ""
-}
-
 // ErrRefused is returned by Issue when the node's own event does not pass.
 var ErrRefused = errors.New("mesh: event refused")
 
-// Issue signs a new event of this node, stores and applies it, and returns
-// its encoding for publishing. attachments are the wrapped key copies a
-// KeyVersion or KeyShare names by digest.
-func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) ([]byte, error) {
+// Issued is an event this node issued: its encoding for publishing and
+// its id.
+type Issued struct {
+	Raw []byte
+	ID  [32]byte
+	Seq uint64
+}
+
+// Issue signs this node's next event, stores and applies it, and returns
+// its encoding for publishing. It chains the event on this node's last one
+// and names as dependencies the other issuers' heads its earlier events
+// did not name (at most event.MaxDeps, the furthest behind first), so its
+// Lamport clock and time follow everything it has seen. attachments are the
+// wrapped key copies a KeyVersion or KeyShare names by digest.
+func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Issued, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	ev := event.Event{
-		Network: l.nid, Seq: l.contig[l.self] + 1, Lamport: l.lamport + 1,
-		Time: l.clock().UTC(), Kind: kind, Payload: payload, Attachments: attachments,
+	c := l.chains[l.self]
+	ev := event.Event{Network: l.nid, Seq: 1, Lamport: 1, Time: l.clock().UTC(), Kind: kind, Payload: payload, Attachments: attachments}
+	if h := c.head(); h != nil {
+		ev.Seq, ev.Prev, ev.Lamport = h.ev.Seq+1, h.ev.ID(), h.ev.Lamport+1
+		if h.ev.Time.After(ev.Time) {
+			ev.Time = h.ev.Time
+		}
 	}
+	type cand struct {
+		k   event.NodeKey
+		gap uint64
+	}
+	var cands []cand
+	now := l.clock()
+	heads := map[event.NodeKey]*entry{}
+	for k, oc := range l.chains {
+		if k == l.self || len(oc.events) == 0 {
+			continue
+		}
+		h := l.settledHead(oc, now)
+		if h == nil || h.ev.Seq <= l.referenced[k] {
+			continue
+		}
+		if nd, ok := l.state.Nodes[k]; ok && nd.Tainted != 0 {
+			continue
+		}
+		heads[k] = h
+		cands = append(cands, cand{k, h.ev.Seq - l.referenced[k]})
+	}
+	slices.SortFunc(cands, func(a, b cand) int {
+		if a.gap != b.gap {
+			return int(b.gap - a.gap)
+		}
+		return compareKeys(a.k, b.k)
+	})
+	if len(cands) > event.MaxDeps {
+		cands = cands[:event.MaxDeps]
+	}
+	for _, cd := range cands {
+		h := heads[cd.k]
+		ev.Deps = append(ev.Deps, event.Dep{Issuer: cd.k, Seq: h.ev.Seq, ID: h.ev.ID()})
+		ev.Lamport = max(ev.Lamport, h.ev.Lamport+1)
+		if h.ev.Time.After(ev.Time) {
+			ev.Time = h.ev.Time
+		}
+	}
+	slices.SortFunc(ev.Deps, func(a, b event.Dep) int { return compareKeys(a.Issuer, b.Issuer) })
 	signed, raw, err := event.Sign(l.priv, ev)
 	if err != nil {
-		return nil, fmt.Errorf("mesh: sign event: %w", err)
+		return Issued{}, fmt.Errorf("mesh: sign event: %w", err)
 	}
 	p, err := decode(&signed)
 	if err != nil {
-		return nil, fmt.Errorf("mesh: %s payload: %w", kind, err)
-	}
-	if err := l.state.check(&signed, p); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrRefused, err)
+		return Issued{}, fmt.Errorf("mesh: %s payload: %w", kind, err)
 	}
 	if err := signed.VerifyAttachments(); err != nil {
-		return nil, fmt.Errorf("mesh: %s attachments: %w", kind, err)
+		return Issued{}, fmt.Errorf("mesh: %s attachments: %w", kind, err)
+	}
+	if signed.Seq == 1 && kind != event.KindNodeRecord {
+		return Issued{}, fmt.Errorf("%w: this node is not registered (its first event must be its node record)", ErrRefused)
 	}
 	out, reasons := []Verdict{Accept}, []string{ReasonOK}
-	l.deliverLocked([]*entry{{ev: &signed, payload: p}}, out, reasons)
+	l.deliverLocked([]*entry{{ev: &signed, payload: p, size: len(raw)}}, out, reasons)
 	l.verdict(out[0], reasons[0])
 	if out[0] != Accept {
-		return nil, fmt.Errorf("%w: %s (%s)", ErrRefused, reasons[0], kind)
+		return Issued{}, fmt.Errorf("%w: %s (%s)", ErrRefused, reasons[0], kind)
 	}
-	return raw, nil
+	for _, d := range signed.Deps {
+		l.referenced[d.Issuer] = d.Seq
+	}
+	return Issued{Raw: raw, ID: signed.ID(), Seq: signed.Seq}, nil
 }
 
 // IssuerID is the string form of an issuer used in anti-entropy summaries.
 func IssuerID(k event.NodeKey) string { return hex.EncodeToString(k[:]) }
 
+// proofIDPrefix marks summary entries that advertise equivocation
+// evidence: "proof:" + issuer id → evidenceScore(its taint position), so a
+// node pulls the evidence of every peer that knows an earlier fork.
+const proofIDPrefix = "proof:"
+
+func evidenceScore(at uint64) uint64 { return 1<<40 - at }
+
+// headIDPrefix marks summary entries that advertise the head of a chain:
+// "head:" + issuer id → headScore, 63 bits of the head's id, so two nodes
+// holding equally long but different branches of a forked chain find out:
+// the one with the lower score pulls the other's head, which is then
+// evidence. (63 bits: no one grinds two heads with one score.)
+const headIDPrefix = "head:"
+
+func headScore(id [32]byte) uint64 { return binary.BigEndian.Uint64(id[:8])>>1 | 1 }
+
 // Summary returns, per issuer, the highest sequence number up to which
-// every event is held.
+// every event is held, and per tainted issuer ("proof:" + issuer id) the
+// score of the evidence held, so anti-entropy spreads evidence too.
 func (l *Log) Summary() map[string]uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := make(map[string]uint64, len(l.contig))
-	for k, n := range l.contig {
-		if n > 0 {
-			out[IssuerID(k)] = n
+	out := make(map[string]uint64, len(l.chains))
+	for k, c := range l.chains {
+		if n := len(c.events); n > 0 {
+			out[IssuerID(k)] = uint64(n)
+		}
+		if c.evidence != nil {
+			out[proofIDPrefix+IssuerID(k)] = evidenceScore(c.evidence.At)
+		} else if h := c.head(); h != nil {
+			out[headIDPrefix+IssuerID(k)] = headScore(h.ev.ID())
 		}
 	}
 	return out
 }
 
 // Events returns the raw events of issuer with sequence numbers in
-// (after, after+max], in order, stopping at the first gap.
+// (after, after+max], in order; for a "proof:" id, the evidence held
+// against that issuer (one item, whatever after and max).
 func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
-	b, err := hex.DecodeString(issuer)
+	id, isProof := strings.CutPrefix(issuer, proofIDPrefix)
+	id, isHead := strings.CutPrefix(id, headIDPrefix)
+	b, err := hex.DecodeString(id)
 	if err != nil || len(b) != len(event.NodeKey{}) {
 		return nil, fmt.Errorf("mesh: bad issuer id %q", issuer)
 	}
-	var k event.NodeKey
-	copy(k[:], b)
+	k := event.NodeKey(b)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var out [][]byte
-	for seq := after + 1; len(out) < max; seq++ {
-		e := l.entries[k][seq]
-		if e == nil {
-			break
+	c := l.chains[k]
+	if c == nil {
+		return nil, nil
+	}
+	if isProof {
+		if c.evidence == nil || max < 1 {
+			return nil, nil
 		}
-		out = append(out, e.ev.Marshal())
+		return [][]byte{c.evidence.Marshal()}, nil
+	}
+	if isHead {
+		// after is the asker's own head score: answer when its chain ends
+		// elsewhere (it is behind, ahead, or holds another branch).
+		h := c.head()
+		if h == nil || max < 1 || after == headScore(h.ev.ID()) {
+			return nil, nil
+		}
+		return [][]byte{h.ev.Marshal()}, nil
+	}
+	var out [][]byte
+	for seq := after + 1; seq <= uint64(len(c.events)) && len(out) < max; seq++ {
+		out = append(out, c.events[seq-1].ev.Marshal())
 	}
 	return out, nil
+}
+
+// Want is a range of an issuer's chain to ask every peer for, whatever
+// their summaries say (the anti-entropy Wanter interface).
+type Want struct {
+	Issuer string
+	After  uint64
+	Max    int
+}
+
+const maxForkHints = 64
+
+// Wants returns what this node asks peers for beyond their summaries: for
+// each issuer whose evidence is only an upper bound of its fork, the event
+// at that position, so that a peer holding the other branch hands in what
+// locates the fork; and for each fork hint (a waiting event that names
+// another event than the one held), that position (at most 16 wants).
+func (l *Log) Wants() []Want {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []Want
+	for k, c := range l.chains {
+		if c.evidence != nil && !c.evidence.Exact && c.evidence.At >= 1 && len(out) < 16 {
+			out = append(out, Want{Issuer: IssuerID(k), After: c.evidence.At - 1, Max: 1})
+		}
+	}
+	for k, seq := range l.forkHints {
+		if c := l.chains[k]; c != nil && c.evidence != nil && c.evidence.At <= seq {
+			delete(l.forkHints, k) // evidence covers it now
+			continue
+		}
+		if len(out) < 16 {
+			out = append(out, Want{Issuer: IssuerID(k), After: seq - 1, Max: 1})
+		}
+	}
+	slices.SortFunc(out, func(a, b Want) int { return strings.Compare(a.Issuer, b.Issuer) })
+	return out
+}
+
+// Checkpoint returns this node's signed liveness checkpoint, naming the
+// heads it holds of every node of its org, or nil if it is not registered.
+func (l *Log) Checkpoint() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	me, ok := l.state.Nodes[l.self]
+	if !ok {
+		return nil
+	}
+	cp := event.Checkpoint{Network: l.nid, Time: l.clock()}
+	for k, n := range l.state.Nodes {
+		if n.Record.Org == me.Record.Org {
+			if c := l.chains[k]; c != nil && len(c.events) > 0 {
+				cp.Heads = append(cp.Heads, event.Head{Issuer: k, Seq: uint64(len(c.events))})
+			}
+		}
+	}
+	slices.SortFunc(cp.Heads, func(a, b event.Head) int { return compareKeys(a.Issuer, b.Issuer) })
+	if len(cp.Heads) > event.MaxHeads {
+		cp.Heads = cp.Heads[:event.MaxHeads]
+	}
+	_, raw, err := event.SignCheckpoint(l.priv, cp)
+	if err != nil {
+		l.logger.Error("mesh: sign checkpoint", "err", err)
+		return nil
+	}
+	return raw
+}
+
+// deliverCheckpoint takes a checkpoint from another node: verified, of an
+// active node, not dated in the future. It is kept (the newest per issuer)
+// until this node holds every head it names; then it vouches for its org's
+// events up to its time.
+func (l *Log) deliverCheckpoint(raw []byte) (Verdict, string) {
+	cp, err := event.ParseCheckpoint(raw)
+	if err != nil {
+		return Reject, ReasonMalformed
+	}
+	if cp.Network != l.nid {
+		return Reject, ReasonForeignNetwork
+	}
+	if cp.Verify() != nil {
+		return Reject, ReasonBadSignature
+	}
+	now := l.clock()
+	if cp.Time.After(now.Add(MaxSkew)) {
+		return Ignore, ReasonFuture
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n, ok := l.state.Nodes[cp.Issuer]
+	if !ok || !n.Active(now) {
+		return Ignore, ReasonUnregistered
+	}
+	if old := l.checkpoints[cp.Issuer]; old != nil && !cp.Time.After(old.Time) {
+		return Ignore, ReasonDuplicate
+	}
+	l.checkpoints[cp.Issuer] = cp
+	l.settleCheckpoints()
+	return Accept, ReasonOK
+}
+
+// settleCheckpoints moves every checkpoint whose heads are all held into
+// its org's freshness. l.mu is held.
+func (l *Log) settleCheckpoints() {
+	for k, cp := range l.checkpoints {
+		held := true
+		for _, h := range cp.Heads {
+			if c := l.chains[h.Issuer]; c == nil || uint64(len(c.events)) < h.Seq {
+				held = false
+				break
+			}
+		}
+		if !held {
+			continue
+		}
+		delete(l.checkpoints, k)
+		t := cp.Time
+		if now := l.clock(); t.After(now) {
+			t = now
+		}
+		if t.After(l.fresh[k]) {
+			l.fresh[k] = t
+		}
+	}
+}
+
+// ErrStalePolicy is returned by Fresh for a key whose owner org this node
+// has not heard from within the staleness bound.
+var ErrStalePolicy = policy.ErrStalePolicy
+
+// Fresh returns nil if this node can vouch for key's policy at now: the
+// key's owner is this node's own org, or every active node of the owner
+// org has, within the staleness bound, sent a checkpoint that names
+// nothing this node lacks. So a revocation that any owner node made is in
+// force here at most the bound after it was made, partitions included: a
+// node cut off from any of the owner's nodes refuses the key instead of
+// serving a revocation it may have missed. The price is availability: a
+// down node of the owner org makes that org's keys unavailable at other
+// orgs' nodes until it returns, is deregistered, or its record expires.
+func (l *Log) Fresh(key string, now time.Time) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	owner, ok := l.genesis.KeyOwner(key)
+	if !ok {
+		return nil // no org owns it: no key, nothing to vouch for
+	}
+	if me, ok := l.state.Nodes[l.self]; ok && me.Record.Org == owner {
+		return nil
+	}
+	l.settleCheckpoints()
+	age, who := l.orgAge(owner, now)
+	switch {
+	case who == nil:
+		return fmt.Errorf("%w: %s, the owner of %q, has no active node", ErrStalePolicy, owner, key)
+	case age < 0:
+		return fmt.Errorf("%w: nothing heard from node %s of %s, the owner of %q, yet", ErrStalePolicy, who, owner, key)
+	case age > l.staleness:
+		return fmt.Errorf("%w: last heard from node %s of %s, the owner of %q, %s ago (bound %s)", ErrStalePolicy, who, owner, key, age.Round(time.Millisecond), l.staleness)
+	}
+	return nil
+}
+
+// orgAge returns how long ago this node last heard from the node of org it
+// heard from least recently (negative: one never), and that node; nil if
+// the org has no active node. l.mu is held.
+func (l *Log) orgAge(org string, now time.Time) (time.Duration, *event.NodeKey) {
+	var oldest time.Duration
+	var who *event.NodeKey
+	for k, n := range l.state.Nodes {
+		if n.Record.Org != org || k == l.self || !n.Active(now) {
+			continue
+		}
+		k := k
+		t, heard := l.fresh[k]
+		age := now.Sub(t)
+		if !heard {
+			return -1, &k
+		}
+		if who == nil || age > oldest {
+			oldest, who = age, &k
+		}
+	}
+	return oldest, who
+}
+
+// Staleness returns the staleness bound, and for each org of the network
+// but this node's own, how long ago this node last heard from the node of
+// that org it heard from least recently (negative: never, or no active
+// node).
+func (l *Log) Staleness(now time.Time) (bound time.Duration, ages map[string]time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.settleCheckpoints()
+	me := l.state.Nodes[l.self]
+	ages = map[string]time.Duration{}
+	for _, o := range l.genesis.Orgs {
+		if me != nil && me.Record.Org == o.ID {
+			continue
+		}
+		age, who := l.orgAge(o.ID, now)
+		if who == nil {
+			age = -1
+		}
+		ages[o.ID] = age
+	}
+	return l.staleness, ages
 }

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,6 +47,9 @@ func newWorld(t testing.TB, orgs []string, perOrg int) *world {
 		copy(pub[:], priv.Public().(ed25519.PublicKey))
 		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: o, AdminKeys: [][32]byte{pub}})
 	}
+	if len(g.Orgs) > 1 {
+		g.Orgs[0].Namespaces = []string{"trade", "gdpr", "a"}
+	}
 	w.g = g
 	_, kemPub, err := transport.GenerateKey()
 	if err != nil {
@@ -62,12 +67,25 @@ func newWorld(t testing.TB, orgs []string, perOrg int) *world {
 	return w
 }
 
-// issuer signs events for one node, tracking its sequence and clock.
+// issuer signs events for one node as an honest node would: chained on
+// its previous event, depending on the last event of every issuer signed
+// before (clocks shared through heads).
 type issuer struct {
-	w       *world
-	n       testNode
-	seq     uint64
-	lamport *uint64 // shared "causal" clock so later events sort later
+	w     *world
+	n     testNode
+	seq   uint64
+	prev  [32]byte
+	lam   uint64
+	heads *map[event.NodeKey]*event.Event
+}
+
+func newIssuers(w *world) []*issuer {
+	heads := map[event.NodeKey]*event.Event{}
+	out := make([]*issuer, len(w.nodes))
+	for i, n := range w.nodes {
+		out[i] = &issuer{w: w, n: n, heads: &heads}
+	}
+	return out
 }
 
 func (is *issuer) event(t testing.TB, kind event.Kind, payload any, attachments ...[]byte) []byte {
@@ -76,16 +94,21 @@ func (is *issuer) event(t testing.TB, kind event.Kind, payload any, attachments 
 	if err != nil {
 		t.Fatal(err)
 	}
-	is.seq++
-	*is.lamport++
-	_, raw, err := event.Sign(is.n.priv, event.Event{
-		Network: is.w.g.ID(), Seq: is.seq, Lamport: *is.lamport,
-		Time: is.w.t0.Add(time.Duration(*is.lamport) * time.Second), Kind: kind, Payload: b,
-		Attachments: attachments,
-	})
+	ev := event.Event{Network: is.w.g.ID(), Seq: is.seq + 1, Prev: is.prev, Lamport: is.lam + 1, Kind: kind, Payload: b, Attachments: attachments}
+	for k, h := range *is.heads {
+		if k != is.n.key {
+			ev.Deps = append(ev.Deps, event.Dep{Issuer: k, Seq: h.Seq, ID: h.ID()})
+			ev.Lamport = max(ev.Lamport, h.Lamport+1)
+		}
+	}
+	slices.SortFunc(ev.Deps, func(a, b event.Dep) int { return bytes.Compare(a.Issuer[:], b.Issuer[:]) })
+	ev.Time = is.w.t0.Add(time.Duration(ev.Lamport) * time.Second)
+	signed, raw, err := event.Sign(is.n.priv, ev)
 	if err != nil {
 		t.Fatal(err)
 	}
+	is.seq, is.prev, is.lam = signed.Seq, signed.ID(), signed.Lamport
+	(*is.heads)[is.n.key] = &signed
 	return raw
 }
 
@@ -105,11 +128,7 @@ func (w *world) record(t testing.TB, n testNode) event.NodeRecord {
 // keys, versions with wraps, org and token grants, revocations, shares,
 // a destroy with acks.
 func history(t testing.TB, w *world, r *mrand.Rand) [][]byte {
-	var lamport uint64
-	iss := make([]*issuer, len(w.nodes))
-	for i, n := range w.nodes {
-		iss[i] = &issuer{w: w, n: n, lamport: &lamport}
-	}
+	iss := newIssuers(w)
 	var out [][]byte
 	for i, n := range w.nodes {
 		out = append(out, iss[i].event(t, event.KindNodeRecord, w.record(t, n)))
@@ -134,8 +153,8 @@ func history(t testing.TB, w *world, r *mrand.Rand) [][]byte {
 				wraps = append(wraps, event.Wrap{Recipient: n.key, Digest: event.DigestOf(b)})
 			}
 		}
-		out = append(out, owner.event(t, event.KindKeyVersion, event.KeyVersion{Key: name, Version: 1, ActivateAt: w.t0, Wraps: wraps}, blobs...))
-		g := policy.Grant{ID: fmt.Sprintf("g%d", k), Key: name, Party: "org:Org2MSP", Ops: policy.OpsAll, Issuer: "n", IssuedAt: w.t0}
+		out = append(out, owner.event(t, event.KindKeyVersion, event.KeyVersion{Key: name, Version: 1, ActivateAt: w.t0, Check: event.DigestOf([]byte(name)), Wraps: wraps}, blobs...))
+		g := policy.Grant{ID: IDPrefix(owner.n.key) + fmt.Sprintf("g%d", k), Key: name, Party: "org:Org2MSP", Ops: policy.OpsAll, Issuer: "n", IssuedAt: w.t0}
 		out = append(out, owner.event(t, event.KindGrant, g))
 		for _, n := range w.nodes {
 			if n.org == "Org2MSP" {
@@ -143,12 +162,12 @@ func history(t testing.TB, w *world, r *mrand.Rand) [][]byte {
 				out = append(out, owner.event(t, event.KindKeyShare, event.KeyShare{Key: name, Shares: []event.Share{{Version: 1, ActivateAt: w.t0, Wrap: event.Wrap{Recipient: n.key, Digest: event.DigestOf(b)}}}}, b))
 			}
 		}
-		tg := policy.Grant{ID: fmt.Sprintf("t%d", k), Key: name, Party: "token:app", Ops: policy.OpsOf(policy.OpDecrypt), Custodian: "Org1MSP", Issuer: "n", IssuedAt: w.t0}
+		tg := policy.Grant{ID: IDPrefix(owner.n.key) + fmt.Sprintf("t%d", k), Key: name, Party: "token:app", Ops: policy.OpsOf(policy.OpDecrypt), Custodian: "Org1MSP", Issuer: "n", IssuedAt: w.t0}
 		out = append(out, owner.event(t, event.KindGrant, tg))
 		if k == 1 {
-			out = append(out, owner.event(t, event.KindRevoke, policy.Revocation{ID: "r1", Key: name, Party: "org:Org2MSP", Issuer: "n", IssuedAt: w.t0}))
+			out = append(out, owner.event(t, event.KindRevoke, policy.Revocation{ID: IDPrefix(owner.n.key) + "r1", Key: name, Party: "org:Org2MSP", Issuer: "n", IssuedAt: w.t0}))
 			b := blob()
-			out = append(out, owner.event(t, event.KindKeyVersion, event.KeyVersion{Key: name, Version: 2, ActivateAt: w.t0, Wraps: []event.Wrap{{Recipient: owner.n.key, Digest: event.DigestOf(b)}}}, b))
+			out = append(out, owner.event(t, event.KindKeyVersion, event.KeyVersion{Key: name, Version: 2, ActivateAt: w.t0, Check: event.DigestOf([]byte(name + "2")), Wraps: []event.Wrap{{Recipient: owner.n.key, Digest: event.DigestOf(b)}}}, b))
 		}
 		if k == 2 {
 			out = append(out, owner.event(t, event.KindKeyDestroy, event.KeyDestroy{Key: name}))
@@ -168,7 +187,7 @@ func history(t testing.TB, w *world, r *mrand.Rand) [][]byte {
 			break
 		}
 	}
-	out = append(out, org2.event(t, event.KindGrant, policy.Grant{ID: "forged", Key: "trade/k0", Party: "token:evil", Ops: policy.OpsAll, Issuer: "n", IssuedAt: w.t0}))
+	out = append(out, org2.event(t, event.KindGrant, policy.Grant{ID: IDPrefix(org2.n.key) + "forged", Key: "trade/k0", Party: "token:evil", Ops: policy.OpsAll, Issuer: "n", IssuedAt: w.t0}))
 	return out
 }
 
@@ -210,8 +229,8 @@ func TestFoldConverges(t *testing.T) {
 	deliverAll(ref, evs)
 	var want []byte
 	ref.View(func(s *State) { want = s.Canonical() })
-	if ref.Height() != len(evs)-1 {
-		t.Fatalf("reference log holds %d events, want %d (all but the forged grant)", ref.Height(), len(evs)-1)
+	if ref.Height() != len(evs) {
+		t.Fatalf("reference log holds %d events, want %d (the forged grant is held, with no effect)", ref.Height(), len(evs))
 	}
 	for round := range 60 {
 		perm := append([][]byte(nil), evs...)
@@ -238,7 +257,7 @@ func TestFoldConverges(t *testing.T) {
 		if s.Entitled("trade/k1", w.nodes[2].key) {
 			t.Error("Org2 node still entitled to trade/k1 after the revocation")
 		}
-		if v2 := s.Keys["trade/k1"].Versions[1]; len(v2.Wraps) != 1 {
+		if v2 := s.Keys["trade/k1"].Versions[1]; len(v2.Wraps) != 1 || len(s.CopiesFor("trade/k1", v2, w.nodes[2].key)) != 0 {
 			t.Errorf("trade/k1 v2 has %d wraps, want only the owner's", len(v2.Wraps))
 		}
 		k2 := s.Keys["trade/k2"]
@@ -246,7 +265,7 @@ func TestFoldConverges(t *testing.T) {
 			t.Errorf("trade/k2 destroyed=%v outstanding=%d, want destroyed with every ack", k2.Destroyed, len(k2.Outstanding()))
 		}
 		for _, st := range s.Policy.Grants("trade/k0") {
-			if st.Grant.ID == "forged" {
+			if strings.HasSuffix(st.Grant.ID, "forged") {
 				t.Error("the grant forged by Org2 on Org1's key is in the state")
 			}
 		}
@@ -256,13 +275,15 @@ func TestFoldConverges(t *testing.T) {
 func TestDeliverRefusals(t *testing.T) {
 	w := newWorld(t, []string{"Org1MSP", "Org2MSP"}, 1)
 	var counts = map[string]int{}
-	l, err := OpenLog(kv.NewMem(), w.g, w.nodes[0].priv, LogOptions{OnVerdict: func(v Verdict, reason string) { counts[v.String()+"/"+reason]++ }})
+	l, err := OpenLog(kv.NewMem(), w.g, w.nodes[0].priv, LogOptions{
+		Clock:     func() time.Time { return w.t0.Add(time.Hour) },
+		OnVerdict: func(v Verdict, reason string) { counts[v.String()+"/"+reason]++ },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lamport uint64
-	a := &issuer{w: w, n: w.nodes[0], lamport: &lamport}
-	b := &issuer{w: w, n: w.nodes[1], lamport: &lamport}
+	iss := newIssuers(w)
+	a, b := iss[0], iss[1]
 	recA := a.event(t, event.KindNodeRecord, w.record(t, w.nodes[0]))
 	if v := l.Deliver(recA); v != Accept {
 		t.Fatalf("Deliver(record) = %v", v)
@@ -271,35 +292,38 @@ func TestDeliverRefusals(t *testing.T) {
 	if v := l.Deliver(create); v != Accept {
 		t.Fatalf("Deliver(create) = %v", v)
 	}
-	// Unregistered issuer: b has not published its record yet.
-	early := b.event(t, event.KindKeyCreate, event.KeyCreate{Key: "trade/y"})
-	// A record for b signed by the wrong org's admin.
+	// A record for b signed by the wrong org's admin, as b's first event.
 	bad := w.record(t, w.nodes[1])
 	bad, _ = event.SignNodeRecord(w.admins["Org1MSP"], w.g.ID(), bad)
 	bad.Org = "Org2MSP"
-	badRec := b.event(t, event.KindNodeRecord, bad)
+	badB := &issuer{w: w, n: w.nodes[1], heads: &map[event.NodeKey]*event.Event{}}
+	badRec := badB.event(t, event.KindNodeRecord, bad)
 	goodRec := b.event(t, event.KindNodeRecord, w.record(t, w.nodes[1]))
-	forged := b.event(t, event.KindGrant, policy.Grant{ID: "f", Key: "trade/x", Party: "token:evil", Ops: policy.OpsAll, Issuer: "b", IssuedAt: w.t0})
+	forged := b.event(t, event.KindGrant, policy.Grant{ID: IDPrefix(b.n.key) + "f", Key: "trade/x", Party: "token:evil", Ops: policy.OpsAll, Issuer: "b", IssuedAt: w.t0})
 	// Another network.
 	other := *w.g
 	other.Network = "other-net"
-	_, foreign, _ := event.Sign(w.nodes[0].priv, event.Event{Network: other.ID(), Seq: 9, Lamport: 99, Time: w.t0, Kind: event.KindKeyCreate, Payload: []byte(`{"key":"trade/z"}`)})
+	_, foreign, _ := event.Sign(w.nodes[0].priv, event.Event{Network: other.ID(), Seq: 1, Lamport: 1, Time: w.t0, Kind: event.KindKeyCreate, Payload: []byte(`{"key":"trade/z"}`)})
 	tampered := append([]byte(nil), create...)
 	tampered[len(tampered)-70] ^= 1
+	// b's second event, forging a clock: its lamport is not the one its
+	// predecessor and dependencies give it.
+	_, badClock, _ := event.Sign(w.nodes[1].priv, event.Event{Network: w.g.ID(), Seq: 3, Prev: b.prev, Lamport: b.lam + 5, Time: w.t0.Add(time.Hour), Kind: event.KindDestroyAck, Payload: []byte(`{"Key":"trade/x"}`)})
 
 	tests := []struct {
 		name string
 		raw  []byte
 		want Verdict
 	}{
-		{"fail/unregistered", early, Ignore},
+		{"fail/before-record", forged, Ignore}, // not held: anti-entropy pulls chains from their start
 		{"fail/bad-admin", badRec, Reject},
 		{"ok/record", goodRec, Accept},
-		{"fail/forged-grant", forged, Reject},
+		{"ok/after-record", forged, Accept},
 		{"fail/duplicate", create, Ignore},
 		{"fail/foreign-network", foreign, Reject},
 		{"fail/bad-signature", tampered, Reject},
 		{"fail/garbage", []byte("nope"), Reject},
+		{"fail/forged-clock", badClock, Reject},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,13 +332,30 @@ func TestDeliverRefusals(t *testing.T) {
 			}
 		})
 	}
-	// A replayed sequence number with other content is equivocation.
-	b2 := &issuer{w: w, n: w.nodes[1], lamport: &lamport, seq: b.seq - 2} // reuses goodRec's seq
-	replay := b2.event(t, event.KindKeyCreate, event.KeyCreate{Key: "trade/other"})
-	if v := l.Deliver(replay); v != Reject {
-		t.Errorf("Deliver(reused seq) = %v, want reject", v)
+	// b's grant is held now, with no effect: b is not of the key's owner
+	// org.
+	if l.Height() != 4 || l.Pending() != 0 {
+		t.Errorf("log holds %d events, %d pending; want 4, 0", l.Height(), l.Pending())
 	}
-	for _, want := range []string{"ignore/" + DropUnregistered, "reject/" + DropBadAdmin, "reject/" + DropUnauthorised, "reject/" + ReasonForeignNetwork, "reject/" + ReasonBadSignature, "reject/" + ReasonReplay, "ignore/" + ReasonDuplicate} {
+	if len(l.Policy().Grants("trade/x")) != 0 {
+		t.Error("Org2's grant on Org1's key is in force")
+	}
+	// Another event at b's first position is equivocation: kept as proof,
+	// forwarded, and b is tainted from there.
+	eq := &issuer{w: w, n: w.nodes[1], heads: &map[event.NodeKey]*event.Event{}}
+	r2 := w.record(t, w.nodes[1])
+	r2.Addrs = []string{"/ip4/127.0.0.1/tcp/2"}
+	r2, _ = event.SignNodeRecord(w.admins["Org2MSP"], w.g.ID(), r2)
+	if v := l.Deliver(eq.event(t, event.KindNodeRecord, r2)); v != Accept {
+		t.Errorf("Deliver(equivocation) = %v, want accept (as proof)", v)
+	}
+	l.View(func(s *State) {
+		if s.Nodes[w.nodes[1].key].Tainted != 1 {
+			t.Errorf("b tainted from %d, want 1", s.Nodes[w.nodes[1].key].Tainted)
+		}
+	})
+	for _, want := range []string{"ignore/" + ReasonUnregistered, "reject/" + ReasonBadRecord, "reject/" + ReasonForeignNetwork,
+		"reject/" + ReasonBadSignature, "reject/" + ReasonBadClock, "accept/" + ReasonEquivocation, "ignore/" + ReasonDuplicate} {
 		if counts[want] == 0 {
 			t.Errorf("no %q counted; counts %v", want, counts)
 		}
@@ -337,9 +378,6 @@ func TestIssueAndRestart(t *testing.T) {
 	kc, _ := json.Marshal(event.KeyCreate{Key: "a/b"})
 	if _, err := l.Issue(event.KindKeyCreate, kc); err != nil {
 		t.Fatal(err)
-	}
-	if _, err := l.Issue(event.KindKeyCreate, kc); err == nil {
-		t.Error("Issue of a duplicate key create succeeded")
 	}
 	var want []byte
 	l.View(func(s *State) { want = s.Canonical() })
@@ -371,9 +409,8 @@ func TestPruneOnDestroy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var lamport uint64
-	a := &issuer{w: w, n: w.nodes[0], lamport: &lamport}
-	b := &issuer{w: w, n: w.nodes[1], lamport: &lamport}
+	iss := newIssuers(w)
+	a, b := iss[0], iss[1]
 	blob := bytes.Repeat([]byte{0xAB}, 1208)
 	for _, raw := range [][]byte{
 		a.event(t, event.KindNodeRecord, w.record(t, w.nodes[0])),
@@ -384,7 +421,7 @@ func TestPruneOnDestroy(t *testing.T) {
 			t.Fatalf("Deliver = %v", v)
 		}
 	}
-	full := a.event(t, event.KindKeyVersion, event.KeyVersion{Key: "gdpr/email", Version: 1, ActivateAt: w.t0,
+	full := a.event(t, event.KindKeyVersion, event.KeyVersion{Key: "gdpr/email", Version: 1, ActivateAt: w.t0, Check: event.DigestOf([]byte("c")),
 		Wraps: []event.Wrap{{Recipient: w.nodes[1].key, Digest: event.DigestOf(blob)}}}, blob)
 	ev, _ := event.Parse(full)
 	stripped := ev.Pruned().Marshal()
@@ -393,7 +430,10 @@ func TestPruneOnDestroy(t *testing.T) {
 	}
 	hasBlob := func() bool {
 		var got bool
-		l.View(func(s *State) { got = s.Keys["gdpr/email"].Versions[0].Wraps[w.nodes[1].key].Blob != nil })
+		l.View(func(s *State) {
+			ws := s.Keys["gdpr/email"].Versions[0].Wraps[w.nodes[1].key]
+			got = len(ws) > 0 && ws[0].Blob != nil
+		})
 		return got
 	}
 	if hasBlob() {
@@ -501,5 +541,21 @@ func TestDeliverBatch(t *testing.T) {
 		if v != Accept {
 			t.Errorf("event %d after recovery = %v, want accept", i, v)
 		}
+	}
+}
+
+// TestOpenRefusesFormat1Log: a data directory whose event log an earlier
+// keymesh wrote (event format 1) is refused with ErrOldLog, which says
+// what to do, rather than misread.
+func TestOpenRefusesFormat1Log(t *testing.T) {
+	w := newWorld(t, []string{"Org1MSP"}, 1)
+	store := kv.NewMem()
+	old := append([]byte{1}, bytes.Repeat([]byte{0xAA}, 200)...) // a format-1 event's first byte
+	if err := store.Update(func(tx kv.Txn) error { return tx.Set(evKey(w.nodes[0].key, 1), old) }); err != nil {
+		t.Fatal(err)
+	}
+	_, err := OpenLog(store, w.g, w.nodes[0].priv, LogOptions{})
+	if !errors.Is(err, ErrOldLog) || !strings.Contains(err.Error(), "format 1") {
+		t.Fatalf("OpenLog(format-1 log) = %v, want %v", err, ErrOldLog)
 	}
 }

@@ -1,35 +1,77 @@
-// Package mesh holds a keymesh network's replicated state: the signed
-// events that nodes exchange (package event is their wire format), the
-// durable per-node event log, and the deterministic fold of the event set
-// into registered nodes, keys with their versions and wrapped copies, grants
-// and revocations, and destroy acknowledgements.
+// Package mesh holds a keymesh network's replicated state: the durable
+// per-node log of signed events (package event is their wire format), the
+// admission of events into it, and the deterministic fold of the event set
+// into registered nodes, keys with their versions and wrapped copies,
+// grants and revocations, and destroy acknowledgements.
+//
+// # Trust model
+//
+// The adversary is another member: a registered node may sign anything —
+// backdated or forward-dated clocks, reused ids, two events at one position
+// of its chain, events after its deregistration, key shares of material of
+// its choosing — and may withhold events. Whatever it does, and in any
+// delivery order:
+//
+//   - honest nodes that hold the same events hold the same state;
+//   - no org changes another org's keys, grants or revocations;
+//   - a deregistered node's events after its cut have no effect;
+//   - a node unwraps only material that the key's owner committed to;
+//   - a node of another org that has not heard from the key's owner org
+//     within the staleness bound refuses the key ([Log.Fresh]).
+//
+// What a dishonest member can do: leak what it was entitled to read (the
+// limit of every key manager), act on its own org's keys, and withhold its
+// own events.
+//
+// # Admission
+//
+// Admission (see [Log]) depends on the event and on the events it names:
+// its form, signature and network; its issuer's chain (an issuer's first
+// event is its own admin-signed node record, each later one names the ID of
+// the one before); its dependencies held; its Lamport clock exactly one more
+// than the largest of its predecessor's and its dependencies'. An event
+// whose predecessor or dependencies are missing waits, bounded, until
+// anti-entropy brings them. Two different events at one position of an
+// issuer's chain are equivocation: the second is refused, kept as proof and
+// spread, and the issuer is tainted from that position on — only that
+// issuer.
 //
 // # The fold
 //
-// State is a pure function of the set of events: events are applied in one
-// canonical order — (Lamport clock, issuer key, sequence number) — and each
-// is checked against the state built so far, so two nodes holding the same
-// events hold the same state whatever order the events arrived in. A node's
-// Lamport clock exceeds that of every event it had applied, so an event
-// issued after another was seen sorts after it. Rules:
+// State is a pure function of the set of admitted events, computed
+// incrementally: each rule below is a property of the set, not of the
+// order, so applying events in any order gives the same state, and one
+// event costs work in the key it touches (a deregistration or a taint
+// refolds the keys its issuer's events touched, nothing else).
 //
-//   - A node record is authorised by its organisation admin's signature (a
-//     genesis admin key of that org) and published by the node itself. A
-//     deregistration is authorised by an admin signature and is final for
-//     that node key.
-//   - Every other event needs an issuer that is registered at that point.
-//   - Only nodes of a key's owner organisation (the organisation of the node
-//     that created it) may add versions, change its state, grant, revoke or
-//     destroy it. The first KeyCreate of a name wins; a version must be the
-//     next number (a concurrent rotation loses deterministically — rotated
-//     versions activate after a grace, so nobody encrypted with the loser).
-//   - A KeyShare adds a wrapped copy of a version for an entitled node: one
-//     of the owner organisation or of an organisation with an org: grant in
-//     force, issued by a node that holds the version.
-//   - Grants and revocations fold remove-wins (package policy).
-//
-// Events that break a rule are kept out of the state and counted; they are
-// also refused at the gossip validator when the rule can be checked there.
+//   - An event counts if its issuer is registered (its chain starts with
+//     its node record), the record in force at that point of its chain is
+//     valid at the event's time, the event is at or before the issuer's
+//     deregistration cut, and before any equivocation of the issuer.
+//   - A key's owner is fixed by the genesis ([event.Genesis.KeyOwner]): the
+//     org its namespace belongs to. Only counted events of the owner's
+//     nodes create, version, change, grant, revoke or destroy the key;
+//     every other org's events on it have no effect in any order.
+//   - A key's flags come from its KeyCreate; when an owner node created a
+//     key twice, the create first in (Lamport, issuer, seq) order wins. A
+//     version slot likewise goes to the first KeyVersion for it in that
+//     order. Lifecycle states only move forward (pre-active → active →
+//     deactivated → compromised → destroyed), so a key's state is the
+//     furthest any counted event reached; the minimum decryption version is
+//     the largest set.
+//   - Every KeyVersion commits to its material (event.KeyVersion.Check). A
+//     wrapped copy for a node comes from the version's KeyVersion or from a
+//     KeyShare of a node of an entitled org; every candidate copy is kept,
+//     and the recipient uses only one whose material matches the
+//     commitment, so a forged share plants nothing. Copies for a node
+//     whose record is not valid at the wrapping event's time do not count.
+//   - Grant and revocation ids are scoped: an id must start with its
+//     issuer's prefix ([IDPrefix]) and lives in its key's namespace, so
+//     events on different keys or by different issuers never interact; an
+//     issuer that reuses an id loses the later use (its chain orders its
+//     own events). They fold remove-wins (package policy).
+//   - A deregistration, signed by an admin of the node's org, is a causal
+//     cut: the node's events up to LastSeq count, none after.
 //
 // # Crypto-shredding and the log
 //
@@ -38,17 +80,17 @@
 // payload by digest. When the fold destroys a key, every node drops those
 // attachments from memory, deletes them from its store and erases them from
 // disk (kv.Eraser); the events themselves stay, still verifiable, so logs
-// keep converging. Late copies of the key's events are stored without their
-// attachments. So a destroyed key can be recovered neither from a vault nor
-// from an event log — only from a node that did not honour the destroy,
-// which its missing acknowledgement shows.
+// keep converging. A destroy carried out before a later-arriving
+// deregistration undid it cannot be undone on disk: the state converges,
+// the material is gone.
 package mesh
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
+	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
@@ -59,136 +101,209 @@ import (
 	"github.com/keymesh/keymesh/vault"
 )
 
-// Node is a registered (or deregistered) node.
+// Node is a node as the network knows it.
 type Node struct {
-	Record       event.NodeRecord
+	// Record is the node's newest admitted record.
+	Record event.NodeRecord
+	// Deregistered is set once an admin of its org signed a deregistration;
+	// LastSeq is then the cut: the last of its events that counts.
 	Deregistered bool
+	LastSeq      uint64
+	// Tainted is the first position of its chain at which it equivocated
+	// (0: it has not); no event from there on counts.
+	Tainted uint64
+	// records are its node records in chain order.
+	records []seqRecord
+}
+
+type seqRecord struct {
+	seq uint64
+	rec event.NodeRecord
+}
+
+// recordAt returns the record in force at position seq of the node's chain.
+func (n *Node) recordAt(seq uint64) (event.NodeRecord, bool) {
+	i, found := slices.BinarySearchFunc(n.records, seq, func(r seqRecord, s uint64) int { return cmp.Compare(r.seq, s) })
+	if !found {
+		i--
+	}
+	if i < 0 {
+		return event.NodeRecord{}, false
+	}
+	return n.records[i].rec, true
+}
+
+// Counts reports whether the node's event at position seq is before its
+// cut and before any equivocation.
+func (n *Node) Counts(seq uint64) bool {
+	return (!n.Deregistered || seq <= n.LastSeq) && (n.Tainted == 0 || seq < n.Tainted)
+}
+
+// Active reports whether the node may still act: not deregistered, not
+// tainted, and its record valid at t.
+func (n *Node) Active(t time.Time) bool {
+	return !n.Deregistered && n.Tainted == 0 && n.Record.ValidAt(t)
 }
 
 // Key is a key as the network agrees on it.
 type Key struct {
 	Name          string
-	Owner         string
+	Owner         string // fixed by the genesis namespace
+	Created       bool   // a counted KeyCreate is held
 	Creator       event.NodeKey
 	Deterministic bool
 	Exportable    bool
 	State         vault.State
 	MinDecrypt    uint32
-	Created       time.Time
-	Versions      []*Version // index = version-1
+	CreatedAt     time.Time
+	Versions      []*Version // index = version-1: the slots won, contiguous from 1
 	Destroyed     bool
-	// Holders are the nodes that ever held a version: each must
-	// acknowledge a destroy.
+	// Holders are the nodes that ever received a copy of a version (or
+	// created one): each must acknowledge a destroy. Acks are those that
+	// did.
 	Holders map[event.NodeKey]bool
 	Acks    map[event.NodeKey]bool
+
+	events []*entry // every admitted event on the key but grants and revocations
+	policy []*entry // its grant and revocation events
 }
 
-// Version is one key version: its activation time and the copies wrapped
-// for each recipient node.
+// Version is one key version: its activation time, its material
+// commitment and the candidate copies wrapped for each node.
 type Version struct {
 	N          uint32
 	ActivateAt time.Time
 	Creator    event.NodeKey
-	Wraps      map[event.NodeKey]*Wrap
+	Check      event.Digest
+	// Wraps holds, per recipient, every candidate copy: from the
+	// KeyVersion first, then from shares. The recipient keeps the first
+	// whose material matches Check.
+	Wraps map[event.NodeKey][]*Wrap
 }
 
 // Wrap is a copy of a version wrapped for one node: the digest the signed
-// event names, and the blob when this node has it (nil once pruned, or
-// while only a stripped copy of the event has arrived).
+// event names, the node that wrapped it, and the blob when this node has
+// it (nil once pruned, or while only a stripped copy has arrived).
 type Wrap struct {
 	Digest event.Digest
+	From   event.NodeKey
 	Blob   []byte
 }
+
+// Holds reports whether node r has a counted copy of the version.
+func (v *Version) Holds(r event.NodeKey) bool { return len(v.Wraps[r]) > 0 || v.Creator == r }
 
 // State is the fold of an event set.
 type State struct {
 	genesis *event.Genesis
 	nid     event.NetworkID
-	// adminOK caches, by event id, whether a node record's or
-	// deregistration's admin signature holds: a refold must not re-verify
-	// every record. It is shared by the successive states of one log.
-	adminOK map[[32]byte]bool
 	Nodes   map[event.NodeKey]*Node
 	Keys    map[string]*Key
 	Policy  *policy.State
-	// Dropped counts events the fold kept out, by reason.
+	// Dropped counts events that do not count or break a rule, by reason.
 	Dropped map[string]int
+	// cuts holds deregistrations of nodes not known yet, by node.
+	cuts map[event.NodeKey][]event.Deregister
+	// touched lists, per issuer, the keys its events touched (for refolds
+	// after a cut or a taint); wrappedFor, per node, the keys with copies
+	// wrapped for it (refolded when a record of the node arrives).
+	touched    map[event.NodeKey]map[string]bool
+	wrappedFor map[event.NodeKey]map[string]bool
+	// dirty holds the keys changed since the last TakeDirty; allDirty is
+	// set when a change may touch every key (a node's record).
+	dirty    map[string]bool
+	allDirty bool
+	// adminOK caches, by event id, whether a node record's or
+	// deregistration's admin signature holds: refolds and repeated
+	// deliveries verify each once.
+	adminOK map[[32]byte]bool
 }
 
-// NewState returns the state of an empty event set under genesis.
-func NewState(g *event.Genesis) *State {
-	return &State{genesis: g, nid: g.ID(), adminOK: map[[32]byte]bool{}, Nodes: map[event.NodeKey]*Node{}, Keys: map[string]*Key{}, Policy: policy.NewState(), Dropped: map[string]int{}}
-}
-
-// adminSigned reports whether e's admin signature (node record or
-// deregistration) holds, verifying each event once.
+// adminSigned reports whether the admin signature of e (a node record or
+// deregistration with admin key key of org) holds under the genesis,
+// verifying each event once.
 func (s *State) adminSigned(e *event.Event, org string, key [32]byte, verify func(event.NetworkID) error) bool {
 	id := e.ID()
 	if ok, seen := s.adminOK[id]; seen {
 		return ok
 	}
 	ok := s.genesis.IsAdmin(org, key) && verify(s.nid) == nil
-	s.adminOK[id] = ok
+	if len(s.adminOK) < 1<<16 {
+		s.adminOK[id] = ok
+	}
 	return ok
 }
 
-// sortKey orders events canonically.
-type sortKey struct {
-	lamport uint64
-	issuer  event.NodeKey
-	seq     uint64
+// TakeDirty returns the names of the keys whose state changed since the
+// last call, sorted (all reports that any key may have: a node record
+// arrived, so the recipients of every key may differ), and forgets them.
+// It lets a follower reconcile only what changed.
+func (s *State) TakeDirty() (names []string, all bool) {
+	all = s.allDirty
+	for n := range s.dirty {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	s.dirty, s.allDirty = map[string]bool{}, false
+	return names, all
 }
 
-func keyOf(e *event.Event) sortKey { return sortKey{e.Lamport, e.Issuer, e.Seq} }
-
-func (a sortKey) compare(b sortKey) int {
-	if a.lamport != b.lamport {
-		if a.lamport < b.lamport {
-			return -1
-		}
-		return 1
+// NewState returns the state of an empty event set under genesis.
+func NewState(g *event.Genesis) *State {
+	return &State{
+		genesis: g, nid: g.ID(), Nodes: map[event.NodeKey]*Node{}, Keys: map[string]*Key{},
+		Policy: policy.NewState(), Dropped: map[string]int{},
+		cuts: map[event.NodeKey][]event.Deregister{}, touched: map[event.NodeKey]map[string]bool{},
+		wrappedFor: map[event.NodeKey]map[string]bool{}, dirty: map[string]bool{}, adminOK: map[[32]byte]bool{},
 	}
-	if c := bytes.Compare(a.issuer[:], b.issuer[:]); c != 0 {
-		return c
-	}
-	switch {
-	case a.seq < b.seq:
-		return -1
-	case a.seq > b.seq:
-		return 1
-	}
-	return 0
 }
 
-// Active reports whether node k is registered and not deregistered.
-func (s *State) Active(k event.NodeKey) (*Node, bool) {
-	n, ok := s.Nodes[k]
-	if !ok || n.Deregistered {
-		return nil, false
-	}
-	return n, true
-}
+// Drop reasons, counted in State.Dropped.
+const (
+	DropUnregistered = "unregistered issuer"
+	DropNotCounted   = "after cut or equivocation"
+	DropExpired      = "record not valid at event time"
+	DropUnauthorised = "unauthorised"
+	DropBadAdmin     = "bad admin signature"
+	DropConflict     = "conflict"
+	DropDestroyed    = "key destroyed"
+)
 
-// OrgOf returns the organisation of an active node.
+// IDPrefix is the prefix every grant and revocation id of issuer must
+// carry: 20 hex digits of its key and a '-'. It scopes ids by issuer.
+func IDPrefix(issuer event.NodeKey) string { return hex.EncodeToString(issuer[:10]) + "-" }
+
+// OrgOf returns the organisation of a known node.
 func (s *State) OrgOf(k event.NodeKey) (string, bool) {
-	n, ok := s.Active(k)
+	n, ok := s.Nodes[k]
 	if !ok {
 		return "", false
 	}
 	return n.Record.Org, true
 }
 
-// OrgNodes returns the active nodes of org, sorted by key.
-func (s *State) OrgNodes(org string) []event.NodeKey {
+// Active returns node k if it may still act at t (see Node.Active).
+func (s *State) Active(k event.NodeKey, t time.Time) (*Node, bool) {
+	n, ok := s.Nodes[k]
+	if !ok || !n.Active(t) {
+		return nil, false
+	}
+	return n, true
+}
+
+// OrgNodes returns the nodes of org active at t, sorted by key.
+func (s *State) OrgNodes(org string, t time.Time) []event.NodeKey {
 	var out []event.NodeKey
 	for k, n := range s.Nodes {
-		if !n.Deregistered && n.Record.Org == org {
+		if n.Record.Org == org && n.Active(t) {
 			out = append(out, k)
 		}
 	}
-	slices.SortFunc(out, func(a, b event.NodeKey) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(out, compareKeys)
 	return out
 }
+
+func compareKeys(a, b event.NodeKey) int { return bytes.Compare(a[:], b[:]) }
 
 // EntitledOrgs returns the organisations whose nodes may hold key: the
 // owner and every org with an org: grant that is not revoked. Sorted.
@@ -205,19 +320,33 @@ func (s *State) EntitledOrgs(key string) []string {
 	return orgs
 }
 
-// Entitled reports whether node n may hold versions of key.
+// Entitled reports whether node n's org may hold versions of key.
 func (s *State) Entitled(key string, n event.NodeKey) bool {
 	org, ok := s.OrgOf(n)
 	return ok && slices.Contains(s.EntitledOrgs(key), org)
 }
 
-// Recipients returns every active node entitled to key, sorted.
-func (s *State) Recipients(key string) []event.NodeKey {
+// Recipients returns every node entitled to key and active at t, sorted:
+// expired, deregistered and tainted nodes receive no wraps.
+func (s *State) Recipients(key string, t time.Time) []event.NodeKey {
 	var out []event.NodeKey
 	for _, org := range s.EntitledOrgs(key) {
-		out = append(out, s.OrgNodes(org)...)
+		out = append(out, s.OrgNodes(org, t)...)
 	}
-	slices.SortFunc(out, func(a, b event.NodeKey) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(out, compareKeys)
+	return out
+}
+
+// CopiesFor returns the candidate copies of version v of key wrapped for
+// node r that count now: from the KeyVersion, or shared by a node of an
+// entitled org. The recipient checks each against v.Check.
+func (s *State) CopiesFor(key string, v *Version, r event.NodeKey) []*Wrap {
+	var out []*Wrap
+	for _, w := range v.Wraps[r] {
+		if w.From == v.Creator || s.Entitled(key, w.From) {
+			out = append(out, w)
+		}
+	}
 	return out
 }
 
@@ -230,243 +359,332 @@ func (k *Key) Outstanding() []event.NodeKey {
 			out = append(out, h)
 		}
 	}
-	slices.SortFunc(out, func(a, b event.NodeKey) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(out, compareKeys)
 	return out
 }
 
-// Drop reasons.
-const (
-	DropUnregistered = "unregistered issuer"
-	DropUnauthorised = "unauthorised"
-	DropBadAdmin     = "bad admin signature"
-	DropMalformed    = "malformed payload"
-	DropUnknownKey   = "unknown key"
-	DropConflict     = "conflict"
-	DropDestroyed    = "key destroyed"
-)
-
-// errDrop is a fold rule violation with its reason.
-type errDrop struct{ reason, detail string }
-
-func (e *errDrop) Error() string { return e.reason + ": " + e.detail }
-
-func drop(reason, format string, args ...any) error {
-	return &errDrop{reason: reason, detail: fmt.Sprintf(format, args...)}
+// key returns the key named name, creating its (empty) entry.
+func (s *State) key(name string) *Key {
+	k := s.Keys[name]
+	if k == nil {
+		owner, _ := s.genesis.KeyOwner(name)
+		k = &Key{Name: name, Owner: owner}
+		s.Keys[name] = k
+	}
+	return k
 }
 
-// dropReason returns the reason of a rule violation, or "" for another
-// error.
-func dropReason(err error) string {
-	var d *errDrop
-	if errors.As(err, &d) {
-		return d.reason
-	}
-	return ""
-}
-
-// check reports whether e would apply to the state now, without changing
-// it; a node uses it before issuing an event of its own. It covers the
-// rules a node can break by itself: creating an existing key, skipping a
-// version number, acting on a key of another org or a destroyed key.
-func (s *State) check(e *event.Event, p any) error {
-	switch e.Kind {
-	case event.KindNodeRecord, event.KindDeregister:
-		return nil
-	case event.KindKeyCreate:
-		if _, ok := s.Keys[p.(event.KeyCreate).Key]; ok {
-			return drop(DropConflict, "key %q exists", p.(event.KeyCreate).Key)
-		}
-		return nil
-	}
-	org, ok := s.OrgOf(e.Issuer)
+// counted reports whether e counts (see the package doc), with its
+// issuer's org; otherwise the drop reason.
+func (s *State) counted(e *event.Event) (org, reason string) {
+	n, ok := s.Nodes[e.Issuer]
 	if !ok {
-		return drop(DropUnregistered, "this node is not registered")
+		return "", DropUnregistered
 	}
-	name := keyName(p)
-	k, ok := s.Keys[name]
+	if !n.Counts(e.Seq) {
+		return "", DropNotCounted
+	}
+	rec, ok := n.recordAt(e.Seq)
 	if !ok {
-		return drop(DropUnknownKey, "key %q", name)
+		return "", DropUnregistered
 	}
-	if k.Destroyed && e.Kind != event.KindDestroyAck {
-		return drop(DropDestroyed, "key %q", name)
+	if !rec.ValidAt(e.Time) {
+		return "", DropExpired
 	}
-	switch e.Kind {
-	case event.KindKeyShare, event.KindDestroyAck:
-		return nil
-	case event.KindKeyVersion:
-		if v := p.(event.KeyVersion).Version; v != uint32(len(k.Versions))+1 {
-			return drop(DropConflict, "version %d of %q, want %d", v, name, len(k.Versions)+1)
-		}
-	}
-	if org != k.Owner {
-		return drop(DropUnauthorised, "key %q is owned by %q", name, k.Owner)
-	}
-	return nil
+	return rec.Org, ""
 }
 
-// apply applies one verified event whose payload is decoded in p.
-func (s *State) apply(e *event.Event, p any) error {
-	switch e.Kind {
+// apply folds one admitted event (its payload decoded in p) into the
+// state. The order of calls does not change the result.
+func (s *State) apply(e *entry) {
+	ev := e.ev
+	switch ev.Kind {
 	case event.KindNodeRecord:
-		r := p.(event.NodeRecord)
-		if r.SignKey != e.Issuer {
-			return drop(DropUnauthorised, "node record for another node key")
-		}
-		if !s.adminSigned(e, r.Org, r.AdminKey, r.VerifyAdmin) {
-			return drop(DropBadAdmin, "node record of %q not signed by a genesis admin of that org", r.Org)
-		}
-		if n, ok := s.Nodes[r.SignKey]; ok && n.Deregistered {
-			return drop(DropConflict, "node was deregistered")
-		}
-		if n, ok := s.Nodes[r.SignKey]; ok && n.Record.Org != r.Org {
-			return drop(DropConflict, "node key already registered to another org")
-		}
-		s.Nodes[r.SignKey] = &Node{Record: r}
-		return nil
+		s.applyRecord(e)
+		return
 	case event.KindDeregister:
-		if _, ok := s.Active(e.Issuer); !ok {
-			return drop(DropUnregistered, "issuer %s", e.Issuer)
-		}
-		d := p.(event.Deregister)
-		if !s.adminSigned(e, d.Org, d.AdminKey, d.VerifyAdmin) {
-			return drop(DropBadAdmin, "deregistration not signed by a genesis admin of %q", d.Org)
+		// The admin's signature is the authority; who carried it does not
+		// matter.
+		d := e.payload.(event.Deregister)
+		if !s.adminSigned(e.ev, d.Org, d.AdminKey, d.VerifyAdmin) {
+			s.Dropped[DropBadAdmin]++
+			return
 		}
 		n, ok := s.Nodes[d.SignKey]
-		if ok && n.Record.Org != d.Org {
-			return drop(DropUnauthorised, "admin of %q cannot deregister a node of %q", d.Org, n.Record.Org)
-		}
 		if !ok {
-			n = &Node{Record: event.NodeRecord{Org: d.Org, SignKey: d.SignKey}}
-			s.Nodes[d.SignKey] = n
+			s.cuts[d.SignKey] = append(s.cuts[d.SignKey], d)
+			return
 		}
-		n.Deregistered = true
-		return nil
+		s.cut(n, d)
+		return
 	}
-
-	issuerOrg, ok := s.OrgOf(e.Issuer)
-	if !ok {
-		return drop(DropUnregistered, "issuer %s", e.Issuer)
-	}
-	if e.Kind == event.KindKeyCreate {
-		c := p.(event.KeyCreate)
-		if _, exists := s.Keys[c.Key]; exists {
-			return drop(DropConflict, "key %q exists", c.Key)
-		}
-		st := vault.StateActive
-		if c.PreActive {
-			st = vault.StatePreActive
-		}
-		s.Keys[c.Key] = &Key{
-			Name: c.Key, Owner: issuerOrg, Creator: e.Issuer, Deterministic: c.Deterministic,
-			Exportable: c.Exportable, State: st, MinDecrypt: 1, Created: e.Time.UTC(),
-			Holders: map[event.NodeKey]bool{}, Acks: map[event.NodeKey]bool{},
-		}
-		return nil
-	}
-
-	name := keyName(p)
-	k, ok := s.Keys[name]
-	if !ok {
-		return drop(DropUnknownKey, "key %q", name)
-	}
-	if e.Kind == event.KindDestroyAck {
+	name := keyName(e.payload)
+	k := s.key(name)
+	s.dirty[name] = true
+	if ev.Kind == event.KindGrant || ev.Kind == event.KindRevoke {
+		k.policy = append(k.policy, e)
+		s.touch(ev.Issuer, name)
 		if !k.Destroyed {
-			return drop(DropConflict, "ack for key %q that is not destroyed", name)
+			s.applyPolicy(k, e)
 		}
-		if !k.Holders[e.Issuer] {
-			return drop(DropUnauthorised, "ack from a node that never held %q", name)
+		return
+	}
+	k.events = append(k.events, e)
+	s.touch(ev.Issuer, name)
+	s.refoldKey(k)
+}
+
+func (s *State) touch(issuer event.NodeKey, name string) { addTo(s.touched, issuer, name) }
+
+func addTo(m map[event.NodeKey]map[string]bool, k event.NodeKey, name string) {
+	set := m[k]
+	if set == nil {
+		set = map[string]bool{}
+		m[k] = set
+	}
+	set[name] = true
+}
+
+// refoldKeys refolds the named keys, in name order.
+func (s *State) refoldKeys(set map[string]bool) {
+	names := make([]string, 0, len(set))
+	for name := range set {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		k := s.Keys[name]
+		s.dirty[name] = true
+		s.refoldKey(k)
+		s.refoldPolicy(k)
+	}
+}
+
+// applyRecord adds a node record from its node's own chain.
+func (s *State) applyRecord(e *entry) {
+	r := e.payload.(event.NodeRecord)
+	if r.SignKey != e.ev.Issuer || !s.adminSigned(e.ev, r.Org, r.AdminKey, r.VerifyAdmin) {
+		s.Dropped[DropBadAdmin]++
+		return
+	}
+	n, ok := s.Nodes[r.SignKey]
+	if !ok {
+		n = &Node{}
+		s.Nodes[r.SignKey] = n
+	} else if n.records[0].rec.Org != r.Org {
+		s.Dropped[DropConflict]++ // a node key belongs to one org for good
+		return
+	}
+	i, _ := slices.BinarySearchFunc(n.records, e.ev.Seq, func(x seqRecord, q uint64) int { return cmp.Compare(x.seq, q) })
+	n.records = slices.Insert(n.records, i, seqRecord{seq: e.ev.Seq, rec: r})
+	n.Record = n.records[len(n.records)-1].rec
+	s.allDirty = true
+	if !ok {
+		for _, d := range s.cuts[r.SignKey] {
+			s.cut(n, d)
 		}
-		k.Acks[e.Issuer] = true
-		return nil
+		delete(s.cuts, r.SignKey)
+	}
+	// Copies wrapped for the node count once a record valid at the
+	// wrapping event's time is held, whichever arrived first.
+	s.refoldKeys(s.wrappedFor[r.SignKey])
+}
+
+// cut applies a verified deregistration to its node.
+func (s *State) cut(n *Node, d event.Deregister) {
+	if n.records[0].rec.Org != d.Org {
+		s.Dropped[DropUnauthorised]++ // an admin deregisters only its org's nodes
+		return
+	}
+	if n.Deregistered && n.LastSeq <= d.LastSeq {
+		return
+	}
+	n.Deregistered, n.LastSeq = true, d.LastSeq
+	s.refoldIssuer(d.SignKey)
+}
+
+// taint marks issuer k as equivocating from position seq on.
+func (s *State) taint(k event.NodeKey, seq uint64) {
+	n, ok := s.Nodes[k]
+	if !ok || n.Tainted != 0 && n.Tainted <= seq {
+		return
+	}
+	n.Tainted = seq
+	s.refoldIssuer(k)
+}
+
+// refoldIssuer refolds every key that issuer's events touched.
+func (s *State) refoldIssuer(issuer event.NodeKey) { s.refoldKeys(s.touched[issuer]) }
+
+// applyPolicy folds one grant or revocation into the policy state.
+func (s *State) applyPolicy(k *Key, e *entry) {
+	org, reason := s.counted(e.ev)
+	if reason != "" {
+		s.Dropped[reason]++
+		return
+	}
+	if org != k.Owner {
+		s.Dropped[DropUnauthorised]++
+		return
+	}
+	var err error
+	switch p := e.payload.(type) {
+	case policy.Grant:
+		if !strings.HasPrefix(p.ID, IDPrefix(e.ev.Issuer)) {
+			s.Dropped[DropUnauthorised]++
+			return
+		}
+		err = s.Policy.AddGrant(p)
+	case policy.Revocation:
+		if !strings.HasPrefix(p.ID, IDPrefix(e.ev.Issuer)) {
+			s.Dropped[DropUnauthorised]++
+			return
+		}
+		err = s.Policy.AddRevocation(p)
+	}
+	if err != nil {
+		s.Dropped[DropConflict]++
+	}
+}
+
+// refoldPolicy rebuilds the grants and revocations of key k from its
+// events, in the issuers' chain order (so an issuer's reused id keeps its
+// first use).
+func (s *State) refoldPolicy(k *Key) {
+	s.Policy.DropKey(k.Name)
+	if k.Destroyed {
+		return
+	}
+	evs := slices.Clone(k.policy)
+	slices.SortFunc(evs, func(a, b *entry) int { return compareOrder(a.ev, b.ev) })
+	for _, e := range evs {
+		s.applyPolicy(k, e)
+	}
+}
+
+// compareOrder is the canonical order used for tie-breaks: (Lamport,
+// issuer, seq).
+func compareOrder(a, b *event.Event) int {
+	return cmp.Or(cmp.Compare(a.Lamport, b.Lamport), compareKeys(a.Issuer, b.Issuer), cmp.Compare(a.Seq, b.Seq))
+}
+
+// refoldKey recomputes key k's structure (create, versions, copies, state,
+// destroy, acks) from its events. It is linear in the key's events, which
+// are few: versions, shares and lifecycle changes.
+func (s *State) refoldKey(k *Key) {
+	wasDestroyed := k.Destroyed
+	*k = Key{Name: k.Name, Owner: k.Owner, events: k.events, policy: k.policy,
+		Holders: map[event.NodeKey]bool{}, Acks: map[event.NodeKey]bool{}}
+	evs := slices.Clone(k.events)
+	slices.SortFunc(evs, func(a, b *entry) int { return compareOrder(a.ev, b.ev) })
+	var slots []*entry // winning KeyVersion per slot (index version-1)
+	var shares, acks []*entry
+	for _, e := range evs {
+		org, reason := s.counted(e.ev)
+		if reason != "" {
+			continue
+		}
+		ownerEvent := org == k.Owner && k.Owner != ""
+		switch p := e.payload.(type) {
+		case event.KeyCreate:
+			if ownerEvent && !k.Created {
+				k.Created, k.Creator = true, e.ev.Issuer
+				k.Deterministic, k.Exportable, k.CreatedAt = p.Deterministic, p.Exportable, e.ev.Time.UTC()
+				k.State, k.MinDecrypt = vault.StateActive, 1
+				if p.PreActive {
+					k.State = vault.StatePreActive
+				}
+			}
+		case event.KeyVersion:
+			if !ownerEvent {
+				continue
+			}
+			for len(slots) < int(p.Version) {
+				slots = append(slots, nil)
+			}
+			if slots[p.Version-1] == nil {
+				slots[p.Version-1] = e
+			}
+		case event.KeyShare:
+			shares = append(shares, e)
+		case event.DestroyAck:
+			acks = append(acks, e)
+		}
+	}
+	if !k.Created {
+		return
+	}
+	for _, e := range evs {
+		if org, reason := s.counted(e.ev); reason != "" || org != k.Owner {
+			continue
+		}
+		switch p := e.payload.(type) {
+		case event.KeyState:
+			if to, err := vault.ParseState(p.State); err == nil && to > k.State && to != vault.StateDestroyed {
+				k.State = to
+			}
+			k.MinDecrypt = max(k.MinDecrypt, p.MinDecryptionVersion)
+		case event.KeyDestroy:
+			k.Destroyed, k.State = true, vault.StateDestroyed
+		}
+	}
+	for _, e := range slots {
+		if e == nil {
+			break // versions are contiguous from 1
+		}
+		kv := e.payload.(event.KeyVersion)
+		v := &Version{N: kv.Version, ActivateAt: kv.ActivateAt.UTC(), Creator: e.ev.Issuer, Check: kv.Check,
+			Wraps: map[event.NodeKey][]*Wrap{}}
+		for _, w := range kv.Wraps {
+			s.addCopy(k, v, w, e)
+		}
+		k.Holders[e.ev.Issuer] = true
+		k.Versions = append(k.Versions, v)
+	}
+	for _, e := range shares {
+		for _, sh := range e.payload.(event.KeyShare).Shares {
+			if int(sh.Version) <= len(k.Versions) {
+				s.addCopy(k, k.Versions[sh.Version-1], sh.Wrap, e)
+			}
+		}
 	}
 	if k.Destroyed {
-		return drop(DropDestroyed, "key %q", name)
-	}
-	if e.Kind == event.KindKeyShare {
-		ks := p.(event.KeyShare)
-		// Every share must hold, or none applies.
-		for _, sh := range ks.Shares {
-			if sh.Version < 1 || int(sh.Version) > len(k.Versions) {
-				return drop(DropConflict, "share of unknown version %d of %q", sh.Version, name)
-			}
-			v := k.Versions[sh.Version-1]
-			if _, holds := v.Wraps[e.Issuer]; !holds && v.Creator != e.Issuer {
-				return drop(DropUnauthorised, "share by a node that does not hold %q v%d", name, sh.Version)
-			}
-			if !s.Entitled(name, sh.Wrap.Recipient) {
-				return drop(DropUnauthorised, "share of %q to a node that is not entitled", name)
-			}
-		}
-		for _, sh := range ks.Shares {
-			v := k.Versions[sh.Version-1]
-			if _, has := v.Wraps[sh.Wrap.Recipient]; !has {
-				v.Wraps[sh.Wrap.Recipient] = &Wrap{Digest: sh.Wrap.Digest, Blob: e.Attachment(sh.Wrap.Digest)}
-				k.Holders[sh.Wrap.Recipient] = true
-			}
-		}
-		return nil
-	}
-	if issuerOrg != k.Owner {
-		return drop(DropUnauthorised, "%s by org %q on key %q owned by %q", e.Kind, issuerOrg, name, k.Owner)
-	}
-	switch e.Kind {
-	case event.KindKeyVersion:
-		kv := p.(event.KeyVersion)
-		if kv.Version != uint32(len(k.Versions))+1 {
-			return drop(DropConflict, "version %d of %q, want %d", kv.Version, name, len(k.Versions)+1)
-		}
-		v := &Version{N: kv.Version, ActivateAt: kv.ActivateAt.UTC(), Creator: e.Issuer, Wraps: map[event.NodeKey]*Wrap{}}
-		for _, w := range kv.Wraps {
-			if !s.Entitled(name, w.Recipient) {
-				continue // a wrap for a node that is not entitled is ignored
-			}
-			v.Wraps[w.Recipient] = &Wrap{Digest: w.Digest, Blob: e.Attachment(w.Digest)}
-			k.Holders[w.Recipient] = true
-		}
-		k.Holders[e.Issuer] = true
-		k.Versions = append(k.Versions, v)
-	case event.KindKeyState:
-		ks := p.(event.KeyState)
-		if ks.State != "" {
-			to, err := vault.ParseState(ks.State)
-			if err != nil || to == vault.StateDestroyed {
-				return drop(DropMalformed, "state %q", ks.State)
-			}
-			if to != k.State && !vault.CanTransition(k.State, to) {
-				return drop(DropConflict, "%q cannot go from %s to %s", name, k.State, to)
-			}
-			k.State = to
-		}
-		if ks.MinDecryptionVersion != 0 {
-			if int(ks.MinDecryptionVersion) > len(k.Versions) {
-				return drop(DropConflict, "minimum decryption version %d of %q beyond its versions", ks.MinDecryptionVersion, name)
-			}
-			k.MinDecrypt = ks.MinDecryptionVersion
-		}
-	case event.KindKeyDestroy:
-		k.Destroyed = true
-		k.State = vault.StateDestroyed
 		for _, v := range k.Versions {
-			v.Wraps = map[event.NodeKey]*Wrap{}
+			v.Wraps = map[event.NodeKey][]*Wrap{}
 		}
-	case event.KindGrant:
-		g := p.(policy.Grant)
-		if err := s.Policy.AddGrant(g); err != nil {
-			return drop(DropConflict, "grant: %v", err)
+		for _, e := range acks {
+			if k.Holders[e.ev.Issuer] {
+				k.Acks[e.ev.Issuer] = true
+			}
 		}
-	case event.KindRevoke:
-		r := p.(policy.Revocation)
-		if err := s.Policy.AddRevocation(r); err != nil {
-			return drop(DropConflict, "revocation: %v", err)
-		}
-	default:
-		return drop(DropMalformed, "unknown kind %d", e.Kind)
 	}
-	return nil
+	if k.Destroyed != wasDestroyed {
+		s.refoldPolicy(k)
+	}
+}
+
+// addCopy adds a candidate copy of v for w.Recipient from event e, if one
+// of the recipient's records is valid at e's time: an expired node
+// receives no wraps.
+func (s *State) addCopy(k *Key, v *Version, w event.Wrap, e *entry) {
+	addTo(s.wrappedFor, w.Recipient, k.Name)
+	n, ok := s.Nodes[w.Recipient]
+	if !ok || !slices.ContainsFunc(n.records, func(r seqRecord) bool { return r.rec.ValidAt(e.ev.Time) }) {
+		return
+	}
+	for _, x := range v.Wraps[w.Recipient] {
+		if x.Digest == w.Digest {
+			return
+		}
+	}
+	v.Wraps[w.Recipient] = append(v.Wraps[w.Recipient], &Wrap{Digest: w.Digest, From: e.ev.Issuer, Blob: e.ev.Attachment(w.Digest)})
+	k.Holders[w.Recipient] = true
 }
 
 func keyName(p any) string {
 	switch v := p.(type) {
+	case event.KeyCreate:
+		return v.Key
 	case event.KeyVersion:
 		return v.Key
 	case event.KeyShare:
@@ -513,7 +731,8 @@ func decode(e *event.Event) (any, error) {
 }
 
 // Canonical returns a deterministic encoding of the whole state: two nodes
-// holding the same event set produce identical bytes.
+// holding the same event set produce identical bytes. Dropped counts are
+// left out (they count deliveries, not the set).
 func (s *State) Canonical() []byte {
 	var b bytes.Buffer
 	str := func(x string) {
@@ -525,7 +744,7 @@ func (s *State) Canonical() []byte {
 	for k := range s.Nodes {
 		nodes = append(nodes, k)
 	}
-	slices.SortFunc(nodes, func(a, b event.NodeKey) int { return bytes.Compare(a[:], b[:]) })
+	slices.SortFunc(nodes, compareKeys)
 	u(uint64(len(nodes)))
 	for _, k := range nodes {
 		n := s.Nodes[k]
@@ -535,15 +754,14 @@ func (s *State) Canonical() []byte {
 		str(strings.Join(n.Record.Addrs, ","))
 		h := sha256.Sum256(n.Record.KEMKey)
 		b.Write(h[:])
-		if n.Deregistered {
-			b.WriteByte(1)
-		} else {
-			b.WriteByte(0)
-		}
+		u(uint64(n.Record.NotAfter.UnixNano()))
+		str(fmt.Sprintf("%t %d %d %d", n.Deregistered, n.LastSeq, n.Tainted, len(n.records)))
 	}
 	names := make([]string, 0, len(s.Keys))
-	for n := range s.Keys {
-		names = append(names, n)
+	for n, k := range s.Keys {
+		if k.Created {
+			names = append(names, n)
+		}
 	}
 	slices.Sort(names)
 	u(uint64(len(names)))
@@ -552,21 +770,29 @@ func (s *State) Canonical() []byte {
 		str(k.Name)
 		str(k.Owner)
 		b.Write(k.Creator[:])
-		str(fmt.Sprintf("%t %t %d %d %t %d", k.Deterministic, k.Exportable, k.State, k.MinDecrypt, k.Destroyed, k.Created.UnixNano()))
+		str(fmt.Sprintf("%t %t %d %d %t %d", k.Deterministic, k.Exportable, k.State, k.MinDecrypt, k.Destroyed, k.CreatedAt.UnixNano()))
 		u(uint64(len(k.Versions)))
 		for _, v := range k.Versions {
 			u(uint64(v.N))
 			u(uint64(v.ActivateAt.UnixNano()))
 			b.Write(v.Creator[:])
+			b.Write(v.Check[:])
 			rs := make([]event.NodeKey, 0, len(v.Wraps))
 			for r := range v.Wraps {
 				rs = append(rs, r)
 			}
-			slices.SortFunc(rs, func(a, b event.NodeKey) int { return bytes.Compare(a[:], b[:]) })
+			slices.SortFunc(rs, compareKeys)
 			u(uint64(len(rs)))
 			for _, r := range rs {
 				b.Write(r[:])
-				b.Write(v.Wraps[r].Digest[:])
+				ds := make([]string, 0, len(v.Wraps[r]))
+				for _, w := range v.Wraps[r] {
+					ds = append(ds, string(w.Digest[:])+string(w.From[:]))
+				}
+				slices.Sort(ds)
+				for _, d := range ds {
+					b.WriteString(d)
+				}
 			}
 		}
 		for _, set := range []map[event.NodeKey]bool{k.Holders, k.Acks} {
@@ -574,7 +800,7 @@ func (s *State) Canonical() []byte {
 			for x := range set {
 				ks = append(ks, x)
 			}
-			slices.SortFunc(ks, func(a, b event.NodeKey) int { return bytes.Compare(a[:], b[:]) })
+			slices.SortFunc(ks, compareKeys)
 			u(uint64(len(ks)))
 			for _, x := range ks {
 				b.Write(x[:])

@@ -77,6 +77,11 @@ type Config struct {
 	// AntiEntropyInterval is how often a mesh node compares event logs
 	// with its peers (default 3s).
 	AntiEntropyInterval time.Duration `yaml:"anti_entropy_interval"`
+	// Staleness is how long a mesh node serves a key of another org
+	// without hearing from that org (a satisfied liveness checkpoint);
+	// after it, the key's encrypts and decrypts fail with stale_policy
+	// (default 10s).
+	Staleness time.Duration `yaml:"staleness"`
 	// LogLevel is debug, info, warn or error. LogFormat is text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
@@ -219,6 +224,13 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 	}
 	if v := getenv("KEYMESH_BOOTSTRAP"); v != "" {
 		c.Bootstrap = strings.Split(v, ",")
+	}
+	if v := getenv("KEYMESH_STALENESS"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("node: KEYMESH_STALENESS: want a positive duration, got %q", v)
+		}
+		c.Staleness = d
 	}
 	if v := getenv("KEYMESH_ROTATION_GRACE"); v != "" {
 		d, err := time.ParseDuration(v)

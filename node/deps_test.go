@@ -29,7 +29,11 @@ func TestDependencyDirection(t *testing.T) {
 		{[]string{"p2p/..."},
 			[]string{"github.com/gin-gonic/gin", "github.com/dgraph-io/badger", mod + "vault", mod + "policy", mod + "node", mod + "mesh"}},
 		{[]string{"node/client/...", "node/apiv1/..."},
-			[]string{"github.com/gin-gonic/gin", "github.com/dgraph-io/badger", "github.com/libp2p/"}},
+			[]string{"github.com/gin-gonic/gin", "github.com/dgraph-io/badger", "github.com/libp2p/", mod + "event"}},
+		// Chaincode binaries link the API client, never the mesh's wire
+		// formats or key transport (node-record signing is node/enroll).
+		{[]string{"chaincode/fabric"},
+			[]string{mod + "vault/transport", mod + "event", "github.com/libp2p/", "github.com/dgraph-io/badger", "github.com/gin-gonic/gin"}},
 	}
 	for _, r := range rules {
 		args := []string{"list", "-deps", "-json=ImportPath,Standard"}

@@ -1,15 +1,9 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -20,56 +14,27 @@ import (
 
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/mesh"
-	"github.com/keymesh/keymesh/node/api"
-	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/mesh/member"
 	"github.com/keymesh/keymesh/p2p"
-	"github.com/keymesh/keymesh/policy"
-	"github.com/keymesh/keymesh/vault"
-	"github.com/keymesh/keymesh/vault/secret"
-	"github.com/keymesh/keymesh/vault/transport"
 )
 
 // Names of the node's sealed secrets in the vault.
 const (
 	secretSignKey = "node/sign-key" // Ed25519 seed: event signing and libp2p identity
-	secretKEMKey  = "node/kem-key"  // HPKE private key for key transport
+	secretKEMKey  = "node/kem-key"  // HPKE private key for key transport (vault.SecretKEMKey)
 )
 
-// shareAfter is how long a node that holds a version waits for the
-// responsible holder to share it with a newly entitled node before it
-// shares it itself.
-const shareAfter = 2 * time.Second
+// meshNet is a mesh node's composition: its member (package mesh/member)
+// and the libp2p host it publishes through.
+type meshNet struct {
+	member *member.Member
+	log    *mesh.Log
+	sign   ed25519.PrivateKey
+	cfg    Config
 
-// meshNode is a node's membership of a network: it turns administrative
-// changes into signed events, publishes them over gossip, and reconciles
-// the vault with the fold (importing versions wrapped for this node,
-// forgetting versions it is no longer entitled to, destroying and
-// acknowledging, sharing versions with newly entitled nodes).
-type meshNode struct {
-	log     *mesh.Log
-	vault   *vault.Vault
-	self    event.NodeKey
-	org     string
-	sign    ed25519.PrivateKey
-	kemPriv *secret.Bytes
-	kemPub  []byte
-	grace   time.Duration
-	clock   func() time.Time
-	logger  *slog.Logger
-	cfg     Config
-
-	hostMu sync.RWMutex
-	host   *p2p.Host
-
-	mu           sync.Mutex // serialises changes and reconciliation
-	missingSince map[string]time.Time
+	mu   sync.RWMutex
+	host *p2p.Host
 }
-
-var (
-	_ api.Manager      = (*meshNode)(nil)
-	_ api.Mesh         = (*meshNode)(nil)
-	_ api.KeyDescriber = (*meshNode)(nil)
-)
 
 // peerIDOf derives the libp2p peer id of a signing key.
 func peerIDOf(sign ed25519.PrivateKey) (peer.ID, libp2pcrypto.PrivKey, error) {
@@ -81,621 +46,44 @@ func peerIDOf(sign ed25519.PrivateKey) (peer.ID, libp2pcrypto.PrivKey, error) {
 	return id, pk, err
 }
 
-func (m *meshNode) publish(raw []byte) {
-	m.hostMu.RLock()
-	h := m.host
-	m.hostMu.RUnlock()
+func (m *meshNet) current() *p2p.Host {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.host
+}
+
+// publish is the member's publisher: gossip through the host, if it is
+// up (anti-entropy delivers what it misses).
+func (m *meshNet) publish(raw []byte) {
+	h := m.current()
 	if h == nil {
-		return // anti-entropy delivers it once the host is up
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := h.Publish(ctx, raw); err != nil {
-		m.logger.Warn("publish event", "err", err)
-	}
+	_ = h.Publish(ctx, raw) // counted by the host; anti-entropy covers a miss
 }
 
-func (m *meshNode) issue(kind event.Kind, payload any, attachments ...[]byte) error {
-	b, err := json.Marshal(payload)
-	if err != nil {
-		return fmt.Errorf("node: encode %s: %w", kind, err)
-	}
-	raw, err := m.log.Issue(kind, b, attachments...)
-	if err != nil {
-		return err
-	}
-	m.publish(raw)
-	return nil
-}
-
-// checkOwner returns the key as the network knows it, and an error unless
-// this node may change it.
-func (m *meshNode) checkOwner(s *mesh.State, name string) (*mesh.Key, error) {
-	k, ok := s.Keys[name]
-	if !ok {
-		return nil, fmt.Errorf("%w: %q", vault.ErrKeyNotFound, name)
-	}
-	if k.Destroyed {
-		return nil, fmt.Errorf("%w: %q", vault.ErrKeyDestroyed, name)
-	}
-	if k.Owner != m.org {
-		return nil, fmt.Errorf("%w: %q belongs to %s", api.ErrNotOwner, name, k.Owner)
-	}
-	return k, nil
-}
-
-// wraps wraps material for every recipient in the current state: the
-// wraps name each blob by digest, and the blobs travel as attachments.
-func (m *meshNode) wraps(s *mesh.State, name string, n uint32, recipients []event.NodeKey, material []byte) ([]event.Wrap, [][]byte, error) {
-	var out []event.Wrap
-	var blobs [][]byte
-	for _, r := range recipients {
-		node, ok := s.Active(r)
-		if !ok {
-			continue
-		}
-		blob, err := transport.Wrap(node.Record.KEMKey, transport.Binding{Network: m.log.Network(), Key: name, Version: n, Recipient: r}, material)
-		if err != nil {
-			return nil, nil, fmt.Errorf("node: wrap %q v%d for %s: %w", name, n, r, err)
-		}
-		out = append(out, event.Wrap{Recipient: r, Digest: event.DigestOf(blob)})
-		blobs = append(blobs, blob)
-	}
-	return out, blobs, nil
-}
-
-// newVersion issues version n of name, active at activateAt, wrapped for
-// every entitled node. m.mu is held.
-func (m *meshNode) newVersion(name string, activateAt time.Time) error {
-	material, err := m.vault.GenerateMaterial()
-	if err != nil {
-		return err
-	}
-	defer clear(material)
-	var kvp event.KeyVersion
-	var blobs [][]byte
-	var werr error
-	m.log.View(func(s *mesh.State) {
-		k := s.Keys[name]
-		kvp = event.KeyVersion{Key: name, Version: uint32(len(k.Versions)) + 1, ActivateAt: activateAt.UTC()}
-		kvp.Wraps, blobs, werr = m.wraps(s, name, kvp.Version, s.Recipients(name), material)
-	})
-	if werr != nil {
-		return werr
-	}
-	return m.issue(event.KindKeyVersion, kvp, blobs...)
-}
-
-func (m *meshNode) view(name string) (*mesh.Key, error) {
-	var k *mesh.Key
-	var err error
-	m.log.View(func(s *mesh.State) { k, err = m.checkOwner(s, name) })
-	return k, err
-}
-
-// CreateKey implements api.Manager.
-func (m *meshNode) CreateKey(name string, o vault.CreateOptions) (vault.KeyInfo, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var exists bool
-	m.log.View(func(s *mesh.State) { _, exists = s.Keys[name] })
-	if exists {
-		return vault.KeyInfo{}, fmt.Errorf("%w: %q", vault.ErrKeyExists, name)
-	}
-	if err := m.issue(event.KindKeyCreate, event.KeyCreate{Key: name, Deterministic: o.Deterministic, Exportable: o.Exportable, PreActive: o.PreActive}); err != nil {
-		return vault.KeyInfo{}, err
-	}
-	if err := m.newVersion(name, m.clock()); err != nil {
-		return vault.KeyInfo{}, err
-	}
-	m.reconcileLocked(false)
-	return m.vault.Get(name)
-}
-
-// RotateKey implements api.Manager: the new version activates after the
-// grace, by which time every holder has it.
-func (m *meshNode) RotateKey(name string, activateIn *time.Duration) (vault.KeyInfo, error) {
-	d := m.grace
-	if activateIn != nil {
-		if *activateIn < 0 || *activateIn > 30*24*time.Hour {
-			return vault.KeyInfo{}, fmt.Errorf("%w: activation delay %s out of range [0, 720h]", vault.ErrInvalidRequest, *activateIn)
-		}
-		d = *activateIn
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k, err := m.view(name)
-	if err != nil {
-		return vault.KeyInfo{}, err
-	}
-	if k.State != vault.StateActive && k.State != vault.StatePreActive {
-		return vault.KeyInfo{}, &vault.UsableError{Key: name, Op: "rotate", Reason: "key is " + k.State.String()}
-	}
-	if err := m.newVersion(name, m.clock().Add(d)); err != nil {
-		return vault.KeyInfo{}, err
-	}
-	m.reconcileLocked(false)
-	return m.vault.Get(name)
-}
-
-// autoRotate is the vault's rotate hook: a version reached its encryption
-// threshold.
-func (m *meshNode) autoRotate(name string) {
-	go func() {
-		if _, err := m.RotateKey(name, nil); err != nil {
-			m.logger.Error("automatic rotation", "key", name, "err", err)
-		}
-	}()
-}
-
-// SetKeyState implements api.Manager.
-func (m *meshNode) SetKeyState(name string, to vault.State) (vault.KeyInfo, error) {
-	if to == vault.StateDestroyed {
-		return m.DestroyKey(name)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k, err := m.view(name)
-	if err != nil {
-		return vault.KeyInfo{}, err
-	}
-	if k.State != to && !vault.CanTransition(k.State, to) {
-		return vault.KeyInfo{}, fmt.Errorf("%w: %q is %s and cannot become %s", vault.ErrInvalidTransition, name, k.State, to)
-	}
-	if err := m.issue(event.KindKeyState, event.KeyState{Key: name, State: to.String()}); err != nil {
-		return vault.KeyInfo{}, err
-	}
-	m.reconcileLocked(false)
-	return m.vault.Get(name)
-}
-
-// SetMinDecryptionVersion implements api.Manager.
-func (m *meshNode) SetMinDecryptionVersion(name string, n uint32) (vault.KeyInfo, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	k, err := m.view(name)
-	if err != nil {
-		return vault.KeyInfo{}, err
-	}
-	if n < 1 || int(n) > len(k.Versions) {
-		return vault.KeyInfo{}, fmt.Errorf("%w: minimum decryption version %d: key %q has versions 1..%d", vault.ErrInvalidRequest, n, name, len(k.Versions))
-	}
-	if err := m.issue(event.KindKeyState, event.KeyState{Key: name, MinDecryptionVersion: n}); err != nil {
-		return vault.KeyInfo{}, err
-	}
-	m.reconcileLocked(false)
-	return m.vault.Get(name)
-}
-
-// DestroyKey implements api.Manager: every holder deletes the key and
-// acknowledges with an event; `keys show` lists who has not yet.
-func (m *meshNode) DestroyKey(name string) (vault.KeyInfo, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, err := m.view(name); err != nil {
-		if errors.Is(err, vault.ErrKeyDestroyed) {
-			return m.vault.Get(name)
-		}
-		return vault.KeyInfo{}, err
-	}
-	if err := m.issue(event.KindKeyDestroy, event.KeyDestroy{Key: name}); err != nil {
-		return vault.KeyInfo{}, err
-	}
-	m.reconcileLocked(false)
-	return m.vault.Get(name)
-}
-
-func randomID() string {
-	b := make([]byte, 12)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-// Grant implements api.Manager. A grant to an org: party makes that org's
-// nodes holders: this node shares every version with them at once.
-func (m *meshNode) Grant(g policy.Grant) (policy.Grant, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, err := m.view(g.Key); err != nil {
-		return policy.Grant{}, err
-	}
-	g.ID = randomID()
-	g.IssuedAt = m.clock().UTC()
-	g.Observed = m.log.Policy().RevocationIDs(g.Key, g.Party)
-	if g.Custodian == "" && g.Party.Kind() != policy.KindOrg {
-		g.Custodian = m.org
-	}
-	if err := g.Validate(); err != nil {
-		return policy.Grant{}, err
-	}
-	if err := m.issue(event.KindGrant, g); err != nil {
-		return policy.Grant{}, err
-	}
-	m.reconcileLocked(g.Party.Kind() == policy.KindOrg)
-	return g, nil
-}
-
-// Revoke implements api.Manager. Revoking an org: party rotates the key at
-// once: the new version, active immediately, goes to the remaining holders
-// only, and the revoked org's honest nodes forget what they held.
-func (m *meshNode) Revoke(key string, party policy.Party, issuer string) (policy.Revocation, int, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if _, err := m.view(key); err != nil {
-		return policy.Revocation{}, 0, err
-	}
-	now := m.clock().UTC()
-	r := policy.Revocation{ID: randomID(), Key: key, Party: party, Issuer: issuer, IssuedAt: now}
-	if err := r.Validate(); err != nil {
-		return policy.Revocation{}, 0, err
-	}
-	ended := 0
-	for _, st := range m.log.Policy().GrantsAt(key, now) {
-		if st.Grant.Party == party && st.InForce {
-			ended++
-		}
-	}
-	if err := m.issue(event.KindRevoke, r); err != nil {
-		return policy.Revocation{}, 0, err
-	}
-	if party.Kind() == policy.KindOrg {
-		if err := m.newVersion(key, now); err != nil {
-			return policy.Revocation{}, 0, fmt.Errorf("node: rotate after revoking %s: %w", party, err)
-		}
-	}
-	m.reconcileLocked(false)
-	return r, ended, nil
-}
-
-// Policy implements api.Manager.
-func (m *meshNode) Policy() *policy.State { return m.log.Policy() }
-
-// DescribeKey implements api.KeyDescriber.
-func (m *meshNode) DescribeKey(name string) (holders, pending []string) {
-	m.log.View(func(s *mesh.State) {
-		k, ok := s.Keys[name]
-		if !ok {
-			return
-		}
-		for h := range k.Holders {
-			holders = append(holders, h.Hex())
-		}
-		slices.Sort(holders)
-		if k.Destroyed {
-			for _, h := range k.Outstanding() {
-				pending = append(pending, h.Hex())
-			}
-		}
-	})
-	return holders, pending
-}
-
-// reconcileLoop reconciles the vault with the fold whenever the log
-// changes, and every second (for shares waiting on another holder).
-func (m *meshNode) reconcileLoop(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-m.log.Changed():
-		case <-t.C:
-		}
-		m.mu.Lock()
-		m.reconcileLocked(false)
-		m.mu.Unlock()
-	}
-}
-
-// keyPlan is what reconciliation needs of one key, copied out of the state.
-type keyPlan struct {
-	meta      vault.KeyMeta
-	destroyed bool
-	holder    bool // this node held a version
-	acked     bool
-	entitled  bool
-	versions  []versionPlan
-}
-
-type versionPlan struct {
-	n          uint32
-	activateAt time.Time
-	mine       []byte // blob wrapped for this node
-	missing    []event.NodeKey
-	kem        map[event.NodeKey][]byte
-	first      bool // this node is the first (smallest key) active holder
-}
-
-// reconcileLocked brings the vault in line with the fold. m.mu is held.
-// forceShare makes this node share missing versions at once.
-func (m *meshNode) reconcileLocked(forceShare bool) {
-	var plans []keyPlan
-	m.log.View(func(s *mesh.State) {
-		names := make([]string, 0, len(s.Keys))
-		for n := range s.Keys {
-			names = append(names, n)
-		}
-		slices.Sort(names)
-		for _, name := range names {
-			k := s.Keys[name]
-			p := keyPlan{
-				meta: vault.KeyMeta{Name: name, Owner: k.Owner, Deterministic: k.Deterministic, Exportable: k.Exportable,
-					State: k.State, MinDecryptionVersion: k.MinDecrypt, Created: k.Created},
-				destroyed: k.Destroyed, holder: k.Holders[m.self], acked: k.Acks[m.self],
-				entitled: s.Entitled(name, m.self),
-			}
-			recipients := s.Recipients(name)
-			for _, v := range k.Versions {
-				vp := versionPlan{n: v.N, activateAt: v.ActivateAt, kem: map[event.NodeKey][]byte{}}
-				if w := v.Wraps[m.self]; w != nil {
-					vp.mine = w.Blob // nil until a copy of the event with the blob arrives
-				}
-				var holders []event.NodeKey
-				for h := range v.Wraps {
-					if _, ok := s.Active(h); ok {
-						holders = append(holders, h)
-					}
-				}
-				slices.SortFunc(holders, func(a, b event.NodeKey) int { return bytes.Compare(a[:], b[:]) })
-				vp.first = len(holders) > 0 && holders[0] == m.self
-				for _, r := range recipients {
-					if _, has := v.Wraps[r]; !has {
-						vp.missing = append(vp.missing, r)
-						n, _ := s.Active(r)
-						vp.kem[r] = n.Record.KEMKey
-					}
-				}
-				p.versions = append(p.versions, vp)
-			}
-			plans = append(plans, p)
-		}
-	})
-	for _, p := range plans {
-		if err := m.reconcileKey(p, forceShare); err != nil {
-			m.logger.Warn("reconcile key", "key", p.meta.Name, "err", err)
-		}
-	}
-}
-
-func (m *meshNode) reconcileKey(p keyPlan, forceShare bool) error {
-	name := p.meta.Name
-	_, verr := m.vault.Get(name)
-	has := verr == nil
-	if p.destroyed {
-		if has {
-			if _, err := m.vault.Destroy(name); err != nil {
-				return err
-			}
-		}
-		if p.holder && !p.acked {
-			return m.issue(event.KindDestroyAck, event.DestroyAck{Key: name})
-		}
+// network is what the member reports of the host.
+func (m *meshNet) network() member.Network {
+	h := m.current()
+	if h == nil {
 		return nil
 	}
-	if !p.entitled {
-		if has {
-			for _, v := range p.versions {
-				if m.vault.Holds(name, v.n) {
-					if err := m.vault.ForgetVersion(name, v.n); err != nil {
-						return err
-					}
-				}
-			}
-		}
-		return nil
-	}
-	if err := m.vault.SyncKey(p.meta); err != nil {
-		return err
-	}
-	for _, v := range p.versions {
-		if v.mine != nil && !m.vault.Holds(name, v.n) {
-			if err := m.importVersion(name, v); err != nil {
-				return err
-			}
-		}
-	}
-	return m.shareAll(name, p.versions, forceShare)
+	return hostView{h}
 }
 
-func (m *meshNode) importVersion(name string, v versionPlan) error {
-	var material []byte
-	err := m.kemPriv.Use(func(priv []byte) error {
-		var err error
-		material, err = transport.Unwrap(priv, transport.Binding{Network: m.log.Network(), Key: name, Version: v.n, Recipient: m.self}, v.mine)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("unwrap %q v%d: %w", name, v.n, err)
-	}
-	defer clear(material)
-	return m.vault.ImportVersion(name, v.n, v.activateAt, material)
-}
+type hostView struct{ h *p2p.Host }
 
-// share wraps the versions of a key for entitled nodes that lack them — at
-// once for versions where this node is the first holder (or when forced),
-// otherwise after shareAfter — and issues them all in one KeyShare event
-// (several if there are more than event.MaxWraps), so a newly granted org
-// gets a key's whole history in one round trip.
-func (m *meshNode) shareAll(name string, versions []versionPlan, force bool) error {
-	now := m.clock()
-	var shares []event.Share
-	var blobs [][]byte
-	for _, v := range versions {
-		if len(v.missing) == 0 || !m.vault.Holds(name, v.n) {
-			continue
-		}
-		var due []event.NodeKey
-		for _, r := range v.missing {
-			id := fmt.Sprintf("%s/%d/%s", name, v.n, r.Hex())
-			first, seen := m.missingSince[id]
-			if !seen {
-				m.missingSince[id] = now
-				first = now
-			}
-			if force || v.first || now.Sub(first) >= shareAfter {
-				due = append(due, r)
-				delete(m.missingSince, id)
-			}
-		}
-		if len(due) == 0 {
-			continue
-		}
-		material, err := m.vault.Material(name, v.n)
-		if err != nil {
-			return err
-		}
-		for _, r := range due {
-			blob, err := transport.Wrap(v.kem[r], transport.Binding{Network: m.log.Network(), Key: name, Version: v.n, Recipient: r}, material)
-			if err != nil {
-				clear(material)
-				return err
-			}
-			shares = append(shares, event.Share{Version: v.n, ActivateAt: v.activateAt, Wrap: event.Wrap{Recipient: r, Digest: event.DigestOf(blob)}})
-			blobs = append(blobs, blob)
-		}
-		clear(material)
+func (v hostView) Peers() map[string]member.Peer {
+	out := map[string]member.Peer{}
+	for _, p := range v.h.Peers() {
+		out[p.ID] = member.Peer{Connected: p.Connected, LastSeen: p.LastSeen}
 	}
-	for len(shares) > 0 {
-		n := min(len(shares), event.MaxWraps)
-		err := m.issue(event.KindKeyShare, event.KeyShare{Key: name, Shares: shares[:n]}, blobs[:n]...)
-		if err != nil && !errors.Is(err, mesh.ErrRefused) {
-			return err
-		}
-		shares, blobs = shares[n:], blobs[n:]
-	}
-	return nil
-}
-
-// Identity implements api.Mesh.
-func (m *meshNode) Identity() apiv1.NodeIdentity {
-	pid, _, _ := peerIDOf(m.sign)
-	id := apiv1.NodeIdentity{
-		Org: m.org, NetworkID: m.log.Network().String(), PeerID: pid.String(),
-		SignKey: m.self.Hex(), KEMKey: m.kemPub, Mesh: true, Addrs: []string{},
-	}
-	m.hostMu.RLock()
-	if m.host != nil {
-		id.Addrs = m.host.Addrs()
-	}
-	m.hostMu.RUnlock()
-	m.log.View(func(s *mesh.State) { _, id.Registered = s.Active(m.self) })
-	return id
-}
-
-// Register implements api.Mesh: it publishes this node's admin-signed
-// record.
-func (m *meshNode) Register(raw []byte) error {
-	r, err := event.DecodeNodeRecord(raw)
-	if err != nil {
-		return fmt.Errorf("%w: %v", api.ErrRegistration, err)
-	}
-	if r.SignKey != m.self {
-		return fmt.Errorf("%w: the record is for another node (sign key %s)", api.ErrRegistration, r.SignKey)
-	}
-	if err := m.log.Genesis().VerifyNodeRecord(r); err != nil {
-		return fmt.Errorf("%w: %v", api.ErrRegistration, err)
-	}
-	if r.VerifyAdmin(m.log.Network()) != nil {
-		return fmt.Errorf("%w: the admin signature does not verify for this network", api.ErrRegistration)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err := m.issue(event.KindNodeRecord, r); err != nil {
-		return err
-	}
-	m.reconcileLocked(false)
-	return nil
-}
-
-// Deregister implements api.Mesh.
-func (m *meshNode) Deregister(raw []byte) error {
-	d, err := event.DecodeDeregister(raw)
-	if err != nil {
-		return fmt.Errorf("%w: %v", api.ErrRegistration, err)
-	}
-	if err := m.log.Genesis().VerifyDeregister(d); err != nil {
-		return fmt.Errorf("%w: %v", api.ErrRegistration, err)
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.issue(event.KindDeregister, d)
-}
-
-// Nodes implements api.Mesh.
-func (m *meshNode) Nodes() []apiv1.MeshNode {
-	peers := map[string]p2p.PeerInfo{}
-	m.hostMu.RLock()
-	if m.host != nil {
-		for _, p := range m.host.Peers() {
-			peers[p.ID] = p
-		}
-	}
-	m.hostMu.RUnlock()
-	var out []apiv1.MeshNode
-	m.log.View(func(s *mesh.State) {
-		for k, n := range s.Nodes {
-			mn := apiv1.MeshNode{
-				Org: n.Record.Org, PeerID: n.Record.PeerID, SignKey: k.Hex(), Addrs: n.Record.Addrs,
-				NotAfter: n.Record.NotAfter, Deregistered: n.Deregistered, Self: k == m.self,
-			}
-			if p, ok := peers[n.Record.PeerID]; ok {
-				mn.Connected = p.Connected
-				if !p.LastSeen.IsZero() {
-					t := p.LastSeen
-					mn.LastSeen = &t
-				}
-			}
-			out = append(out, mn)
-		}
-	})
-	slices.SortFunc(out, func(a, b apiv1.MeshNode) int {
-		if a.Org != b.Org {
-			return compareStrings(a.Org, b.Org)
-		}
-		return compareStrings(a.SignKey, b.SignKey)
-	})
 	return out
 }
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
-// Status implements api.Mesh.
-func (m *meshNode) Status() apiv1.MeshStatus {
-	st := apiv1.MeshStatus{Events: m.log.Height(), Addrs: []string{}}
-	m.log.View(func(s *mesh.State) {
-		for _, n := range s.Nodes {
-			if !n.Deregistered {
-				st.Nodes++
-			}
-		}
-		for _, c := range s.Dropped {
-			st.Dropped += c
-		}
-	})
-	m.hostMu.RLock()
-	defer m.hostMu.RUnlock()
-	if m.host != nil {
-		st.Addrs = m.host.Addrs()
-		for _, p := range m.host.Peers() {
-			if p.Connected {
-				st.Peers++
-			}
-		}
-		if t := m.host.LastSync(); !t.IsZero() {
-			st.LastSync = &t
-		}
-	}
-	return st
-}
+func (v hostView) Addrs() []string     { return v.h.Addrs() }
+func (v hostView) LastSync() time.Time { return v.h.LastSync() }
 
 // p2pLog adapts the event log to the p2p transport.
 type p2pLog struct{ l *mesh.Log }
@@ -722,12 +110,62 @@ func toP2P(v mesh.Verdict) p2p.Result {
 }
 
 func (a p2pLog) Summary() map[string]uint64 { return a.l.Summary() }
+
+// Wants passes on what the log asks every peer for (the events that locate
+// an equivocation).
+func (a p2pLog) Wants() []p2p.Want {
+	var out []p2p.Want
+	for _, w := range a.l.Wants() {
+		out = append(out, p2p.Want{Issuer: w.Issuer, After: w.After, Max: w.Max})
+	}
+	return out
+}
 func (a p2pLog) Events(issuer string, after uint64, max int) ([][]byte, error) {
 	return a.l.Events(issuer, after, max)
 }
 
-// startHost starts the libp2p host and the reconciler.
-func (m *meshNode) startHost(ctx context.Context, reg prometheus.Registerer) error {
+// nodeKeyOf returns the node key behind a libp2p peer id (the node's
+// identity is its Ed25519 signing key).
+func nodeKeyOf(p peer.ID) (event.NodeKey, bool) {
+	pk, err := p.ExtractPublicKey()
+	if err != nil {
+		return event.NodeKey{}, false
+	}
+	raw, err := pk.Raw()
+	if err != nil || len(raw) != len(event.NodeKey{}) {
+		return event.NodeKey{}, false
+	}
+	return event.NodeKey(raw), true
+}
+
+// registeredPeer reports whether p is a registered node that may act now:
+// only those connect, gossip and are served.
+func (m *meshNet) registeredPeer(p peer.ID) bool {
+	k, ok := nodeKeyOf(p)
+	if !ok {
+		return false
+	}
+	var active bool
+	m.log.View(func(s *mesh.State) { _, active = s.Active(k, time.Now()) })
+	return active
+}
+
+// targets are the registered nodes to keep connected to.
+func (m *meshNet) targets() []p2p.Target {
+	var out []p2p.Target
+	self := m.log.Self()
+	m.log.View(func(s *mesh.State) {
+		for k, n := range s.Nodes {
+			if k != self && n.Active(time.Now()) && len(n.Record.Addrs) > 0 {
+				out = append(out, p2p.Target{ID: n.Record.PeerID, Addrs: slices.Clone(n.Record.Addrs)})
+			}
+		}
+	})
+	return out
+}
+
+// start starts the libp2p host and the member's loops.
+func (m *meshNet) start(ctx context.Context, reg prometheus.Registerer, logger interface{ Warn(string, ...any) }) error {
 	_, pk, err := peerIDOf(m.sign)
 	if err != nil {
 		return err
@@ -738,117 +176,42 @@ func (m *meshNode) startHost(ctx context.Context, reg prometheus.Registerer) err
 		listen = []string{"/ip4/127.0.0.1/tcp/0"}
 	}
 	// Dial the genesis and configured bootstrap addresses, and every
-	// registered node's recorded addresses: a node that returns from
-	// downtime finds its peers even when its bootstrap node is the one that
-	// moved.
+	// registered node's recorded addresses.
 	boot := append(slices.Clone(m.log.Genesis().Bootstrap), m.cfg.Bootstrap...)
-	m.log.View(func(s *mesh.State) {
-		for k, n := range s.Nodes {
-			if k != m.self && !n.Deregistered {
-				boot = append(boot, n.Record.Addrs...)
-			}
-		}
-	})
+	for _, t := range m.targets() {
+		boot = append(boot, t.Addrs...)
+	}
 	slices.Sort(boot)
 	boot = slices.Compact(boot)
 	h, err := p2p.New(ctx, p2p.Config{
 		Identity: pk, Listen: listen, Bootstrap: boot,
 		Topic: "/keymesh/" + nid + "/events/1", Protocol: "/keymesh/" + nid + "/sync/1",
 		Log: p2pLog{m.log}, AntiEntropyInterval: m.cfg.AntiEntropyInterval,
-		Registerer: reg, Logger: m.logger.With("component", "p2p"),
+		Registerer: reg, Logger: m.member.Logger().With("component", "p2p"),
+		Registered: m.registeredPeer, Targets: m.targets,
+		IssuerOf: func(p peer.ID) string {
+			k, _ := nodeKeyOf(p)
+			return mesh.IssuerID(k)
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("node: p2p: %w", err)
 	}
-	m.hostMu.Lock()
+	m.mu.Lock()
 	m.host = h
-	m.hostMu.Unlock()
-	go m.reconcileLoop(ctx)
-	go m.dialLoop(ctx)
+	m.mu.Unlock()
+	go m.member.Run(ctx)
 	return nil
 }
 
-// dialLoop keeps this node connected to every registered node it can
-// reach, not only to its bootstrap peers: records that arrive later are
-// dialled too, with per-peer exponential back-off (2 s up to 60 s), so no
-// single node is a point of failure for the spread of events.
-func (m *meshNode) dialLoop(ctx context.Context) {
-	type backoff struct {
-		next time.Time
-		wait time.Duration
-	}
-	tries := map[string]*backoff{}
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		m.hostMu.RLock()
-		h := m.host
-		m.hostMu.RUnlock()
-		if h == nil {
-			return
-		}
-		connected := map[string]bool{}
-		for _, p := range h.Peers() {
-			if p.Connected {
-				connected[p.ID] = true
-			}
-		}
-		type target struct {
-			id    string
-			addrs []string
-		}
-		var targets []target
-		m.log.View(func(s *mesh.State) {
-			for k, n := range s.Nodes {
-				if k != m.self && !n.Deregistered && !connected[n.Record.PeerID] && len(n.Record.Addrs) > 0 {
-					targets = append(targets, target{n.Record.PeerID, slices.Clone(n.Record.Addrs)})
-				}
-			}
-		})
-		now := time.Now()
-		for _, tg := range targets {
-			b := tries[tg.id]
-			if b == nil {
-				b = &backoff{wait: 2 * time.Second}
-				tries[tg.id] = b
-			}
-			if now.Before(b.next) {
-				continue
-			}
-			ok := false
-			for _, a := range tg.addrs {
-				dctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-				err := h.Connect(dctx, a)
-				cancel()
-				if err == nil {
-					ok = true
-					break
-				}
-			}
-			if ok {
-				delete(tries, tg.id)
-				continue
-			}
-			b.next = now.Add(b.wait)
-			b.wait = min(2*b.wait, time.Minute)
-		}
-	}
-}
-
-func (m *meshNode) close() {
-	m.hostMu.Lock()
+func (m *meshNet) close() {
+	m.mu.Lock()
 	h := m.host
 	m.host = nil
-	m.hostMu.Unlock()
+	m.mu.Unlock()
 	if h != nil {
 		if err := h.Close(); err != nil {
-			m.logger.Warn("close p2p host", "err", err)
+			m.member.Logger().Warn("close p2p host", "err", err)
 		}
 	}
-	m.kemPriv.Clear()
 }

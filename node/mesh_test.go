@@ -22,11 +22,12 @@ import (
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/enroll"
 	"github.com/keymesh/keymesh/policy"
 )
 
-// meshNet is a test network: a genesis with orgs and their admin keys.
-type meshNet struct {
+// testMesh is a test network: a genesis with orgs and their admin keys.
+type testMesh struct {
 	t       *testing.T
 	dir     string
 	genesis string
@@ -35,9 +36,9 @@ type meshNet struct {
 	boot    []string
 }
 
-func newMeshNet(t *testing.T, orgs ...string) *meshNet {
+func newTestMesh(t *testing.T, orgs ...string) *testMesh {
 	t.Helper()
-	m := &meshNet{t: t, dir: t.TempDir(), admins: map[string]ed25519.PrivateKey{}}
+	m := &testMesh{t: t, dir: t.TempDir(), admins: map[string]ed25519.PrivateKey{}}
 	g := &event.Genesis{Network: "test-mesh", Created: time.Now().UTC().Truncate(time.Second)}
 	for _, o := range orgs {
 		pub, priv, err := ed25519.GenerateKey(nil)
@@ -48,6 +49,9 @@ func newMeshNet(t *testing.T, orgs ...string) *meshNet {
 		var k [32]byte
 		copy(k[:], pub)
 		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: o, AdminKeys: [][32]byte{k}})
+		if len(g.Orgs) == 1 {
+			g.Orgs[0].Namespaces = []string{"trade", "demo", "asset", "orders"}
+		}
 	}
 	b, err := json.Marshal(g)
 	if err != nil {
@@ -61,7 +65,7 @@ func newMeshNet(t *testing.T, orgs ...string) *meshNet {
 	return m
 }
 
-// meshMember is one running node of a meshNet.
+// meshMember is one running node of a testMesh.
 type meshMember struct {
 	name, org, data string
 	n               *Node
@@ -70,13 +74,13 @@ type meshMember struct {
 	stop            func()
 }
 
-func (m *meshNet) start(name, org string) *meshMember {
+func (m *testMesh) start(name, org string) *meshMember {
 	m.t.Helper()
 	mm := &meshMember{name: name, org: org, data: filepath.Join(m.dir, name)}
 	return m.restart(mm)
 }
 
-func (m *meshNet) restart(mm *meshMember) *meshMember {
+func (m *testMesh) restart(mm *meshMember) *meshMember {
 	t := m.t
 	t.Helper()
 	cfg := Config{
@@ -128,7 +132,7 @@ func (m *meshNet) restart(mm *meshMember) *meshMember {
 		m.boot = id.Addrs
 	}
 	if !id.Registered {
-		if _, err := mm.admin.Register(context.Background(), m.admins[mm.org], 24*time.Hour); err != nil {
+		if _, err := enroll.Register(context.Background(), mm.admin, m.admins[mm.org], 24*time.Hour); err != nil {
 			t.Fatalf("%s: Register() error = %v", mm.name, err)
 		}
 	}
@@ -183,7 +187,7 @@ func TestMesh(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	net := newMeshNet(t, "Org1MSP", "Org2MSP", "Org3MSP")
+	net := newTestMesh(t, "Org1MSP", "Org2MSP", "Org3MSP")
 	org1 := net.start("org1", "Org1MSP")
 	org2 := net.start("org2", "Org2MSP")
 	org3 := net.start("org3", "Org3MSP")
@@ -283,21 +287,11 @@ func TestMesh(t *testing.T) {
 	// on Org1's key), a replayed event, an event from an unregistered node
 	// and one from another network.
 	rogueAttack(t, ctx, net, org1, org2)
-	eventually(t, 10*time.Second, "Org1 counts every refusal", func() bool {
-		m := metricsOf(t, org1)
-		for _, want := range []string{
-			`reason="unauthorised",verdict="reject"`,
-			`reason="replay",verdict="reject"`,
-			`reason="unregistered issuer",verdict="ignore"`,
-			`reason="foreign network",verdict="reject"`,
-		} {
-			if !strings.Contains(m, want) {
-				return false
-			}
-		}
-		return true
-	})
-	for _, st := range org1.n.mesh.Policy().Grants("trade/price") {
+	// The rogue host is not registered: the connection gater holds it on
+	// probation, gossip filters it out, so nothing it publishes reaches
+	// Org1's log (and nothing of Org1's reaches it; p2p's tests check the
+	// anti-entropy side).
+	for _, st := range org1.n.mesh.log.Policy().Grants("trade/price") {
 		if st.Grant.Party == "token:evil" {
 			t.Error("the forged grant reached Org1's policy")
 		}
@@ -347,7 +341,7 @@ func TestMesh(t *testing.T) {
 
 // rogueAttack joins the gossip topic with a libp2p host that runs no
 // validator and publishes bad events to Org1.
-func rogueAttack(t *testing.T, ctx context.Context, net *meshNet, org1, org2 *meshMember) {
+func rogueAttack(t *testing.T, ctx context.Context, net *testMesh, org1, org2 *meshMember) {
 	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableRelay(), libp2p.DisableMetrics())
 	if err != nil {
@@ -380,7 +374,11 @@ func rogueAttack(t *testing.T, ctx context.Context, net *meshNet, org1, org2 *me
 	}
 	sign := func(priv ed25519.PrivateKey, net event.NetworkID, seq uint64, kind event.Kind, payload any) []byte {
 		b, _ := json.Marshal(payload)
-		_, raw, err := event.Sign(priv, event.Event{Network: net, Seq: seq, Lamport: 1 << 40, Time: time.Now(), Kind: kind, Payload: b})
+		ev := event.Event{Network: net, Seq: seq, Lamport: 1 << 40, Time: time.Now(), Kind: kind, Payload: b}
+		if seq > 1 {
+			ev.Prev[0] = 1
+		}
+		_, raw, err := event.Sign(priv, ev)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -396,7 +394,7 @@ func rogueAttack(t *testing.T, ctx context.Context, net *meshNet, org1, org2 *me
 	var otherNet event.NetworkID
 	otherNet[0] = 1
 	foreign := sign(org2Key, otherNet, 2, event.KindKeyCreate, event.KeyCreate{Key: "evil/net"})
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(2 * time.Second)
 	for len(topic.ListPeers()) == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}

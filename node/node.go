@@ -43,6 +43,7 @@ import (
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/kv/badgerstore"
 	"github.com/keymesh/keymesh/mesh"
+	"github.com/keymesh/keymesh/mesh/member"
 	"github.com/keymesh/keymesh/node/api"
 	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/node/fabricid"
@@ -51,7 +52,6 @@ import (
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
-	"github.com/keymesh/keymesh/vault/secret"
 	"github.com/keymesh/keymesh/vault/transport"
 )
 
@@ -261,7 +261,7 @@ type Node struct {
 	api      *api.Server
 	registry *prometheus.Registry
 	id       identity
-	mesh     *meshNode
+	mesh     *meshNet
 
 	ln     net.Listener
 	srv    *http.Server
@@ -332,7 +332,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if genesis != nil {
 		vopts = append(vopts, vault.WithRotateHook(func(k string) {
 			if n.mesh != nil {
-				n.mesh.autoRotate(k)
+				n.mesh.member.AutoRotate(k)
 			}
 		}))
 	}
@@ -357,7 +357,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		if n.mesh, err = n.openMesh(genesis); err != nil {
 			return nil, err
 		}
-		keys, meshAPI = n.mesh, n.mesh
+		keys, meshAPI = n.mesh.member, n.mesh.member
 	}
 	if n.policy, err = policystore.Open(n.store, nil, nil); err != nil {
 		return nil, err
@@ -517,7 +517,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		}
 	}
 	if n.mesh != nil {
-		if err := n.mesh.startHost(ctx, n.registry); err != nil {
+		if err := n.mesh.start(ctx, n.registry, n.logger); err != nil {
 			n.Close()
 			return err
 		}
@@ -614,37 +614,51 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 
 // openMesh opens the event log and the mesh membership of a node
 // initialised with a genesis.
-func (n *Node) openMesh(g *event.Genesis) (*meshNode, error) {
+func (n *Node) openMesh(g *event.Genesis) (*meshNet, error) {
 	seed, err := n.vault.OpenSecret(secretSignKey)
 	if err != nil {
 		return nil, fmt.Errorf("node: signing key: %w", err)
 	}
 	sign := ed25519.NewKeyFromSeed(seed)
 	clear(seed)
-	kem, err := n.vault.OpenSecret(secretKEMKey)
+	pid, _, err := peerIDOf(sign)
 	if err != nil {
-		return nil, fmt.Errorf("node: KEM key: %w", err)
+		return nil, fmt.Errorf("node: peer id: %w", err)
 	}
-	kemPriv := secret.New(kem)
-	clear(kem)
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keymesh_mesh_events_total",
 		Help: "Events delivered to this node's log, by verdict (accept, ignore, reject) and reason.",
 	}, []string{"verdict", "reason"})
 	n.registry.MustRegister(events)
+	heard := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "keymesh_mesh_org_last_heard_seconds",
+		Help: "Seconds since this node last heard from each other org (-1: never); past the staleness bound its keys answer stale_policy.",
+	}, []string{"org"})
+	n.registry.MustRegister(heard)
 	lg := n.logger.With("component", "mesh")
 	log, err := mesh.OpenLog(n.store, g, sign, mesh.LogOptions{
 		Logger:    lg,
 		OnVerdict: func(v mesh.Verdict, reason string) { events.WithLabelValues(v.String(), reason).Inc() },
+		Staleness: n.cfg.Staleness,
+		DepSettle: mesh.DefaultDepSettle,
 	})
 	if err != nil {
 		return nil, err
 	}
-	return &meshNode{
-		log: log, vault: n.vault, self: log.Self(), org: n.id.Org, sign: sign,
-		kemPriv: kemPriv, kemPub: n.id.KEMKey, grace: n.cfg.RotationGrace, clock: time.Now,
-		logger: lg, cfg: n.cfg, missingSince: map[string]time.Time{},
-	}, nil
+	// Fail closed: a key of another org is served only while this node has
+	// heard from that org within the staleness bound.
+	log.Policy().SetGate(log.Fresh)
+	mn := &meshNet{log: log, sign: sign, cfg: n.cfg}
+	mn.member = member.New(member.Config{
+		Log: log, Vault: n.vault, Org: n.id.Org, PeerID: pid.String(), KEMKey: n.id.KEMKey,
+		Grace: n.cfg.RotationGrace, Publish: mn.publish, Network: mn.network, Logger: lg,
+		OnFreshness: func(ages map[string]time.Duration) {
+			for org, age := range ages {
+				heard.WithLabelValues(org).Set(max(age.Seconds(), -1))
+			}
+		},
+	})
+	return mn, nil
 }
 
 // Vault returns the node's vault (for in-process tools and benchmarks).
@@ -656,4 +670,12 @@ func (n *Node) MeshLog() *mesh.Log {
 		return nil
 	}
 	return n.mesh.log
+}
+
+// Member returns the node's mesh member, or nil for a standalone node.
+func (n *Node) Member() *member.Member {
+	if n.mesh == nil {
+		return nil
+	}
+	return n.mesh.member
 }

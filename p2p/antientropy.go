@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -34,6 +35,17 @@ func (h *Host) antiEntropyLoop() {
 		rand.Shuffle(len(peers), func(i, j int) { peers[i], peers[j] = peers[j], peers[i] })
 		for _, p := range peers[:min(len(peers), h.cfg.AntiEntropyFanout)] {
 			h.trigger(p)
+		}
+		// Unregistered peers whose probation is over are disconnected;
+		// peers registered since they connected are reconnected, so that
+		// gossip takes them in.
+		for _, p := range h.host.Network().Peers() {
+			if h.gate.expired(p) {
+				_ = h.host.Network().ClosePeer(p)
+			}
+		}
+		for _, p := range h.gate.promoted() {
+			_ = h.host.Network().ClosePeer(p)
 		}
 		h.prune()
 	}
@@ -163,11 +175,16 @@ type session struct {
 	s      network.Stream
 	served int // events served this round
 	reqs   int // requests served this round
+	// trusted: the peer is registered. An untrusted (probationary) peer
+	// gets an empty summary and empty batches, and only its own chain is
+	// pulled from it.
+	trusted bool
 }
 
 func (h *Host) newSession(ctx context.Context, s network.Stream) (*session, func()) {
 	stop := context.AfterFunc(ctx, func() { _ = s.Reset() })
-	return &session{h: h, peer: s.Conn().RemotePeer(), io: newFrameIO(s, h.cfg.MaxMessageSize), s: s}, func() { stop() }
+	p := s.Conn().RemotePeer()
+	return &session{h: h, peer: p, io: newFrameIO(s, h.cfg.MaxMessageSize), s: s, trusted: h.gate.trusted(p)}, func() { stop() }
 }
 
 func (ss *session) read() (frame, error) {
@@ -185,11 +202,30 @@ func (ss *session) write(body []byte) error {
 }
 
 func (ss *session) summary() []byte {
+	if !ss.trusted {
+		// To a peer not registered here, only this node's own record (the
+		// first event of its chain): enough for the peer to admit it.
+		body, _ := encodeSummary(ss.ownRecord(), ss.h.cfg.MaxMessageSize)
+		return body
+	}
 	body, dropped := encodeSummary(ss.h.cfg.Log.Summary(), ss.h.cfg.MaxMessageSize)
 	if dropped > 0 {
 		ss.h.log.Warn("anti-entropy summary truncated", "dropped_issuers", dropped)
 	}
 	return body
+}
+
+// ownRecord is the summary shown to an untrusted peer: this node's own
+// chain, up to its first event (its node record).
+func (ss *session) ownRecord() map[string]uint64 {
+	if ss.h.cfg.IssuerOf == nil {
+		return nil
+	}
+	own := ss.h.cfg.IssuerOf(ss.h.host.ID())
+	if ss.h.cfg.Log.Summary()[own] == 0 {
+		return nil
+	}
+	return map[string]uint64{own: 1}
 }
 
 // outbound runs the initiator's side of a round with p.
@@ -326,7 +362,11 @@ func (ss *session) serve() error {
 			return fmt.Errorf("p2p: peer exceeded %d requests in a round", maxRequestsPerRound)
 		}
 		var events [][]byte
-		if n := min(int(f.max), maxEventsPerRound-ss.served); n > 0 {
+		if !ss.trusted {
+			if _, own := ss.ownRecord()[f.issuer]; own && f.after == 0 {
+				events, _ = ss.h.cfg.Log.Events(f.issuer, 0, 1)
+			}
+		} else if n := min(int(f.max), maxEventsPerRound-ss.served); n > 0 {
 			events, err = ss.h.cfg.Log.Events(f.issuer, f.after, n)
 			if err != nil {
 				ss.h.log.Warn("anti-entropy: reading events failed", "issuer", quoteIssuer(f.issuer), "after", f.after, "err", err)
@@ -358,6 +398,11 @@ func (ss *session) pull(ctx context.Context, theirs map[string]uint64) error {
 		ss.h.m.rejected.Add(float64(rejected))
 	}()
 	skip := map[string]bool{} // issuers whose events the peer served and our log rejected
+	if !ss.trusted {
+		// A peer on probation hands in its own chain and nothing else.
+		own := ss.h.cfg.IssuerOf(ss.peer)
+		theirs = map[string]uint64{own: min(theirs[own], maxBatch)}
+	}
 	for pass := 0; pass < maxPullPasses && budget > 0; pass++ {
 		mine := ss.h.cfg.Log.Summary()
 		var issuers []string
@@ -374,6 +419,14 @@ func (ss *session) pull(ctx context.Context, theirs map[string]uint64) error {
 	issuers:
 		for _, is := range issuers {
 			after := mine[is]
+			if strings.Contains(is, ":") {
+				// A single item: one request, then the next issuer.
+				if err := ss.fetch(is, after, 1, &accepted, &pulled, &rejected, skip); err != nil {
+					return err
+				}
+				skip[is] = true
+				continue
+			}
 			for after < theirs[is] && budget > 0 {
 				if err := ctx.Err(); err != nil {
 					return err
@@ -412,7 +465,43 @@ func (ss *session) pull(ctx context.Context, theirs map[string]uint64) error {
 			}
 		}
 		if accepted == 0 {
-			return nil
+			break
+		}
+	}
+	if w, ok := ss.h.cfg.Log.(Wanter); ok && ss.trusted {
+		for _, want := range w.Wants() {
+			accepted := 0
+			if err := ss.fetch(want.Issuer, want.After, min(max(want.Max, 1), maxBatch), &accepted, &pulled, &rejected, skip); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fetch requests one range of an issuer's items and delivers what comes.
+func (ss *session) fetch(is string, after uint64, want int, accepted, pulled, rejected *int, skip map[string]bool) error {
+	if err := ss.write(encodeRequest(is, after, uint64(want))); err != nil {
+		return err
+	}
+	f, err := ss.read()
+	if err != nil {
+		return err
+	}
+	if f.typ != frameBatch {
+		return fmt.Errorf("%w: got %s, want batch", errMalformed, frameName(f.typ))
+	}
+	if len(f.events) > want {
+		return fmt.Errorf("%w: %d items for a request of %d", errMalformed, len(f.events), want)
+	}
+	for _, r := range deliverAll(ss.h.cfg.Log, f.events) {
+		switch r {
+		case Accept:
+			*accepted++
+			*pulled++
+		case Reject:
+			*rejected++
+			skip[is] = true
 		}
 	}
 	return nil

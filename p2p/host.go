@@ -32,6 +32,7 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pubsubpb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -40,6 +41,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/libp2p/go-libp2p/p2p/net/connmgr"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,6 +83,20 @@ type BatchLog interface {
 	DeliverBatch(raws [][]byte) []Result
 }
 
+// Want is a range of an issuer's items to request from every peer in every
+// round, whatever the peer's summary says.
+type Want struct {
+	Issuer string
+	After  uint64
+	Max    int
+}
+
+// Wanter is implemented by a Log that asks peers for more than their
+// summaries advertise (the mesh: the events that locate an equivocation).
+type Wanter interface {
+	Wants() []Want
+}
+
 // Log is the node's event log. All methods are safe for concurrent use.
 type Log interface {
 	// Deliver validates, durably stores and applies one raw event (from
@@ -88,7 +104,10 @@ type Log interface {
 	// must be idempotent.
 	Deliver(raw []byte) Result
 	// Summary returns, per issuer (opaque string id), the highest sequence
-	// number up to which this node holds every event of that issuer.
+	// number up to which this node holds every event of that issuer. An id
+	// with a ':' names a single item (such as equivocation evidence) whose
+	// number is a score: a peer with a higher score is asked once per
+	// round for it (Events(id, mine, 1)).
 	Summary() map[string]uint64
 	// Events returns the raw events of issuer with sequence numbers in
 	// (after, after+max], in order.
@@ -134,6 +153,19 @@ type Config struct {
 	// EnableMDNS turns on mDNS discovery of peers on the local network
 	// (default off).
 	EnableMDNS bool
+	// Registered reports whether a peer is a registered node. Only
+	// registered peers (and bootstrap peers) connect, gossip and are served
+	// by anti-entropy; an unregistered peer may hold a short probationary
+	// connection to hand in its own chain (its node record) and receives
+	// nothing. Nil admits every peer (tests).
+	Registered func(peer.ID) bool
+	// IssuerOf names the anti-entropy issuer id of a peer's own chain: the
+	// only one pulled from an unregistered peer. Required with Registered.
+	IssuerOf func(peer.ID) string
+	// Targets lists the peers to keep connected to (the registered nodes
+	// with their recorded addresses); the host dials those it is not
+	// connected to, with back-off. Nil: bootstrap peers only.
+	Targets func() []Target
 }
 
 // Defaults for the zero values of Config.
@@ -187,6 +219,7 @@ type PeerInfo struct {
 // Host is a running libp2p host joined to the gossip topic and serving the
 // anti-entropy protocol. Its methods are safe for concurrent use.
 type Host struct {
+	gate  *gate
 	cfg   Config
 	log   *slog.Logger
 	m     *metrics
@@ -286,9 +319,21 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("p2p: connection manager: %w", err)
 	}
+	boot := map[peer.ID]bool{}
+	for _, a := range cfg.Bootstrap {
+		if ai, err := peer.AddrInfoFromString(a); err == nil {
+			boot[ai.ID] = true
+		}
+	}
+	gt := newGate(cfg.Registered, boot)
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.Identity),
+		libp2p.ConnectionGater(gt),
 		libp2p.ListenAddrStrings(cfg.Listen...),
+		// TLS 1.3 only (TCP; QUIC is TLS 1.3 too): Noise's X25519 and
+		// ChaCha20-Poly1305 are refused under fips140=only, and one
+		// handshake everywhere keeps FIPS and default nodes compatible.
+		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.DisableRelay(),
@@ -318,6 +363,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		ctx:         hctx,
 		cancel:      cancel,
 		known:       make(map[peer.ID]*peerState),
+		gate:        gt,
 		mesh:        newMeshTracer(cfg.Topic),
 		inbound:     make(chan struct{}, maxInboundRounds),
 		lastInbound: make(map[peer.ID]time.Time),
@@ -331,7 +377,17 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	gp := pubsub.DefaultGossipSubParams()
 	gp.HeartbeatInterval = 250 * time.Millisecond
 	ps, err := pubsub.NewGossipSub(hctx, lh,
-		pubsub.WithMessageSignaturePolicy(pubsub.StrictSign),
+		// Every payload is signed by its issuer (events, checkpoints) and
+		// verified by the validator, so gossipsub's own per-message
+		// signature would be a second Ed25519 verify per hop for nothing:
+		// messages go unsigned, identified by the hash of their content
+		// (a replayed payload is the same message; a forged one fails the
+		// validator), between registered peers only (the gate).
+		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
+		pubsub.WithMessageIdFn(func(m *pubsubpb.Message) string {
+			h := sha256.Sum256(m.Data)
+			return string(h[:])
+		}),
 		pubsub.WithMaxMessageSize(cfg.MaxMessageSize+envelopeOverhead),
 		pubsub.WithGossipSubParams(gp),
 		pubsub.WithPeerScore(scoreParams(cfg.Topic), scoreThresholds()),
@@ -349,6 +405,8 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		pubsub.WithPeerOutboundQueueSize(256),
 		pubsub.WithLogger(h.log.With("component", "gossipsub")),
 		pubsub.WithRawTracer(h.mesh),
+		// Gossip goes only to and from registered peers.
+		pubsub.WithPeerFilter(func(p peer.ID, _ string) bool { return gt.trusted(p) }),
 	)
 	if err != nil {
 		return fail(fmt.Errorf("p2p: gossipsub: %w", err))
@@ -376,6 +434,9 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 
 	h.spawn(h.drain)
 	h.spawn(h.antiEntropyLoop)
+	if cfg.Targets != nil {
+		h.spawn(h.keepConnected)
+	}
 	for _, ai := range bootstrap {
 		if ai.ID == lh.ID() {
 			continue

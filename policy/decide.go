@@ -18,8 +18,9 @@ type Decision struct {
 	Party   Party
 	// Key and Op repeat the request, so that the decision can be audited
 	// and turned into an error on its own.
-	Key string
-	Op  Op
+	stale bool
+	Key   string
+	Op    Op
 }
 
 // Denial reasons.
@@ -73,6 +74,19 @@ func (ge *grantEntry) rank(op Op, at time.Time) int {
 //
 // Decide takes only the read lock and allocates nothing when it allows.
 func (s *State) Decide(p Principal, key string, op Op, at time.Time) Decision {
+	d := s.decide(p, key, op, at)
+	// The gate runs outside the lock (it may consult whoever feeds the
+	// state), and only for what would be allowed: a denial needs no
+	// vouching.
+	if g := s.gate.Load(); g != nil && d.Allowed {
+		if err := (*g)(key, at); err != nil {
+			return Decision{Key: key, Op: op, Reason: err.Error(), stale: true}
+		}
+	}
+	return d
+}
+
+func (s *State) decide(p Principal, key string, op Op, at time.Time) Decision {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	byParty := s.keys[key]
@@ -133,8 +147,30 @@ func (d Decision) Err() error {
 	if reason == "" {
 		reason = "no decision"
 	}
+	if d.stale {
+		return &StaleError{Key: d.Key, Op: d.Op, Reason: reason}
+	}
 	return &DeniedError{Key: d.Key, Op: d.Op, Reason: reason}
 }
+
+// Stale reports whether d was refused by the gate (see State.SetGate):
+// no grant was consulted.
+func (d Decision) Stale() bool { return d.stale }
+
+// StaleError is a request refused because the node cannot vouch for the
+// key's policy now. It wraps [ErrStalePolicy].
+type StaleError struct {
+	Key    string
+	Op     Op
+	Reason string
+}
+
+func (e *StaleError) Error() string {
+	return fmt.Sprintf("policy: %s on %s refused: %s", e.Op, quote(e.Key), e.Reason)
+}
+
+// Unwrap returns [ErrStalePolicy].
+func (e *StaleError) Unwrap() error { return ErrStalePolicy }
 
 // DeniedError is a denied request. Its message names the operation, the key
 // and the reason, e.g.

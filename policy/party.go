@@ -20,6 +20,10 @@ var (
 	ErrConflict = errors.New("policy: conflicting id")
 	// ErrNotGranted reports a denied request; see [DeniedError].
 	ErrNotGranted = errors.New("policy: not granted")
+	// ErrStalePolicy is returned for a request this node cannot vouch for:
+	// it has not heard from the key's owner org within its staleness bound,
+	// so it may have missed a revocation (see State.SetGate).
+	ErrStalePolicy = errors.New("policy: stale policy")
 )
 
 // Party kinds, as returned by [Party.Kind].

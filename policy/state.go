@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -14,6 +15,7 @@ import (
 // order (see the package doc). It is safe for concurrent use; Decide takes
 // only a read lock.
 type State struct {
+	gate   atomic.Pointer[func(key string, at time.Time) error]
 	mu     sync.RWMutex
 	grants map[string]*grantEntry // by grant ID
 	revs   map[string]Revocation  // by revocation ID
@@ -39,6 +41,19 @@ func NewState() *State {
 		revs:   make(map[string]Revocation),
 		keys:   make(map[string]map[Party]*pairEntry),
 	}
+}
+
+// SetGate installs a check that Decide runs first: when it returns an
+// error, the decision is a refusal that wraps [ErrStalePolicy] and no grant
+// is consulted. The mesh uses it to refuse keys whose owner org it has not
+// heard from within its staleness bound. gate must be safe for concurrent
+// use; nil removes it.
+func (s *State) SetGate(gate func(key string, at time.Time) error) {
+	if gate == nil {
+		s.gate.Store(nil)
+		return
+	}
+	s.gate.Store(&gate)
 }
 
 // pair returns the entry of (key, p), creating it. The caller holds the
@@ -85,7 +100,7 @@ func (s *State) AddGrant(g Grant) error {
 	g = g.normal()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.grants[g.ID]; ok {
+	if old, ok := s.grants[scoped(g.Key, g.ID)]; ok {
 		if sameGrant(old.g, g) {
 			return nil
 		}
@@ -97,7 +112,7 @@ func (s *State) AddGrant(g Grant) error {
 		revoked: !observesAll(g.Observed, pe.revs),
 		reason:  "grant " + g.ID,
 	}
-	s.grants[g.ID] = ge
+	s.grants[scoped(g.Key, g.ID)] = ge
 	i, _ := slices.BinarySearchFunc(pe.grants, g.ID, func(e *grantEntry, id string) int {
 		return cmp.Compare(e.g.ID, id)
 	})
@@ -117,13 +132,13 @@ func (s *State) AddRevocation(r Revocation) error {
 	r = r.normal()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.revs[r.ID]; ok {
+	if old, ok := s.revs[scoped(r.Key, r.ID)]; ok {
 		if sameRevocation(old, r) {
 			return nil
 		}
 		return fmt.Errorf("%w: revocation %s is held with a different content", ErrConflict, quote(r.ID))
 	}
-	s.revs[r.ID] = r
+	s.revs[scoped(r.Key, r.ID)] = r
 	pe := s.pair(r.Key, r.Party)
 	i, _ := slices.BinarySearch(pe.revs, r.ID)
 	pe.revs = slices.Insert(pe.revs, i, r.ID)
@@ -148,22 +163,41 @@ func (s *State) RevocationIDs(key string, p Party) []string {
 	return nil
 }
 
-// Grant returns the grant with the given ID, if held.
+// scoped is the state's index of a grant or revocation: ids live in
+// their key's namespace, so grants and revocations of different keys never
+// interact, whatever their ids.
+func scoped(key, id string) string { return key + "\x00" + id }
+
+// Grant returns a grant with the given ID, if held (of the first key in
+// name order that has one; ids are unique per key).
 func (s *State) Grant(id string) (Grant, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if ge, ok := s.grants[id]; ok {
-		return ge.g.clone(), true
+	var best *grantEntry
+	for _, ge := range s.grants {
+		if ge.g.ID == id && (best == nil || ge.g.Key < best.g.Key) {
+			best = ge
+		}
 	}
-	return Grant{}, false
+	if best == nil {
+		return Grant{}, false
+	}
+	return best.g.clone(), true
 }
 
-// Revocation returns the revocation with the given ID, if held.
+// Revocation returns a revocation with the given ID, if held (of the first
+// key in name order that has one).
 func (s *State) Revocation(id string) (Revocation, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	r, ok := s.revs[id]
-	return r, ok
+	var best Revocation
+	found := false
+	for _, r := range s.revs {
+		if r.ID == id && (!found || r.Key < best.Key) {
+			best, found = r, true
+		}
+	}
+	return best, found
 }
 
 // Status is a grant and whether it is in force.
@@ -274,10 +308,10 @@ func (s *State) DropKey(key string) {
 	defer s.mu.Unlock()
 	for _, pe := range s.keys[key] {
 		for _, ge := range pe.grants {
-			delete(s.grants, ge.g.ID)
+			delete(s.grants, scoped(key, ge.g.ID))
 		}
 		for _, id := range pe.revs {
-			delete(s.revs, id)
+			delete(s.revs, scoped(key, id))
 		}
 	}
 	delete(s.keys, key)

@@ -123,6 +123,8 @@ devnet_genesis() {
 		[[ $pub =~ ^[0-9a-f]{64}$ ]] || devnet_die "org keygen for $org printed no public key"
 		args+=(--org "$org=$pub")
 	done
+	# Org1MSP owns the trade and demo namespaces: only its nodes manage trade/… keys.
+	args+=(--namespace "${DEVNET_ORGS[0]}=trade" --namespace "${DEVNET_ORGS[0]}=demo")
 	"$DEVNET_BIN/keymesh" network genesis --name devnet "${args[@]}" --out "$DEVNET_DIR/genesis.json" -o json >"$DEVNET_DIR/genesis.out"
 	DEVNET_NETWORK_ID=$(jq -r .network_id "$DEVNET_DIR/genesis.out")
 	devnet_log "genesis of network devnet, id $DEVNET_NETWORK_ID"

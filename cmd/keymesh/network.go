@@ -22,8 +22,8 @@ func newNetworkCmd(a *app) *cobra.Command {
 // file from the orgs' admin public keys.
 func newNetworkGenesisCmd(a *app) *cobra.Command {
 	var (
-		name, out, created string
-		orgs, bootstrap    []string
+		name, out, created          string
+		orgs, bootstrap, namespaces []string
 	)
 	cmd := &cobra.Command{
 		Use:   "genesis --name NAME --org ORG=PUBKEY [--org ORG=PUBKEY]... [--bootstrap MULTIADDR]... --out FILE",
@@ -41,7 +41,7 @@ network id and may be edited later. --created fixes the creation time
 (RFC 3339) to make the same network id again; it defaults to now.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			g, err := buildGenesis(name, orgs, bootstrap, created)
+			g, err := buildGenesis(name, orgs, bootstrap, namespaces, created)
 			if err != nil {
 				return err
 			}
@@ -77,6 +77,7 @@ network id and may be edited later. --created fixes the creation time
 	f.StringVar(&name, "name", "", "network name, [A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 	f.StringArrayVar(&orgs, "org", nil, "ORG=PUBKEY: an org and one of its admin public keys (repeatable)")
 	f.StringArrayVar(&bootstrap, "bootstrap", nil, "multiaddr of a bootstrap node (repeatable)")
+	f.StringArrayVar(&namespaces, "namespace", nil, "ORG=NS: the org owns key namespace NS: only its nodes create and manage keys NS/… (repeatable)")
 	f.StringVar(&created, "created", "", "creation time, RFC 3339 (default now)")
 	f.StringVar(&out, "out", "", "file to write the genesis to (0644; must not exist)")
 	return cmd
@@ -84,7 +85,7 @@ network id and may be edited later. --created fixes the creation time
 
 // buildGenesis assembles and validates a genesis from the flags. Its
 // errors are usage errors.
-func buildGenesis(name string, orgs, bootstrap []string, created string) (*event.Genesis, error) {
+func buildGenesis(name string, orgs, bootstrap, namespaces []string, created string) (*event.Genesis, error) {
 	if name == "" {
 		return nil, usagef("--name is required")
 	}
@@ -121,6 +122,14 @@ func buildGenesis(name string, orgs, bootstrap []string, created string) (*event
 			return nil, usagef("--org %s lists the same admin key twice", id)
 		}
 		g.Orgs[i].AdminKeys = append(g.Orgs[i].AdminKeys, key)
+	}
+	for _, n := range namespaces {
+		id, ns, ok := strings.Cut(n, "=")
+		i, known := index[id]
+		if !ok || !known {
+			return nil, usagef("invalid --namespace %q: want ORG=NS for an org given with --org", n)
+		}
+		g.Orgs[i].Namespaces = append(g.Orgs[i].Namespaces, ns)
 	}
 	slices.SortFunc(g.Orgs, func(x, y event.GenesisOrg) int { return strings.Compare(x.ID, y.ID) })
 	if err := g.Validate(); err != nil {

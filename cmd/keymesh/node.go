@@ -13,6 +13,7 @@ import (
 
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/enroll"
 )
 
 // maxAdminKeyFileBytes bounds what is read of an org admin key file (a PEM
@@ -113,7 +114,7 @@ year); register again before it runs out.`,
 			if err != nil {
 				return err
 			}
-			id, err := c.Register(cmd.Context(), admin, validFor)
+			id, err := enroll.Register(cmd.Context(), c, admin, validFor)
 			if err != nil {
 				return err
 			}
@@ -136,6 +137,7 @@ year); register again before it runs out.`,
 
 func newNodeDeregisterCmd(a *app) *cobra.Command {
 	var keyFile, nodeKey, org string
+	var lastSeq int64
 	cmd := &cobra.Command{
 		Use:   "deregister --admin-key FILE --node SIGNKEY --org ORG",
 		Short: "Deregister a node of the org: sign the deregistration with the org admin key",
@@ -144,7 +146,10 @@ a deregistration of the node with signing key --node (64 hex digits, as
 'keymesh nodes list -o json' shows it) of org --org, here, and the node this
 command talks to publishes it. Any node of the network can publish it; it
 counts only if --admin-key is an admin key of --org in the genesis.
-The node receives no new key versions afterwards; what it held was shared.`,
+The deregistration is a causal cut: the node's events up to --last-seq
+(default: what the answering node holds of them now) keep counting, and none
+after it does, in whatever order nodes receive them. The node receives no new
+key versions afterwards; what it held was shared.`,
 		Example: `  keymesh node deregister --admin-key org1-admin.key --org Org1MSP --node 3b6a27bc…`,
 		Args:    exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -172,8 +177,24 @@ The node receives no new key versions afterwards; what it held was shared.`,
 			if err := nid.UnmarshalText([]byte(id.NetworkID)); err != nil {
 				return fmt.Errorf("node deregister: the node's network id: %w", err)
 			}
+			cut := lastSeq
+			if cut < 0 {
+				// By default the cut is what the answering node holds of the
+				// node's events now: everything it did so far counts,
+				// nothing after.
+				cur, err := c.ListNodes(cmd.Context())
+				if err != nil {
+					return err
+				}
+				cut = 0
+				for _, n := range cur {
+					if n.SignKey == sk.Hex() {
+						cut = int64(n.Events)
+					}
+				}
+			}
 			d, err := event.SignDeregister(admin, nid, event.Deregister{
-				Org: org, SignKey: sk, At: time.Now(), AdminKey: [32]byte(admin.Public().(ed25519.PublicKey)),
+				Org: org, SignKey: sk, LastSeq: uint64(cut), At: time.Now(), AdminKey: [32]byte(admin.Public().(ed25519.PublicKey)),
 			})
 			if err != nil {
 				return usageError{fmt.Errorf("node deregister: %w", err)}
@@ -198,6 +219,7 @@ The node receives no new key versions afterwards; what it held was shared.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&keyFile, "admin-key", "", "org admin private key file (PEM, mode 0600)")
+	f.Int64Var(&lastSeq, "last-seq", -1, "the cut: the node's events up to this sequence number keep counting, none after (default: as many as the answering node holds now)")
 	f.StringVar(&nodeKey, "node", "", "signing key of the node to deregister (64 hex digits)")
 	f.StringVar(&org, "org", "", "the node's org, e.g. Org1MSP")
 	return cmd

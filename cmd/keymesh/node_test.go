@@ -253,6 +253,7 @@ func TestNodeDeregister(t *testing.T) {
 	f := newMeshFixture(t)
 	d := newFakeDaemon(t, map[string]reply{
 		"GET /v1/node":              {body: f.identity},
+		"GET /v1/nodes":             {body: nodesDoc},
 		"POST /v1/nodes/deregister": {body: nodesDoc},
 	})
 	res := runCLI(t, withDaemon(d), "", "node", "deregister", "--admin-key", f.adminKey, "--org", "Org1MSP", "--node", strings.ToUpper(signKeyB))

@@ -44,6 +44,15 @@ func newStatusCmd(a *app) *cobra.Command {
 					row(w, "Event log height:", num(m.Events))
 					row(w, "Events dropped:", num(m.Dropped))
 					row(w, "Last anti-entropy:", tmp(m.LastSync, "never"))
+					row(w, "Events pending:", num(m.Pending))
+					for _, o := range m.Orgs {
+						state := "fresh, last heard " + tmp(o.LastHeard, "never")
+						if o.Stale {
+							state = "STALE (its keys answer stale_policy), last heard " + tmp(o.LastHeard, "never")
+						}
+						row(w, "Org "+o.Org+":", state)
+					}
+					row(w, "Staleness bound:", cell(m.Staleness))
 					for i, addr := range m.Addrs {
 						label := ""
 						if i == 0 {

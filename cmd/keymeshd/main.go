@@ -64,6 +64,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	tlsCert := fs.String("tls-cert", "", "TLS certificate `file`")
 	tlsKey := fs.String("tls-key", "", "TLS key `file`")
 	grace := fs.Duration("rotation-grace", 0, "activation delay of rotated key versions (default 5s)")
+	staleness := fs.Duration("staleness", 0, "how long a mesh node serves another org's keys without hearing from it (default 10s)")
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "", "text or json")
 	p2pListen := fs.String("p2p-listen", "", "libp2p listen `multiaddrs`, comma-separated, of a mesh node (default /ip4/127.0.0.1/tcp/0)")
@@ -114,6 +115,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	if set["rotation-grace"] {
 		cfg.RotationGrace = *grace
+	}
+	if set["staleness"] {
+		cfg.Staleness = *staleness
 	}
 	if set["p2p-listen"] {
 		cfg.P2PListen = splitList(*p2pListen)

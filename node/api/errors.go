@@ -6,6 +6,7 @@ import (
 
 	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/mesh/member"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
@@ -36,7 +37,7 @@ func tooLarge(msg string) *Error {
 
 // ErrNotOwner is returned by a mesh Manager for a change to a key that only
 // nodes of its owner organisation may make.
-var ErrNotOwner = errors.New("only nodes of the key's owner organisation may change it")
+var ErrNotOwner = member.ErrNotOwner
 
 var errForbiddenAdmin = &Error{Status: http.StatusForbidden, Code: apiv1.CodeForbidden, Message: "this operation needs an admin token"}
 
@@ -54,6 +55,7 @@ var mapping = []struct {
 	{fabricid.ErrEndorsementConflict, http.StatusConflict, apiv1.CodeConflict},
 	{errEndorsementRefused, http.StatusForbidden, apiv1.CodeForbidden},
 	{policy.ErrNotGranted, http.StatusForbidden, apiv1.CodeNotGranted},
+	{policy.ErrStalePolicy, http.StatusServiceUnavailable, apiv1.CodeStalePolicy},
 	{vault.ErrKeyNotFound, http.StatusNotFound, apiv1.CodeNotFound},
 	{token.ErrNotFound, http.StatusNotFound, apiv1.CodeNotFound},
 	{token.ErrInvalid, http.StatusBadRequest, apiv1.CodeInvalidRequest},

@@ -1,11 +1,11 @@
 package api
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/keymesh/keymesh/mesh/member"
 	"github.com/keymesh/keymesh/node/apiv1"
 )
 
@@ -13,13 +13,39 @@ import (
 // registration, the registered nodes, and the publication of admin-signed
 // node records and deregistrations. A standalone node has none.
 type Mesh interface {
-	Identity() apiv1.NodeIdentity
+	Identity() member.Identity
 	// Register publishes an admin-signed node record (JSON).
 	Register(record []byte) error
 	// Deregister publishes an admin-signed deregistration (JSON).
 	Deregister(d []byte) error
-	Nodes() []apiv1.MeshNode
-	Status() apiv1.MeshStatus
+	Nodes() []member.NodeInfo
+	Status() member.Status
+	// StaleOrgs lists the orgs not heard from within the staleness bound.
+	StaleOrgs() []string
+}
+
+func identityJSON(id member.Identity) apiv1.NodeIdentity {
+	return apiv1.NodeIdentity{Org: id.Org, NetworkID: id.NetworkID, PeerID: id.PeerID, SignKey: id.SignKey,
+		KEMKey: id.KEMKey, Mesh: true, Addrs: id.Addrs, Registered: id.Registered}
+}
+
+func nodesJSON(ns []member.NodeInfo) apiv1.MeshNodeList {
+	out := apiv1.MeshNodeList{Nodes: make([]apiv1.MeshNode, 0, len(ns))}
+	for _, n := range ns {
+		out.Nodes = append(out.Nodes, apiv1.MeshNode{Org: n.Org, PeerID: n.PeerID, SignKey: n.SignKey, Addrs: n.Addrs,
+			NotAfter: n.NotAfter, Deregistered: n.Deregistered, LastSeq: n.LastSeq, Events: n.Events, Tainted: n.Tainted,
+			Self: n.Self, Connected: n.Connected, LastSeen: n.LastSeen})
+	}
+	return out
+}
+
+func meshStatusJSON(st member.Status) apiv1.MeshStatus {
+	out := apiv1.MeshStatus{Peers: st.Peers, Events: st.Events, Pending: st.Pending, LastSync: st.LastSync, Nodes: st.Nodes,
+		Dropped: st.Dropped, Addrs: st.Addrs, Staleness: st.Staleness.String(), Orgs: []apiv1.OrgFreshness{}}
+	for _, o := range st.Orgs {
+		out.Orgs = append(out.Orgs, apiv1.OrgFreshness{Org: o.Org, LastHeard: o.LastHeard, Stale: o.Stale})
+	}
+	return out
 }
 
 // ErrNotMesh answers mesh routes on a standalone node.
@@ -28,14 +54,14 @@ var errNotMesh = &Error{Status: http.StatusConflict, Code: apiv1.CodeConflict, M
 // ErrRegistration is wrapped by Mesh implementations for a record or
 // deregistration that is refused (bad signature, another network, not an
 // admin of the org).
-var ErrRegistration = errors.New("registration refused")
+var ErrRegistration = member.ErrRegistration
 
 func (s *Server) nodeIdentity(c *gin.Context) {
 	if s.cfg.Mesh == nil {
 		s.fail(c, errNotMesh)
 		return
 	}
-	c.JSON(http.StatusOK, s.cfg.Mesh.Identity())
+	c.JSON(http.StatusOK, identityJSON(s.cfg.Mesh.Identity()))
 }
 
 func (s *Server) listNodes(c *gin.Context) {
@@ -43,7 +69,7 @@ func (s *Server) listNodes(c *gin.Context) {
 		s.fail(c, errNotMesh)
 		return
 	}
-	c.JSON(http.StatusOK, apiv1.MeshNodeList{Nodes: s.cfg.Mesh.Nodes()})
+	c.JSON(http.StatusOK, nodesJSON(s.cfg.Mesh.Nodes()))
 }
 
 func (s *Server) registerNode(c *gin.Context) {
@@ -64,7 +90,7 @@ func (s *Server) registerNode(c *gin.Context) {
 		s.adminFailed(c, "node.register", "", err)
 		return
 	}
-	s.adminDone(c, "node.register", "", 0, "", http.StatusOK, s.cfg.Mesh.Identity())
+	s.adminDone(c, "node.register", "", 0, "", http.StatusOK, identityJSON(s.cfg.Mesh.Identity()))
 }
 
 func (s *Server) deregisterNode(c *gin.Context) {
@@ -85,5 +111,5 @@ func (s *Server) deregisterNode(c *gin.Context) {
 		s.adminFailed(c, "node.deregister", "", err)
 		return
 	}
-	s.adminDone(c, "node.deregister", "", 0, "", http.StatusOK, apiv1.MeshNodeList{Nodes: s.cfg.Mesh.Nodes()})
+	s.adminDone(c, "node.deregister", "", 0, "", http.StatusOK, nodesJSON(s.cfg.Mesh.Nodes()))
 }

@@ -168,7 +168,11 @@ func New(cfg Config) *Server {
 				return
 			}
 		}
-		c.JSON(http.StatusOK, apiv1.Health{Status: "ready"})
+		h := apiv1.Health{Status: "ready"}
+		if s.cfg.Mesh != nil {
+			h.StaleOrgs = s.cfg.Mesh.StaleOrgs()
+		}
+		c.JSON(http.StatusOK, h)
 	})
 	if cfg.Registry != nil {
 		h := promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{})
@@ -400,6 +404,6 @@ func (s *Server) meshStatus() *apiv1.MeshStatus {
 	if s.cfg.Mesh == nil {
 		return nil
 	}
-	st := s.cfg.Mesh.Status()
+	st := meshStatusJSON(s.cfg.Mesh.Status())
 	return &st
 }

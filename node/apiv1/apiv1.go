@@ -35,6 +35,7 @@ const (
 	CodeKeyDestroyed      = "key_destroyed"        // 410: the key (or version) was crypto-shredded
 	CodeTooLarge          = "too_large"            // 413: body, batch or plaintext over its limit
 	CodeUnavailable       = "unavailable"          // 503: the node cannot serve (store or audit log unwritable, shutting down)
+	CodeStalePolicy       = "stale_policy"         // 503: a mesh node has not heard from the key's owner org within its staleness bound
 	CodeNoSpace           = "insufficient_storage" // 507: the disk is (nearly) full; writes are refused, reads and decrypts go on
 	CodeInternal          = "internal"             // 500
 	// CodeInvalidCreator is 401: a chaincode token's request names no
@@ -79,6 +80,10 @@ type Health struct {
 	Status string `json:"status"`
 	// Reason says why /readyz is not ready, e.g. the disk is full.
 	Reason string `json:"reason,omitempty"`
+	// StaleOrgs lists, on a mesh node, the orgs it has not heard from
+	// within its staleness bound: their keys are refused (stale_policy)
+	// until it does. The node is still ready for every other key.
+	StaleOrgs []string `json:"stale_orgs,omitempty"`
 }
 
 // Status describes the node (GET /v1/status).

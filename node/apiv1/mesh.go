@@ -34,15 +34,21 @@ type DeregisterRequest struct {
 
 // MeshNode is a node of the network as this node knows it (GET /v1/nodes).
 type MeshNode struct {
-	Org          string     `json:"org"`
-	PeerID       string     `json:"peer_id"`
-	SignKey      string     `json:"sign_key"`
-	Addrs        []string   `json:"addrs"`
-	NotAfter     time.Time  `json:"not_after"`
-	Deregistered bool       `json:"deregistered"`
-	Self         bool       `json:"self"`
-	Connected    bool       `json:"connected"`
-	LastSeen     *time.Time `json:"last_seen,omitempty"`
+	Org          string    `json:"org"`
+	PeerID       string    `json:"peer_id"`
+	SignKey      string    `json:"sign_key"`
+	Addrs        []string  `json:"addrs"`
+	NotAfter     time.Time `json:"not_after"`
+	Deregistered bool      `json:"deregistered"`
+	// LastSeq is the cut of a deregistered node: its events up to this
+	// sequence number count, none after.
+	LastSeq *uint64 `json:"last_seq,omitempty"`
+	// Events is how many of the node's events this node holds.
+	Events    uint64     `json:"events"`
+	Tainted   bool       `json:"tainted"`
+	Self      bool       `json:"self"`
+	Connected bool       `json:"connected"`
+	LastSeen  *time.Time `json:"last_seen,omitempty"`
 }
 
 // MeshNodeList is the body of GET /v1/nodes.
@@ -54,8 +60,22 @@ type MeshNodeList struct {
 type MeshStatus struct {
 	Peers    int        `json:"peers"`
 	Events   int        `json:"events"`
+	Pending  int        `json:"pending"`
 	LastSync *time.Time `json:"last_sync,omitempty"`
 	Nodes    int        `json:"nodes"`
 	Dropped  int        `json:"dropped"`
 	Addrs    []string   `json:"addrs"`
+	// Staleness is the bound (a Go duration, e.g. "10s"); Orgs says, for
+	// every other org, when this node last heard from it and whether its
+	// keys are refused as stale_policy now.
+	Staleness string         `json:"staleness"`
+	Orgs      []OrgFreshness `json:"orgs"`
+}
+
+// OrgFreshness is how recently a mesh node heard from another org (a
+// liveness checkpoint whose events it holds).
+type OrgFreshness struct {
+	Org       string     `json:"org"`
+	LastHeard *time.Time `json:"last_heard,omitempty"`
+	Stale     bool       `json:"stale"`
 }

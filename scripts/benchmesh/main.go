@@ -53,6 +53,7 @@ import (
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/enroll"
 	"github.com/keymesh/keymesh/policy"
 )
 
@@ -276,6 +277,9 @@ func newNetwork(o options, n int) (*network, error) {
 		copy(k[:], pub)
 		org := fmt.Sprintf("Org%dMSP", i+1)
 		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: org, AdminKeys: [][32]byte{k}})
+		if i == 0 {
+			g.Orgs[0].Namespaces = []string{"trade", "bench", "demo"}
+		}
 		net.members = append(net.members, &member{i: i, org: org, data: filepath.Join(dir, fmt.Sprintf("org%d", i+1)), adminKey: priv})
 	}
 	b, err := json.Marshal(g)
@@ -454,7 +458,7 @@ func register(ctx context.Context, m *member, id *apiv1.NodeIdentity) error {
 			return nil
 		}
 		cctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-		_, err = m.admin.Register(cctx, m.adminKey, 24*time.Hour)
+		_, err = enroll.Register(cctx, m.admin, m.adminKey, 24*time.Hour)
 		cancel()
 		if err == nil {
 			return nil

@@ -21,6 +21,7 @@ import (
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/enroll"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/node/fabricid/fabricidtest"
 )
@@ -115,6 +116,9 @@ func StartMesh(t testing.TB, orgs []string, cas ...*fabricidtest.CA) []*Node {
 		var k [32]byte
 		copy(k[:], pub)
 		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: o, AdminKeys: [][32]byte{k}})
+		if len(g.Orgs) == 1 {
+			g.Orgs[0].Namespaces = []string{"trade", "demo", "asset", "orders"}
+		}
 	}
 	b, err := json.Marshal(g)
 	if err != nil {
@@ -144,7 +148,7 @@ func StartMesh(t testing.TB, orgs []string, cas ...*fabricidtest.CA) []*Node {
 		if boot == nil {
 			boot = id.Addrs
 		}
-		if _, err := n.Admin.Register(Ctx(t), admins[o], 24*time.Hour); err != nil {
+		if _, err := enroll.Register(Ctx(t), n.Admin, admins[o], 24*time.Hour); err != nil {
 			t.Fatalf("%s: Register() = %v", o, err)
 		}
 		nodes = append(nodes, n)
