@@ -88,6 +88,10 @@ type KeyVersion struct {
 	// event or from any later KeyShare, so no node can plant material of
 	// its choosing under the owner's version.
 	Check Digest
+	// Floor marks the version an org revocation rotated to: endorsement
+	// mode never selects a version below it (the revoked org held those),
+	// whatever a proposal's timestamp.
+	Floor bool
 	Wraps []Wrap // at most MaxWraps, one per recipient
 }
 

@@ -157,7 +157,10 @@ type Key struct {
 	MinDecrypt    uint32
 	CreatedAt     time.Time
 	Versions      []*Version // index = version-1: the slots won, contiguous from 1
-	Destroyed     bool
+	// EndorseFloor is the newest version an org revocation rotated to (0:
+	// none): endorsement mode never selects a version below it.
+	EndorseFloor uint32
+	Destroyed    bool
 	// Holders are the nodes that ever received a copy of a version (or
 	// created one): each must acknowledge a destroy. Acks are those that
 	// did.
@@ -640,6 +643,9 @@ func (s *State) refoldKey(k *Key) {
 		}
 		k.Holders[e.ev.Issuer] = true
 		k.Versions = append(k.Versions, v)
+		if kv.Floor {
+			k.EndorseFloor = kv.Version
+		}
 	}
 	for _, e := range shares {
 		for _, sh := range e.payload.(event.KeyShare).Shares {
@@ -770,7 +776,7 @@ func (s *State) Canonical() []byte {
 		str(k.Name)
 		str(k.Owner)
 		b.Write(k.Creator[:])
-		str(fmt.Sprintf("%t %t %d %d %t %d", k.Deterministic, k.Exportable, k.State, k.MinDecrypt, k.Destroyed, k.CreatedAt.UnixNano()))
+		str(fmt.Sprintf("%t %t %d %d %t %d %d", k.Deterministic, k.Exportable, k.State, k.MinDecrypt, k.Destroyed, k.CreatedAt.UnixNano(), k.EndorseFloor))
 		u(uint64(len(k.Versions)))
 		for _, v := range k.Versions {
 			u(uint64(v.N))

@@ -201,12 +201,18 @@ func (m *Member) recipients(s *mesh.State, name string, n uint32, nodes []event.
 // wrapped for every entitled node; its material never leaves the vault
 // unwrapped. m.mu is held.
 func (m *Member) newVersion(name string, activateAt time.Time) error {
+	return m.issueVersion(name, activateAt, false)
+}
+
+// issueVersion is newVersion; floor marks a version an org revocation
+// rotated to (the endorsement floor). m.mu is held.
+func (m *Member) issueVersion(name string, activateAt time.Time, floor bool) error {
 	var kvp event.KeyVersion
 	var rs []vault.Recipient
 	var keys []event.NodeKey
 	m.log.View(func(s *mesh.State) {
 		k := s.Keys[name]
-		kvp = event.KeyVersion{Key: name, Version: uint32(len(k.Versions)) + 1, ActivateAt: activateAt.UTC()}
+		kvp = event.KeyVersion{Key: name, Version: uint32(len(k.Versions)) + 1, ActivateAt: activateAt.UTC(), Floor: floor}
 		rs, keys = m.recipients(s, name, kvp.Version, s.Recipients(name, m.clock()))
 	})
 	check, blobs, err := m.vault.GenerateVersion(m.log.Network(), name, kvp.Version, rs)
@@ -401,7 +407,7 @@ func (m *Member) Revoke(key string, party policy.Party, issuer string) (policy.R
 		return policy.Revocation{}, 0, err
 	}
 	if party.Kind() == policy.KindOrg {
-		if err := m.newVersion(key, now); err != nil {
+		if err := m.issueVersion(key, now, true); err != nil {
 			return policy.Revocation{}, 0, fmt.Errorf("node: rotate after revoking %s: %w", party, err)
 		}
 	}
@@ -463,6 +469,7 @@ const fullReconcile = 30 * time.Second
 // keyPlan is what reconciliation needs of one key, copied out of the state.
 type keyPlan struct {
 	meta      vault.KeyMeta
+	floor     uint32 // endorsement floor
 	destroyed bool
 	holder    bool // this node held a version
 	acked     bool
@@ -514,6 +521,7 @@ func (m *Member) reconcileLocked(forceShare bool) {
 			p := keyPlan{
 				meta: vault.KeyMeta{Name: name, Owner: k.Owner, Deterministic: k.Deterministic, Exportable: k.Exportable,
 					State: k.State, MinDecryptionVersion: min(k.MinDecrypt, uint32(max(len(k.Versions), 1))), Created: k.CreatedAt},
+				floor:     k.EndorseFloor,
 				destroyed: k.Destroyed, holder: k.Holders[m.self], acked: k.Acks[m.self],
 				entitled: s.Entitled(name, m.self),
 			}
@@ -588,6 +596,13 @@ func (m *Member) reconcileKey(p keyPlan, forceShare bool) error {
 			if err := m.acceptVersion(name, v); err != nil {
 				return err
 			}
+		}
+	}
+	if p.floor > 0 {
+		// Every node, not only the revoking one: endorsers on any org's
+		// node select the same version.
+		if err := m.vault.SetEndorsementFloor(name, p.floor); err != nil {
+			return err
 		}
 	}
 	return m.shareAll(name, p.versions, forceShare)

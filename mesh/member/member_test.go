@@ -198,6 +198,11 @@ func TestGrantSharesAndRevokeRotates(t *testing.T) {
 	if !a.vault.Holds("trade/price", 2) {
 		t.Error("the owner does not hold the rotated version")
 	}
+	// The rotation is the endorsement floor at every holder (issue 10
+	// item 3): no proposal timestamp selects the version Org2 held.
+	if f, err := a.vault.EndorsementFloor("trade/price"); err != nil || f != 2 {
+		t.Errorf("endorsement floor = %d, %v after revoking an org, want 2", f, err)
+	}
 }
 
 func TestNamespaceOwnership(t *testing.T) {
