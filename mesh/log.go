@@ -359,7 +359,6 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 	out := make([]Verdict, len(raws))
 	reasons := make([]string, len(raws))
 	entries := make([]*entry, len(raws))
-	var given []*Evidence // evidence items, as delivered
 	for i, raw := range raws {
 		switch {
 		case event.IsCheckpoint(raw):
@@ -371,7 +370,6 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 				out[i], reasons[i] = Reject, ReasonMalformed
 				continue
 			}
-			given = append(given, v)
 			out[i], reasons[i] = Ignore, ReasonDuplicate // unless it is better than what is held
 			entries[i] = &entry{ev: nil, payload: v}
 			continue

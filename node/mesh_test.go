@@ -290,7 +290,10 @@ func TestMesh(t *testing.T) {
 	// The rogue host is not registered: the connection gater holds it on
 	// probation, gossip filters it out, so nothing it publishes reaches
 	// Org1's log (and nothing of Org1's reaches it; p2p's tests check the
-	// anti-entropy side).
+	// anti-entropy side). Org1's verdicts are counted in /metrics.
+	if m := metricsOf(t, org1); !strings.Contains(m, `keymesh_mesh_events_total{reason="ok",verdict="accept"}`) {
+		t.Error("/metrics counts no accepted mesh event")
+	}
 	for _, st := range org1.n.mesh.log.Policy().Grants("trade/price") {
 		if st.Grant.Party == "token:evil" {
 			t.Error("the forged grant reached Org1's policy")
