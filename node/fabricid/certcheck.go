@@ -2,9 +2,7 @@ package fabricid
 
 import (
 	"crypto/x509"
-	"encoding/pem"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 )
@@ -107,41 +105,21 @@ func (n *NodeOUs) role(cert *x509.Certificate) (string, error) {
 // MSP signed is an error, not silently ignored.
 func LoadCRLs(files []string, cas []*x509.Certificate) ([]*x509.RevocationList, error) {
 	var out []*x509.RevocationList
-	for _, f := range files {
-		b, err := os.ReadFile(f)
+	err := eachPEM(files, "X509 CRL", "CRL", "PEM X509 CRL", func(f string, der []byte) error {
+		crl, err := x509.ParseRevocationList(der)
 		if err != nil {
-			return nil, fmt.Errorf("reading CRL file: %w", err)
+			return fmt.Errorf("CRL file %s: %w", quote(f), err)
 		}
-		n := 0
-		for {
-			var blk *pem.Block
-			blk, b = pem.Decode(b)
-			if blk == nil {
-				break
+		for _, ca := range cas {
+			if crl.CheckSignatureFrom(ca) == nil {
+				out = append(out, crl)
+				return nil
 			}
-			if blk.Type != "X509 CRL" {
-				continue
-			}
-			crl, err := x509.ParseRevocationList(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("CRL file %s: %w", quote(f), err)
-			}
-			signed := false
-			for _, ca := range cas {
-				if crl.CheckSignatureFrom(ca) == nil {
-					signed = true
-					break
-				}
-			}
-			if !signed {
-				return nil, fmt.Errorf("CRL file %s: the CRL of %s is not signed by a CA of the MSP", quote(f), quote(crl.Issuer.String()))
-			}
-			out = append(out, crl)
-			n++
 		}
-		if n == 0 {
-			return nil, fmt.Errorf("CRL file %s holds no PEM X509 CRL", quote(f))
-		}
+		return fmt.Errorf("CRL file %s: the CRL of %s is not signed by a CA of the MSP", quote(f), quote(crl.Issuer.String()))
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -282,10 +282,31 @@ func loadPool(files []string) (*x509.CertPool, error) {
 // least one, and each must be a CA.
 func loadCerts(files []string) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
+	err := eachPEM(files, "CERTIFICATE", "CA", "PEM certificate", func(f string, der []byte) error {
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("CA file %s: %w", quote(f), err)
+		}
+		if !cert.IsCA {
+			return fmt.Errorf("CA file %s: certificate %s is not a CA", quote(f), quote(cert.Subject.String()))
+		}
+		out = append(out, cert)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// eachPEM calls fn with every PEM block of type typ in each of files, and
+// fails for a file that holds none. what names the files in errors ("CA"
+// file, "CRL" file), none what they lack.
+func eachPEM(files []string, typ, what, none string, fn func(file string, der []byte) error) error {
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return nil, fmt.Errorf("reading CA file: %w", err)
+			return fmt.Errorf("reading %s file: %w", what, err)
 		}
 		n := 0
 		for {
@@ -294,24 +315,19 @@ func loadCerts(files []string) ([]*x509.Certificate, error) {
 			if blk == nil {
 				break
 			}
-			if blk.Type != "CERTIFICATE" {
+			if blk.Type != typ {
 				continue
 			}
-			cert, err := x509.ParseCertificate(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("CA file %s: %w", quote(f), err)
+			if err := fn(f, blk.Bytes); err != nil {
+				return err
 			}
-			if !cert.IsCA {
-				return nil, fmt.Errorf("CA file %s: certificate %s is not a CA", quote(f), quote(cert.Subject.String()))
-			}
-			out = append(out, cert)
 			n++
 		}
 		if n == 0 {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", quote(f))
+			return fmt.Errorf("%s file %s holds no %s", what, quote(f), none)
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // MSPs returns the configured MSP ids, sorted.
