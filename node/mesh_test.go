@@ -59,7 +59,7 @@ func TestMesh(t *testing.T) {
 	if _, err := org1.Admin.CreateGrant(ctx, apiv1.CreateGrantRequest{Key: "trade/price", Party: "token:app", Ops: []string{"encrypt", "decrypt"}}); err != nil {
 		t.Fatal(err)
 	}
-	app1 := org1.Client("token:app")
+	app1 := org1.Client(t, "token:app")
 	fctx := map[string]string{"field": "price"}
 	env1, _, err := app1.EncryptValue(ctx, "trade/price", []byte("100.25"), fctx, "")
 	if err != nil {
@@ -67,7 +67,7 @@ func TestMesh(t *testing.T) {
 	}
 	// Org2's own token:app is not Org1's token:app: the grant's custodian
 	// is Org1, so Org2's node does not honour it.
-	app2 := org2.Client("token:app")
+	app2 := org2.Client(t, "token:app")
 	if _, err := app2.DecryptValue(ctx, env1, fctx); !client.IsCode(err, apiv1.CodeNotGranted) {
 		t.Errorf("Org2 decrypt before its grant error = %v, want not_granted", err)
 	}
@@ -80,14 +80,14 @@ func TestMesh(t *testing.T) {
 		pt, err := app2.DecryptValue(ctx, env1, fctx)
 		return err == nil && string(pt) == "100.25"
 	})
-	app3 := org3.Client("token:app")
+	app3 := org3.Client(t, "token:app")
 	if _, err := app3.DecryptValue(ctx, env1, fctx); err == nil {
 		t.Error("Org3 (no grant) decrypted Org1's envelope")
 	}
 
 	// A second Org1 node joins: Org1's versions are mirrored to it.
 	org1b := net.Start("org1b", "Org1MSP")
-	app1b := org1b.Client("token:app")
+	app1b := org1b.Client(t, "token:app")
 	nodetest.Eventually(t, 10*time.Second, "the second Org1 node decrypts after mirroring", func(context.Context) bool {
 		pt, err := app1b.DecryptValue(ctx, env1, fctx)
 		return err == nil && string(pt) == "100.25"
@@ -121,7 +121,7 @@ func TestMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	org3.Restart()
-	app3 = org3.Client("token:app3")
+	app3 = org3.Client(t, "token:app3")
 	nodetest.Eventually(t, 15*time.Second, "Org3 decrypts after restarting", func(context.Context) bool {
 		pt, err := app3.DecryptValue(ctx, env2, fctx)
 		return err == nil && string(pt) == "101.00"
@@ -135,7 +135,7 @@ func TestMesh(t *testing.T) {
 	// probation, gossip filters it out, so nothing it publishes reaches
 	// Org1's log (and nothing of Org1's reaches it; p2p's tests check the
 	// anti-entropy side). Org1's verdicts are counted in /metrics.
-	if m := org1.Metrics(); !strings.Contains(m, `keymesh_mesh_events_total{reason="ok",verdict="accept"}`) {
+	if m := org1.Metrics(t); !strings.Contains(m, `keymesh_mesh_events_total{reason="ok",verdict="accept"}`) {
 		t.Error("/metrics counts no accepted mesh event")
 	}
 	for _, st := range org1.Node.MeshLog().Policy().Grants("trade/price") {
@@ -159,7 +159,7 @@ func TestMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	org1.Restart()
-	app1 = org1.Client("token:app")
+	app1 = org1.Client(t, "token:app")
 	for _, c := range []*client.Client{app1, app1b, app3} {
 		nodetest.Eventually(t, 10*time.Second, "every node refuses after destroy", func(context.Context) bool {
 			_, err := c.DecryptValue(ctx, env2, fctx)

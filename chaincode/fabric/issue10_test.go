@@ -9,9 +9,9 @@ import (
 
 	"github.com/keymesh/keymesh/chaincode/fabric"
 	"github.com/keymesh/keymesh/chaincode/fabric/fabrictest"
-	"github.com/keymesh/keymesh/chaincode/fabric/internal/testnode"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/nodetest"
 )
 
 // TestFabric_ChaincodeForgedCreatorRefused: a stub whose proposal carries
@@ -43,7 +43,7 @@ func TestFabric_ChaincodeForgedCreatorRefused(t *testing.T) {
 // granted reader opens them as usual.
 func TestFabric_ClientSealedNeedsNoKeyAtEndorsers(t *testing.T) {
 	f := newFixture(t)
-	ct, err := f.node.Admin.CreateToken(testnode.Ctx(t), apiv1.CreateTokenRequest{Party: "token:org1-app"})
+	ct, err := f.node.Admin.CreateToken(nodetest.Ctx(t), apiv1.CreateTokenRequest{Party: "token:org1-app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestFabric_CheckFailsFast(t *testing.T) {
 	if err := bad.Check(ctx); err == nil || !strings.Contains(err.Error(), fabric.EnvToken) {
 		t.Errorf("Check(unknown token) = %v, want an error naming %s", err, fabric.EnvToken)
 	}
-	ct, _ := f.node.Admin.CreateToken(testnode.Ctx(t), apiv1.CreateTokenRequest{Party: "token:app"})
+	ct, _ := f.node.Admin.CreateToken(nodetest.Ctx(t), apiv1.CreateTokenRequest{Party: "token:app"})
 	notCC, _ := fabric.New(f.node.URL, ct.Token)
 	if err := notCC.Check(ctx); err == nil || !strings.Contains(err.Error(), "not a chaincode token") {
 		t.Errorf("Check(client token) = %v, want not a chaincode token", err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/nodetest"
 	"github.com/keymesh/keymesh/vault/transport"
 )
 
@@ -341,39 +343,18 @@ func TestMeshEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.tok = strings.TrimSpace(string(tok))
-		cfg := node.Config{DataDir: m.data, Org: o, Listen: "127.0.0.1:0", P2PListen: []string{"/ip4/127.0.0.1/tcp/0"},
-			Bootstrap: boot, AntiEntropyInterval: time.Second}
-		n, err := node.Open(cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Listen(); err != nil {
-			t.Fatal(err)
-		}
-		sctx, stop := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- n.Serve(sctx) }()
-		t.Cleanup(func() {
-			stop()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				t.Errorf("node %s did not stop", o)
-			}
-		})
-		m.url = n.URL()
+		bootstrap := boot
+		n := nodetest.Start(t, nodetest.WithName(o), nodetest.WithDataDir(m.data), nodetest.WithConfig(func(c *node.Config) {
+			c.Org, c.Bootstrap = o, bootstrap
+		}))
+		m.url = n.URL
 		members = append(members, m)
 
 		var id apiv1.NodeIdentity
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		nodetest.Eventually(t, 15*time.Second, fmt.Sprintf("node %d: a p2p address", i), func(context.Context) bool {
 			r := cli(m, "node", "show", "-o", "json")
-			if r.code == 0 && json.Unmarshal([]byte(r.stdout), &id) == nil && len(id.Addrs) > 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d: no p2p address within 15s", i)
-			}
-		}
+			return r.code == 0 && json.Unmarshal([]byte(r.stdout), &id) == nil && len(id.Addrs) > 0
+		})
 		if i == 0 {
 			boot = id.Addrs
 		}
@@ -396,14 +377,9 @@ func TestMeshEndToEnd(t *testing.T) {
 		return l
 	}
 	for _, m := range members {
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			if l := listed(m); len(l.Nodes) == 2 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: nodes list = %+v, want both nodes within 20s", m.org, listed(m))
-			}
-		}
+		nodetest.Eventually(t, 20*time.Second, m.org+": nodes list shows both nodes", func(context.Context) bool {
+			return len(listed(m).Nodes) == 2
+		})
 	}
 	if r := cli(members[0], "status"); r.code != 0 || !strings.Contains(r.stdout, "Event log height:") || !strings.Contains(squash(r.stdout), "Mesh nodes: 2") {
 		t.Errorf("status = exit %d, %q; want the mesh rows", r.code, r.stdout)
@@ -421,14 +397,9 @@ func TestMeshEndToEnd(t *testing.T) {
 	if r := cli(members[0], "node", "deregister", "--admin-key", filepath.Join(dir, "Org2MSP.key"), "--org", "Org2MSP", "--node", org2.SignKey); r.code != 0 {
 		t.Fatalf("node deregister: exit %d, stderr %q", r.code, r.stderr)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	nodetest.Eventually(t, 20*time.Second, "Org2's node unregistered after the deregistration", func(context.Context) bool {
 		r := cli(members[1], "node", "show", "-o", "json")
 		var id apiv1.NodeIdentity
-		if r.code == 0 && json.Unmarshal([]byte(r.stdout), &id) == nil && !id.Registered {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Org2's node still registered 20s after the deregistration: %s", r.stdout)
-		}
-	}
+		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &id) == nil && !id.Registered
+	})
 }

@@ -253,85 +253,85 @@ func (n *Node) NewClient(token string) *client.Client {
 }
 
 // Token mints a token with the admin client.
-func (n *Node) Token(req apiv1.CreateTokenRequest) string {
-	n.t.Helper()
-	ct, err := n.Admin.CreateToken(Ctx(n.t), req)
+func (n *Node) Token(t testing.TB, req apiv1.CreateTokenRequest) string {
+	t.Helper()
+	ct, err := n.Admin.CreateToken(Ctx(t), req)
 	if err != nil {
-		n.t.Fatalf("%s: CreateToken(%s) = %v", n.Name, req.Party, err)
+		t.Fatalf("%s: CreateToken(%s) = %v", n.Name, req.Party, err)
 	}
 	return ct.Token
 }
 
 // Client mints a client token for party and returns a client holding it.
-func (n *Node) Client(party string) *client.Client {
-	n.t.Helper()
-	return n.NewClient(n.Token(apiv1.CreateTokenRequest{Party: party}))
+func (n *Node) Client(t testing.TB, party string) *client.Client {
+	t.Helper()
+	return n.NewClient(n.Token(t, apiv1.CreateTokenRequest{Party: party}))
 }
 
 // ChaincodeToken mints a chaincode-role token for token:<name>, bound to
 // channel, chaincode and msps.
-func (n *Node) ChaincodeToken(name, channel, chaincode string, msps ...string) string {
-	n.t.Helper()
-	return n.Token(apiv1.CreateTokenRequest{Party: "token:" + name, Role: "chaincode",
+func (n *Node) ChaincodeToken(t testing.TB, name, channel, chaincode string, msps ...string) string {
+	t.Helper()
+	return n.Token(t, apiv1.CreateTokenRequest{Party: "token:" + name, Role: "chaincode",
 		Channels: []string{channel}, Chaincode: chaincode, MSPs: msps})
 }
 
 // Metrics returns the node's /metrics page.
-func (n *Node) Metrics() string {
-	n.t.Helper()
-	req, err := http.NewRequestWithContext(Ctx(n.t), http.MethodGet, n.URL+"/metrics", nil)
+func (n *Node) Metrics(t testing.TB) string {
+	t.Helper()
+	req, err := http.NewRequestWithContext(Ctx(t), http.MethodGet, n.URL+"/metrics", nil)
 	if err != nil {
-		n.t.Fatal(err)
+		t.Fatal(err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		n.t.Fatalf("%s: GET /metrics: %v", n.Name, err)
+		t.Fatalf("%s: GET /metrics: %v", n.Name, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		n.t.Fatalf("%s: GET /metrics = %d, %v", n.Name, resp.StatusCode, err)
+		t.Fatalf("%s: GET /metrics = %d, %v", n.Name, resp.StatusCode, err)
 	}
 	return string(b)
 }
 
 // CreateKeys creates the keys.
-func (n *Node) CreateKeys(names ...string) {
-	n.t.Helper()
+func (n *Node) CreateKeys(t testing.TB, names ...string) {
+	t.Helper()
 	for _, k := range names {
-		if _, err := n.Admin.CreateKey(Ctx(n.t), apiv1.CreateKeyRequest{Name: k}); err != nil {
-			n.t.Fatalf("%s: CreateKey(%s) = %v", n.Name, k, err)
+		if _, err := n.Admin.CreateKey(Ctx(t), apiv1.CreateKeyRequest{Name: k}); err != nil {
+			t.Fatalf("%s: CreateKey(%s) = %v", n.Name, k, err)
 		}
 	}
 }
 
 // Grant grants party ops on each key.
-func (n *Node) Grant(party string, ops []string, keys ...string) {
-	n.t.Helper()
+func (n *Node) Grant(t testing.TB, party string, ops []string, keys ...string) {
+	t.Helper()
 	for _, k := range keys {
-		if _, err := n.Admin.CreateGrant(Ctx(n.t), apiv1.CreateGrantRequest{Key: k, Party: party, Ops: ops}); err != nil {
-			n.t.Fatalf("%s: CreateGrant(%s, %s) = %v", n.Name, k, party, err)
+		if _, err := n.Admin.CreateGrant(Ctx(t), apiv1.CreateGrantRequest{Key: k, Party: party, Ops: ops}); err != nil {
+			t.Fatalf("%s: CreateGrant(%s, %s) = %v", n.Name, k, party, err)
 		}
 	}
 }
 
 // Revoke revokes party on each key.
-func (n *Node) Revoke(party string, keys ...string) {
-	n.t.Helper()
+func (n *Node) Revoke(t testing.TB, party string, keys ...string) {
+	t.Helper()
 	for _, k := range keys {
-		if _, err := n.Admin.Revoke(Ctx(n.t), k, party); err != nil {
-			n.t.Fatalf("%s: Revoke(%s, %s) = %v", n.Name, k, party, err)
+		if _, err := n.Admin.Revoke(Ctx(t), k, party); err != nil {
+			t.Fatalf("%s: Revoke(%s, %s) = %v", n.Name, k, party, err)
 		}
 	}
 }
 
 // WaitVersion waits (at most 15 s) until the node holds version v of each
 // key, and returns what it knows of that version per key.
-func (n *Node) WaitVersion(v uint32, keys ...string) map[string]apiv1.KeyVersion {
-	n.t.Helper()
+func (n *Node) WaitVersion(t testing.TB, v uint32, keys ...string) map[string]apiv1.KeyVersion {
+	t.Helper()
 	out := map[string]apiv1.KeyVersion{}
 	for _, k := range keys {
-		Eventually(n.t, 15*time.Second, fmt.Sprintf("%s holds %s version %d", n.Name, k, v), func(ctx context.Context) bool {
+		Eventually(t, 15*time.Second, fmt.Sprintf("%s holds %s version %d", n.Name, k, v), func(ctx context.Context) bool {
 			ki, err := n.Admin.GetKey(ctx, k)
 			if err != nil || ki.LatestVersion < v || len(ki.Versions) < int(v) {
 				return false
