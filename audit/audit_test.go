@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/keymesh/keymesh/internal/tamper"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/kv/badgerstore"
 )
@@ -269,9 +270,8 @@ func TestVerifyBitFlips(t *testing.T) {
 		anySeq bool // a flipped head seq is reported where head and log diverge
 	}{{entryKey(3), 3, false}, {entryKey(6), 6, false}, {[]byte(headKey), 6, true}} {
 		orig := rawGet(t, s, tc.key)
-		for bit := range len(orig) * 8 {
-			v := slices.Clone(orig)
-			v[bit/8] ^= 1 << (bit % 8)
+		for _, bit := range tamper.Bits(t, len(orig)) {
+			v := tamper.Flip(orig, bit)
 			rawUpdate(t, s, func(txn kv.Txn) error { return txn.Set(tc.key, v) })
 			_, err := l.Verify()
 			var verr *VerifyError

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/keymesh/keymesh/internal/tamper"
 	"github.com/keymesh/keymesh/kv"
 )
 
@@ -28,7 +29,7 @@ func TestVerify_EveryFlippedByteIsReportedNotAnError(t *testing.T) {
 	})
 	trials := 0
 	for _, r := range recs {
-		for i := range r.v {
+		for _, i := range tamper.Bytes(t, len(r.v)) {
 			for bit := range 8 {
 				store := kv.NewMem()
 				for _, o := range recs {

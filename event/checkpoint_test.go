@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/keymesh/keymesh/internal/tamper"
 )
 
 func sampleCheckpoint(t testing.TB) (Checkpoint, []byte) {
@@ -39,9 +41,8 @@ func TestCheckpointRoundTrip(t *testing.T) {
 // TestCheckpointTamper flips bits: every flip fails to parse or to verify.
 func TestCheckpointTamper(t *testing.T) {
 	_, raw := sampleCheckpoint(t)
-	for i := 0; i < len(raw)*8; i++ {
-		b := bytes.Clone(raw)
-		b[i/8] ^= 1 << (i % 8)
+	for _, i := range tamper.Bits(t, len(raw)) {
+		b := tamper.Flip(raw, i)
 		c, err := ParseCheckpoint(b)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
@@ -53,7 +54,7 @@ func TestCheckpointTamper(t *testing.T) {
 			t.Fatalf("bit %d: a tampered checkpoint verifies", i)
 		}
 	}
-	for n := range len(raw) {
+	for _, n := range tamper.Bytes(t, len(raw)) {
 		if _, err := ParseCheckpoint(raw[:n]); err == nil {
 			t.Fatalf("a %d-byte prefix parses", n)
 		}

@@ -13,6 +13,8 @@ import (
 	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/common/hexutil"
 	"github.com/ethereum/go-ethereum/crypto"
+
+	"github.com/keymesh/keymesh/internal/tamper"
 )
 
 var (
@@ -180,9 +182,8 @@ func TestTamperSignature(t *testing.T) {
 	a := signed(t, key, SchemeEIP712, "decrypt", []string{"km1:AAAA"}, t0.Add(time.Minute), 1)
 	sig := hexutil.MustDecode(a.Signature)
 	v := newVerifier(t)
-	for i := 0; i < len(sig)*8; i++ {
-		b := bytes.Clone(sig)
-		b[i/8] ^= 1 << (i % 8)
+	for _, i := range tamper.Bits(t, len(sig), 32, 64) {
+		b := tamper.Flip(sig, i)
 		ta := a
 		ta.Signature = hexutil.Encode(b)
 		if got, err := v.Verify(ta, "decrypt", []string{"km1:AAAA"}); !errors.Is(err, ErrUnauthenticated) {

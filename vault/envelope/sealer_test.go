@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/keymesh/keymesh/internal/tamper"
 )
 
 // fixture is a sealed envelope with everything needed to open it.
@@ -134,18 +136,16 @@ func TestTamper(t *testing.T) {
 					t.Fatalf("%s: Open(env) = %x, %v, want nil, %v", what, pt, err, ErrDecrypt)
 				}
 			}
-			for i := 0; i < len(orig)*8; i++ {
-				b := append([]byte(nil), orig...)
-				b[i/8] ^= 1 << (i % 8)
-				check(fmt.Sprintf("bit %d flipped", i), b)
+			for _, i := range tamper.Bits(t, len(orig)) {
+				check(fmt.Sprintf("bit %d flipped", i), tamper.Flip(orig, i))
 			}
-			for n := 0; n < len(orig); n++ {
+			for _, n := range tamper.Bytes(t, len(orig)) {
 				check(fmt.Sprintf("cut to %d bytes", n), orig[:n:n])
 			}
 			check("one byte appended", append(append([]byte(nil), orig...), 0))
 
 			// The text form, cut at every length.
-			for n := 0; n < len(v.Text); n++ {
+			for _, n := range tamper.Bytes(t, len(v.Text)) {
 				e, err := ParseText(v.Text[:n])
 				if err != nil {
 					if !errors.Is(err, ErrMalformed) {
