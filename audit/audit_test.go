@@ -92,6 +92,7 @@ func mustVerify(t testing.TB, l *Log, want uint64) Report {
 }
 
 func TestAppendChain(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		store func(t *testing.T) kv.Store
@@ -170,6 +171,7 @@ func wantTampered(t *testing.T, what string, err error, seq uint64) {
 }
 
 func TestVerifyTamper(t *testing.T) {
+	t.Parallel()
 	const n = 10
 	for _, tc := range []struct {
 		name   string
@@ -261,6 +263,7 @@ func TestVerifyTamper(t *testing.T) {
 // TestVerifyBitFlips flips every bit of a stored entry and of the head
 // record; Verify must reject each.
 func TestVerifyBitFlips(t *testing.T) {
+	t.Parallel()
 	s := kv.NewMem()
 	l := openLog(t, s)
 	appendN(t, l, 6)
@@ -290,6 +293,7 @@ func TestVerifyBitFlips(t *testing.T) {
 // TestOpenDamaged checks that a log whose head does not match its entries
 // opens for inspection but refuses appends, and never overwrites entries.
 func TestOpenDamaged(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		tamper func(t *testing.T, s kv.Store)
@@ -357,6 +361,7 @@ func mapsEqual(a, b map[string]string) bool {
 }
 
 func TestAppendStoreFailure(t *testing.T) {
+	t.Parallel()
 	s := kv.NewMem()
 	l := openLog(t, s)
 	appendN(t, l, 3)
@@ -435,6 +440,7 @@ func waitQueued(t *testing.T, l *Log, n int) {
 // writes landed is not acknowledged, and the next, shorter batch removes its
 // leftovers so the log still verifies.
 func TestAmbiguousFailure(t *testing.T) {
+	t.Parallel()
 	g := &gateStore{Store: kv.NewMem()}
 	l := openLog(t, g)
 	appendN(t, l, 1)
@@ -477,6 +483,7 @@ func TestAmbiguousFailure(t *testing.T) {
 }
 
 func TestReopenContinuesChain(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	db := openBadger(t, dir)
 	l := openLog(t, db)
@@ -509,6 +516,7 @@ func TestReopenContinuesChain(t *testing.T) {
 }
 
 func TestConcurrentAppend(t *testing.T) {
+	t.Parallel()
 	db := openBadger(t, t.TempDir())
 	defer db.Close()
 	l := openLog(t, db, WithMaxBatch(16))
@@ -543,6 +551,7 @@ func TestConcurrentAppend(t *testing.T) {
 }
 
 func TestTail(t *testing.T) {
+	t.Parallel()
 	l := openLog(t, kv.NewMem())
 	if tail, err := l.Tail(5); err != nil || len(tail) != 0 {
 		t.Fatalf("Tail(5) on an empty log = %v, %v; want none", tail, err)
@@ -560,6 +569,7 @@ func TestTail(t *testing.T) {
 }
 
 func TestTailTampered(t *testing.T) {
+	t.Parallel()
 	s := kv.NewMem()
 	l := openLog(t, s)
 	appendN(t, l, 5)
@@ -571,6 +581,7 @@ func TestTailTampered(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
+	t.Parallel()
 	l := openLog(t, kv.NewMem())
 	var (
 		wg sync.WaitGroup
@@ -601,6 +612,7 @@ func TestClose(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	g := &gateStore{Store: kv.NewMem()}
@@ -636,6 +648,7 @@ func TestContextCancel(t *testing.T) {
 }
 
 func TestAppendValidate(t *testing.T) {
+	t.Parallel()
 	long := string(make([]byte, MaxFieldLen+1))
 	for _, tc := range []struct {
 		name string
@@ -670,6 +683,7 @@ func TestAppendValidate(t *testing.T) {
 }
 
 func TestMaxBatch(t *testing.T) {
+	t.Parallel()
 	if _, err := Open(kv.NewMem(), WithMaxBatch(0)); err == nil {
 		t.Fatalf("Open(WithMaxBatch(0)) = nil error, want error")
 	}

@@ -15,6 +15,7 @@ import (
 // *VerifyError (the API's "ok": false with the first bad entry), never
 // another error (which the API answered with a 5xx) and never a panic.
 func TestVerify_EveryFlippedByteIsReportedNotAnError(t *testing.T) {
+	t.Parallel()
 	base := kv.NewMem()
 	l := openLog(t, base)
 	appendN(t, l, 4)
@@ -63,6 +64,7 @@ func TestVerify_EveryFlippedByteIsReportedNotAnError(t *testing.T) {
 // reads it (badger reporting a damaged table) is reported as damage at the
 // next entry, not as an error the API would answer with a 5xx.
 func TestVerify_StoreReadErrorIsReported(t *testing.T) {
+	t.Parallel()
 	base := kv.NewMem()
 	appendN(t, openLog(t, base), 3)
 	l := openLog(t, &failingScan{Store: base, after: 2, err: errors.New("checksum mismatch in table 7")})

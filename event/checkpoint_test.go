@@ -22,6 +22,7 @@ func sampleCheckpoint(t testing.TB) (Checkpoint, []byte) {
 }
 
 func TestCheckpointRoundTrip(t *testing.T) {
+	t.Parallel()
 	c, raw := sampleCheckpoint(t)
 	if !IsCheckpoint(raw) || IsCheckpoint([]byte{FormatVersion}) {
 		t.Fatal("IsCheckpoint misjudges")
@@ -40,6 +41,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 
 // TestCheckpointTamper flips bits: every flip fails to parse or to verify.
 func TestCheckpointTamper(t *testing.T) {
+	t.Parallel()
 	_, raw := sampleCheckpoint(t)
 	for _, i := range tamper.Bits(t, len(raw)) {
 		b := tamper.Flip(raw, i)
@@ -62,6 +64,7 @@ func TestCheckpointTamper(t *testing.T) {
 }
 
 func TestCheckpointStrict(t *testing.T) {
+	t.Parallel()
 	for name, c := range map[string]Checkpoint{
 		"unsorted": {Network: testGenesis().ID(), Time: t0, Heads: []Head{{Issuer: NodeKey{2}, Seq: 1}, {Issuer: NodeKey{1}, Seq: 1}}},
 		"seq-0":    {Network: testGenesis().ID(), Time: t0, Heads: []Head{{Issuer: NodeKey{1}, Seq: 0}}},
@@ -93,6 +96,7 @@ func FuzzParseCheckpoint(f *testing.F) {
 // namespace belongs to two orgs, and ownership follows the rules of
 // NamespaceOwner.
 func TestGenesisNamespaces(t *testing.T) {
+	t.Parallel()
 	g := testGenesis()
 	before := g.ID()
 	withNS := *g

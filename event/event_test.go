@@ -17,6 +17,7 @@ import (
 // TestKindValues pins the persisted kind values: changing one would make
 // stored and gossiped events mean something else.
 func TestKindValues(t *testing.T) {
+	t.Parallel()
 	want := map[Kind]uint8{
 		KindNodeRecord: 1, KindDeregister: 2, KindKeyCreate: 3, KindKeyVersion: 4, KindKeyShare: 5,
 		KindKeyState: 6, KindKeyDestroy: 7, KindDestroyAck: 8, KindGrant: 9, KindRevoke: 10,
@@ -42,6 +43,7 @@ func TestKindValues(t *testing.T) {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestNodeKeyText(t *testing.T) {
+	t.Parallel()
 	k := NodeKey(pub32(nodePriv))
 	if len(k.String()) != 16 || !strings.HasPrefix(k.Hex(), k.String()) || len(k.Hex()) != 64 {
 		t.Errorf("String() = %q, Hex() = %q", k, k.Hex())
@@ -62,6 +64,7 @@ func TestNodeKeyText(t *testing.T) {
 }
 
 func TestSignParseVerify(t *testing.T) {
+	t.Parallel()
 	for i := range samplePayloads(t) {
 		e, raw := sampleEvent(t, i)
 		if e.Issuer != NodeKey(pub32(nodePriv)) {
@@ -92,6 +95,7 @@ func TestSignParseVerify(t *testing.T) {
 }
 
 func TestSignNormalises(t *testing.T) {
+	t.Parallel()
 	payload := []byte(`{"Key":"a/b"}`)
 	local := time.FixedZone("X", 3600)
 	e, _, err := Sign(nodePriv, Event{Seq: 1, Lamport: 1, Time: t0.In(local), Kind: KindKeyDestroy, Payload: payload, Issuer: NodeKey{1}})
@@ -117,6 +121,7 @@ func TestSignNormalises(t *testing.T) {
 }
 
 func TestSignRejects(t *testing.T) {
+	t.Parallel()
 	ok := Event{Seq: 1, Lamport: 1, Time: t0, Kind: KindGrant, Payload: []byte("{}")}
 	for _, tc := range []struct {
 		name string
@@ -192,6 +197,7 @@ func TestBitFlips(t *testing.T) {
 // TestTruncation checks that every proper prefix of an event, and the event
 // with a byte appended, fails to parse.
 func TestTruncation(t *testing.T) {
+	t.Parallel()
 	_, raw := sampleEvent(t, int(KindKeyCreate)-1)
 	for _, n := range tamper.Bytes(t, len(raw)) {
 		if e, err := Parse(raw[:n]); !errors.Is(err, ErrMalformed) || e != nil {
@@ -204,6 +210,7 @@ func TestTruncation(t *testing.T) {
 }
 
 func TestParseStrict(t *testing.T) {
+	t.Parallel()
 	_, raw := sampleEvent(t, int(KindKeyCreate)-1)
 	set := func(off int, v []byte) []byte {
 		b := bytes.Clone(raw)
@@ -248,6 +255,7 @@ func TestParseStrict(t *testing.T) {
 }
 
 func TestParseCopies(t *testing.T) {
+	t.Parallel()
 	_, raw := sampleEvent(t, 0)
 	e, err := Parse(raw)
 	if err != nil {
@@ -260,6 +268,7 @@ func TestParseCopies(t *testing.T) {
 }
 
 func TestVerifyRejects(t *testing.T) {
+	t.Parallel()
 	e, _ := sampleEvent(t, int(KindGrant)-1)
 	other := NodeKey(pub32(node2Priv))
 	for _, tc := range []struct {
@@ -296,6 +305,7 @@ func TestVerifyRejects(t *testing.T) {
 }
 
 func TestCheckNetwork(t *testing.T) {
+	t.Parallel()
 	e, _ := sampleEvent(t, 0)
 	if err := e.CheckNetwork(testGenesis().ID()); err != nil {
 		t.Errorf("CheckNetwork(own) = %v", err)

@@ -56,6 +56,7 @@ var (
 // TestSimulation runs -sim.schedules seeded schedules (or the one of
 // -sim.seed) and fails with the seeds of the first failing ones.
 func TestSimulation(t *testing.T) {
+	t.Parallel()
 	seeds := []uint64{*simSeed}
 	if *simSeed == 0 {
 		seeds = seeds[:0]

@@ -28,6 +28,7 @@ import (
 // untagged or with a made-up tag) makes the node refuse to start, naming
 // the record; the forged token never authenticates.
 func TestNode_ForgedAdminTokenRefused(t *testing.T) {
+	t.Parallel()
 	scratch := kv.NewMem()
 	reg, err := token.Open(scratch)
 	if err != nil {
@@ -76,6 +77,7 @@ func TestNode_ForgedAdminTokenRefused(t *testing.T) {
 // the data directory: after init, a start that writes and a stop, every
 // file under it is 0600 and every directory 0700.
 func TestNode_DataDirOwnerOnly(t *testing.T) {
+	t.Parallel()
 	nd := nodetest.Start(t)
 	nd.Stop()
 	dir := nd.DataDir
@@ -140,6 +142,7 @@ func copyDir(t *testing.T, from, to string) {
 // every key, grant and token intact, the admin token working, and an audit
 // verification that reports damage as a *VerifyError, never another error.
 func TestNode_FlippedByteNeverStartsSilentlyDamaged(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("opens a dozen stores")
 	}
@@ -219,6 +222,7 @@ func TestNode_FlippedByteNeverStartsSilentlyDamaged(t *testing.T) {
 // stopped node's audit store, is refused at start; removing the record
 // that says the log is authenticated is refused too.
 func TestNode_ForgedAuditLogRefused(t *testing.T) {
+	t.Parallel()
 	scratch := kv.NewMem()
 	forged, err := audit.Open(scratch)
 	if err != nil {

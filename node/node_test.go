@@ -252,7 +252,6 @@ func TestPassphraseNode(t *testing.T) {
 }
 
 func TestConfigValidate(t *testing.T) {
-	t.Parallel()
 	tests := []struct {
 		name string
 		cfg  node.Config

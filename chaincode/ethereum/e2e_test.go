@@ -112,6 +112,7 @@ func wantCode(t *testing.T, what string, err error, code string) {
 // TestExampleRun runs the example's story (what scripts/eth-demo.sh runs
 // against geth) on the simulated backend.
 func TestExampleRun(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	w := newWorld(t, ctx)
@@ -126,6 +127,7 @@ func TestExampleRun(t *testing.T) {
 // backend, sends encrypted fields through the middleware, and reads them
 // back through a real keymesh node with wallet-signed requests.
 func TestSimulatedChain(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	w := newWorld(t, ctx)

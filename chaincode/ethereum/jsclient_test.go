@@ -36,6 +36,7 @@ import (
 // It needs node and clients/js/node_modules (npm ci in clients/js); without
 // them it skips and says so (TestMain), unless KEYMESH_REQUIRE_JSTEST=1.
 func TestJSClient(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: starts keymeshd and Node.js")
 	}

@@ -23,6 +23,7 @@ import (
 // them it skips, and says so (TestMain), unless KEYMESH_REQUIRE_JSTEST=1
 // (set by .ci/run, which installs them) makes that a failure.
 func TestEthersClient(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: starts keymeshd and Node.js")
 	}

@@ -56,6 +56,7 @@ func (f *fixture) stub(id *fabricidtest.Identity) *fabrictest.Stub {
 }
 
 func TestStateRoundTripAndErrors(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	notes := canary
 	in := Trade{ID: "t1", Price: 42, Notes: &notes, Party: map[string]string{"name": canary}, Untagged: []int{1}}
@@ -135,6 +136,7 @@ func TestStateRoundTripAndErrors(t *testing.T) {
 }
 
 func TestEndorsementDeterminism(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	notes := "n"
 	in := Trade{ID: "t1", Price: 42, Notes: &notes}
@@ -175,6 +177,7 @@ func TestEndorsementDeterminism(t *testing.T) {
 }
 
 func TestValues(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	stub := f.stub(f.alice)
 	loc := fabric.Location{Collection: "c1", Key: "k", Field: "ssn"}
@@ -205,6 +208,7 @@ func TestValues(t *testing.T) {
 }
 
 func TestTransient(t *testing.T) {
+	t.Parallel()
 	p := fabrictest.NewProposal("c", "cc", nil, "Fn").WithTransient("in", map[string]any{"price": canary})
 	stub := fabrictest.NewStub(fabrictest.NewLedger(), p)
 	var ok struct {
@@ -226,6 +230,7 @@ func TestTransient(t *testing.T) {
 }
 
 func TestTags(t *testing.T) {
+	t.Parallel()
 	type inner struct {
 		X int `json:"x" keymesh:"a/b"`
 	}

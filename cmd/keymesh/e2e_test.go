@@ -16,6 +16,7 @@ import (
 // encrypt and decrypt, refuse a wrong context and an ungranted token,
 // revoke, destroy.
 func TestREADMEWalkthrough(t *testing.T) {
+	t.Parallel()
 	// The node's default rotation grace, as a user's node has it.
 	n := nodetest.Start(t, nodetest.WithConfig(func(c *node.Config) { c.RotationGrace = 0 }))
 	addr, adminTok := n.Node.Addr(), n.AdminToken

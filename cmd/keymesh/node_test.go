@@ -70,6 +70,7 @@ func squash(s string) string {
 }
 
 func TestNodeShow(t *testing.T) {
+	t.Parallel()
 	f := newMeshFixture(t)
 	d := newFakeDaemon(t, map[string]reply{"GET /v1/node": {body: f.identity}})
 	res := runCLI(t, withDaemon(d), "", "node", "show")
@@ -94,6 +95,7 @@ func TestNodeShow(t *testing.T) {
 }
 
 func TestNodesList(t *testing.T) {
+	t.Parallel()
 	d := newFakeDaemon(t, map[string]reply{"GET /v1/nodes": {body: nodesDoc}})
 	res := runCLI(t, withDaemon(d), "", "nodes", "list")
 	if res.code != 0 {
@@ -125,6 +127,7 @@ func TestNodesList(t *testing.T) {
 }
 
 func TestStatusMesh(t *testing.T) {
+	t.Parallel()
 	withMesh := strings.TrimSuffix(statusJSON, "}") + `,"mesh":{"peers":3,"events":42,"last_sync":"2026-03-01T12:00:09Z","nodes":4,"dropped":1,"addrs":["/ip4/127.0.0.1/tcp/19001/p2p/12D3KooWabc"]}}`
 	d := newFakeDaemon(t, map[string]reply{"GET /v1/status": {body: withMesh}})
 	res := runCLI(t, withDaemon(d), "", "status")
@@ -145,6 +148,7 @@ func TestStatusMesh(t *testing.T) {
 }
 
 func TestKeysShowHolders(t *testing.T) {
+	t.Parallel()
 	destroyed := strings.Replace(keyJSON, `"state":"active"`, `"state":"destroyed"`, 1)
 	pending := strings.TrimSuffix(strings.TrimSpace(destroyed), "}") + `,"holders":["` + signKeyA + `","` + signKeyB + `"],"pending_acks":["` + signKeyB + `"]}`
 	acked := strings.TrimSuffix(strings.TrimSpace(destroyed), "}") + `,"holders":["` + signKeyA + `","` + signKeyB + `"]}`
@@ -169,6 +173,7 @@ func TestKeysShowHolders(t *testing.T) {
 }
 
 func TestNodeRegister(t *testing.T) {
+	t.Parallel()
 	f := newMeshFixture(t)
 	d := newFakeDaemon(t, map[string]reply{
 		"GET /v1/node":            {body: f.identity},
@@ -207,6 +212,7 @@ func TestNodeRegister(t *testing.T) {
 }
 
 func TestNodeRegisterRefusesBadKeyFiles(t *testing.T) {
+	t.Parallel()
 	f := newMeshFixture(t)
 	d := newFakeDaemon(t, map[string]reply{"GET /v1/node": {body: f.identity}})
 	dir := t.TempDir()
@@ -252,6 +258,7 @@ func TestNodeRegisterRefusesBadKeyFiles(t *testing.T) {
 }
 
 func TestNodeDeregister(t *testing.T) {
+	t.Parallel()
 	f := newMeshFixture(t)
 	d := newFakeDaemon(t, map[string]reply{
 		"GET /v1/node":              {body: f.identity},
@@ -302,6 +309,7 @@ func TestNodeDeregister(t *testing.T) {
 // --genesis, node register, nodes list at both nodes, status, and a
 // deregistration.
 func TestMeshEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts mesh nodes")
 	}

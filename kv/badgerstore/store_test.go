@@ -126,7 +126,6 @@ func TestBadgerstore_FailedUpdateWritesNothing(t *testing.T) {
 // TestBadgerstore_ReopenKeepsWrites: what Update acknowledged is there
 // after Close and Open, for Open and for OpenBuffered (whose Close syncs).
 func TestBadgerstore_ReopenKeepsWrites(t *testing.T) {
-	t.Parallel()
 	for _, tc := range []struct {
 		name string
 		open func(dir string) (*DB, error)

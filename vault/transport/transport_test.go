@@ -154,6 +154,7 @@ func loadVectorFile(t testing.TB, vectorsPath string) []vector {
 }
 
 func TestVectors(t *testing.T) {
+	t.Parallel()
 	if *update {
 		if err := os.WriteFile(vectorsPath, makeVectors(t), 0o644); err != nil {
 			t.Fatal(err)
@@ -192,6 +193,7 @@ func TestVectors(t *testing.T) {
 // whose nonce is the 12 bytes after enc and whose additional data is the
 // header.
 func TestVectorDEM(t *testing.T) {
+	t.Parallel()
 	v := loadVectors(t)[0]
 	blob := unhex(t, v.Blob)
 	k, err := ParsePrivateKey(unhex(t, v.PrivSeed))
@@ -246,6 +248,7 @@ func TestBlobLayout(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	priv, pub, err := GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -267,6 +270,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestParsedKey(t *testing.T) {
+	t.Parallel()
 	priv, pub := testKey(t)
 	k, err := ParsePrivateKey(priv)
 	if err != nil {
@@ -294,6 +298,7 @@ func TestParsedKey(t *testing.T) {
 }
 
 func TestNonRecipient(t *testing.T) {
+	t.Parallel()
 	_, pub := testKey(t)
 	blob := wrap(t, pub)
 	other, _, err := GenerateKey()
@@ -306,6 +311,7 @@ func TestNonRecipient(t *testing.T) {
 }
 
 func TestBindingMismatch(t *testing.T) {
+	t.Parallel()
 	priv, pub := testKey(t)
 	blob := wrap(t, pub)
 	for _, tc := range []struct {
@@ -354,6 +360,7 @@ func TestBitFlips(t *testing.T) {
 // KEYMESH_EXHAUSTIVE=1): format 1 opens through its own path, which must
 // be as strict.
 func TestBitFlipsV1(t *testing.T) {
+	t.Parallel()
 	if !v1Supported() {
 		t.Skipf("format 1 needs HPKE's AES-256-GCM, which module %s refuses in FIPS 140-only mode", fips140.Version())
 	}
@@ -376,6 +383,7 @@ func TestBitFlipsV1(t *testing.T) {
 }
 
 func TestSizesAndSuite(t *testing.T) {
+	t.Parallel()
 	priv, pub := testKey(t)
 	blob := wrap(t, pub)
 	for _, tc := range []struct {
@@ -410,6 +418,7 @@ func TestSizesAndSuite(t *testing.T) {
 }
 
 func TestBadInputs(t *testing.T) {
+	t.Parallel()
 	priv, pub := testKey(t)
 	blob := wrap(t, pub)
 	for name, k := range map[string][]byte{"nil": nil, "short": priv[:31], "long": append(bytes.Clone(priv), 0)} {

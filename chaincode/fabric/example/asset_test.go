@@ -149,6 +149,7 @@ func envelopeOf(t *testing.T, stored []byte, field string) *envelope.Envelope {
 // timestamp). Both endorsers call the same custodian node;
 // TestEndorsersAgreeAcrossNodes (mesh_test.go) gives each its own org's.
 func TestEndorsersAgree(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := w.proposal(w.alice, "CreateAsset", "asset1", "blue", "5").WithTransient(example.TransientAssetProperties, props(300, "Alice"))
 
@@ -220,6 +221,7 @@ func TestEndorsersAgree(t *testing.T) {
 // only while a grant names their org or their identity, and values written
 // after a revocation are refused to them.
 func TestOrg2ReadsOnlyWhileGranted(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.create(t, "asset1", 300, "Alice")
 
@@ -263,6 +265,7 @@ func TestOrg2ReadsOnlyWhileGranted(t *testing.T) {
 // the node trusts for its MSP, or of an MSP the node does not know, can
 // neither write nor read.
 func TestCreatorRefused(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.create(t, "asset1", 300, "Alice")
 	for name, who := range map[string]*fabricidtest.Identity{"unknown CA": w.mallory, "unknown MSP": w.stranger} {
@@ -279,6 +282,7 @@ func TestCreatorRefused(t *testing.T) {
 // TestCiphertextMoved: an envelope copied to another asset, another field
 // or another collection does not open.
 func TestCiphertextMoved(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.create(t, "asset1", 300, "Alice")
 	w.create(t, "asset2", 999, "Bea")
@@ -340,6 +344,7 @@ func TestCiphertextMoved(t *testing.T) {
 // agree on the private write set; org2 is refused) and a transfer that
 // re-encrypts the owner's data.
 func TestPrivateDataAndTransfer(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.create(t, "asset1", 300, "Alice")
 

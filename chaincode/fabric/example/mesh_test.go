@@ -83,6 +83,7 @@ func wantVersion(t *testing.T, what string, stored []byte, v uint32, fields ...s
 // endorsed again, at both nodes — it still does, under version 1, while a
 // proposal made after the activation gets version 2 at both.
 func TestEndorsersAgreeAcrossNodes(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a two-organisation mesh of nodes")
 	}

@@ -20,6 +20,7 @@ import (
 // client-sealed create byte for byte like the key owner's peer; the
 // granted reader opens the fields (issue 10 item 4).
 func TestFabric_ClientSealedAssetEndorsedWithoutKeys(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	ct, err := w.node.Admin.CreateToken(nodetest.Ctx(t), apiv1.CreateTokenRequest{Party: "token:org1-app"})
 	if err != nil {
