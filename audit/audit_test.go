@@ -260,8 +260,9 @@ func TestVerifyTamper(t *testing.T) {
 	}
 }
 
-// TestVerifyBitFlips flips every bit of a stored entry and of the head
-// record; Verify must reject each.
+// TestVerifyBitFlips flips bits of a stored entry and of the head record
+// (every bit under KEYMESH_EXHAUSTIVE=1, else a sample; see
+// internal/tamper); Verify must reject each.
 func TestVerifyBitFlips(t *testing.T) {
 	t.Parallel()
 	s := kv.NewMem()

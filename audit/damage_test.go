@@ -9,8 +9,9 @@ import (
 	"github.com/keymesh/keymesh/kv"
 )
 
-// TestVerify_EveryFlippedByteIsReportedNotAnError flips every bit of every
-// stored record of a small log, one at a time, and reopens the log on the
+// TestVerify_EveryFlippedByteIsReportedNotAnError flips every bit of
+// sampled bytes (every byte under KEYMESH_EXHAUSTIVE=1; see
+// internal/tamper) of every stored record of a small log, one at a time, and reopens the log on the
 // damaged store: Open must not fail and Verify must report the damage as a
 // *VerifyError (the API's "ok": false with the first bad entry), never
 // another error (which the API answered with a 5xx) and never a panic.

@@ -39,7 +39,9 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	}
 }
 
-// TestCheckpointTamper flips bits: every flip fails to parse or to verify.
+// TestCheckpointTamper flips bits and cuts (all of them under
+// KEYMESH_EXHAUSTIVE=1, else a sample; see internal/tamper): every flip
+// fails to parse or to verify, every prefix to parse.
 func TestCheckpointTamper(t *testing.T) {
 	t.Parallel()
 	_, raw := sampleCheckpoint(t)

@@ -194,8 +194,9 @@ func TestBitFlips(t *testing.T) {
 	}
 }
 
-// TestTruncation checks that every proper prefix of an event, and the event
-// with a byte appended, fails to parse.
+// TestTruncation checks that proper prefixes of an event (every one under
+// KEYMESH_EXHAUSTIVE=1, else a sample; see internal/tamper), and the event
+// with a byte appended, fail to parse.
 func TestTruncation(t *testing.T) {
 	t.Parallel()
 	_, raw := sampleEvent(t, int(KindKeyCreate)-1)

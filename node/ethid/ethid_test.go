@@ -175,7 +175,9 @@ func TestReplay(t *testing.T) {
 	}
 }
 
-// TestTamperSignature flips every bit of a signature: none verifies (a flip
+// TestTamperSignature flips bits of a signature (every bit under
+// KEYMESH_EXHAUSTIVE=1, else a sample covering r, s and V; see
+// internal/tamper): none verifies (a flip
 // of V's low bit recovers another key; every other flip fails outright).
 func TestTamperSignature(t *testing.T) {
 	key := testKey(t, 1)

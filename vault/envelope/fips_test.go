@@ -69,7 +69,8 @@ func TestNISTGCM(t *testing.T) {
 			if err != nil || !bytes.Equal(got, pt) {
 				t.Fatalf("openGCM(vector) = %x, %v, want %x", got, err, pt)
 			}
-			// Every bit of nonce, ciphertext and tag, and of the
+			// Every bit of nonce, ciphertext and tag (sampled unless
+			// KEYMESH_EXHAUSTIVE=1; see internal/tamper), and of the
 			// additional data, is authenticated.
 			msg := append(append([]byte{}, iv...), want...)
 			for _, i := range tamper.Bits(t, len(msg), NonceSize, len(msg)-16) {
