@@ -137,6 +137,13 @@ func (v *Vault) Get(name string) (KeyInfo, error) {
 	return r.info(), nil
 }
 
+// Count returns how many keys the vault holds (destroyed ones included).
+func (v *Vault) Count() int {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return len(v.rings)
+}
+
 // List describes every key, sorted by name.
 func (v *Vault) List() []KeyInfo {
 	v.mu.RLock()
