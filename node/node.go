@@ -10,6 +10,8 @@
 //	             written (and survives a process kill) before the request it records
 //	             is answered, and fsynced within AuditSyncInterval
 //	master.key   the 32-byte master secret (mode 0600), unless a passphrase is used
+//	genesis.json the network definition the node belongs to
+//	admin.key    a network of one's org admin key (0600; see solo.go)
 //	admin.token  the admin token, in dev mode or when init is asked to write it (0600)
 //
 // Keep master.key off the machine's backups of db/, or use a passphrase: the
@@ -56,7 +58,7 @@ import (
 )
 
 // Version is the keymesh version reported by /v1/status.
-var Version = "0.1.0-dev"
+var Version = "0.2.0-dev"
 
 // AuditSyncInterval bounds how long an audit entry that was written (and
 // so survives a crash of the process) waits for its fsync (and so survives a
