@@ -34,6 +34,14 @@ func TestDependencyDirection(t *testing.T) {
 		// formats or key transport (node-record signing is node/enroll).
 		{[]string{"chaincode/fabric"},
 			[]string{mod + "vault/transport", mod + "event", "github.com/libp2p/", "github.com/dgraph-io/badger", "github.com/gin-gonic/gin"}},
+		// The API layer stands on the domain, never on the integrations
+		// built on its client (the wallet verifier is node/ethid).
+		{[]string{"node/api/..."},
+			[]string{mod + "chaincode"}},
+		// The operator CLI talks to a daemon through node/client; `keymesh
+		// init` runs `keymeshd init` rather than linking the node.
+		{[]string{"cmd/keymesh"},
+			[]string{"github.com/libp2p/", "github.com/dgraph-io/badger", "github.com/gin-gonic/gin", mod + "p2p", mod + "node/api"}},
 	}
 	for _, r := range rules {
 		args := []string{"list", "-deps", "-json=ImportPath,Standard"}
