@@ -14,28 +14,26 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/gossip"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/policy"
 )
 
-// Verdict is what Deliver decided about an event, with gossipsub's
-// meaning: Accept stores (or keeps as proof), applies and forwards it;
-// Ignore drops it without blaming the sender (a duplicate, an event that
-// waits for its predecessor or dependencies, one dated in the future);
-// Reject drops it and blames the sender (bad signature, foreign network,
-// broken chain, forged clock).
-type Verdict int
+// Verdict is what Deliver decided about an event: the verdict shared with
+// the p2p transport ([gossip.Verdict]), with gossipsub's meaning: Accept
+// stores (or keeps as proof), applies and forwards it; Ignore drops it
+// without blaming the sender (a duplicate, an event that waits for its
+// predecessor or dependencies, one dated in the future); Reject drops it and
+// blames the sender (bad signature, foreign network, broken chain, forged
+// clock).
+type Verdict = gossip.Verdict
 
 // Verdicts.
 const (
-	Accept Verdict = iota
-	Ignore
-	Reject
+	Accept = gossip.Accept
+	Ignore = gossip.Ignore
+	Reject = gossip.Reject
 )
-
-func (v Verdict) String() string {
-	return [...]string{"accept", "ignore", "reject"}[v]
-}
 
 // Reasons reported to OnVerdict.
 const (
@@ -1044,12 +1042,8 @@ func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 }
 
 // Want is a range of an issuer's chain to ask every peer for, whatever
-// their summaries say (the anti-entropy Wanter interface).
-type Want struct {
-	Issuer string
-	After  uint64
-	Max    int
-}
+// their summaries say (the anti-entropy Wanter interface of package p2p).
+type Want = gossip.Want
 
 const maxForkHints = 64
 

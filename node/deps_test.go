@@ -24,7 +24,7 @@ func TestDependencyDirection(t *testing.T) {
 		pkgs      []string
 		forbidden []string
 	}{
-		{[]string{"vault/...", "policy/...", "event/...", "mesh/...", "audit/...", "token/...", "kv"},
+		{[]string{"vault/...", "policy/...", "event/...", "mesh/...", "audit/...", "token/...", "kv", "gossip"},
 			[]string{"net/http", "github.com/gin-gonic/gin", "github.com/libp2p/", "github.com/dgraph-io/badger", mod + "node", mod + "p2p"}},
 		{[]string{"p2p/..."},
 			[]string{"github.com/gin-gonic/gin", "github.com/dgraph-io/badger", mod + "vault", mod + "policy", mod + "node", mod + "mesh"}},

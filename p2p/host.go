@@ -6,7 +6,7 @@
 // Start with [New] and a [Config]. The package knows nothing of the event
 // format, the vault or the policy: every event, whether it arrives by gossip,
 // in an anti-entropy batch or from a local publish, is judged by the node's
-// [Log], whose [Result] decides what gossipsub does with it (deliver and
+// [Log], whose [gossip.Verdict] decides what gossipsub does with it (deliver and
 // forward, drop, or drop and penalise the sender). Because the log stores an
 // event inside the gossip validator, an event is stored before this node
 // forwards it.
@@ -45,56 +45,22 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keymesh/keymesh/gossip"
 )
-
-// Result is a validator's verdict, with gossipsub's meaning.
-type Result int
-
-// The values of Result. Their numeric values are part of the API.
-const (
-	// Accept delivers the event and forwards it.
-	Accept Result = iota
-	// Ignore drops the event without penalising the sender: duplicates, and
-	// events whose dependencies are not known yet.
-	Ignore
-	// Reject drops the event and penalises the sender: bad signature, foreign
-	// network, unauthorised operation.
-	Reject
-)
-
-// String returns "accept", "ignore" or "reject".
-func (r Result) String() string {
-	switch r {
-	case Accept:
-		return "accept"
-	case Ignore:
-		return "ignore"
-	case Reject:
-		return "reject"
-	}
-	return fmt.Sprintf("Result(%d)", int(r))
-}
 
 // BatchLog is a Log that can also take a batch of events in order, storing
 // them with one durable write; anti-entropy uses it when the Log has it.
 // The results are as if each event were Delivered in turn.
 type BatchLog interface {
 	Log
-	DeliverBatch(raws [][]byte) []Result
-}
-
-// Want is a range of an issuer's items to request from every peer in every
-// round, whatever the peer's summary says.
-type Want struct {
-	Issuer string
-	After  uint64
-	Max    int
+	DeliverBatch(raws [][]byte) []gossip.Verdict
 }
 
 // Wanter is implemented by a Log that asks peers for more than their
 // summaries advertise (the mesh: the events that locate an equivocation).
 type Wanter interface {
-	Wants() []Want
+	Wants() []gossip.Want
 }
 
 // Log is the node's event log. All methods are safe for concurrent use.
@@ -102,7 +68,7 @@ type Log interface {
 	// Deliver validates, durably stores and applies one raw event (from
 	// gossip, a pulled batch or a local publish) and returns the verdict. It
 	// must be idempotent.
-	Deliver(raw []byte) Result
+	Deliver(raw []byte) gossip.Verdict
 	// Summary returns, per issuer (opaque string id), the highest sequence
 	// number up to which this node holds every event of that issuer. An id
 	// with a ':' names a single item (such as equivocation evidence) whose
