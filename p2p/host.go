@@ -82,7 +82,9 @@ type Log interface {
 
 // Config configures a [Host]. Zero values take the documented defaults.
 type Config struct {
-	// Identity is the libp2p Ed25519 identity, persisted by the caller.
+	// Identity is the libp2p Ed25519 identity, persisted by the caller:
+	// a node's is a [SignerKey] over its vault's signer, whose private half
+	// never leaves the vault.
 	Identity crypto.PrivKey
 	// Listen holds the multiaddrs to listen on, e.g. /ip4/127.0.0.1/tcp/0
 	// and /ip4/127.0.0.1/udp/0/quic-v1. Only TCP and QUIC are supported.
@@ -185,16 +187,19 @@ type PeerInfo struct {
 // Host is a running libp2p host joined to the gossip topic and serving the
 // anti-entropy protocol. Its methods are safe for concurrent use.
 type Host struct {
-	gate  *gate
-	cfg   Config
-	log   *slog.Logger
-	m     *metrics
-	host  host.Host
-	ps    *pubsub.PubSub
-	topic *pubsub.Topic
-	sub   *pubsub.Subscription
-	mdns  mdns.Service
-	mesh  *meshTracer
+	gate *gate
+	cfg  Config
+	log  *slog.Logger
+	m    *metrics
+	host host.Host
+	// closeQUIC closes the QUIC connection manager New made for a
+	// SignerKey identity (libp2p closes its own default one).
+	closeQUIC func() error
+	ps        *pubsub.PubSub
+	topic     *pubsub.Topic
+	sub       *pubsub.Subscription
+	mdns      mdns.Service
+	mesh      *meshTracer
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -306,17 +311,29 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.ConnectionManager(cm),
 		// The resource manager takes libp2p's defaults.
 	}
-	if cfg.Registerer != nil {
-		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))
-	} else {
+	reg := cfg.Registerer
+	if reg == nil {
 		// Not libp2p.DisableMetrics: in go-libp2p v0.51.0 the event bus then
 		// still registers its collectors on prometheus.DefaultRegisterer. A
 		// private registry keeps libp2p's metrics out of sight instead.
-		opts = append(opts, libp2p.PrometheusRegisterer(prometheus.NewRegistry()))
+		reg = prometheus.NewRegistry()
+	}
+	opts = append(opts, libp2p.PrometheusRegisterer(reg))
+	// An identity held by a signer (SignerKey) refuses Raw, from which
+	// libp2p would derive the QUIC keys: derive them through the signer.
+	closeQUIC := func() error { return nil }
+	reset, token, held, err := quicKeys(cfg.Identity)
+	if err != nil {
+		_ = cm.Close()
+		return nil, fmt.Errorf("p2p: identity: %w", err)
+	}
+	if held {
+		opts = append(opts, quicReuse(reset, token, reg, &closeQUIC))
 	}
 	lh, err := libp2p.New(opts...)
 	if err != nil {
 		_ = cm.Close()
+		_ = closeQUIC()
 		return nil, fmt.Errorf("p2p: libp2p host: %w", err)
 	}
 
@@ -326,6 +343,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		log:         cfg.Logger.With("component", "p2p"),
 		m:           m,
 		host:        lh,
+		closeQUIC:   closeQUIC,
 		ctx:         hctx,
 		cancel:      cancel,
 		known:       make(map[peer.ID]*peerState),
@@ -337,6 +355,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	fail := func(err error) (*Host, error) {
 		cancel()
 		_ = lh.Close()
+		_ = closeQUIC()
 		return nil, err
 	}
 
@@ -557,7 +576,7 @@ func (h *Host) Close() error {
 			// the topic goes away with pubsub's context anyway.
 			_ = h.topic.Close()
 		}
-		errs = append(errs, h.host.Close())
+		errs = append(errs, h.host.Close(), h.closeQUIC())
 		h.wg.Wait()
 		h.closeErr = errors.Join(errs...)
 		h.log.Info("p2p host closed")
