@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
@@ -118,7 +119,7 @@ type Log struct {
 	store     kv.Store
 	genesis   *event.Genesis
 	nid       event.NetworkID
-	priv      ed25519.PrivateKey
+	priv      crypto.Signer
 	self      event.NodeKey
 	clock     func() time.Time
 	logger    *slog.Logger
@@ -208,9 +209,13 @@ func wrapDigests(p any) []event.Digest {
 }
 
 // OpenLog loads every stored event and folds them. priv is this node's
-// signing key (its libp2p identity key). A log written by an earlier
-// keymesh is refused with ErrOldLog.
-func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOptions) (*Log, error) {
+// Ed25519 signing key (its libp2p identity key): the vault's Signer, whose
+// private half stays in the vault, or an ed25519.PrivateKey. A log written
+// by an earlier keymesh is refused with ErrOldLog.
+func OpenLog(store kv.Store, g *event.Genesis, priv crypto.Signer, o LogOptions) (*Log, error) {
+	if pub, ok := priv.Public().(ed25519.PublicKey); !ok || len(pub) != ed25519.PublicKeySize {
+		return nil, errors.New("mesh: the signing key is not an Ed25519 key")
+	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"slices"
 	"sync"
@@ -16,12 +15,13 @@ import (
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/mesh/member"
 	"github.com/keymesh/keymesh/p2p"
+	"github.com/keymesh/keymesh/vault"
 )
 
-// Names of the node's sealed secrets in the vault.
+// Names of the node's sealed secrets in the vault (node.Init seals them).
 const (
-	secretSignKey = "node/sign-key" // Ed25519 seed: event signing and libp2p identity
-	secretKEMKey  = "node/kem-key"  // HPKE private key for key transport (vault.SecretKEMKey)
+	secretSignKey = vault.SecretSignKey // Ed25519 seed: event signing and libp2p identity
+	secretKEMKey  = vault.SecretKEMKey  // HPKE private key for key transport
 )
 
 // meshNet is a mesh node's composition: its member (package mesh/member)
@@ -29,16 +29,17 @@ const (
 type meshNet struct {
 	member *member.Member
 	log    *mesh.Log
-	sign   ed25519.PrivateKey
+	sign   *vault.Signer
 	cfg    Config
 
 	mu   sync.RWMutex
 	host *p2p.Host
 }
 
-// peerIDOf derives the libp2p peer id of a signing key.
-func peerIDOf(sign ed25519.PrivateKey) (peer.ID, libp2pcrypto.PrivKey, error) {
-	pk, err := libp2pcrypto.UnmarshalEd25519PrivateKey(sign)
+// peerIDOf returns the libp2p identity over the vault's signer (Sign
+// works, Raw refuses) and its peer id.
+func peerIDOf(sign *vault.Signer) (peer.ID, libp2pcrypto.PrivKey, error) {
+	pk, err := p2p.SignerKey(sign)
 	if err != nil {
 		return "", nil, err
 	}
@@ -181,4 +182,5 @@ func (m *meshNet) close() {
 			m.member.Logger().Warn("close p2p host", "err", err)
 		}
 	}
+	m.sign.Destroy() // best effort: the node is closing
 }
