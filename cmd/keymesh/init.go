@@ -34,6 +34,10 @@ genesis'): --org must be one of its organisations, the node keeps a copy of
 the file in DIR/genesis.json, and keymeshd starts its p2p host. Once it runs,
 register it with 'keymesh node register --admin-key ORG-ADMIN-KEY'.
 
+Without --genesis the node is a network of one: init writes a genesis with
+its org alone to DIR/genesis.json and that org's admin key to DIR/admin.key
+(0600), and the node registers itself when it starts.
+
 init runs 'keymeshd init', the daemon binary found beside keymesh or on PATH.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
