@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/vault/secret"
 	"github.com/keymesh/keymesh/vault/transport"
 )
 
@@ -33,10 +34,20 @@ func TestNoExportedMethodReturnsKeyBytes(t *testing.T) {
 		"Signer.Sign":            "a signature",
 		"Signer.MarshalJSON":     "the public key's name",
 		"Signer.DeriveKey":       "a per-purpose key derived one way (libp2p's QUIC keys)",
+		// Merged from other branches (named before they land, so the
+		// merge stays green): the commitment of a held version, the
+		// KMIP raw cipher's plaintext, and the one deliberate export —
+		// only of a key created exportable, for a caller holding the
+		// export grant (KMIP Get).
+		"Vault.VersionCheck": "a version's commitment (KeyCheck)",
+		"Vault.VersionFrom":  "the version's commitment (KeyCheck)",
+		"Vault.RawOpen":      "a plaintext",
+		"Vault.Export":       "an exportable key's material, as secret.Bytes",
 	}
 	secretTypes := []reflect.Type{
 		reflect.TypeFor[[]byte](), reflect.TypeFor[ed25519.PrivateKey](), reflect.TypeFor[*transport.PrivateKey](),
 		reflect.TypeFor[crypto.PrivateKey](), reflect.TypeFor[[32]byte](), reflect.TypeFor[[64]byte](),
+		reflect.TypeFor[*secret.Bytes](),
 	}
 	for _, typ := range []reflect.Type{reflect.TypeFor[*Vault](), reflect.TypeFor[*Signer]()} {
 		for i := range typ.NumMethod() {
