@@ -647,14 +647,13 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 // openMesh opens the event log and the mesh membership of a node
 // initialised with a genesis.
 func (n *Node) openMesh(g *event.Genesis) (*meshNet, error) {
-	seed, err := n.vault.OpenSecret(secretSignKey)
+	sign, err := n.vault.Signer() // the private half stays in the vault
 	if err != nil {
 		return nil, fmt.Errorf("node: signing key: %w", err)
 	}
-	sign := ed25519.NewKeyFromSeed(seed)
-	clear(seed)
 	pid, _, err := peerIDOf(sign)
 	if err != nil {
+		sign.Destroy()
 		return nil, fmt.Errorf("node: peer id: %w", err)
 	}
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{
