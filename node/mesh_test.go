@@ -3,6 +3,7 @@ package node_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/json"
 	"strings"
@@ -219,7 +220,7 @@ func rogueAttack(t *testing.T, ctx context.Context, net *nodetest.Mesh, org1, or
 	if err := h.Connect(ctx, *ai); err != nil {
 		t.Fatal(err)
 	}
-	sign := func(priv ed25519.PrivateKey, net event.NetworkID, seq uint64, kind event.Kind, payload any) []byte {
+	sign := func(priv crypto.Signer, net event.NetworkID, seq uint64, kind event.Kind, payload any) []byte {
 		b, _ := json.Marshal(payload)
 		ev := event.Event{Network: net, Seq: seq, Lamport: 1 << 40, Time: time.Now(), Kind: kind, Payload: b}
 		if seq > 1 {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/keymesh/keymesh/gossip"
 )
 
 // registry is a test Registered/IssuerOf pair: a set of registered peers,
@@ -49,10 +51,10 @@ func TestFinding6_UnregisteredPeerReadsNothing(t *testing.T) {
 	a := startNode(t, newMemLog(), aKey, gated(regA))
 	own := issuerOf(aID)
 	for i := uint64(1); i <= 5; i++ {
-		if r := a.log.Deliver(ev(own, i, "a's own")); r != Accept {
+		if r := a.log.Deliver(ev(own, i, "a's own")); r != gossip.Accept {
 			t.Fatal(r)
 		}
-		if r := a.log.Deliver(ev("other-org-node", i, "secret party names")); r != Accept {
+		if r := a.log.Deliver(ev("other-org-node", i, "secret party names")); r != gossip.Accept {
 			t.Fatal(r)
 		}
 	}

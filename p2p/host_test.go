@@ -17,6 +17,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/keymesh/keymesh/gossip"
 )
 
 const (
@@ -110,7 +112,7 @@ func waitTopicPeers(t testing.TB, n *node, want ...*node) {
 // publish delivers raw to n's log and publishes it, as a node does.
 func publish(t testing.TB, n *node, raw []byte) {
 	t.Helper()
-	if r := n.log.Deliver(raw); r != Accept {
+	if r := n.log.Deliver(raw); r != gossip.Accept {
 		t.Fatalf("Deliver(%q) = %v, want accept", raw, r)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -261,12 +263,12 @@ func TestLateJoinerGetsHistory(t *testing.T) {
 	b := startNode(t, newMemLog(), nil, func(cfg *Config) { small(cfg); bootstrapTo(a)(cfg) })
 	payload := strings.Repeat("x", 100)
 	for i := uint64(1); i <= 300; i++ {
-		if r := a.log.Deliver(ev("A", i, payload)); r != Accept {
+		if r := a.log.Deliver(ev("A", i, payload)); r != gossip.Accept {
 			t.Fatalf("Deliver = %v", r)
 		}
 	}
 	for i := uint64(1); i <= 10; i++ {
-		if r := b.log.Deliver(ev("B", i, payload)); r != Accept {
+		if r := b.log.Deliver(ev("B", i, payload)); r != gossip.Accept {
 			t.Fatalf("Deliver = %v", r)
 		}
 	}

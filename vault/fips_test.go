@@ -68,9 +68,9 @@ func TestLegacyStoreOpens(t *testing.T) {
 		}
 	}
 	for name, want := range f.Secret {
-		got, err := v.OpenSecret(name)
+		got, err := v.openSecret(name)
 		if err != nil || string(got) != want {
-			t.Errorf("OpenSecret(%q) = %q, %v, want %q", name, got, err, want)
+			t.Errorf("openSecret(%q) = %q, %v, want %q", name, got, err, want)
 		}
 	}
 	// The old store takes new writes: a new envelope is of format 2,
@@ -138,7 +138,7 @@ func TestSealerSubkeysAcrossHolders(t *testing.T) {
 		if err := v.SyncKey(KeyMeta{Name: "demo/shared", Owner: "Org1MSP", State: StateActive, Deterministic: true}); err != nil {
 			t.Fatal(err)
 		}
-		if err := v.ImportVersion("demo/shared", 1, time.Now().Add(-time.Minute), material); err != nil {
+		if err := v.importVersion("demo/shared", 1, time.Now().Add(-time.Minute), material); err != nil {
 			t.Fatal(err)
 		}
 	}
