@@ -12,6 +12,7 @@ import (
 // nothing of the vault, policy or HTTP API; only kv/badgerstore imports
 // badger.
 func TestDependencyDirection(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs go list")
 	}

@@ -167,6 +167,7 @@ func line(t testing.TB, edit func(*Config)) (a, b, c *node) {
 }
 
 func TestGossipAlongLine(t *testing.T) {
+	t.Parallel()
 	a, b, c := line(t, func(cfg *Config) { cfg.AntiEntropyInterval = time.Hour })
 	if slices.Contains(a.Host.host.Network().Peers(), c.ID()) {
 		t.Fatal("A and C are directly connected; the test needs a line")
@@ -216,6 +217,7 @@ func TestGossipAlongLine(t *testing.T) {
 }
 
 func TestPublishWithoutPeersIsCounted(t *testing.T) {
+	t.Parallel()
 	a := startNode(t, newMemLog(), nil, nil)
 	publish(t, a, ev("A", 1, "lonely"))
 	if got := value(t, a.m.publish.WithLabelValues("no_peers")); got != 1 {
@@ -230,6 +232,7 @@ func TestPublishWithoutPeersIsCounted(t *testing.T) {
 }
 
 func TestRestartCatchesUp(t *testing.T) {
+	t.Parallel()
 	a, b, c := line(t, nil)
 	cKey, cLog := c.key, c.log
 	if err := c.Close(); err != nil {
@@ -253,6 +256,7 @@ func TestRestartCatchesUp(t *testing.T) {
 }
 
 func TestLateJoinerGetsHistory(t *testing.T) {
+	t.Parallel()
 	// Small frames: batches are cut by size, not only by count.
 	small := func(cfg *Config) { cfg.MaxMessageSize = 8 << 10 }
 	a := startNode(t, newMemLog(), nil, small)
@@ -283,6 +287,7 @@ func TestLateJoinerGetsHistory(t *testing.T) {
 }
 
 func TestRejectIsNotForwarded(t *testing.T) {
+	t.Parallel()
 	a, b, c := line(t, func(cfg *Config) { cfg.AntiEntropyInterval = time.Hour })
 	a.log.mu.Lock()
 	a.log.acceptAll = true // a faulty node that publishes what others reject
@@ -314,6 +319,7 @@ func TestRejectIsNotForwarded(t *testing.T) {
 }
 
 func TestOversizeRefused(t *testing.T) {
+	t.Parallel()
 	// Y accepts events of at most 1 KiB; X, misconfigured, sends bigger ones.
 	y := startNode(t, newMemLog(), nil, func(cfg *Config) { cfg.MaxMessageSize = 1 << 10 })
 	x := startNode(t, newMemLog(), nil, func(cfg *Config) {
@@ -398,6 +404,7 @@ func ourGoroutines() string {
 }
 
 func TestInboundRoundsAreRateLimited(t *testing.T) {
+	t.Parallel()
 	a := startNode(t, newMemLog(), nil, nil)
 	p := peer.ID("peer-1")
 	if !a.admitInbound(p) {
@@ -432,6 +439,7 @@ func TestInboundRoundsAreRateLimited(t *testing.T) {
 }
 
 func TestBootstrapRedialsAfterPeerRestart(t *testing.T) {
+	t.Parallel()
 	bLog, bKey := newMemLog(), newKey(t)
 	b := startNode(t, bLog, bKey, func(cfg *Config) { cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"} })
 	addr := b.Addrs()
@@ -457,6 +465,7 @@ func TestBootstrapRedialsAfterPeerRestart(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	key := newKey(t)
 	tests := []struct {
@@ -480,6 +489,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestMetricsOnRegisterer(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	key := newKey(t)
 	for range 2 { // a restart on the same registry reuses the collectors
