@@ -18,12 +18,6 @@ import (
 	"github.com/keymesh/keymesh/vault"
 )
 
-// Names of the node's sealed secrets in the vault (node.Init seals them).
-const (
-	secretSignKey = vault.SecretSignKey // Ed25519 seed: event signing and libp2p identity
-	secretKEMKey  = vault.SecretKEMKey  // HPKE private key for key transport
-)
-
 // meshNet is a mesh node's composition: its member (package mesh/member)
 // and the libp2p host it publishes through.
 type meshNet struct {

@@ -21,8 +21,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -54,7 +52,6 @@ import (
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
-	"github.com/keymesh/keymesh/vault/transport"
 )
 
 // Version is the keymesh version reported by /v1/status.
@@ -203,18 +200,9 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	defer v.Close()
 	astore := v.Store() // identity and tokens are authenticated records too
 	// The node's signing key (its libp2p identity) and its KEM key for key
-	// transport, sealed in the vault like every other secret.
-	signPub, signPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return "", err
-	}
-	kemPriv, kemPub, err := transport.GenerateKey()
-	if err != nil {
-		return "", err
-	}
-	err = errors.Join(v.SealSecret(secretSignKey, signPriv.Seed()), v.SealSecret(secretKEMKey, kemPriv))
-	clear(signPriv)
-	clear(kemPriv)
+	// transport, made and sealed inside the vault: only their public halves
+	// come out.
+	signPub, kemPub, err := v.GenerateNodeKeys()
 	if err != nil {
 		return "", fmt.Errorf("node: init: %w", err)
 	}
