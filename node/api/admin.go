@@ -294,12 +294,9 @@ func (s *Server) createGrant(c *gin.Context) {
 		s.adminFailed(c, "grant.create", req.Key, err)
 		return
 	}
-	var st policy.Status
-	for _, x := range s.cfg.Keys.Policy().GrantsAt(g.Key, s.cfg.Clock()) {
-		if x.Grant.ID == g.ID {
-			st = x
-		}
-	}
+	// One lookup, not a listing of the key's grants: the cost of a grant
+	// must not grow with the grants already on the key.
+	st, _ := s.cfg.Keys.Policy().StatusAt(g.Key, g.ID, s.cfg.Clock())
 	st.Grant = g
 	s.adminDone(c, "grant.create", g.Key, 0, string(g.Party)+" "+g.Ops.String(), http.StatusCreated, grantJSON(st))
 }

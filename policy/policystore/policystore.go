@@ -121,12 +121,7 @@ func (s *Store) Revoke(key string, party policy.Party, issuer string) (policy.Re
 	if err := r.Validate(); err != nil {
 		return policy.Revocation{}, 0, err
 	}
-	ended := 0
-	for _, st := range s.state.GrantsAt(key, now) {
-		if st.Grant.Party == party && st.InForce {
-			ended++
-		}
-	}
+	ended := s.state.InForceAt(key, party, now)
 	b, err := json.Marshal(r)
 	if err != nil {
 		return policy.Revocation{}, 0, fmt.Errorf("policystore: encode revocation: %w", err)

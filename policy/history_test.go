@@ -1,0 +1,70 @@
+package policy
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestHistory_GrantRevokeCycles: a pair granted and revoked many times
+// keeps one live grant at most, the ended ones without their Observed,
+// and StatusAt, InForceAt, Len and Decide agree with GrantsAt.
+func TestHistory_GrantRevokeCycles(t *testing.T) {
+	s := NewState()
+	const n = 50
+	for i := range n {
+		g := grant(fmt.Sprintf("g%03d", i), ssn, app, OpsOf(OpEncrypt), s.RevocationIDs(ssn, app)...)
+		mustAddGrant(t, s, g)
+		if i < n-1 {
+			if err := s.AddRevocation(revoke(fmt.Sprintf("r%03d", i), ssn, app)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got, live := s.Len(); got != n || live != 1 {
+		t.Fatalf("Len() = %d, %d, want %d, 1", got, live, n)
+	}
+	if got := s.InForceAt(ssn, app, t0); got != 1 {
+		t.Fatalf("InForceAt = %d, want 1", got)
+	}
+	pe := s.keys[ssn][app]
+	if len(pe.grants) != 1 || len(pe.ended) != n-1 {
+		t.Fatalf("live %d, ended %d, want 1, %d", len(pe.grants), len(pe.ended), n-1)
+	}
+	for _, ge := range pe.ended {
+		if ge.g.Observed != nil {
+			t.Fatalf("ended grant %s keeps %d observed IDs", ge.g.ID, len(ge.g.Observed))
+		}
+	}
+	for _, st := range s.GrantsAt(ssn, t0) {
+		got, ok := s.StatusAt(ssn, st.Grant.ID, t0)
+		if !ok || got.InForce != st.InForce || got.Reason != st.Reason {
+			t.Fatalf("StatusAt(%s) = %+v, %v, want %+v", st.Grant.ID, got, ok, st)
+		}
+	}
+	last := fmt.Sprintf("g%03d", n-1)
+	if d := s.Decide(principal(app), ssn, OpEncrypt, t0); !d.Allowed || d.GrantID != last {
+		t.Fatalf("Decide = %+v, want allowed by %s", d, last)
+	}
+	// Re-adding an ended grant as it was issued is a no-op; changed, a conflict.
+	again := grant("g000", ssn, app, OpsOf(OpEncrypt))
+	if err := s.AddGrant(again); err != nil {
+		t.Fatalf("AddGrant(g000 again) = %v, want nil", err)
+	}
+	again.Observed = []string{"r999"}
+	if err := s.AddGrant(again); err == nil {
+		t.Fatalf("AddGrant(g000 with another Observed) = nil, want a conflict")
+	}
+	if err := s.AddRevocation(revoke("r999", ssn, app)); err != nil {
+		t.Fatal(err)
+	}
+	d := s.Decide(principal(app), ssn, OpEncrypt, t0)
+	if d.Allowed || d.Reason != ReasonRevoked || d.GrantID != "g000" {
+		t.Fatalf("Decide after revoking all = %+v, want denied %q naming g000", d, ReasonRevoked)
+	}
+	if got, live := s.Len(); got != n || live != 0 {
+		t.Fatalf("Len() = %d, %d, want %d, 0", got, live, n)
+	}
+	if _, ok := s.StatusAt(ssn, "nope", t0); ok {
+		t.Fatalf("StatusAt(nope) found a grant")
+	}
+}
