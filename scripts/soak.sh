@@ -134,9 +134,9 @@ api POST /v1/tokens '{"party":"token:bench","label":"soak"}' 201 "$TMP/admin.hdr
 	jq -er '.token' >"$TMP/client.token" || die "POST /v1/tokens: no token in the response"
 api POST /v1/grants '{"key":"bench/field","party":"token:bench","ops":["encrypt","decrypt"]}' 201 "$TMP/admin.hdr" >/dev/null
 
-rss() { awk '/^VmRSS:/ {printf "%.1f", $2/1024}' "/proc/$DAEMON_PID/status"; }
+rss() { awk '/^(VmRSS|RssAnon|RssFile):/ {printf "%s%.1f ", $1, $2/1024}' "/proc/$DAEMON_PID/status"; }
 echo "machine: nproc=$(nproc) cpu=\"$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')\" load=\"$(cut -d' ' -f1-3 /proc/loadavg)\" $(go version)"
-echo "idle before load: rss_mib=$(rss)"
+echo "idle before load (MiB): $(rss)"
 rc=0
 "$TMP/bin/soakgen" -url "$URL" -admin-token-file "$TMP/admin.token" -token-file "$TMP/client.token" \
 	-key bench/field -pid "$DAEMON_PID" -c "$CONC" -admin-frac "$ADMIN_FRAC" -d "$DURATION" -every "$EVERY" || rc=$?
@@ -146,6 +146,6 @@ fi
 idle_s=$(( ${IDLE%s} ))
 for ((i = 0; i < idle_s; i += 10)); do
 	sleep 10
-	echo "idle t=+$((i + 10))s rss_mib=$(rss)"
+	echo "idle t=+$((i + 10))s (MiB): $(rss)"
 done
 exit "$rc"
