@@ -68,3 +68,39 @@ func TestHistory_GrantRevokeCycles(t *testing.T) {
 		t.Fatalf("StatusAt(nope) found a grant")
 	}
 }
+
+// TestGrantsAtPage: pages cover GrantsAt in order, and cursors round-trip.
+func TestGrantsAtPage(t *testing.T) {
+	s := NewState()
+	for i := range 7 {
+		mustAddGrant(t, s, grant(fmt.Sprintf("g%d", i), fmt.Sprintf("demo/k%d", i%3), Party(fmt.Sprintf("token:p%d", i%2)), OpsOf(OpEncrypt)))
+	}
+	want := s.GrantsAt("", t0)
+	var got []Status
+	var after GrantCursor
+	for range 10 {
+		page, next := s.GrantsAtPage("", t0, after, 3)
+		got = append(got, page...)
+		if next == (GrantCursor{}) {
+			break
+		}
+		c, err := ParseGrantCursor(next.String())
+		if err != nil || c != next {
+			t.Fatalf("ParseGrantCursor(%q) = %+v, %v, want %+v", next.String(), c, err, next)
+		}
+		after = c
+	}
+	if len(got) != len(want) {
+		t.Fatalf("pages hold %d grants, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].Grant.ID != want[i].Grant.ID || got[i].InForce != want[i].InForce {
+			t.Fatalf("page item %d = %s, want %s", i, got[i].Grant.ID, want[i].Grant.ID)
+		}
+	}
+	for _, bad := range []string{"%%", "AA", "AQE"} {
+		if _, err := ParseGrantCursor(bad); err == nil {
+			t.Errorf("ParseGrantCursor(%q) = nil error", bad)
+		}
+	}
+}

@@ -390,7 +390,7 @@ func (s *Server) status(c *gin.Context) {
 		Version:   s.cfg.Info.Version,
 		StartedAt: s.cfg.Info.StartedAt,
 		Ready:     s.cfg.Ready(),
-		Keys:      len(s.cfg.Vault.List()),
+		Keys:      s.cfg.Vault.Len(),
 		Grants:    grants,
 		Tokens:    len(s.cfg.Tokens.List()),
 		AuditHead: head,
