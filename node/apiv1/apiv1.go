@@ -394,6 +394,21 @@ type AuditList struct {
 	Entries []AuditEntry `json:"entries"`
 }
 
+// AuditVerifyJob is a verification of the audit log running in the
+// background (POST /v1/audit/verify/jobs, GET /v1/audit/verify/jobs/{id}):
+// State is "running", "done" (Result holds the answer POST
+// /v1/audit/verify would give) or "failed" (the store failed; Error says
+// how). Checked counts the entries verified so far.
+type AuditVerifyJob struct {
+	ID         string       `json:"id"`
+	State      string       `json:"state"`
+	Checked    uint64       `json:"checked"`
+	StartedAt  time.Time    `json:"started_at"`
+	FinishedAt *time.Time   `json:"finished_at,omitempty"`
+	Result     *AuditVerify `json:"result,omitempty"`
+	Error      string       `json:"error,omitempty"`
+}
+
 // AuditVerify is the result of POST /v1/audit/verify. When OK is false, Seq
 // and Reason say where the chain breaks.
 type AuditVerify struct {

@@ -354,3 +354,24 @@ func segment(s string) (string, error) {
 	}
 	return url.PathEscape(s), nil
 }
+
+// StartAuditVerifyJob calls POST /v1/audit/verify/jobs: it starts a
+// background verification of the audit log (or returns the one running).
+// Poll it with AuditVerifyJob. It needs the admin role.
+func (c *Client) StartAuditVerifyJob(ctx context.Context) (*apiv1.AuditVerifyJob, error) {
+	var out apiv1.AuditVerifyJob
+	if err := c.do(ctx, "POST", "/v1/audit/verify/jobs", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// AuditVerifyJob calls GET /v1/audit/verify/jobs/{id}. It needs the admin
+// role.
+func (c *Client) AuditVerifyJob(ctx context.Context, id string) (*apiv1.AuditVerifyJob, error) {
+	var out apiv1.AuditVerifyJob
+	if err := c.do(ctx, "GET", "/v1/audit/verify/jobs/"+url.PathEscape(id), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
