@@ -198,12 +198,32 @@ func pct(ds []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
+// memProfile is -memprofile.
+var memProfile string
+
+// writeHeapProfile writes a heap profile to memProfile, if set.
+func writeHeapProfile() {
+	if memProfile == "" {
+		return
+	}
+	f, err := os.Create(memProfile)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		fatalf("%v", err)
+	}
+}
+
 func main() {
 	ns := flag.String("n", "50,200", "network sizes")
 	ops := flag.Int("ops", 20, "grant/revoke pairs per size")
 	scale := flag.String("scale", "", "instead: grow a 2-node mesh's log to these event counts (e.g. 1000,10000,100000) and measure at each (see scale.go)")
 	keys := flag.Int("keys", 100, "-scale: keys the grants spread over")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to `file`")
+	flag.StringVar(&memProfile, "memprofile", "", "-scale: write a heap profile at the largest size to `file`")
 	flag.Parse()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

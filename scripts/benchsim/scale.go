@@ -171,6 +171,7 @@ func measureScale(sizes []int, keys int) {
 			heap*(1<<20)/float64(events))
 		prevSize = events
 	}
+	writeHeapProfile()
 	close(s.stop)
 	s.wg.Wait()
 }
