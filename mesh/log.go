@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
@@ -15,28 +16,26 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/gossip"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/policy"
 )
 
-// Verdict is what Deliver decided about an event, with gossipsub's
-// meaning: Accept stores (or keeps as proof), applies and forwards it;
-// Ignore drops it without blaming the sender (a duplicate, an event that
-// waits for its predecessor or dependencies, one dated in the future);
-// Reject drops it and blames the sender (bad signature, foreign network,
-// broken chain, forged clock).
-type Verdict int
+// Verdict is what Deliver decided about an event: the verdict shared with
+// the p2p transport ([gossip.Verdict]), with gossipsub's meaning: Accept
+// stores (or keeps as proof), applies and forwards it; Ignore drops it
+// without blaming the sender (a duplicate, an event that waits for its
+// predecessor or dependencies, one dated in the future); Reject drops it and
+// blames the sender (bad signature, foreign network, broken chain, forged
+// clock).
+type Verdict = gossip.Verdict
 
 // Verdicts.
 const (
-	Accept Verdict = iota
-	Ignore
-	Reject
+	Accept = gossip.Accept
+	Ignore = gossip.Ignore
+	Reject = gossip.Reject
 )
-
-func (v Verdict) String() string {
-	return [...]string{"accept", "ignore", "reject"}[v]
-}
 
 // Reasons reported to OnVerdict.
 const (
@@ -121,7 +120,7 @@ type Log struct {
 	store     kv.Store
 	genesis   *event.Genesis
 	nid       event.NetworkID
-	priv      ed25519.PrivateKey
+	priv      crypto.Signer
 	self      event.NodeKey
 	clock     func() time.Time
 	logger    *slog.Logger
@@ -130,6 +129,7 @@ type Log struct {
 	depSettle time.Duration
 
 	mu           sync.Mutex
+	storeErr     error // the last failed write (l.mu), for Issue's error
 	chains       map[event.NodeKey]*chain
 	pending      map[event.NodeKey]map[uint64]*entry
 	pendingCount int
@@ -211,9 +211,13 @@ func wrapDigests(p any) []event.Digest {
 }
 
 // OpenLog loads every stored event and folds them. priv is this node's
-// signing key (its libp2p identity key). A log written by an earlier
-// keymesh is refused with ErrOldLog.
-func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOptions) (*Log, error) {
+// Ed25519 signing key (its libp2p identity key): the vault's Signer, whose
+// private half stays in the vault, or an ed25519.PrivateKey. A log written
+// by an earlier keymesh is refused with ErrOldLog.
+func OpenLog(store kv.Store, g *event.Genesis, priv crypto.Signer, o LogOptions) (*Log, error) {
+	if pub, ok := priv.Public().(ed25519.PublicKey); !ok || len(pub) != ed25519.PublicKeySize {
+		return nil, errors.New("mesh: the signing key is not an Ed25519 key")
+	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
@@ -515,6 +519,7 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 	})
 	if err != nil {
 		l.logger.Error("mesh: store events", "err", err)
+		l.storeErr = err
 		l.rollback(staged)
 		for i, e := range entries {
 			if e != nil && slices.Contains(staged, e) {
@@ -995,6 +1000,10 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 	l.deliverLocked([]*entry{{ev: &signed, payload: p, size: len(raw)}}, out, reasons)
 	l.verdict(out[0], reasons[0])
 	if out[0] != Accept {
+		if reasons[0] == ReasonStore {
+			// The cause (a full disk: kv.ErrNoSpace) is the caller's to see.
+			return Issued{}, fmt.Errorf("%w: %s (%s): %w", ErrRefused, reasons[0], kind, l.storeErr)
+		}
 		return Issued{}, fmt.Errorf("%w: %s (%s)", ErrRefused, reasons[0], kind)
 	}
 	for _, d := range signed.Deps {
@@ -1082,12 +1091,8 @@ func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 }
 
 // Want is a range of an issuer's chain to ask every peer for, whatever
-// their summaries say (the anti-entropy Wanter interface).
-type Want struct {
-	Issuer string
-	After  uint64
-	Max    int
-}
+// their summaries say (the anti-entropy Wanter interface of package p2p).
+type Want = gossip.Want
 
 const maxForkHints = 64
 

@@ -21,7 +21,6 @@ type State struct {
 	grants map[string]*grantEntry // by grant ID
 	revs   map[string]Revocation  // by revocation ID
 	keys   map[string]map[Party]*pairEntry
-	live   int // grants not revoked
 }
 
 // pairEntry holds what the state knows of one (key, party).
@@ -69,7 +68,6 @@ func observedDigest(obs []string) [32]byte {
 func (s *State) end(pe *pairEntry, i int) {
 	ge := pe.grants[i]
 	ge.revoked = true
-	s.live--
 	ge.g.Observed = nil
 	pe.grants = slices.Delete(pe.grants, i, i+1)
 	j, _ := slices.BinarySearchFunc(pe.ended, ge.g.ID, compareEntryID)
@@ -159,7 +157,6 @@ func (s *State) AddGrant(g Grant) error {
 	if observesAll(g.Observed, pe.revs) {
 		i, _ := slices.BinarySearchFunc(pe.grants, g.ID, compareEntryID)
 		pe.grants = slices.Insert(pe.grants, i, ge)
-		s.live++
 	} else {
 		ge.revoked, ge.g.Observed = true, nil
 		i, _ := slices.BinarySearchFunc(pe.ended, g.ID, compareEntryID)
@@ -366,14 +363,6 @@ func (s *State) InForceAt(key string, p Party, at time.Time) int {
 	return n
 }
 
-// Len returns how many grants the state holds, revoked ones included, and
-// how many of them are not revoked, in constant time.
-func (s *State) Len() (grants, live int) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return len(s.grants), s.live
-}
-
 // Revocations lists the revocations of key, or of every key if key is "",
 // sorted by (Key, Party, IssuedAt, ID).
 func (s *State) Revocations(key string) []Revocation {
@@ -407,7 +396,6 @@ func (s *State) DropKey(key string) {
 		for _, ge := range pe.grants {
 			delete(s.grants, scoped(key, ge.g.ID))
 		}
-		s.live -= len(pe.grants)
 		for _, ge := range pe.ended {
 			delete(s.grants, scoped(key, ge.g.ID))
 		}

@@ -4,13 +4,6 @@ import (
 	"slices"
 )
 
-// Len returns how many keys the vault holds, without describing any.
-func (v *Vault) Len() int {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return len(v.rings)
-}
-
 // ListPage returns, in name order, up to limit keys whose names sort
 // after after ("" starts at the first), and whether more keys follow. It
 // describes only the keys it returns, so a page costs a walk of the names,

@@ -16,7 +16,7 @@ func BenchmarkOpen(b *testing.B) {
 		b.Fatal(err)
 	}
 	for i := range 2000 {
-		if _, err := v.Create(fmt.Sprintf("bench/k%d", i), CreateOptions{}); err != nil {
+		if _, err := create(v, fmt.Sprintf("bench/k%d", i), CreateOptions{}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -42,12 +42,12 @@ func TestListPage(t *testing.T) {
 	}
 	defer v.Close()
 	for i := range 7 {
-		if _, err := v.Create(fmt.Sprintf("demo/k%d", i), CreateOptions{}); err != nil {
+		if _, err := create(v, fmt.Sprintf("demo/k%d", i), CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if v.Len() != 7 {
-		t.Fatalf("Len() = %d, want 7", v.Len())
+	if v.Count() != 7 {
+		t.Fatalf("Count() = %d, want 7", v.Count())
 	}
 	var got []string
 	after := ""

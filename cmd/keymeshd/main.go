@@ -2,6 +2,7 @@
 // node's vault and policy and serving the REST API.
 //
 //	keymeshd --dev                         # a single node, no set-up
+//	keymeshd init --data /var/lib/keymesh  # what `keymesh init` runs
 //	keymeshd --data /var/lib/keymesh       # a node made with `keymesh init`
 //	keymeshd --data /var/lib/keymesh --p2p-listen /ip4/0.0.0.0/tcp/4001 \
 //	    --bootstrap /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW…   # a mesh node (init --genesis)
@@ -53,6 +54,9 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) > 0 && args[0] == "init" {
+		return runInit(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("keymeshd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", getenv("KEYMESH_CONFIG"), "YAML config `file`")

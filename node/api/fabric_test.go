@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -14,12 +13,11 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/audit"
-	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/kms/kmstest"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/node/fabricid/fabricidtest"
 	"github.com/keymesh/keymesh/policy"
-	"github.com/keymesh/keymesh/policy/policystore"
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
@@ -59,16 +57,11 @@ func newFabricWorld(t *testing.T) *fabricWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := kv.NewMem()
-	w.v, err = vault.Open(store, vault.MasterKey(bytes.Repeat([]byte{9}, 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.v.Close)
-	ps, _ := policystore.Open(store, nil, nil)
+	solo := kmstest.New(t, kmstest.Options{Reason: ErrorCode})
+	store := solo.Vault.Store()
+	w.v = solo.Vault
 	w.toks, _ = token.Open(store)
-	w.al, _ = audit.Open(kv.NewMem())
-	t.Cleanup(func() { w.al.Close() })
+	w.al = solo.Audit
 	bind := func(msps ...string) token.CreateOption {
 		b, err := token.NewBinding([]string{"mychannel"}, "asset", msps)
 		if err != nil {
@@ -81,15 +74,15 @@ func newFabricWorld(t *testing.T) *fabricWorld {
 	w.ccOrg1, _, _ = w.toks.Create("token:cc-org1", token.RoleChaincode, "", 0, bind("Org1MSP"))
 	w.legacy, _, _ = w.toks.Create("token:cc-old", token.RoleChaincode, "", 0)
 	w.app, _, _ = w.toks.Create("token:app", token.RoleClient, "", 0)
-	if _, err := w.v.Create("demo/k", vault.CreateOptions{}); err != nil {
+	if _, err := solo.Member.CreateKey("demo/k", vault.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []policy.Party{"org:Org1MSP", "token:cc", "token:app"} {
-		if _, err := ps.Grant(policy.Grant{Key: "demo/k", Party: p, Ops: policy.OpsAll, Issuer: "test"}); err != nil {
+		if _, err := solo.Member.Grant(policy.Grant{Key: "demo/k", Party: p, Ops: policy.OpsAll, Issuer: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	w.srv = httptest.NewServer(New(Config{Vault: w.v, Keys: Standalone{Vault: w.v, Store: ps}, Tokens: w.toks, Audit: w.al, Fabric: fv}))
+	w.srv = httptest.NewServer(New(Config{Core: solo.Core, Tokens: w.toks, Audit: w.al, Fabric: fv}))
 	t.Cleanup(w.srv.Close)
 	return w
 }
@@ -138,6 +131,7 @@ func prop(v string) map[string][]string { return map[string][]string{apiv1.Heade
 // real HTTP: the signed proposal, its verification, the token's binding,
 // the replay cache, the principal it yields, and every refusal.
 func TestChaincodeToken(t *testing.T) {
+	t.Parallel()
 	w := newFabricWorld(t)
 	const enc = `{"key":"demo/k","plaintext":"aGVsbG8=","context":{"field":"x"}}`
 	alice, _ := signedProposal(w.alice, nil)
@@ -231,6 +225,7 @@ func TestChaincodeToken(t *testing.T) {
 // real creator certificate (public on the ledger) without that creator's
 // signature over a proposal cannot decrypt as that creator.
 func TestFabric_ForgedCreatorWithoutSignatureRefused(t *testing.T) {
+	t.Parallel()
 	w := newFabricWorld(t)
 	// A value alice's org may read.
 	status, _, raw := w.do(t, "POST", "/v1/encrypt", w.app, `{"key":"demo/k","plaintext":"c2VjcmV0","context":{"f":"x"}}`, nil)
@@ -268,6 +263,7 @@ func TestFabric_ForgedCreatorWithoutSignatureRefused(t *testing.T) {
 // are the proposal's, and a second plaintext for the same key, context
 // and transaction is refused.
 func TestFabric_EndorsementModeNeedsVerifiedProposal(t *testing.T) {
+	t.Parallel()
 	w := newFabricWorld(t)
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	guess := func(pt string) string {
@@ -342,6 +338,7 @@ func TestFabric_EndorsementModeNeedsVerifiedProposal(t *testing.T) {
 // certificate's attribute order is stored in the form a verified creator
 // yields; one that is not a distinguished name is refused at grant time.
 func TestFabric_GrantCanonicalisesSubject(t *testing.T) {
+	t.Parallel()
 	w := newFabricWorld(t)
 	admin, _, err := w.toks.Create(policy.AdminParty, token.RoleAdmin, "", 0)
 	if err != nil {

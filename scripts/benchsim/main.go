@@ -19,6 +19,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/json"
 	"flag"
@@ -40,13 +41,12 @@ import (
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
-	"github.com/keymesh/keymesh/vault/transport"
 )
 
 type node struct {
 	org   string
 	store *kv.Mem
-	priv  ed25519.PrivateKey
+	priv  crypto.Signer
 	log   *mesh.Log
 	vault *vault.Vault
 	m     *member.Member
@@ -115,10 +115,6 @@ func build(n int) *sim {
 	}
 	var regs []pending
 	for i := range n {
-		seed := make([]byte, 32)
-		seed[0], seed[1] = byte(i), byte(i>>8)
-		seed[2] = 0xAB
-		sign := ed25519.NewKeyFromSeed(seed)
 		store := kv.NewMem()
 		org := g.Orgs[i%orgs].ID
 		v, err := vault.Open(store, vault.MasterKey(bytes.Repeat([]byte{byte(i + 7)}, 32)),
@@ -126,12 +122,14 @@ func build(n int) *sim {
 		if err != nil {
 			fatalf("vault: %v", err)
 		}
-		kemPriv, kemPub, err := transport.GenerateKey()
+		// The node's keys are made and kept in its vault, as keymeshd's.
+		_, kemPub, err := v.GenerateNodeKeys()
 		if err != nil {
-			fatalf("kem: %v", err)
+			fatalf("node keys: %v", err)
 		}
-		if err := v.SealSecret(vault.SecretKEMKey, kemPriv); err != nil {
-			fatalf("seal: %v", err)
+		sign, err := v.Signer()
+		if err != nil {
+			fatalf("signer: %v", err)
 		}
 		l, err := mesh.OpenLog(store, g, sign, mesh.LogOptions{Staleness: time.Hour})
 		if err != nil {
