@@ -71,3 +71,16 @@ func TestListPage(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkTag: one record tag (kv.Tagger), as every audit entry costs.
+func BenchmarkTag(b *testing.B) {
+	s, err := deriveSubkeys(make([]byte, 32))
+	if err != nil {
+		b.Fatal(err)
+	}
+	key, val := []byte("audit/e/00000001"), make([]byte, 200)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Tag(1, key, val)
+	}
+}
