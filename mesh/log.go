@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -363,6 +364,7 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 	out := make([]Verdict, len(raws))
 	reasons := make([]string, len(raws))
 	entries := make([]*entry, len(raws))
+	var evs []int // indices of events, parsed below
 	for i, raw := range raws {
 		switch {
 		case event.IsCheckpoint(raw):
@@ -378,8 +380,9 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 			entries[i] = &entry{ev: nil, payload: v}
 			continue
 		}
-		entries[i], out[i], reasons[i] = l.parse(raw)
+		evs = append(evs, i)
 	}
+	l.parseAll(raws, evs, entries, out, reasons)
 	l.mu.Lock()
 	l.deliverLocked(entries, out, reasons)
 	l.mu.Unlock()
@@ -390,6 +393,41 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 		}
 	}
 	return out
+}
+
+// parseBatchMin is the batch size from which parseAll spreads the work.
+const parseBatchMin = 16
+
+// parseAll parses the events raws[i] for i in idx into entries, out and
+// reasons. parse needs nothing but the event, so a large batch (a node
+// catching up pulls batches of up to 1,000) is checked on every core:
+// signature verification is most of a catch-up's cost. The verdicts do
+// not depend on how the work is split.
+func (l *Log) parseAll(raws [][]byte, idx []int, entries []*entry, out []Verdict, reasons []string) {
+	workers := min(runtime.GOMAXPROCS(0), len(idx)/parseBatchMin)
+	if workers <= 1 {
+		for _, i := range idx {
+			entries[i], out[i], reasons[i] = l.parse(raws[i])
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j := int(next.Add(1)) - 1
+				if j >= len(idx) {
+					return
+				}
+				i := idx[j]
+				entries[i], out[i], reasons[i] = l.parse(raws[i])
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // parse checks what needs nothing but the event: size, form, network,
