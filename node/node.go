@@ -245,7 +245,7 @@ type Node struct {
 	api      *api.Server
 	registry *prometheus.Registry
 	id       identity
-	mesh     *meshNet
+	mesh     *memberHost
 
 	ln     net.Listener
 	srv    *http.Server
@@ -634,7 +634,7 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 
 // openMesh opens the event log and the mesh membership of a node
 // initialised with a genesis.
-func (n *Node) openMesh(g *network.Genesis) (*meshNet, error) {
+func (n *Node) openMesh(g *network.Genesis) (*memberHost, error) {
 	sign, err := n.vault.Signer() // the private half stays in the vault
 	if err != nil {
 		return nil, fmt.Errorf("node: signing key: %w", err)
@@ -667,7 +667,7 @@ func (n *Node) openMesh(g *network.Genesis) (*meshNet, error) {
 	// Fail closed: a key of another org is served only while this node has
 	// heard from that org within the staleness bound.
 	log.Policy().SetGate(log.Fresh)
-	mn := &meshNet{log: log, sign: sign, cfg: n.cfg}
+	mn := &memberHost{log: log, sign: sign, cfg: n.cfg}
 	mn.member = member.New(member.Config{
 		Log: log, Vault: n.vault, Org: n.id.Org, PeerID: pid.String(), KEMKey: n.id.KEMKey,
 		Grace: n.cfg.RotationGrace, Publish: mn.publish, Network: mn.network, Logger: lg,

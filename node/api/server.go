@@ -379,15 +379,15 @@ func (s *Server) status(c *gin.Context) {
 		AuditHead: head,
 		Principal: cl.name,
 		Role:      cl.tok.Role.String(),
-		Mesh:      s.meshStatus(),
+		Mesh:      s.networkStatus(),
 		FIPS:      fipsStatus(s.cfg.Info.FIPS),
 	})
 }
 
-func (s *Server) meshStatus() *apiv1.MeshStatus {
+func (s *Server) networkStatus() *apiv1.NetworkStatus {
 	if s.cfg.Mesh == nil {
 		return nil
 	}
-	st := meshStatusJSON(s.cfg.Mesh.Status())
+	st := networkStatusJSON(s.cfg.Mesh.Status())
 	return &st
 }
