@@ -50,6 +50,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go returnMemory(ctx, 10*time.Second, 32<<20)
+	servePprof(os.Getenv("KEYMESHD_PPROF"))
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 

@@ -29,18 +29,18 @@ func identityJSON(id member.Identity) apiv1.NodeIdentity {
 		KEMKey: id.KEMKey, Mesh: true, Addrs: id.Addrs, Registered: id.Registered}
 }
 
-func nodesJSON(ns []member.NodeInfo) apiv1.MeshNodeList {
-	out := apiv1.MeshNodeList{Nodes: make([]apiv1.MeshNode, 0, len(ns))}
+func nodesJSON(ns []member.NodeInfo) apiv1.NetworkNodeList {
+	out := apiv1.NetworkNodeList{Nodes: make([]apiv1.NetworkNode, 0, len(ns))}
 	for _, n := range ns {
-		out.Nodes = append(out.Nodes, apiv1.MeshNode{Org: n.Org, PeerID: n.PeerID, SignKey: n.SignKey, Addrs: n.Addrs,
+		out.Nodes = append(out.Nodes, apiv1.NetworkNode{Org: n.Org, PeerID: n.PeerID, SignKey: n.SignKey, Addrs: n.Addrs,
 			NotAfter: n.NotAfter, Deregistered: n.Deregistered, LastSeq: n.LastSeq, Events: n.Events, Tainted: n.Tainted,
 			Self: n.Self, Connected: n.Connected, LastSeen: n.LastSeen})
 	}
 	return out
 }
 
-func meshStatusJSON(st member.Status) apiv1.MeshStatus {
-	out := apiv1.MeshStatus{Peers: st.Peers, Events: st.Events, Pending: st.Pending, LastSync: st.LastSync, Nodes: st.Nodes,
+func networkStatusJSON(st member.Status) apiv1.NetworkStatus {
+	out := apiv1.NetworkStatus{Peers: st.Peers, Events: st.Events, Pending: st.Pending, LastSync: st.LastSync, Nodes: st.Nodes,
 		Dropped: st.Dropped, Addrs: st.Addrs, Staleness: st.Staleness.String(), Orgs: []apiv1.OrgFreshness{}}
 	for _, o := range st.Orgs {
 		out.Orgs = append(out.Orgs, apiv1.OrgFreshness{Org: o.Org, LastHeard: o.LastHeard, Stale: o.Stale})

@@ -88,6 +88,7 @@ type Server struct {
 	metrics *metrics
 	bodies  *bodyBudget
 	replay  *fabricid.Replay // transactions chaincode tokens presented (fabric.go)
+	verify  verifyJobs       // background audit verification (verifyjob.go)
 }
 
 type metrics struct {
@@ -194,6 +195,8 @@ func New(cfg Config) *Server {
 	admin.POST("/tokens/:id/revoke", s.revokeToken)
 	admin.GET("/audit", s.auditTail)
 	admin.POST("/audit/verify", s.auditVerify)
+	admin.POST("/audit/verify/jobs", s.startVerifyJob)
+	admin.GET("/audit/verify/jobs/:id", s.getVerifyJob)
 	admin.GET("/node", s.nodeIdentity)
 	admin.GET("/nodes", s.listNodes)
 	admin.POST("/nodes/register", s.registerNode)
@@ -376,15 +379,15 @@ func (s *Server) status(c *gin.Context) {
 		AuditHead: head,
 		Principal: cl.name,
 		Role:      cl.tok.Role.String(),
-		Mesh:      s.meshStatus(),
+		Mesh:      s.networkStatus(),
 		FIPS:      fipsStatus(s.cfg.Info.FIPS),
 	})
 }
 
-func (s *Server) meshStatus() *apiv1.MeshStatus {
+func (s *Server) networkStatus() *apiv1.NetworkStatus {
 	if s.cfg.Mesh == nil {
 		return nil
 	}
-	st := meshStatusJSON(s.cfg.Mesh.Status())
+	st := networkStatusJSON(s.cfg.Mesh.Status())
 	return &st
 }
