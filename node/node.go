@@ -687,18 +687,8 @@ func (n *Node) Core() *kms.Service { return n.core }
 // Vault returns the node's vault (for in-process tools and benchmarks).
 func (n *Node) Vault() *vault.Vault { return n.vault }
 
-// MeshLog returns the node's event log, or nil for a standalone node.
-func (n *Node) MeshLog() *mesh.Log {
-	if n.mesh == nil {
-		return nil
-	}
-	return n.mesh.log
-}
+// MeshLog returns the node's event log.
+func (n *Node) MeshLog() *mesh.Log { return n.mesh.log }
 
-// Member returns the node's mesh member, or nil for a standalone node.
-func (n *Node) Member() *member.Member {
-	if n.mesh == nil {
-		return nil
-	}
-	return n.mesh.member
-}
+// Member returns the node's mesh member.
+func (n *Node) Member() *member.Member { return n.mesh.member }

@@ -11,7 +11,8 @@ import (
 
 // Mesh is a node's membership of a network: its identity for
 // registration, the registered nodes, and the publication of admin-signed
-// node records and deregistrations. A standalone node has none.
+// node records and deregistrations. Every node has one (a node alone is a
+// network of one).
 type Mesh interface {
 	Identity() member.Identity
 	// Register publishes an admin-signed node record (JSON).
@@ -48,30 +49,16 @@ func networkStatusJSON(st member.Status) apiv1.NetworkStatus {
 	return out
 }
 
-// ErrNotMesh answers mesh routes on a standalone node.
-var errNotMesh = &Error{Status: http.StatusConflict, Code: apiv1.CodeConflict, Message: "this node belongs to no network (it was initialised without a genesis)"}
 
 func (s *Server) nodeIdentity(c *gin.Context) {
-	if s.cfg.Mesh == nil {
-		s.fail(c, errNotMesh)
-		return
-	}
 	c.JSON(http.StatusOK, identityJSON(s.cfg.Mesh.Identity()))
 }
 
 func (s *Server) listNodes(c *gin.Context) {
-	if s.cfg.Mesh == nil {
-		s.fail(c, errNotMesh)
-		return
-	}
 	c.JSON(http.StatusOK, nodesJSON(s.cfg.Mesh.Nodes()))
 }
 
 func (s *Server) registerNode(c *gin.Context) {
-	if s.cfg.Mesh == nil {
-		s.fail(c, errNotMesh)
-		return
-	}
 	var req apiv1.RegisterRequest
 	if err := bind(c, &req); err != nil {
 		s.fail(c, err)
@@ -89,10 +76,6 @@ func (s *Server) registerNode(c *gin.Context) {
 }
 
 func (s *Server) deregisterNode(c *gin.Context) {
-	if s.cfg.Mesh == nil {
-		s.fail(c, errNotMesh)
-		return
-	}
 	var req apiv1.DeregisterRequest
 	if err := bind(c, &req); err != nil {
 		s.fail(c, err)
