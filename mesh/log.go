@@ -85,6 +85,30 @@ type entry struct {
 	payload any
 	size    int
 	arrived time.Time // when this node admitted it (zero: loaded at start)
+	slimmed bool      // payload is a grant whose Observed was dropped (slim)
+}
+
+// slim drops the decoded Observed set of a grant's payload once the fold
+// holds the grant. Observed lists every earlier revocation of the grant's
+// (key, party), so a pair granted and revoked n times held O(n²) decoded
+// IDs in the log's entries (half of a soak's heap); the signed payload
+// still holds them, and policyPayload decodes them again for a refold.
+func (e *entry) slim() {
+	if g, ok := e.payload.(policy.Grant); ok && g.Observed != nil {
+		g.Observed = nil
+		e.payload, e.slimmed = g, true
+	}
+}
+
+// policyPayload returns the entry's decoded payload, with a slimmed
+// grant's Observed decoded again from the event.
+func (e *entry) policyPayload() any {
+	if e.slimmed {
+		if p, err := decode(e.ev); err == nil { // it decoded at admission
+			return p
+		}
+	}
+	return e.payload
 }
 
 // DefaultDepSettle is the node's LogOptions.DepSettle.

@@ -430,6 +430,7 @@ func (s *State) apply(e *entry) {
 		if !k.Destroyed {
 			s.applyPolicy(k, e)
 		}
+		e.slim() // refoldPolicy decodes Observed again (policyPayload)
 		return
 	}
 	k.events = append(k.events, e)
@@ -531,7 +532,7 @@ func (s *State) applyPolicy(k *Key, e *entry) {
 		return
 	}
 	var err error
-	switch p := e.payload.(type) {
+	switch p := e.policyPayload().(type) {
 	case policy.Grant:
 		if !strings.HasPrefix(p.ID, IDPrefix(e.ev.Issuer)) {
 			s.Dropped[DropUnauthorised]++
