@@ -198,6 +198,10 @@ func (v *Version) Holds(r event.NodeKey) bool { return len(v.Wraps[r]) > 0 || v.
 
 // State is the fold of an event set.
 type State struct {
+	// load reads an entry's whole event back when the log dropped its
+	// payload (a refold of a grant needs its Observed); nil while the
+	// log loads, when every entry still has its payload.
+	load    func(*entry) (*event.Event, error)
 	genesis *event.Genesis
 	nid     event.NetworkID
 	Nodes   map[event.NodeKey]*Node
@@ -532,7 +536,7 @@ func (s *State) applyPolicy(k *Key, e *entry) {
 		return
 	}
 	var err error
-	switch p := e.policyPayload().(type) {
+	switch p := e.policyPayload(s.load).(type) {
 	case policy.Grant:
 		if !strings.HasPrefix(p.ID, IDPrefix(e.ev.Issuer)) {
 			s.Dropped[DropUnauthorised]++
