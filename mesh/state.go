@@ -199,6 +199,10 @@ func (v *Version) Holds(r network.NodeKey) bool { return len(v.Wraps[r]) > 0 || 
 
 // State is the fold of an event set.
 type State struct {
+	// load reads an entry's whole event back when the log dropped its
+	// payload (a refold of a grant needs its Observed); nil while the
+	// log loads, when every entry still has its payload.
+	load    func(*entry) (*event.Event, error)
 	genesis *network.Genesis
 	nid     network.NetworkID
 	Nodes   map[network.NodeKey]*Node
@@ -431,6 +435,7 @@ func (s *State) apply(e *entry) {
 		if !k.Destroyed {
 			s.applyPolicy(k, e)
 		}
+		e.slim() // refoldPolicy decodes Observed again (policyPayload)
 		return
 	}
 	k.events = append(k.events, e)
@@ -532,7 +537,7 @@ func (s *State) applyPolicy(k *Key, e *entry) {
 		return
 	}
 	var err error
-	switch p := e.payload.(type) {
+	switch p := e.policyPayload(s.load).(type) {
 	case policy.Grant:
 		if !strings.HasPrefix(p.ID, IDPrefix(e.ev.Issuer)) {
 			s.Dropped[DropUnauthorised]++
