@@ -262,6 +262,7 @@ type Node struct {
 	registry *prometheus.Registry
 	id       identity
 	mesh     *meshNet
+	kmip     *kmipFront // node/kmip.go; nil unless configured
 
 	ln     net.Listener
 	srv    *http.Server
@@ -407,6 +408,9 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 
 		EthNonces: ethNonces, // wallet nonces, durable in the node's store
 	})
+	if err := n.openKMIP(keys); err != nil {
+		return nil, err
+	}
 	ok = true
 	return n, nil
 }
@@ -486,7 +490,7 @@ func (n *Node) Listen() error {
 		return fmt.Errorf("node: listen %s: %w", n.cfg.Listen, err)
 	}
 	n.ln = ln
-	return nil
+	return n.listenKMIP()
 }
 
 // Addr returns the bound API address (after Listen).
@@ -542,6 +546,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		}
 		errc <- err
 	}()
+	n.serveKMIP()
 	n.ready.Store(true)
 	n.logger.Info("keymeshd serving", "addr", n.Addr(), "node", n.id.NodeID, "org", n.id.Org, "tls", n.cfg.TLSCert != "")
 	var serveErr error
@@ -575,6 +580,7 @@ func (n *Node) Close() {
 }
 
 func (n *Node) closeAll() {
+	n.closeKMIP()
 	if n.mesh != nil {
 		n.mesh.close()
 	}

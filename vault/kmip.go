@@ -5,6 +5,7 @@ import (
 	"crypto/cipher"
 	"fmt"
 
+	"github.com/keymesh/keymesh/vault/envelope"
 	"github.com/keymesh/keymesh/vault/secret"
 )
 
@@ -201,4 +202,24 @@ func (v *Vault) SameMaterial(name string, n uint32, material *secret.Bytes) (boo
 	h := secret.New(held)
 	defer h.Clear()
 	return h.Equal(material), nil
+}
+
+// VersionFrom is GenerateVersion for given material (KMIP Register on a
+// mesh node): the commitment and a copy wrapped for each recipient. The
+// caller keeps (and clears) material.
+func (v *Vault) VersionFrom(network [32]byte, key string, version uint32, material *secret.Bytes, recipients []Recipient) ([32]byte, [][]byte, error) {
+	var check [32]byte
+	var blobs [][]byte
+	err := material.Use(func(m []byte) error {
+		if len(m) != envelope.KeySize {
+			return fmt.Errorf("%w: key material must be %d bytes", ErrInvalidRequest, envelope.KeySize)
+		}
+		var err error
+		if blobs, err = wrapFor(m, recipients); err != nil {
+			return err
+		}
+		check = KeyCheck(network, key, version, m)
+		return nil
+	})
+	return check, blobs, err
 }

@@ -1,0 +1,170 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/keymesh/keymesh/kmip"
+	"github.com/keymesh/keymesh/node/api"
+	"github.com/keymesh/keymesh/vault/envelope"
+)
+
+// KMIPConfig configures the KMIP server (package kmip): off unless Listen
+// is set. YAML:
+//
+//	kmip:
+//	  listen: 0.0.0.0:5696
+//	  cert: /etc/keymesh/kmip-server.pem
+//	  key: /etc/keymesh/kmip-server.key
+//	  client_cas: [/etc/keymesh/kmip-clients-ca.pem]
+//	  namespace: kmip
+//
+// Environment: KEYMESH_KMIP_LISTEN, KEYMESH_KMIP_CERT, KEYMESH_KMIP_KEY,
+// KEYMESH_KMIP_CLIENT_CAS (comma-separated), KEYMESH_KMIP_NAMESPACE.
+type KMIPConfig struct {
+	// Listen is the KMIP address (5696 by convention).
+	Listen string `yaml:"listen"`
+	// Cert and Key are the server's TLS certificate and key.
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	// ClientCAs are the CA certificate files (PEM) that KMIP client
+	// certificates must chain to. They are trusted for KMIP only.
+	ClientCAs []string `yaml:"client_cas"`
+	// Namespace is where keys created over KMIP are named (default
+	// "kmip"); on a mesh node the genesis must give it to this node's org.
+	Namespace string `yaml:"namespace"`
+}
+
+// DefaultKMIPNamespace is the default namespace of KMIP-created keys.
+const DefaultKMIPNamespace = "kmip"
+
+func (c *KMIPConfig) defaults() {
+	if c.Namespace == "" {
+		c.Namespace = DefaultKMIPNamespace
+	}
+}
+
+func (c *KMIPConfig) validate() error {
+	if c.Listen == "" {
+		return nil
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("node: config: kmip listen address %q: %w", c.Listen, err)
+	}
+	if c.Cert == "" || c.Key == "" {
+		return errors.New("node: config: kmip needs a server certificate and key (kmip.cert, kmip.key)")
+	}
+	if len(c.ClientCAs) == 0 {
+		return errors.New("node: config: kmip needs the CAs its clients' certificates chain to (kmip.client_cas)")
+	}
+	ns := c.Namespace
+	if ns == "" {
+		ns = DefaultKMIPNamespace
+	}
+	if err := envelope.CheckKeyName(ns + "/x"); err != nil || strings.Contains(ns, "/") {
+		return fmt.Errorf("node: config: kmip namespace %q: want one key-name segment", ns)
+	}
+	return nil
+}
+
+func (c *KMIPConfig) loadEnv(getenv func(string) string) {
+	for k, p := range map[string]*string{
+		"KEYMESH_KMIP_LISTEN": &c.Listen, "KEYMESH_KMIP_CERT": &c.Cert,
+		"KEYMESH_KMIP_KEY": &c.Key, "KEYMESH_KMIP_NAMESPACE": &c.Namespace,
+	} {
+		if v := getenv(k); v != "" {
+			*p = v
+		}
+	}
+	if v := getenv("KEYMESH_KMIP_CLIENT_CAS"); v != "" {
+		c.ClientCAs = nil
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				c.ClientCAs = append(c.ClientCAs, f)
+			}
+		}
+	}
+}
+
+// kmipFront is the node's KMIP server and its listener.
+type kmipFront struct {
+	srv *kmip.Server
+	ln  net.Listener
+}
+
+// openKMIP builds the KMIP server when it is configured.
+func (n *Node) openKMIP(keys api.Manager) error {
+	c := n.cfg.KMIP
+	c.defaults()
+	if c.Listen == "" {
+		return nil
+	}
+	n.cfg.KMIP.Namespace = c.Namespace
+	if n.mesh != nil {
+		if owner, ok := n.mesh.member.Log().Genesis().KeyOwner(c.Namespace + "/x"); !ok || owner != n.id.Org {
+			return fmt.Errorf("node: kmip namespace %q does not belong to %s in the genesis", c.Namespace, n.id.Org)
+		}
+	}
+	tc, err := kmip.TLSConfig(c.Cert, c.Key, c.ClientCAs, n.cfg.FIPS)
+	if err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
+	b := &kmipBackend{keys: keys, vault: n.vault, audit: n.audit, org: n.id.Org, ns: c.Namespace, clock: time.Now}
+	if n.mesh != nil {
+		b.records = meshRecords{m: n.mesh.member}
+	} else {
+		b.records = storeRecords{store: n.store, vault: n.vault}
+	}
+	srv, err := kmip.New(kmip.Config{Backend: b, TLS: tc, Logger: n.logger.With("component", "kmip")})
+	if err != nil {
+		return err
+	}
+	n.kmip = &kmipFront{srv: srv}
+	return nil
+}
+
+// listenKMIP opens the KMIP listener.
+func (n *Node) listenKMIP() error {
+	if n.kmip == nil || n.kmip.ln != nil {
+		return nil
+	}
+	ln, err := net.Listen("tcp", n.cfg.KMIP.Listen)
+	if err != nil {
+		return fmt.Errorf("node: kmip listen: %w", err)
+	}
+	n.kmip.ln = ln
+	return nil
+}
+
+// serveKMIP serves KMIP in the background.
+func (n *Node) serveKMIP() {
+	if n.kmip == nil || n.kmip.ln == nil {
+		return
+	}
+	go func() {
+		if err := n.kmip.srv.Serve(n.kmip.ln); err != nil {
+			n.logger.Error("kmip server stopped", "err", err)
+		}
+	}()
+}
+
+func (n *Node) closeKMIP() {
+	if n.kmip == nil {
+		return
+	}
+	if n.kmip.ln != nil {
+		n.kmip.ln.Close()
+	}
+	n.kmip.srv.Close()
+}
+
+// KMIPAddr returns the KMIP listener's address, or "" when KMIP is off.
+func (n *Node) KMIPAddr() string {
+	if n.kmip == nil || n.kmip.ln == nil {
+		return ""
+	}
+	return n.kmip.ln.Addr().String()
+}
