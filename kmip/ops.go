@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -60,23 +61,40 @@ func allowsMany(n kmip.AttributeName) bool { return multi[n] || n.IsCustom() }
 
 func newExecutor(s *Server) *kmipserver.BatchExecutor {
 	e := kmipserver.NewBatchExecutor()
-	e.Route(kmip.OperationQuery, kmipserver.HandleFunc(s.query))
-	e.Route(kmip.OperationCreate, kmipserver.HandleFunc(s.create))
-	e.Route(kmip.OperationRegister, kmipserver.HandleFunc(s.register))
-	e.Route(kmip.OperationLocate, kmipserver.HandleFunc(s.locate))
-	e.Route(kmip.OperationCheck, kmipserver.HandleFunc(s.check))
-	e.Route(kmip.OperationGet, kmipserver.HandleFunc(s.get))
-	e.Route(kmip.OperationGetAttributes, kmipserver.HandleFunc(s.getAttributes))
-	e.Route(kmip.OperationGetAttributeList, kmipserver.HandleFunc(s.getAttributeList))
-	e.Route(kmip.OperationAddAttribute, kmipserver.HandleFunc(s.addAttribute))
-	e.Route(kmip.OperationModifyAttribute, kmipserver.HandleFunc(s.modifyAttribute))
-	e.Route(kmip.OperationDeleteAttribute, kmipserver.HandleFunc(s.deleteAttribute))
-	e.Route(kmip.OperationActivate, kmipserver.HandleFunc(s.activate))
-	e.Route(kmip.OperationRevoke, kmipserver.HandleFunc(s.revoke))
-	e.Route(kmip.OperationDestroy, kmipserver.HandleFunc(s.destroy))
-	e.Route(kmip.OperationEncrypt, kmipserver.HandleFunc(s.encrypt))
-	e.Route(kmip.OperationDecrypt, kmipserver.HandleFunc(s.decrypt))
+	e.Route(kmip.OperationQuery, route(s, s.query))
+	e.Route(kmip.OperationCreate, route(s, s.create))
+	e.Route(kmip.OperationRegister, route(s, s.register))
+	e.Route(kmip.OperationLocate, route(s, s.locate))
+	e.Route(kmip.OperationCheck, route(s, s.check))
+	e.Route(kmip.OperationGet, route(s, s.get))
+	e.Route(kmip.OperationGetAttributes, route(s, s.getAttributes))
+	e.Route(kmip.OperationGetAttributeList, route(s, s.getAttributeList))
+	e.Route(kmip.OperationAddAttribute, route(s, s.addAttribute))
+	e.Route(kmip.OperationModifyAttribute, route(s, s.modifyAttribute))
+	e.Route(kmip.OperationDeleteAttribute, route(s, s.deleteAttribute))
+	e.Route(kmip.OperationActivate, route(s, s.activate))
+	e.Route(kmip.OperationRevoke, route(s, s.revoke))
+	e.Route(kmip.OperationDestroy, route(s, s.destroy))
+	e.Route(kmip.OperationEncrypt, route(s, s.encrypt))
+	e.Route(kmip.OperationDecrypt, route(s, s.decrypt))
 	return e
+}
+
+// route wraps a handler: a panic in it is counted, logged with its stack
+// and answered General Failure, never with its message.
+func route[Req, Resp kmip.OperationPayload](s *Server, h func(context.Context, Req) (Resp, error)) kmipserver.OperationHandler {
+	return kmipserver.HandleFunc(func(ctx context.Context, req Req) (resp Resp, err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.panics.Add(1)
+				s.log.Error("kmip operation panicked", "party", callerOf(ctx).Party, "operation", ttlv.EnumStr(req.Operation()),
+					"panic", cut(fmt.Sprint(r)), "stack", string(debug.Stack()))
+				var zero Resp
+				resp, err = zero, kmipserver.Errorf(kmip.ResultReasonGeneralFailure, "internal error")
+			}
+		}()
+		return h(ctx, req)
+	})
 }
 
 // kerr maps a backend error onto a KMIP result. The messages are the

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	kmip "github.com/ovh/kmip-go"
@@ -59,6 +60,8 @@ type Server struct {
 	exec *kmipserver.BatchExecutor
 	log  *slog.Logger
 
+	panics atomic.Int64 // handler panics recovered (Panics)
+
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  map[net.Conn]struct{}
@@ -67,6 +70,12 @@ type Server struct {
 }
 
 type callerKey struct{}
+
+// WithCaller returns ctx carrying c, for Handle (the connection loop sets
+// it from the client certificate; tests and the fuzz target set it here).
+func WithCaller(ctx context.Context, c Caller) context.Context {
+	return context.WithValue(ctx, callerKey{}, c)
+}
 
 func callerOf(ctx context.Context) Caller {
 	c, _ := ctx.Value(callerKey{}).(Caller)
@@ -190,7 +199,7 @@ func (s *Server) serveConn(nc net.Conn) {
 	}
 	caller := Caller{Party: party, Remote: remote}
 	s.log.Info("kmip client connected", "remote", remote, "party", party)
-	ctx := context.WithValue(context.Background(), callerKey{}, caller)
+	ctx := WithCaller(context.Background(), caller)
 	buf := make([]byte, 0, 4096)
 	for {
 		_ = tc.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
@@ -254,12 +263,17 @@ func (s *Server) reply(w io.Writer, resp *kmip.ResponseMessage) {
 func (s *Server) Handle(ctx context.Context, raw []byte) (out []byte) {
 	defer func() {
 		if r := recover(); r != nil {
-			s.log.Error("kmip request panicked", "party", callerOf(ctx).Party, "panic", cut(fmt.Sprint(r)), "stack", cut(string(debug.Stack())))
+			s.panics.Add(1)
+			s.log.Error("kmip request panicked", "party", callerOf(ctx).Party, "panic", cut(fmt.Sprint(r)), "stack", string(debug.Stack()))
 			out = ttlv.MarshalTTLV(errorResponse(kmip.ResultReasonGeneralFailure, "internal error"))
 		}
 	}()
+	if err := wellFormed(raw); err != nil {
+		s.log.Warn("kmip request refused: malformed TTLV", "party", callerOf(ctx).Party, "reason", cut(err.Error()))
+		return ttlv.MarshalTTLV(errorResponse(kmip.ResultReasonInvalidMessage, "malformed request: "+cut(err.Error())))
+	}
 	var req kmip.RequestMessage
-	if err := ttlv.UnmarshalTTLV(raw, &req); err != nil {
+	if err := decode(raw, &req); err != nil {
 		s.log.Warn("kmip request refused: malformed TTLV", "party", callerOf(ctx).Party, "reason", cut(err.Error()))
 		return ttlv.MarshalTTLV(errorResponse(kmip.ResultReasonInvalidMessage, "malformed request: "+cut(err.Error())))
 	}
@@ -279,6 +293,22 @@ func (s *Server) Handle(ctx context.Context, raw []byte) (out []byte) {
 	scrub(resp) // Get's key material: the encoded copy is out's, cleared after the write
 	return out
 }
+
+// decode is ttlv.UnmarshalTTLV, with a panic of the decoder (ovh/kmip-go
+// v0.7.0 panics on some well-framed but ill-typed structures: a reflect
+// call on a zero Value) turned into an error: the input is malformed.
+func decode(raw []byte, req *kmip.RequestMessage) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("undecodable structure (%s)", cut(fmt.Sprint(r)))
+		}
+	}()
+	return ttlv.UnmarshalTTLV(raw, req)
+}
+
+// Panics returns how many requests panicked below Handle (each was
+// answered General Failure and logged).
+func (s *Server) Panics() int64 { return s.panics.Load() }
 
 func errorResponse(reason kmip.ResultReason, msg string) *kmip.ResponseMessage {
 	return &kmip.ResponseMessage{

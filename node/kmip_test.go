@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/rand"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
@@ -76,7 +77,11 @@ func startKMIPNode(t testing.TB, pki *kmipPKI) (*Node, string, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := Open(cfg, nil)
+	var logger *slog.Logger
+	if os.Getenv("KEYMESH_TEST_LOG") != "" {
+		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	n, err := Open(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,3 +102,10 @@ func (ca *CA) Client(dir, file, cn string) (Pair, error) {
 		Subject: pkix.Name{CommonName: cn}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 	})
 }
+
+// Pool returns a pool holding the CA's certificate.
+func (ca *CA) Pool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.Cert)
+	return p
+}
