@@ -168,7 +168,8 @@ func (s KeyShare) Validate() error {
 // KeyState is the payload of KindKeyState: a lifecycle change.
 type KeyState struct {
 	Key string
-	// State is StateActive, StateDeactivated or StateCompromised.
+	// State is StateActive, StateDeactivated or StateCompromised, or ""
+	// (unchanged) when MinDecryptionVersion is set.
 	State string
 	// MinDecryptionVersion is the oldest version that may still decrypt;
 	// 0 leaves it unchanged.
@@ -183,6 +184,12 @@ func (s KeyState) Validate() error {
 	switch s.State {
 	case StateActive, StateDeactivated, StateCompromised:
 		return nil
+	case "":
+		// Only the minimum decryption version changes.
+		if s.MinDecryptionVersion > 0 {
+			return nil
+		}
+		return malformed("a key-state payload changes the state, the minimum decryption version or both")
 	}
 	return malformed("unknown key state %q", cut(s.State))
 }

@@ -161,3 +161,14 @@ func TestKeyVersionLimits(t *testing.T) {
 	}
 	t.Logf("largest KeyVersion payload: %d bytes of %d", len(p), MaxPayload)
 }
+
+// TestKeyStateMinDecryptionOnly: a key-state payload may change the
+// minimum decryption version alone (State ""), and must change something.
+func TestKeyStateMinDecryptionOnly(t *testing.T) {
+	if _, err := DecodeKeyState(mustJSON(t, KeyState{Key: "a/b", MinDecryptionVersion: 2})); err != nil {
+		t.Errorf("min decryption version only: %v", err)
+	}
+	if _, err := DecodeKeyState(mustJSON(t, KeyState{Key: "a/b"})); !errors.Is(err, ErrMalformed) {
+		t.Errorf("no change at all: %v, want ErrMalformed", err)
+	}
+}

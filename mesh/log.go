@@ -129,6 +129,7 @@ type Log struct {
 	depSettle time.Duration
 
 	mu           sync.Mutex
+	storeErr     error // the last failed write (l.mu), for Issue's error
 	chains       map[event.NodeKey]*chain
 	pending      map[event.NodeKey]map[uint64]*entry
 	pendingCount int
@@ -477,6 +478,7 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 	})
 	if err != nil {
 		l.logger.Error("mesh: store events", "err", err)
+		l.storeErr = err
 		l.rollback(staged)
 		for i, e := range entries {
 			if e != nil && slices.Contains(staged, e) {
@@ -957,6 +959,10 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 	l.deliverLocked([]*entry{{ev: &signed, payload: p, size: len(raw)}}, out, reasons)
 	l.verdict(out[0], reasons[0])
 	if out[0] != Accept {
+		if reasons[0] == ReasonStore {
+			// The cause (a full disk: kv.ErrNoSpace) is the caller's to see.
+			return Issued{}, fmt.Errorf("%w: %s (%s): %w", ErrRefused, reasons[0], kind, l.storeErr)
+		}
 		return Issued{}, fmt.Errorf("%w: %s (%s)", ErrRefused, reasons[0], kind)
 	}
 	for _, d := range signed.Deps {

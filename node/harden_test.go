@@ -191,7 +191,7 @@ func TestNode_FlippedByteNeverStartsSilentlyDamaged(t *testing.T) {
 		if got := len(n.vault.List()); got != 2 {
 			t.Errorf("%s: started with %d keys, want 2", what, got)
 		}
-		if got := len(n.policy.State().Grants("")); got != 2 {
+		if got := len(n.core.Policy().Grants("")); got != 2 {
 			t.Errorf("%s: started with %d grants, want 2", what, got)
 		}
 		if got := len(n.tokens.List()); got != 2 {

@@ -164,8 +164,31 @@ func (m *meshNet) targets() []p2p.Target {
 	return out
 }
 
-// start starts the libp2p host and the member's loops.
+// needsHost reports whether the node has anyone to talk to: a network of
+// one (a single org, no bootstrap addresses, no other node registered)
+// starts no p2p host unless it is configured to listen.
+func (m *meshNet) needsHost() bool {
+	g := m.log.Genesis()
+	if len(m.cfg.P2PListen) > 0 || len(m.cfg.Bootstrap) > 0 || len(g.Bootstrap) > 0 || len(g.Orgs) > 1 {
+		return true
+	}
+	others := false
+	self := m.log.Self()
+	m.log.View(func(s *mesh.State) {
+		for k := range s.Nodes {
+			others = others || k != self
+		}
+	})
+	return others
+}
+
+// start starts the libp2p host (if the node needs one) and the member's
+// loops.
 func (m *meshNet) start(ctx context.Context, reg prometheus.Registerer, logger interface{ Warn(string, ...any) }) error {
+	if !m.needsHost() {
+		go m.member.Run(ctx)
+		return nil
+	}
 	_, pk, err := peerIDOf(m.sign)
 	if err != nil {
 		return err

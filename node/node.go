@@ -10,6 +10,8 @@
 //	             written (and survives a process kill) before the request it records
 //	             is answered, and fsynced within AuditSyncInterval
 //	master.key   the 32-byte master secret (mode 0600), unless a passphrase is used
+//	genesis.json the network definition the node belongs to
+//	admin.key    a network of one's org admin key (0600; see solo.go)
 //	admin.token  the admin token, in dev mode or when init is asked to write it (0600)
 //
 // Keep master.key off the machine's backups of db/, or use a passphrase: the
@@ -40,6 +42,7 @@ import (
 
 	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/kv/badgerstore"
 	"github.com/keymesh/keymesh/mesh"
@@ -48,7 +51,6 @@ import (
 	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
-	"github.com/keymesh/keymesh/policy/policystore"
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
@@ -56,7 +58,7 @@ import (
 )
 
 // Version is the keymesh version reported by /v1/status.
-var Version = "0.1.0-dev"
+var Version = "0.2.0-dev"
 
 // AuditSyncInterval bounds how long an audit entry that was written (and
 // so survives a crash of the process) waits for its fsync (and so survives a
@@ -161,14 +163,19 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return "", fmt.Errorf("node: init: %w", err)
 	}
+	nodeID, err := newNodeID()
+	if err != nil {
+		return "", err
+	}
+	created := time.Now().UTC()
 	if genesis != nil {
-		b, err := json.MarshalIndent(genesis, "", "  ")
-		if err != nil {
-			return "", fmt.Errorf("node: init: genesis: %w", err)
-		}
-		if err := os.WriteFile(GenesisFile(cfg.DataDir), append(b, '\n'), 0o600); err != nil {
-			return "", fmt.Errorf("node: init: %w", err)
-		}
+		err = writeGenesis(cfg.DataDir, genesis)
+	} else {
+		// A network of one (solo.go): its genesis and node-local admin key.
+		genesis, err = newSoloGenesis(cfg, nodeID, created)
+	}
+	if err != nil {
+		return "", fmt.Errorf("node: init: %w", err)
 	}
 	if cfg.PassphraseFile == "" && !vault.KeyFileExists(cfg.MasterKeyFile) {
 		if err := vault.WriteKeyFile(cfg.MasterKeyFile, nil); err != nil {
@@ -212,20 +219,9 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 		return "", fmt.Errorf("node: init: %w", err)
 	}
 
-	id := identity{Org: cfg.Org, Created: time.Now().UTC(), SignKey: hex.EncodeToString(signPub), KEMKey: kemPub}
-	var nid [32]byte
-	nodeID := make([]byte, 8)
-	if _, err := io.ReadFull(rand.Reader, nid[:]); err != nil {
-		return "", err
-	}
-	if genesis != nil {
-		nid = genesis.ID()
-	}
-	if _, err := io.ReadFull(rand.Reader, nodeID); err != nil {
-		return "", err
-	}
-	id.NodeID = hex.EncodeToString(nodeID)
-	id.NetworkID = hex.EncodeToString(nid[:])
+	nid := genesis.ID()
+	id := identity{NodeID: nodeID, Org: cfg.Org, Created: created, SignKey: hex.EncodeToString(signPub), KEMKey: kemPub,
+		NetworkID: hex.EncodeToString(nid[:])}
 	b, _ := json.Marshal(id)
 	if err := astore.Update(func(tx kv.Txn) error { return tx.Set(identityKey, b) }); err != nil {
 		return "", fmt.Errorf("node: init: write identity: %w", err)
@@ -255,9 +251,9 @@ type Node struct {
 	store    kv.Store        // db as the vault authenticates it (vault.Store)
 	auditDB  *badgerstore.DB
 	vault    *vault.Vault
-	policy   *policystore.Store
 	tokens   *token.Registry
 	audit    *audit.Log
+	core     *kms.Service
 	api      *api.Server
 	registry *prometheus.Registry
 	id       identity
@@ -315,28 +311,19 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	} else {
 		copy(nid[:], b)
 	}
-	var genesis *event.Genesis
-	if _, err := os.Stat(GenesisFile(cfg.DataDir)); err == nil {
-		if genesis, err = event.LoadGenesis(GenesisFile(cfg.DataDir)); err != nil {
-			return nil, fmt.Errorf("node: %w", err)
-		}
-		if genesis.ID() != event.NetworkID(nid) {
-			return nil, errors.New("node: genesis.json does not match the network this node was initialised for")
-		}
-	}
 	vopts := append(vaultStoreOptions(cfg.DataDir),
 		vault.WithNetwork(nid), vault.WithOwner(n.id.Org),
 		vault.WithGrace(cfg.RotationGrace),
 		vault.WithRotation(cfg.RotateAfter, vault.DefaultHardLimit),
 		vault.WithLogger(logger.With("component", "vault")),
 	)
-	if genesis != nil {
-		vopts = append(vopts, vault.WithRotateHook(func(k string) {
-			if n.mesh != nil {
-				n.mesh.member.AutoRotate(k)
-			}
-		}))
-	}
+	// The hook runs only once the mesh is open: a version cannot reach
+	// its threshold before the node serves.
+	vopts = append(vopts, vault.WithRotateHook(func(k string) {
+		if n.mesh != nil {
+			n.mesh.member.AutoRotate(k)
+		}
+	}))
 	n.vault, err = vault.Open(n.db, master, vopts...)
 	if err != nil {
 		return nil, err
@@ -352,19 +339,22 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err := json.Unmarshal(authID, &checked); err != nil || !reflect.DeepEqual(checked, n.id) {
 		return nil, fmt.Errorf("node: identity record: %w", kv.ErrTampered)
 	}
-	var keys api.Manager
-	var meshAPI api.Mesh
-	if genesis != nil {
-		if n.mesh, err = n.openMesh(genesis); err != nil {
-			return nil, err
-		}
-		keys, meshAPI = n.mesh.member, n.mesh.member
-	}
-	if n.policy, err = policystore.Open(n.store, nil, nil); err != nil {
+	genesis, err := n.loadGenesis(nid)
+	if err != nil {
 		return nil, err
 	}
-	if keys == nil {
-		keys = api.Standalone{Vault: n.vault, Store: n.policy}
+	if n.mesh, err = n.openMesh(genesis); err != nil {
+		return nil, err
+	}
+	if err := n.registerSolo(n.mesh.member, genesis); err != nil {
+		return nil, err
+	}
+	if st, _, err := upgradeState(n.store); err != nil {
+		return nil, err
+	} else if st == "pending" {
+		if err := n.finishUpgrade(n.mesh.member, logger.With("component", "upgrade")); err != nil {
+			return nil, err
+		}
 	}
 	if n.tokens, err = token.Open(n.store); err != nil {
 		return nil, err
@@ -393,8 +383,29 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.registerStoreMetrics()
+	items := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keymesh_crypto_items_total", Help: "Fields encrypted or decrypted, by operation and result.",
+	}, []string{"op", "result"})
+	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "keymesh_policy_decisions_total", Help: "Policy decisions by operation and outcome.",
+	}, []string{"op", "outcome"})
+	n.registry.MustRegister(items, decisions)
+	n.core = kms.New(kms.Config{
+		Vault: n.vault, Keys: n.mesh.member, Audit: n.audit, Reason: api.ErrorCode,
+		OnDecision: func(op string, allowed bool) {
+			outcome := "deny"
+			if allowed {
+				outcome = "allow"
+			}
+			decisions.WithLabelValues(op, outcome).Inc()
+		},
+		OnItems: func(op string, ok, failed int) {
+			items.WithLabelValues(op, "ok").Add(float64(ok))
+			items.WithLabelValues(op, "error").Add(float64(failed))
+		},
+	})
 	n.api = api.New(api.Config{
-		Vault: n.vault, Keys: keys, Mesh: meshAPI, Tokens: n.tokens, Audit: n.audit,
+		Core: n.core, Mesh: n.mesh.member, Tokens: n.tokens, Audit: n.audit,
 		Info: api.Info{
 			Node: n.id.NodeID, Org: n.id.Org, NetworkID: n.id.NetworkID,
 			Version: Version, StartedAt: time.Now().UTC(), FIPS: cfg.FIPS,
@@ -413,6 +424,29 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	}
 	ok = true
 	return n, nil
+}
+
+// loadGenesis reads the node's genesis.json; a data directory of a
+// standalone keymesh (no genesis) is upgraded to a network of one
+// (solo.go).
+func (n *Node) loadGenesis(nid envelope.NetworkID) (*event.Genesis, error) {
+	path := GenesisFile(n.cfg.DataDir)
+	_, upgraded, err := upgradeState(n.store)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return n.startUpgrade()
+	}
+	g, err := event.LoadGenesis(path)
+	if err != nil {
+		return nil, fmt.Errorf("node: %w", err)
+	}
+	// A node upgraded from standalone keeps its envelopes' network id.
+	if g.ID() != event.NetworkID(nid) && upgraded != g.ID().String() {
+		return nil, errors.New("node: genesis.json does not match the network this node was initialised for")
+	}
+	return g, nil
 }
 
 // auditFormatKey, in the main store, says that the audit log's records
@@ -520,11 +554,9 @@ func (n *Node) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	if n.mesh != nil {
-		if err := n.mesh.start(ctx, n.registry, n.logger); err != nil {
-			n.Close()
-			return err
-		}
+	if err := n.mesh.start(ctx, n.registry, n.logger); err != nil {
+		n.Close()
+		return err
 	}
 	n.srv = &http.Server{
 		Handler:           n.api,
@@ -666,6 +698,10 @@ func (n *Node) openMesh(g *event.Genesis) (*meshNet, error) {
 	})
 	return mn, nil
 }
+
+// Core returns the node's domain core (for in-process front doors, tools
+// and benchmarks).
+func (n *Node) Core() *kms.Service { return n.core }
 
 // Vault returns the node's vault (for in-process tools and benchmarks).
 func (n *Node) Vault() *vault.Vault { return n.vault }

@@ -188,3 +188,17 @@ func sameRevocation(a, b Revocation) bool {
 	return a.ID == b.ID && a.Key == b.Key && a.Party == b.Party &&
 		a.Issuer == b.Issuer && a.IssuedAt.Equal(b.IssuedAt)
 }
+
+// StatusAt judges g's bounds alone at time at (NotBefore <= at < NotAfter):
+// whether it is in force and, if not, why ([StatusExpired] or
+// [StatusNotYetValid]). Revocation is the state's to judge
+// ([State.GrantsAt]).
+func (g Grant) StatusAt(at time.Time) (inForce bool, reason string) {
+	switch timeCheck(&g, at) {
+	case rankExpired:
+		return false, StatusExpired
+	case rankNotYetValid:
+		return false, StatusNotYetValid
+	}
+	return true, ""
+}

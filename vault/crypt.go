@@ -164,25 +164,17 @@ func (v *Vault) maybeRotate(r *ring, ver *version, n uint64) {
 		return
 	}
 	defer r.rotating.Store(false)
-	if v.opts.rotateHook != nil {
-		r.mu.RLock()
-		newest, name := int(ver.n) == len(r.versions), r.rec.Name
-		r.mu.RUnlock()
-		if newest {
-			v.opts.rotateHook(name)
-		}
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if int(ver.n) != len(r.versions) {
+	r.mu.RLock()
+	newest, name := int(ver.n) == len(r.versions), r.rec.Name
+	r.mu.RUnlock()
+	if !newest {
 		return // a newer version exists already
 	}
-	if err := v.rotateLocked(r, v.opts.grace); err != nil {
-		v.opts.logger.Error("automatic rotation failed", "key", r.rec.Name, "version", ver.n, "err", err)
+	if v.opts.rotateHook == nil {
+		v.opts.logger.Warn("key version reached its rotation threshold; no rotate hook to rotate it", "key", name, "version", ver.n)
 		return
 	}
-	v.opts.logger.Info("key rotated automatically", "key", r.rec.Name, "after_encryptions", n)
+	v.opts.rotateHook(name)
 }
 
 // Decrypt opens a text envelope under ctx.

@@ -20,13 +20,13 @@ func TestVault_EndorsementFloorNotBelowPostRevocationVersion(t *testing.T) {
 	clk := newClock()
 	store := kv.NewMem()
 	v := openVault(t, store, WithClock(clk.Now))
-	if _, err := v.Create("asset/value", CreateOptions{}); err != nil {
+	if _, err := create(v, "asset/value", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before := clk.Now()
 	clk.Add(time.Minute)
 	grace := time.Hour // the rotated version activates far ahead
-	if _, err := v.Rotate("asset/value", &grace); err != nil {
+	if _, err := rotate(v, "asset/value", &grace); err != nil {
 		t.Fatal(err)
 	}
 	in := EncryptInput{Key: "asset/value", Mode: envelope.ModeEndorsement, TxID: "tx1", TxTime: before, Plaintext: []byte("7")}
@@ -112,7 +112,7 @@ func TestVault_EndorserWithoutKeySaysSo(t *testing.T) {
 func TestVault_ShownCountAfterCleanRestart(t *testing.T) {
 	store := kv.NewMem()
 	v := openVault(t, store, WithCountLease(1000))
-	if _, err := v.Create("demo/k", CreateOptions{}); err != nil {
+	if _, err := create(v, "demo/k", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for range 3 {

@@ -51,11 +51,11 @@ func TestStore_FlippedByteRefusesStart(t *testing.T) {
 	base := kv.NewMem()
 	v := openVault(t, base, WithGrace(0))
 	for _, name := range []string{"a/one", "b/two"} {
-		if _, err := v.Create(name, CreateOptions{}); err != nil {
+		if _, err := create(v, name, CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := v.Rotate("a/one", nil); err != nil {
+	if _, err := rotate(v, "a/one", nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.SealSecret("sign", []byte("0123456789abcdef")); err != nil {
@@ -98,7 +98,7 @@ func TestStore_FlippedByteRefusesStart(t *testing.T) {
 func TestStore_CannotResetEncryptionCounter(t *testing.T) {
 	store := kv.NewMem()
 	v := openVault(t, store, WithCountLease(4))
-	if _, err := v.Create("demo/k", CreateOptions{}); err != nil {
+	if _, err := create(v, "demo/k", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	encrypt(t, v, EncryptInput{Key: "demo/k"})
@@ -123,7 +123,7 @@ func TestStore_CannotReactivateDestroyedKey(t *testing.T) {
 	table := filepath.Join(dir, "keytable")
 	store := kv.NewMem()
 	v := openVault(t, store, WithKeyTable(table))
-	if _, err := v.Create("gdpr/email", CreateOptions{}); err != nil {
+	if _, err := create(v, "gdpr/email", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	env := encrypt(t, v, EncryptInput{Key: "gdpr/email", Plaintext: []byte("alice@example.com")})
@@ -192,10 +192,10 @@ func TestStore_MigratesFormat1(t *testing.T) {
 	store := kv.NewMem()
 	table := filepath.Join(t.TempDir(), "keytable")
 	v := openVault(t, store, WithGrace(0))
-	if _, err := v.Create("a/one", CreateOptions{}); err != nil {
+	if _, err := create(v, "a/one", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Rotate("a/one", nil); err != nil {
+	if _, err := rotate(v, "a/one", nil); err != nil {
 		t.Fatal(err)
 	}
 	env := encrypt(t, v, EncryptInput{Key: "a/one", Plaintext: []byte("old secret")})
@@ -259,7 +259,7 @@ func TestStore_SealDowngradeRefused(t *testing.T) {
 	store := kv.NewMem()
 	table := filepath.Join(t.TempDir(), "keytable")
 	v := openVault(t, store, WithKeyTable(table))
-	if _, err := v.Create("a/one", CreateOptions{}); err != nil {
+	if _, err := create(v, "a/one", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	raw, _ := store.Get(sealKey)
@@ -294,10 +294,10 @@ func TestDestroy_NoCopyOnDiskOpensTheVersion(t *testing.T) {
 	store := openBadger(t, dbDir)
 	v := openVault(t, store, WithGrace(0), WithKeyTable(table))
 	const name = "gdpr/email"
-	if _, err := v.Create(name, CreateOptions{}); err != nil {
+	if _, err := create(v, name, CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Rotate(name, nil); err != nil {
+	if _, err := rotate(v, name, nil); err != nil {
 		t.Fatal(err)
 	}
 	var wrapped, salts [][]byte
@@ -380,10 +380,10 @@ func TestForgetVersion_ErasesItsSalt(t *testing.T) {
 	table := filepath.Join(t.TempDir(), "keytable")
 	store := kv.NewMem()
 	v := openVault(t, store, WithGrace(0), WithKeyTable(table))
-	if _, err := v.Create("trade/price", CreateOptions{}); err != nil {
+	if _, err := create(v, "trade/price", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Rotate("trade/price", nil); err != nil {
+	if _, err := rotate(v, "trade/price", nil); err != nil {
 		t.Fatal(err)
 	}
 	raw, err := store.Get(materialKey("trade/price", 1))

@@ -2,13 +2,11 @@ package vault
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/keymesh/keymesh/kv"
-	"github.com/keymesh/keymesh/vault/envelope"
 )
 
 // KeyInfo describes a key. It never holds key material.
@@ -78,54 +76,6 @@ func (r *ring) info() KeyInfo {
 	return ki
 }
 
-// Create makes a new key with version 1, active at once (or pre-active).
-// Names of destroyed keys are never reused.
-func (v *Vault) Create(name string, co CreateOptions) (KeyInfo, error) {
-	if err := envelope.CheckKeyName(name); err != nil {
-		return KeyInfo{}, err
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if v.closed {
-		return KeyInfo{}, errors.New("vault: closed")
-	}
-	if r, ok := v.rings[name]; ok {
-		if r.rec.State == StateDestroyed {
-			return KeyInfo{}, fmt.Errorf("%w: %q was destroyed; destroyed key names are not reused", ErrKeyExists, name)
-		}
-		return KeyInfo{}, fmt.Errorf("%w: %q", ErrKeyExists, name)
-	}
-	now := v.opts.clock().UTC()
-	ver, wrapped, err := v.newVersion(name, 1, now, now)
-	if err != nil {
-		return KeyInfo{}, err
-	}
-	state := StateActive
-	if co.PreActive {
-		state = StatePreActive
-	}
-	rec := keyRecord{
-		Name: name, Owner: v.opts.owner, State: state,
-		Deterministic: co.Deterministic, Exportable: co.Exportable,
-		Created: now, StateChanged: now, MinDecrypt: 1,
-		Versions: []versionRecord{{Version: 1, Created: now, ActivateAt: now}},
-	}
-	err = v.persist(rec, func(tx kv.Txn) error {
-		if _, err := tx.Get(recordKey(name)); err == nil {
-			return fmt.Errorf("%w: %q", ErrKeyExists, name)
-		}
-		return tx.Set(materialKey(name, 1), wrapped)
-	})
-	if err != nil {
-		ver.sealer.Destroy()
-		return KeyInfo{}, err
-	}
-	r := &ring{rec: rec, versions: []*version{ver}}
-	v.rings[name] = r
-	v.opts.logger.Info("key created", "key", name, "state", state.String())
-	return r.info(), nil
-}
-
 // Get describes a key.
 func (v *Vault) Get(name string) (KeyInfo, error) {
 	r, err := v.ring(name)
@@ -135,6 +85,13 @@ func (v *Vault) Get(name string) (KeyInfo, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.info(), nil
+}
+
+// Count returns how many keys the vault holds (destroyed ones included).
+func (v *Vault) Count() int {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return len(v.rings)
 }
 
 // List describes every key, sorted by name.
@@ -153,117 +110,6 @@ func (v *Vault) List() []KeyInfo {
 	}
 	slices.SortFunc(out, func(a, b KeyInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
-}
-
-// Rotate adds a version that activates after activateIn (nil: the
-// configured grace; zero: at once). If the store write fails nothing
-// changes.
-func (v *Vault) Rotate(name string, activateIn *time.Duration) (KeyInfo, error) {
-	r, err := v.ring(name)
-	if err != nil {
-		return KeyInfo{}, err
-	}
-	grace := v.opts.grace
-	if activateIn != nil {
-		if *activateIn < 0 || *activateIn > 30*24*time.Hour {
-			return KeyInfo{}, fmt.Errorf("%w: activation delay %s out of range [0, 720h]", ErrInvalidRequest, *activateIn)
-		}
-		grace = *activateIn
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if err := v.rotateLocked(r, grace); err != nil {
-		return KeyInfo{}, err
-	}
-	return r.info(), nil
-}
-
-func (v *Vault) rotateLocked(r *ring, grace time.Duration) error {
-	switch r.rec.State {
-	case StateDestroyed:
-		return fmt.Errorf("%w: %q", ErrKeyDestroyed, r.rec.Name)
-	case StateDeactivated, StateCompromised:
-		return &UsableError{Key: r.rec.Name, Op: "rotate", Reason: "key is " + r.rec.State.String()}
-	}
-	if len(r.versions) >= MaxVersions {
-		return &UsableError{Key: r.rec.Name, Op: "rotate", Reason: fmt.Sprintf("key has the maximum of %d versions", MaxVersions)}
-	}
-	now := v.opts.clock().UTC()
-	n := uint32(len(r.versions) + 1)
-	ver, wrapped, err := v.newVersion(r.rec.Name, n, now, now.Add(grace))
-	if err != nil {
-		return err
-	}
-	rec := r.rec
-	rec.Versions = append(slices.Clone(r.rec.Versions), versionRecord{Version: n, Created: now, ActivateAt: ver.activateAt})
-	err = v.persist(rec, func(tx kv.Txn) error { return tx.Set(materialKey(rec.Name, n), wrapped) })
-	if err != nil {
-		ver.sealer.Destroy()
-		return err
-	}
-	r.rec = rec
-	r.versions = append(r.versions, ver)
-	v.opts.logger.Info("key rotated", "key", rec.Name, "version", n, "activate_at", ver.activateAt)
-	return nil
-}
-
-// SetState moves a key to another lifecycle state. Destroy has its own
-// method because it deletes material.
-func (v *Vault) SetState(name string, to State) (KeyInfo, error) {
-	if to == StateDestroyed {
-		return v.Destroy(name)
-	}
-	r, err := v.ring(name)
-	if err != nil {
-		return KeyInfo{}, err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	from := r.rec.State
-	if from == to {
-		return r.info(), nil
-	}
-	if from == StateDestroyed {
-		return KeyInfo{}, fmt.Errorf("%w: %q", ErrKeyDestroyed, name)
-	}
-	if !CanTransition(from, to) {
-		return KeyInfo{}, fmt.Errorf("%w: %q is %s and cannot become %s", ErrInvalidTransition, name, from, to)
-	}
-	rec := r.rec
-	rec.Versions = slices.Clone(r.rec.Versions)
-	rec.State = to
-	rec.StateChanged = v.opts.clock().UTC()
-	if err := v.persist(rec, nil); err != nil {
-		return KeyInfo{}, err
-	}
-	r.rec = rec
-	v.opts.logger.Info("key state changed", "key", name, "from", from.String(), "to", to.String())
-	return r.info(), nil
-}
-
-// SetMinDecryptionVersion refuses envelopes under versions below n from now
-// on. n must name an existing version.
-func (v *Vault) SetMinDecryptionVersion(name string, n uint32) (KeyInfo, error) {
-	r, err := v.ring(name)
-	if err != nil {
-		return KeyInfo{}, err
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.rec.State == StateDestroyed {
-		return KeyInfo{}, fmt.Errorf("%w: %q", ErrKeyDestroyed, name)
-	}
-	if n < 1 || int(n) > len(r.versions) {
-		return KeyInfo{}, fmt.Errorf("%w: minimum decryption version %d: key %q has versions 1..%d", ErrInvalidRequest, n, name, len(r.versions))
-	}
-	rec := r.rec
-	rec.Versions = slices.Clone(r.rec.Versions)
-	rec.MinDecrypt = n
-	if err := v.persist(rec, nil); err != nil {
-		return KeyInfo{}, err
-	}
-	r.rec = rec
-	return r.info(), nil
 }
 
 // eraseKey overwrites the key-table salts of name (of version only, if

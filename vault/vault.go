@@ -3,10 +3,17 @@
 // key, and the field encryption and decryption that uses them.
 //
 // Start with Open, which unseals the vault with the node's Master secret;
-// then Create, Rotate, SetState, Destroy manage keys and Encrypt / Decrypt
-// turn field values into envelopes (see package vault/envelope for the wire
-// format) and back. Policy — who may do what — is not the vault's business:
-// callers check it first (package policy).
+// Encrypt / Decrypt turn field values into envelopes (see package
+// vault/envelope for the wire format) and back. Policy — who may do what —
+// is not the vault's business: callers check it first (package policy).
+//
+// The vault decides nothing about its keys' lifecycles. The network agrees
+// on each key (package mesh folds the signed events; a node alone is a
+// network of one), and the node's member (package mesh/member) makes the
+// vault follow: SyncKey for a key's metadata and state, GenerateVersion /
+// AcceptVersion / ShareVersion for versions, whose material moves only
+// wrapped for a recipient node and is checked against the version's
+// commitment (mesh.go, share.go), Destroy to crypto-shred.
 //
 // # Keys and versions
 //
@@ -37,7 +44,7 @@
 // # Versions, activation and rotation
 //
 // Each version carries an activation time. Version 1 is active at creation;
-// Rotate gives new versions an activation time a propagation grace in the
+// a rotation gives new versions an activation time a propagation grace in the
 // future, so every holder has them before anyone encrypts with them. Encrypt
 // uses the newest version whose activation time is at or before "now" — or,
 // in endorsement mode, at or before the transaction's timestamp, so every
@@ -48,8 +55,8 @@
 // subkey of the version for this vault's sealer id (see SealerID and package
 // envelope), so every holder of a version in a mesh spends its own budget
 // under its own key. The vault counts encryptions per version
-// and rotates automatically when a version reaches the rotation threshold
-// (default 2^30); a version refuses to encrypt at the hard limit (default
+// and asks for a rotation (WithRotateHook: the member rotates through the
+// network) when a version reaches the rotation threshold (default 2^30); a version refuses to encrypt at the hard limit (default
 // 2^31). Counts are persisted in leases (default 65,536 encryptions): after
 // a crash the vault assumes the whole lease was used, so a count can only
 // overstate, never understate, what a key has sealed.
@@ -301,10 +308,11 @@ func WithNetwork(id envelope.NetworkID) Option { return func(o *options) { o.net
 // WithOwner sets the organisation recorded as owner of keys created here.
 func WithOwner(org string) Option { return func(o *options) { o.owner = org } }
 
-// WithRotateHook hands automatic rotation to fn: when a version reaches
-// the rotation threshold the vault calls fn(key) (at most once at a time per
-// key) instead of rotating locally. A mesh node uses it to rotate through
-// the network, so every holder gets the new version.
+// WithRotateHook hands automatic rotation to fn: when the newest version
+// of a key reaches the rotation threshold the vault calls fn(key) (at most
+// once at a time per key). The node's mesh member rotates through the
+// network, so every holder gets the new version; the vault never makes a
+// version of its own accord.
 func WithRotateHook(fn func(key string)) Option { return func(o *options) { o.rotateHook = fn } }
 
 // WithKeyTable keeps the per-version wrapping salts in the file at path
@@ -597,24 +605,6 @@ func (v *Vault) unwrap(name string, ver uint32, wrapped []byte) (*envelope.Seale
 	}
 	defer clear(material)
 	return envelope.NewSealer(material)
-}
-
-// newVersion generates, wraps and returns a version and its wrapped bytes.
-func (v *Vault) newVersion(name string, n uint32, now, activateAt time.Time) (*version, []byte, error) {
-	material := make([]byte, envelope.KeySize)
-	defer clear(material)
-	if _, err := io.ReadFull(v.opts.rand, material); err != nil {
-		return nil, nil, fmt.Errorf("vault: generate key: %w", err)
-	}
-	wrapped, err := v.wrap(name, n, material)
-	if err != nil {
-		return nil, nil, err
-	}
-	s, err := envelope.NewSealer(material)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &version{n: n, created: now, activateAt: activateAt, sealer: s}, wrapped, nil
 }
 
 // Close clears every key from memory. The store is the caller's to close.

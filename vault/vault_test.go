@@ -69,7 +69,7 @@ func TestMasterSecret(t *testing.T) {
 	store := openBadger(t, dir)
 	defer store.Close()
 	v := openVault(t, store)
-	if _, err := v.Create("demo/ssn", CreateOptions{}); err != nil {
+	if _, err := create(v, "demo/ssn", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	v.Close()
@@ -147,10 +147,10 @@ func encrypt(t *testing.T, v *Vault, in EncryptInput) *envelope.Envelope {
 func TestRoundTripModes(t *testing.T) {
 	clk := newClock()
 	v := openVault(t, kv.NewMem(), WithClock(clk.Now))
-	if _, err := v.Create("demo/det", CreateOptions{Deterministic: true}); err != nil {
+	if _, err := create(v, "demo/det", CreateOptions{Deterministic: true}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Create("demo/rnd", CreateOptions{}); err != nil {
+	if _, err := create(v, "demo/rnd", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	ctx := envelope.Context{"field": "ssn"}
@@ -205,13 +205,13 @@ func TestRoundTripModes(t *testing.T) {
 func TestRotationActivation(t *testing.T) {
 	clk := newClock()
 	v := openVault(t, kv.NewMem(), WithClock(clk.Now), WithGrace(10*time.Second))
-	if _, err := v.Create("trade/price", CreateOptions{}); err != nil {
+	if _, err := create(v, "trade/price", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	old := encrypt(t, v, EncryptInput{Key: "trade/price", Plaintext: []byte("100")})
 	created := clk.Now()
 	clk.Add(time.Second)
-	ki, err := v.Rotate("trade/price", nil)
+	ki, err := rotate(v, "trade/price", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestRotationActivation(t *testing.T) {
 	if got, err := v.Open(old, nil); err != nil || string(got) != "100" {
 		t.Errorf("Open(v1 envelope) = %q, %v, want 100", got, err)
 	}
-	if _, err := v.SetMinDecryptionVersion("trade/price", 2); err != nil {
+	if _, err := setMinDecrypt(v, "trade/price", 2); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := v.Open(old, nil); !errors.Is(err, ErrKeyNotUsable) {
@@ -249,7 +249,7 @@ func TestRotationActivation(t *testing.T) {
 	if _, err := v.Encrypt(in); !errors.Is(err, ErrKeyNotUsable) {
 		t.Errorf("endorsement needing a version below the minimum error = %v, want %v", err, ErrKeyNotUsable)
 	}
-	if _, err := v.SetMinDecryptionVersion("trade/price", 3); !errors.Is(err, ErrInvalidRequest) {
+	if _, err := setMinDecrypt(v, "trade/price", 3); !errors.Is(err, ErrInvalidRequest) {
 		t.Errorf("SetMinDecryptionVersion(3 of 2) error = %v, want %v", err, ErrInvalidRequest)
 	}
 }
@@ -271,13 +271,13 @@ func TestLifecycle(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			v := openVault(t, kv.NewMem())
-			if _, err := v.Create("demo/k", CreateOptions{}); err != nil {
+			if _, err := create(v, "demo/k", CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			env := encrypt(t, v, EncryptInput{Key: "demo/k", Plaintext: []byte("v")})
 			var err error
 			for _, s := range tt.path {
-				if _, err = v.SetState("demo/k", s); err != nil {
+				if _, err = setState(v, "demo/k", s); err != nil {
 					break
 				}
 			}
@@ -296,13 +296,13 @@ func TestLifecycle(t *testing.T) {
 	}
 	t.Run("ok/pre-active", func(t *testing.T) {
 		v := openVault(t, kv.NewMem())
-		if _, err := v.Create("demo/k", CreateOptions{PreActive: true}); err != nil {
+		if _, err := create(v, "demo/k", CreateOptions{PreActive: true}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := v.Encrypt(EncryptInput{Key: "demo/k"}); !errors.Is(err, ErrKeyNotUsable) {
 			t.Errorf("Encrypt(pre-active) error = %v, want %v", err, ErrKeyNotUsable)
 		}
-		if _, err := v.SetState("demo/k", StateActive); err != nil {
+		if _, err := setState(v, "demo/k", StateActive); err != nil {
 			t.Fatal(err)
 		}
 		encrypt(t, v, EncryptInput{Key: "demo/k"})
@@ -314,10 +314,10 @@ func TestDestroy(t *testing.T) {
 	store := openBadger(t, dir)
 	defer store.Close()
 	v := openVault(t, store, WithGrace(0))
-	if _, err := v.Create("gdpr/email", CreateOptions{}); err != nil {
+	if _, err := create(v, "gdpr/email", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Rotate("gdpr/email", nil); err != nil {
+	if _, err := rotate(v, "gdpr/email", nil); err != nil {
 		t.Fatal(err)
 	}
 	env := encrypt(t, v, EncryptInput{Key: "gdpr/email", Plaintext: []byte("alice@example.com")})
@@ -330,7 +330,7 @@ func TestDestroy(t *testing.T) {
 	if _, err := v.Encrypt(EncryptInput{Key: "gdpr/email"}); !errors.Is(err, ErrKeyDestroyed) {
 		t.Errorf("Encrypt after destroy error = %v, want %v", err, ErrKeyDestroyed)
 	}
-	if _, err := v.Create("gdpr/email", CreateOptions{}); !errors.Is(err, ErrKeyExists) {
+	if _, err := create(v, "gdpr/email", CreateOptions{}); !errors.Is(err, ErrKeyExists) {
 		t.Errorf("Create(destroyed name) error = %v, want %v", err, ErrKeyExists)
 	}
 	n := 0
@@ -353,17 +353,17 @@ func TestDestroy(t *testing.T) {
 func TestRotateRollback(t *testing.T) {
 	store := kv.NewMem()
 	v := openVault(t, store, WithGrace(0))
-	if _, err := v.Create("demo/k", CreateOptions{}); err != nil {
+	if _, err := create(v, "demo/k", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	store.SetFailure(errors.New("disk full"))
-	if _, err := v.Rotate("demo/k", nil); err == nil {
+	if _, err := rotate(v, "demo/k", nil); err == nil {
 		t.Fatal("Rotate with a failing store succeeded")
 	}
 	if _, err := v.Destroy("demo/k"); err == nil {
 		t.Fatal("Destroy with a failing store succeeded")
 	}
-	if _, err := v.Create("demo/other", CreateOptions{}); err == nil {
+	if _, err := create(v, "demo/other", CreateOptions{}); err == nil {
 		t.Fatal("Create with a failing store succeeded")
 	}
 	store.SetFailure(nil)
@@ -383,8 +383,9 @@ func TestRotateRollback(t *testing.T) {
 func TestAutoRotationAndLimit(t *testing.T) {
 	clk := newClock()
 	store := kv.NewMem()
-	v := openVault(t, store, WithClock(clk.Now), WithRotation(10, 20), WithCountLease(4), WithGrace(time.Hour))
-	if _, err := v.Create("demo/k", CreateOptions{}); err != nil {
+	var v *Vault
+	v = openVault(t, store, WithClock(clk.Now), WithRotation(10, 20), WithCountLease(4), WithGrace(time.Hour), rotateHook(&v))
+	if _, err := create(v, "demo/k", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for i := range 20 {
@@ -414,7 +415,7 @@ func TestCountSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Create("demo/k", CreateOptions{}); err != nil {
+	if _, err := create(v, "demo/k", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for range 5 {
@@ -435,10 +436,10 @@ func TestNoPlaintextKeyAtRest(t *testing.T) {
 	store := kv.NewMem()
 	v := openVault(t, store, WithRand(mrand.NewChaCha8(seed)), WithGrace(0))
 	for _, name := range []string{"a/one", "a/two", "b/three"} {
-		if _, err := v.Create(name, CreateOptions{}); err != nil {
+		if _, err := create(v, name, CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := v.Rotate(name, nil); err != nil {
+		if _, err := rotate(v, name, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -458,8 +459,9 @@ func TestNoPlaintextKeyAtRest(t *testing.T) {
 }
 
 func TestConcurrentEncrypt(t *testing.T) {
-	v := openVault(t, kv.NewMem(), WithCountLease(16), WithRotation(1000, 2000), WithGrace(0))
-	if _, err := v.Create("demo/k", CreateOptions{}); err != nil {
+	var v *Vault
+	v = openVault(t, kv.NewMem(), WithCountLease(16), WithRotation(1000, 2000), WithGrace(0), rotateHook(&v))
+	if _, err := create(v, "demo/k", CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup

@@ -27,7 +27,11 @@ Start the node afterwards with: keymeshd --data DIR
 --genesis FILE makes the node a member of that network (see 'keymesh network
 genesis'): --org must be one of its organisations, the node keeps a copy of
 the file in DIR/genesis.json, and keymeshd starts its p2p host. Once it runs,
-register it with 'keymesh node register --admin-key ORG-ADMIN-KEY'.`,
+register it with 'keymesh node register --admin-key ORG-ADMIN-KEY'.
+
+Without --genesis the node is a network of one: init writes a genesis with
+its org alone to DIR/genesis.json and that org's admin key to DIR/admin.key
+(0600), and the node registers itself when it starts.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cfg.DataDir == "" {

@@ -112,6 +112,9 @@ type Member struct {
 	// the next reconciliation for every key (guarded by mu).
 	waiting      map[string]bool
 	reconcileAll bool
+	// failed holds the keys the last reconciliation could not bring the
+	// vault in line with, and why (guarded by mu), for followed.
+	failed map[string]error
 	// lastCheckpoint is when this node last published a checkpoint (Unix
 	// nanoseconds).
 	lastCheckpoint atomic.Int64
@@ -255,7 +258,7 @@ func (m *Member) CreateKey(name string, o vault.CreateOptions) (vault.KeyInfo, e
 		return vault.KeyInfo{}, err
 	}
 	m.reconcileLocked(false)
-	return m.vault.Get(name)
+	return m.followed(name)
 }
 
 // RotateKey implements api.Manager: the new version activates after the
@@ -281,7 +284,7 @@ func (m *Member) RotateKey(name string, activateIn *time.Duration) (vault.KeyInf
 		return vault.KeyInfo{}, err
 	}
 	m.reconcileLocked(false)
-	return m.vault.Get(name)
+	return m.followed(name)
 }
 
 // AutoRotate is the vault's rotate hook: a version reached its encryption
@@ -312,7 +315,7 @@ func (m *Member) SetKeyState(name string, to vault.State) (vault.KeyInfo, error)
 		return vault.KeyInfo{}, err
 	}
 	m.reconcileLocked(false)
-	return m.vault.Get(name)
+	return m.followed(name)
 }
 
 // SetMinDecryptionVersion implements api.Manager.
@@ -330,7 +333,7 @@ func (m *Member) SetMinDecryptionVersion(name string, n uint32) (vault.KeyInfo, 
 		return vault.KeyInfo{}, err
 	}
 	m.reconcileLocked(false)
-	return m.vault.Get(name)
+	return m.followed(name)
 }
 
 // DestroyKey implements api.Manager: every holder deletes the key and
@@ -348,7 +351,19 @@ func (m *Member) DestroyKey(name string) (vault.KeyInfo, error) {
 		return vault.KeyInfo{}, err
 	}
 	m.reconcileLocked(false)
-	return m.vault.Get(name)
+	return m.followed(name)
+}
+
+// followed returns the vault's view of name after a change to it. If the
+// vault could not follow the change (a full disk: kv.ErrNoSpace), that is
+// the error: the change is in the network's log, and this node's vault
+// catches up once it can write again. m.mu is held.
+func (m *Member) followed(name string) (vault.KeyInfo, error) {
+	k, err := m.vault.Get(name)
+	if ferr := m.failed[name]; ferr != nil {
+		return vault.KeyInfo{}, fmt.Errorf("member: %q: the vault could not follow the change yet: %w", name, ferr)
+	}
+	return k, err
 }
 
 // newID returns a fresh grant or revocation id, scoped by this node's
@@ -490,6 +505,7 @@ type versionPlan struct {
 // reconcileLocked brings the vault in line with the fold. m.mu is held.
 // forceShare makes this node share missing versions at once.
 func (m *Member) reconcileLocked(forceShare bool) {
+	m.failed = map[string]error{}
 	var plans []keyPlan
 	now := m.clock()
 	m.log.View(func(s *mesh.State) {
@@ -554,9 +570,13 @@ func (m *Member) reconcileLocked(forceShare bool) {
 		}
 	})
 	for _, p := range plans {
-		if err := m.reconcileKey(p, forceShare); err != nil {
+		err := m.reconcileKey(p, forceShare)
+		if err != nil {
 			m.logger.Warn("reconcile key", "key", p.meta.Name, "err", err)
 			m.waiting[p.meta.Name] = true // try again at the next tick
+		}
+		if err != nil {
+			m.failed[p.meta.Name] = err
 		}
 	}
 }

@@ -313,3 +313,24 @@ func TestDestroyReachesEveryHolder(t *testing.T) {
 		t.Errorf("DescribeKey = %d holders, %d pending; want 2 and 0 (every holder acknowledged)", len(holders), len(pending))
 	}
 }
+
+// TestSetMinDecryptionVersion: raising a key's minimum decryption version
+// is an event of its own (a key-state payload with no state change); it
+// was refused as malformed, so the route answered 500.
+func TestSetMinDecryptionVersion(t *testing.T) {
+	w := newWorld(t, "Org1MSP")
+	a := w.join("Org1MSP")
+	if _, err := a.CreateKey("trade/price", vault.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.RotateKey("trade/price", new(time.Duration)); err != nil {
+		t.Fatal(err)
+	}
+	k, err := a.SetMinDecryptionVersion("trade/price", 2)
+	if err != nil {
+		t.Fatalf("SetMinDecryptionVersion = %v", err)
+	}
+	if k.MinDecryptionVersion != 2 || k.State != vault.StateActive {
+		t.Errorf("after it: min %d state %s, want 2 active", k.MinDecryptionVersion, k.State)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
@@ -18,15 +19,13 @@ import (
 	"github.com/keymesh/keymesh/vault/envelope"
 )
 
-func (s *Server) keyJSON(k vault.KeyInfo) apiv1.Key {
-	out := keyJSON(k)
-	if d, ok := s.cfg.Keys.(KeyDescriber); ok {
-		out.Holders, out.PendingAcks = d.DescribeKey(k.Name)
-	}
+func keyJSON(k kms.Key) apiv1.Key {
+	out := vaultKeyJSON(k.KeyInfo)
+	out.Holders, out.PendingAcks = k.Holders, k.PendingAcks
 	return out
 }
 
-func keyJSON(k vault.KeyInfo) apiv1.Key {
+func vaultKeyJSON(k vault.KeyInfo) apiv1.Key {
 	out := apiv1.Key{
 		Name: k.Name, Owner: k.Owner, State: k.State.String(),
 		Deterministic: k.Deterministic, Exportable: k.Exportable, Created: k.Created,
@@ -57,34 +56,23 @@ func (s *Server) pathKey(c *gin.Context) (string, bool) {
 	return name, true
 }
 
-// adminDone audits an administrative change and answers. The change has
-// already been made durable; if it cannot be audited the client is told
-// the node is unavailable, and the change stands (the audit log records
-// decisions it could write; an operator sees the 503 and the logs).
-func (s *Server) adminDone(c *gin.Context, action, key string, version uint32, reason string, status int, body any) {
-	e := audit.Entry{Principal: callerOf(c).name, Action: action, Key: key, Version: version, Outcome: "ok", Reason: reason}
-	if err := s.record(c, e); err != nil {
+// adminDone audits a token change and answers. The change has already
+// been made durable; if it cannot be audited the client is told the node
+// is unavailable, and the change stands (the audit log records decisions
+// it could write; an operator sees the 503 and the logs). Key and grant
+// changes are audited by the domain core (package kms).
+func (s *Server) adminDone(c *gin.Context, action, reason string, status int, body any) {
+	e := audit.Entry{Principal: callerOf(c).name, Action: action, Outcome: "ok", Reason: reason}
+	if err := s.cfg.Core.Record(c, e); err != nil {
 		s.fail(c, err)
 		return
 	}
 	c.JSON(status, body)
 }
 
-// adminDoneOutcome is adminDone with another audit outcome: a change that
-// stands but did not complete (a destroy whose erasure failed).
-func (s *Server) adminDoneOutcome(c *gin.Context, action, key, outcome, reason string, status int, body any) {
-	e := audit.Entry{Principal: callerOf(c).name, Action: action, Key: key, Outcome: outcome, Reason: reason}
-	if err := s.record(c, e); err != nil {
-		s.fail(c, err)
-		return
-	}
-	c.JSON(status, body)
-}
-
-// adminFailed audits a refused administrative change and answers with err.
-func (s *Server) adminFailed(c *gin.Context, action, key string, err error) {
-	e := toError(err)
-	if aerr := s.record(c, audit.Entry{Principal: callerOf(c).name, Action: action, Key: key, Outcome: "error", Reason: e.Code}); aerr != nil {
+// adminFailed audits a refused token change and answers with err.
+func (s *Server) adminFailed(c *gin.Context, action string, err error) {
+	if aerr := s.cfg.Core.Record(c, audit.Entry{Principal: callerOf(c).name, Action: action, Outcome: "error", Reason: errorCode(err)}); aerr != nil {
 		s.fail(c, aerr)
 		return
 	}
@@ -110,30 +98,30 @@ func (s *Server) createKey(c *gin.Context) {
 		s.fail(c, badRequest(`"state" must be "active" or "pre-active"`))
 		return
 	}
-	k, err := s.cfg.Keys.CreateKey(req.Name, co)
+	k, err := s.cfg.Core.CreateKey(c, s.kmsCaller(c), req.Name, co)
 	if err != nil {
-		s.adminFailed(c, "key.create", req.Name, err)
+		s.fail(c, err)
 		return
 	}
-	s.adminDone(c, "key.create", k.Name, 1, "", http.StatusCreated, s.keyJSON(k))
+	c.JSON(http.StatusCreated, keyJSON(k))
 }
 
 func (s *Server) listKeys(c *gin.Context) {
-	keys := s.cfg.Vault.List()
+	keys := s.cfg.Core.Keys()
 	out := apiv1.KeyList{Keys: make([]apiv1.Key, 0, len(keys))}
 	for _, k := range keys {
-		out.Keys = append(out.Keys, s.keyJSON(k))
+		out.Keys = append(out.Keys, keyJSON(k))
 	}
 	c.JSON(http.StatusOK, out)
 }
 
 func (s *Server) getKey(c *gin.Context) {
-	k, err := s.cfg.Vault.Get(keyName(c))
+	k, err := s.cfg.Core.Key(keyName(c))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, s.keyJSON(k))
+	c.JSON(http.StatusOK, keyJSON(k))
 }
 
 func (s *Server) rotateKey(c *gin.Context) {
@@ -157,12 +145,12 @@ func (s *Server) rotateKey(c *gin.Context) {
 	if !ok {
 		return
 	}
-	k, err := s.cfg.Keys.RotateKey(name, delay)
+	k, err := s.cfg.Core.RotateKey(c, s.kmsCaller(c), name, delay)
 	if err != nil {
-		s.adminFailed(c, "key.rotate", name, err)
+		s.fail(c, err)
 		return
 	}
-	s.adminDone(c, "key.rotate", name, k.LatestVersion, "", http.StatusOK, s.keyJSON(k))
+	c.JSON(http.StatusOK, keyJSON(k))
 }
 
 func (s *Server) setKeyState(c *gin.Context) {
@@ -180,12 +168,12 @@ func (s *Server) setKeyState(c *gin.Context) {
 	if !ok {
 		return
 	}
-	k, err := s.cfg.Keys.SetKeyState(name, st)
+	k, err := s.cfg.Core.SetKeyState(c, s.kmsCaller(c), name, st)
 	if err != nil {
-		s.adminFailed(c, "key.state", name, err)
+		s.fail(c, err)
 		return
 	}
-	s.adminDone(c, "key.state", name, 0, "to "+st.String(), http.StatusOK, s.keyJSON(k))
+	c.JSON(http.StatusOK, keyJSON(k))
 }
 
 func (s *Server) setKeyConfig(c *gin.Context) {
@@ -198,12 +186,12 @@ func (s *Server) setKeyConfig(c *gin.Context) {
 	if !ok {
 		return
 	}
-	k, err := s.cfg.Keys.SetMinDecryptionVersion(name, req.MinDecryptionVersion)
+	k, err := s.cfg.Core.SetMinDecryptionVersion(c, s.kmsCaller(c), name, req.MinDecryptionVersion)
 	if err != nil {
-		s.adminFailed(c, "key.config", name, err)
+		s.fail(c, err)
 		return
 	}
-	s.adminDone(c, "key.config", name, req.MinDecryptionVersion, "min_decryption_version", http.StatusOK, s.keyJSON(k))
+	c.JSON(http.StatusOK, keyJSON(k))
 }
 
 func (s *Server) destroyKey(c *gin.Context) {
@@ -220,18 +208,12 @@ func (s *Server) destroyKey(c *gin.Context) {
 		s.fail(c, badRequest(fmt.Sprintf(`destroying %q cannot be undone; repeat the key name in "confirm"`, name)))
 		return
 	}
-	k, err := s.cfg.Keys.DestroyKey(name)
+	k, err := s.cfg.Core.DestroyKey(c, s.kmsCaller(c), name)
 	if err != nil {
-		s.adminFailed(c, "key.destroy", name, err)
+		s.fail(c, err)
 		return
 	}
-	if k.EraseError != "" {
-		// Destroyed, but not (yet) erased from this node's disk: say so in
-		// the audit log and the answer, not only in the node's log.
-		s.adminDoneOutcome(c, "key.destroy", name, audit.OutcomeError, "destroyed; erasing it from disk failed: "+k.EraseError, http.StatusOK, s.keyJSON(k))
-		return
-	}
-	s.adminDone(c, "key.destroy", name, 0, "crypto-shredded", http.StatusOK, s.keyJSON(k))
+	c.JSON(http.StatusOK, keyJSON(k))
 }
 
 func grantJSON(st policy.Status) apiv1.Grant {
@@ -278,35 +260,24 @@ func (s *Server) createGrant(c *gin.Context) {
 		s.fail(c, badRequest(`"ops" must list "encrypt" and/or "decrypt"`))
 		return
 	}
-	if _, err := s.cfg.Vault.Get(req.Key); err != nil {
-		s.fail(c, err)
-		return
-	}
-	g := policy.Grant{Key: req.Key, Party: party, Ops: ops, Custodian: req.Custodian, Issuer: callerOf(c).name}
+	g := policy.Grant{Key: req.Key, Party: party, Ops: ops, Custodian: req.Custodian}
 	if req.NotBefore != nil {
 		g.NotBefore = req.NotBefore.UTC()
 	}
 	if req.NotAfter != nil {
 		g.NotAfter = req.NotAfter.UTC()
 	}
-	g, err = s.cfg.Keys.Grant(g)
+	st, err := s.cfg.Core.Grant(c, s.kmsCaller(c), g)
 	if err != nil {
-		s.adminFailed(c, "grant.create", req.Key, err)
+		s.fail(c, err)
 		return
 	}
-	var st policy.Status
-	for _, x := range s.cfg.Keys.Policy().GrantsAt(g.Key, s.cfg.Clock()) {
-		if x.Grant.ID == g.ID {
-			st = x
-		}
-	}
-	st.Grant = g
-	s.adminDone(c, "grant.create", g.Key, 0, string(g.Party)+" "+g.Ops.String(), http.StatusCreated, grantJSON(st))
+	c.JSON(http.StatusCreated, grantJSON(st))
 }
 
 func (s *Server) listGrants(c *gin.Context) {
 	key := c.Query("key")
-	sts := s.cfg.Keys.Policy().GrantsAt(key, s.cfg.Clock())
+	sts := s.cfg.Core.Grants(key)
 	out := apiv1.GrantList{Grants: make([]apiv1.Grant, 0, len(sts))}
 	for _, st := range sts {
 		out.Grants = append(out.Grants, grantJSON(st))
@@ -333,12 +304,12 @@ func (s *Server) revoke(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	r, ended, err := s.cfg.Keys.Revoke(req.Key, party, callerOf(c).name)
+	r, ended, err := s.cfg.Core.Revoke(c, s.kmsCaller(c), req.Key, party)
 	if err != nil {
-		s.adminFailed(c, "grant.revoke", req.Key, err)
+		s.fail(c, err)
 		return
 	}
-	s.adminDone(c, "grant.revoke", r.Key, 0, string(r.Party), http.StatusOK, apiv1.Revocation{
+	c.JSON(http.StatusOK, apiv1.Revocation{
 		ID: r.ID, Key: r.Key, Party: string(r.Party), Issuer: r.Issuer, IssuedAt: r.IssuedAt, Ended: ended,
 	})
 }
@@ -405,10 +376,10 @@ func (s *Server) createToken(c *gin.Context) {
 	}
 	secret, t, err := s.cfg.Tokens.Create(party, role, req.Label, ttl, opts...)
 	if err != nil {
-		s.adminFailed(c, "token.create", "", err)
+		s.adminFailed(c, "token.create", err)
 		return
 	}
-	s.adminDone(c, "token.create", "", 0, "token "+t.ID+" for "+string(t.Party)+" ("+t.Role.String()+")",
+	s.adminDone(c, "token.create", "token "+t.ID+" for "+string(t.Party)+" ("+t.Role.String()+")",
 		http.StatusCreated, apiv1.CreatedToken{Token: secret, Info: tokenJSON(t)})
 }
 
@@ -449,7 +420,7 @@ func (s *Server) listTokens(c *gin.Context) {
 func (s *Server) revokeToken(c *gin.Context) {
 	id := c.Param("id")
 	if err := s.cfg.Tokens.Revoke(id); err != nil {
-		s.adminFailed(c, "token.revoke", "", err)
+		s.adminFailed(c, "token.revoke", err)
 		return
 	}
 	t, err := s.cfg.Tokens.Get(id)
@@ -457,7 +428,7 @@ func (s *Server) revokeToken(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.adminDone(c, "token.revoke", "", 0, "token "+t.ID, http.StatusOK, tokenJSON(t))
+	s.adminDone(c, "token.revoke", "token "+t.ID, http.StatusOK, tokenJSON(t))
 }
 
 func auditJSON(e audit.Entry) apiv1.AuditEntry {

@@ -10,11 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kms/kmstest"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/policy"
-	"github.com/keymesh/keymesh/policy/policystore"
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 )
@@ -29,26 +28,13 @@ type fixture struct {
 // audit log on an in-memory store whose writes the test can make fail.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	store := kv.NewMem()
-	v, err := vault.Open(store, vault.MasterKey(bytes.Repeat([]byte{9}, 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.Close)
-	ps, err := policystore.Open(store, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	solo := kmstest.New(t, kmstest.Options{Reason: ErrorCode})
+	store, v := solo.Vault.Store(), solo.Member
 	toks, err := token.Open(store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	auditStore := kv.NewMem()
-	al, err := audit.Open(auditStore)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { al.Close() })
+	auditStore, al := solo.AuditStore, solo.Audit
 	admin, _, err := toks.Create(policy.AdminParty, token.RoleAdmin, "", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -57,13 +43,13 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Create("demo/k", vault.CreateOptions{}); err != nil {
+	if _, err := v.CreateKey("demo/k", vault.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ps.Grant(policy.Grant{Key: "demo/k", Party: "token:app", Ops: policy.OpsAll, Issuer: "test"}); err != nil {
+	if _, err := v.Grant(policy.Grant{Key: "demo/k", Party: "token:app", Ops: policy.OpsAll, Issuer: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(Config{Vault: v, Keys: Standalone{Vault: v, Store: ps}, Tokens: toks, Audit: al}))
+	srv := httptest.NewServer(New(Config{Core: solo.Core, Tokens: toks, Audit: al}))
 	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, auditStore: auditStore, admin: admin, app: app}
 }

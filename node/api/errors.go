@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/mesh/member"
 	"github.com/keymesh/keymesh/node/apiv1"
@@ -35,10 +36,6 @@ func tooLarge(msg string) *Error {
 	return &Error{Status: http.StatusRequestEntityTooLarge, Code: apiv1.CodeTooLarge, Message: msg}
 }
 
-// ErrNotOwner is returned by a mesh Manager for a change to a key that only
-// nodes of its owner organisation may make.
-var ErrNotOwner = member.ErrNotOwner
-
 var errForbiddenAdmin = &Error{Status: http.StatusForbidden, Code: apiv1.CodeForbidden, Message: "this operation needs an admin token"}
 
 // mapping is the one place where domain errors become HTTP statuses and
@@ -53,7 +50,7 @@ var mapping = []struct {
 	{fabricid.ErrInvalidCreator, http.StatusUnauthorized, apiv1.CodeInvalidCreator},
 	{fabricid.ErrReplayFull, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 	{fabricid.ErrEndorsementConflict, http.StatusConflict, apiv1.CodeConflict},
-	{errEndorsementRefused, http.StatusForbidden, apiv1.CodeForbidden},
+	{kms.ErrEndorsementRefused, http.StatusForbidden, apiv1.CodeForbidden},
 	{policy.ErrNotGranted, http.StatusForbidden, apiv1.CodeNotGranted},
 	{policy.ErrStalePolicy, http.StatusServiceUnavailable, apiv1.CodeStalePolicy},
 	{vault.ErrKeyNotFound, http.StatusNotFound, apiv1.CodeNotFound},
@@ -81,8 +78,8 @@ var mapping = []struct {
 	{kv.ErrNoSpace, http.StatusInsufficientStorage, apiv1.CodeNoSpace},
 	{audit.ErrClosed, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
 	{audit.ErrTampered, http.StatusServiceUnavailable, apiv1.CodeUnavailable},
-	{ErrNotOwner, http.StatusForbidden, apiv1.CodeForbidden},
-	{ErrRegistration, http.StatusBadRequest, apiv1.CodeInvalidRequest},
+	{member.ErrNotOwner, http.StatusForbidden, apiv1.CodeForbidden},
+	{member.ErrRegistration, http.StatusBadRequest, apiv1.CodeInvalidRequest},
 	{vault.ErrVersionNotHeld, http.StatusConflict, apiv1.CodeKeyNotUsable},
 }
 
@@ -113,6 +110,13 @@ func toError(err error) *Error {
 	}
 	return &Error{Status: http.StatusInternalServerError, Code: apiv1.CodeInternal, Message: "internal error", Cause: err}
 }
+
+// ErrorCode is the stable code a client would see for err (e.g.
+// "not_granted"); the domain core records it as the reason of a refused
+// change.
+func ErrorCode(err error) string { return toError(err).Code }
+
+func errorCode(err error) string { return toError(err).Code }
 
 func (e *Error) body() apiv1.Error { return apiv1.Error{Code: e.Code, Message: e.Message} }
 

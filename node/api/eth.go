@@ -10,10 +10,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/policy"
-	"github.com/keymesh/keymesh/vault/envelope"
 )
 
 // ethAPI serves the routes of eth: parties, which authenticate with a
@@ -139,36 +139,15 @@ func (a *ethAPI) decrypt(c *gin.Context) {
 	// The wallet is a party of its own, not a client of this node's org:
 	// it gets no org: party, and its grants count only where this node's
 	// org is their custodian (policy.Principal.Custodian).
-	cl := caller{principal: policy.Principal{Parties: []policy.Party{party}, Custodian: s.cfg.Info.Org}, name: string(party)}
-	c.Set(ctxPrincipal, cl)
-
-	now := s.cfg.Clock()
-	decisions := map[string]policy.Decision{}
-	servable := false
-	for _, it := range items {
-		env, err := envelope.ParseText(it.Ciphertext)
-		if err != nil {
-			continue // refused per item by decryptFor, as invalid_ciphertext
-		}
-		if _, ok := decisions[env.Key]; ok {
-			continue
-		}
-		d := s.cfg.Keys.Policy().Decide(cl.principal, env.Key, policy.OpDecrypt, now)
-		decisions[env.Key] = d
-		servable = servable || d.Allowed
-	}
-	if servable {
+	cl := kms.Caller{Principal: policy.Principal{Parties: []policy.Party{party}, Custodian: s.cfg.Info.Org}, Name: string(party)}
+	decisions := s.cfg.Core.DecideDecrypt(cl, items)
+	if decisions.Allows() {
 		if err := a.verifier.Spend(r); err != nil {
 			a.refused(c, err, req.Auth.Account)
 			return
 		}
 	}
-	s.decryptFor(c, cl, items, batch, func(key string, now time.Time) policy.Decision {
-		if d, ok := decisions[key]; ok {
-			return d
-		}
-		return s.cfg.Keys.Policy().Decide(cl.principal, key, policy.OpDecrypt, now)
-	})
+	s.decryptFor(c, cl, items, batch, decisions)
 }
 
 // refused answers a request whose signature was refused or whose nonce
@@ -196,7 +175,7 @@ func (a *ethAPI) refused(c *gin.Context, err error, account string) {
 // chainIDsMatch refuses a request whose items' contexts name a chain_id
 // (already canonical) other than the one the wallet signed: a signature for
 // one chain does not open another chain's envelopes.
-func chainIDsMatch(items []apiv1.DecryptItem, batch bool, signed uint64) error {
+func chainIDsMatch(items []kms.DecryptItem, batch bool, signed uint64) error {
 	want := strconv.FormatUint(signed, 10)
 	for i, it := range items {
 		got, ok := it.Context[ethid.ContextChainID]

@@ -13,18 +13,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ethereum/go-ethereum/common"
 	"github.com/ethereum/go-ethereum/crypto"
 
-	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kms/kmstest"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/policy"
-	"github.com/keymesh/keymesh/policy/policystore"
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
-	"github.com/keymesh/keymesh/vault/envelope"
 )
 
 // TestEthRoutesWithoutNetworkID: a node without a valid network id cannot
@@ -72,46 +69,32 @@ const (
 
 func newEthFixture(t *testing.T) *ethFixture {
 	t.Helper()
-	store := kv.NewMem()
-	var nid envelope.NetworkID
-	copy(nid[:], common.FromHex(ethNetID))
-	v, err := vault.Open(store, vault.MasterKey(bytes.Repeat([]byte{9}, 32)), vault.WithNetwork(nid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.Close)
-	ps, err := policystore.Open(store, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	solo := kmstest.New(t, kmstest.Options{Org: "Org1MSP", Reason: ErrorCode})
+	store, v := solo.Vault.Store(), solo.Member
 	toks, err := token.Open(store)
 	if err != nil {
 		t.Fatal(err)
 	}
-	al, err := audit.Open(kv.NewMem())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { al.Close() })
+	al := solo.Audit
 	app, _, err := toks.Create("token:app", token.RoleClient, "", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &ethFixture{t: t, nonces: kv.NewMem(), app: app, reader: ethKey(t), stranger: ethKey(t), reader2: ethKey(t)}
 	for _, k := range []string{"demo/k", "demo/other"} {
-		if _, err := v.Create(k, vault.CreateOptions{}); err != nil {
+		if _, err := v.CreateKey(k, vault.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ps.Grant(policy.Grant{Key: k, Party: "token:app", Ops: policy.OpsAll, Issuer: "test"}); err != nil {
+		if _, err := v.Grant(policy.Grant{Key: k, Party: "token:app", Ops: policy.OpsAll, Issuer: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, r := range []*ecdsa.PrivateKey{f.reader, f.reader2} {
-		if _, err := ps.Grant(policy.Grant{Key: "demo/k", Party: policy.Party(ethid.Party(crypto.PubkeyToAddress(r.PublicKey))), Ops: policy.OpsDecrypt, Issuer: "test"}); err != nil {
+		if _, err := v.Grant(policy.Grant{Key: "demo/k", Party: policy.Party(ethid.Party(crypto.PubkeyToAddress(r.PublicKey))), Ops: policy.OpsDecrypt, Issuer: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	f.cfg = Config{Vault: v, Keys: Standalone{Vault: v, Store: ps}, Tokens: toks, Audit: al,
+	f.cfg = Config{Core: solo.Core, Tokens: toks, Audit: al,
 		Info: Info{Node: ethNode, Org: "Org1MSP", NetworkID: ethNetID}}
 	return f
 }

@@ -5,15 +5,16 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
@@ -51,10 +52,6 @@ import (
 // was valid. The request's audit entries name
 // "<creator parties> via token:<name> tx <tx id>".
 
-// errEndorsementRefused is wrapped by a refused use of endorsement mode
-// (403 forbidden).
-var errEndorsementRefused = errors.New("endorsement mode refused")
-
 // maxProposalHeader bounds the header: base64 of the largest proposal
 // fabricid accepts. The HTTP server's header limit must exceed it.
 var maxProposalHeader = base64.StdEncoding.EncodedLen(fabricid.MaxSignedProposal)
@@ -77,7 +74,7 @@ func (s *Server) callerFor(c *gin.Context, tok token.Token) (caller, error) {
 	if err != nil {
 		s.metrics.authFail.Inc()
 		e := audit.Entry{Principal: string(tok.Party), Action: "authenticate", Outcome: audit.OutcomeDeny, Reason: err.Error()}
-		if aerr := s.record(c, e); aerr != nil {
+		if aerr := s.cfg.Core.Record(c, e); aerr != nil {
 			return caller{}, aerr
 		}
 		return caller{}, err
@@ -146,23 +143,40 @@ func endorsementInput(p *fabricid.Proposal) string {
 	return p.TxID + "/" + hex.EncodeToString(h[:])
 }
 
-// checkEndorsement admits one endorsement-mode item of a request by cl:
-// only a chaincode token with a verified proposal may use the mode; a
-// tx_id or tx_time in the request must be the proposal's; and a second,
-// different plaintext for the same key, context and transaction is
-// refused.
-func (s *Server) checkEndorsement(cl caller, key string, it apiv1.EncryptItem) error {
-	p := cl.proposal
-	if p == nil {
-		return fmt.Errorf("%w: endorsement mode is only for a chaincode token with a verified signed proposal (its transaction id and time come from the proposal); use random mode", errEndorsementRefused)
-	}
+// endorser admits the endorsement-mode items of a request made for the
+// verified transaction p (kms.Endorser).
+type endorser struct {
+	s *Server
+	p *fabricid.Proposal
+}
+
+// Endorse admits one item: a tx_id or tx_time in the request must be the
+// proposal's, and a second, different plaintext for the same key, context
+// and transaction is refused. The item is sealed with the proposal's
+// derivation input (endorsementInput) and time.
+func (e endorser) Endorse(key string, it kms.EncryptItem) (string, time.Time, error) {
+	p := e.p
 	if it.TxID != "" && it.TxID != p.TxID {
-		return fmt.Errorf("%w: tx_id %s is not the proposal's transaction id", errEndorsementRefused, strconv.Quote(it.TxID))
+		return "", time.Time{}, fmt.Errorf("%w: tx_id %s is not the proposal's transaction id", kms.ErrEndorsementRefused, strconv.Quote(it.TxID))
 	}
-	if it.TxTime != nil && !it.TxTime.Equal(p.Timestamp) {
-		return fmt.Errorf("%w: tx_time is not the proposal's timestamp", errEndorsementRefused)
+	if !it.TxTime.IsZero() && !it.TxTime.Equal(p.Timestamp) {
+		return "", time.Time{}, fmt.Errorf("%w: tx_time is not the proposal's timestamp", kms.ErrEndorsementRefused)
 	}
-	return s.replay.Endorse(p.TxID, key, canonicalContext(it.Context), it.Plaintext)
+	if err := e.s.replay.Endorse(p.TxID, key, canonicalContext(it.Context), it.Plaintext); err != nil {
+		return "", time.Time{}, err
+	}
+	return endorsementInput(p), p.Timestamp, nil
+}
+
+// kmsCaller is the caller of an authenticated request as the domain core
+// takes it.
+func (s *Server) kmsCaller(c *gin.Context) kms.Caller {
+	cl := callerOf(c)
+	out := kms.Caller{Principal: cl.principal, Name: cl.name}
+	if cl.proposal != nil {
+		out.Endorser = endorser{s: s, p: cl.proposal}
+	}
+	return out
 }
 
 // canonicalContext encodes ctx injectively: sorted entries, each

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
@@ -14,12 +13,11 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/audit"
-	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/kms/kmstest"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/node/fabricid/fabricidtest"
 	"github.com/keymesh/keymesh/policy"
-	"github.com/keymesh/keymesh/policy/policystore"
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
@@ -59,16 +57,11 @@ func newFabricWorld(t *testing.T) *fabricWorld {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store := kv.NewMem()
-	w.v, err = vault.Open(store, vault.MasterKey(bytes.Repeat([]byte{9}, 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.v.Close)
-	ps, _ := policystore.Open(store, nil, nil)
+	solo := kmstest.New(t, kmstest.Options{Reason: ErrorCode})
+	store := solo.Vault.Store()
+	w.v = solo.Vault
 	w.toks, _ = token.Open(store)
-	w.al, _ = audit.Open(kv.NewMem())
-	t.Cleanup(func() { w.al.Close() })
+	w.al = solo.Audit
 	bind := func(msps ...string) token.CreateOption {
 		b, err := token.NewBinding([]string{"mychannel"}, "asset", msps)
 		if err != nil {
@@ -81,15 +74,15 @@ func newFabricWorld(t *testing.T) *fabricWorld {
 	w.ccOrg1, _, _ = w.toks.Create("token:cc-org1", token.RoleChaincode, "", 0, bind("Org1MSP"))
 	w.legacy, _, _ = w.toks.Create("token:cc-old", token.RoleChaincode, "", 0)
 	w.app, _, _ = w.toks.Create("token:app", token.RoleClient, "", 0)
-	if _, err := w.v.Create("demo/k", vault.CreateOptions{}); err != nil {
+	if _, err := solo.Member.CreateKey("demo/k", vault.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []policy.Party{"org:Org1MSP", "token:cc", "token:app"} {
-		if _, err := ps.Grant(policy.Grant{Key: "demo/k", Party: p, Ops: policy.OpsAll, Issuer: "test"}); err != nil {
+		if _, err := solo.Member.Grant(policy.Grant{Key: "demo/k", Party: p, Ops: policy.OpsAll, Issuer: "test"}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	w.srv = httptest.NewServer(New(Config{Vault: w.v, Keys: Standalone{Vault: w.v, Store: ps}, Tokens: w.toks, Audit: w.al, Fabric: fv}))
+	w.srv = httptest.NewServer(New(Config{Core: solo.Core, Tokens: w.toks, Audit: w.al, Fabric: fv}))
 	t.Cleanup(w.srv.Close)
 	return w
 }

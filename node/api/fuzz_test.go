@@ -8,11 +8,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kms/kmstest"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/policy"
-	"github.com/keymesh/keymesh/policy/policystore"
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 )
@@ -35,25 +34,13 @@ func newRouterFixture(tb testing.TB) *routerFixture {
 // same store or the one it wraps, can inject failures).
 func newRouterFixtureOn(tb testing.TB, store kv.Store, mem *kv.Mem) *routerFixture {
 	tb.Helper()
-	v, err := vault.Open(store, vault.MasterKey(bytes.Repeat([]byte{9}, 32)))
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(v.Close)
-	ps, err := policystore.Open(v.Store(), nil, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	solo := kmstest.New(tb, kmstest.Options{Org: "Org1MSP", Store: store, Reason: ErrorCode})
+	v, m := solo.Vault, solo.Member
 	toks, err := token.Open(v.Store())
 	if err != nil {
 		tb.Fatal(err)
 	}
-	auditStore := kv.NewMem()
-	al, err := audit.Open(auditStore)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { al.Close() })
+	auditStore, al := solo.AuditStore, solo.Audit
 	admin, _, err := toks.Create(policy.AdminParty, token.RoleAdmin, "", 0)
 	if err != nil {
 		tb.Fatal(err)
@@ -63,17 +50,17 @@ func newRouterFixtureOn(tb testing.TB, store kv.Store, mem *kv.Mem) *routerFixtu
 		tb.Fatal(err)
 	}
 	for _, name := range []string{"demo/k", "demo/gone"} {
-		if _, err := v.Create(name, vault.CreateOptions{Deterministic: true}); err != nil {
+		if _, err := m.CreateKey(name, vault.CreateOptions{Deterministic: true}); err != nil {
 			tb.Fatal(err)
 		}
 	}
-	if _, err := v.Destroy("demo/gone"); err != nil {
+	if _, err := m.DestroyKey("demo/gone"); err != nil {
 		tb.Fatal(err)
 	}
-	if _, err := ps.Grant(policy.Grant{Key: "demo/k", Party: "token:app", Ops: policy.OpsAll, Issuer: "test"}); err != nil {
+	if _, err := m.Grant(policy.Grant{Key: "demo/k", Party: "token:app", Ops: policy.OpsAll, Issuer: "test"}); err != nil {
 		tb.Fatal(err)
 	}
-	srv := New(Config{Vault: v, Keys: Standalone{Vault: v, Store: ps}, Tokens: toks, Audit: al, Info: Info{Org: "Org1MSP"}})
+	srv := New(Config{Core: solo.Core, Tokens: toks, Audit: al, Info: Info{Org: "Org1MSP"}})
 	return &routerFixture{srv: srv, store: mem, auditStore: auditStore, admin: admin, app: app}
 }
 

@@ -195,7 +195,8 @@ func TestAPI_DestroyEraseFailureIsReported(t *testing.T) {
 // sending many large bodies at once never makes the node hold more than
 // the body budget of them (the decoded copies scale with it): after 24
 // parallel 3 MiB requests the budget's high-water mark is at most its
-// limit, and each request got its 403 or the fail-closed 503.
+// limit, and each request got its refusal (410: the key is destroyed) or
+// the fail-closed 503.
 func TestAPI_HostileBodiesBoundedByBudget(t *testing.T) {
 	rf := newRouterFixture(t)
 	const limit = 2*3<<20 + 1<<20 // room for two of the bodies below
@@ -209,8 +210,8 @@ func TestAPI_HostileBodiesBoundedByBudget(t *testing.T) {
 	}
 	wg.Wait()
 	for i, st := range statuses {
-		if st != http.StatusForbidden && st != http.StatusServiceUnavailable {
-			t.Errorf("request %d = %d, want 403 not_granted or 503", i, st)
+		if st != http.StatusGone && st != http.StatusServiceUnavailable {
+			t.Errorf("request %d = %d, want 410 key_destroyed (the key it names is destroyed) or 503", i, st)
 		}
 	}
 	if hw := rf.srv.bodies.highWater(); hw > limit || hw == 0 {

@@ -51,11 +51,6 @@ func meshStatusJSON(st member.Status) apiv1.MeshStatus {
 // ErrNotMesh answers mesh routes on a standalone node.
 var errNotMesh = &Error{Status: http.StatusConflict, Code: apiv1.CodeConflict, Message: "this node belongs to no network (it was initialised without a genesis)"}
 
-// ErrRegistration is wrapped by Mesh implementations for a record or
-// deregistration that is refused (bad signature, another network, not an
-// admin of the org).
-var ErrRegistration = member.ErrRegistration
-
 func (s *Server) nodeIdentity(c *gin.Context) {
 	if s.cfg.Mesh == nil {
 		s.fail(c, errNotMesh)
@@ -87,10 +82,10 @@ func (s *Server) registerNode(c *gin.Context) {
 		return
 	}
 	if err := s.cfg.Mesh.Register(req.Record); err != nil {
-		s.adminFailed(c, "node.register", "", err)
+		s.adminFailed(c, "node.register", err)
 		return
 	}
-	s.adminDone(c, "node.register", "", 0, "", http.StatusOK, identityJSON(s.cfg.Mesh.Identity()))
+	s.adminDone(c, "node.register", "", http.StatusOK, identityJSON(s.cfg.Mesh.Identity()))
 }
 
 func (s *Server) deregisterNode(c *gin.Context) {
@@ -108,8 +103,8 @@ func (s *Server) deregisterNode(c *gin.Context) {
 		return
 	}
 	if err := s.cfg.Mesh.Deregister(req.Deregister); err != nil {
-		s.adminFailed(c, "node.deregister", "", err)
+		s.adminFailed(c, "node.deregister", err)
 		return
 	}
-	s.adminDone(c, "node.deregister", "", 0, "", http.StatusOK, nodesJSON(s.cfg.Mesh.Nodes()))
+	s.adminDone(c, "node.deregister", "", http.StatusOK, nodesJSON(s.cfg.Mesh.Nodes()))
 }

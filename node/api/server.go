@@ -13,7 +13,6 @@
 package api
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -28,12 +27,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/node/fabricid"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/token"
-	"github.com/keymesh/keymesh/vault"
 )
 
 // Info describes the node for /v1/status.
@@ -49,12 +48,14 @@ type Info struct {
 
 // Config holds what the API serves.
 type Config struct {
-	Vault *vault.Vault
-	// Keys makes administrative changes and answers policy questions.
-	Keys Manager
+	// Core is the domain core the routes call: decisions, audit, sealing
+	// and administrative changes.
+	Core *kms.Service
 	// Mesh is the node's network membership; nil on a standalone node.
-	Mesh     Mesh
-	Tokens   *token.Registry
+	Mesh   Mesh
+	Tokens *token.Registry
+	// Audit is read for the audit routes (tail, verify); the core writes
+	// it.
 	Audit    *audit.Log
 	Info     Info
 	Logger   *slog.Logger
@@ -90,11 +91,9 @@ type Server struct {
 }
 
 type metrics struct {
-	requests  *prometheus.CounterVec
-	latency   *prometheus.HistogramVec
-	items     *prometheus.CounterVec
-	decisions *prometheus.CounterVec
-	authFail  prometheus.Counter
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	authFail prometheus.Counter
 }
 
 func newMetrics(reg *prometheus.Registry) *metrics {
@@ -106,18 +105,12 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Name: "keymesh_http_request_duration_seconds", Help: "HTTP request latency by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1},
 		}, []string{"route"}),
-		items: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keymesh_crypto_items_total", Help: "Fields encrypted or decrypted, by operation and result.",
-		}, []string{"op", "result"}),
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "keymesh_policy_decisions_total", Help: "Policy decisions by operation and outcome.",
-		}, []string{"op", "outcome"}),
 		authFail: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "keymesh_auth_failures_total", Help: "Requests refused for a missing or invalid token.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.latency, m.items, m.decisions, m.authFail)
+		reg.MustRegister(m.requests, m.latency, m.authFail)
 	}
 	return m
 }
@@ -367,18 +360,6 @@ func jsonErrorText(err error) string {
 	return "malformed"
 }
 
-// record appends an audit entry and reports whether the request may go on;
-// if the audit log cannot be written, the request fails closed.
-func (s *Server) record(ctx context.Context, e audit.Entry) error {
-	if e.Count == 0 {
-		e.Count = 1
-	}
-	if _, err := s.cfg.Audit.Append(ctx, e); err != nil {
-		return err
-	}
-	return nil
-}
-
 func (s *Server) status(c *gin.Context) {
 	cl := callerOf(c)
 	head, _ := s.cfg.Audit.Head()
@@ -389,8 +370,8 @@ func (s *Server) status(c *gin.Context) {
 		Version:   s.cfg.Info.Version,
 		StartedAt: s.cfg.Info.StartedAt,
 		Ready:     s.cfg.Ready(),
-		Keys:      len(s.cfg.Vault.List()),
-		Grants:    len(s.cfg.Keys.Policy().Grants("")),
+		Keys:      s.cfg.Core.CountKeys(),
+		Grants:    s.cfg.Core.CountGrants(),
 		Tokens:    len(s.cfg.Tokens.List()),
 		AuditHead: head,
 		Principal: cl.name,
