@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"time"
 
 	"github.com/keymesh/keymesh/kmip"
-	"github.com/keymesh/keymesh/node/api"
 	"github.com/keymesh/keymesh/vault/envelope"
 )
 
@@ -96,28 +94,21 @@ type kmipFront struct {
 }
 
 // openKMIP builds the KMIP server when it is configured.
-func (n *Node) openKMIP(keys api.Manager) error {
+func (n *Node) openKMIP() error {
 	c := n.cfg.KMIP
 	c.defaults()
 	if c.Listen == "" {
 		return nil
 	}
 	n.cfg.KMIP.Namespace = c.Namespace
-	if n.mesh != nil {
-		if owner, ok := n.mesh.member.Log().Genesis().KeyOwner(c.Namespace + "/x"); !ok || owner != n.id.Org {
-			return fmt.Errorf("node: kmip namespace %q does not belong to %s in the genesis", c.Namespace, n.id.Org)
-		}
+	if owner, ok := n.mesh.member.Log().Genesis().KeyOwner(c.Namespace + "/x"); !ok || owner != n.id.Org {
+		return fmt.Errorf("node: kmip namespace %q does not belong to %s in the genesis", c.Namespace, n.id.Org)
 	}
 	tc, err := kmip.TLSConfig(c.Cert, c.Key, c.ClientCAs, n.cfg.FIPS)
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	b := &kmipBackend{keys: keys, vault: n.vault, audit: n.audit, org: n.id.Org, ns: c.Namespace, clock: time.Now}
-	if n.mesh != nil {
-		b.records = meshRecords{m: n.mesh.member}
-	} else {
-		b.records = storeRecords{store: n.store, vault: n.vault}
-	}
+	b := &kmipBackend{core: n.core, member: n.mesh.member, vault: n.vault, org: n.id.Org, ns: c.Namespace}
 	srv, err := kmip.New(kmip.Config{Backend: b, TLS: tc, Logger: n.logger.With("component", "kmip")})
 	if err != nil {
 		return err

@@ -4,51 +4,46 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kmip"
+	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/mesh/member"
-	"github.com/keymesh/keymesh/node/api"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/secret"
 )
 
-// kmipBackend is kmip.Backend over this node's parts: a KMIP object is a
-// keymesh key (named <namespace>/<16 hex digits>, its KMIP Unique
-// Identifier), created, changed and destroyed through the node's admin
-// Manager (so on a mesh node through signed events, mirrored to the org's
-// other nodes), sealed by the vault, decided by the policy and audited
-// (durably, before the answer) like every other request.
+// kmipBackend is kmip.Backend over the node's domain core (package kms)
+// and its mesh member: a KMIP object is a keymesh key (named
+// <namespace>/<16 hex digits>, its KMIP Unique Identifier), created,
+// changed and destroyed through kms (so through signed events, mirrored to
+// the org's other nodes), decided, audited (durably, before the answer)
+// and sealed by kms like every other request. What is KMIP's own — the
+// owner party and the client-settable attributes — travels in KMIPAttrs
+// events (mesh/member/kmip.go).
 //
 // Authority, for a caller of party kmip:<CN>:
 //   - Create and Register: any authenticated KMIP client, in the KMIP
 //     namespace. The creator becomes the key's KMIP owner and is granted
-//     encrypt and decrypt on it (issuer "kmip"); export is never granted
-//     automatically: an operator grants it (keymesh grant … --ops export).
+//     encrypt and decrypt on it; export is never granted automatically:
+//     an operator grants it (keymesh grant KEY kmip:<CN> --ops export).
 //   - Activate, Revoke, Destroy, attribute changes: the key's KMIP owner
-//     only (the owner party is mirrored with the attributes).
+//     only.
 //   - Encrypt, Decrypt, Get (export): a grant in force for the operation,
-//     decided like a REST request (custodian: this node's org). Get also
-//     needs a key created exportable.
+//     decided by kms like a REST request (custodian: this node's org).
+//     Get also needs a key created exportable.
 //   - Seeing a key (Get Attributes, Locate): its owner, or a party with a
-//     grant in force for any operation on it.
-//
-// When package kms lands, this adapter calls it instead of the parts.
+//     grant in force for some operation on it.
 type kmipBackend struct {
-	keys    api.Manager
+	core    *kms.Service
+	member  *member.Member
 	vault   *vault.Vault
-	audit   *audit.Log
-	org     string
-	ns      string
-	records kmipRecords
-	clock   func() time.Time
+	org, ns string
 }
 
 var _ kmip.Backend = (*kmipBackend)(nil)
@@ -56,21 +51,33 @@ var _ kmip.Backend = (*kmipBackend)(nil)
 // kmipRecord is what a key's KMIP side adds to it: the owner party and the
 // client-settable attributes.
 type kmipRecord struct {
-	Owner string      `json:"owner"`
-	Attrs []kmip.Attr `json:"attrs"`
+	Owner string
+	Attrs []kmip.Attr
 }
 
-// kmipRecords stores the records: in the node's store on a standalone
-// node, in the event log (mirrored) on a mesh node.
-type kmipRecords interface {
-	get(name string) (kmipRecord, bool)
-	put(name string, r kmipRecord) error
-	// register installs material as version 1 of the new key name (KMIP
-	// Register).
-	register(name string, exportable bool, material *secret.Bytes) error
+func (b *kmipBackend) getRecord(name string) (kmipRecord, bool) {
+	a, ok := b.member.KMIPAttrs(name)
+	if !ok {
+		return kmipRecord{}, false
+	}
+	rec := kmipRecord{Owner: string(a.Owner)}
+	for _, at := range a.Attrs {
+		rec.Attrs = append(rec.Attrs, kmip.Attr{Name: at.Name, Index: at.Index, TTLV: at.TTLV})
+	}
+	return rec, true
 }
 
-// Audit actions.
+func (b *kmipBackend) putRecord(name string, rec kmipRecord) error {
+	a := event.KMIPAttrs{Key: name, Owner: policy.Party(rec.Owner)}
+	for _, at := range rec.Attrs {
+		a.Attrs = append(a.Attrs, event.KMIPAttr{Name: at.Name, Index: at.Index, TTLV: at.TTLV})
+	}
+	return b.member.SetKMIPAttrs(a)
+}
+
+// Audit actions of the KMIP-only steps (kms names its own: key.create,
+// grant.create, key.state, key.destroy, kmip.encrypt, kmip.decrypt,
+// kmip.get).
 const (
 	kmipActCreate   = "kmip.create"
 	kmipActRegister = "kmip.register"
@@ -79,23 +86,18 @@ const (
 	kmipActActivate = "kmip.activate"
 	kmipActRevoke   = "kmip.revoke"
 	kmipActDestroy  = "kmip.destroy"
-	kmipActGet      = "kmip.get"
-	kmipActEncrypt  = "kmip.encrypt"
-	kmipActDecrypt  = "kmip.decrypt"
+	kmipActLocate   = "kmip.locate"
 )
 
 func (b *kmipBackend) record(ctx context.Context, e audit.Entry) error {
-	if e.Count == 0 {
-		e.Count = 1
-	}
-	if _, err := b.audit.Append(ctx, e); err != nil {
+	if err := b.core.Record(ctx, e); err != nil {
 		return fmt.Errorf("%w: audit log: %v", kmip.ErrUnavailable, err)
 	}
 	return nil
 }
 
-func (b *kmipBackend) principal(c kmip.Caller) policy.Principal {
-	return policy.Principal{Parties: []policy.Party{policy.Party(c.Party)}, Custodian: b.org}
+func (b *kmipBackend) caller(c kmip.Caller) kms.Caller {
+	return kms.Caller{Principal: policy.Principal{Parties: []policy.Party{policy.Party(c.Party)}, Custodian: b.org}, Name: c.Party}
 }
 
 // kmipErr maps a domain error onto the kmip sentinels. Messages quote only
@@ -110,6 +112,8 @@ func kmipErr(err error) error {
 		return err
 	case errors.Is(err, vault.ErrKeyNotFound):
 		return kmip.ErrNotFound
+	case errors.Is(err, vault.ErrNotExportable):
+		return fmt.Errorf("%w: the key was not created exportable", kmip.ErrDenied)
 	case errors.Is(err, policy.ErrStalePolicy):
 		return fmt.Errorf("%w: this node has not heard from the key's owner organisation recently (stale policy)", kmip.ErrUnavailable)
 	case errors.Is(err, policy.ErrNotGranted):
@@ -124,19 +128,20 @@ func kmipErr(err error) error {
 		return fmt.Errorf("%w: this node does not hold the key's material yet", kmip.ErrUnavailable)
 	case errors.Is(err, kv.ErrNoSpace):
 		return fmt.Errorf("%w: the disk is nearly full", kmip.ErrUnavailable)
+	case errors.Is(err, audit.ErrUnavailable):
+		return fmt.Errorf("%w: audit log", kmip.ErrUnavailable)
 	}
 	return err
 }
 
-// fail audits a refused or failed request and returns its error.
+// fail audits a refused or failed KMIP step and returns its error.
 func (b *kmipBackend) fail(ctx context.Context, c kmip.Caller, action, key string, err error) error {
 	err = kmipErr(err)
 	outcome := audit.OutcomeError
 	if errors.Is(err, kmip.ErrDenied) || errors.Is(err, kmip.ErrNotFound) {
 		outcome = audit.OutcomeDeny
 	}
-	reason := err.Error()
-	if aerr := b.record(ctx, audit.Entry{Principal: c.Party, Action: action, Key: key, Outcome: outcome, Reason: reason}); aerr != nil {
+	if aerr := b.record(ctx, audit.Entry{Principal: c.Party, Action: action, Key: key, Outcome: outcome, Reason: err.Error()}); aerr != nil {
 		return aerr
 	}
 	return err
@@ -168,23 +173,28 @@ func (b *kmipBackend) Create(ctx context.Context, c kmip.Caller, req kmip.Create
 	if err := b.record(ctx, audit.Entry{Principal: c.Party, Action: action, Key: name, Outcome: audit.OutcomeAllow, Reason: "kmip client creates in namespace " + b.ns}); err != nil {
 		return kmip.Object{}, err
 	}
+	kc := b.caller(c)
 	if req.Material != nil {
-		err = b.records.register(name, req.Exportable, req.Material)
+		_, err = b.member.CreateKeyWithMaterial(name, vault.CreateOptions{Exportable: req.Exportable, PreActive: true}, req.Material)
+		err = b.core.Record(ctx, kmsChanged(c.Party, "key.create", name, "registered material", err))
+		if err == nil {
+			_, err = b.vault.Get(name)
+		}
 	} else {
-		_, err = b.keys.CreateKey(name, vault.CreateOptions{Exportable: req.Exportable, PreActive: true})
+		_, err = b.core.CreateKey(ctx, kc, name, vault.CreateOptions{Exportable: req.Exportable, PreActive: true})
 	}
 	if err != nil {
 		return kmip.Object{}, b.fail(ctx, c, action, name, err)
 	}
-	if err := b.records.put(name, kmipRecord{Owner: c.Party, Attrs: req.Attrs}); err != nil {
+	if err := b.putRecord(name, kmipRecord{Owner: c.Party, Attrs: req.Attrs}); err != nil {
 		return kmip.Object{}, b.fail(ctx, c, action, name, err)
 	}
-	g, err := b.keys.Grant(policy.Grant{Key: name, Party: policy.Party(c.Party), Ops: policy.OpsAll, Custodian: b.org, Issuer: "kmip"})
+	st, err := b.core.Grant(ctx, kc, policy.Grant{Key: name, Party: policy.Party(c.Party), Ops: policy.OpsAll, Custodian: b.org})
 	if err != nil {
 		return kmip.Object{}, b.fail(ctx, c, action, name, err)
 	}
 	if err := b.record(ctx, audit.Entry{Principal: c.Party, Action: action, Key: name, Version: 1, Outcome: audit.OutcomeOK,
-		Reason: "created pre-active; grant " + g.ID + " gives its creator encrypt,decrypt"}); err != nil {
+		Reason: "created pre-active; grant " + st.Grant.ID + " gives its creator encrypt,decrypt"}); err != nil {
 		return kmip.Object{}, err
 	}
 	return b.describe(name)
@@ -208,7 +218,7 @@ func (b *kmipBackend) describe(name string) (kmip.Object, error) {
 	if err != nil {
 		return kmip.Object{}, kmipErr(err)
 	}
-	rec, _ := b.records.get(name)
+	rec, _ := b.getRecord(name)
 	o := kmip.Object{ID: name, State: kmip.State(ki.State), Exportable: ki.Exportable, Owner: rec.Owner,
 		Created: ki.Created, LastChange: ki.StateChanged, Attrs: rec.Attrs}
 	switch ki.State {
@@ -233,10 +243,10 @@ func (b *kmipBackend) visible(c kmip.Caller, o kmip.Object) bool {
 	if o.Owner != "" && o.Owner == c.Party {
 		return true
 	}
-	now := b.clock()
-	p := b.principal(c)
+	now := b.core.Now()
+	p := b.caller(c).Principal
 	for _, op := range []policy.Op{policy.OpEncrypt, policy.OpDecrypt, policy.OpExport} {
-		if d := b.keys.Policy().Decide(p, o.ID, op, now); d.Allowed || d.Stale() {
+		if d := b.core.Policy().Decide(p, o.ID, op, now); d.Allowed || d.Stale() {
 			return true
 		}
 	}
@@ -303,7 +313,7 @@ func (b *kmipBackend) SetAttributes(ctx context.Context, c kmip.Caller, id strin
 	if err := b.record(ctx, audit.Entry{Principal: c.Party, Action: kmipActSetAttrs, Key: id, Outcome: audit.OutcomeAllow, Reason: "kmip owner"}); err != nil {
 		return kmip.Object{}, err
 	}
-	if err := b.records.put(id, kmipRecord{Owner: o.Owner, Attrs: attrs}); err != nil {
+	if err := b.putRecord(id, kmipRecord{Owner: o.Owner, Attrs: attrs}); err != nil {
 		return kmip.Object{}, b.fail(ctx, c, kmipActSetAttrs, id, err)
 	}
 	return b.describe(id)
@@ -331,7 +341,7 @@ func (b *kmipBackend) Activate(ctx context.Context, c kmip.Caller, id string) er
 		if o.State != kmip.StatePreActive {
 			return "", fmt.Errorf("%w: only a pre-active key can be activated", kmip.ErrWrongState)
 		}
-		_, err := b.keys.SetKeyState(id, vault.StateActive)
+		_, err := b.core.SetKeyState(ctx, b.caller(c), id, vault.StateActive)
 		return "active", err
 	})
 }
@@ -348,7 +358,7 @@ func (b *kmipBackend) Revoke(ctx context.Context, c kmip.Caller, id string, comp
 		if o.State == kmip.State(to) {
 			return to.String() + " (already)", nil
 		}
-		_, err := b.keys.SetKeyState(id, to)
+		_, err := b.core.SetKeyState(ctx, b.caller(c), id, to)
 		return to.String(), err
 	})
 }
@@ -360,31 +370,12 @@ func (b *kmipBackend) Destroy(ctx context.Context, c kmip.Caller, id string) err
 		if o.State == kmip.StateActive {
 			return "", fmt.Errorf("%w: an active key must be revoked before it is destroyed", kmip.ErrWrongState)
 		}
-		ki, err := b.keys.DestroyKey(id)
+		ki, err := b.core.DestroyKey(ctx, b.caller(c), id)
 		if err == nil && ki.EraseError != "" {
 			return "destroyed; erase_error", nil
 		}
 		return "destroyed", err
 	})
-}
-
-// decide decides op on id for c and audits the decision.
-func (b *kmipBackend) decide(ctx context.Context, c kmip.Caller, action, id string, op policy.Op) error {
-	if _, err := b.vault.Get(id); err != nil {
-		return b.fail(ctx, c, action, id, err)
-	}
-	d := b.keys.Policy().Decide(b.principal(c), id, op, b.clock())
-	e := audit.Entry{Principal: c.Party, Action: action, Key: id, Outcome: audit.OutcomeAllow, Reason: d.Reason}
-	if !d.Allowed {
-		e.Outcome = audit.OutcomeDeny
-	}
-	if err := b.record(ctx, e); err != nil {
-		return err
-	}
-	if !d.Allowed {
-		return kmipErr(d.Err())
-	}
-	return nil
 }
 
 // Export implements kmip.Backend.
@@ -394,113 +385,45 @@ func (b *kmipBackend) Export(ctx context.Context, c kmip.Caller, id string) (kmi
 		err = kmip.ErrNotFound
 	}
 	if err != nil {
-		return kmip.Object{}, nil, b.fail(ctx, c, kmipActGet, id, err)
+		return kmip.Object{}, nil, b.fail(ctx, c, "kmip.get", id, err)
 	}
-	if !o.Exportable {
-		return kmip.Object{}, nil, b.fail(ctx, c, kmipActGet, id, fmt.Errorf("%w: the key was not created exportable", kmip.ErrDenied))
-	}
-	if err := b.decide(ctx, c, kmipActGet, id, policy.OpExport); err != nil {
-		return kmip.Object{}, nil, err
-	}
-	m, _, err := b.vault.Export(id)
+	m, err := b.core.Export(ctx, b.caller(c), id)
 	if err != nil {
-		return kmip.Object{}, nil, b.fail(ctx, c, kmipActGet, id, err)
+		return kmip.Object{}, nil, kmipErr(err)
 	}
 	return o, m, nil
 }
 
 // Encrypt implements kmip.Backend.
 func (b *kmipBackend) Encrypt(ctx context.Context, c kmip.Caller, id string, plaintext, aad []byte) (kmip.Sealed, error) {
-	if err := b.decide(ctx, c, kmipActEncrypt, id, policy.OpEncrypt); err != nil {
-		return kmip.Sealed{}, err
+	if _, err := b.vault.Get(id); err != nil {
+		return kmip.Sealed{}, b.fail(ctx, c, "kmip.encrypt", id, err)
 	}
-	ct, err := b.vault.RawSeal(id, plaintext, aad)
+	ct, err := b.core.RawEncrypt(ctx, b.caller(c), id, plaintext, aad)
 	if err != nil {
-		return kmip.Sealed{}, b.fail(ctx, c, kmipActEncrypt, id, err)
+		return kmip.Sealed{}, kmipErr(err)
 	}
 	return kmip.Sealed{Nonce: ct.Nonce, Ciphertext: ct.Ciphertext, Tag: ct.Tag}, nil
 }
 
 // Decrypt implements kmip.Backend.
 func (b *kmipBackend) Decrypt(ctx context.Context, c kmip.Caller, id string, s kmip.Sealed, aad []byte) ([]byte, error) {
-	if err := b.decide(ctx, c, kmipActDecrypt, id, policy.OpDecrypt); err != nil {
-		return nil, err
+	if _, err := b.vault.Get(id); err != nil {
+		return nil, b.fail(ctx, c, "kmip.decrypt", id, err)
 	}
-	pt, _, err := b.vault.RawOpen(id, s.Nonce, s.Ciphertext, s.Tag, aad)
+	pt, err := b.core.RawDecrypt(ctx, b.caller(c), id, s.Nonce, s.Ciphertext, s.Tag, aad)
 	if err != nil {
-		return nil, b.fail(ctx, c, kmipActDecrypt, id, err)
+		return nil, kmipErr(err)
 	}
 	return pt, nil
 }
 
-// storeRecords keeps the KMIP records of a standalone node in its
-// (authenticated) store.
-type storeRecords struct {
-	store kv.Store
-	vault *vault.Vault
-	clock func() time.Time
-}
-
-func kmipRecordKey(name string) []byte { return []byte("kmip/object/" + name) }
-
-func (s storeRecords) get(name string) (kmipRecord, bool) {
-	b, err := s.store.Get(kmipRecordKey(name))
+// kmsChanged is the audit entry of a change made outside kms (Register's
+// key creation, which kms.Keys does not offer).
+func kmsChanged(principal, action, key, reason string, err error) audit.Entry {
+	e := audit.Entry{Principal: principal, Action: action, Key: key, Version: 1, Outcome: audit.OutcomeOK, Reason: reason}
 	if err != nil {
-		return kmipRecord{}, false
+		e.Outcome, e.Version, e.Reason = audit.OutcomeError, 0, err.Error()
 	}
-	var r kmipRecord
-	if json.Unmarshal(b, &r) != nil {
-		return kmipRecord{}, false
-	}
-	return r, true
-}
-
-func (s storeRecords) put(name string, r kmipRecord) error {
-	b, err := json.Marshal(r)
-	if err != nil {
-		return err
-	}
-	return s.store.Update(func(tx kv.Txn) error { return tx.Set(kmipRecordKey(name), b) })
-}
-
-func (s storeRecords) register(name string, exportable bool, material *secret.Bytes) error {
-	if _, err := s.vault.Create(name, vault.CreateOptions{Exportable: exportable, PreActive: true}); err != nil {
-		return err
-	}
-	ki, err := s.vault.Get(name)
-	if err != nil {
-		return err
-	}
-	return material.Use(func(m []byte) error {
-		return s.vault.ImportVersion(name, 1, ki.Versions[0].ActivateAt, m)
-	})
-}
-
-// meshRecords keeps the KMIP records of a mesh node in the event log
-// (KMIPAttrs events), mirrored to the org's other nodes.
-type meshRecords struct{ m *member.Member }
-
-func (r meshRecords) get(name string) (kmipRecord, bool) {
-	a, ok := r.m.KMIPAttrs(name)
-	if !ok {
-		return kmipRecord{}, false
-	}
-	rec := kmipRecord{Owner: string(a.Owner)}
-	for _, at := range a.Attrs {
-		rec.Attrs = append(rec.Attrs, kmip.Attr{Name: at.Name, Index: at.Index, TTLV: at.TTLV})
-	}
-	return rec, true
-}
-
-func (r meshRecords) put(name string, rec kmipRecord) error {
-	a := event.KMIPAttrs{Key: name, Owner: policy.Party(rec.Owner)}
-	for _, at := range rec.Attrs {
-		a.Attrs = append(a.Attrs, event.KMIPAttr{Name: at.Name, Index: at.Index, TTLV: at.TTLV})
-	}
-	return r.m.SetKMIPAttrs(a)
-}
-
-func (r meshRecords) register(name string, exportable bool, material *secret.Bytes) error {
-	_, err := r.m.CreateKeyWithMaterial(name, vault.CreateOptions{Exportable: exportable, PreActive: true}, material)
-	return err
+	return e
 }

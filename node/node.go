@@ -419,7 +419,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 
 		EthNonces: ethNonces, // wallet nonces, durable in the node's store
 	})
-	if err := n.openKMIP(keys); err != nil {
+	if err := n.openKMIP(); err != nil {
 		return nil, err
 	}
 	ok = true

@@ -76,5 +76,5 @@ func (m *Member) CreateKeyWithMaterial(name string, o vault.CreateOptions, mater
 		return vault.KeyInfo{}, err
 	}
 	m.reconcileLocked(false)
-	return m.vault.Get(name)
+	return m.followed(name)
 }
