@@ -69,6 +69,7 @@ func newTestMesh(t *testing.T, orgs ...string) *testMesh {
 type meshMember struct {
 	name, org, data string
 	n               *Node
+	kmip            KMIPConfig // kmip_failover_test.go
 	admin           *client.Client
 	adminTok        string
 	stop            func()
@@ -86,7 +87,7 @@ func (m *testMesh) restart(mm *meshMember) *meshMember {
 	cfg := Config{
 		DataDir: mm.data, Org: mm.org, Genesis: m.genesis, Listen: "127.0.0.1:0",
 		P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: m.boot,
-		RotationGrace: 100 * time.Millisecond, AntiEntropyInterval: time.Second,
+		RotationGrace: 100 * time.Millisecond, AntiEntropyInterval: time.Second, KMIP: mm.kmip,
 	}
 	if !Initialized(mm.data) {
 		if _, err := Init(cfg, AdminTokenFile(mm.data)); err != nil {
