@@ -834,3 +834,19 @@ func decodeAttrs(list []Attr) ([]kmip.Attribute, error) {
 	}
 	return out, nil
 }
+
+// Names returns the values of the Name attributes among stored attributes
+// (for listings: the CLI's keys table).
+func Names(attrs []Attr) []string {
+	list, err := decodeAttrs(attrs)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, a := range list {
+		if n, ok := a.AttributeValue.(kmip.Name); ok && a.AttributeName == kmip.AttributeNameName {
+			out = append(out, n.NameValue)
+		}
+	}
+	return out
+}

@@ -18,6 +18,15 @@ import (
 // (vault.Export): only for a key created exportable, and only for a
 // caller granted the export operation.
 
+// KMIPObject is a key's KMIP side, for listings: its KMIP Unique
+// Identifier (the key name), the party that created it over KMIP and its
+// KMIP Name attributes.
+type KMIPObject struct {
+	UID   string
+	Owner string
+	Names []string
+}
+
 // decide decides op on key for c, audits the decision under action and
 // returns the denial as an error.
 func (s *Service) decide(ctx context.Context, c Caller, action, key string, op policy.Op) (audit.Entry, error) {

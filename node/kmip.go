@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/keymesh/keymesh/kmip"
+	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/vault/envelope"
 )
 
@@ -158,4 +159,18 @@ func (n *Node) KMIPAddr() string {
 		return ""
 	}
 	return n.kmip.ln.Addr().String()
+}
+
+// kmipObject describes the KMIP side of key name, as the network agrees on
+// it (listings: keymesh keys), or nil.
+func (n *Node) kmipObject(name string) *kms.KMIPObject {
+	a, ok := n.mesh.member.KMIPAttrs(name)
+	if !ok {
+		return nil
+	}
+	attrs := make([]kmip.Attr, 0, len(a.Attrs))
+	for _, at := range a.Attrs {
+		attrs = append(attrs, kmip.Attr{Name: at.Name, Index: at.Index, TTLV: at.TTLV})
+	}
+	return &kms.KMIPObject{UID: name, Owner: string(a.Owner), Names: kmip.Names(attrs)}
 }

@@ -391,7 +391,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	}, []string{"op", "outcome"})
 	n.registry.MustRegister(items, decisions)
 	n.core = kms.New(kms.Config{
-		Vault: n.vault, Keys: n.mesh.member, Audit: n.audit, Reason: api.ErrorCode,
+		Vault: n.vault, Keys: n.mesh.member, Audit: n.audit, Reason: api.ErrorCode, KMIP: n.kmipObject,
 		OnDecision: func(op string, allowed bool) {
 			outcome := "deny"
 			if allowed {
