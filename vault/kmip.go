@@ -163,6 +163,10 @@ func (v *Vault) Export(name string) (*secret.Bytes, uint32, error) {
 		return nil, 0, err
 	}
 	r.mu.RLock()
+	if r.rec.State == StateDestroyed {
+		r.mu.RUnlock()
+		return nil, 0, fmt.Errorf("%w: %q", ErrKeyDestroyed, name)
+	}
 	if !r.rec.Exportable {
 		r.mu.RUnlock()
 		return nil, 0, fmt.Errorf("%w: %q", ErrNotExportable, name)
