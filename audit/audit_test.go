@@ -15,6 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/keymesh/keymesh/internal/tamper"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/kv/badgerstore"
 )
@@ -91,6 +92,7 @@ func mustVerify(t testing.TB, l *Log, want uint64) Report {
 }
 
 func TestAppendChain(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		store func(t *testing.T) kv.Store
@@ -169,6 +171,7 @@ func wantTampered(t *testing.T, what string, err error, seq uint64) {
 }
 
 func TestVerifyTamper(t *testing.T) {
+	t.Parallel()
 	const n = 10
 	for _, tc := range []struct {
 		name   string
@@ -257,9 +260,11 @@ func TestVerifyTamper(t *testing.T) {
 	}
 }
 
-// TestVerifyBitFlips flips every bit of a stored entry and of the head
-// record; Verify must reject each.
+// TestVerifyBitFlips flips bits of a stored entry and of the head record
+// (every bit under KEYMESH_EXHAUSTIVE=1, else a sample; see
+// internal/tamper); Verify must reject each.
 func TestVerifyBitFlips(t *testing.T) {
+	t.Parallel()
 	s := kv.NewMem()
 	l := openLog(t, s)
 	appendN(t, l, 6)
@@ -269,9 +274,8 @@ func TestVerifyBitFlips(t *testing.T) {
 		anySeq bool // a flipped head seq is reported where head and log diverge
 	}{{entryKey(3), 3, false}, {entryKey(6), 6, false}, {[]byte(headKey), 6, true}} {
 		orig := rawGet(t, s, tc.key)
-		for bit := range len(orig) * 8 {
-			v := slices.Clone(orig)
-			v[bit/8] ^= 1 << (bit % 8)
+		for _, bit := range tamper.Bits(t, len(orig)) {
+			v := tamper.Flip(orig, bit)
 			rawUpdate(t, s, func(txn kv.Txn) error { return txn.Set(tc.key, v) })
 			_, err := l.Verify()
 			var verr *VerifyError
@@ -290,6 +294,7 @@ func TestVerifyBitFlips(t *testing.T) {
 // TestOpenDamaged checks that a log whose head does not match its entries
 // opens for inspection but refuses appends, and never overwrites entries.
 func TestOpenDamaged(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		tamper func(t *testing.T, s kv.Store)
@@ -357,6 +362,7 @@ func mapsEqual(a, b map[string]string) bool {
 }
 
 func TestAppendStoreFailure(t *testing.T) {
+	t.Parallel()
 	s := kv.NewMem()
 	l := openLog(t, s)
 	appendN(t, l, 3)
@@ -435,6 +441,7 @@ func waitQueued(t *testing.T, l *Log, n int) {
 // writes landed is not acknowledged, and the next, shorter batch removes its
 // leftovers so the log still verifies.
 func TestAmbiguousFailure(t *testing.T) {
+	t.Parallel()
 	g := &gateStore{Store: kv.NewMem()}
 	l := openLog(t, g)
 	appendN(t, l, 1)
@@ -477,6 +484,7 @@ func TestAmbiguousFailure(t *testing.T) {
 }
 
 func TestReopenContinuesChain(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	db := openBadger(t, dir)
 	l := openLog(t, db)
@@ -509,6 +517,7 @@ func TestReopenContinuesChain(t *testing.T) {
 }
 
 func TestConcurrentAppend(t *testing.T) {
+	t.Parallel()
 	db := openBadger(t, t.TempDir())
 	defer db.Close()
 	l := openLog(t, db, WithMaxBatch(16))
@@ -543,6 +552,7 @@ func TestConcurrentAppend(t *testing.T) {
 }
 
 func TestTail(t *testing.T) {
+	t.Parallel()
 	l := openLog(t, kv.NewMem())
 	if tail, err := l.Tail(5); err != nil || len(tail) != 0 {
 		t.Fatalf("Tail(5) on an empty log = %v, %v; want none", tail, err)
@@ -560,6 +570,7 @@ func TestTail(t *testing.T) {
 }
 
 func TestTailTampered(t *testing.T) {
+	t.Parallel()
 	s := kv.NewMem()
 	l := openLog(t, s)
 	appendN(t, l, 5)
@@ -571,6 +582,7 @@ func TestTailTampered(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
+	t.Parallel()
 	l := openLog(t, kv.NewMem())
 	var (
 		wg sync.WaitGroup
@@ -601,6 +613,7 @@ func TestClose(t *testing.T) {
 }
 
 func TestContextCancel(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	g := &gateStore{Store: kv.NewMem()}
@@ -636,6 +649,7 @@ func TestContextCancel(t *testing.T) {
 }
 
 func TestAppendValidate(t *testing.T) {
+	t.Parallel()
 	long := string(make([]byte, MaxFieldLen+1))
 	for _, tc := range []struct {
 		name string
@@ -670,6 +684,7 @@ func TestAppendValidate(t *testing.T) {
 }
 
 func TestMaxBatch(t *testing.T) {
+	t.Parallel()
 	if _, err := Open(kv.NewMem(), WithMaxBatch(0)); err == nil {
 		t.Fatalf("Open(WithMaxBatch(0)) = nil error, want error")
 	}

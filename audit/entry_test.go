@@ -92,6 +92,7 @@ func readVectors(t testing.TB) map[string][]byte {
 }
 
 func TestEntryKnownAnswer(t *testing.T) {
+	t.Parallel()
 	e := vectorEntry()
 	got := appendEntry(nil, &e)
 	body, hash := handEncoded()
@@ -132,6 +133,7 @@ func TestEntryKnownAnswer(t *testing.T) {
 }
 
 func TestDecodeEntryRejects(t *testing.T) {
+	t.Parallel()
 	vec := appendEntry(nil, &[]Entry{vectorEntry()}[0])
 	mut := func(f func([]byte) []byte) []byte { return f(bytes.Clone(vec)) }
 	for name, v := range map[string][]byte{

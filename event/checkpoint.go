@@ -2,9 +2,9 @@ package event
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/binary"
-	"fmt"
 	"slices"
 	"time"
 )
@@ -105,17 +105,20 @@ func (c *Checkpoint) signedMessage() []byte {
 // SignCheckpoint signs c with the issuer's key, setting Issuer and Sig, and
 // returns the signed checkpoint (heads copied, time in UTC) and its binary
 // form.
-func SignCheckpoint(priv ed25519.PrivateKey, c Checkpoint) (Checkpoint, []byte, error) {
-	if len(priv) != ed25519.PrivateKeySize {
-		return Checkpoint{}, nil, fmt.Errorf("event: private key of %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+func SignCheckpoint(priv crypto.Signer, c Checkpoint) (Checkpoint, []byte, error) {
+	issuer, err := signerKey(priv)
+	if err != nil {
+		return Checkpoint{}, nil, err
 	}
-	c.Issuer = NodeKey(priv.Public().(ed25519.PublicKey))
+	c.Issuer = issuer
 	c.Time = time.Unix(0, c.Time.UnixNano()).UTC()
 	c.Heads = slices.Clone(c.Heads)
 	if err := c.check(); err != nil {
 		return Checkpoint{}, nil, err
 	}
-	c.Sig = [SignatureSize]byte(ed25519.Sign(priv, c.signedMessage()))
+	if c.Sig, err = signWith(priv, c.signedMessage()); err != nil {
+		return Checkpoint{}, nil, err
+	}
 	return c, c.Marshal(), nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/keymesh/keymesh/internal/tamper"
 )
 
 func sampleCheckpoint(t testing.TB) (Checkpoint, []byte) {
@@ -20,6 +22,7 @@ func sampleCheckpoint(t testing.TB) (Checkpoint, []byte) {
 }
 
 func TestCheckpointRoundTrip(t *testing.T) {
+	t.Parallel()
 	c, raw := sampleCheckpoint(t)
 	if !IsCheckpoint(raw) || IsCheckpoint([]byte{FormatVersion}) {
 		t.Fatal("IsCheckpoint misjudges")
@@ -36,12 +39,14 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	}
 }
 
-// TestCheckpointTamper flips bits: every flip fails to parse or to verify.
+// TestCheckpointTamper flips bits and cuts (all of them under
+// KEYMESH_EXHAUSTIVE=1, else a sample; see internal/tamper): every flip
+// fails to parse or to verify, every prefix to parse.
 func TestCheckpointTamper(t *testing.T) {
+	t.Parallel()
 	_, raw := sampleCheckpoint(t)
-	for i := 0; i < len(raw)*8; i++ {
-		b := bytes.Clone(raw)
-		b[i/8] ^= 1 << (i % 8)
+	for _, i := range tamper.Bits(t, len(raw)) {
+		b := tamper.Flip(raw, i)
 		c, err := ParseCheckpoint(b)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
@@ -53,7 +58,7 @@ func TestCheckpointTamper(t *testing.T) {
 			t.Fatalf("bit %d: a tampered checkpoint verifies", i)
 		}
 	}
-	for n := range len(raw) {
+	for _, n := range tamper.Bytes(t, len(raw)) {
 		if _, err := ParseCheckpoint(raw[:n]); err == nil {
 			t.Fatalf("a %d-byte prefix parses", n)
 		}
@@ -61,6 +66,7 @@ func TestCheckpointTamper(t *testing.T) {
 }
 
 func TestCheckpointStrict(t *testing.T) {
+	t.Parallel()
 	for name, c := range map[string]Checkpoint{
 		"unsorted": {Network: testGenesis().ID(), Time: t0, Heads: []Head{{Issuer: NodeKey{2}, Seq: 1}, {Issuer: NodeKey{1}, Seq: 1}}},
 		"seq-0":    {Network: testGenesis().ID(), Time: t0, Heads: []Head{{Issuer: NodeKey{1}, Seq: 0}}},
@@ -92,6 +98,7 @@ func FuzzParseCheckpoint(f *testing.F) {
 // namespace belongs to two orgs, and ownership follows the rules of
 // NamespaceOwner.
 func TestGenesisNamespaces(t *testing.T) {
+	t.Parallel()
 	g := testGenesis()
 	before := g.ID()
 	withNS := *g

@@ -2,6 +2,7 @@ package event
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
@@ -352,19 +353,21 @@ func (e *Event) signedMessage() []byte {
 	return e.appendSigned(b)
 }
 
-// Sign signs e with the issuer's private key: it sets e.Issuer to priv's
-// public key and e.Sig to the signature, and returns the signed event (with
-// its own copy of the payload, its Time in UTC) and its binary form. e's Seq,
-// Lamport, Time, Kind and Payload must be valid (see Event); Sign does not
-// look inside the payload.
-func Sign(priv ed25519.PrivateKey, e Event) (Event, []byte, error) {
-	if len(priv) != ed25519.PrivateKeySize {
-		return Event{}, nil, fmt.Errorf("event: private key of %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+// Sign signs e with the issuer's Ed25519 key (an ed25519.PrivateKey, or
+// the node's vault.Signer, whose private half stays in the vault): it sets
+// e.Issuer to the public key and e.Sig to the signature, and returns the
+// signed event (with its own copy of the payload, its Time in UTC) and its
+// binary form. e's Seq, Lamport, Time, Kind and Payload must be valid (see
+// Event); Sign does not look inside the payload.
+func Sign(priv crypto.Signer, e Event) (Event, []byte, error) {
+	issuer, err := signerKey(priv)
+	if err != nil {
+		return Event{}, nil, err
 	}
 	if err := e.check(); err != nil {
 		return Event{}, nil, err
 	}
-	e.Issuer = NodeKey(priv.Public().(ed25519.PublicKey))
+	e.Issuer = issuer
 	e.Time = time.Unix(0, e.Time.UnixNano()).UTC()
 	e.Payload = bytes.Clone(e.Payload)
 	if e.Payload == nil {
@@ -374,8 +377,37 @@ func Sign(priv ed25519.PrivateKey, e Event) (Event, []byte, error) {
 	if err := e.check(); err != nil { // now with the issuer set
 		return Event{}, nil, err
 	}
-	e.Sig = [SignatureSize]byte(ed25519.Sign(priv, e.signedMessage()))
+	if e.Sig, err = signWith(priv, e.signedMessage()); err != nil {
+		return Event{}, nil, err
+	}
 	return e, e.Marshal(), nil
+}
+
+// signerKey returns the Ed25519 public key of s as a NodeKey.
+func signerKey(s crypto.Signer) (NodeKey, error) {
+	if s == nil {
+		return NodeKey{}, errors.New("event: no signing key")
+	}
+	if k, ok := s.(ed25519.PrivateKey); ok && len(k) != ed25519.PrivateKeySize {
+		return NodeKey{}, fmt.Errorf("event: private key of %d bytes, want %d", len(k), ed25519.PrivateKeySize)
+	}
+	pub, ok := s.Public().(ed25519.PublicKey)
+	if !ok || len(pub) != ed25519.PublicKeySize {
+		return NodeKey{}, fmt.Errorf("event: signing key is %T, want an Ed25519 key", s.Public())
+	}
+	return NodeKey(pub), nil
+}
+
+// signWith signs msg with s (pure Ed25519).
+func signWith(s crypto.Signer, msg []byte) ([SignatureSize]byte, error) {
+	sig, err := s.Sign(nil, msg, crypto.Hash(0))
+	if err != nil {
+		return [SignatureSize]byte{}, fmt.Errorf("event: sign: %w", err)
+	}
+	if len(sig) != SignatureSize {
+		return [SignatureSize]byte{}, fmt.Errorf("event: signature of %d bytes, want %d", len(sig), SignatureSize)
+	}
+	return [SignatureSize]byte(sig), nil
 }
 
 // Parse parses the binary form of an event. It is strict: it accepts only

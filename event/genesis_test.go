@@ -16,6 +16,7 @@ import (
 // TestGenesisIDPreimage recomputes the network id of the test genesis from
 // the documented preimage, written out by hand.
 func TestGenesisIDPreimage(t *testing.T) {
+	t.Parallel()
 	g := testGenesis()
 	k1 := pub32(adminPriv)
 	org2 := g.Orgs[1].AdminKeys
@@ -44,6 +45,7 @@ func TestGenesisIDPreimage(t *testing.T) {
 }
 
 func TestGenesisID(t *testing.T) {
+	t.Parallel()
 	g := testGenesis()
 	id := g.ID()
 	same := []struct {
@@ -95,6 +97,7 @@ func TestGenesisID(t *testing.T) {
 }
 
 func TestGenesisParse(t *testing.T) {
+	t.Parallel()
 	g := testGenesis()
 	data, err := json.MarshalIndent(g, "", "  ")
 	if err != nil {
@@ -134,6 +137,7 @@ func TestGenesisParse(t *testing.T) {
 }
 
 func TestGenesisStrict(t *testing.T) {
+	t.Parallel()
 	key := func(i int) string { return NodeKey(pub32(edKey("k" + itoa(i)))).Hex() }
 	orgs := func(n int) string {
 		var s []string

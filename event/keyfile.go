@@ -1,8 +1,8 @@
 package event
 
 import (
-	"bytes"
 	"crypto/ed25519"
+	"crypto/subtle"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -45,7 +45,7 @@ func ParseAdminKey(data []byte) (ed25519.PrivateKey, error) {
 		return nil, malformed("admin key: not an Ed25519 key")
 	}
 	again, err := MarshalAdminKey(priv)
-	if err != nil || !bytes.Equal(again, data) {
+	if err != nil || subtle.ConstantTimeCompare(again, data) != 1 { // a private key: constant time
 		return nil, malformed("admin key: not in canonical form")
 	}
 	return priv, nil

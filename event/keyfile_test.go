@@ -24,6 +24,7 @@ MC4CAQAwBQYDK2VwBCIEIAiK/V0EKL9YS+cpBUXSuKoBx1kXIimyI623AB5+pQ4d
 const opensslPub = "f1f8e4a7125c421cbad60dce08fa03fdbf3850e4fa0015b2160bcc491ee13f48"
 
 func TestAdminKeyFile(t *testing.T) {
+	t.Parallel()
 	data, err := MarshalAdminKey(adminPriv)
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestDecodeSamples(t *testing.T) {
+	t.Parallel()
 	for _, p := range samplePayloads(t) {
 		t.Run("ok/"+p.Name, func(t *testing.T) {
 			v, err := decodePayload(p.Kind, p.Payload)
@@ -29,6 +30,7 @@ func TestDecodeSamples(t *testing.T) {
 // TestDecodeStrict checks each decoder against non-canonical and invalid
 // variants of its sample payload.
 func TestDecodeStrict(t *testing.T) {
+	t.Parallel()
 	for _, p := range samplePayloads(t) {
 		s := string(p.Payload)
 		first := s[2 : strings.Index(s[2:], `"`)+2] // the first field name
@@ -79,6 +81,7 @@ func firstValue(t *testing.T, b []byte, field string) string {
 }
 
 func TestDecodeInvalidValues(t *testing.T) {
+	t.Parallel()
 	w := Wrap{Recipient: NodeKey{1}, Digest: DigestOf(make([]byte, transport.BlobSize))}
 	at := t0
 	party := policy.MustParseParty("org:Org2MSP")
@@ -146,6 +149,7 @@ func manyWraps(n, blobLen int) []Wrap {
 // TestKeyVersionLimits checks that the largest valid KeyVersion (MaxWraps
 // wraps of MaxWrapBlob bytes, the longest key name) fits in MaxPayload.
 func TestKeyVersionLimits(t *testing.T) {
+	t.Parallel()
 	key := strings.Repeat("a", 63) + "/" + strings.Repeat("b", 63)
 	v := KeyVersion{Key: key, Version: 1<<32 - 1, ActivateAt: time.Date(2262, 1, 1, 0, 0, 0, 999999999, time.FixedZone("", -11*3600)), Check: DigestOf([]byte("check")), Wraps: manyWraps(MaxWraps, MaxWrapBlob)}
 	p := mustJSON(t, v)

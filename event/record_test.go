@@ -113,6 +113,7 @@ func TestNodeRecordSignVerify(t *testing.T) {
 }
 
 func TestNodeRecordValidate(t *testing.T) {
+	t.Parallel()
 	r := signedRecord(t)
 	for _, tc := range []struct {
 		name string
@@ -197,6 +198,7 @@ func TestNodeRecordValidate(t *testing.T) {
 }
 
 func TestDeregister(t *testing.T) {
+	t.Parallel()
 	g := testGenesis()
 	nid := g.ID()
 	d, err := SignDeregister(admin2Priv, nid, Deregister{Org: "Org2MSP", SignKey: NodeKey(pub32(node2Priv)), At: t0.In(time.FixedZone("", 7200))})

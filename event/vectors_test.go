@@ -107,6 +107,7 @@ func unhex(t testing.TB, s string) []byte {
 // TestVectors checks that the package reproduces testdata/vectors.json byte
 // for byte, or rewrites it with -update.
 func TestVectors(t *testing.T) {
+	t.Parallel()
 	got := generateVectors(t)
 	if *update {
 		if err := os.WriteFile(vectorsPath, got, 0o644); err != nil {
@@ -128,6 +129,7 @@ func TestVectors(t *testing.T) {
 // event parses, verifies, re-encodes to the same bytes, has the recorded id,
 // and carries a payload its kind's decoder accepts.
 func TestVectorsParse(t *testing.T) {
+	t.Parallel()
 	f := loadVectors(t)
 	g, err := ParseGenesis(f.Genesis)
 	if err != nil {

@@ -49,6 +49,18 @@ func (s *Service) Keys() []Key {
 	return out
 }
 
+// KeysPage returns, in name order, up to limit keys whose names sort
+// after after, and whether more follow: a listing costs its page, not
+// every key.
+func (s *Service) KeysPage(after string, limit int) ([]Key, bool) {
+	ks, more := s.cfg.Vault.ListPage(after, limit)
+	out := make([]Key, len(ks))
+	for i, k := range ks {
+		out[i] = s.describe(k)
+	}
+	return out, more
+}
+
 // CountKeys returns how many keys the node holds.
 func (s *Service) CountKeys() int { return s.cfg.Vault.Count() }
 
@@ -167,6 +179,12 @@ func (s *Service) Grant(ctx context.Context, c Caller, g policy.Grant) (policy.S
 // Grants lists the grants of key (every key if ""), judged now.
 func (s *Service) Grants(key string) []policy.Status {
 	return s.cfg.Keys.Policy().GrantsAt(key, s.cfg.Clock())
+}
+
+// GrantsPage is one page of Grants: up to limit grants after the cursor,
+// and the cursor of the next page (zero on the last).
+func (s *Service) GrantsPage(key string, after policy.GrantCursor, limit int) ([]policy.Status, policy.GrantCursor) {
+	return s.cfg.Keys.Policy().GrantsAtPage(key, s.cfg.Clock(), after, limit)
 }
 
 // Revoke ends every grant of key to party p, and returns the revocation and

@@ -569,6 +569,7 @@ func advPerms(t *testing.T, n *advNet, m advMember, evs [][]byte, rounds int, wa
 // genesis namespace, so none of it has any effect in any order; a clock
 // smaller than the one its dependencies give is refused outright.
 func TestFinding1_KeyTakeoverByBackdating(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 1)
 	a := n.honest(t, "Org1MSP")
 	c := n.honest(t, "Org3MSP")
@@ -673,6 +674,7 @@ func TestFinding1_KeyTakeoverByBackdating(t *testing.T) {
 // its owner's nodes only, so Org1's revoked token:app stays revoked and its
 // grants stay.
 func TestFinding2_RevocationCancelledByReusedID(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 2)
 	a := n.honest(t, "Org1MSP")
 	ml := n.mallory(t, "Org2MSP")
@@ -771,6 +773,7 @@ func TestFinding2_RevocationCancelledByReusedID(t *testing.T) {
 // whichever arrives first, and every honest node holds the same log and
 // state.
 func TestFinding3_DeregisteredNodeHasNoEffectInAnyOrder(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 3)
 	b := n.honest(t, "Org2MSP")
 	a := n.honest(t, "Org1MSP")
@@ -851,6 +854,7 @@ func TestFinding3_DeregisteredNodeHasNoEffectInAnyOrder(t *testing.T) {
 // honest node's versions and shares made after it carry no copy for it;
 // its earlier events and copies still count; and every order agrees.
 func TestFinding4_ExpiredRecordGetsNoEffectAndNoWraps(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 4)
 	a := n.honest(t, "Org1MSP")
 	ml := n.mallory(t, "Org2MSP")
@@ -941,6 +945,7 @@ func TestFinding4_ExpiredRecordGetsNoEffectAndNoWraps(t *testing.T) {
 // share does; once Org2's grant is revoked, Mallory's copies are not even
 // candidates; and its version 2 does not exist.
 func TestFinding5_PlantedMaterialIsNotUsable(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 5)
 	a := n.honest(t, "Org1MSP")
 	c := n.honest(t, "Org3MSP")
@@ -1051,6 +1056,7 @@ func TestFinding5_PlantedMaterialIsNotUsable(t *testing.T) {
 // node whose heads it holds; Mallory's checkpoints vouch for nothing of
 // Org1's.
 func TestFinding7_StaleOwnerRefusesKey(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 7)
 	a := n.honest(t, "Org1MSP")
 	cm := n.member("Org3MSP")
@@ -1145,6 +1151,7 @@ func TestFinding7_StaleOwnerRefusesKey(t *testing.T) {
 // issued, partitions included". (Not an attack: a partition inside the
 // owner org is enough.)
 func TestAdversaryRevocationAtCutOffOwnerNode(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 18)
 	z := n.honest(t, "Org1MSP")
 	y := n.honest(t, "Org1MSP")
@@ -1176,6 +1183,7 @@ func TestAdversaryRevocationAtCutOffOwnerNode(t *testing.T) {
 // the events named and refuses any other; times may not go below what the
 // event follows; events dated beyond the skew wait.
 func TestAdversaryForgedClocksAndTimes(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 8)
 	a := n.honest(t, "Org1MSP")
 	c := n.honest(t, "Org3MSP")
@@ -1282,6 +1290,7 @@ func advCheckEquivocation(t *testing.T, ml *advMallory, nodes ...*advNode) {
 // branch are admitted everywhere, and the states converge, also after a
 // restart.
 func TestAdversaryEquivocationTaintsOnlyItsIssuer(t *testing.T) {
+	t.Parallel()
 	_, a, c, ml, left, right := advEquivocation(t, 9)
 	var reasons []string
 	a.opts.OnVerdict = func(v Verdict, reason string) { reasons = append(reasons, reason) }
@@ -1310,6 +1319,7 @@ func TestAdversaryEquivocationTaintsOnlyItsIssuer(t *testing.T) {
 // that named the left branch — with every later event of its issuer —
 // waits there forever.
 func TestAdversaryEquivocationSpreadsByAntiEntropy(t *testing.T) {
+	t.Parallel()
 	_, a, c, ml, _, right := advEquivocation(t, 9)
 	a.log.Deliver(right) // c's forward of right reached a; a's forward of left to c was lost
 	advSync(a.log, c.log)
@@ -1331,6 +1341,7 @@ func TestAdversaryEquivocationSpreadsByAntiEntropy(t *testing.T) {
 // the node holding an event that waits on a dependency whose id differs
 // from the event it holds at that position has to ask for it.
 func TestAdversaryUndetectedForkBlocksNoHonestChain(t *testing.T) {
+	t.Parallel()
 	n, a, c, ml, _, _ := advEquivocation(t, 9)
 	advSync(a.log, c.log)
 	var ta, tc uint64
@@ -1352,6 +1363,7 @@ func TestAdversaryUndetectedForkBlocksNoHonestChain(t *testing.T) {
 // (here: a grant to token:l at one node, to token:r at the other); after
 // anti-entropy the two must hold the same state.
 func TestAdversaryEqualLengthForkIsFound(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 17)
 	a := n.honest(t, "Org1MSP")
 	c := n.honest(t, "Org3MSP")
@@ -1383,6 +1395,7 @@ func TestAdversaryEqualLengthForkIsFound(t *testing.T) {
 // honest node holds arrives by anti-entropy; what does not exist waits,
 // bounded, and blocks nothing of anyone else.
 func TestAdversaryWithheldDependencies(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 10)
 	a := n.honest(t, "Org1MSP")
 	b := n.honest(t, "Org2MSP")
@@ -1451,6 +1464,7 @@ func TestAdversaryWithheldDependencies(t *testing.T) {
 // TestAdversaryForeignAdminCannotDeregister: Org2's admin signs
 // deregistrations of Org1's node, as Org2 and as Org1; neither cuts it.
 func TestAdversaryForeignAdminCannotDeregister(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 11)
 	a := n.honest(t, "Org1MSP")
 	b := n.honest(t, "Org2MSP")
@@ -1485,6 +1499,7 @@ func TestAdversaryForeignAdminCannotDeregister(t *testing.T) {
 // the first node once restarted, since the proof is then judged against e3.
 // The same events must give the same taint.
 func TestAdversaryTaintPositionDoesNotDependOnOrder(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 12)
 	x := n.honest(t, "Org1MSP")
 	y := n.honest(t, "Org3MSP")
@@ -1524,6 +1539,7 @@ func TestAdversaryTaintPositionDoesNotDependOnOrder(t *testing.T) {
 // proof sets, so neither node pulls the other's proof, and their taints
 // differ forever.
 func TestAdversaryProofSetsConverge(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 13)
 	x := n.honest(t, "Org1MSP")
 	y := n.honest(t, "Org3MSP")
@@ -1560,6 +1576,7 @@ func TestAdversaryProofSetsConverge(t *testing.T) {
 // proof. One proof per issuer is enough to taint it; keeping all of them
 // lets one member fill every node's disk.
 func TestAdversaryEquivocationProofsAreBounded(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 14)
 	a := n.honest(t, "Org1MSP")
 	ml := n.mallory(t, "Org2MSP")
@@ -1584,6 +1601,7 @@ func TestAdversaryEquivocationProofsAreBounded(t *testing.T) {
 // pending bound for good (nothing ever unblocks or expires them), and from
 // then on no honest event that arrives ahead of its dependencies can wait.
 func TestAdversaryPendingFloodByUnregisteredIssuers(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 15)
 	a := n.honest(t, "Org1MSP")
 	b := n.honest(t, "Org2MSP")
@@ -1619,6 +1637,7 @@ func TestAdversaryPendingFloodByUnregisteredIssuers(t *testing.T) {
 // that learns a wrapped copy's recipient record late refolds one key and
 // re-adds its grant, another node does not.
 func TestAdversaryReusedIDAcrossOwnKeys(t *testing.T) {
+	t.Parallel()
 	n := newAdvNet(t, 16)
 	x := n.honest(t, "Org1MSP")
 	y := n.honest(t, "Org3MSP")

@@ -1,12 +1,14 @@
 package mesh
 
 import (
+	"crypto"
 	"crypto/ed25519"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -14,28 +16,26 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/gossip"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/policy"
 )
 
-// Verdict is what Deliver decided about an event, with gossipsub's
-// meaning: Accept stores (or keeps as proof), applies and forwards it;
-// Ignore drops it without blaming the sender (a duplicate, an event that
-// waits for its predecessor or dependencies, one dated in the future);
-// Reject drops it and blames the sender (bad signature, foreign network,
-// broken chain, forged clock).
-type Verdict int
+// Verdict is what Deliver decided about an event: the verdict shared with
+// the p2p transport ([gossip.Verdict]), with gossipsub's meaning: Accept
+// stores (or keeps as proof), applies and forwards it; Ignore drops it
+// without blaming the sender (a duplicate, an event that waits for its
+// predecessor or dependencies, one dated in the future); Reject drops it and
+// blames the sender (bad signature, foreign network, broken chain, forged
+// clock).
+type Verdict = gossip.Verdict
 
 // Verdicts.
 const (
-	Accept Verdict = iota
-	Ignore
-	Reject
+	Accept = gossip.Accept
+	Ignore = gossip.Ignore
+	Reject = gossip.Reject
 )
-
-func (v Verdict) String() string {
-	return [...]string{"accept", "ignore", "reject"}[v]
-}
 
 // Reasons reported to OnVerdict.
 const (
@@ -120,7 +120,7 @@ type Log struct {
 	store     kv.Store
 	genesis   *event.Genesis
 	nid       event.NetworkID
-	priv      ed25519.PrivateKey
+	priv      crypto.Signer
 	self      event.NodeKey
 	clock     func() time.Time
 	logger    *slog.Logger
@@ -211,9 +211,13 @@ func wrapDigests(p any) []event.Digest {
 }
 
 // OpenLog loads every stored event and folds them. priv is this node's
-// signing key (its libp2p identity key). A log written by an earlier
-// keymesh is refused with ErrOldLog.
-func OpenLog(store kv.Store, g *event.Genesis, priv ed25519.PrivateKey, o LogOptions) (*Log, error) {
+// Ed25519 signing key (its libp2p identity key): the vault's Signer, whose
+// private half stays in the vault, or an ed25519.PrivateKey. A log written
+// by an earlier keymesh is refused with ErrOldLog.
+func OpenLog(store kv.Store, g *event.Genesis, priv crypto.Signer, o LogOptions) (*Log, error) {
+	if pub, ok := priv.Public().(ed25519.PublicKey); !ok || len(pub) != ed25519.PublicKeySize {
+		return nil, errors.New("mesh: the signing key is not an Ed25519 key")
+	}
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
@@ -360,6 +364,7 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 	out := make([]Verdict, len(raws))
 	reasons := make([]string, len(raws))
 	entries := make([]*entry, len(raws))
+	var evs []int // indices of events, parsed below
 	for i, raw := range raws {
 		switch {
 		case event.IsCheckpoint(raw):
@@ -375,8 +380,9 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 			entries[i] = &entry{ev: nil, payload: v}
 			continue
 		}
-		entries[i], out[i], reasons[i] = l.parse(raw)
+		evs = append(evs, i)
 	}
+	l.parseAll(raws, evs, entries, out, reasons)
 	l.mu.Lock()
 	l.deliverLocked(entries, out, reasons)
 	l.mu.Unlock()
@@ -387,6 +393,41 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 		}
 	}
 	return out
+}
+
+// parseBatchMin is the batch size from which parseAll spreads the work.
+const parseBatchMin = 16
+
+// parseAll parses the events raws[i] for i in idx into entries, out and
+// reasons. parse needs nothing but the event, so a large batch (a node
+// catching up pulls batches of up to 1,000) is checked on every core:
+// signature verification is most of a catch-up's cost. The verdicts do
+// not depend on how the work is split.
+func (l *Log) parseAll(raws [][]byte, idx []int, entries []*entry, out []Verdict, reasons []string) {
+	workers := min(runtime.GOMAXPROCS(0), len(idx)/parseBatchMin)
+	if workers <= 1 {
+		for _, i := range idx {
+			entries[i], out[i], reasons[i] = l.parse(raws[i])
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				j := int(next.Add(1)) - 1
+				if j >= len(idx) {
+					return
+				}
+				i := idx[j]
+				entries[i], out[i], reasons[i] = l.parse(raws[i])
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // parse checks what needs nothing but the event: size, form, network,
@@ -1050,12 +1091,8 @@ func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 }
 
 // Want is a range of an issuer's chain to ask every peer for, whatever
-// their summaries say (the anti-entropy Wanter interface).
-type Want struct {
-	Issuer string
-	After  uint64
-	Max    int
-}
+// their summaries say (the anti-entropy Wanter interface of package p2p).
+type Want = gossip.Want
 
 const maxForkHints = 64
 

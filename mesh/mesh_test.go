@@ -222,6 +222,7 @@ func newLog(t testing.TB, w *world, i int) *Log {
 // random permutations with duplicates at several nodes, gives byte-for-byte
 // the same state — and the same state as a fresh fold of the stored log.
 func TestFoldConverges(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, []string{"Org1MSP", "Org2MSP", "Org3MSP"}, 2)
 	r := mrand.New(mrand.NewPCG(1, 2))
 	evs := history(t, w, r)
@@ -273,6 +274,7 @@ func TestFoldConverges(t *testing.T) {
 }
 
 func TestDeliverRefusals(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, []string{"Org1MSP", "Org2MSP"}, 1)
 	var counts = map[string]int{}
 	l, err := OpenLog(kv.NewMem(), w.g, w.nodes[0].priv, LogOptions{
@@ -365,6 +367,7 @@ func TestDeliverRefusals(t *testing.T) {
 // TestIssueAndRestart checks a node's own events and that a reopened log
 // folds to the same state and continues its sequence.
 func TestIssueAndRestart(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, []string{"Org1MSP"}, 1)
 	store := kv.NewMem()
 	l, err := OpenLog(store, w.g, w.nodes[0].priv, LogOptions{})
@@ -403,6 +406,7 @@ func TestIssueAndRestart(t *testing.T) {
 // copies from the log (memory and store) while the events stay valid, and
 // that a stripped copy of an event is completed by a fuller one.
 func TestPruneOnDestroy(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, []string{"Org1MSP"}, 2)
 	store := kv.NewMem()
 	l, err := OpenLog(store, w.g, w.nodes[1].priv, LogOptions{})
@@ -497,6 +501,7 @@ func TestPruneOnDestroy(t *testing.T) {
 // TestDeliverBatch checks that a batch gives the verdicts of one-by-one
 // delivery, and that a failed store write keeps none of it.
 func TestDeliverBatch(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, []string{"Org1MSP", "Org2MSP", "Org3MSP"}, 1)
 	evs := history(t, w, mrand.New(mrand.NewPCG(3, 4)))
 	one := newLog(t, w, 0)
@@ -548,6 +553,7 @@ func TestDeliverBatch(t *testing.T) {
 // keymesh wrote (event format 1) is refused with ErrOldLog, which says
 // what to do, rather than misread.
 func TestOpenRefusesFormat1Log(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t, []string{"Org1MSP"}, 1)
 	store := kv.NewMem()
 	old := append([]byte{1}, bytes.Repeat([]byte{0xAA}, 200)...) // a format-1 event's first byte

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/internal/tamper"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/policy"
 )
@@ -45,7 +46,7 @@ func kvMemFrom(t simTB, data map[string][]byte) *kv.Mem {
 
 var (
 	simSeed      = flag.Uint64("sim.seed", 0, "TestSimulation: run only the schedule with this seed")
-	simSchedules = flag.Int("sim.schedules", 1000, "TestSimulation: number of schedules (seeds first..first+N-1)")
+	simSchedules = flag.Int("sim.schedules", 0, "TestSimulation: number of schedules (seeds first..first+N-1; default 200, 1000 under KEYMESH_EXHAUSTIVE=1 or -exhaustive)")
 	simSteps     = flag.Int("sim.steps", 24, "TestSimulation: steps per schedule")
 	simNoEquiv   = flag.Bool("sim.noequivocation", false, "TestSimulation: Mallory does not equivocate (to triage other failures)")
 	simNoReuse   = flag.Bool("sim.noreuse", false, "TestSimulation: Mallory does not reuse its own grant ids across its own keys")
@@ -55,10 +56,15 @@ var (
 // TestSimulation runs -sim.schedules seeded schedules (or the one of
 // -sim.seed) and fails with the seeds of the first failing ones.
 func TestSimulation(t *testing.T) {
+	t.Parallel()
 	seeds := []uint64{*simSeed}
 	if *simSeed == 0 {
 		seeds = seeds[:0]
-		for s := range uint64(*simSchedules) {
+		n := *simSchedules
+		if n == 0 {
+			n = tamper.Count(200, 1000)
+		}
+		for s := range uint64(n) {
 			seeds = append(seeds, *simFirst+s)
 		}
 	}

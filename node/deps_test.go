@@ -12,6 +12,7 @@ import (
 // nothing of the vault, policy or HTTP API; only kv/badgerstore imports
 // badger.
 func TestDependencyDirection(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs go list")
 	}
@@ -24,7 +25,7 @@ func TestDependencyDirection(t *testing.T) {
 		pkgs      []string
 		forbidden []string
 	}{
-		{[]string{"vault/...", "policy/...", "event/...", "mesh/...", "audit/...", "token/...", "kv"},
+		{[]string{"kms/...", "vault/...", "policy/...", "event/...", "mesh/...", "audit/...", "token/...", "kv", "gossip"},
 			[]string{"net/http", "github.com/gin-gonic/gin", "github.com/libp2p/", "github.com/dgraph-io/badger", mod + "node", mod + "p2p"}},
 		// The KMIP front door speaks TTLV only: no gin, libp2p, store
 		// engine, and the domain through its Backend interface.
@@ -38,6 +39,14 @@ func TestDependencyDirection(t *testing.T) {
 		// formats or key transport (node-record signing is node/enroll).
 		{[]string{"chaincode/fabric"},
 			[]string{mod + "vault/transport", mod + "event", "github.com/libp2p/", "github.com/dgraph-io/badger", "github.com/gin-gonic/gin"}},
+		// The API layer stands on the domain, never on the integrations
+		// built on its client (the wallet verifier is node/ethid).
+		{[]string{"node/api/..."},
+			[]string{mod + "chaincode"}},
+		// The operator CLI talks to a daemon through node/client; `keymesh
+		// init` runs `keymeshd init` rather than linking the node.
+		{[]string{"cmd/keymesh"},
+			[]string{"github.com/libp2p/", "github.com/dgraph-io/badger", "github.com/gin-gonic/gin", mod + "p2p", mod + "node/api"}},
 	}
 	for _, r := range rules {
 		args := []string{"list", "-deps", "-json=ImportPath,Standard"}

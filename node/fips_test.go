@@ -17,6 +17,7 @@ import (
 )
 
 func TestConfigFIPS(t *testing.T) {
+	t.Parallel()
 	c := Config{DataDir: "d", Listen: "127.0.0.1:1", FIPS: true}
 	c.Defaults()
 	err := c.Validate()
@@ -59,6 +60,7 @@ func selfSigned(t *testing.T) tls.Certificate {
 // configuration on 127.0.0.1: approved suites and groups connect, ChaCha20,
 // CBC and X25519 (plain or hybrid) do not.
 func TestAPITLSConfigFIPS(t *testing.T) {
+	t.Parallel()
 	cfg := apiTLSConfig(true)
 	for _, id := range cfg.CipherSuites {
 		if name := tls.CipherSuiteName(id); !slices.Contains([]string{

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"bytes"
@@ -12,9 +12,12 @@ import (
 	"testing"
 
 	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/internal/tamper"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/kv/badgerstore"
+	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/nodetest"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/token"
 )
@@ -25,6 +28,7 @@ import (
 // untagged or with a made-up tag) makes the node refuse to start, naming
 // the record; the forged token never authenticates.
 func TestNode_ForgedAdminTokenRefused(t *testing.T) {
+	t.Parallel()
 	scratch := kv.NewMem()
 	reg, err := token.Open(scratch)
 	if err != nil {
@@ -43,10 +47,10 @@ func TestNode_ForgedAdminTokenRefused(t *testing.T) {
 	}{{"untagged", rec}, {"made-up-tag", append(append([]byte(nil), rec...), tag...)}} {
 		t.Run("fail/"+tc.name, func(t *testing.T) {
 			dir := t.TempDir()
-			if _, err := Init(Config{DataDir: dir}, ""); err != nil {
+			if _, err := node.Init(node.Config{DataDir: dir}, ""); err != nil {
 				t.Fatal(err)
 			}
-			db, err := badgerstore.Open(dbDir(dir), nil)
+			db, err := badgerstore.Open(node.DBDir(dir), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -56,7 +60,7 @@ func TestNode_ForgedAdminTokenRefused(t *testing.T) {
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}
-			n, err := Open(Config{DataDir: dir}, nil)
+			n, err := node.Open(node.Config{DataDir: dir}, nil)
 			if err == nil {
 				n.Close()
 				t.Fatal("Open() with a forged admin token record succeeded")
@@ -73,9 +77,10 @@ func TestNode_ForgedAdminTokenRefused(t *testing.T) {
 // the data directory: after init, a start that writes and a stop, every
 // file under it is 0600 and every directory 0700.
 func TestNode_DataDirOwnerOnly(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	_, _, stop := startNode(t, dir)
-	stop()
+	t.Parallel()
+	nd := nodetest.Start(t)
+	nd.Stop()
+	dir := nd.DataDir
 	files := 0
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -102,7 +107,7 @@ func TestNode_DataDirOwnerOnly(t *testing.T) {
 	if files < 5 {
 		t.Errorf("only %d files under the data directory; the test checked nothing", files)
 	}
-	if _, err := os.Stat(KeyTableFile(dir)); err != nil {
+	if _, err := os.Stat(node.KeyTableFile(dir)); err != nil {
 		t.Errorf("no key table: %v", err)
 	}
 }
@@ -132,17 +137,17 @@ func copyDir(t *testing.T, from, to string) {
 // TestNode_FlippedByteNeverStartsSilentlyDamaged is the regression test of
 // nodes that started "without any warning having lost every grant or the
 // admin token" after one byte of a stopped node's files was flipped: over
-// 48 seeded trials (a random byte of a random file of the store, the audit
-// log or the key table), the node either refuses to start or starts with
+// 12 seeded trials (48 under KEYMESH_EXHAUSTIVE=1; a random byte of a
+// random file of the store, the audit log or the key table), the node either refuses to start or starts with
 // every key, grant and token intact, the admin token working, and an audit
 // verification that reports damage as a *VerifyError, never another error.
 func TestNode_FlippedByteNeverStartsSilentlyDamaged(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
-		t.Skip("opens 48 stores")
+		t.Skip("opens a dozen stores")
 	}
-	base := t.TempDir()
-	url, adminTok, stop := startNode(t, base)
-	admin := mustClient(t, url, adminTok)
+	nd := nodetest.Start(t)
+	base, adminTok, admin := nd.DataDir, nd.AdminToken, nd.Admin
 	ctx := t.Context()
 	for _, k := range []string{"demo/a", "demo/b"} {
 		if _, err := admin.CreateKey(ctx, apiv1.CreateKeyRequest{Name: k}); err != nil {
@@ -155,7 +160,7 @@ func TestNode_FlippedByteNeverStartsSilentlyDamaged(t *testing.T) {
 	if _, err := admin.CreateToken(ctx, apiv1.CreateTokenRequest{Party: "token:app"}); err != nil {
 		t.Fatal(err)
 	}
-	stop()
+	nd.Stop()
 	var files []string
 	_ = filepath.WalkDir(base, func(path string, d fs.DirEntry, err error) error {
 		if err == nil && d.Type().IsRegular() && d.Name() != "LOCK" && d.Name() != "master.key" && d.Name() != "admin.token" {
@@ -167,7 +172,8 @@ func TestNode_FlippedByteNeverStartsSilentlyDamaged(t *testing.T) {
 	})
 	rng := mrand.New(mrand.NewPCG(13, 13))
 	refused, intact := 0, 0
-	for trial := range 48 {
+	trials := tamper.Count(12, 48)
+	for trial := range trials {
 		dir := filepath.Join(t.TempDir(), "data")
 		copyDir(t, base, dir)
 		victim := files[rng.IntN(len(files))]
@@ -182,32 +188,32 @@ func TestNode_FlippedByteNeverStartsSilentlyDamaged(t *testing.T) {
 		if err := os.WriteFile(p, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		n, err := Open(Config{DataDir: dir}, nil)
+		n, err := node.Open(node.Config{DataDir: dir}, nil)
 		if err != nil {
 			refused++
 			continue
 		}
 		what := fmt.Sprintf("trial %d (%s byte %d)", trial, rel, off)
-		if got := len(n.vault.List()); got != 2 {
+		if got := len(n.Vault().List()); got != 2 {
 			t.Errorf("%s: started with %d keys, want 2", what, got)
 		}
-		if got := len(n.core.Policy().Grants("")); got != 2 {
+		if got := node.GrantCount(n); got != 2 {
 			t.Errorf("%s: started with %d grants, want 2", what, got)
 		}
-		if got := len(n.tokens.List()); got != 2 {
+		if got := len(node.TokensOf(n).List()); got != 2 {
 			t.Errorf("%s: started with %d tokens, want 2", what, got)
 		}
-		if _, err := n.tokens.Authenticate(adminTok); err != nil {
+		if _, err := node.TokensOf(n).Authenticate(adminTok); err != nil {
 			t.Errorf("%s: the admin token no longer authenticates: %v", what, err)
 		}
 		var ve *audit.VerifyError
-		if _, err := n.audit.Verify(); err != nil && !errors.As(err, &ve) {
+		if _, err := node.AuditOf(n).Verify(); err != nil && !errors.As(err, &ve) {
 			t.Errorf("%s: audit verify = %v, want a report (*VerifyError)", what, err)
 		}
 		n.Close()
 		intact++
 	}
-	t.Logf("48 flipped bytes: %d refused to start, %d started intact, 0 started damaged", refused, intact)
+	t.Logf("%d flipped bytes: %d refused to start, %d started intact, 0 started damaged", trials, refused, intact)
 }
 
 // TestNode_ForgedAuditLogRefused: the audit log's hash chain alone can be
@@ -216,6 +222,7 @@ func TestNode_FlippedByteNeverStartsSilentlyDamaged(t *testing.T) {
 // stopped node's audit store, is refused at start; removing the record
 // that says the log is authenticated is refused too.
 func TestNode_ForgedAuditLogRefused(t *testing.T) {
+	t.Parallel()
 	scratch := kv.NewMem()
 	forged, err := audit.Open(scratch)
 	if err != nil {
@@ -233,10 +240,9 @@ func TestNode_ForgedAuditLogRefused(t *testing.T) {
 		t.Fatalf("the forged log does not verify as a chain: %v", err)
 	}
 	prepare := func(t *testing.T) string {
-		dir := t.TempDir()
-		_, _, stop := startNode(t, dir)
-		stop()
-		return dir
+		nd := nodetest.Start(t)
+		nd.Stop()
+		return nd.DataDir
 	}
 	t.Run("fail/forged-chain", func(t *testing.T) {
 		dir := prepare(t)
@@ -256,7 +262,7 @@ func TestNode_ForgedAuditLogRefused(t *testing.T) {
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
-		n, err := Open(Config{DataDir: dir}, nil)
+		n, err := node.Open(node.Config{DataDir: dir}, nil)
 		if err == nil {
 			n.Close()
 			t.Fatal("Open() with a forged audit log succeeded")
@@ -267,17 +273,17 @@ func TestNode_ForgedAuditLogRefused(t *testing.T) {
 	})
 	t.Run("fail/format-record-removed", func(t *testing.T) {
 		dir := prepare(t)
-		db, err := badgerstore.Open(dbDir(dir), nil)
+		db, err := badgerstore.Open(node.DBDir(dir), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := db.Update(func(tx kv.Txn) error { return tx.Delete(auditFormatKey) }); err != nil {
+		if err := db.Update(func(tx kv.Txn) error { return tx.Delete(node.AuditFormatKey) }); err != nil {
 			t.Fatal(err)
 		}
 		if err := db.Close(); err != nil {
 			t.Fatal(err)
 		}
-		n, err := Open(Config{DataDir: dir}, nil)
+		n, err := node.Open(node.Config{DataDir: dir}, nil)
 		if err == nil {
 			n.Close()
 			t.Fatal("Open() without the audit format record succeeded")

@@ -24,7 +24,6 @@ import (
 // (the figures are in docs/benchmarks.md). Parallelism is the number of
 // client connections (b.SetParallelism × GOMAXPROCS).
 
-
 type benchEnv struct {
 	n     *Node
 	pki   *kmipPKI

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"bytes"
@@ -16,10 +16,72 @@ import (
 	"time"
 
 	kmip "github.com/ovh/kmip-go"
+	"github.com/ovh/kmip-go/kmipclient"
 	"github.com/ovh/kmip-go/payloads"
+	"github.com/ovh/kmip-go/ttlv"
 
+	"github.com/keymesh/keymesh/kmip/kmiptest"
+	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/nodetest"
 )
+
+// failoverPKI is a server CA and certificate and a client CA with one
+// client, "mongo".
+type failoverPKI struct {
+	serverCA, clientCA *kmiptest.CA
+	server, mongo      kmiptest.Pair
+}
+
+func newFailoverPKI(t *testing.T) *failoverPKI {
+	t.Helper()
+	dir := t.TempDir()
+	p := &failoverPKI{}
+	var err error
+	for _, step := range []func() error{
+		func() error { p.serverCA, err = kmiptest.NewCA(dir, "server"); return err },
+		func() error { p.server, err = p.serverCA.Server(dir, "server"); return err },
+		func() error { p.clientCA, err = kmiptest.NewCA(dir, "clients"); return err },
+		func() error { p.mongo, err = p.clientCA.Client(dir, "mongo", "mongo"); return err },
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+func (p *failoverPKI) dial(t *testing.T, addr string) *kmipclient.Client {
+	t.Helper()
+	c, err := kmipclient.Dial(addr, kmipclient.WithRootCAFile(p.serverCA.File), kmipclient.WithClientCertFiles(p.mongo.CertFile, p.mongo.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// try sends one payload and returns its response payload, or the result
+// reason of a failure.
+func try(t *testing.T, c *kmipclient.Client, pl kmip.OperationPayload) (kmip.OperationPayload, kmip.ResultReason) {
+	t.Helper()
+	res, err := c.Batch(context.Background(), pl)
+	if err != nil {
+		t.Fatalf("%T: %v", pl, err)
+	}
+	if res[0].ResultStatus != kmip.ResultStatusSuccess {
+		return nil, res[0].ResultReason
+	}
+	return res[0].ResponsePayload, 0
+}
+
+func must[R kmip.OperationPayload](t *testing.T, c *kmipclient.Client, pl kmip.OperationPayload) R {
+	t.Helper()
+	resp, reason := try(t, c, pl)
+	if reason != 0 {
+		t.Fatalf("%T: %s", pl, ttlv.EnumStr(reason))
+	}
+	return resp.(R)
+}
 
 // sharedKMIPPort finds a port free on both 127.0.0.1 and 127.0.0.2: KMIP
 // clients (PyKMIP, MongoDB) list servers by host with one port.
@@ -50,62 +112,62 @@ func TestKMIPFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs two mesh nodes")
 	}
-	pki := newKMIPPKI(t)
+	pki := newFailoverPKI(t)
 	port := sharedKMIPPort(t)
-	m := newTestMesh(t, "Org1MSP")
-	kcfg := func(host string) KMIPConfig {
-		c := pki.config()
-		c.Listen, c.Namespace = net.JoinHostPort(host, port), "orders"
-		return c
+	m := nodetest.NewMesh(t, []string{"Org1MSP"})
+	kcfg := func(host string) nodetest.Option {
+		return nodetest.WithConfig(func(c *node.Config) {
+			c.KMIP = node.KMIPConfig{Listen: net.JoinHostPort(host, port), Cert: pki.server.CertFile, Key: pki.server.KeyFile,
+				ClientCAs: []string{pki.clientCA.File}, Namespace: "orders"}
+		})
 	}
-	first := &meshMember{name: "org1-a", org: "Org1MSP", data: filepath.Join(m.dir, "org1-a"), kmip: kcfg("127.0.0.1")}
-	m.restart(first)
-	second := &meshMember{name: "org1-b", org: "Org1MSP", data: filepath.Join(m.dir, "org1-b"), kmip: kcfg("127.0.0.2")}
-	m.restart(second)
+	first := m.Start("org1-a", "Org1MSP", kcfg("127.0.0.1"))
+	second := m.Start("org1-b", "Org1MSP", kcfg("127.0.0.2"))
 
-	c1, err := dialKMIP(t, first.n.KMIPAddr(), pki, pki.mongo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c1 := pki.dial(t, first.Node.KMIPAddr())
 	defer c1.Close()
-	cr := mustCall[*payloads.CreateResponsePayload](t, c1, &payloads.CreateRequestPayload{ObjectType: kmip.ObjectTypeSymmetricKey, TemplateAttribute: aesTemplate("orders-cmk", usageAll)})
+	tpl := kmip.TemplateAttribute{Attribute: []kmip.Attribute{
+		{AttributeName: kmip.AttributeNameCryptographicAlgorithm, AttributeValue: kmip.CryptographicAlgorithmAES},
+		{AttributeName: kmip.AttributeNameCryptographicLength, AttributeValue: int32(256)},
+		{AttributeName: kmip.AttributeNameCryptographicUsageMask, AttributeValue: kmip.CryptographicUsageEncrypt | kmip.CryptographicUsageDecrypt | kmip.CryptographicUsageExport},
+		{AttributeName: kmip.AttributeNameName, AttributeValue: kmip.Name{NameValue: "orders-cmk", NameType: kmip.NameTypeUninterpretedTextString}},
+	}}
+	cr := must[*payloads.CreateResponsePayload](t, c1, &payloads.CreateRequestPayload{ObjectType: kmip.ObjectTypeSymmetricKey, TemplateAttribute: tpl})
 	id := cr.UniqueIdentifier
-	mustCall[*payloads.ActivateResponsePayload](t, c1, &payloads.ActivateRequestPayload{UniqueIdentifier: id})
-	if _, err := first.admin.CreateGrant(context.Background(), apiv1.CreateGrantRequest{Key: id, Party: "kmip:mongo", Ops: []string{"export"}}); err != nil {
+	must[*payloads.ActivateResponsePayload](t, c1, &payloads.ActivateRequestPayload{UniqueIdentifier: id})
+	if _, err := first.Admin.CreateGrant(context.Background(), apiv1.CreateGrantRequest{Key: id, Party: "kmip:mongo", Ops: []string{"export"}}); err != nil {
 		t.Fatal(err)
 	}
-	enc := mustCall[*payloads.EncryptResponsePayload](t, c1, &payloads.EncryptRequestPayload{UniqueIdentifier: id, Data: []byte("written at the first node")})
-	got1 := mustCall[*payloads.GetResponsePayload](t, c1, &payloads.GetRequestPayload{UniqueIdentifier: id})
+	enc := must[*payloads.EncryptResponsePayload](t, c1, &payloads.EncryptRequestPayload{UniqueIdentifier: id, Data: []byte("written at the first node")})
+	got1 := must[*payloads.GetResponsePayload](t, c1, &payloads.GetRequestPayload{UniqueIdentifier: id})
 	m1, _ := got1.Object.(*kmip.SymmetricKey).KeyMaterial()
 
 	// The second node serves the same object once the events arrive.
-	c2, err := dialKMIP(t, second.n.KMIPAddr(), pki, pki.mongo)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c2 := pki.dial(t, second.Node.KMIPAddr())
 	defer c2.Close()
-	eventually(t, 15*time.Second, "the key usable at the second node", func() bool {
+	nodetest.Eventually(t, 15*time.Second, "the key usable at the second node", func(context.Context) bool {
 		res, err := c2.Batch(context.Background(), &payloads.DecryptRequestPayload{UniqueIdentifier: id, Data: enc.Data,
 			IVCounterNonce: enc.IVCounterNonce, AuthenticatedEncryptionTag: enc.AuthenticatedEncryptionTag})
 		return err == nil && res[0].ResultStatus == kmip.ResultStatusSuccess
 	})
-	eventually(t, 15*time.Second, "the KMIP attributes and the export grant at the second node", func() bool {
-		loc, reason := call(t, c2, &payloads.LocateRequestPayload{Attribute: []kmip.Attribute{{AttributeName: kmip.AttributeNameName, AttributeValue: kmip.Name{NameValue: "orders-cmk"}}}})
+	nodetest.Eventually(t, 15*time.Second, "the KMIP attributes and the export grant at the second node", func(context.Context) bool {
+		loc, reason := try(t, c2, &payloads.LocateRequestPayload{Attribute: []kmip.Attribute{{AttributeName: kmip.AttributeNameName, AttributeValue: kmip.Name{NameValue: "orders-cmk"}}}})
 		if reason != 0 || !slices.Equal(loc.(*payloads.LocateResponsePayload).UniqueIdentifier, []string{id}) {
 			return false
 		}
-		_, reason = call(t, c2, &payloads.GetRequestPayload{UniqueIdentifier: id})
+		_, reason = try(t, c2, &payloads.GetRequestPayload{UniqueIdentifier: id})
 		return reason == 0
 	})
-	if st := stateOf(t, c2, id); st != kmip.StateActive {
-		t.Errorf("state at the second node = %v", st)
+	ga := must[*payloads.GetAttributesResponsePayload](t, c2, &payloads.GetAttributesRequestPayload{UniqueIdentifier: id, AttributeName: []kmip.AttributeName{kmip.AttributeNameState}})
+	if len(ga.Attribute) != 1 || ga.Attribute[0].AttributeValue != kmip.StateActive {
+		t.Errorf("state at the second node = %+v", ga.Attribute)
 	}
-	got2 := mustCall[*payloads.GetResponsePayload](t, c2, &payloads.GetRequestPayload{UniqueIdentifier: id})
+	got2 := must[*payloads.GetResponsePayload](t, c2, &payloads.GetRequestPayload{UniqueIdentifier: id})
 	if m2, _ := got2.Object.(*kmip.SymmetricKey).KeyMaterial(); len(m1) != 32 || !bytes.Equal(m1, m2) {
 		t.Error("the two nodes export different material for one KMIP object")
 	}
-	enc2 := mustCall[*payloads.EncryptResponsePayload](t, c2, &payloads.EncryptRequestPayload{UniqueIdentifier: id, Data: []byte("written at the second node")})
-	if d := mustCall[*payloads.DecryptResponsePayload](t, c1, &payloads.DecryptRequestPayload{UniqueIdentifier: id, Data: enc2.Data,
+	enc2 := must[*payloads.EncryptResponsePayload](t, c2, &payloads.EncryptRequestPayload{UniqueIdentifier: id, Data: []byte("written at the second node")})
+	if d := must[*payloads.DecryptResponsePayload](t, c1, &payloads.DecryptRequestPayload{UniqueIdentifier: id, Data: enc2.Data,
 		IVCounterNonce: enc2.IVCounterNonce, AuthenticatedEncryptionTag: enc2.AuthenticatedEncryptionTag}); string(d.Data) != "written at the second node" {
 		t.Errorf("first node decrypts the second's ciphertext as %q", d.Data)
 	}
@@ -124,7 +186,7 @@ func TestKMIPFailover(t *testing.T) {
 	for i, wantHost := range []string{"127.0.0.1", "127.0.0.2"} {
 		if i == 1 {
 			c1.Close()
-			first.stop()
+			first.Stop()
 		}
 		res := runPyKMIP(t, "use", env)
 		if res["host"] != wantHost || res["state"] != "ACTIVE" || res["local_decrypt"] != "written at the first node" ||

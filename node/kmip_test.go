@@ -19,6 +19,7 @@ import (
 
 	"github.com/keymesh/keymesh/kmip/kmiptest"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/client"
 )
 
 // kmipPKI is a server CA and certificate, a client CA with two clients
@@ -202,7 +203,10 @@ func TestKMIP(t *testing.T) {
 		t.Errorf("state after Activate = %s", ttlv.EnumStr(st))
 	}
 	// The key is a keymesh key, shown by the REST API.
-	rest := mustClient(t, n.URL(), admin)
+	rest, err := client.New(n.URL(), admin)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if k, err := rest.GetKey(context.Background(), id); err != nil || k.State != "active" {
 		t.Fatalf("REST GetKey(%s) = %+v, %v", id, k, err)
 	}

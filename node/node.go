@@ -21,8 +21,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -54,7 +52,6 @@ import (
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
-	"github.com/keymesh/keymesh/vault/transport"
 )
 
 // Version is the keymesh version reported by /v1/status.
@@ -203,18 +200,9 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	defer v.Close()
 	astore := v.Store() // identity and tokens are authenticated records too
 	// The node's signing key (its libp2p identity) and its KEM key for key
-	// transport, sealed in the vault like every other secret.
-	signPub, signPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return "", err
-	}
-	kemPriv, kemPub, err := transport.GenerateKey()
-	if err != nil {
-		return "", err
-	}
-	err = errors.Join(v.SealSecret(secretSignKey, signPriv.Seed()), v.SealSecret(secretKEMKey, kemPriv))
-	clear(signPriv)
-	clear(kemPriv)
+	// transport, made and sealed inside the vault: only their public halves
+	// come out.
+	signPub, kemPub, err := v.GenerateNodeKeys()
 	if err != nil {
 		return "", fmt.Errorf("node: init: %w", err)
 	}
@@ -653,14 +641,13 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 // openMesh opens the event log and the mesh membership of a node
 // initialised with a genesis.
 func (n *Node) openMesh(g *event.Genesis) (*meshNet, error) {
-	seed, err := n.vault.OpenSecret(secretSignKey)
+	sign, err := n.vault.Signer() // the private half stays in the vault
 	if err != nil {
 		return nil, fmt.Errorf("node: signing key: %w", err)
 	}
-	sign := ed25519.NewKeyFromSeed(seed)
-	clear(seed)
 	pid, _, err := peerIDOf(sign)
 	if err != nil {
+		sign.Destroy()
 		return nil, fmt.Errorf("node: peer id: %w", err)
 	}
 	events := prometheus.NewCounterVec(prometheus.CounterOpts{

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"bytes"
@@ -13,56 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/nodetest"
 )
-
-// startNode initialises (if needed) and serves a real node on 127.0.0.1 in
-// dir, and returns its URL, the admin token and a stop function.
-func startNode(t *testing.T, dir string) (string, string, func()) {
-	t.Helper()
-	cfg := Config{DataDir: dir, Listen: "127.0.0.1:0", RotationGrace: time.Millisecond}
-	if !Initialized(dir) {
-		if _, err := Init(cfg, AdminTokenFile(dir)); err != nil {
-			t.Fatalf("Init() error = %v", err)
-		}
-	}
-	admin, err := os.ReadFile(AdminTokenFile(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := Open(cfg, nil)
-	if err != nil {
-		t.Fatalf("Open() error = %v", err)
-	}
-	if err := n.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Serve(ctx) }()
-	stop := func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Serve() error = %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("node did not stop within 15s")
-		}
-	}
-	return n.URL(), strings.TrimSpace(string(admin)), stop
-}
-
-func mustClient(t *testing.T, url, tok string) *client.Client {
-	t.Helper()
-	c, err := client.New(url, tok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
 
 func wantCode(t *testing.T, what string, err error, code string) {
 	t.Helper()
@@ -78,11 +33,12 @@ const canary = "CANARY-7f3a9c41-do-not-store"
 // destroy; then checks the audit chain, that no file under the data
 // directory holds the canary plaintext, and that state survives a restart.
 func TestEndToEnd(t *testing.T) {
-	dir := t.TempDir()
-	url, adminTok, stop := startNode(t, dir)
+	t.Parallel()
+	nd := nodetest.Start(t)
+	dir, url, adminTok := nd.DataDir, nd.URL, nd.AdminToken
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	admin := mustClient(t, url, adminTok)
+	admin := nd.Admin
 
 	if _, err := admin.CreateKey(ctx, apiv1.CreateKeyRequest{Name: "demo/ssn"}); err != nil {
 		t.Fatalf("CreateKey error = %v", err)
@@ -100,8 +56,8 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := mustClient(t, url, appTok.Token)
-	other := mustClient(t, url, otherTok.Token)
+	app := nd.NewClient(appTok.Token)
+	other := nd.NewClient(otherTok.Token)
 	fieldCtx := map[string]string{"field": "ssn"}
 
 	_, _, err = app.EncryptValue(ctx, "demo/ssn", []byte(canary), fieldCtx, "")
@@ -124,9 +80,9 @@ func TestEndToEnd(t *testing.T) {
 	wantCode(t, "Decrypt(wrong context)", err, apiv1.CodeDecryptionFailed)
 	_, err = other.DecryptValue(ctx, env, fieldCtx)
 	wantCode(t, "Decrypt(token without grant)", err, apiv1.CodeNotGranted)
-	_, err = mustClient(t, url, "").DecryptValue(ctx, env, fieldCtx)
+	_, err = nd.NewClient("").DecryptValue(ctx, env, fieldCtx)
 	wantCode(t, "Decrypt(no token)", err, apiv1.CodeUnauthenticated)
-	_, err = mustClient(t, url, "kmt_0000000000000000_AAAA").DecryptValue(ctx, env, fieldCtx)
+	_, err = nd.NewClient("kmt_0000000000000000_AAAA").DecryptValue(ctx, env, fieldCtx)
 	wantCode(t, "Decrypt(unknown token)", err, apiv1.CodeUnauthenticated)
 	_, err = admin.DecryptValue(ctx, env, fieldCtx)
 	wantCode(t, "Decrypt(admin token, separation of duties)", err, apiv1.CodeNotGranted)
@@ -202,7 +158,7 @@ func TestEndToEnd(t *testing.T) {
 			t.Errorf("/metrics leaks a secret")
 		}
 	}
-	stop()
+	nd.Stop()
 
 	// No file under the data directory holds the canary or a client token.
 	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -226,9 +182,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Restart on the same data: keys, grants and tokens are still there.
-	url, _, stop = startNode(t, dir)
-	defer stop()
-	admin = mustClient(t, url, adminTok)
+	nd.Restart()
+	admin = nd.Admin
 	if k, err := admin.GetKey(ctx, "demo/kept"); err != nil || k.State != "active" {
 		t.Errorf("GetKey after restart = %+v, %v", k, err)
 	}
@@ -241,53 +196,57 @@ func TestEndToEnd(t *testing.T) {
 }
 
 func TestOpenUninitialised(t *testing.T) {
-	_, err := Open(Config{DataDir: t.TempDir()}, nil)
-	if !errors.Is(err, ErrNotInitialized) {
-		t.Errorf("Open(empty dir) error = %v, want %v", err, ErrNotInitialized)
+	t.Parallel()
+	_, err := node.Open(node.Config{DataDir: t.TempDir()}, nil)
+	if !errors.Is(err, node.ErrNotInitialized) {
+		t.Errorf("node.Open(empty dir) error = %v, want %v", err, node.ErrNotInitialized)
 	}
 }
 
 func TestInitTwice(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	if _, err := Init(Config{DataDir: dir}, ""); err != nil {
+	if _, err := node.Init(node.Config{DataDir: dir}, ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Init(Config{DataDir: dir}, ""); !errors.Is(err, ErrAlreadyInitialized) {
-		t.Errorf("Init twice error = %v, want %v", err, ErrAlreadyInitialized)
+	if _, err := node.Init(node.Config{DataDir: dir}, ""); !errors.Is(err, node.ErrAlreadyInitialized) {
+		t.Errorf("Init twice error = %v, want %v", err, node.ErrAlreadyInitialized)
 	}
 }
 
 func TestWrongMasterKeyFailsAtStart(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
-	if _, err := Init(Config{DataDir: dir}, ""); err != nil {
+	if _, err := node.Init(node.Config{DataDir: dir}, ""); err != nil {
 		t.Fatal(err)
 	}
 	other := filepath.Join(t.TempDir(), "other.key")
 	if err := os.WriteFile(other, bytes.Repeat([]byte{1}, 32), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(Config{DataDir: dir, MasterKeyFile: other}, nil)
+	_, err := node.Open(node.Config{DataDir: dir, MasterKeyFile: other}, nil)
 	if err == nil || !strings.Contains(err.Error(), "wrong master secret") {
-		t.Errorf("Open(wrong master key) error = %v, want wrong master secret", err)
+		t.Errorf("node.Open(wrong master key) error = %v, want wrong master secret", err)
 	}
 }
 
 func TestPassphraseNode(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	pf := filepath.Join(t.TempDir(), "pass")
 	if err := os.WriteFile(pf, []byte("a long enough passphrase\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{DataDir: dir, PassphraseFile: pf, PBKDF2Iterations: 1000}
-	if _, err := Init(cfg, ""); err != nil {
+	cfg := node.Config{DataDir: dir, PassphraseFile: pf, PBKDF2Iterations: 1000}
+	if _, err := node.Init(cfg, ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "master.key")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a passphrase node wrote master.key (stat error %v)", err)
 	}
-	n, err := Open(cfg, nil)
+	n, err := node.Open(cfg, nil)
 	if err != nil {
-		t.Fatalf("Open(passphrase) error = %v", err)
+		t.Fatalf("node.Open(passphrase) error = %v", err)
 	}
 	n.Close()
 }
@@ -295,20 +254,21 @@ func TestPassphraseNode(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name string
-		cfg  Config
+		cfg  node.Config
 		ok   bool
 	}{
-		{"ok/loopback", Config{DataDir: "d", Listen: "127.0.0.1:1"}, true},
-		{"ok/ipv6-loopback", Config{DataDir: "d", Listen: "[::1]:1"}, true},
-		{"ok/tls", Config{DataDir: "d", Listen: "0.0.0.0:1", TLSCert: "c", TLSKey: "k"}, true},
-		{"ok/allow-plaintext", Config{DataDir: "d", Listen: "0.0.0.0:1", AllowPlaintext: true}, true},
-		{"fail/plaintext-public", Config{DataDir: "d", Listen: "0.0.0.0:1"}, false},
-		{"fail/no-data", Config{Listen: "127.0.0.1:1"}, false},
-		{"fail/half-tls", Config{DataDir: "d", Listen: "127.0.0.1:1", TLSCert: "c"}, false},
-		{"fail/log-level", Config{DataDir: "d", LogLevel: "loud"}, false},
+		{"ok/loopback", node.Config{DataDir: "d", Listen: "127.0.0.1:1"}, true},
+		{"ok/ipv6-loopback", node.Config{DataDir: "d", Listen: "[::1]:1"}, true},
+		{"ok/tls", node.Config{DataDir: "d", Listen: "0.0.0.0:1", TLSCert: "c", TLSKey: "k"}, true},
+		{"ok/allow-plaintext", node.Config{DataDir: "d", Listen: "0.0.0.0:1", AllowPlaintext: true}, true},
+		{"fail/plaintext-public", node.Config{DataDir: "d", Listen: "0.0.0.0:1"}, false},
+		{"fail/no-data", node.Config{Listen: "127.0.0.1:1"}, false},
+		{"fail/half-tls", node.Config{DataDir: "d", Listen: "127.0.0.1:1", TLSCert: "c"}, false},
+		{"fail/log-level", node.Config{DataDir: "d", LogLevel: "loud"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			tt.cfg.Defaults()
 			if err := tt.cfg.Validate(); (err == nil) != tt.ok {
 				t.Errorf("Validate() = %v, want ok=%v", err, tt.ok)

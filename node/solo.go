@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 	"github.com/keymesh/keymesh/mesh/member"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/enroll"
-	"github.com/keymesh/keymesh/policy"
 )
 
 // A node initialised without a genesis is a network of one: `keymesh init`
@@ -179,11 +177,6 @@ func (n *Node) registerSolo(m *member.Member, g *event.Genesis) error {
 // where the network id (hex) is the genesis's made for it.
 var upgradeKey = []byte("node/standalone-upgrade")
 
-const (
-	legacyGrantPrefix  = "policy/grant/"
-	legacyRevokePrefix = "policy/revoke/"
-)
-
 // upgradeState returns the upgrade record's state and network ("" if the
 // node was never standalone).
 func upgradeState(store kv.Store) (state, network string, err error) {
@@ -218,66 +211,16 @@ func (n *Node) startUpgrade() (*event.Genesis, error) {
 }
 
 // finishUpgrade issues the events of a standalone node's keys and grants
-// and deletes its old policy records.
+// (member.UpgradeStandalone) and marks the upgrade done.
 func (n *Node) finishUpgrade(m *member.Member, logger *slog.Logger) error {
-	legacy := policy.NewState()
-	var grantKeys, revokeKeys [][]byte
-	err := n.store.Scan([]byte(legacyGrantPrefix), func(k, v []byte) error {
-		var g policy.Grant
-		if err := json.Unmarshal(v, &g); err != nil {
-			return fmt.Errorf("decode %q: %w", k, err)
-		}
-		grantKeys = append(grantKeys, slices.Clone(k))
-		return legacy.AddGrant(g)
-	})
-	if err == nil {
-		err = n.store.Scan([]byte(legacyRevokePrefix), func(k, v []byte) error {
-			var r policy.Revocation
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("decode %q: %w", k, err)
-			}
-			revokeKeys = append(revokeKeys, slices.Clone(k))
-			return legacy.AddRevocation(r)
-		})
-	}
-	if err != nil {
-		return fmt.Errorf("node: upgrade: read grants: %w", err)
-	}
-	keys := 0
-	for _, k := range n.vault.List() {
-		done, err := m.Adopt(k)
-		if err != nil {
-			return fmt.Errorf("node: upgrade: key %q: %w", k.Name, err)
-		}
-		if done {
-			keys++
-		}
-	}
-	grants := 0
-	for _, st := range legacy.Grants("") {
-		if !st.InForce {
-			continue
-		}
-		g := st.Grant
-		old := g.ID
-		g.ID, g.Observed = "", nil
-		ng, err := m.Grant(g)
-		if err != nil {
-			return fmt.Errorf("node: upgrade: grant %s: %w", old, err)
-		}
-		logger.Info("upgrade: grant carried over", "old_id", old, "id", ng.ID, "key", g.Key, "party", g.Party)
-		grants++
-	}
-	err = n.store.Update(func(tx kv.Txn) error {
-		for _, k := range append(grantKeys, revokeKeys...) {
-			if err := tx.Delete(k); err != nil {
-				return err
-			}
-		}
-		return tx.Set(upgradeKey, []byte("done "+m.Log().Network().String()))
+	keys, grants, err := m.UpgradeStandalone(n.store, func(oldID, newID string) {
+		logger.Info("upgrade: grant carried over", "old_id", oldID, "id", newID)
 	})
 	if err != nil {
 		return fmt.Errorf("node: upgrade: %w", err)
+	}
+	if err := n.store.Update(func(tx kv.Txn) error { return tx.Set(upgradeKey, []byte("done "+m.Log().Network().String())) }); err != nil {
+		return fmt.Errorf("node: upgrade record: %w", err)
 	}
 	logger.Warn("standalone data directory upgraded to a network of one", "keys", keys, "grants", grants)
 	return nil

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"archive/tar"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/kv/badgerstore"
+	"github.com/keymesh/keymesh/node"
+	"github.com/keymesh/keymesh/node/nodetest"
 )
 
 // testdata/standalone-0.1.tgz is a data directory made by keymesh 0.1.0-dev
@@ -84,9 +86,12 @@ func unpackLegacy(t *testing.T) (data, app, env string) {
 func TestUpgradeStandaloneDataDirectory(t *testing.T) {
 	data, appTok, env := unpackLegacy(t)
 	ctx := context.Background()
+	n := nodetest.Start(t, nodetest.WithDataDir(data), nodetest.WithOrg("Org1MSP"))
 	for run := range 2 {
-		url, adminTok, stop := startNode(t, data)
-		admin, app := mustClient(t, url, adminTok), mustClient(t, url, appTok)
+		if run > 0 {
+			n.Restart()
+		}
+		admin, app := n.Admin, n.NewClient(appTok)
 
 		pt, err := app.DecryptValue(ctx, env, map[string]string{"field": "price"})
 		if err != nil || string(pt) != "4200" {
@@ -127,14 +132,14 @@ func TestUpgradeStandaloneDataDirectory(t *testing.T) {
 		if _, _, err := app.EncryptValue(ctx, "trade/price", []byte("4300"), map[string]string{"field": "price"}, ""); err != nil {
 			t.Errorf("run %d: encrypt after the upgrade: %v", run, err)
 		}
-		stop()
 	}
+	n.Stop()
 	for _, f := range []string{"genesis.json", "admin.key"} {
 		if st, err := os.Stat(filepath.Join(data, f)); err != nil || st.Mode().Perm() != 0o600 {
 			t.Errorf("%s after the upgrade: %v, %v; want a 0600 file", f, st, err)
 		}
 	}
-	db, err := badgerstore.Open(dbDir(data), nil)
+	db, err := badgerstore.Open(node.DBDir(data), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/keymesh/keymesh/gossip"
 )
 
 // antiEntropyLoop triggers a round with every connected peer every
@@ -450,10 +452,10 @@ func (ss *session) pull(ctx context.Context, theirs map[string]uint64) error {
 				}
 				for _, r := range deliverAll(ss.h.cfg.Log, f.events) {
 					switch r {
-					case Accept:
+					case gossip.Accept:
 						accepted++
 						pulled++
-					case Reject:
+					case gossip.Reject:
 						rejected++
 						skip[is] = true
 						ss.h.log.Warn("anti-entropy: peer served an event the log rejects", "peer", ss.peer.String(), "issuer", quoteIssuer(is))
@@ -496,10 +498,10 @@ func (ss *session) fetch(is string, after uint64, want int, accepted, pulled, re
 	}
 	for _, r := range deliverAll(ss.h.cfg.Log, f.events) {
 		switch r {
-		case Accept:
+		case gossip.Accept:
 			*accepted++
 			*pulled++
-		case Reject:
+		case gossip.Reject:
 			*rejected++
 			skip[is] = true
 		}
@@ -509,11 +511,11 @@ func (ss *session) fetch(is string, after uint64, want int, accepted, pulled, re
 
 // deliverAll delivers a pulled batch, in one call when the log can take a
 // batch (one durable write for all of it instead of one per event).
-func deliverAll(l Log, raws [][]byte) []Result {
+func deliverAll(l Log, raws [][]byte) []gossip.Verdict {
 	if bl, ok := l.(BatchLog); ok {
 		return bl.DeliverBatch(raws)
 	}
-	out := make([]Result, len(raws))
+	out := make([]gossip.Verdict, len(raws))
 	for i, raw := range raws {
 		out[i] = l.Deliver(raw)
 	}

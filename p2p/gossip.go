@@ -7,6 +7,8 @@ import (
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/keymesh/keymesh/gossip"
 )
 
 // validate is the topic validator. Every message — remote, or our own
@@ -22,30 +24,30 @@ func (h *Host) validate(_ context.Context, from peer.ID, msg *pubsub.Message) pu
 	if len(msg.Data) > h.cfg.MaxMessageSize {
 		if !local {
 			h.m.oversize.WithLabelValues("gossip").Inc()
-			h.m.gossip.WithLabelValues(Reject.String()).Inc()
+			h.m.gossip.WithLabelValues(gossip.Reject.String()).Inc()
 		}
 		return pubsub.ValidationReject
 	}
 	r := h.cfg.Log.Deliver(msg.Data)
 	if local {
-		if r == Reject {
+		if r == gossip.Reject {
 			return pubsub.ValidationReject
 		}
 		return pubsub.ValidationAccept
 	}
 	switch r {
-	case Accept:
-		h.m.gossip.WithLabelValues(Accept.String()).Inc()
+	case gossip.Accept:
+		h.m.gossip.WithLabelValues(gossip.Accept.String()).Inc()
 		return pubsub.ValidationAccept
-	case Reject:
-		h.m.gossip.WithLabelValues(Reject.String()).Inc()
+	case gossip.Reject:
+		h.m.gossip.WithLabelValues(gossip.Reject.String()).Inc()
 		h.log.Debug("gossip message rejected", "from", from.String(), "author", msg.GetFrom().String())
 		return pubsub.ValidationReject
 	default:
 		// A duplicate, or an event whose predecessors we lack: the peer that
 		// forwarded it accepted it, so it holds them. Pull them now rather
 		// than at the next periodic round.
-		h.m.gossip.WithLabelValues(Ignore.String()).Inc()
+		h.m.gossip.WithLabelValues(gossip.Ignore.String()).Inc()
 		h.trigger(from)
 		return pubsub.ValidationIgnore
 	}

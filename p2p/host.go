@@ -6,7 +6,7 @@
 // Start with [New] and a [Config]. The package knows nothing of the event
 // format, the vault or the policy: every event, whether it arrives by gossip,
 // in an anti-entropy batch or from a local publish, is judged by the node's
-// [Log], whose [Result] decides what gossipsub does with it (deliver and
+// [Log], whose [gossip.Verdict] decides what gossipsub does with it (deliver and
 // forward, drop, or drop and penalise the sender). Because the log stores an
 // event inside the gossip validator, an event is stored before this node
 // forwards it.
@@ -45,56 +45,22 @@ import (
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keymesh/keymesh/gossip"
 )
-
-// Result is a validator's verdict, with gossipsub's meaning.
-type Result int
-
-// The values of Result. Their numeric values are part of the API.
-const (
-	// Accept delivers the event and forwards it.
-	Accept Result = iota
-	// Ignore drops the event without penalising the sender: duplicates, and
-	// events whose dependencies are not known yet.
-	Ignore
-	// Reject drops the event and penalises the sender: bad signature, foreign
-	// network, unauthorised operation.
-	Reject
-)
-
-// String returns "accept", "ignore" or "reject".
-func (r Result) String() string {
-	switch r {
-	case Accept:
-		return "accept"
-	case Ignore:
-		return "ignore"
-	case Reject:
-		return "reject"
-	}
-	return fmt.Sprintf("Result(%d)", int(r))
-}
 
 // BatchLog is a Log that can also take a batch of events in order, storing
 // them with one durable write; anti-entropy uses it when the Log has it.
 // The results are as if each event were Delivered in turn.
 type BatchLog interface {
 	Log
-	DeliverBatch(raws [][]byte) []Result
-}
-
-// Want is a range of an issuer's items to request from every peer in every
-// round, whatever the peer's summary says.
-type Want struct {
-	Issuer string
-	After  uint64
-	Max    int
+	DeliverBatch(raws [][]byte) []gossip.Verdict
 }
 
 // Wanter is implemented by a Log that asks peers for more than their
 // summaries advertise (the mesh: the events that locate an equivocation).
 type Wanter interface {
-	Wants() []Want
+	Wants() []gossip.Want
 }
 
 // Log is the node's event log. All methods are safe for concurrent use.
@@ -102,7 +68,7 @@ type Log interface {
 	// Deliver validates, durably stores and applies one raw event (from
 	// gossip, a pulled batch or a local publish) and returns the verdict. It
 	// must be idempotent.
-	Deliver(raw []byte) Result
+	Deliver(raw []byte) gossip.Verdict
 	// Summary returns, per issuer (opaque string id), the highest sequence
 	// number up to which this node holds every event of that issuer. An id
 	// with a ':' names a single item (such as equivocation evidence) whose
@@ -116,7 +82,9 @@ type Log interface {
 
 // Config configures a [Host]. Zero values take the documented defaults.
 type Config struct {
-	// Identity is the libp2p Ed25519 identity, persisted by the caller.
+	// Identity is the libp2p Ed25519 identity, persisted by the caller:
+	// a node's is a [SignerKey] over its vault's signer, whose private half
+	// never leaves the vault.
 	Identity crypto.PrivKey
 	// Listen holds the multiaddrs to listen on, e.g. /ip4/127.0.0.1/tcp/0
 	// and /ip4/127.0.0.1/udp/0/quic-v1. Only TCP and QUIC are supported.
@@ -219,16 +187,19 @@ type PeerInfo struct {
 // Host is a running libp2p host joined to the gossip topic and serving the
 // anti-entropy protocol. Its methods are safe for concurrent use.
 type Host struct {
-	gate  *gate
-	cfg   Config
-	log   *slog.Logger
-	m     *metrics
-	host  host.Host
-	ps    *pubsub.PubSub
-	topic *pubsub.Topic
-	sub   *pubsub.Subscription
-	mdns  mdns.Service
-	mesh  *meshTracer
+	gate *gate
+	cfg  Config
+	log  *slog.Logger
+	m    *metrics
+	host host.Host
+	// closeQUIC closes the QUIC connection manager New made for a
+	// SignerKey identity (libp2p closes its own default one).
+	closeQUIC func() error
+	ps        *pubsub.PubSub
+	topic     *pubsub.Topic
+	sub       *pubsub.Subscription
+	mdns      mdns.Service
+	mesh      *meshTracer
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -340,17 +311,29 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		libp2p.ConnectionManager(cm),
 		// The resource manager takes libp2p's defaults.
 	}
-	if cfg.Registerer != nil {
-		opts = append(opts, libp2p.PrometheusRegisterer(cfg.Registerer))
-	} else {
+	reg := cfg.Registerer
+	if reg == nil {
 		// Not libp2p.DisableMetrics: in go-libp2p v0.51.0 the event bus then
 		// still registers its collectors on prometheus.DefaultRegisterer. A
 		// private registry keeps libp2p's metrics out of sight instead.
-		opts = append(opts, libp2p.PrometheusRegisterer(prometheus.NewRegistry()))
+		reg = prometheus.NewRegistry()
+	}
+	opts = append(opts, libp2p.PrometheusRegisterer(reg))
+	// An identity held by a signer (SignerKey) refuses Raw, from which
+	// libp2p would derive the QUIC keys: derive them through the signer.
+	closeQUIC := func() error { return nil }
+	reset, token, held, err := quicKeys(cfg.Identity)
+	if err != nil {
+		_ = cm.Close()
+		return nil, fmt.Errorf("p2p: identity: %w", err)
+	}
+	if held {
+		opts = append(opts, quicReuse(reset, token, reg, &closeQUIC))
 	}
 	lh, err := libp2p.New(opts...)
 	if err != nil {
 		_ = cm.Close()
+		_ = closeQUIC()
 		return nil, fmt.Errorf("p2p: libp2p host: %w", err)
 	}
 
@@ -360,6 +343,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 		log:         cfg.Logger.With("component", "p2p"),
 		m:           m,
 		host:        lh,
+		closeQUIC:   closeQUIC,
 		ctx:         hctx,
 		cancel:      cancel,
 		known:       make(map[peer.ID]*peerState),
@@ -371,6 +355,7 @@ func New(ctx context.Context, cfg Config) (*Host, error) {
 	fail := func(err error) (*Host, error) {
 		cancel()
 		_ = lh.Close()
+		_ = closeQUIC()
 		return nil, err
 	}
 
@@ -591,7 +576,7 @@ func (h *Host) Close() error {
 			// the topic goes away with pubsub's context anyway.
 			_ = h.topic.Close()
 		}
-		errs = append(errs, h.host.Close())
+		errs = append(errs, h.host.Close(), h.closeQUIC())
 		h.wg.Wait()
 		h.closeErr = errors.Join(errs...)
 		h.log.Info("p2p host closed")

@@ -17,6 +17,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/keymesh/keymesh/gossip"
 )
 
 const (
@@ -110,7 +112,7 @@ func waitTopicPeers(t testing.TB, n *node, want ...*node) {
 // publish delivers raw to n's log and publishes it, as a node does.
 func publish(t testing.TB, n *node, raw []byte) {
 	t.Helper()
-	if r := n.log.Deliver(raw); r != Accept {
+	if r := n.log.Deliver(raw); r != gossip.Accept {
 		t.Fatalf("Deliver(%q) = %v, want accept", raw, r)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -165,6 +167,7 @@ func line(t testing.TB, edit func(*Config)) (a, b, c *node) {
 }
 
 func TestGossipAlongLine(t *testing.T) {
+	t.Parallel()
 	a, b, c := line(t, func(cfg *Config) { cfg.AntiEntropyInterval = time.Hour })
 	if slices.Contains(a.Host.host.Network().Peers(), c.ID()) {
 		t.Fatal("A and C are directly connected; the test needs a line")
@@ -214,6 +217,7 @@ func TestGossipAlongLine(t *testing.T) {
 }
 
 func TestPublishWithoutPeersIsCounted(t *testing.T) {
+	t.Parallel()
 	a := startNode(t, newMemLog(), nil, nil)
 	publish(t, a, ev("A", 1, "lonely"))
 	if got := value(t, a.m.publish.WithLabelValues("no_peers")); got != 1 {
@@ -228,6 +232,7 @@ func TestPublishWithoutPeersIsCounted(t *testing.T) {
 }
 
 func TestRestartCatchesUp(t *testing.T) {
+	t.Parallel()
 	a, b, c := line(t, nil)
 	cKey, cLog := c.key, c.log
 	if err := c.Close(); err != nil {
@@ -251,18 +256,19 @@ func TestRestartCatchesUp(t *testing.T) {
 }
 
 func TestLateJoinerGetsHistory(t *testing.T) {
+	t.Parallel()
 	// Small frames: batches are cut by size, not only by count.
 	small := func(cfg *Config) { cfg.MaxMessageSize = 8 << 10 }
 	a := startNode(t, newMemLog(), nil, small)
 	b := startNode(t, newMemLog(), nil, func(cfg *Config) { small(cfg); bootstrapTo(a)(cfg) })
 	payload := strings.Repeat("x", 100)
 	for i := uint64(1); i <= 300; i++ {
-		if r := a.log.Deliver(ev("A", i, payload)); r != Accept {
+		if r := a.log.Deliver(ev("A", i, payload)); r != gossip.Accept {
 			t.Fatalf("Deliver = %v", r)
 		}
 	}
 	for i := uint64(1); i <= 10; i++ {
-		if r := b.log.Deliver(ev("B", i, payload)); r != Accept {
+		if r := b.log.Deliver(ev("B", i, payload)); r != gossip.Accept {
 			t.Fatalf("Deliver = %v", r)
 		}
 	}
@@ -281,6 +287,7 @@ func TestLateJoinerGetsHistory(t *testing.T) {
 }
 
 func TestRejectIsNotForwarded(t *testing.T) {
+	t.Parallel()
 	a, b, c := line(t, func(cfg *Config) { cfg.AntiEntropyInterval = time.Hour })
 	a.log.mu.Lock()
 	a.log.acceptAll = true // a faulty node that publishes what others reject
@@ -312,6 +319,7 @@ func TestRejectIsNotForwarded(t *testing.T) {
 }
 
 func TestOversizeRefused(t *testing.T) {
+	t.Parallel()
 	// Y accepts events of at most 1 KiB; X, misconfigured, sends bigger ones.
 	y := startNode(t, newMemLog(), nil, func(cfg *Config) { cfg.MaxMessageSize = 1 << 10 })
 	x := startNode(t, newMemLog(), nil, func(cfg *Config) {
@@ -396,6 +404,7 @@ func ourGoroutines() string {
 }
 
 func TestInboundRoundsAreRateLimited(t *testing.T) {
+	t.Parallel()
 	a := startNode(t, newMemLog(), nil, nil)
 	p := peer.ID("peer-1")
 	if !a.admitInbound(p) {
@@ -430,6 +439,7 @@ func TestInboundRoundsAreRateLimited(t *testing.T) {
 }
 
 func TestBootstrapRedialsAfterPeerRestart(t *testing.T) {
+	t.Parallel()
 	bLog, bKey := newMemLog(), newKey(t)
 	b := startNode(t, bLog, bKey, func(cfg *Config) { cfg.Listen = []string{"/ip4/127.0.0.1/tcp/0"} })
 	addr := b.Addrs()
@@ -455,6 +465,7 @@ func TestBootstrapRedialsAfterPeerRestart(t *testing.T) {
 }
 
 func TestConfigValidation(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	key := newKey(t)
 	tests := []struct {
@@ -478,6 +489,7 @@ func TestConfigValidation(t *testing.T) {
 }
 
 func TestMetricsOnRegisterer(t *testing.T) {
+	t.Parallel()
 	reg := prometheus.NewRegistry()
 	key := newKey(t)
 	for range 2 { // a restart on the same registry reuses the collectors

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/keymesh/keymesh/gossip"
 )
 
 // memLog is an in-memory Log for tests. Events are "issuer|seq|payload"; an
@@ -37,7 +39,7 @@ func parseEv(raw []byte) (issuer string, seq uint64, payload string, ok bool) {
 	return parts[0], seq, parts[2], true
 }
 
-func (l *memLog) Deliver(raw []byte) Result {
+func (l *memLog) Deliver(raw []byte) gossip.Verdict {
 	issuer, seq, payload, ok := parseEv(raw)
 	l.mu.Lock()
 	if l.acceptAll {
@@ -45,21 +47,21 @@ func (l *memLog) Deliver(raw []byte) Result {
 			l.events[issuer] = append(l.events[issuer], append([]byte(nil), raw...))
 		}
 		l.mu.Unlock()
-		return Accept
+		return gossip.Accept
 	}
 	if !ok || strings.HasPrefix(payload, "bad") {
 		l.rejects++
 		l.mu.Unlock()
-		return Reject
+		return gossip.Reject
 	}
 	have := uint64(len(l.events[issuer]))
 	switch {
 	case seq <= have:
 		l.mu.Unlock()
-		return Ignore // duplicate
+		return gossip.Ignore // duplicate
 	case seq > have+1:
 		l.mu.Unlock()
-		return Ignore // gap: predecessors unknown
+		return gossip.Ignore // gap: predecessors unknown
 	}
 	l.events[issuer] = append(l.events[issuer], append([]byte(nil), raw...))
 	cb := l.onAccept
@@ -67,7 +69,7 @@ func (l *memLog) Deliver(raw []byte) Result {
 	if cb != nil {
 		cb(issuer, seq, raw)
 	}
-	return Accept
+	return gossip.Accept
 }
 
 func (l *memLog) Summary() map[string]uint64 {

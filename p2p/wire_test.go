@@ -21,6 +21,7 @@ func mustHex(t testing.TB, s string) []byte {
 
 // Known-answer vectors pin the wire format.
 func TestFrameVectors(t *testing.T) {
+	t.Parallel()
 	sum, _ := encodeSummary(map[string]uint64{"b": 300, "a": 1, "zero": 0}, 1<<20)
 	vectors := []struct {
 		name string
@@ -40,6 +41,7 @@ func TestFrameVectors(t *testing.T) {
 }
 
 func TestDecodeFrame(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		hex  string
@@ -84,6 +86,7 @@ func TestDecodeFrame(t *testing.T) {
 }
 
 func TestEncodeSummaryTruncates(t *testing.T) {
+	t.Parallel()
 	s := map[string]uint64{}
 	for i := range 200 {
 		s[strings.Repeat("i", 1+i%50)+string(rune('a'+i%26))+strings.Repeat("x", i)] = uint64(i + 1)
@@ -107,6 +110,7 @@ func TestEncodeSummaryTruncates(t *testing.T) {
 }
 
 func TestEncodeBatchCutsBySize(t *testing.T) {
+	t.Parallel()
 	evs := [][]byte{bytes.Repeat([]byte("a"), 400), bytes.Repeat([]byte("b"), 400), bytes.Repeat([]byte("c"), 400)}
 	body, n := encodeBatch(evs, 1000)
 	if n != 2 || len(body) > 1000 {
@@ -118,6 +122,7 @@ func TestEncodeBatchCutsBySize(t *testing.T) {
 }
 
 func TestFrameIOLimits(t *testing.T) {
+	t.Parallel()
 	var buf bytes.Buffer
 	w := newFrameIO(&buf, 1<<20)
 	if err := w.write(encodeRequest("issuer", 1, 2)); err != nil {

@@ -106,6 +106,26 @@ func (s *State) decide(p Principal, key string, op Op, at time.Time) Decision {
 				best, bestRank = ge, r
 			}
 		}
+		if bestRank > rankRevoked {
+			continue // no ended grant can do better
+		}
+		// The ended grants only name the reason of a denial. They are
+		// sorted by ID, so the first that applies is the one to name
+		// among them, and a pair's history is walked only on a denial
+		// and only up to the first ended grant of the caller's custodian
+		// that has op.
+		for _, ge := range pe.ended {
+			if p.Custodian != "" && ge.g.Custodian != "" && ge.g.Custodian != p.Custodian && party.Kind() != KindOrg {
+				continue
+			}
+			r := ge.rank(op, at)
+			if r > bestRank || r == bestRank && ge.g.ID < best.g.ID {
+				best, bestRank = ge, r
+			}
+			if r == rankRevoked {
+				break
+			}
+		}
 	}
 	d := Decision{Key: key, Op: op}
 	switch bestRank {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -23,16 +24,57 @@ type State struct {
 }
 
 // pairEntry holds what the state knows of one (key, party).
+//
+// A grant that a revocation ended stays ended whatever is added later
+// (remove-wins), so the pair keeps its live grants apart from its ended
+// ones: a decision, a revocation and a new grant walk the live grants
+// only, whatever the pair's history.
 type pairEntry struct {
-	grants []*grantEntry // sorted by ID
+	grants []*grantEntry // not revoked, sorted by ID
+	ended  []*grantEntry // revoked, sorted by ID; their Observed is dropped
 	revs   []string      // IDs of the revocations of this pair, sorted
 }
 
 type grantEntry struct {
-	g       Grant  // normal form
+	g       Grant  // normal form; Observed is nil once revoked (see obs)
 	revoked bool   // some revocation of the pair is not in g.Observed
 	reason  string // "grant <id>", built once so that Decide allocates nothing
+	// obs is the SHA-256 of the grant's Observed set (its sorted IDs,
+	// each length-prefixed) and nobs its size: what comparing a re-added
+	// grant and [State.Canonical] need once Observed itself is dropped.
+	// A revoked grant's Observed can no longer matter to any decision,
+	// and it is what made a pair granted and revoked n times hold O(n²)
+	// IDs (each new grant observes every earlier revocation).
+	obs  [32]byte
+	nobs int
 }
+
+// observedDigest returns the digest a grantEntry keeps of a sorted Observed.
+func observedDigest(obs []string) [32]byte {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	for _, id := range obs {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(id)))])
+		h.Write([]byte(id))
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// end marks the grant at index i of pe's live grants revoked and moves it
+// to pe's ended grants, dropping its Observed. The caller holds the write
+// lock.
+func (s *State) end(pe *pairEntry, i int) {
+	ge := pe.grants[i]
+	ge.revoked = true
+	ge.g.Observed = nil
+	pe.grants = slices.Delete(pe.grants, i, i+1)
+	j, _ := slices.BinarySearchFunc(pe.ended, ge.g.ID, compareEntryID)
+	pe.ended = slices.Insert(pe.ended, j, ge)
+}
+
+func compareEntryID(e *grantEntry, id string) int { return cmp.Compare(e.g.ID, id) }
 
 // NewState returns an empty state.
 func NewState() *State {
@@ -100,23 +142,26 @@ func (s *State) AddGrant(g Grant) error {
 	g = g.normal()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	obs := observedDigest(g.Observed)
 	if old, ok := s.grants[scoped(g.Key, g.ID)]; ok {
-		if sameGrant(old.g, g) {
+		a, b := old.g, g
+		a.Observed, b.Observed = nil, nil
+		if sameGrant(a, b) && old.obs == obs && old.nobs == len(g.Observed) {
 			return nil
 		}
 		return fmt.Errorf("%w: grant %s is held with a different content", ErrConflict, quote(g.ID))
 	}
 	pe := s.pair(g.Key, g.Party)
-	ge := &grantEntry{
-		g:       g,
-		revoked: !observesAll(g.Observed, pe.revs),
-		reason:  "grant " + g.ID,
-	}
+	ge := &grantEntry{g: g, reason: "grant " + g.ID, obs: obs, nobs: len(g.Observed)}
 	s.grants[scoped(g.Key, g.ID)] = ge
-	i, _ := slices.BinarySearchFunc(pe.grants, g.ID, func(e *grantEntry, id string) int {
-		return cmp.Compare(e.g.ID, id)
-	})
-	pe.grants = slices.Insert(pe.grants, i, ge)
+	if observesAll(g.Observed, pe.revs) {
+		i, _ := slices.BinarySearchFunc(pe.grants, g.ID, compareEntryID)
+		pe.grants = slices.Insert(pe.grants, i, ge)
+	} else {
+		ge.revoked, ge.g.Observed = true, nil
+		i, _ := slices.BinarySearchFunc(pe.ended, g.ID, compareEntryID)
+		pe.ended = slices.Insert(pe.ended, i, ge)
+	}
 	return nil
 }
 
@@ -142,10 +187,9 @@ func (s *State) AddRevocation(r Revocation) error {
 	pe := s.pair(r.Key, r.Party)
 	i, _ := slices.BinarySearch(pe.revs, r.ID)
 	pe.revs = slices.Insert(pe.revs, i, r.ID)
-	for _, ge := range pe.grants {
-		if !ge.revoked {
-			_, found := slices.BinarySearch(ge.g.Observed, r.ID)
-			ge.revoked = !found
+	for i := len(pe.grants) - 1; i >= 0; i-- {
+		if _, found := slices.BinarySearch(pe.grants[i].g.Observed, r.ID); !found {
+			s.end(pe, i)
 		}
 	}
 	return nil
@@ -252,9 +296,11 @@ func (s *State) list(key string, judge func(*grantEntry) (bool, string)) []Statu
 	var out []Status
 	add := func(byParty map[Party]*pairEntry) {
 		for _, pe := range byParty {
-			for _, ge := range pe.grants {
-				inForce, reason := judge(ge)
-				out = append(out, Status{Grant: ge.g.clone(), InForce: inForce, Reason: reason})
+			for _, set := range [][]*grantEntry{pe.grants, pe.ended} {
+				for _, ge := range set {
+					inForce, reason := judge(ge)
+					out = append(out, Status{Grant: ge.g.clone(), InForce: inForce, Reason: reason})
+				}
 			}
 		}
 	}
@@ -275,6 +321,46 @@ func (s *State) list(key string, judge func(*grantEntry) (bool, string)) []Statu
 		)
 	})
 	return out
+}
+
+// StatusAt returns the grant of key with the given ID judged at time at
+// as [State.GrantsAt] would, without listing the key's other grants: what
+// a node answers for the grant it has just issued. A revoked grant comes
+// without its Observed set (the state drops it: revoked is final).
+func (s *State) StatusAt(key, id string, at time.Time) (Status, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ge, ok := s.grants[scoped(key, id)]
+	if !ok {
+		return Status{}, false
+	}
+	st := Status{Grant: ge.g.clone(), InForce: true}
+	switch {
+	case ge.revoked:
+		st.InForce, st.Reason = false, StatusRevoked
+	case timeCheck(&ge.g, at) == rankExpired:
+		st.InForce, st.Reason = false, StatusExpired
+	case timeCheck(&ge.g, at) == rankNotYetValid:
+		st.InForce, st.Reason = false, StatusNotYetValid
+	}
+	return st, true
+}
+
+// InForceAt counts the grants of (key, p) in force at time at: what a
+// revocation of the pair issued now ends. It walks the pair's live grants
+// only, not its history.
+func (s *State) InForceAt(key string, p Party, at time.Time) int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	if pe := s.keys[key][p]; pe != nil {
+		for _, ge := range pe.grants {
+			if timeCheck(&ge.g, at) == rankAllowed {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // Revocations lists the revocations of key, or of every key if key is "",
@@ -310,6 +396,9 @@ func (s *State) DropKey(key string) {
 		for _, ge := range pe.grants {
 			delete(s.grants, scoped(key, ge.g.ID))
 		}
+		for _, ge := range pe.ended {
+			delete(s.grants, scoped(key, ge.g.ID))
+		}
 		for _, id := range pe.revs {
 			delete(s.revs, scoped(key, id))
 		}
@@ -319,7 +408,7 @@ func (s *State) DropKey(key string) {
 
 // canonicalMagic starts every Canonical encoding; its last byte is the
 // encoding version.
-const canonicalMagic = "keymesh/policy/state\x00\x01"
+const canonicalMagic = "keymesh/policy/state\x00\x02"
 
 // Canonical returns a deterministic encoding of the whole state, for
 // comparing or hashing the states of two nodes: two States holding the same
@@ -327,7 +416,8 @@ const canonicalMagic = "keymesh/policy/state\x00\x01"
 // added in. It encodes the grants sorted by ID, then the revocations sorted
 // by ID, every string length-prefixed (uvarint), every time as a presence
 // byte then Unix seconds (8 bytes, big endian) and nanoseconds (4 bytes),
-// and each Observed set sorted. Only the fold's inputs are encoded: whether
+// and each Observed set as its size then the SHA-256 of its sorted,
+// length-prefixed IDs (the state keeps no revoked grant's Observed). Only the fold's inputs are encoded: whether
 // a grant is in force follows from them. It is not a wire format and has no
 // parser.
 func (s *State) Canonical() []byte {
@@ -347,7 +437,8 @@ func (s *State) Canonical() []byte {
 	b := []byte(canonicalMagic)
 	b = binary.AppendUvarint(b, uint64(len(gids)))
 	for _, id := range gids {
-		g := &s.grants[id].g
+		ge := s.grants[id]
+		g := &ge.g
 		b = appendString(b, g.ID)
 		b = appendString(b, g.Key)
 		b = appendString(b, string(g.Party))
@@ -357,10 +448,8 @@ func (s *State) Canonical() []byte {
 		b = appendString(b, g.Custodian)
 		b = appendString(b, g.Issuer)
 		b = appendTime(b, g.IssuedAt)
-		b = binary.AppendUvarint(b, uint64(len(g.Observed)))
-		for _, o := range g.Observed {
-			b = appendString(b, o)
-		}
+		b = binary.AppendUvarint(b, uint64(ge.nobs))
+		b = append(b, ge.obs[:]...)
 	}
 	b = binary.AppendUvarint(b, uint64(len(rids)))
 	for _, id := range rids {
@@ -400,11 +489,8 @@ func (s *State) OrgsWithGrant(key string) []string {
 		if party.Kind() != KindOrg {
 			continue
 		}
-		for _, ge := range pe.grants {
-			if !ge.revoked {
-				out = append(out, party.Org())
-				break
-			}
+		if len(pe.grants) > 0 {
+			out = append(out, party.Org())
 		}
 	}
 	slices.Sort(out)

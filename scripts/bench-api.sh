@@ -18,6 +18,14 @@
 #        BATCH      items per batch request         (default 1000, max 1000)
 #        SIZE       plaintext bytes per item        (default 64)
 #        DECRYPT=1  also measure decrypt, single and batch (default off)
+#        BARE=0     skip the bare net/http handler (default on)
+#        ROUNDS     rounds of keymesh then bare, interleaved (default 1)
+#
+# The bare handler (scripts/barehttp) is the ceiling: net/http and
+# encoding/json with the same request and response types, one token check
+# and one AES-256-GCM seal or open per item, no policy, audit or key
+# versions. Each run prints keymesh's figure as a ratio of the bare one
+# from the same round.
 #
 # GOMAXPROCS is not pinned: the daemon and the load generator run on the same
 # machine and share its cores, so the figures are for that set-up, not for a
@@ -31,6 +39,8 @@ BATCH_CONC=${BATCH_CONC:-4}
 BATCH=${BATCH:-1000}
 SIZE=${SIZE:-64}
 DECRYPT=${DECRYPT:-0}
+BARE=${BARE:-1}
+ROUNDS=${ROUNDS:-1}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -41,10 +51,12 @@ done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/keymesh-bench.XXXXXX")
 DAEMON_PID=""
+BARE_PID=""
 
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
+	if [[ -n "$BARE_PID" ]]; then kill "$BARE_PID" 2>/dev/null || true; wait "$BARE_PID" 2>/dev/null || true; fi
 	if [[ -n "$DAEMON_PID" ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
 		kill -TERM "$DAEMON_PID" 2>/dev/null || true
 		for _ in $(seq 1 100); do # up to 10 s for a graceful shutdown
@@ -77,6 +89,7 @@ echo "bench-api: building keymeshd, keymesh and loadgen" >&2
 go build -o "$TMP/bin/keymeshd" ./cmd/keymeshd
 go build -o "$TMP/bin/keymesh" ./cmd/keymesh
 go build -o "$TMP/bin/loadgen" ./scripts/loadgen
+if [[ "$BARE" == 1 ]]; then go build -o "$TMP/bin/barehttp" ./scripts/barehttp; fi
 
 # port_in_use PORT: something accepts connections on 127.0.0.1:PORT.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -140,13 +153,13 @@ api POST /v1/tokens '{"party":"token:bench","label":"bench-api"}' 201 "$TMP/admi
 	jq -er '.token' >"$TMP/client.token" || die "POST /v1/tokens: no token in the response"
 api POST /v1/grants '{"key":"bench/field","party":"token:bench","ops":["encrypt","decrypt"]}' 201 "$TMP/admin.hdr" >/dev/null
 
-# loadgen LABEL ARGS...: one load-generator run; its result line goes to
+# loadgen URL LABEL ARGS...: one load-generator run; its result line goes to
 # stdout. A run with any failed request fails the script (after its line).
 loadgen() {
-	local label=$1 line rc=0
-	shift
+	local url=$1 label=$2 line rc=0
+	shift 2
 	echo "bench-api: $label, $DURATION after $WARMUP warm-up" >&2
-	line=$("$TMP/bin/loadgen" -url "$URL" -token-file "$TMP/client.token" -key bench/field \
+	line=$("$TMP/bin/loadgen" -url "$url" -token-file "$TMP/client.token" -key bench/field \
 		-d "$DURATION" -warmup "$WARMUP" -size "$SIZE" "$@") || rc=$?
 	if [[ $rc -ne 0 ]]; then
 		[[ -n "$line" ]] && echo "$label: $line"
@@ -155,14 +168,46 @@ loadgen() {
 	echo "$label: $line"
 }
 
+# rate LINE: the throughput figure of a loadgen line.
+rate() { sed -E 's/^[^:]*: [a-z_]*(rps|per_s)=([0-9.]+).*/\2/' <<<"$1"; }
+
+if [[ "$BARE" == 1 ]]; then
+	for port in $(seq 18500 18519); do
+		port_in_use "$port" && continue
+		"$TMP/bin/barehttp" -listen "127.0.0.1:$port" -token-file "$TMP/client.token" 2>"$TMP/bare.log" &
+		BARE_PID=$!
+		BARE_URL="http://127.0.0.1:$port"
+		for _ in $(seq 1 50); do
+			port_in_use "$port" && break
+			sleep 0.1
+		done
+		kill -0 "$BARE_PID" 2>/dev/null && break
+		BARE_PID=""
+	done
+	[[ -n "$BARE_PID" ]] || die "the bare handler did not start: $(cat "$TMP/bare.log")"
+fi
+
 cpus=$(nproc)
 model=$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)
-echo "machine: nproc=$cpus cpu=\"${model:-unknown}\" $(go version)"
-echo "note: GOMAXPROCS not pinned; keymeshd and the load generator share the $cpus core(s) on loopback"
+echo "machine: nproc=$cpus cpu=\"${model:-unknown}\" load=\"$(cut -d' ' -f1-3 /proc/loadavg)\" $(go version)"
+echo "note: GOMAXPROCS not pinned; the server and the load generator share the $cpus core(s) on loopback"
 
-loadgen "single encrypt ${SIZE} B c=$CONC" -c "$CONC"
-loadgen "batch encrypt $BATCH x ${SIZE} B c=$BATCH_CONC" -c "$BATCH_CONC" -batch "$BATCH"
+runs=("single encrypt ${SIZE} B c=$CONC|-c $CONC" "batch encrypt $BATCH x ${SIZE} B c=$BATCH_CONC|-c $BATCH_CONC -batch $BATCH")
 if [[ "$DECRYPT" == 1 ]]; then
-	loadgen "single decrypt ${SIZE} B c=$CONC" -op decrypt -c "$CONC"
-	loadgen "batch decrypt $BATCH x ${SIZE} B c=$BATCH_CONC" -op decrypt -c "$BATCH_CONC" -batch "$BATCH"
+	runs+=("single decrypt ${SIZE} B c=$CONC|-op decrypt -c $CONC" "batch decrypt $BATCH x ${SIZE} B c=$BATCH_CONC|-op decrypt -c $BATCH_CONC -batch $BATCH")
 fi
+for round in $(seq 1 "$ROUNDS"); do
+	for r in "${runs[@]}"; do
+		label=${r%%|*}
+		# shellcheck disable=SC2086 # the arguments are words
+		km=$(loadgen "$URL" "keymesh $label" ${r#*|})
+		echo "$km"
+		if [[ "$BARE" == 1 ]]; then
+			# shellcheck disable=SC2086
+			bare=$(loadgen "$BARE_URL" "bare $label" ${r#*|})
+			echo "$bare"
+			awk -v a="$(rate "$km")" -v b="$(rate "$bare")" -v l="$label" -v n="$round" \
+				'BEGIN { if (b > 0) printf "ratio round %d, %s: keymesh/bare = %.2f\n", n, l, a / b }'
+		fi
+	done
+done

@@ -83,10 +83,10 @@ func TestVault_EndorserWithoutKeySaysSo(t *testing.T) {
 	if err := v.SyncKey(meta); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.ImportVersion("asset/value", 1, clk.Now(), bytes.Repeat([]byte{1}, 32)); err != nil {
+	if err := v.importVersion("asset/value", 1, clk.Now(), bytes.Repeat([]byte{1}, 32)); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.ImportVersion("asset/value", 2, clk.Now(), bytes.Repeat([]byte{2}, 32)); err != nil {
+	if err := v.importVersion("asset/value", 2, clk.Now(), bytes.Repeat([]byte{2}, 32)); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.ForgetVersion("asset/value", 2); err != nil {

@@ -29,7 +29,7 @@ func TestFinding8_NonceBudgetIsPerSealer(t *testing.T) {
 		if err := v.SyncKey(KeyMeta{Name: "trade/price", Owner: "Org1MSP", State: StateActive, MinDecryptionVersion: 1}); err != nil {
 			t.Fatal(err)
 		}
-		if err := v.ImportVersion("trade/price", 1, time.Now().Add(-time.Minute), material); err != nil {
+		if err := v.importVersion("trade/price", 1, time.Now().Add(-time.Minute), material); err != nil {
 			t.Fatal(err)
 		}
 		return v

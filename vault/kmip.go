@@ -186,7 +186,7 @@ func (v *Vault) Export(name string) (*secret.Bytes, uint32, error) {
 	if n == 0 {
 		return nil, 0, fmt.Errorf("%w: %q holds no version to export", ErrVersionNotHeld, name)
 	}
-	m, err := v.Material(name, n)
+	m, err := v.heldMaterial(name, n)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -198,7 +198,7 @@ func (v *Vault) Export(name string) (*secret.Bytes, uint32, error) {
 // SameMaterial reports, in constant time, whether version n of name holds
 // material (for a KMIP Register replayed at another node, and for tests).
 func (v *Vault) SameMaterial(name string, n uint32, material *secret.Bytes) (bool, error) {
-	held, err := v.Material(name, n)
+	held, err := v.heldMaterial(name, n)
 	if err != nil {
 		return false, err
 	}

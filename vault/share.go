@@ -18,8 +18,9 @@ import (
 // leaving the vault raw: GenerateVersion makes a version's material and
 // returns it only wrapped for the recipients, ShareVersion wraps a held
 // version for more recipients, and AcceptVersion unwraps a copy with the
-// node's own KEM private key (sealed here, under SecretKEMKey) and keeps it
-// only if it matches the version's material commitment.
+// node's own KEM private key (sealed here, under SecretKEMKey; see
+// identity.go) and keeps it only if it matches the version's material
+// commitment. No exported method takes or returns a version's material.
 
 // SecretKEMKey names the sealed secret that holds the node's HPKE private
 // key for key transport.
@@ -84,7 +85,7 @@ func (v *Vault) GenerateVersion(network [32]byte, key string, version uint32, re
 
 // ShareVersion wraps a held version for more recipients.
 func (v *Vault) ShareVersion(key string, version uint32, recipients []Recipient) ([][]byte, error) {
-	m, err := v.Material(key, version)
+	m, err := v.heldMaterial(key, version)
 	if err != nil {
 		return nil, err
 	}
@@ -97,12 +98,11 @@ func (v *Vault) ShareVersion(key string, version uint32, recipients []Recipient)
 // constant time (ErrMaterialMismatch), and keeps it, active from
 // activateAt.
 func (v *Vault) AcceptVersion(b transport.Binding, activateAt time.Time, check [32]byte, blob []byte) error {
-	priv, err := v.OpenSecret(SecretKEMKey)
+	kem, err := v.kemKey()
 	if err != nil {
 		return err
 	}
-	m, err := transport.Unwrap(priv, b, blob)
-	clear(priv)
+	m, err := kem.Unwrap(b, blob)
 	if err != nil {
 		return fmt.Errorf("vault: unwrap %q v%d: %w", b.Key, b.Version, err)
 	}
@@ -111,5 +111,5 @@ func (v *Vault) AcceptVersion(b transport.Binding, activateAt time.Time, check [
 	if subtle.ConstantTimeCompare(got[:], check[:]) != 1 {
 		return fmt.Errorf("%w: %q version %d", ErrMaterialMismatch, b.Key, b.Version)
 	}
-	return v.ImportVersion(b.Key, b.Version, activateAt, m)
+	return v.importVersion(b.Key, b.Version, activateAt, m)
 }

@@ -67,7 +67,7 @@
 // passphrase, with the store's salt). From the KEK come, by HKDF with their
 // own labels, the record MAC key ("keymesh/v2 record-mac") and the root of
 // the version wrapping keys ("keymesh/v2 version-wrap"). The KEK itself
-// seals the node's secrets (SealSecret) and the seal record's check value.
+// seals the node's secrets (sealSecret, identity.go) and the seal record's check value.
 //
 // # Authenticated records
 //
@@ -484,7 +484,7 @@ func (v *Vault) Authenticate(store kv.Store) *kv.Authenticated {
 }
 
 func (v *Vault) load() error {
-	var recs []keyRecord
+	var recs, cleared []keyRecord
 	referenced := map[uint32]bool{}
 	err := v.store.Scan([]byte("vault/key/"), func(k, val []byte) error {
 		var rec keyRecord
@@ -517,10 +517,15 @@ func (v *Vault) load() error {
 			}
 			r.versions = append(r.versions, ver)
 		}
-		if err := v.loadCounts(r); err != nil {
-			return err
+		if v.loadCounts(r) {
+			cleared = append(cleared, r.rec)
 		}
 		v.rings[rec.Name] = r
+	}
+	for chunk := range slices.Chunk(cleared, countsBatch) {
+		if err := v.persistRecords(chunk); err != nil {
+			return err
+		}
 	}
 	// Salts no held version uses: a destroy or forget whose erase did not
 	// finish, or an allocation whose store write failed. Erase them now.

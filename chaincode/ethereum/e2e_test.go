@@ -20,6 +20,7 @@ import (
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
 	"github.com/keymesh/keymesh/node/ethid"
+	"github.com/keymesh/keymesh/node/nodetest"
 	"github.com/keymesh/keymesh/vault/envelope"
 )
 
@@ -43,13 +44,13 @@ type world struct {
 
 func newWorld(t *testing.T, ctx context.Context) *world {
 	t.Helper()
-	url, adminTok := startNode(t)
-	w := &world{admin: mustClient(t, url, adminTok), wallet: mustClient(t, url, ""), reader: mustKey(t), stranger: mustKey(t)}
+	nd := nodetest.Start(t)
+	w := &world{admin: nd.Admin, wallet: nd.NewClient(""), reader: mustKey(t), stranger: mustKey(t)}
 	appTok, err := example.Provision(ctx, w.admin, "dapp", example.Address(w.reader))
 	if err != nil {
 		t.Fatalf("Provision() error = %v", err)
 	}
-	w.app = mustClient(t, url, appTok)
+	w.app = nd.NewClient(appTok)
 	st, err := w.admin.Status(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -111,6 +112,7 @@ func wantCode(t *testing.T, what string, err error, code string) {
 // TestExampleRun runs the example's story (what scripts/eth-demo.sh runs
 // against geth) on the simulated backend.
 func TestExampleRun(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	w := newWorld(t, ctx)
@@ -125,6 +127,7 @@ func TestExampleRun(t *testing.T) {
 // backend, sends encrypted fields through the middleware, and reads them
 // back through a real keymesh node with wallet-signed requests.
 func TestSimulatedChain(t *testing.T) {
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	w := newWorld(t, ctx)

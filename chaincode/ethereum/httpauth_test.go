@@ -108,6 +108,7 @@ func TestAuthenticator(t *testing.T) {
 // with 403 and leaves the nonce store empty, so an allowed wallet is still
 // served (the shared total bound is not filled).
 func TestAuthenticatorAllowSpendsNothingForRefused(t *testing.T) {
+	t.Parallel()
 	netID := strings.Repeat("cd", 32)
 	good := mustKey(t)
 	cache := ethid.NewReplayCache(5, 5)

@@ -25,6 +25,7 @@ import (
 	"github.com/ethereum/go-ethereum/rpc"
 
 	"github.com/keymesh/keymesh/chaincode/ethereum/example"
+	"github.com/keymesh/keymesh/node/nodetest"
 )
 
 // TestJSClient runs the tests of the TypeScript client (clients/js, built
@@ -35,6 +36,7 @@ import (
 // It needs node and clients/js/node_modules (npm ci in clients/js); without
 // them it skips and says so (TestMain), unless KEYMESH_REQUIRE_JSTEST=1.
 func TestJSClient(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: starts keymeshd and Node.js")
 	}
@@ -60,9 +62,10 @@ func TestJSClient(t *testing.T) {
 		t.Fatalf("tsc -p clients/js: %v\n%s", err, out)
 	}
 
-	url, adminTok := startNode(t)
+	nd := nodetest.Start(t)
+	url := nd.URL
 	reader, stranger, deployer := mustKey(t), mustKey(t), mustKey(t)
-	admin := mustClient(t, url, adminTok)
+	admin := nd.Admin
 	appTok, err := example.Provision(ctx, admin, "dapp", example.Address(reader))
 	if err != nil {
 		t.Fatal(err)

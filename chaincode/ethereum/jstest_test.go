@@ -14,6 +14,7 @@ import (
 	"github.com/ethereum/go-ethereum/crypto"
 
 	"github.com/keymesh/keymesh/chaincode/ethereum/example"
+	"github.com/keymesh/keymesh/node/nodetest"
 )
 
 // TestEthersClient has a client no one here wrote sign the requests: the
@@ -22,6 +23,7 @@ import (
 // them it skips, and says so (TestMain), unless KEYMESH_REQUIRE_JSTEST=1
 // (set by .ci/run, which installs them) makes that a failure.
 func TestEthersClient(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("-short: starts keymeshd and Node.js")
 	}
@@ -42,15 +44,16 @@ func TestEthersClient(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	url, adminTok := startNode(t)
+	nd := nodetest.Start(t)
+	url := nd.URL
 	reader, stranger := mustKey(t), mustKey(t)
-	appTok, err := example.Provision(ctx, mustClient(t, url, adminTok), "dapp", example.Address(reader))
+	appTok, err := example.Provision(ctx, nd.Admin, "dapp", example.Address(reader))
 	if err != nil {
 		t.Fatal(err)
 	}
 	const chainID, plaintext = 1337, "42.00 USD from ethers"
 	aad := map[string]string{"chain_id": fmt.Sprint(chainID), "contract": "0x00000000000000000000000000000000000000aa", "field": "price"}
-	env, _, err := mustClient(t, url, appTok).EncryptValue(ctx, example.PriceKey, []byte(plaintext), aad, "")
+	env, _, err := nd.NewClient(appTok).EncryptValue(ctx, example.PriceKey, []byte(plaintext), aad, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,10 +11,10 @@ import (
 
 	"github.com/keymesh/keymesh/chaincode/fabric"
 	"github.com/keymesh/keymesh/chaincode/fabric/fabrictest"
-	"github.com/keymesh/keymesh/chaincode/fabric/internal/testnode"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
 	"github.com/keymesh/keymesh/node/fabricid/fabricidtest"
+	"github.com/keymesh/keymesh/node/nodetest"
 )
 
 const canary = "CANARY-3b9d1e-plaintext"
@@ -28,7 +28,7 @@ type Trade struct {
 }
 
 type fixture struct {
-	node   *testnode.Node
+	node   *nodetest.Node
 	km     *fabric.Client
 	ledger *fabrictest.Ledger
 	alice  *fabricidtest.Identity // Org1MSP, granted
@@ -38,8 +38,8 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	org1, org2 := testnode.CA(t, "Org1MSP"), testnode.CA(t, "Org2MSP")
-	n := testnode.Start(t, "Org1MSP", org1, org2)
+	org1, org2 := nodetest.FabricCA(t, "Org1MSP"), nodetest.FabricCA(t, "Org2MSP")
+	n := nodetest.Start(t, nodetest.WithOrg("Org1MSP"), nodetest.WithFabricCAs(org1, org2))
 	n.CreateKeys(t, "trade/price", "trade/pii")
 	n.Grant(t, "org:Org1MSP", []string{"encrypt", "decrypt"}, "trade/price", "trade/pii")
 	km, err := fabric.New(n.URL, n.ChaincodeToken(t, "cc-trade", "trades", "tradecc", "Org1MSP", "Org2MSP"))
@@ -47,8 +47,8 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	return &fixture{node: n, km: km, ledger: fabrictest.NewLedger(),
-		alice: testnode.Client(t, org1, "alice"), bob: testnode.Client(t, org2, "bob"),
-		rogue: testnode.Client(t, testnode.CA(t, "Org1MSP"), "alice")}
+		alice: nodetest.FabricClient(t, org1, "alice"), bob: nodetest.FabricClient(t, org2, "bob"),
+		rogue: nodetest.FabricClient(t, nodetest.FabricCA(t, "Org1MSP"), "alice")}
 }
 
 func (f *fixture) stub(id *fabricidtest.Identity) *fabrictest.Stub {
@@ -56,6 +56,7 @@ func (f *fixture) stub(id *fabricidtest.Identity) *fabrictest.Stub {
 }
 
 func TestStateRoundTripAndErrors(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	notes := canary
 	in := Trade{ID: "t1", Price: 42, Notes: &notes, Party: map[string]string{"name": canary}, Untagged: []int{1}}
@@ -126,7 +127,7 @@ func TestStateRoundTripAndErrors(t *testing.T) {
 	}
 
 	// Destroyed keys.
-	if _, err := f.node.Admin.DestroyKey(testnode.Ctx(t), "trade/pii", apiv1.DestroyKeyRequest{Confirm: "trade/pii"}); err != nil {
+	if _, err := f.node.Admin.DestroyKey(nodetest.Ctx(t), "trade/pii", apiv1.DestroyKeyRequest{Confirm: "trade/pii"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.km.GetState(f.stub(f.alice), "t1", &got); !errors.Is(err, fabric.ErrKeyDestroyed) {
@@ -135,6 +136,7 @@ func TestStateRoundTripAndErrors(t *testing.T) {
 }
 
 func TestEndorsementDeterminism(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	notes := "n"
 	in := Trade{ID: "t1", Price: 42, Notes: &notes}
@@ -175,6 +177,7 @@ func TestEndorsementDeterminism(t *testing.T) {
 }
 
 func TestValues(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	stub := f.stub(f.alice)
 	loc := fabric.Location{Collection: "c1", Key: "k", Field: "ssn"}
@@ -205,6 +208,7 @@ func TestValues(t *testing.T) {
 }
 
 func TestTransient(t *testing.T) {
+	t.Parallel()
 	p := fabrictest.NewProposal("c", "cc", nil, "Fn").WithTransient("in", map[string]any{"price": canary})
 	stub := fabrictest.NewStub(fabrictest.NewLedger(), p)
 	var ok struct {
@@ -226,6 +230,7 @@ func TestTransient(t *testing.T) {
 }
 
 func TestTags(t *testing.T) {
+	t.Parallel()
 	type inner struct {
 		X int `json:"x" keymesh:"a/b"`
 	}

@@ -9,9 +9,9 @@ import (
 
 	"github.com/keymesh/keymesh/chaincode/fabric"
 	"github.com/keymesh/keymesh/chaincode/fabric/fabrictest"
-	"github.com/keymesh/keymesh/chaincode/fabric/internal/testnode"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/nodetest"
 )
 
 // TestFabric_ChaincodeForgedCreatorRefused: a stub whose proposal carries
@@ -19,6 +19,7 @@ import (
 // a chaincode token and a certificate from the ledger could build) is
 // refused by the node, for writes and reads.
 func TestFabric_ChaincodeForgedCreatorRefused(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	forged := fabrictest.NewStub(f.ledger, fabrictest.NewProposal("trades", "tradecc", f.alice.Creator(), "Fn"))
 	_, err := f.km.Marshal(forged, fabric.Location{Key: "t1"}, Trade{ID: "t1", Price: 1})
@@ -42,8 +43,9 @@ func TestFabric_ChaincodeForgedCreatorRefused(t *testing.T) {
 // keymesh call (endorsers need no key and agree byte for byte), and a
 // granted reader opens them as usual.
 func TestFabric_ClientSealedNeedsNoKeyAtEndorsers(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
-	ct, err := f.node.Admin.CreateToken(testnode.Ctx(t), apiv1.CreateTokenRequest{Party: "token:org1-app"})
+	ct, err := f.node.Admin.CreateToken(nodetest.Ctx(t), apiv1.CreateTokenRequest{Party: "token:org1-app"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,6 +109,7 @@ func TestFabric_ClientSealedNeedsNoKeyAtEndorsers(t *testing.T) {
 // TestFabric_CheckFailsFast: a chaincode checks KEYMESH_ADDR and
 // KEYMESH_TOKEN at start (issue 10 item 7).
 func TestFabric_CheckFailsFast(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
 	if err := f.km.Check(ctx); err != nil {
@@ -116,7 +119,7 @@ func TestFabric_CheckFailsFast(t *testing.T) {
 	if err := bad.Check(ctx); err == nil || !strings.Contains(err.Error(), fabric.EnvToken) {
 		t.Errorf("Check(unknown token) = %v, want an error naming %s", err, fabric.EnvToken)
 	}
-	ct, _ := f.node.Admin.CreateToken(testnode.Ctx(t), apiv1.CreateTokenRequest{Party: "token:app"})
+	ct, _ := f.node.Admin.CreateToken(nodetest.Ctx(t), apiv1.CreateTokenRequest{Party: "token:app"})
 	notCC, _ := fabric.New(f.node.URL, ct.Token)
 	if err := notCC.Check(ctx); err == nil || !strings.Contains(err.Error(), "not a chaincode token") {
 		t.Errorf("Check(client token) = %v, want not a chaincode token", err)
@@ -130,6 +133,7 @@ func TestFabric_CheckFailsFast(t *testing.T) {
 // TestFabric_ValueErrorsReadLikeFieldErrors: an error about a whole value
 // names its key as an error about a field does (issue 10 item 7).
 func TestFabric_ValueErrorsReadLikeFieldErrors(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	loc := fabric.Location{Key: "t1", Field: "price"}
 	env, err := f.km.EncryptValue(f.stub(f.alice), "trade/price", loc, []byte("1"))

@@ -4,12 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/keymesh/keymesh/node"
+	"github.com/keymesh/keymesh/node/nodetest"
 )
 
 // TestREADMEWalkthrough runs the README's first session with the real CLI
@@ -17,33 +16,10 @@ import (
 // encrypt and decrypt, refuse a wrong context and an ungranted token,
 // revoke, destroy.
 func TestREADMEWalkthrough(t *testing.T) {
-	dir := t.TempDir()
-	cfg := node.Config{DataDir: dir, Listen: "127.0.0.1:0"}
-	if _, err := node.Init(cfg, node.AdminTokenFile(dir)); err != nil {
-		t.Fatal(err)
-	}
-	n, err := node.Open(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := n.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Serve(ctx) }()
-	defer func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("node did not stop")
-		}
-	}()
-	adminTok, err := os.ReadFile(node.AdminTokenFile(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Parallel()
+	// The node's default rotation grace, as a user's node has it.
+	n := nodetest.Start(t, nodetest.WithConfig(func(c *node.Config) { c.RotationGrace = 0 }))
+	addr, adminTok := n.Node.Addr(), n.AdminToken
 
 	type result struct {
 		code           int
@@ -51,12 +27,12 @@ func TestREADMEWalkthrough(t *testing.T) {
 	}
 	cli := func(tok, stdin string, args ...string) result {
 		t.Helper()
-		env := map[string]string{"KEYMESH_ADDR": n.Addr(), "KEYMESH_TOKEN": strings.TrimSpace(tok)}
+		env := map[string]string{"KEYMESH_ADDR": addr, "KEYMESH_TOKEN": strings.TrimSpace(tok)}
 		var out, errb bytes.Buffer
 		code := run(context.Background(), args, strings.NewReader(stdin), &out, &errb, func(k string) string { return env[k] })
 		return result{code, out.String(), errb.String()}
 	}
-	admin := string(adminTok)
+	admin := adminTok
 	mustOK := func(r result, what string) result {
 		t.Helper()
 		if r.code != 0 {

@@ -11,6 +11,7 @@ import (
 )
 
 func TestInit(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "node")
 	var out, errb bytes.Buffer
 	env := func(string) string { return "" }

@@ -98,6 +98,7 @@ const (
 )
 
 func TestParseContext(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		pairs []string
@@ -129,6 +130,7 @@ func TestParseContext(t *testing.T) {
 }
 
 func TestTokenAndAddrPrecedence(t *testing.T) {
+	t.Parallel()
 	envDaemon := newFakeDaemon(t, map[string]reply{"GET /v1/status": {body: statusJSON}})
 	flagDaemon := newFakeDaemon(t, map[string]reply{"GET /v1/status": {body: statusJSON}})
 	dir := t.TempDir()
@@ -195,6 +197,7 @@ func TestTokenAndAddrPrecedence(t *testing.T) {
 }
 
 func TestStatusOutput(t *testing.T) {
+	t.Parallel()
 	d := newFakeDaemon(t, map[string]reply{"GET /v1/status": {body: statusJSON}})
 
 	res := runCLI(t, withDaemon(d), "", "status")
@@ -218,6 +221,7 @@ func TestStatusOutput(t *testing.T) {
 }
 
 func TestKeysListOutput(t *testing.T) {
+	t.Parallel()
 	d := newFakeDaemon(t, map[string]reply{"GET /v1/keys": {body: `{"keys":[` + keyJSON + `]}`}})
 	res := runCLI(t, withDaemon(d), "", "keys", "list")
 	if res.code != 0 {
@@ -245,6 +249,7 @@ func TestKeysListOutput(t *testing.T) {
 }
 
 func TestKeysShowSanitizes(t *testing.T) {
+	t.Parallel()
 	evil := strings.Replace(keyJSON, `"owner":"Org1MSP"`, `"owner":"Org1\u001b[2J\nMSP"`, 1)
 	d := newFakeDaemon(t, map[string]reply{"GET /v1/keys/demo/ssn": {body: evil}})
 	res := runCLI(t, withDaemon(d), "", "keys", "show", "demo/ssn")
@@ -260,6 +265,7 @@ func TestKeysShowSanitizes(t *testing.T) {
 }
 
 func TestKeysDestroy(t *testing.T) {
+	t.Parallel()
 	d := newFakeDaemon(t, map[string]reply{"POST /v1/keys/demo/ssn/destroy": {body: strings.Replace(keyJSON, `"state":"active"`, `"state":"destroyed"`, 1)}})
 	for _, args := range [][]string{
 		{"keys", "destroy", "demo/ssn"},
@@ -285,6 +291,7 @@ func TestKeysDestroy(t *testing.T) {
 }
 
 func TestKeysRequests(t *testing.T) {
+	t.Parallel()
 	d := newFakeDaemon(t, map[string]reply{
 		"POST /v1/keys":                  {status: 201, body: keyJSON},
 		"POST /v1/keys/demo/ssn/rotate":  {body: keyJSON},
@@ -333,6 +340,7 @@ func TestKeysRequests(t *testing.T) {
 }
 
 func TestEncryptDecrypt(t *testing.T) {
+	t.Parallel()
 	d := newFakeDaemon(t, map[string]reply{
 		"POST /v1/encrypt": {body: `{"ciphertext":"km1:QUJD","key":"demo/ssn","version":2}`},
 		"POST /v1/decrypt": {body: `{"plaintext":"c2VjcmV0Cg==","key":"demo/ssn","version":2}`}, // "secret\n"
@@ -404,6 +412,7 @@ func TestEncryptDecrypt(t *testing.T) {
 }
 
 func TestEncryptStdinBounded(t *testing.T) {
+	t.Parallel()
 	d := newFakeDaemon(t, nil)
 	res := runCLI(t, withDaemon(d), strings.Repeat("x", maxStdinBytes+1), "encrypt", "demo/ssn")
 	if res.code != exitFailure || !strings.Contains(res.stderr, "over") {
@@ -415,6 +424,7 @@ func TestEncryptStdinBounded(t *testing.T) {
 }
 
 func TestTokenCreate(t *testing.T) {
+	t.Parallel()
 	d := newFakeDaemon(t, map[string]reply{"POST /v1/tokens": {status: 201,
 		body: `{"token":"km_SECRET123","info":{"id":"t1","party":"token:app","role":"admin","label":"app","created":"2026-03-01T12:00:00Z","revoked":false}}`}})
 
@@ -448,6 +458,7 @@ func TestTokenCreate(t *testing.T) {
 }
 
 func TestAuditVerify(t *testing.T) {
+	t.Parallel()
 	ok := newFakeDaemon(t, map[string]reply{"POST /v1/audit/verify": {body: `{"ok":true,"entries":10,"head":"abcd"}`}})
 	res := runCLI(t, withDaemon(ok), "", "audit", "verify")
 	if res.code != 0 || !strings.Contains(res.stdout, "OK") {
@@ -470,6 +481,7 @@ func TestAuditVerify(t *testing.T) {
 }
 
 func TestExitCodes(t *testing.T) {
+	t.Parallel()
 	d := newFakeDaemon(t, map[string]reply{
 		"GET /v1/keys/demo/nope": {status: 404, body: `{"error":{"code":"not_found","message":"key \"demo/nope\" not found"}}`},
 		"GET /v1/status":         {status: 401, body: `{"error":{"code":"unauthenticated","message":"unknown token"}}`},

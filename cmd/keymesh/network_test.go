@@ -44,6 +44,7 @@ func keygen(t *testing.T, path string) string {
 }
 
 func TestOrgKeygen(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "org1.key")
 	pub := keygen(t, path)
@@ -90,6 +91,7 @@ func TestOrgKeygen(t *testing.T) {
 }
 
 func TestNetworkGenesis(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	k1 := keygen(t, filepath.Join(dir, "org1.key"))
 	k1b := keygen(t, filepath.Join(dir, "org1b.key"))

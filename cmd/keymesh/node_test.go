@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/nodetest"
 	"github.com/keymesh/keymesh/vault/transport"
 )
 
@@ -68,6 +70,7 @@ func squash(s string) string {
 }
 
 func TestNodeShow(t *testing.T) {
+	t.Parallel()
 	f := newMeshFixture(t)
 	d := newFakeDaemon(t, map[string]reply{"GET /v1/node": {body: f.identity}})
 	res := runCLI(t, withDaemon(d), "", "node", "show")
@@ -92,6 +95,7 @@ func TestNodeShow(t *testing.T) {
 }
 
 func TestNodesList(t *testing.T) {
+	t.Parallel()
 	d := newFakeDaemon(t, map[string]reply{"GET /v1/nodes": {body: nodesDoc}})
 	res := runCLI(t, withDaemon(d), "", "nodes", "list")
 	if res.code != 0 {
@@ -123,6 +127,7 @@ func TestNodesList(t *testing.T) {
 }
 
 func TestStatusMesh(t *testing.T) {
+	t.Parallel()
 	withMesh := strings.TrimSuffix(statusJSON, "}") + `,"mesh":{"peers":3,"events":42,"last_sync":"2026-03-01T12:00:09Z","nodes":4,"dropped":1,"addrs":["/ip4/127.0.0.1/tcp/19001/p2p/12D3KooWabc"]}}`
 	d := newFakeDaemon(t, map[string]reply{"GET /v1/status": {body: withMesh}})
 	res := runCLI(t, withDaemon(d), "", "status")
@@ -143,6 +148,7 @@ func TestStatusMesh(t *testing.T) {
 }
 
 func TestKeysShowHolders(t *testing.T) {
+	t.Parallel()
 	destroyed := strings.Replace(keyJSON, `"state":"active"`, `"state":"destroyed"`, 1)
 	pending := strings.TrimSuffix(strings.TrimSpace(destroyed), "}") + `,"holders":["` + signKeyA + `","` + signKeyB + `"],"pending_acks":["` + signKeyB + `"]}`
 	acked := strings.TrimSuffix(strings.TrimSpace(destroyed), "}") + `,"holders":["` + signKeyA + `","` + signKeyB + `"]}`
@@ -167,6 +173,7 @@ func TestKeysShowHolders(t *testing.T) {
 }
 
 func TestNodeRegister(t *testing.T) {
+	t.Parallel()
 	f := newMeshFixture(t)
 	d := newFakeDaemon(t, map[string]reply{
 		"GET /v1/node":            {body: f.identity},
@@ -205,6 +212,7 @@ func TestNodeRegister(t *testing.T) {
 }
 
 func TestNodeRegisterRefusesBadKeyFiles(t *testing.T) {
+	t.Parallel()
 	f := newMeshFixture(t)
 	d := newFakeDaemon(t, map[string]reply{"GET /v1/node": {body: f.identity}})
 	dir := t.TempDir()
@@ -250,6 +258,7 @@ func TestNodeRegisterRefusesBadKeyFiles(t *testing.T) {
 }
 
 func TestNodeDeregister(t *testing.T) {
+	t.Parallel()
 	f := newMeshFixture(t)
 	d := newFakeDaemon(t, map[string]reply{
 		"GET /v1/node":              {body: f.identity},
@@ -300,6 +309,7 @@ func TestNodeDeregister(t *testing.T) {
 // --genesis, node register, nodes list at both nodes, status, and a
 // deregistration.
 func TestMeshEndToEnd(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts mesh nodes")
 	}
@@ -341,39 +351,18 @@ func TestMeshEndToEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		m.tok = strings.TrimSpace(string(tok))
-		cfg := node.Config{DataDir: m.data, Org: o, Listen: "127.0.0.1:0", P2PListen: []string{"/ip4/127.0.0.1/tcp/0"},
-			Bootstrap: boot, AntiEntropyInterval: time.Second}
-		n, err := node.Open(cfg, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := n.Listen(); err != nil {
-			t.Fatal(err)
-		}
-		sctx, stop := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- n.Serve(sctx) }()
-		t.Cleanup(func() {
-			stop()
-			select {
-			case <-done:
-			case <-time.After(20 * time.Second):
-				t.Errorf("node %s did not stop", o)
-			}
-		})
-		m.url = n.URL()
+		bootstrap := boot
+		n := nodetest.Start(t, nodetest.WithName(o), nodetest.WithDataDir(m.data), nodetest.WithConfig(func(c *node.Config) {
+			c.Org, c.Bootstrap = o, bootstrap
+		}))
+		m.url = n.URL
 		members = append(members, m)
 
 		var id apiv1.NodeIdentity
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		nodetest.Eventually(t, 15*time.Second, fmt.Sprintf("node %d: a p2p address", i), func(context.Context) bool {
 			r := cli(m, "node", "show", "-o", "json")
-			if r.code == 0 && json.Unmarshal([]byte(r.stdout), &id) == nil && len(id.Addrs) > 0 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %d: no p2p address within 15s", i)
-			}
-		}
+			return r.code == 0 && json.Unmarshal([]byte(r.stdout), &id) == nil && len(id.Addrs) > 0
+		})
 		if i == 0 {
 			boot = id.Addrs
 		}
@@ -396,14 +385,9 @@ func TestMeshEndToEnd(t *testing.T) {
 		return l
 	}
 	for _, m := range members {
-		for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			if l := listed(m); len(l.Nodes) == 2 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: nodes list = %+v, want both nodes within 20s", m.org, listed(m))
-			}
-		}
+		nodetest.Eventually(t, 20*time.Second, m.org+": nodes list shows both nodes", func(context.Context) bool {
+			return len(listed(m).Nodes) == 2
+		})
 	}
 	if r := cli(members[0], "status"); r.code != 0 || !strings.Contains(r.stdout, "Event log height:") || !strings.Contains(squash(r.stdout), "Mesh nodes: 2") {
 		t.Errorf("status = exit %d, %q; want the mesh rows", r.code, r.stdout)
@@ -421,14 +405,9 @@ func TestMeshEndToEnd(t *testing.T) {
 	if r := cli(members[0], "node", "deregister", "--admin-key", filepath.Join(dir, "Org2MSP.key"), "--org", "Org2MSP", "--node", org2.SignKey); r.code != 0 {
 		t.Fatalf("node deregister: exit %d, stderr %q", r.code, r.stderr)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+	nodetest.Eventually(t, 20*time.Second, "Org2's node unregistered after the deregistration", func(context.Context) bool {
 		r := cli(members[1], "node", "show", "-o", "json")
 		var id apiv1.NodeIdentity
-		if r.code == 0 && json.Unmarshal([]byte(r.stdout), &id) == nil && !id.Registered {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Org2's node still registered 20s after the deregistration: %s", r.stdout)
-		}
-	}
+		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &id) == nil && !id.Registered
+	})
 }

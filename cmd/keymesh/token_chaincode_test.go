@@ -12,6 +12,7 @@ import (
 )
 
 func TestTokenCreateChaincodeRole(t *testing.T) {
+	t.Parallel()
 	d := newFakeDaemon(t, map[string]reply{"POST /v1/tokens": {status: 201,
 		body: `{"token":"kmt_SECRET","info":{"id":"t2","party":"token:cc-asset","role":"chaincode","created":"2026-03-01T12:00:00Z","revoked":false}}`}})
 	if res := runCLI(t, withDaemon(d), "", "token", "create", "--party", "token:cc-asset", "--role", "chaincode"); res.code == 0 {
@@ -31,6 +32,7 @@ func TestTokenCreateChaincodeRole(t *testing.T) {
 // certificate's creator speaks for, in the node's canonical form, also for
 // a subject with spaces (issue 10 item 7).
 func TestFabricPartyForCertificate(t *testing.T) {
+	t.Parallel()
 	ca, err := fabricidtest.NewCA("Org1MSP")
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 // fips: true and KEYMESH_FIPS=1 each refuse to start a process that does not
 // run with fips140=only, before anything is opened or created.
 func TestFIPSFlagRefusesOutsideFIPSOnly(t *testing.T) {
+	t.Parallel()
 	if fips140.Enforced() {
 		t.Skip("this process runs with fips140=only; TestFIPSDaemon covers it")
 	}
@@ -61,6 +62,7 @@ func TestFIPSFlagRefusesOutsideFIPSOnly(t *testing.T) {
 // deterministic fields seal and open. Under GODEBUG=fips140=only (CI's FIPS
 // pass, which the child inherits) it runs with --fips.
 func TestFIPSDaemon(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a daemon process")
 	}

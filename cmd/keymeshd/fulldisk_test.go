@@ -81,6 +81,7 @@ func get(t *testing.T, url string) (int, string) {
 // and a restart every acknowledged key is there. It needs root (to mount
 // the tmpfs) and skips cleanly otherwise.
 func TestFullDisk_RefusesWritesKeepsServingAndLosesNothing(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts daemon processes on a tmpfs")
 	}

@@ -2,6 +2,7 @@
 // node's vault and policy and serving the REST API.
 //
 //	keymeshd --dev                         # a single node, no set-up
+//	keymeshd init --data /var/lib/keymesh  # what `keymesh init` runs
 //	keymeshd --data /var/lib/keymesh       # a node made with `keymesh init`
 //	keymeshd --data /var/lib/keymesh --p2p-listen /ip4/0.0.0.0/tcp/4001 \
 //	    --bootstrap /ip4/10.0.0.1/tcp/4001/p2p/12D3KooW…   # a mesh node (init --genesis)
@@ -23,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keymesh/keymesh/cmd/internal/initnode"
 	"github.com/keymesh/keymesh/node"
 )
 
@@ -48,10 +50,14 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go returnMemory(ctx, 10*time.Second, 32<<20)
+	servePprof(os.Getenv("KEYMESHD_PPROF"))
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	if len(args) > 0 && args[0] == "init" {
+		return initnode.Run(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("keymeshd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", getenv("KEYMESH_CONFIG"), "YAML config `file`")

@@ -64,6 +64,7 @@ func startDaemon(t *testing.T, dir string) (*exec.Cmd, string) {
 // TestKill9KeepsAcknowledgedChanges checks that a key, a grant and a token
 // acknowledged by the API survive kill -9 and a restart on the same data.
 func TestKill9KeepsAcknowledgedChanges(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts daemon processes")
 	}
@@ -123,6 +124,7 @@ func TestKill9KeepsAcknowledgedChanges(t *testing.T) {
 
 // TestGracefulShutdown checks that SIGTERM stops keymeshd with exit 0.
 func TestGracefulShutdown(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a daemon process")
 	}

@@ -23,6 +23,7 @@ import (
 )
 
 func TestSplitList(t *testing.T) {
+	t.Parallel()
 	for in, want := range map[string][]string{
 		"":                   nil,
 		"/ip4/1.2.3.4/tcp/1": {"/ip4/1.2.3.4/tcp/1"},
@@ -40,6 +41,7 @@ var servingLine = regexp.MustCompile(`serving on (http://\S+)`)
 // port (and a --bootstrap address nobody answers) and checks that its p2p
 // host listens there.
 func TestP2PFlags(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a daemon process")
 	}

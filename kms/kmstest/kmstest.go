@@ -19,7 +19,6 @@ import (
 	"github.com/keymesh/keymesh/mesh/member"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
-	"github.com/keymesh/keymesh/vault/transport"
 )
 
 // Solo is a network of one in memory.
@@ -70,14 +69,14 @@ func New(t testing.TB, o Options) *Solo {
 	}
 	t.Cleanup(v.Close)
 	s.Vault = v
-	kemPriv, kemPub, err := transport.GenerateKey()
+	_, kemPub, err := v.GenerateNodeKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.SealSecret(vault.SecretKEMKey, kemPriv); err != nil {
+	sign, err := v.Signer()
+	if err != nil {
 		t.Fatal(err)
 	}
-	sign := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, 32))
 	if s.Log, err = mesh.OpenLog(v.Store(), g, sign, mesh.LogOptions{Clock: o.Clock}); err != nil {
 		t.Fatal(err)
 	}

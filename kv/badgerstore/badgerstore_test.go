@@ -31,6 +31,7 @@ func set(db kv.Store, k, v string) error {
 // kv.ErrNoSpace before badger writes anything, reads keep working, and
 // writes succeed again once space returns, with nothing acknowledged lost.
 func TestBadgerstore_FullDiskRefusesWritesNotReads(t *testing.T) {
+	t.Parallel()
 	fs := &fakeStatfs{}
 	fs.free.Store(1 << 30)
 	dir := t.TempDir()
@@ -79,6 +80,7 @@ func TestBadgerstore_FullDiskRefusesWritesNotReads(t *testing.T) {
 }
 
 func TestBadgerstore_OpenRefusedOnFullDisk(t *testing.T) {
+	t.Parallel()
 	fs := &fakeStatfs{}
 	fs.free.Store(1 << 20)
 	if _, err := Open(t.TempDir(), nil, withStatfs(fs.statfs)); !errors.Is(err, kv.ErrNoSpace) {
@@ -90,6 +92,8 @@ func TestBadgerstore_OpenRefusedOnFullDisk(t *testing.T) {
 // files: after writes, flushes and a reopen every file of the store is
 // 0600 and every directory 0700, and a file left 0644 by an older version
 // is tightened at Open.
+//
+// Not parallel: it sets the process umask.
 func TestBadgerstore_FilesOwnerOnly(t *testing.T) {
 	old := syscall.Umask(0o022)
 	defer syscall.Umask(old)

@@ -412,12 +412,7 @@ func (m *Member) Revoke(key string, party policy.Party, issuer string) (policy.R
 	if err := r.Validate(); err != nil {
 		return policy.Revocation{}, 0, err
 	}
-	ended := 0
-	for _, st := range m.log.Policy().GrantsAt(key, now) {
-		if st.Grant.Party == party && st.InForce {
-			ended++
-		}
-	}
+	ended := m.log.Policy().InForceAt(key, party, now) // the pair's live grants, not the key's history
 	if err := m.issue(event.KindRevoke, r); err != nil {
 		return policy.Revocation{}, 0, err
 	}

@@ -104,11 +104,8 @@ func (w *world) join(org string) *testMember {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	kemPriv, kemPub, err := transport.GenerateKey()
+	_, kemPub, err := v.GenerateNodeKeys()
 	if err != nil {
-		w.t.Fatal(err)
-	}
-	if err := v.SealSecret(vault.SecretKEMKey, kemPriv); err != nil {
 		w.t.Fatal(err)
 	}
 	l, err := mesh.OpenLog(store, w.g, sign, mesh.LogOptions{Clock: w.clk.Now, Staleness: 10 * time.Second})

@@ -109,11 +109,35 @@ func (s *Server) createKey(c *gin.Context) {
 	c.JSON(http.StatusCreated, keyJSON(k))
 }
 
+// pageLimit reads "?limit=": DefaultPageLimit when absent, 1 to
+// MaxPageLimit otherwise.
+func pageLimit(c *gin.Context) (int, error) {
+	q, ok := c.GetQuery("limit")
+	if !ok {
+		return apiv1.DefaultPageLimit, nil
+	}
+	n, err := strconv.Atoi(q)
+	if err != nil || n < 1 || n > apiv1.MaxPageLimit {
+		return 0, badRequest(fmt.Sprintf(`"limit" must be an integer from 1 to %d`, apiv1.MaxPageLimit))
+	}
+	return n, nil
+}
+
+// listKeys answers one page of keys: a listing costs the page, not every
+// key (a 100k-key node built a 34 MB answer here).
 func (s *Server) listKeys(c *gin.Context) {
-	keys := s.cfg.Core.Keys()
+	limit, err := pageLimit(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	keys, more := s.cfg.Core.KeysPage(c.Query("after"), limit)
 	out := apiv1.KeyList{Keys: make([]apiv1.Key, 0, len(keys))}
 	for _, k := range keys {
 		out.Keys = append(out.Keys, keyJSON(k))
+	}
+	if more && len(keys) > 0 {
+		out.Next = keys[len(keys)-1].Name
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -280,8 +304,18 @@ func (s *Server) createGrant(c *gin.Context) {
 
 func (s *Server) listGrants(c *gin.Context) {
 	key := c.Query("key")
-	sts := s.cfg.Core.Grants(key)
-	out := apiv1.GrantList{Grants: make([]apiv1.Grant, 0, len(sts))}
+	limit, err := pageLimit(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	after, err := policy.ParseGrantCursor(c.Query("after"))
+	if err != nil {
+		s.fail(c, badRequest(`"after" must be the "next" of a previous page`))
+		return
+	}
+	sts, next := s.cfg.Core.GrantsPage(key, after, limit)
+	out := apiv1.GrantList{Grants: make([]apiv1.Grant, 0, len(sts)), Next: next.String()}
 	for _, st := range sts {
 		out.Grants = append(out.Grants, grantJSON(st))
 	}

@@ -75,6 +75,7 @@ func (f *fixture) do(t *testing.T, method, path, tok string, body io.Reader) (in
 }
 
 func TestAuditFailureFailsClosed(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	body := `{"key":"demo/k","plaintext":"aGVsbG8=","context":{"field":"x"}}`
 	if code, _, _ := f.do(t, "POST", "/v1/encrypt", f.app, strings.NewReader(body)); code != 200 {
@@ -99,6 +100,7 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 }
 
 func TestRequestLimitsAndErrors(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	big := `{"key":"demo/k","plaintext":"` + strings.Repeat("A", apiv1.MaxBodyBytes) + `"}`
 	items := make([]apiv1.EncryptItem, apiv1.MaxBatchItems+1)
@@ -156,6 +158,7 @@ func TestRequestLimitsAndErrors(t *testing.T) {
 }
 
 func TestHealthUnauthenticated(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	for _, p := range []string{"/healthz", "/readyz"} {
 		if code, _, _ := f.do(t, "GET", p, "", nil); code != 200 {

@@ -28,6 +28,7 @@ import (
 // check wallet signatures, and says so with 503 rather than 401. (The routes
 // with a real node are tested end to end in chaincode/ethereum.)
 func TestEthRoutesWithoutNetworkID(t *testing.T) {
+	t.Parallel()
 	f := newFixture(t)
 	body := `{"ciphertext":"km1:AAAA","auth":{"chain_id":1,"account":"0x0000000000000000000000000000000000000001","expiry":1,"nonce":"0x00","signature":"0x00"}}`
 	for _, tc := range []struct {
@@ -194,6 +195,7 @@ var ethCtx = map[string]string{"chain_id": "1337", "contract": "0x5fbdb2315678af
 // granted wallet is served at once. Before, every verified signature
 // entered a bounded cache first, and a full cache answered everyone 503.
 func TestEthDecrypt_FloodByUngrantedWalletDoesNotLockOut(t *testing.T) {
+	t.Parallel()
 	f := newEthFixture(t)
 	f.total, f.perAccount = 50, 10 // small bounds, so that the flood is far over them
 	nonces, url := f.start()
@@ -223,6 +225,7 @@ func TestEthDecrypt_FloodByUngrantedWalletDoesNotLockOut(t *testing.T) {
 // floods fills at most its own bound (then gets 503 itself); the store
 // stays within the bound, and another granted wallet is still served.
 func TestEthDecrypt_GrantedFloodBoundedPerAccount(t *testing.T) {
+	t.Parallel()
 	f := newEthFixture(t)
 	f.total, f.perAccount = 50, 10
 	nonces, url := f.start()
@@ -256,6 +259,7 @@ func TestEthDecrypt_GrantedFloodBoundedPerAccount(t *testing.T) {
 // memory only, and the replay after a restart answered 200 with the
 // plaintext.
 func TestEthDecrypt_ReplayAfterRestartRefused(t *testing.T) {
+	t.Parallel()
 	f := newEthFixture(t)
 	_, url := f.start()
 	env := f.encrypt(url, "demo/k", "42.00 USD", ethCtx)
@@ -274,6 +278,7 @@ func TestEthDecrypt_ReplayAfterRestartRefused(t *testing.T) {
 // audience) is refused by another node of the same network, so a
 // signature cannot be spent once per node of the custodian org.
 func TestEthDecrypt_OtherNodeRefused(t *testing.T) {
+	t.Parallel()
 	f := newEthFixture(t)
 	_, url := f.start()
 	env := f.encrypt(url, "demo/k", "42.00 USD", ethCtx)
@@ -292,6 +297,7 @@ func TestEthDecrypt_OtherNodeRefused(t *testing.T) {
 // does not open envelopes of another chain's context. Before, the signed
 // chain id was never compared with the context, and this answered 200.
 func TestEthDecrypt_ChainIDMismatchRefused(t *testing.T) {
+	t.Parallel()
 	f := newEthFixture(t)
 	_, url := f.start()
 	env := f.encrypt(url, "demo/k", "42.00 USD", ethCtx)
@@ -314,6 +320,7 @@ func TestEthDecrypt_ChainIDMismatchRefused(t *testing.T) {
 // TestEthDecrypt_ConcurrentCopiesOneSucceeds: of 20 simultaneous copies of
 // one signed request exactly one is served; the others are replays.
 func TestEthDecrypt_ConcurrentCopiesOneSucceeds(t *testing.T) {
+	t.Parallel()
 	f := newEthFixture(t)
 	_, url := f.start()
 	env := f.encrypt(url, "demo/k", "42.00 USD", ethCtx)
@@ -347,6 +354,7 @@ func TestEthDecrypt_ConcurrentCopiesOneSucceeds(t *testing.T) {
 // expected form. Before, the first decrypt failed with decryption_failed
 // forever.
 func TestCanonicalEthContext(t *testing.T) {
+	t.Parallel()
 	f := newEthFixture(t)
 	_, url := f.start()
 	ethersCtx := map[string]string{"chain_id": "0x539", "contract": "0x5FbDB2315678afecb367f032d93F642f64180aa3", "field": "price"}
@@ -385,6 +393,7 @@ func TestCanonicalEthContext(t *testing.T) {
 // TestAPIImportsNoChaincode holds issue 9's arrow: the node's REST API
 // verifies wallets with node/ethid and imports nothing of chaincode/.
 func TestAPIImportsNoChaincode(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("runs go list")
 	}

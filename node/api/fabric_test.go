@@ -131,6 +131,7 @@ func prop(v string) map[string][]string { return map[string][]string{apiv1.Heade
 // real HTTP: the signed proposal, its verification, the token's binding,
 // the replay cache, the principal it yields, and every refusal.
 func TestChaincodeToken(t *testing.T) {
+	t.Parallel()
 	w := newFabricWorld(t)
 	const enc = `{"key":"demo/k","plaintext":"aGVsbG8=","context":{"field":"x"}}`
 	alice, _ := signedProposal(w.alice, nil)
@@ -224,6 +225,7 @@ func TestChaincodeToken(t *testing.T) {
 // real creator certificate (public on the ledger) without that creator's
 // signature over a proposal cannot decrypt as that creator.
 func TestFabric_ForgedCreatorWithoutSignatureRefused(t *testing.T) {
+	t.Parallel()
 	w := newFabricWorld(t)
 	// A value alice's org may read.
 	status, _, raw := w.do(t, "POST", "/v1/encrypt", w.app, `{"key":"demo/k","plaintext":"c2VjcmV0","context":{"f":"x"}}`, nil)
@@ -261,6 +263,7 @@ func TestFabric_ForgedCreatorWithoutSignatureRefused(t *testing.T) {
 // are the proposal's, and a second plaintext for the same key, context
 // and transaction is refused.
 func TestFabric_EndorsementModeNeedsVerifiedProposal(t *testing.T) {
+	t.Parallel()
 	w := newFabricWorld(t)
 	now := time.Now().UTC().Format(time.RFC3339Nano)
 	guess := func(pt string) string {
@@ -335,6 +338,7 @@ func TestFabric_EndorsementModeNeedsVerifiedProposal(t *testing.T) {
 // certificate's attribute order is stored in the form a verified creator
 // yields; one that is not a distinguished name is refused at grant time.
 func TestFabric_GrantCanonicalisesSubject(t *testing.T) {
+	t.Parallel()
 	w := newFabricWorld(t)
 	admin, _, err := w.toks.Create(policy.AdminParty, token.RoleAdmin, "", 0)
 	if err != nil {

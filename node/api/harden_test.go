@@ -25,6 +25,7 @@ import (
 // on key names over the audit log's 1,024-byte field limit: each key
 // route answers 400 invalid_request, and the audit log stays writable.
 func TestAPI_LongKeyNameIs400NotAudit500(t *testing.T) {
+	t.Parallel()
 	rf := newRouterFixture(t)
 	long := "demo/" + strings.Repeat("n", 1100)
 	h := http.Header{"Authorization": {"Bearer " + rf.admin}}
@@ -56,6 +57,7 @@ func TestAPI_LongKeyNameIs400NotAudit500(t *testing.T) {
 // on POST /v1/tokens for the admin party with a client role, and for the
 // admin role with another party.
 func TestAPI_ReservedTokenPartyIs400Not500(t *testing.T) {
+	t.Parallel()
 	rf := newRouterFixture(t)
 	h := http.Header{"Authorization": {"Bearer " + rf.admin}}
 	for _, body := range []string{
@@ -82,6 +84,7 @@ func TestAPI_ReservedTokenPartyIs400Not500(t *testing.T) {
 // chaincode token lives DefaultTokenTTL, "never" mints one without expiry,
 // and an admin token keeps no expiry.
 func TestAPI_ClientTokensExpireByDefault(t *testing.T) {
+	t.Parallel()
 	rf := newRouterFixture(t)
 	h := http.Header{"Authorization": {"Bearer " + rf.admin}}
 	for _, tc := range []struct {
@@ -118,6 +121,7 @@ func TestAPI_ClientTokensExpireByDefault(t *testing.T) {
 // lack of space answers changes with 507 insufficient_storage (not 500),
 // while encrypt within the count lease and decrypt keep working.
 func TestAPI_FullDiskIs507AndDecryptGoesOn(t *testing.T) {
+	t.Parallel()
 	rf := newRouterFixture(t)
 	admin := http.Header{"Authorization": {"Bearer " + rf.admin}}
 	app := http.Header{"Authorization": {"Bearer " + rf.app}}
@@ -168,6 +172,7 @@ func (failingEraser) Erase([]byte) error { return errors.New("disk refused the r
 // failure that was only logged: the destroy answer carries erase_error,
 // and the audit log records the destroy with outcome "error" and why.
 func TestAPI_DestroyEraseFailureIsReported(t *testing.T) {
+	t.Parallel()
 	m := kv.NewMem()
 	rf := newRouterFixtureOn(t, failingEraser{m}, m)
 	h := http.Header{"Authorization": {"Bearer " + rf.admin}}
@@ -198,6 +203,7 @@ func TestAPI_DestroyEraseFailureIsReported(t *testing.T) {
 // limit, and each request got its refusal (410: the key is destroyed) or
 // the fail-closed 503.
 func TestAPI_HostileBodiesBoundedByBudget(t *testing.T) {
+	t.Parallel()
 	rf := newRouterFixture(t)
 	const limit = 2*3<<20 + 1<<20 // room for two of the bodies below
 	rf.srv.bodies = newBodyBudget(limit)
@@ -224,6 +230,7 @@ func TestAPI_HostileBodiesBoundedByBudget(t *testing.T) {
 // method, so callers without a token cannot grow the metrics registry
 // with made-up paths.
 func TestAPI_MetricSeriesBoundedUnderRandomPaths(t *testing.T) {
+	t.Parallel()
 	rf := newRouterFixture(t)
 	cfg := rf.srv.cfg
 	reg := prometheus.NewRegistry()

@@ -12,6 +12,7 @@ import (
 // TestOpenAPIMatchesRouter fails when docs/openapi.yaml and the router
 // disagree about which routes exist.
 func TestOpenAPIMatchesRouter(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile("../../docs/openapi.yaml")
 	if err != nil {
 		t.Fatal(err)

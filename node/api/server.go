@@ -88,6 +88,7 @@ type Server struct {
 	metrics *metrics
 	bodies  *bodyBudget
 	replay  *fabricid.Replay // transactions chaincode tokens presented (fabric.go)
+	verify  verifyJobs       // background audit verification (verifyjob.go)
 }
 
 type metrics struct {
@@ -194,6 +195,8 @@ func New(cfg Config) *Server {
 	admin.POST("/tokens/:id/revoke", s.revokeToken)
 	admin.GET("/audit", s.auditTail)
 	admin.POST("/audit/verify", s.auditVerify)
+	admin.POST("/audit/verify/jobs", s.startVerifyJob)
+	admin.GET("/audit/verify/jobs/:id", s.getVerifyJob)
 	admin.GET("/node", s.nodeIdentity)
 	admin.GET("/nodes", s.listNodes)
 	admin.POST("/nodes/register", s.registerNode)

@@ -173,10 +173,20 @@ type KeyVersion struct {
 	Destroyed   bool      `json:"destroyed"`
 }
 
-// KeyList is the body of GET /v1/keys.
+// KeyList is the body of GET /v1/keys: one page of keys in name order.
+// Next, when set, is the "after" of the following page.
 type KeyList struct {
-	Keys []Key `json:"keys"`
+	Keys []Key  `json:"keys"`
+	Next string `json:"next,omitempty"`
 }
+
+// Listing pages (GET /v1/keys and GET /v1/grants): "?limit=" items per
+// page (DefaultPageLimit when absent, at most MaxPageLimit) and
+// "?after=" the Next of the previous page.
+const (
+	DefaultPageLimit = 1000
+	MaxPageLimit     = 10000
+)
 
 // RotateKeyRequest adds a version (POST /v1/keys/{ns}/{name}/rotate).
 // ActivateIn delays the new version's activation (the propagation grace);
@@ -303,9 +313,12 @@ type Grant struct {
 	Status    string     `json:"status"`
 }
 
-// GrantList is the body of GET /v1/grants.
+// GrantList is the body of GET /v1/grants: one page of grants in (key,
+// party, issued_at, id) order. Next, when set, is the "after" (an opaque
+// cursor) of the following page.
 type GrantList struct {
 	Grants []Grant `json:"grants"`
+	Next   string  `json:"next,omitempty"`
 }
 
 // RevokeRequest ends every grant of a party on a key (POST /v1/grants/revoke).
@@ -389,6 +402,21 @@ type AuditEntry struct {
 // AuditList is the body of GET /v1/audit.
 type AuditList struct {
 	Entries []AuditEntry `json:"entries"`
+}
+
+// AuditVerifyJob is a verification of the audit log running in the
+// background (POST /v1/audit/verify/jobs, GET /v1/audit/verify/jobs/{id}):
+// State is "running", "done" (Result holds the answer POST
+// /v1/audit/verify would give) or "failed" (the store failed; Error says
+// how). Checked counts the entries verified so far.
+type AuditVerifyJob struct {
+	ID         string       `json:"id"`
+	State      string       `json:"state"`
+	Checked    uint64       `json:"checked"`
+	StartedAt  time.Time    `json:"started_at"`
+	FinishedAt *time.Time   `json:"finished_at,omitempty"`
+	Result     *AuditVerify `json:"result,omitempty"`
+	Error      string       `json:"error,omitempty"`
 }
 
 // AuditVerify is the result of POST /v1/audit/verify. When OK is false, Seq

@@ -62,13 +62,44 @@ func (c *Client) CreateKey(ctx context.Context, req apiv1.CreateKeyRequest) (*ap
 	return c.key(ctx, "POST", "/v1/keys", req)
 }
 
-// ListKeys calls GET /v1/keys. It needs the admin role.
+// ListKeys calls GET /v1/keys page after page and returns every key. It
+// needs the admin role.
 func (c *Client) ListKeys(ctx context.Context) ([]apiv1.Key, error) {
+	var all []apiv1.Key
+	after := ""
+	for {
+		page, err := c.ListKeysPage(ctx, after, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Keys...)
+		if page.Next == "" || page.Next == after {
+			return all, nil
+		}
+		after = page.Next
+	}
+}
+
+// ListKeysPage calls GET /v1/keys for one page: up to limit keys (0: the
+// server's default) after the key named after. It needs the admin role.
+func (c *Client) ListKeysPage(ctx context.Context, after string, limit int) (*apiv1.KeyList, error) {
+	q := pageQuery(after, limit)
 	var out apiv1.KeyList
-	if err := c.do(ctx, "GET", "/v1/keys", nil, nil, &out); err != nil {
+	if err := c.do(ctx, "GET", "/v1/keys", q, nil, &out); err != nil {
 		return nil, err
 	}
-	return out.Keys, nil
+	return &out, nil
+}
+
+func pageQuery(after string, limit int) url.Values {
+	q := url.Values{}
+	if after != "" {
+		q.Set("after", after)
+	}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	return q
 }
 
 // GetKey calls GET /v1/keys/{ns}/{name}. It needs the admin role.
@@ -189,16 +220,38 @@ func (c *Client) CreateGrant(ctx context.Context, req apiv1.CreateGrantRequest) 
 
 // ListGrants calls GET /v1/grants: the grants on key, or every grant when
 // key is "". It needs the admin role.
+//
+// It follows the pages of the listing and returns every grant.
 func (c *Client) ListGrants(ctx context.Context, key string) ([]apiv1.Grant, error) {
-	var q url.Values
+	var all []apiv1.Grant
+	after := ""
+	for {
+		page, err := c.ListGrantsPage(ctx, key, after, 0)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, page.Grants...)
+		if page.Next == "" || page.Next == after {
+			return all, nil
+		}
+		after = page.Next
+	}
+}
+
+// ListGrantsPage calls GET /v1/grants for one page: up to limit grants
+// (0: the server's default) of key ("" for every key) after the cursor
+// after (the Next of the previous page, "" for the first). It needs the
+// admin role.
+func (c *Client) ListGrantsPage(ctx context.Context, key, after string, limit int) (*apiv1.GrantList, error) {
+	q := pageQuery(after, limit)
 	if key != "" {
-		q = url.Values{"key": {key}}
+		q.Set("key", key)
 	}
 	var out apiv1.GrantList
 	if err := c.do(ctx, "GET", "/v1/grants", q, nil, &out); err != nil {
 		return nil, err
 	}
-	return out.Grants, nil
+	return &out, nil
 }
 
 // Revoke calls POST /v1/grants/revoke, ending every grant of party on key.
@@ -300,4 +353,25 @@ func segment(s string) (string, error) {
 		return "", fmt.Errorf("holds a '/'")
 	}
 	return url.PathEscape(s), nil
+}
+
+// StartAuditVerifyJob calls POST /v1/audit/verify/jobs: it starts a
+// background verification of the audit log (or returns the one running).
+// Poll it with AuditVerifyJob. It needs the admin role.
+func (c *Client) StartAuditVerifyJob(ctx context.Context) (*apiv1.AuditVerifyJob, error) {
+	var out apiv1.AuditVerifyJob
+	if err := c.do(ctx, "POST", "/v1/audit/verify/jobs", nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// AuditVerifyJob calls GET /v1/audit/verify/jobs/{id}. It needs the admin
+// role.
+func (c *Client) AuditVerifyJob(ctx context.Context, id string) (*apiv1.AuditVerifyJob, error) {
+	var out apiv1.AuditVerifyJob
+	if err := c.do(ctx, "GET", "/v1/audit/verify/jobs/"+url.PathEscape(id), nil, nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
 }

@@ -381,6 +381,7 @@ var routeCases = []routeCase{
 }
 
 func TestRoutes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range routeCases {
 		t.Run("ok/"+tc.name, func(t *testing.T) {
 			status := tc.status
@@ -418,6 +419,7 @@ func TestRoutes(t *testing.T) {
 }
 
 func TestNoTokenNoAuthorization(t *testing.T) {
+	t.Parallel()
 	f := newFake(t, 200, `{"status":"ok"}`)
 	c, err := New(f.URL, "")
 	if err != nil {
@@ -432,6 +434,7 @@ func TestNoTokenNoAuthorization(t *testing.T) {
 }
 
 func TestAPIError(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name       string
 		status     int
@@ -483,6 +486,7 @@ func TestAPIError(t *testing.T) {
 }
 
 func TestErrorBodyBounded(t *testing.T) {
+	t.Parallel()
 	// A huge error body is read only in part and still gives an error.
 	big := `{"error":{"code":"internal","message":"` + strings.Repeat("x", 2*maxErrorBytes) + `"}}`
 	f := newFake(t, 500, big)
@@ -497,6 +501,7 @@ func TestErrorBodyBounded(t *testing.T) {
 }
 
 func TestResponseBodyBounded(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// A valid JSON document that is one byte over the limit.
 		pad := MaxResponseBytes + 1 - len(`{"status":""}`)
@@ -510,6 +515,7 @@ func TestResponseBodyBounded(t *testing.T) {
 }
 
 func TestRequestBodyBounded(t *testing.T) {
+	t.Parallel()
 	f := newFake(t, 200, `{}`)
 	c := newTestClient(t, f.URL)
 	_, _, err := c.EncryptValue(context.Background(), "demo/ssn", make([]byte, apiv1.MaxBodyBytes), nil, "")
@@ -522,6 +528,7 @@ func TestRequestBodyBounded(t *testing.T) {
 }
 
 func TestKeyNames(t *testing.T) {
+	t.Parallel()
 	f := newFake(t, 200, keyDoc)
 	c := newTestClient(t, f.URL)
 	for _, name := range []string{"", "demo", "/ssn", "demo/", "a/b/c", "../ssn", "demo/..", "./x", "demo//ssn"} {
@@ -545,6 +552,7 @@ func TestKeyNames(t *testing.T) {
 }
 
 func TestNew(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, addr, want string
 		opts             []Option
@@ -594,6 +602,7 @@ func TestNew(t *testing.T) {
 }
 
 func TestTokenNeverShown(t *testing.T) {
+	t.Parallel()
 	for _, bad := range []string{testToken + "\n", "km bad", "km\x00x", "kmé"} {
 		_, err := New("127.0.0.1:8420", bad)
 		if err == nil || strings.Contains(err.Error(), strings.TrimSpace(bad)) {
@@ -627,6 +636,7 @@ func TestTokenNeverShown(t *testing.T) {
 }
 
 func TestRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
 	other := newFake(t, 200, `{"status":"ok"}`)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
@@ -643,6 +653,7 @@ func TestRedirectNotFollowed(t *testing.T) {
 }
 
 func TestCAFile(t *testing.T) {
+	t.Parallel()
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	}))
@@ -677,6 +688,7 @@ func TestCAFile(t *testing.T) {
 }
 
 func TestContextCanceled(t *testing.T) {
+	t.Parallel()
 	block := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
@@ -694,6 +706,7 @@ func TestContextCanceled(t *testing.T) {
 }
 
 func TestBadSuccessBody(t *testing.T) {
+	t.Parallel()
 	for _, body := range []string{"", "not json", `{"status":`} {
 		f := newFake(t, 200, body)
 		if _, err := newTestClient(t, f.URL).Health(context.Background()); err == nil {
@@ -703,6 +716,7 @@ func TestBadSuccessBody(t *testing.T) {
 }
 
 func TestPathPrefix(t *testing.T) {
+	t.Parallel()
 	f := newFake(t, 200, keyDoc)
 	c := newTestClient(t, f.URL+"/gw%20x/")
 	if _, err := c.GetKey(context.Background(), "demo/a b"); err != nil {

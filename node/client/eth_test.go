@@ -44,6 +44,7 @@ func init() {
 // TestOpenAPIEthSchemas holds the eth schemas of docs/openapi.yaml to the
 // apiv1 types, as TestOpenAPISchemasMatchAPIv1 does for the others.
 func TestOpenAPIEthSchemas(t *testing.T) {
+	t.Parallel()
 	doc, _ := loadOpenAPI(t)
 	types := map[string]any{
 		"EthAuth": apiv1.EthAuth{}, "EthDecryptRequest": apiv1.EthDecryptRequest{}, "EthDomain": apiv1.EthDomain{},

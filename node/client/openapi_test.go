@@ -47,6 +47,7 @@ func loadOpenAPI(t *testing.T) (*openAPIDoc, []byte) {
 var httpMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 func TestOpenAPIRoutesMatchClient(t *testing.T) {
+	t.Parallel()
 	doc, _ := loadOpenAPI(t)
 	if doc.OpenAPI != "3.0.3" {
 		t.Errorf("openapi = %q, want 3.0.3", doc.OpenAPI)
@@ -92,6 +93,7 @@ func TestOpenAPIRoutesMatchClient(t *testing.T) {
 }
 
 func TestOpenAPISchemasMatchAPIv1(t *testing.T) {
+	t.Parallel()
 	doc, raw := loadOpenAPI(t)
 	types := map[string]any{
 		"Error": apiv1.Error{}, "ErrorResponse": apiv1.ErrorResponse{}, "Health": apiv1.Health{},
@@ -133,6 +135,7 @@ func TestOpenAPISchemasMatchAPIv1(t *testing.T) {
 }
 
 func TestOpenAPIErrorCodesAndLimits(t *testing.T) {
+	t.Parallel()
 	doc, raw := loadOpenAPI(t)
 	codes := []string{
 		apiv1.CodeInvalidRequest, apiv1.CodeInvalidCiphertext, apiv1.CodeDecryptionFailed,

@@ -19,12 +19,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -39,11 +41,12 @@ import (
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
-	"github.com/keymesh/keymesh/vault/transport"
 )
 
 type node struct {
 	org   string
+	store *kv.Mem
+	priv  crypto.Signer
 	log   *mesh.Log
 	vault *vault.Vault
 	m     *member.Member
@@ -97,8 +100,11 @@ func build(n int) *sim {
 	for i := range orgs {
 		admins[i] = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, 32))
 		org := event.GenesisOrg{ID: fmt.Sprintf("Org%dMSP", i+1), AdminKeys: [][32]byte{[32]byte(admins[i].Public().(ed25519.PublicKey))}}
-		if i == 0 {
+		switch i {
+		case 0:
 			org.Namespaces = []string{"bench"}
+		case 1:
+			org.Namespaces = []string{"bench2"} // the second writer of -scale
 		}
 		g.Orgs = append(g.Orgs, org)
 	}
@@ -109,10 +115,6 @@ func build(n int) *sim {
 	}
 	var regs []pending
 	for i := range n {
-		seed := make([]byte, 32)
-		seed[0], seed[1] = byte(i), byte(i>>8)
-		seed[2] = 0xAB
-		sign := ed25519.NewKeyFromSeed(seed)
 		store := kv.NewMem()
 		org := g.Orgs[i%orgs].ID
 		v, err := vault.Open(store, vault.MasterKey(bytes.Repeat([]byte{byte(i + 7)}, 32)),
@@ -120,18 +122,20 @@ func build(n int) *sim {
 		if err != nil {
 			fatalf("vault: %v", err)
 		}
-		kemPriv, kemPub, err := transport.GenerateKey()
+		// The node's keys are made and kept in its vault, as keymeshd's.
+		_, kemPub, err := v.GenerateNodeKeys()
 		if err != nil {
-			fatalf("kem: %v", err)
+			fatalf("node keys: %v", err)
 		}
-		if err := v.SealSecret(vault.SecretKEMKey, kemPriv); err != nil {
-			fatalf("seal: %v", err)
+		sign, err := v.Signer()
+		if err != nil {
+			fatalf("signer: %v", err)
 		}
 		l, err := mesh.OpenLog(store, g, sign, mesh.LogOptions{Staleness: time.Hour})
 		if err != nil {
 			fatalf("log: %v", err)
 		}
-		nd := &node{org: org, log: l, vault: v, inbox: make(chan []byte, 1<<16)}
+		nd := &node{org: org, store: store, priv: sign, log: l, vault: v, inbox: make(chan []byte, 1<<16)}
 		nd.m = member.New(member.Config{Log: l, Vault: v, Org: nd.org, KEMKey: kemPub, Grace: time.Second,
 			Publish: s.publish(nd), CheckpointEvery: time.Hour})
 		s.nodes = append(s.nodes, nd)
@@ -192,11 +196,56 @@ func pct(ds []time.Duration, p float64) time.Duration {
 	return s[min(len(s)-1, int(float64(len(s))*p))]
 }
 
+// memProfile is -memprofile.
+var memProfile string
+
+// writeHeapProfile writes a heap profile to memProfile, if set.
+func writeHeapProfile() {
+	if memProfile == "" {
+		return
+	}
+	f, err := os.Create(memProfile)
+	if err != nil {
+		fatalf("%v", err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		fatalf("%v", err)
+	}
+}
+
 func main() {
 	ns := flag.String("n", "50,200", "network sizes")
 	ops := flag.Int("ops", 20, "grant/revoke pairs per size")
+	scale := flag.String("scale", "", "instead: grow a 2-node mesh's log to these event counts (e.g. 1000,10000,100000) and measure at each (see scale.go)")
+	keys := flag.Int("keys", 100, "-scale: keys the grants spread over")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to `file`")
+	flag.StringVar(&memProfile, "memprofile", "", "-scale: write a heap profile at the largest size to `file`")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatalf("%v", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatalf("%v", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	fmt.Printf("# machine: %d cores, %s, GOMAXPROCS %d\n", runtime.NumCPU(), runtime.Version(), runtime.GOMAXPROCS(0))
+	if *scale != "" {
+		var sizes []int
+		for _, f := range strings.Split(*scale, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 100 || len(sizes) > 0 && n <= sizes[len(sizes)-1] {
+				fatalf("-scale: %q (increasing sizes of at least 100)", f)
+			}
+			sizes = append(sizes, n)
+		}
+		measureScale(sizes, max(*keys, 1))
+		return
+	}
 	for _, f := range strings.Split(*ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 2 || n > 1000 {

@@ -15,6 +15,8 @@ import (
 	"os"
 	"strings"
 	"testing"
+
+	"github.com/keymesh/keymesh/internal/tamper"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/vectors.json (format 2; the format 1 file is frozen)")
@@ -152,6 +154,7 @@ func loadVectorFile(t testing.TB, vectorsPath string) []vector {
 }
 
 func TestVectors(t *testing.T) {
+	t.Parallel()
 	if *update {
 		if err := os.WriteFile(vectorsPath, makeVectors(t), 0o644); err != nil {
 			t.Fatal(err)
@@ -190,6 +193,7 @@ func TestVectors(t *testing.T) {
 // whose nonce is the 12 bytes after enc and whose additional data is the
 // header.
 func TestVectorDEM(t *testing.T) {
+	t.Parallel()
 	v := loadVectors(t)[0]
 	blob := unhex(t, v.Blob)
 	k, err := ParsePrivateKey(unhex(t, v.PrivSeed))
@@ -244,6 +248,7 @@ func TestBlobLayout(t *testing.T) {
 }
 
 func TestRoundTrip(t *testing.T) {
+	t.Parallel()
 	priv, pub, err := GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -265,6 +270,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestParsedKey(t *testing.T) {
+	t.Parallel()
 	priv, pub := testKey(t)
 	k, err := ParsePrivateKey(priv)
 	if err != nil {
@@ -292,6 +298,7 @@ func TestParsedKey(t *testing.T) {
 }
 
 func TestNonRecipient(t *testing.T) {
+	t.Parallel()
 	_, pub := testKey(t)
 	blob := wrap(t, pub)
 	other, _, err := GenerateKey()
@@ -304,6 +311,7 @@ func TestNonRecipient(t *testing.T) {
 }
 
 func TestBindingMismatch(t *testing.T) {
+	t.Parallel()
 	priv, pub := testKey(t)
 	blob := wrap(t, pub)
 	for _, tc := range []struct {
@@ -328,18 +336,16 @@ func TestBindingMismatch(t *testing.T) {
 	}
 }
 
-// TestBitFlips flips every bit of a blob: none may open. Header bits give
-// ErrSuite, the rest ErrUnwrap.
+// TestBitFlips flips bits of a blob (every bit under KEYMESH_EXHAUSTIVE=1,
+// else a sample covering the header, the KEM ciphertext's ends and the
+// tag; see internal/tamper): none may open. Header bits give ErrSuite, the
+// rest ErrUnwrap.
 func TestBitFlips(t *testing.T) {
+	t.Parallel()
 	priv, pub := testKey(t)
 	blob := wrap(t, pub)
-	step := 1
-	if testing.Short() {
-		step = 7
-	}
-	for i := 0; i < len(blob)*8; i += step {
-		b := bytes.Clone(blob)
-		b[i/8] ^= 1 << (i % 8)
+	for _, i := range tamper.Bits(t, len(blob), HeaderSize) {
+		b := tamper.Flip(blob, i)
 		want := ErrUnwrap
 		if i/8 < HeaderSize {
 			want = ErrSuite
@@ -350,9 +356,11 @@ func TestBitFlips(t *testing.T) {
 	}
 }
 
-// TestBitFlipsV1 flips every bit of a format 1 vector blob: format 1 opens
-// through its own path, which must be as strict.
+// TestBitFlipsV1 flips bits of a format 1 vector blob (every bit under
+// KEYMESH_EXHAUSTIVE=1): format 1 opens through its own path, which must
+// be as strict.
 func TestBitFlipsV1(t *testing.T) {
+	t.Parallel()
 	if !v1Supported() {
 		t.Skipf("format 1 needs HPKE's AES-256-GCM, which module %s refuses in FIPS 140-only mode", fips140.Version())
 	}
@@ -362,13 +370,8 @@ func TestBitFlipsV1(t *testing.T) {
 		t.Fatal(err)
 	}
 	blob := unhex(t, v.Blob)
-	step := 1
-	if testing.Short() {
-		step = 7
-	}
-	for i := 0; i < len(blob)*8; i += step {
-		b := bytes.Clone(blob)
-		b[i/8] ^= 1 << (i % 8)
+	for _, i := range tamper.Bits(t, len(blob), HeaderSize) {
+		b := tamper.Flip(blob, i)
 		want := ErrUnwrap
 		if i/8 < HeaderSize {
 			want = ErrSuite
@@ -380,6 +383,7 @@ func TestBitFlipsV1(t *testing.T) {
 }
 
 func TestSizesAndSuite(t *testing.T) {
+	t.Parallel()
 	priv, pub := testKey(t)
 	blob := wrap(t, pub)
 	for _, tc := range []struct {
@@ -414,6 +418,7 @@ func TestSizesAndSuite(t *testing.T) {
 }
 
 func TestBadInputs(t *testing.T) {
+	t.Parallel()
 	priv, pub := testKey(t)
 	blob := wrap(t, pub)
 	for name, k := range map[string][]byte{"nil": nil, "short": priv[:31], "long": append(bytes.Clone(priv), 0)} {

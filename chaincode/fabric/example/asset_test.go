@@ -2,7 +2,9 @@ package example_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +15,10 @@ import (
 	"github.com/keymesh/keymesh/chaincode/fabric"
 	"github.com/keymesh/keymesh/chaincode/fabric/example"
 	"github.com/keymesh/keymesh/chaincode/fabric/fabrictest"
-	"github.com/keymesh/keymesh/chaincode/fabric/internal/testnode"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/client"
 	"github.com/keymesh/keymesh/node/fabricid/fabricidtest"
+	"github.com/keymesh/keymesh/node/nodetest"
 	"github.com/keymesh/keymesh/vault/envelope"
 )
 
@@ -33,7 +36,7 @@ var keys = []string{example.KeyAppraisedValue, example.KeyOwnerPII, example.KeyT
 // runs it, the custodian keymesh node of Org1MSP (which trusts the CAs of
 // Org1MSP and Org2MSP), and client identities.
 type world struct {
-	node              *testnode.Node
+	node              *nodetest.Node
 	cc                *contractapi.ContractChaincode
 	ledger            *fabrictest.Ledger
 	alice             *fabricidtest.Identity // Org1MSP
@@ -43,8 +46,8 @@ type world struct {
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
-	org1, org2 := testnode.CA(t, "Org1MSP"), testnode.CA(t, "Org2MSP")
-	n := testnode.Start(t, "Org1MSP", org1, org2)
+	org1, org2 := nodetest.FabricCA(t, "Org1MSP"), nodetest.FabricCA(t, "Org2MSP")
+	n := nodetest.Start(t, nodetest.WithOrg("Org1MSP"), nodetest.WithFabricCAs(org1, org2))
 	n.CreateKeys(t, keys...)
 	n.Grant(t, "org:Org1MSP", []string{"encrypt", "decrypt"}, keys...)
 	km, err := fabric.New(n.URL, n.ChaincodeToken(t, "cc-asset", channel, chaincode, "Org1MSP", "Org2MSP"))
@@ -57,10 +60,10 @@ func newWorld(t *testing.T) *world {
 	}
 	return &world{
 		node: n, cc: cc, ledger: fabrictest.NewLedger(),
-		alice: testnode.Client(t, org1, "alice"),
-		bob:   testnode.Client(t, org2, "bob"), carol: testnode.Client(t, org2, "carol"),
-		mallory:  testnode.Client(t, testnode.CA(t, "Org1MSP"), "alice"),
-		stranger: testnode.Client(t, testnode.CA(t, "Org3MSP"), "eve"),
+		alice: nodetest.FabricClient(t, org1, "alice"),
+		bob:   nodetest.FabricClient(t, org2, "bob"), carol: nodetest.FabricClient(t, org2, "carol"),
+		mallory:  nodetest.FabricClient(t, nodetest.FabricCA(t, "Org1MSP"), "alice"),
+		stranger: nodetest.FabricClient(t, nodetest.FabricCA(t, "Org3MSP"), "eve"),
 	}
 }
 
@@ -146,6 +149,7 @@ func envelopeOf(t *testing.T, stored []byte, field string) *envelope.Envelope {
 // timestamp). Both endorsers call the same custodian node;
 // TestEndorsersAgreeAcrossNodes (mesh_test.go) gives each its own org's.
 func TestEndorsersAgree(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	p := w.proposal(w.alice, "CreateAsset", "asset1", "blue", "5").WithTransient(example.TransientAssetProperties, props(300, "Alice"))
 
@@ -154,12 +158,14 @@ func TestEndorsersAgree(t *testing.T) {
 		t.Fatalf("endorser 1: CreateAsset = %d %q", r1.Status, r1.Message)
 	}
 	// Rotate every key; the new versions activate after p's timestamp.
+	probe := w.node.Client(t, "token:probe")
+	w.node.Grant(t, "token:probe", []string{"encrypt"}, keys...)
 	for _, k := range keys {
-		if _, err := w.node.Admin.RotateKey(testnode.Ctx(t), k, apiv1.RotateKeyRequest{ActivateIn: "200ms"}); err != nil {
+		if _, err := w.node.Admin.RotateKey(nodetest.Ctx(t), k, apiv1.RotateKeyRequest{ActivateIn: "200ms"}); err != nil {
 			t.Fatalf("RotateKey(%s) = %v", k, err)
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // the new versions are now active
+	waitActive(t, probe, 2, keys...)
 	r2, ws2 := w.endorse(p)
 	if r2.Status != 200 {
 		t.Fatalf("endorser 2: CreateAsset = %d %q", r2.Status, r2.Message)
@@ -215,6 +221,7 @@ func TestEndorsersAgree(t *testing.T) {
 // only while a grant names their org or their identity, and values written
 // after a revocation are refused to them.
 func TestOrg2ReadsOnlyWhileGranted(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.create(t, "asset1", 300, "Alice")
 
@@ -258,6 +265,7 @@ func TestOrg2ReadsOnlyWhileGranted(t *testing.T) {
 // the node trusts for its MSP, or of an MSP the node does not know, can
 // neither write nor read.
 func TestCreatorRefused(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.create(t, "asset1", 300, "Alice")
 	for name, who := range map[string]*fabricidtest.Identity{"unknown CA": w.mallory, "unknown MSP": w.stranger} {
@@ -274,6 +282,7 @@ func TestCreatorRefused(t *testing.T) {
 // TestCiphertextMoved: an envelope copied to another asset, another field
 // or another collection does not open.
 func TestCiphertextMoved(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.create(t, "asset1", 300, "Alice")
 	w.create(t, "asset2", 999, "Bea")
@@ -335,6 +344,7 @@ func TestCiphertextMoved(t *testing.T) {
 // agree on the private write set; org2 is refused) and a transfer that
 // re-encrypts the owner's data.
 func TestPrivateDataAndTransfer(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
 	w.create(t, "asset1", 300, "Alice")
 
@@ -356,4 +366,16 @@ func TestPrivateDataAndTransfer(t *testing.T) {
 	}
 	wantRefused(t, "TransferAsset by the former owner org", w.query(w.proposal(w.alice, "TransferAsset", "asset1", "Org1MSP").
 		WithTransient(example.TransientNewOwner, example.Person{Name: "X"})), "cannot transfer")
+}
+
+// waitActive waits until a fresh encrypt through c uses version v of each
+// key: the node's clock has passed the version's activation.
+func waitActive(t *testing.T, c *client.Client, v uint32, keys ...string) {
+	t.Helper()
+	for _, k := range keys {
+		nodetest.Eventually(t, 15*time.Second, fmt.Sprintf("%s version %d active", k, v), func(ctx context.Context) bool {
+			_, got, err := c.EncryptValue(ctx, k, []byte("probe"), nil, "")
+			return err == nil && got == v
+		})
+	}
 }

@@ -11,8 +11,8 @@ import (
 	"github.com/keymesh/keymesh/chaincode/fabric"
 	"github.com/keymesh/keymesh/chaincode/fabric/example"
 	"github.com/keymesh/keymesh/chaincode/fabric/fabrictest"
-	"github.com/keymesh/keymesh/chaincode/fabric/internal/testnode"
 	"github.com/keymesh/keymesh/node/apiv1"
+	"github.com/keymesh/keymesh/node/nodetest"
 )
 
 // endorser is one org's endorsing peer: the chaincode, configured with a
@@ -22,7 +22,7 @@ type endorser struct {
 	cc  *contractapi.ContractChaincode
 }
 
-func newEndorser(t *testing.T, n *testnode.Node) *endorser {
+func newEndorser(t *testing.T, n *nodetest.Node) *endorser {
 	t.Helper()
 	km, err := fabric.New(n.URL, n.ChaincodeToken(t, "cc-asset", channel, chaincode, "Org1MSP", "Org2MSP"))
 	if err != nil {
@@ -83,15 +83,18 @@ func wantVersion(t *testing.T, what string, stored []byte, v uint32, fields ...s
 // endorsed again, at both nodes — it still does, under version 1, while a
 // proposal made after the activation gets version 2 at both.
 func TestEndorsersAgreeAcrossNodes(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts a two-organisation mesh of nodes")
 	}
-	org1CA, org2CA := testnode.CA(t, "Org1MSP"), testnode.CA(t, "Org2MSP")
-	nodes := testnode.StartMesh(t, []string{"Org1MSP", "Org2MSP"}, org1CA, org2CA)
+	org1CA, org2CA := nodetest.FabricCA(t, "Org1MSP"), nodetest.FabricCA(t, "Org2MSP")
+	nodes := nodetest.StartMesh(t, []string{"Org1MSP", "Org2MSP"}, nodetest.WithFabricCAs(org1CA, org2CA))
 	n1, n2 := nodes[0], nodes[1]
 	n1.CreateKeys(t, keys...)
 	n1.Grant(t, "org:Org1MSP", []string{"encrypt", "decrypt"}, keys...)
 	n1.Grant(t, "org:Org2MSP", []string{"encrypt", "decrypt"}, keys...)
+	probe1, probe2 := n1.Client(t, "token:probe"), n2.Client(t, "token:probe")
+	n1.Grant(t, "token:probe", []string{"encrypt"}, keys...)
 	v1 := n2.WaitVersion(t, 1, keys...)
 	for _, k := range keys {
 		if v1[k].ActivateAt.IsZero() {
@@ -99,7 +102,7 @@ func TestEndorsersAgreeAcrossNodes(t *testing.T) {
 		}
 	}
 	e1, e2 := newEndorser(t, n1), newEndorser(t, n2)
-	alice := testnode.Client(t, org1CA, "alice")
+	alice := nodetest.FabricClient(t, org1CA, "alice")
 	proposal := func(fn string, args ...string) fabrictest.Proposal {
 		return fabrictest.NewSignedProposal(channel, chaincode, alice, fn, args...)
 	}
@@ -132,7 +135,7 @@ func TestEndorsersAgreeAcrossNodes(t *testing.T) {
 	const activateIn = 1500 * time.Millisecond
 	var activateAt time.Time
 	for _, k := range keys {
-		ki, err := n1.Admin.RotateKey(testnode.Ctx(t), k, apiv1.RotateKeyRequest{ActivateIn: activateIn.String()})
+		ki, err := n1.Admin.RotateKey(nodetest.Ctx(t), k, apiv1.RotateKeyRequest{ActivateIn: activateIn.String()})
 		if err != nil {
 			t.Fatalf("RotateKey(%s) = %v", k, err)
 		}
@@ -149,13 +152,12 @@ func TestEndorsersAgreeAcrossNodes(t *testing.T) {
 	}
 	v2 := n2.WaitVersion(t, 2, keys...)
 	for _, k := range keys {
-		if k1, _ := n1.Admin.GetKey(testnode.Ctx(t), k); k1 == nil || len(k1.Versions) < 2 || !v2[k].ActivateAt.Equal(k1.Versions[1].ActivateAt) {
+		if k1, _ := n1.Admin.GetKey(nodetest.Ctx(t), k); k1 == nil || len(k1.Versions) < 2 || !v2[k].ActivateAt.Equal(k1.Versions[1].ActivateAt) {
 			t.Fatalf("%s version 2 at Org2's node activates at %s, not as at Org1's", k, v2[k].ActivateAt)
 		}
 	}
-	if d := time.Until(activateAt); d > 0 {
-		time.Sleep(d + 50*time.Millisecond)
-	}
+	waitActive(t, probe1, 2, keys...)
+	waitActive(t, probe2, 2, keys...)
 
 	// The same proposals, endorsed again at both nodes (Org2 first), give
 	// the same bytes as before the rotation.

@@ -10,9 +10,9 @@ import (
 	"github.com/keymesh/keymesh/chaincode/fabric"
 	"github.com/keymesh/keymesh/chaincode/fabric/example"
 	"github.com/keymesh/keymesh/chaincode/fabric/fabrictest"
-	"github.com/keymesh/keymesh/chaincode/fabric/internal/testnode"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/node/nodetest"
 )
 
 // TestFabric_ClientSealedAssetEndorsedWithoutKeys: under an AND policy an
@@ -20,8 +20,9 @@ import (
 // client-sealed create byte for byte like the key owner's peer; the
 // granted reader opens the fields (issue 10 item 4).
 func TestFabric_ClientSealedAssetEndorsedWithoutKeys(t *testing.T) {
+	t.Parallel()
 	w := newWorld(t)
-	ct, err := w.node.Admin.CreateToken(testnode.Ctx(t), apiv1.CreateTokenRequest{Party: "token:org1-app"})
+	ct, err := w.node.Admin.CreateToken(nodetest.Ctx(t), apiv1.CreateTokenRequest{Party: "token:org1-app"})
 	if err != nil {
 		t.Fatal(err)
 	}

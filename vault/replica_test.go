@@ -29,15 +29,15 @@ func TestMeshImport(t *testing.T) {
 		if err := v.SyncKey(meta); err != nil {
 			t.Fatal(err)
 		}
-		if err := v.ImportVersion("trade/price", 1, clk.Now(), m1); err != nil {
+		if err := v.importVersion("trade/price", 1, clk.Now(), m1); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// b skips version 2 and holds version 3.
-	if err := a.ImportVersion("trade/price", 3, clk.Now(), m3); err != nil {
+	if err := a.importVersion("trade/price", 3, clk.Now(), m3); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.ImportVersion("trade/price", 3, clk.Now(), m3); err != nil {
+	if err := b.importVersion("trade/price", 3, clk.Now(), m3); err != nil {
 		t.Fatal(err)
 	}
 	env := encrypt(t, a, EncryptInput{Key: "trade/price", Plaintext: []byte("42")})
@@ -51,13 +51,13 @@ func TestMeshImport(t *testing.T) {
 		t.Error("Holds() does not reflect versions 1 and 3 held, 2 not")
 	}
 	// Re-import is a no-op; a conflicting import after use is refused.
-	if err := a.ImportVersion("trade/price", 3, clk.Now(), m3); err != nil {
+	if err := a.importVersion("trade/price", 3, clk.Now(), m3); err != nil {
 		t.Errorf("re-import error = %v", err)
 	}
-	if err := a.ImportVersion("trade/price", 3, clk.Now(), m1); !errors.Is(err, ErrMaterialConflict) {
+	if err := a.importVersion("trade/price", 3, clk.Now(), m1); !errors.Is(err, ErrMaterialConflict) {
 		t.Errorf("conflicting import after use error = %v, want %v", err, ErrMaterialConflict)
 	}
-	got, err := a.Material("trade/price", 3)
+	got, err := a.heldMaterial("trade/price", 3)
 	if err != nil || !bytes.Equal(got, m3) {
 		t.Errorf("Material = %x, %v", got, err)
 	}

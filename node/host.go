@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/ed25519"
 	"fmt"
 	"slices"
 	"sync"
@@ -16,12 +15,7 @@ import (
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/mesh/member"
 	"github.com/keymesh/keymesh/p2p"
-)
-
-// Names of the node's sealed secrets in the vault.
-const (
-	secretSignKey = "node/sign-key" // Ed25519 seed: event signing and libp2p identity
-	secretKEMKey  = "node/kem-key"  // HPKE private key for key transport (vault.SecretKEMKey)
+	"github.com/keymesh/keymesh/vault"
 )
 
 // meshNet is a mesh node's composition: its member (package mesh/member)
@@ -29,16 +23,17 @@ const (
 type meshNet struct {
 	member *member.Member
 	log    *mesh.Log
-	sign   ed25519.PrivateKey
+	sign   *vault.Signer
 	cfg    Config
 
 	mu   sync.RWMutex
 	host *p2p.Host
 }
 
-// peerIDOf derives the libp2p peer id of a signing key.
-func peerIDOf(sign ed25519.PrivateKey) (peer.ID, libp2pcrypto.PrivKey, error) {
-	pk, err := libp2pcrypto.UnmarshalEd25519PrivateKey(sign)
+// peerIDOf returns the libp2p identity over the vault's signer (Sign
+// works, Raw refuses) and its peer id.
+func peerIDOf(sign *vault.Signer) (peer.ID, libp2pcrypto.PrivKey, error) {
+	pk, err := p2p.SignerKey(sign)
 	if err != nil {
 		return "", nil, err
 	}
@@ -85,44 +80,11 @@ func (v hostView) Peers() map[string]member.Peer {
 func (v hostView) Addrs() []string     { return v.h.Addrs() }
 func (v hostView) LastSync() time.Time { return v.h.LastSync() }
 
-// p2pLog adapts the event log to the p2p transport.
-type p2pLog struct{ l *mesh.Log }
-
-func (a p2pLog) Deliver(raw []byte) p2p.Result { return toP2P(a.l.Deliver(raw)) }
-
-func (a p2pLog) DeliverBatch(raws [][]byte) []p2p.Result {
-	vs := a.l.DeliverBatch(raws)
-	out := make([]p2p.Result, len(vs))
-	for i, v := range vs {
-		out[i] = toP2P(v)
-	}
-	return out
-}
-
-func toP2P(v mesh.Verdict) p2p.Result {
-	switch v {
-	case mesh.Accept:
-		return p2p.Accept
-	case mesh.Reject:
-		return p2p.Reject
-	}
-	return p2p.Ignore
-}
-
-func (a p2pLog) Summary() map[string]uint64 { return a.l.Summary() }
-
-// Wants passes on what the log asks every peer for (the events that locate
-// an equivocation).
-func (a p2pLog) Wants() []p2p.Want {
-	var out []p2p.Want
-	for _, w := range a.l.Wants() {
-		out = append(out, p2p.Want{Issuer: w.Issuer, After: w.After, Max: w.Max})
-	}
-	return out
-}
-func (a p2pLog) Events(issuer string, after uint64, max int) ([][]byte, error) {
-	return a.l.Events(issuer, after, max)
-}
+// The event log is the host's Log as it is: both speak package gossip.
+var _ interface {
+	p2p.BatchLog
+	p2p.Wanter
+} = (*mesh.Log)(nil)
 
 // nodeKeyOf returns the node key behind a libp2p peer id (the node's
 // identity is its Ed25519 signing key).
@@ -209,7 +171,7 @@ func (m *meshNet) start(ctx context.Context, reg prometheus.Registerer, logger i
 	h, err := p2p.New(ctx, p2p.Config{
 		Identity: pk, Listen: listen, Bootstrap: boot,
 		Topic: "/keymesh/" + nid + "/events/1", Protocol: "/keymesh/" + nid + "/sync/1",
-		Log: p2pLog{m.log}, AntiEntropyInterval: m.cfg.AntiEntropyInterval,
+		Log: m.log, AntiEntropyInterval: m.cfg.AntiEntropyInterval,
 		Registerer: reg, Logger: m.member.Logger().With("component", "p2p"),
 		Registered: m.registeredPeer, Targets: m.targets,
 		IssuerOf: func(p peer.ID) string {
@@ -237,4 +199,5 @@ func (m *meshNet) close() {
 			m.member.Logger().Warn("close p2p host", "err", err)
 		}
 	}
+	m.sign.Destroy() // best effort: the node is closing
 }

@@ -63,6 +63,7 @@ func init() {
 // TestOpenAPIMeshSchemas holds the mesh schemas of docs/openapi.yaml to the
 // apiv1 types, as TestOpenAPISchemasMatchAPIv1 does for the others.
 func TestOpenAPIMeshSchemas(t *testing.T) {
+	t.Parallel()
 	doc, _ := loadOpenAPI(t)
 	types := map[string]any{
 		"NodeIdentity": apiv1.NodeIdentity{}, "RegisterRequest": apiv1.RegisterRequest{},

@@ -1,9 +1,9 @@
 package vault
 
 import (
+	"crypto/subtle"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 	"time"
 
@@ -11,7 +11,7 @@ import (
 	"github.com/keymesh/keymesh/vault/envelope"
 )
 
-// This file is the vault's side of the mesh. In a mesh the network agrees
+// This file is the vault as a replica of the network's keys. In a mesh the network agrees
 // on each key's metadata and versions (package mesh folds the signed events
 // into that agreement); a node's vault holds the material of the versions
 // wrapped for it, and follows the agreed metadata. The methods here apply
@@ -29,7 +29,7 @@ type KeyMeta struct {
 	Created              time.Time
 }
 
-// ErrMaterialConflict is returned by ImportVersion when this node holds a
+// ErrMaterialConflict is returned by AcceptVersion when this node holds a
 // different material for the same version and has already encrypted with it.
 var ErrMaterialConflict = errors.New("vault: a different material for this version is held and in use")
 
@@ -91,14 +91,14 @@ func (v *Vault) SyncKey(meta KeyMeta) error {
 	return nil
 }
 
-// ImportVersion installs version n of key name with material (32 bytes,
-// unwrapped from key transport), active from activateAt. Earlier versions
+// importVersion installs version n of key name with material (32 bytes,
+// unwrapped from key transport by AcceptVersion), active from activateAt. Earlier versions
 // this node has not seen become placeholders it does not hold. Importing
 // the same material again is a no-op. If different material is held for n
 // and nothing was encrypted with it yet, the new material replaces it (the
 // network settled a concurrent rotation the other way); otherwise
 // ErrMaterialConflict.
-func (v *Vault) ImportVersion(name string, n uint32, activateAt time.Time, material []byte) error {
+func (v *Vault) importVersion(name string, n uint32, activateAt time.Time, material []byte) error {
 	if len(material) != envelope.KeySize {
 		return fmt.Errorf("%w: key material must be %d bytes", ErrInvalidRequest, envelope.KeySize)
 	}
@@ -185,7 +185,7 @@ func (v *Vault) sameMaterial(name string, n uint32, material []byte) (bool, erro
 		return false, err
 	}
 	defer clear(held)
-	return string(held) == string(material), nil
+	return subtle.ConstantTimeCompare(held, material) == 1, nil
 }
 
 // material unwraps version n of name from the store.
@@ -200,9 +200,10 @@ func (v *Vault) material(name string, n uint32) ([]byte, error) {
 	return v.unwrapMaterial(name, n, wrapped)
 }
 
-// Material returns a copy of version n's material, for wrapping it to
-// another entitled node (key transport). The caller must clear it.
-func (v *Vault) Material(name string, n uint32) ([]byte, error) {
+// heldMaterial returns a copy of version n's material, for wrapping it to
+// another entitled node (ShareVersion); nil, ErrVersionNotHeld when this
+// node does not hold it. The caller must clear it.
+func (v *Vault) heldMaterial(name string, n uint32) ([]byte, error) {
 	r, err := v.ring(name)
 	if err != nil {
 		return nil, err
@@ -261,23 +262,16 @@ func (v *Vault) ForgetVersion(name string, n uint32) error {
 	return nil
 }
 
-// GenerateMaterial returns 32 fresh random bytes for a new key version,
-// from the vault's randomness source. The caller must clear it.
-func (v *Vault) GenerateMaterial() ([]byte, error) {
-	m := make([]byte, envelope.KeySize)
-	if _, err := io.ReadFull(v.opts.rand, m); err != nil {
-		return nil, fmt.Errorf("vault: generate key: %w", err)
-	}
-	return m, nil
-}
-
 func secretKey(name string) []byte { return []byte("vault/secret/" + name) }
 
 func secretAAD(name string) []byte { return []byte("keymesh/v1 secret\x00" + name) }
 
-// SealSecret stores b under name, wrapped (AES-256-GCM) under the KEK like
-// every key version: the node's signing and KEM private keys live here.
-func (v *Vault) SealSecret(name string, b []byte) error {
+// sealSecret stores b under name, wrapped (AES-256-GCM) under the KEK like
+// every key version: the node's signing and KEM private keys live here. It
+// is a one-way door: nothing exported reads a secret back (the vault uses
+// them itself: Signer, AcceptVersion). GenerateNodeKeys makes the node's
+// keys without their bytes ever leaving the vault; prefer it.
+func (v *Vault) sealSecret(name string, b []byte) error {
 	sealed, err := v.sealKEK(b, secretAAD(name))
 	if err != nil {
 		return fmt.Errorf("vault: seal %s: %w", name, err)
@@ -288,9 +282,9 @@ func (v *Vault) SealSecret(name string, b []byte) error {
 	return nil
 }
 
-// OpenSecret returns the secret stored under name (the caller clears it),
+// openSecret returns the secret stored under name (the caller clears it),
 // or an error wrapping kv.ErrNotFound.
-func (v *Vault) OpenSecret(name string) ([]byte, error) {
+func (v *Vault) openSecret(name string) ([]byte, error) {
 	sealed, err := v.store.Get(secretKey(name))
 	if err != nil {
 		return nil, fmt.Errorf("vault: open secret %s: %w", name, err)

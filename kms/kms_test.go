@@ -1,0 +1,253 @@
+package kms_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kms"
+	"github.com/keymesh/keymesh/kms/kmstest"
+	"github.com/keymesh/keymesh/policy"
+	"github.com/keymesh/keymesh/vault"
+	"github.com/keymesh/keymesh/vault/envelope"
+)
+
+var (
+	ctx   = context.Background()
+	admin = kms.Caller{Principal: policy.Principal{Parties: []policy.Party{"token:admin"}}, Name: "token:admin"}
+	app   = kms.Caller{Principal: policy.Principal{Parties: []policy.Party{"token:app"}}, Name: "token:app"}
+	other = kms.Caller{Principal: policy.Principal{Parties: []policy.Party{"token:other"}}, Name: "token:other"}
+)
+
+// newCore is a network of one with key demo/k, which token:app may encrypt
+// and decrypt.
+func newCore(t *testing.T) *kmstest.Solo {
+	t.Helper()
+	s := kmstest.New(t, kmstest.Options{})
+	if _, err := s.Core.CreateKey(ctx, admin, "demo/k", vault.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Core.Grant(ctx, admin, policy.Grant{Key: "demo/k", Party: "token:app", Ops: policy.OpsAll}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func lastEntries(t *testing.T, s *kmstest.Solo, n int) []audit.Entry {
+	t.Helper()
+	es, err := s.Audit.Tail(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return es
+}
+
+func TestEncryptDecryptRoundTripAudited(t *testing.T) {
+	s := newCore(t)
+	items := []kms.EncryptItem{{Plaintext: []byte("4200"), Context: envelope.Context{"f": "price"}}, {Plaintext: []byte{}, Context: envelope.Context{"f": "none"}}}
+	sealed, err := s.Core.Encrypt(ctx, app, "demo/k", envelope.ModeRandom, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make([]kms.DecryptItem, len(sealed))
+	for i, r := range sealed {
+		if r.Err != nil {
+			t.Fatalf("item %d: %v", i, r.Err)
+		}
+		in[i] = kms.DecryptItem{Ciphertext: r.Envelope.Text(), Context: items[i].Context}
+	}
+	opened, err := s.Core.Decrypt(ctx, app, in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range opened {
+		if o.Err != nil || string(o.Plaintext) != string(items[i].Plaintext) || o.Plaintext == nil || o.Key != "demo/k" || o.Version != 1 {
+			t.Errorf("item %d = %+v, want %q under demo/k v1", i, o, items[i].Plaintext)
+		}
+	}
+	es := lastEntries(t, s, 2)
+	if es[0].Action != "encrypt" || es[0].Outcome != audit.OutcomeAllow || es[0].Count != 2 || es[0].Principal != "token:app" {
+		t.Errorf("encrypt audit entry = %+v", es[0])
+	}
+	if es[1].Action != "decrypt" || es[1].Outcome != audit.OutcomeAllow || es[1].Count != 2 || es[1].Key != "demo/k" {
+		t.Errorf("decrypt audit entry = %+v", es[1])
+	}
+}
+
+// TestNothingLeavesWithoutAudit: when the audit log cannot be written, no
+// envelope and no plaintext is returned.
+func TestNothingLeavesWithoutAudit(t *testing.T) {
+	s := newCore(t)
+	sealed, err := s.Core.Encrypt(ctx, app, "demo/k", envelope.ModeRandom, []kms.EncryptItem{{Plaintext: []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := sealed[0].Envelope.Text()
+	s.AuditStore.SetFailure(errors.New("disk on fire"))
+	if out, err := s.Core.Encrypt(ctx, app, "demo/k", envelope.ModeRandom, []kms.EncryptItem{{Plaintext: []byte("y")}}); err == nil || out != nil {
+		t.Errorf("Encrypt with a failing audit log = %v, %v; want an error and no envelope", out, err)
+	}
+	if out, err := s.Core.Decrypt(ctx, app, []kms.DecryptItem{{Ciphertext: text}}, nil); err == nil || out != nil {
+		t.Errorf("Decrypt with a failing audit log = %v, %v; want an error and no plaintext", out, err)
+	}
+	if _, err := s.Core.CreateKey(ctx, admin, "demo/new", vault.CreateOptions{}); !errors.Is(err, audit.ErrUnavailable) {
+		t.Errorf("CreateKey with a failing audit log = %v, want audit.ErrUnavailable", err)
+	}
+}
+
+func TestDenialsAuditedAndTyped(t *testing.T) {
+	s := newCore(t)
+	_, err := s.Core.Encrypt(ctx, other, "demo/k", envelope.ModeRandom, []kms.EncryptItem{{Plaintext: []byte("x")}})
+	if !errors.Is(err, policy.ErrNotGranted) {
+		t.Errorf("Encrypt by an ungranted caller = %v, want ErrNotGranted", err)
+	}
+	if e := lastEntries(t, s, 1)[0]; e.Outcome != audit.OutcomeDeny || e.Principal != "token:other" {
+		t.Errorf("denial audit entry = %+v", e)
+	}
+	_, err = s.Core.Encrypt(ctx, app, "demo/k", envelope.ModeEndorsement, []kms.EncryptItem{{Plaintext: []byte("x")}})
+	if !errors.Is(err, kms.ErrEndorsementRefused) {
+		t.Errorf("endorsement mode without a verified transaction = %v, want ErrEndorsementRefused", err)
+	}
+	if e := lastEntries(t, s, 1)[0]; e.Outcome != audit.OutcomeDeny {
+		t.Errorf("endorsement refusal audit entry = %+v", e)
+	}
+}
+
+// TestBatchPerItem: in a batch, each item has its own result; malformed
+// envelopes are audited apart from the keys' decisions.
+func TestBatchPerItem(t *testing.T) {
+	s := newCore(t)
+	if _, err := s.Core.CreateKey(ctx, admin, "demo/closed", vault.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sealed, _ := s.Core.Encrypt(ctx, app, "demo/k", envelope.ModeRandom, []kms.EncryptItem{{Plaintext: []byte("a"), Context: envelope.Context{"f": "1"}}})
+	good := sealed[0].Envelope.Text()
+	closedEnv, err := s.Vault.Encrypt(vault.EncryptInput{Key: "demo/closed", Plaintext: []byte("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := []kms.DecryptItem{
+		{Ciphertext: good, Context: envelope.Context{"f": "1"}},
+		{Ciphertext: good, Context: envelope.Context{"f": "2"}}, // wrong context
+		{Ciphertext: "km1:not-an-envelope"},
+		{Ciphertext: closedEnv.Text()}, // no grant
+	}
+	opened, err := s.Core.Decrypt(ctx, app, in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wants := []error{nil, envelope.ErrDecrypt, envelope.ErrMalformed, policy.ErrNotGranted}
+	for i, want := range wants {
+		if got := opened[i].Err; want == nil && got != nil || want != nil && !errors.Is(got, want) {
+			t.Errorf("item %d: error %v, want %v", i, got, want)
+		}
+		if want != nil && opened[i].Plaintext != nil {
+			t.Errorf("item %d failed but carries a plaintext", i)
+		}
+	}
+	es := lastEntries(t, s, 3)
+	if es[0].Key != "demo/k" || es[0].Outcome != audit.OutcomeAllow || es[0].Count != 2 ||
+		es[1].Key != "demo/closed" || es[1].Outcome != audit.OutcomeDeny ||
+		es[2].Reason != "malformed envelope" || es[2].Count != 1 {
+		t.Errorf("audit entries of the batch = %+v", es)
+	}
+}
+
+// TestPreDecisions: decisions made before (a wallet's nonce is spent only
+// when something can be served) are the ones Decrypt applies.
+func TestPreDecisions(t *testing.T) {
+	s := newCore(t)
+	sealed, _ := s.Core.Encrypt(ctx, app, "demo/k", envelope.ModeRandom, []kms.EncryptItem{{Plaintext: []byte("a")}})
+	in := []kms.DecryptItem{{Ciphertext: sealed[0].Envelope.Text()}, {Ciphertext: "garbage"}}
+	ds := s.Core.DecideDecrypt(app, in)
+	if len(ds) != 1 || !ds.Allows() {
+		t.Fatalf("DecideDecrypt = %+v, want demo/k allowed", ds)
+	}
+	if s.Core.DecideDecrypt(other, in).Allows() {
+		t.Error("DecideDecrypt allows an ungranted caller")
+	}
+	// Revoked after deciding: the decision made stands for this request.
+	if _, _, err := s.Core.Revoke(ctx, admin, "demo/k", "token:app"); err != nil {
+		t.Fatal(err)
+	}
+	opened, err := s.Core.Decrypt(ctx, app, in[:1], ds)
+	if err != nil || opened[0].Err != nil || string(opened[0].Plaintext) != "a" {
+		t.Errorf("Decrypt with the decision made before = %+v, %v", opened, err)
+	}
+	opened, _ = s.Core.Decrypt(ctx, app, in[:1], nil)
+	if !errors.Is(opened[0].Err, policy.ErrNotGranted) {
+		t.Errorf("Decrypt deciding now = %v, want ErrNotGranted", opened[0].Err)
+	}
+}
+
+// TestDestroyedKeySaysSo: a destroyed key keeps no grants, but its
+// envelopes' holders are told it is destroyed, not that they lack a grant.
+func TestDestroyedKeySaysSo(t *testing.T) {
+	s := newCore(t)
+	sealed, _ := s.Core.Encrypt(ctx, app, "demo/k", envelope.ModeRandom, []kms.EncryptItem{{Plaintext: []byte("a")}})
+	if _, err := s.Core.DestroyKey(ctx, admin, "demo/k"); err != nil {
+		t.Fatal(err)
+	}
+	opened, err := s.Core.Decrypt(ctx, app, []kms.DecryptItem{{Ciphertext: sealed[0].Envelope.Text()}}, nil)
+	if err != nil || !errors.Is(opened[0].Err, vault.ErrKeyDestroyed) {
+		t.Errorf("Decrypt after destroy = %v, %v; want ErrKeyDestroyed", opened[0].Err, err)
+	}
+	if _, err := s.Core.Encrypt(ctx, app, "demo/k", envelope.ModeRandom, []kms.EncryptItem{{Plaintext: []byte("b")}}); !errors.Is(err, vault.ErrKeyDestroyed) {
+		t.Errorf("Encrypt after destroy = %v, want ErrKeyDestroyed", err)
+	}
+}
+
+// TestAdminChangesAudited: each change, and each refusal, has its entry
+// with the reason the core was configured to give.
+func TestAdminChangesAudited(t *testing.T) {
+	s := kmstest.New(t, kmstest.Options{Reason: func(err error) string {
+		if errors.Is(err, vault.ErrKeyExists) {
+			return "conflict"
+		}
+		return err.Error()
+	}})
+	c := s.Core
+	if _, err := c.CreateKey(ctx, admin, "demo/k", vault.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateKey(ctx, admin, "demo/k", vault.CreateOptions{}); !errors.Is(err, vault.ErrKeyExists) {
+		t.Fatalf("second CreateKey = %v, want ErrKeyExists", err)
+	}
+	d := time.Duration(0)
+	if k, err := c.RotateKey(ctx, admin, "demo/k", &d); err != nil || k.LatestVersion != 2 {
+		t.Fatalf("RotateKey = %+v, %v", k, err)
+	}
+	if k, err := c.SetMinDecryptionVersion(ctx, admin, "demo/k", 2); err != nil || k.MinDecryptionVersion != 2 {
+		t.Fatalf("SetMinDecryptionVersion = %+v, %v", k, err)
+	}
+	if _, err := c.SetKeyState(ctx, admin, "demo/k", vault.StateDestroyed); !errors.Is(err, vault.ErrInvalidRequest) {
+		t.Errorf("SetKeyState(destroyed) = %v, want ErrInvalidRequest (destroy is its own operation)", err)
+	}
+	if k, err := c.SetKeyState(ctx, admin, "demo/k", vault.StateDeactivated); err != nil || k.State != vault.StateDeactivated {
+		t.Fatalf("SetKeyState = %+v, %v", k, err)
+	}
+	st, err := c.Grant(ctx, admin, policy.Grant{Key: "demo/k", Party: "token:app", Ops: policy.OpsDecrypt, NotBefore: time.Now().Add(time.Hour)})
+	if err != nil || st.InForce || st.Reason != policy.StatusNotYetValid || st.Grant.Issuer != "token:admin" {
+		t.Errorf("Grant not yet valid = %+v, %v; want not in force, %q, issued by the caller", st, err, policy.StatusNotYetValid)
+	}
+	if _, err := c.Grant(ctx, admin, policy.Grant{Key: "demo/none", Party: "token:app", Ops: policy.OpsDecrypt}); !errors.Is(err, vault.ErrKeyNotFound) {
+		t.Errorf("Grant on a missing key = %v, want ErrKeyNotFound", err)
+	}
+	if c.CountKeys() != 1 || c.CountGrants() != 1 || len(c.Grants("demo/k")) != 1 {
+		t.Errorf("counts: %d keys, %d grants", c.CountKeys(), c.CountGrants())
+	}
+	es := lastEntries(t, s, 6) // a grant on a missing key is a malformed request, not a change
+
+	want := []struct{ action, outcome, reason string }{
+		{"key.create", "ok", ""}, {"key.create", audit.OutcomeError, "conflict"}, {"key.rotate", "ok", ""},
+		{"key.config", "ok", "min_decryption_version"}, {"key.state", "ok", "to deactivated"},
+		{"grant.create", "ok", "token:app decrypt"},
+	}
+	for i, w := range want {
+		if es[i].Action != w.action || es[i].Outcome != w.outcome || es[i].Reason != w.reason {
+			t.Errorf("audit entry %d = %s %s %q, want %s %s %q", i, es[i].Action, es[i].Outcome, es[i].Reason, w.action, w.outcome, w.reason)
+		}
+	}
+}

@@ -1,0 +1,286 @@
+// Command benchscale measures how one keymeshd's costs grow with what it
+// holds; scripts/bench-scale.sh runs it.
+//
+//	go run ./scripts/benchscale -keymeshd BIN -sizes 1000,10000,100000 -dims keys,grants-one,grants-spread,audit
+//
+// For each dimension it starts a fresh `keymeshd --dev` on a loopback port
+// and grows it, through the REST API with 8 concurrent clients, to each
+// size in turn:
+//
+//	keys           keys created (bench/kN)
+//	grants-one     grants on one key, each to another token: party
+//	grants-spread  grants spread over 100 keys
+//	audit          audit entries (single encrypts)
+//
+// At each size it prints one line: the growth rate and the p50/p99 of the
+// last 1,000 growing requests (the grant latency for the grant
+// dimensions), then restarts the daemon and prints the restart time (from
+// exec to /readyz), the idle RSS 2 s after the restart, single encrypt and
+// decrypt p50/p99 (2,000 each, 4 clients), GET /v1/status and one page of
+// GET /v1/keys, and, for audit, a synchronous POST /v1/audit/verify. Every
+// figure after the first size carries its growth exponent b against the
+// previous size (figure ∝ size^b). Traffic goes to 127.0.0.1 only.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/keymesh/keymesh/node/apiv1"
+)
+
+func fatalf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "benchscale: "+format+"\n", a...)
+	os.Exit(1)
+}
+
+type daemon struct {
+	bin, dir, url string
+	cmd           *exec.Cmd
+	admin, user   string
+	hc            *http.Client
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// start runs the daemon and returns how long it took to be ready.
+func (d *daemon) start() time.Duration {
+	d.url = fmt.Sprintf("http://127.0.0.1:%d", freePort())
+	t0 := time.Now()
+	d.cmd = exec.Command(d.bin, "--dev", "--data", filepath.Join(d.dir, "data"), "--listen", strings.TrimPrefix(d.url, "http://"), "--log-level", "warn")
+	logf, _ := os.Create(filepath.Join(d.dir, "log"))
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		fatalf("start: %v", err)
+	}
+	for time.Since(t0) < 2*time.Minute {
+		resp, err := d.hc.Get(d.url + "/readyz")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return time.Since(t0)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fatalf("not ready in 2 min")
+	return 0
+}
+
+func (d *daemon) stop() {
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	_ = d.cmd.Wait()
+}
+
+func (d *daemon) rss() float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return math.NaN()
+}
+
+func (d *daemon) call(method, path, tok string, in, out any) (int, error) {
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), method, d.url+path, body)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := d.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode/100 != 2 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %d %.200s", method, path, resp.StatusCode, data)
+	}
+	if out != nil {
+		return resp.StatusCode, json.Unmarshal(data, out)
+	}
+	return resp.StatusCode, nil
+}
+
+func (d *daemon) must(method, path, tok string, in, out any) {
+	if _, err := d.call(method, path, tok, in, out); err != nil {
+		fatalf("%v", err)
+	}
+}
+
+// timed runs n calls of f on conc workers and returns the latencies.
+func timed(n, conc int, f func(i int)) ([]time.Duration, time.Duration) {
+	lat := make([]time.Duration, n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				s := time.Now()
+				f(i)
+				lat[i] = time.Since(s)
+			}
+		}()
+	}
+	wg.Wait()
+	return lat, time.Since(t0)
+}
+
+func pct(ds []time.Duration, p float64) float64 {
+	if len(ds) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return float64(s[min(len(s)-1, int(float64(len(s))*p))].Microseconds()) / 1000
+}
+
+type exps struct {
+	prev     map[string]float64
+	prevSize int
+}
+
+func (e *exps) f(name string, v float64, size int) string {
+	out := fmt.Sprintf("%s=%.3g", name, v)
+	if p, ok := e.prev[name]; ok && p > 0 && v > 0 && e.prevSize > 0 {
+		out += fmt.Sprintf(" (b=%.2f)", math.Log(v/p)/math.Log(float64(size)/float64(e.prevSize)))
+	}
+	e.prev[name] = v
+	return out
+}
+
+func main() {
+	bin := flag.String("keymeshd", "", "keymeshd binary")
+	sizesF := flag.String("sizes", "1000,10000", "sizes")
+	dimsF := flag.String("dims", "keys,grants-one,grants-spread,audit", "dimensions")
+	conc := flag.Int("c", 8, "concurrent clients while growing")
+	flag.Parse()
+	if *bin == "" {
+		fatalf("-keymeshd is required")
+	}
+	var sizes []int
+	for _, f := range strings.Split(*sizesF, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			fatalf("-sizes: %q", f)
+		}
+		sizes = append(sizes, n)
+	}
+	for _, dim := range strings.Split(*dimsF, ",") {
+		run(*bin, dim, sizes, *conc)
+	}
+}
+
+func run(bin, dim string, sizes []int, conc int) {
+	dir, err := os.MkdirTemp("", "keymesh-scale.")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	defer os.RemoveAll(dir)
+	d := &daemon{bin: bin, dir: dir, hc: &http.Client{Timeout: 5 * time.Minute, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 64}}}
+	d.start()
+	defer d.stop()
+	tok, _ := os.ReadFile(filepath.Join(dir, "data", "admin.token"))
+	d.admin = strings.TrimSpace(string(tok))
+	d.must("POST", "/v1/keys", d.admin, apiv1.CreateKeyRequest{Name: "bench/field"}, nil)
+	var ct struct {
+		Token string `json:"token"`
+	}
+	d.must("POST", "/v1/tokens", d.admin, apiv1.CreateTokenRequest{Party: "token:bench", Label: "scale"}, &ct)
+	d.user = ct.Token
+	d.must("POST", "/v1/grants", d.admin, apiv1.CreateGrantRequest{Key: "bench/field", Party: "token:bench", Ops: []string{"encrypt", "decrypt"}}, nil)
+	if dim == "grants-spread" {
+		timed(100, conc, func(i int) {
+			d.must("POST", "/v1/keys", d.admin, apiv1.CreateKeyRequest{Name: fmt.Sprintf("spread/k%d", i)}, nil)
+		})
+	}
+	if dim == "grants-one" {
+		d.must("POST", "/v1/keys", d.admin, apiv1.CreateKeyRequest{Name: "one/k"}, nil)
+	}
+	enc := apiv1.EncryptRequest{Key: "bench/field", Plaintext: make([]byte, 64), Context: map[string]string{"f": "x"}}
+	grow := func(i int) {
+		switch dim {
+		case "keys":
+			d.must("POST", "/v1/keys", d.admin, apiv1.CreateKeyRequest{Name: fmt.Sprintf("bench/k%d", i)}, nil)
+		case "grants-one":
+			d.must("POST", "/v1/grants", d.admin, apiv1.CreateGrantRequest{Key: "one/k", Party: fmt.Sprintf("token:p%d", i), Ops: []string{"decrypt"}}, nil)
+		case "grants-spread":
+			d.must("POST", "/v1/grants", d.admin, apiv1.CreateGrantRequest{Key: fmt.Sprintf("spread/k%d", i%100), Party: fmt.Sprintf("token:p%d", i), Ops: []string{"decrypt"}}, nil)
+		case "audit":
+			d.must("POST", "/v1/encrypt", d.user, enc, nil)
+		default:
+			fatalf("unknown dimension %q", dim)
+		}
+	}
+	e := &exps{prev: map[string]float64{}}
+	have := 0
+	for _, size := range sizes {
+		lat, el := timed(size-have, conc, func(i int) { grow(have + i) })
+		rate := float64(size-have) / el.Seconds()
+		last := lat[max(0, len(lat)-1000):]
+		have = size
+		d.stop()
+		restart := d.start()
+		time.Sleep(2 * time.Second)
+		rss := d.rss()
+		var er apiv1.EncryptResponse
+		d.must("POST", "/v1/encrypt", d.user, enc, &er)
+		dec := apiv1.DecryptRequest{Ciphertext: er.Ciphertext, Context: enc.Context}
+		encLat, _ := timed(2000, 4, func(int) { d.must("POST", "/v1/encrypt", d.user, enc, nil) })
+		decLat, _ := timed(2000, 4, func(int) { d.must("POST", "/v1/decrypt", d.user, dec, nil) })
+		stLat, _ := timed(20, 1, func(int) { d.must("GET", "/v1/status", d.admin, nil, nil) })
+		pgLat, _ := timed(5, 1, func(int) { d.must("GET", "/v1/keys?limit=1000", d.admin, nil, nil) })
+		extra := ""
+		if dim == "audit" {
+			vLat, _ := timed(1, 1, func(int) { d.must("POST", "/v1/audit/verify", d.admin, nil, nil) })
+			extra = " " + e.f("verify_ms", pct(vLat, .5), size)
+		}
+		fmt.Printf("%s size=%d %s %s %s %s %s %s %s %s %s %s %s %s%s\n", dim, size,
+			e.f("grow_per_s", rate, size), e.f("grow_p50_ms", pct(last, .5), size), e.f("grow_p99_ms", pct(last, .99), size),
+			e.f("restart_ms", float64(restart.Microseconds())/1000, size), e.f("rss_mib", rss, size),
+			e.f("enc_p50_ms", pct(encLat, .5), size), e.f("enc_p99_ms", pct(encLat, .99), size),
+			e.f("dec_p50_ms", pct(decLat, .5), size), e.f("dec_p99_ms", pct(decLat, .99), size),
+			e.f("status_ms", pct(stLat, .5), size), e.f("keys_page_ms", pct(pgLat, .5), size),
+			e.f("rss_after_mib", d.rss(), size), extra)
+		e.prevSize = size
+	}
+}
