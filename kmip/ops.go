@@ -45,7 +45,8 @@ var settable = map[kmip.AttributeName]bool{
 	kmip.AttributeNameApplicationSpecificInformation: true,
 	kmip.AttributeNameDescription:                    true,
 	kmip.AttributeNameComment:                        true,
-	kmip.AttributeNameOperationPolicyName:            true,
+	//lint:ignore SA1019 KMIP 1.0–1.2 clients (PyKMIP) send it
+	kmip.AttributeNameOperationPolicyName: true,
 }
 
 func isSettable(n kmip.AttributeName) bool { return settable[n] || n.IsCustom() }
@@ -168,6 +169,7 @@ func templateSpec(tpl kmip.TemplateAttribute) (spec, error) {
 	var sp spec
 	mask := kmip.CryptographicUsageEncrypt | kmip.CryptographicUsageDecrypt
 	var list []kmip.Attribute
+	//lint:ignore SA1019 KMIP 1.0–1.2 templates carry names here
 	for _, n := range tpl.Name {
 		list = append(list, kmip.Attribute{AttributeName: kmip.AttributeNameName, AttributeValue: n})
 	}
