@@ -76,7 +76,7 @@ func (v *Vault) RawSeal(name string, plaintext, aad []byte) (RawCiphertext, erro
 	if err != nil {
 		return RawCiphertext{}, err
 	}
-	go v.maybeRotate(r, ver, n)
+	v.maybeRotate(r, ver, n) // returns at once below the threshold
 	ct := out[RawNonceSize : len(out)-RawTagSize]
 	return RawCiphertext{Version: ver.n, Nonce: out[:RawNonceSize], Ciphertext: ct, Tag: out[len(out)-RawTagSize:]}, nil
 }
