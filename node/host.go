@@ -11,9 +11,9 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/mesh/member"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/p2p"
 	"github.com/keymesh/keymesh/vault"
 )
@@ -88,16 +88,16 @@ var _ interface {
 
 // nodeKeyOf returns the node key behind a libp2p peer id (the node's
 // identity is its Ed25519 signing key).
-func nodeKeyOf(p peer.ID) (event.NodeKey, bool) {
+func nodeKeyOf(p peer.ID) (network.NodeKey, bool) {
 	pk, err := p.ExtractPublicKey()
 	if err != nil {
-		return event.NodeKey{}, false
+		return network.NodeKey{}, false
 	}
 	raw, err := pk.Raw()
-	if err != nil || len(raw) != len(event.NodeKey{}) {
-		return event.NodeKey{}, false
+	if err != nil || len(raw) != len(network.NodeKey{}) {
+		return network.NodeKey{}, false
 	}
-	return event.NodeKey(raw), true
+	return network.NodeKey(raw), true
 }
 
 // registeredPeer reports whether p is a registered node that may act now:

@@ -39,12 +39,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/keymesh/keymesh/audit"
-	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/kv/badgerstore"
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/mesh/member"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node/api"
 	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/node/fabricid"
@@ -146,9 +146,9 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	if _, err := policy.ParseParty("org:" + cfg.Org); err != nil {
 		return "", fmt.Errorf("node: init: organisation id %q is not valid", cfg.Org)
 	}
-	var genesis *event.Genesis
+	var genesis *network.Genesis
 	if cfg.Genesis != "" {
-		g, err := event.LoadGenesis(cfg.Genesis)
+		g, err := network.LoadGenesis(cfg.Genesis)
 		if err != nil {
 			return "", fmt.Errorf("node: init: %w", err)
 		}
@@ -417,7 +417,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 // loadGenesis reads the node's genesis.json; a data directory of a
 // standalone keymesh (no genesis) is upgraded to a network of one
 // (solo.go).
-func (n *Node) loadGenesis(nid envelope.NetworkID) (*event.Genesis, error) {
+func (n *Node) loadGenesis(nid envelope.NetworkID) (*network.Genesis, error) {
 	path := GenesisFile(n.cfg.DataDir)
 	_, upgraded, err := upgradeState(n.store)
 	if err != nil {
@@ -426,12 +426,12 @@ func (n *Node) loadGenesis(nid envelope.NetworkID) (*event.Genesis, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return n.startUpgrade()
 	}
-	g, err := event.LoadGenesis(path)
+	g, err := network.LoadGenesis(path)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	// A node upgraded from standalone keeps its envelopes' network id.
-	if g.ID() != event.NetworkID(nid) && upgraded != g.ID().String() {
+	if g.ID() != network.NetworkID(nid) && upgraded != g.ID().String() {
 		return nil, errors.New("node: genesis.json does not match the network this node was initialised for")
 	}
 	return g, nil
@@ -640,7 +640,7 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 
 // openMesh opens the event log and the mesh membership of a node
 // initialised with a genesis.
-func (n *Node) openMesh(g *event.Genesis) (*meshNet, error) {
+func (n *Node) openMesh(g *network.Genesis) (*meshNet, error) {
 	sign, err := n.vault.Signer() // the private half stays in the vault
 	if err != nil {
 		return nil, fmt.Errorf("node: signing key: %w", err)

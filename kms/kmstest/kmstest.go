@@ -12,11 +12,11 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/audit"
-	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/mesh/member"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
 )
@@ -56,8 +56,8 @@ func New(t testing.TB, o Options) *Solo {
 		o.Clock = time.Now
 	}
 	admin := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
-	g := &event.Genesis{Network: "kmstest", Created: o.Clock().UTC().Truncate(time.Second),
-		Orgs: []event.GenesisOrg{{ID: o.Org, AdminKeys: [][32]byte{[32]byte(admin.Public().(ed25519.PublicKey))}}}}
+	g := &network.Genesis{Network: "kmstest", Created: o.Clock().UTC().Truncate(time.Second),
+		Orgs: []network.GenesisOrg{{ID: o.Org, AdminKeys: [][32]byte{[32]byte(admin.Public().(ed25519.PublicKey))}}}}
 	if o.Store == nil {
 		o.Store = kv.NewMem()
 	}
@@ -82,7 +82,7 @@ func New(t testing.TB, o Options) *Solo {
 	}
 	s.Member = member.New(member.Config{Log: s.Log, Vault: v, Org: o.Org, PeerID: "12D3KooWkmstest", KEMKey: kemPub, Clock: o.Clock})
 	now := o.Clock()
-	rec, err := event.SignNodeRecord(admin, g.ID(), event.NodeRecord{
+	rec, err := network.SignNodeRecord(admin, g.ID(), network.NodeRecord{
 		Org: o.Org, PeerID: "12D3KooWkmstest", SignKey: s.Log.Self(), KEMKey: kemPub,
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour),
 	})

@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node"
 )
 
@@ -57,7 +57,7 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	}
 	var res initResult
 	if cfg.Genesis != "" {
-		g, err := event.LoadGenesis(cfg.Genesis)
+		g, err := network.LoadGenesis(cfg.Genesis)
 		if err != nil {
 			fmt.Fprintf(stderr, "keymeshd: init: %v\n", err)
 			return 1
