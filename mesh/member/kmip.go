@@ -5,6 +5,7 @@ import (
 
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/mesh"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/secret"
 )
@@ -62,7 +63,7 @@ func (m *Member) CreateKeyWithMaterial(name string, o vault.CreateOptions, mater
 	}
 	kvp := event.KeyVersion{Key: name, Version: 1, ActivateAt: m.clock().UTC()}
 	var rs []vault.Recipient
-	var keys []event.NodeKey
+	var keys []network.NodeKey
 	m.log.View(func(s *mesh.State) { rs, keys = m.recipients(s, name, 1, s.Recipients(name, m.clock())) })
 	check, blobs, err := m.vault.VersionFrom(m.log.Network(), name, 1, material, rs)
 	if err != nil {
