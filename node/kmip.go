@@ -35,7 +35,14 @@ type KMIPConfig struct {
 	// Namespace is where keys created over KMIP are named (default
 	// "kmip"); on a mesh node the genesis must give it to this node's org.
 	Namespace string `yaml:"namespace"`
+	// MaxKeysPerClient bounds the keys one KMIP client (party) may create
+	// (default 10,000): every authenticated client may create keys, and
+	// each costs events at every node of the org.
+	MaxKeysPerClient int `yaml:"max_keys_per_client"`
 }
+
+// DefaultKMIPMaxKeysPerClient is the default of KMIPConfig.MaxKeysPerClient.
+const DefaultKMIPMaxKeysPerClient = 10000
 
 // DefaultKMIPNamespace is the default namespace of KMIP-created keys.
 const DefaultKMIPNamespace = "kmip"
@@ -43,6 +50,9 @@ const DefaultKMIPNamespace = "kmip"
 func (c *KMIPConfig) defaults() {
 	if c.Namespace == "" {
 		c.Namespace = DefaultKMIPNamespace
+	}
+	if c.MaxKeysPerClient <= 0 {
+		c.MaxKeysPerClient = DefaultKMIPMaxKeysPerClient
 	}
 }
 
@@ -109,7 +119,7 @@ func (n *Node) openKMIP() error {
 	if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	b := &kmipBackend{core: n.core, member: n.mesh.member, vault: n.vault, org: n.id.Org, ns: c.Namespace}
+	b := &kmipBackend{core: n.core, member: n.mesh.member, vault: n.vault, org: n.id.Org, ns: c.Namespace, maxKeys: c.MaxKeysPerClient}
 	srv, err := kmip.New(kmip.Config{Backend: b, TLS: tc, Logger: n.logger.With("component", "kmip")})
 	if err != nil {
 		return err

@@ -67,10 +67,13 @@ func (p *kmipPKI) config() KMIPConfig {
 
 // startKMIPNode starts a standalone node with KMIP and returns it, its
 // admin token and a stop function.
-func startKMIPNode(t testing.TB, pki *kmipPKI) (*Node, string, func()) {
+func startKMIPNode(t testing.TB, pki *kmipPKI, mods ...func(*KMIPConfig)) (*Node, string, func()) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := Config{DataDir: dir, Listen: "127.0.0.1:0", RotationGrace: time.Millisecond, KMIP: pki.config()}
+	for _, m := range mods {
+		m(&cfg.KMIP)
+	}
 	if _, err := Init(cfg, AdminTokenFile(dir)); err != nil {
 		t.Fatal(err)
 	}
@@ -459,4 +462,26 @@ func TestKMIPConfig(t *testing.T) {
 	if err := cfg.KMIP.validate(); err == nil {
 		t.Error("namespace with a slash validated")
 	}
+}
+
+// TestKMIPKeyCap checks the bound on the keys one client may create.
+func TestKMIPKeyCap(t *testing.T) {
+	pki := newKMIPPKI(t)
+	n, _, stop := startKMIPNode(t, pki, func(c *KMIPConfig) { c.MaxKeysPerClient = 2 })
+	defer stop()
+	mongo, err := dialKMIP(t, n.KMIPAddr(), pki, pki.mongo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mongo.Close()
+	create := &payloads.CreateRequestPayload{ObjectType: kmip.ObjectTypeSymmetricKey, TemplateAttribute: aesTemplate("", usageAll)}
+	mustCall[*payloads.CreateResponsePayload](t, mongo, create)
+	mustCall[*payloads.CreateResponsePayload](t, mongo, create)
+	wantReason(t, "third key of one client", mongo, create, kmip.ResultReasonPermissionDenied)
+	other, err := dialKMIP(t, n.KMIPAddr(), pki, pki.other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	mustCall[*payloads.CreateResponsePayload](t, other, create)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/event"
@@ -44,6 +45,7 @@ type kmipBackend struct {
 	member  *member.Member
 	vault   *vault.Vault
 	org, ns string
+	maxKeys int // per KMIP owner; 0: no bound
 }
 
 var _ kmip.Backend = (*kmipBackend)(nil)
@@ -164,6 +166,9 @@ func (b *kmipBackend) Create(ctx context.Context, c kmip.Caller, req kmip.Create
 	if err := checkAttrs(req.Attrs); err != nil {
 		return kmip.Object{}, b.fail(ctx, c, action, "", err)
 	}
+	if b.maxKeys > 0 && b.ownedBy(c.Party) >= b.maxKeys {
+		return kmip.Object{}, b.fail(ctx, c, action, "", fmt.Errorf("%w: this client created %d keys, the most allowed (kmip.max_keys_per_client)", kmip.ErrDenied, b.maxKeys))
+	}
 	name, err := b.newName()
 	if err != nil {
 		return kmip.Object{}, b.fail(ctx, c, action, "", err)
@@ -198,6 +203,21 @@ func (b *kmipBackend) Create(ctx context.Context, c kmip.Caller, req kmip.Create
 		return kmip.Object{}, err
 	}
 	return b.describe(name)
+}
+
+// ownedBy counts the keys, destroyed or not, that party created over KMIP
+// in this node's namespace.
+func (b *kmipBackend) ownedBy(party string) int {
+	n := 0
+	for _, ki := range b.vault.List() {
+		if !strings.HasPrefix(ki.Name, b.ns+"/") {
+			continue
+		}
+		if rec, ok := b.getRecord(ki.Name); ok && rec.Owner == party {
+			n++
+		}
+	}
+	return n
 }
 
 func checkAttrs(attrs []kmip.Attr) error {
