@@ -462,6 +462,19 @@ func TestKMIPConfig(t *testing.T) {
 	if err := cfg.KMIP.validate(); err == nil {
 		t.Error("namespace with a slash validated")
 	}
+	// The config file's kmip section, as the README shows it.
+	file := t.TempDir() + "/keymeshd.yaml"
+	yaml := "data: /tmp/x\nkmip:\n  listen: 0.0.0.0:5696\n  cert: s.pem\n  key: s.key\n  client_cas: [a.pem]\n  namespace: kmip\n  max_keys_per_client: 5\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var fc Config
+	if err := fc.LoadFile(file); err != nil {
+		t.Fatal(err)
+	}
+	if fc.KMIP.Listen != "0.0.0.0:5696" || !slices.Equal(fc.KMIP.ClientCAs, []string{"a.pem"}) || fc.KMIP.MaxKeysPerClient != 5 {
+		t.Errorf("LoadFile kmip = %+v", fc.KMIP)
+	}
 }
 
 // TestKMIPKeyCap checks the bound on the keys one client may create.
