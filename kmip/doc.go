@@ -39,10 +39,13 @@
 // # Hostile input
 //
 // A connection reads one message at a time: the 8-byte header first, a
-// request structure of at most Config.MaxMessage bytes (default 256 KiB)
+// request structure of at most Config.MaxMessage bytes (default 64 KiB)
 // or the connection is closed with a logged reason; the body within
-// Config.ReadTimeout; at most Config.MaxConns connections at once, so
-// buffers stay under MaxConns × MaxMessage. A body that does not decode
+// Config.ReadTimeout; at most Config.MaxConns connections at once (default
+// 128). A message costs its buffer plus what decoding allocates — about
+// 6× its size for the worst well-framed input (TestHandleMemoryBound:
+// 369 KB for 64 KiB of small integers) — so the request path stays under
+// MaxConns × 7 × MaxMessage, ~60 MB with the defaults. A body that does not decode
 // is answered Invalid Message; a batch of more than Config.MaxBatch items
 // likewise; a panic in a handler General Failure. Handle is the request
 // path, shared by the connection loop and the fuzz target.

@@ -25,7 +25,7 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMaxMessage   = 256 << 10
+	DefaultMaxMessage   = 64 << 10
 	DefaultMaxConns     = 128
 	DefaultMaxBatch     = 64
 	DefaultIdleTimeout  = 2 * time.Minute
@@ -43,10 +43,10 @@ type Config struct {
 	// TLS must require and verify client certificates (see TLSConfig).
 	TLS    *tls.Config
 	Logger *slog.Logger
-	// MaxMessage bounds one request message, in bytes (default 256 KiB);
-	// MaxConns the connections served at once (default 128), so a server's
-	// buffers never exceed MaxConns × MaxMessage; MaxBatch the items of
-	// one request (default 64).
+	// MaxMessage bounds one request message, in bytes (default 64 KiB);
+	// MaxConns the connections served at once (default 128), which bounds
+	// the request path's memory (see the package doc); MaxBatch the items
+	// of one request (default 64).
 	MaxMessage, MaxConns, MaxBatch int
 	// IdleTimeout closes a connection with no request for that long
 	// (default 2 min); ReadTimeout bounds the arrival of one message once
