@@ -273,6 +273,25 @@ func TestKMIP(t *testing.T) {
 		t.Fatalf("local AES-GCM open with the exported key = %q, %v", pt, err)
 	}
 
+	// Transparent Symmetric Key format: the same material.
+	tsk := mustCall[*payloads.GetResponsePayload](t, mongo, &payloads.GetRequestPayload{UniqueIdentifier: id, KeyFormatType: kmip.KeyFormatTypeTransparentSymmetricKey})
+	if m2, err := tsk.Object.(*kmip.SymmetricKey).KeyMaterial(); err != nil || !slices.Equal(m2, material) {
+		t.Errorf("Get (transparent) = %d bytes, %v", len(m2), err)
+	}
+	wantReason(t, "get PKCS#8", mongo, &payloads.GetRequestPayload{UniqueIdentifier: id, KeyFormatType: kmip.KeyFormatTypePKCS_8}, kmip.ResultReasonKeyFormatTypeNotSupported)
+	// Check: the usage mask allows Encrypt, not Sign.
+	check := func(mask kmip.CryptographicUsageMask) kmip.ResultReason {
+		_, r := call(t, mongo, kmip.NewUnknownPayload(kmip.OperationCheck,
+			ttlv.Value{Tag: kmip.TagUniqueIdentifier, Value: id}, ttlv.Value{Tag: kmip.TagCryptographicUsageMask, Value: int32(mask)}))
+		return r
+	}
+	if r := check(kmip.CryptographicUsageEncrypt); r != 0 {
+		t.Errorf("Check(Encrypt) = %s", ttlv.EnumStr(r))
+	}
+	if r := check(kmip.CryptographicUsageSign); r != kmip.ResultReasonIllegalOperation {
+		t.Errorf("Check(Sign) = %s, want Illegal Operation", ttlv.EnumStr(r))
+	}
+
 	// A non-exportable key is never exported, even with a grant.
 	cr2 := mustCall[*payloads.CreateResponsePayload](t, mongo, &payloads.CreateRequestPayload{ObjectType: kmip.ObjectTypeSymmetricKey,
 		TemplateAttribute: aesTemplate("", kmip.CryptographicUsageEncrypt|kmip.CryptographicUsageDecrypt)})
