@@ -245,7 +245,7 @@ type Node struct {
 	api      *api.Server
 	registry *prometheus.Registry
 	id       identity
-	mesh     *meshNet
+	mesh     *memberHost
 	kmip     *kmipFront // node/kmip.go; nil unless configured
 
 	ln     net.Listener
@@ -640,7 +640,7 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 
 // openMesh opens the event log and the mesh membership of a node
 // initialised with a genesis.
-func (n *Node) openMesh(g *network.Genesis) (*meshNet, error) {
+func (n *Node) openMesh(g *network.Genesis) (*memberHost, error) {
 	sign, err := n.vault.Signer() // the private half stays in the vault
 	if err != nil {
 		return nil, fmt.Errorf("node: signing key: %w", err)
@@ -673,7 +673,7 @@ func (n *Node) openMesh(g *network.Genesis) (*meshNet, error) {
 	// Fail closed: a key of another org is served only while this node has
 	// heard from that org within the staleness bound.
 	log.Policy().SetGate(log.Fresh)
-	mn := &meshNet{log: log, sign: sign, cfg: n.cfg}
+	mn := &memberHost{log: log, sign: sign, cfg: n.cfg}
 	mn.member = member.New(member.Config{
 		Log: log, Vault: n.vault, Org: n.id.Org, PeerID: pid.String(), KEMKey: n.id.KEMKey,
 		Grace: n.cfg.RotationGrace, Publish: mn.publish, Network: mn.network, Logger: lg,
@@ -693,18 +693,8 @@ func (n *Node) Core() *kms.Service { return n.core }
 // Vault returns the node's vault (for in-process tools and benchmarks).
 func (n *Node) Vault() *vault.Vault { return n.vault }
 
-// MeshLog returns the node's event log, or nil for a standalone node.
-func (n *Node) MeshLog() *mesh.Log {
-	if n.mesh == nil {
-		return nil
-	}
-	return n.mesh.log
-}
+// MeshLog returns the node's event log.
+func (n *Node) MeshLog() *mesh.Log { return n.mesh.log }
 
-// Member returns the node's mesh member, or nil for a standalone node.
-func (n *Node) Member() *member.Member {
-	if n.mesh == nil {
-		return nil
-	}
-	return n.mesh.member
-}
+// Member returns the node's mesh member.
+func (n *Node) Member() *member.Member { return n.mesh.member }

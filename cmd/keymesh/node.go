@@ -208,9 +208,9 @@ key versions afterwards; what it held was shared.`,
 				return err
 			}
 			if nodes == nil {
-				nodes = []apiv1.MeshNode{}
+				nodes = []apiv1.NetworkNode{}
 			}
-			return a.emit(apiv1.MeshNodeList{Nodes: nodes}, func(w io.Writer) {
+			return a.emit(apiv1.NetworkNodeList{Nodes: nodes}, func(w io.Writer) {
 				fmt.Fprintf(w, "deregistered node %s of %s\n", shortKey(sk.Hex()), cell(org))
 				fmt.Fprintln(w)
 				nodesTable(w, nodes)
@@ -240,14 +240,14 @@ func newNodesListCmd(a *app) *cobra.Command {
 				return err
 			}
 			if nodes == nil {
-				nodes = []apiv1.MeshNode{}
+				nodes = []apiv1.NetworkNode{}
 			}
-			return a.emit(apiv1.MeshNodeList{Nodes: nodes}, func(w io.Writer) { nodesTable(w, nodes) })
+			return a.emit(apiv1.NetworkNodeList{Nodes: nodes}, func(w io.Writer) { nodesTable(w, nodes) })
 		},
 	}
 }
 
-func nodesTable(w io.Writer, nodes []apiv1.MeshNode) {
+func nodesTable(w io.Writer, nodes []apiv1.NetworkNode) {
 	row(w, "ORG", "PEER-ID", "SIGN-KEY", "CONNECTED", "LAST-SEEN", "DEREGISTERED", "SELF")
 	for _, n := range nodes {
 		connected := yesNo(n.Connected)

@@ -116,7 +116,7 @@ func TestNodesList(t *testing.T) {
 	}
 
 	res = runCLI(t, withDaemon(d), "", "nodes", "list", "-o", "json")
-	var l apiv1.MeshNodeList
+	var l apiv1.NetworkNodeList
 	if err := json.Unmarshal([]byte(res.stdout), &l); err != nil || len(l.Nodes) != 2 || l.Nodes[1].SignKey != signKeyB {
 		t.Errorf("nodes list -o json = %q (%v)", res.stdout, err)
 	}
@@ -376,8 +376,8 @@ func TestMeshEndToEnd(t *testing.T) {
 		t.Errorf("register with another org's key: exit %d, stderr %q; want 1, registration refused", r.code, r.stderr)
 	}
 
-	listed := func(m *member) apiv1.MeshNodeList {
-		var l apiv1.MeshNodeList
+	listed := func(m *member) apiv1.NetworkNodeList {
+		var l apiv1.NetworkNodeList
 		r := cli(m, "nodes", "list", "-o", "json")
 		if r.code == 0 {
 			_ = json.Unmarshal([]byte(r.stdout), &l)
