@@ -7,6 +7,8 @@ import (
 	"encoding/binary"
 	"slices"
 	"time"
+
+	"github.com/keymesh/keymesh/network"
 )
 
 // CheckpointFormat is the first byte of a checkpoint's binary form. It is
@@ -28,7 +30,7 @@ const checkpointLabel = "keymesh/v2 checkpoint\x00"
 // Head is how far one issuer's hash chain is held: every event of Issuer
 // up to and including Seq.
 type Head struct {
-	Issuer NodeKey
+	Issuer network.NodeKey
 	Seq    uint64
 }
 
@@ -50,8 +52,8 @@ type Head struct {
 //	then     signature, 64 bytes: Ed25519(issuer,
 //	         "keymesh/v2 checkpoint\x00" || every byte before it)
 type Checkpoint struct {
-	Network NetworkID
-	Issuer  NodeKey
+	Network network.NetworkID
+	Issuer  network.NodeKey
 	Time    time.Time
 	Heads   []Head
 	Sig     [SignatureSize]byte
@@ -132,7 +134,7 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 	if len(b) < 75+SignatureSize || len(b) > CheckpointSize {
 		return nil, malformed("checkpoint of %d bytes", len(b))
 	}
-	c := &Checkpoint{Network: NetworkID(b[1:33]), Issuer: NodeKey(b[33:65])}
+	c := &Checkpoint{Network: network.NetworkID(b[1:33]), Issuer: network.NodeKey(b[33:65])}
 	nanos := int64(binary.BigEndian.Uint64(b[65:73]))
 	if nanos <= 0 {
 		return nil, malformed("checkpoint time %d is not after 1970", nanos)
@@ -146,7 +148,7 @@ func ParseCheckpoint(b []byte) (*Checkpoint, error) {
 		c.Heads = make([]Head, n)
 		for i := range c.Heads {
 			h := b[75+i*HeadSize:]
-			c.Heads[i] = Head{Issuer: NodeKey(h[:32]), Seq: binary.BigEndian.Uint64(h[32:40])}
+			c.Heads[i] = Head{Issuer: network.NodeKey(h[:32]), Seq: binary.BigEndian.Uint64(h[32:40])}
 		}
 	}
 	c.Sig = [SignatureSize]byte(b[75+n*HeadSize:])

@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/internal/tamper"
+	"github.com/keymesh/keymesh/network"
 )
 
 func sampleCheckpoint(t testing.TB) (Checkpoint, []byte) {
 	t.Helper()
 	c, raw, err := SignCheckpoint(nodePriv, Checkpoint{
 		Network: testGenesis().ID(), Time: t0.Add(time.Minute),
-		Heads: []Head{{Issuer: NodeKey(pub32(nodePriv)), Seq: 7}, {Issuer: NodeKey(pub32(node2Priv)), Seq: 3}},
+		Heads: []Head{{Issuer: network.NodeKey(pub32(nodePriv)), Seq: 7}, {Issuer: network.NodeKey(pub32(node2Priv)), Seq: 3}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -68,8 +69,8 @@ func TestCheckpointTamper(t *testing.T) {
 func TestCheckpointStrict(t *testing.T) {
 	t.Parallel()
 	for name, c := range map[string]Checkpoint{
-		"unsorted": {Network: testGenesis().ID(), Time: t0, Heads: []Head{{Issuer: NodeKey{2}, Seq: 1}, {Issuer: NodeKey{1}, Seq: 1}}},
-		"seq-0":    {Network: testGenesis().ID(), Time: t0, Heads: []Head{{Issuer: NodeKey{1}, Seq: 0}}},
+		"unsorted": {Network: testGenesis().ID(), Time: t0, Heads: []Head{{Issuer: network.NodeKey{2}, Seq: 1}, {Issuer: network.NodeKey{1}, Seq: 1}}},
+		"seq-0":    {Network: testGenesis().ID(), Time: t0, Heads: []Head{{Issuer: network.NodeKey{1}, Seq: 0}}},
 		"no-time":  {Network: testGenesis().ID()},
 	} {
 		if _, _, err := SignCheckpoint(nodePriv, c); !errors.Is(err, ErrMalformed) {
@@ -102,7 +103,7 @@ func TestGenesisNamespaces(t *testing.T) {
 	g := testGenesis()
 	before := g.ID()
 	withNS := *g
-	withNS.Orgs = append([]GenesisOrg(nil), g.Orgs...)
+	withNS.Orgs = append([]network.GenesisOrg(nil), g.Orgs...)
 	withNS.Orgs[0].Namespaces = []string{"trade"}
 	if withNS.ID() == before {
 		t.Error("namespaces do not change the network id")
@@ -114,14 +115,14 @@ func TestGenesisNamespaces(t *testing.T) {
 		t.Errorf("KeyOwner(trade/price) = %q, %v", o, ok)
 	}
 	dup := withNS
-	dup.Orgs = append([]GenesisOrg(nil), withNS.Orgs...)
+	dup.Orgs = append([]network.GenesisOrg(nil), withNS.Orgs...)
 	if len(dup.Orgs) > 1 {
 		dup.Orgs[1].Namespaces = []string{"trade"}
 		if err := dup.Validate(); !errors.Is(err, ErrMalformed) {
 			t.Errorf("a namespace of two orgs: Validate = %v, want %v", err, ErrMalformed)
 		}
 	}
-	one := Genesis{Network: "n", Created: t0, Orgs: g.Orgs[:1]}
+	one := network.Genesis{Network: "n", Created: t0, Orgs: g.Orgs[:1]}
 	if o, ok := one.KeyOwner("anything/k"); !ok || o != g.Orgs[0].ID {
 		t.Errorf("one-org network: KeyOwner = %q, %v", o, ok)
 	}

@@ -1,23 +1,24 @@
 // Package event holds the mesh's wire formats: the signed [Event] that
-// carries every change between nodes, the payload of each [Kind], the
-// admin-signed [NodeRecord] and [Deregister] that register and remove nodes,
-// and the [Genesis] that defines a network. It is pure: no I/O beyond
-// [LoadGenesis], no clock, no libp2p, no storage.
+// carries every change between nodes, the payload of each [Kind], and the
+// liveness [Checkpoint]. What defines a network and its members — the
+// genesis, the admin-signed node records and deregistrations that travel as
+// payloads here — is package network's. It is pure: no I/O, no clock, no
+// libp2p, no storage.
 //
 // Start with [Sign] to issue an event and [Parse] then [Event.Verify] to
 // receive one; decode its payload with the kind's function ([DecodeGrant],
-// [DecodeKeyVersion], [DecodeNodeRecord], …). A network starts from
-// [LoadGenesis]; [Genesis.ID] is its [NetworkID].
+// [DecodeKeyVersion], [network.DecodeNodeRecord], …). A network starts from
+// [network.LoadGenesis]; [network.Genesis.ID] is its [network.NetworkID].
 //
 // # Trust model: who signs what
 //
 //   - An org admin (an Ed25519 key listed for the org in the genesis) signs
-//     node records and deregistrations ([SignNodeRecord], [SignDeregister]).
+//     node records and deregistrations ([network.SignNodeRecord], [network.SignDeregister]).
 //     The signature covers the network id, so a record is valid in one
-//     network only. [Genesis.VerifyNodeRecord] checks that the signer is an
+//     network only. [network.Genesis.VerifyNodeRecord] checks that the signer is an
 //     admin of the record's org and that the signature holds.
 //   - A node signs every event it issues with its own Ed25519 key (the key
-//     of its libp2p identity, named by [NodeKey]). [Event.Verify] checks
+//     of its libp2p identity, named by [network.NodeKey]). [Event.Verify] checks
 //     only that signature: whether the issuer is registered, whether its org
 //     may do what the event does (only the owner org's nodes grant, revoke,
 //     rotate and destroy a key), and whether the sequence number is fresh is
@@ -35,7 +36,7 @@
 //
 //	[0]          format version, 0x02 (FormatVersion; version 1 logs are
 //	             refused with ErrOldFormat)
-//	[1:33]       network id (Genesis.ID)
+//	[1:33]       network id (network.Genesis.ID)
 //	[33:65]      issuer: the node's Ed25519 public key
 //	[65:73]      seq, uint64, from 1: the issuer's sequence number
 //	[73:105]     prev: the ID of the issuer's event seq-1; zero iff seq = 1
@@ -75,7 +76,7 @@
 //
 // Payloads are JSON, written with encoding/json's json.Marshal of the
 // kind's type (policy.Grant and policy.Revocation for grants and revocations).
-// Field names are the Go field names; []byte is standard base64; [NodeKey],
+// Field names are the Go field names; []byte is standard base64; [network.NodeKey],
 // admin keys and signatures are lower-case hex. Each DecodeXxx function is
 // strict: the payload must be exactly what json.Marshal writes for the value
 // it decodes to (so unknown, missing, repeated or re-cased fields,
@@ -85,21 +86,21 @@
 // # Node record and deregistration signatures
 //
 // Admin signatures are over a domain label, the network id and a canonical
-// length-prefixed binary encoding of every other field; see [NodeRecord] and
-// [Deregister]. The JSON encoding is not what is signed, so re-encoding a
+// length-prefixed binary encoding of every other field; see [network.NodeRecord] and
+// [network.Deregister]. The JSON encoding is not what is signed, so re-encoding a
 // record cannot change its meaning.
 //
-// # Genesis and network id
+// # network.Genesis and network id
 //
-// The genesis is a JSON file (see [Genesis]). Its id is a SHA-256 over a
+// The genesis is a JSON file (see [network.Genesis]). Its id is a SHA-256 over a
 // domain label, the network name, the creation time and the orgs with their
-// admin keys, each sorted (see [Genesis.ID]); bootstrap addresses are not
+// admin keys, each sorted (see [network.Genesis.ID]); bootstrap addresses are not
 // part of it, so they can change without forking the network.
 //
 // # Org admin key file
 //
-// [MarshalAdminKey] and [ParseAdminKey] read and write an org admin's private
+// [network.MarshalAdminKey] and [network.ParseAdminKey] read and write an org admin's private
 // key as a PKCS #8 "PRIVATE KEY" PEM block, as OpenSSL writes Ed25519 keys.
 // Public keys have one text form everywhere (genesis, CLI output, JSON): 64
-// lower-case hex digits ([ParseKey]).
+// lower-case hex digits ([network.ParseKey]).
 package event

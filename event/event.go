@@ -6,12 +6,13 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/keymesh/keymesh/network"
 )
 
 // Kind says what an event's payload is. Its value is written into every
@@ -57,81 +58,22 @@ func (k Kind) String() string {
 // Valid reports whether k is one of the kinds above.
 func (k Kind) Valid() bool { return k >= KindNodeRecord && k <= KindRevoke }
 
-// NetworkID identifies a network: the hash of its genesis (Genesis.ID).
-type NetworkID [32]byte
-
-// String returns the network id in lower-case hex (64 digits).
-func (n NetworkID) String() string { return hex.EncodeToString(n[:]) }
-
-// MarshalText returns the network id in lower-case hex.
-func (n NetworkID) MarshalText() ([]byte, error) { return hexText(n[:]), nil }
-
-// UnmarshalText parses exactly 64 lower-case hex digits.
-func (n *NetworkID) UnmarshalText(text []byte) error { return unhexText(n[:], text, "network id") }
-
-// NodeKey is a node's Ed25519 public signing key. The node's libp2p identity
-// is the same key, so a NodeKey names a node. Its text form (JSON) is 64
-// lower-case hex digits.
-type NodeKey [32]byte
-
-// String returns a short form for logs: the first 8 bytes in hex.
-func (k NodeKey) String() string { return hex.EncodeToString(k[:8]) }
-
-// Hex returns the full key in lower-case hex (64 digits).
-func (k NodeKey) Hex() string { return hex.EncodeToString(k[:]) }
-
-// MarshalText returns the full key in lower-case hex.
-func (k NodeKey) MarshalText() ([]byte, error) { return hexText(k[:]), nil }
-
-// UnmarshalText parses exactly 64 lower-case hex digits.
-func (k *NodeKey) UnmarshalText(text []byte) error { return unhexText(k[:], text, "node key") }
-
-// ParseKey parses the text form of a 32-byte public key — a NodeKey or an
-// org admin key: exactly 64 lower-case hex digits.
-func ParseKey(s string) ([32]byte, error) {
-	var k [32]byte
-	err := unhexText(k[:], []byte(s), "public key")
-	return k, err
-}
-
-func hexText(b []byte) []byte {
-	out := make([]byte, hex.EncodedLen(len(b)))
-	hex.Encode(out, b)
-	return out
-}
-
-// unhexText decodes exactly len(dst) bytes of lower-case hex into dst.
-func unhexText(dst, text []byte, what string) error {
-	if len(text) != 2*len(dst) {
-		return fmt.Errorf("%w: %s of %d hex digits, want %d", ErrMalformed, what, len(text), 2*len(dst))
-	}
-	for _, c := range text {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return fmt.Errorf("%w: %s is not lower-case hex", ErrMalformed, what)
-		}
-	}
-	_, err := hex.Decode(dst, text)
-	return err
-}
-
 // Errors callers branch on.
 var (
 	// ErrMalformed is wrapped by every error about bytes that do not follow
-	// a format of this package: an event, a payload, a genesis, a key.
-	ErrMalformed = errors.New("event: malformed")
+	// a format of this package (an event, a payload, a checkpoint) or of
+	// package network (a genesis, a node record, a key): it is
+	// network.ErrMalformed, so one check covers both.
+	ErrMalformed = network.ErrMalformed
 	// ErrBadSignature is the one error for a signature that does not
 	// verify, whatever the reason. It is returned as is.
-	ErrBadSignature = errors.New("event: bad signature")
+	ErrBadSignature = network.ErrBadSignature
 	// ErrForeignNetwork is returned by Event.CheckNetwork for an event of
 	// another network.
 	ErrForeignNetwork = errors.New("event: foreign network")
 	// ErrOldFormat is returned by Parse for an event of an earlier format
 	// version, as found in the data directory of an older keymesh.
 	ErrOldFormat = errors.New("event: earlier event format")
-	// ErrNotAdmin is returned by Genesis.VerifyNodeRecord and
-	// Genesis.VerifyDeregister when the admin key is not a genesis admin
-	// key of the record's org.
-	ErrNotAdmin = errors.New("event: not an admin key of the org")
 )
 
 func malformed(format string, args ...any) error {
@@ -162,9 +104,9 @@ const signLabel = "keymesh/v2 event\x00"
 // fields are authoritative: Marshal, ID and Verify read them as they are.
 type Event struct {
 	// Network is the network the event belongs to.
-	Network NetworkID
+	Network network.NetworkID
 	// Issuer is the signing key of the node that issued the event.
-	Issuer NodeKey
+	Issuer network.NodeKey
 	// Seq is the issuer's sequence number, from 1, one more for each event
 	// the issuer issues.
 	Seq uint64
@@ -189,7 +131,7 @@ type Event struct {
 	Time time.Time
 	// Kind says what Payload holds.
 	Kind Kind
-	// Payload is the kind's JSON payload (DecodeNodeRecord, DecodeGrant, …),
+	// Payload is the kind's JSON payload (network.DecodeNodeRecord, DecodeGrant, …),
 	// at most MaxPayload bytes.
 	Payload []byte
 	// Sig is the issuer's Ed25519 signature.
@@ -206,7 +148,7 @@ type Event struct {
 // ID. A receiver holds an event only once it holds every dependency with
 // that ID at that position.
 type Dep struct {
-	Issuer NodeKey
+	Issuer network.NodeKey
 	Seq    uint64
 	ID     [32]byte
 }
@@ -258,7 +200,7 @@ func (e *Event) check() error {
 	}
 	for i, d := range e.Deps {
 		switch {
-		case d.Issuer == e.Issuer && e.Issuer != (NodeKey{}):
+		case d.Issuer == e.Issuer && e.Issuer != (network.NodeKey{}):
 			return malformed("dependency %d on the issuer's own chain", i)
 		case d.Seq == 0:
 			return malformed("dependency %d at sequence number 0", i)
@@ -381,19 +323,19 @@ func Sign(priv crypto.Signer, e Event) (Event, []byte, error) {
 	return e, e.Marshal(), nil
 }
 
-// signerKey returns the Ed25519 public key of s as a NodeKey.
-func signerKey(s crypto.Signer) (NodeKey, error) {
+// signerKey returns the Ed25519 public key of s as a network.NodeKey.
+func signerKey(s crypto.Signer) (network.NodeKey, error) {
 	if s == nil {
-		return NodeKey{}, errors.New("event: no signing key")
+		return network.NodeKey{}, errors.New("event: no signing key")
 	}
 	if k, ok := s.(ed25519.PrivateKey); ok && len(k) != ed25519.PrivateKeySize {
-		return NodeKey{}, fmt.Errorf("event: private key of %d bytes, want %d", len(k), ed25519.PrivateKeySize)
+		return network.NodeKey{}, fmt.Errorf("event: private key of %d bytes, want %d", len(k), ed25519.PrivateKeySize)
 	}
 	pub, ok := s.Public().(ed25519.PublicKey)
 	if !ok || len(pub) != ed25519.PublicKeySize {
-		return NodeKey{}, fmt.Errorf("event: signing key is %T, want an Ed25519 key", s.Public())
+		return network.NodeKey{}, fmt.Errorf("event: signing key is %T, want an Ed25519 key", s.Public())
 	}
-	return NodeKey(pub), nil
+	return network.NodeKey(pub), nil
 }
 
 // signWith signs msg with s (pure Ed25519).
@@ -427,8 +369,8 @@ func Parse(b []byte) (*Event, error) {
 		return nil, malformed("truncated event of %d bytes", len(b))
 	}
 	e := &Event{
-		Network: NetworkID(b[1:33]),
-		Issuer:  NodeKey(b[33:65]),
+		Network: network.NetworkID(b[1:33]),
+		Issuer:  network.NodeKey(b[33:65]),
 		Seq:     binary.BigEndian.Uint64(b[65:73]),
 		Prev:    [32]byte(b[73:105]),
 		Lamport: binary.BigEndian.Uint64(b[105:113]),
@@ -451,7 +393,7 @@ func Parse(b []byte) (*Event, error) {
 		e.Deps = make([]Dep, nd)
 		for i := range e.Deps {
 			d := b[off+i*DepSize:]
-			e.Deps[i] = Dep{Issuer: NodeKey(d[:32]), Seq: binary.BigEndian.Uint64(d[32:40]), ID: [32]byte(d[40:72])}
+			e.Deps[i] = Dep{Issuer: network.NodeKey(d[:32]), Seq: binary.BigEndian.Uint64(d[32:40]), ID: [32]byte(d[40:72])}
 		}
 	}
 	off += nd * DepSize
@@ -508,7 +450,7 @@ func (e *Event) Verify() error {
 
 // CheckNetwork returns ErrForeignNetwork, as is, if e belongs to another
 // network than nid.
-func (e *Event) CheckNetwork(nid NetworkID) error {
+func (e *Event) CheckNetwork(nid network.NetworkID) error {
 	if e.Network != nid {
 		return ErrForeignNetwork
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/internal/tamper"
+	"github.com/keymesh/keymesh/network"
 )
 
 // TestKindValues pins the persisted kind values: changing one would make
@@ -44,17 +45,17 @@ func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestNodeKeyText(t *testing.T) {
 	t.Parallel()
-	k := NodeKey(pub32(nodePriv))
+	k := network.NodeKey(pub32(nodePriv))
 	if len(k.String()) != 16 || !strings.HasPrefix(k.Hex(), k.String()) || len(k.Hex()) != 64 {
 		t.Errorf("String() = %q, Hex() = %q", k, k.Hex())
 	}
 	text, _ := k.MarshalText()
-	var back NodeKey
+	var back network.NodeKey
 	if err := back.UnmarshalText(text); err != nil || back != k {
 		t.Errorf("UnmarshalText(MarshalText()) = %v, %v", back, err)
 	}
-	if got, err := ParseKey(k.Hex()); err != nil || NodeKey(got) != k {
-		t.Errorf("ParseKey(Hex()) = %x, %v", got, err)
+	if got, err := network.ParseKey(k.Hex()); err != nil || network.NodeKey(got) != k {
+		t.Errorf("network.ParseKey(Hex()) = %x, %v", got, err)
 	}
 	for _, bad := range []string{"", k.Hex()[:62], k.Hex() + "00", strings.ToUpper(k.Hex()), " " + k.Hex()[1:], "zz" + k.Hex()[2:]} {
 		if err := back.UnmarshalText([]byte(bad)); !errors.Is(err, ErrMalformed) {
@@ -67,7 +68,7 @@ func TestSignParseVerify(t *testing.T) {
 	t.Parallel()
 	for i := range samplePayloads(t) {
 		e, raw := sampleEvent(t, i)
-		if e.Issuer != NodeKey(pub32(nodePriv)) {
+		if e.Issuer != network.NodeKey(pub32(nodePriv)) {
 			t.Errorf("Sign set Issuer %s, want the signer's key", e.Issuer)
 		}
 		att := 2
@@ -98,7 +99,7 @@ func TestSignNormalises(t *testing.T) {
 	t.Parallel()
 	payload := []byte(`{"Key":"a/b"}`)
 	local := time.FixedZone("X", 3600)
-	e, _, err := Sign(nodePriv, Event{Seq: 1, Lamport: 1, Time: t0.In(local), Kind: KindKeyDestroy, Payload: payload, Issuer: NodeKey{1}})
+	e, _, err := Sign(nodePriv, Event{Seq: 1, Lamport: 1, Time: t0.In(local), Kind: KindKeyDestroy, Payload: payload, Issuer: network.NodeKey{1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +110,7 @@ func TestSignNormalises(t *testing.T) {
 	if e.Time.Location() != time.UTC || !e.Time.Equal(t0) {
 		t.Errorf("Sign Time = %v, want %v in UTC", e.Time, t0)
 	}
-	if e.Issuer != NodeKey(pub32(nodePriv)) {
+	if e.Issuer != network.NodeKey(pub32(nodePriv)) {
 		t.Error("Sign did not overwrite Issuer")
 	}
 	// An empty payload is a valid event (payload decoders reject it).
@@ -271,13 +272,13 @@ func TestParseCopies(t *testing.T) {
 func TestVerifyRejects(t *testing.T) {
 	t.Parallel()
 	e, _ := sampleEvent(t, int(KindGrant)-1)
-	other := NodeKey(pub32(node2Priv))
+	other := network.NodeKey(pub32(node2Priv))
 	for _, tc := range []struct {
 		name string
 		mod  func(*Event)
 	}{
 		{"other-issuer", func(e *Event) { e.Issuer = other }},
-		{"zero-issuer", func(e *Event) { e.Issuer = NodeKey{} }},
+		{"zero-issuer", func(e *Event) { e.Issuer = network.NodeKey{} }},
 		{"other-network", func(e *Event) { e.Network[0] ^= 1 }},
 		{"seq", func(e *Event) { e.Seq++ }},
 		{"lamport", func(e *Event) { e.Lamport++ }},
@@ -311,7 +312,7 @@ func TestCheckNetwork(t *testing.T) {
 	if err := e.CheckNetwork(testGenesis().ID()); err != nil {
 		t.Errorf("CheckNetwork(own) = %v", err)
 	}
-	if err := e.CheckNetwork(NetworkID{1}); err != ErrForeignNetwork {
+	if err := e.CheckNetwork(network.NetworkID{1}); err != ErrForeignNetwork {
 		t.Errorf("CheckNetwork(other) = %v, want %v", err, ErrForeignNetwork)
 	}
 }

@@ -7,16 +7,17 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 )
 
 // Example issues a grant event at one node and receives it at another.
 func Example() {
-	admin, _ := event.ParseKey("f735847699ac93f70a02ac85f5a4a45a8dd58789c02b931cf60dcee3753c0bb7")
-	g := &event.Genesis{
+	admin, _ := network.ParseKey("f735847699ac93f70a02ac85f5a4a45a8dd58789c02b931cf60dcee3753c0bb7")
+	g := &network.Genesis{
 		Network: "example-net",
 		Created: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
-		Orgs:    []event.GenesisOrg{{ID: "Org1MSP", AdminKeys: [][32]byte{admin}}},
+		Orgs:    []network.GenesisOrg{{ID: "Org1MSP", AdminKeys: [][32]byte{admin}}},
 	}
 	_, nodeKey, _ := ed25519.GenerateKey(nil)
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault/transport"
 )
@@ -50,11 +51,11 @@ func kemPub(t testing.TB) []byte {
 	return pub
 }
 
-func testGenesis() *Genesis {
-	return &Genesis{
+func testGenesis() *network.Genesis {
+	return &network.Genesis{
 		Network: "vector-net",
 		Created: t0,
-		Orgs: []GenesisOrg{
+		Orgs: []network.GenesisOrg{
 			{ID: "Org1MSP", AdminKeys: [][32]byte{pub32(adminPriv)}},
 			{ID: "Org2MSP", AdminKeys: [][32]byte{pub32(admin2Priv), pub32(edKey("Org2MSP second admin"))}},
 		},
@@ -63,11 +64,11 @@ func testGenesis() *Genesis {
 }
 
 // testRecord returns an unsigned, valid node record of nodePriv in Org1MSP.
-func testRecord(t testing.TB) NodeRecord {
-	return NodeRecord{
+func testRecord(t testing.TB) network.NodeRecord {
+	return network.NodeRecord{
 		Org:       "Org1MSP",
 		PeerID:    "12D3KooWExamplePeerID",
-		SignKey:   NodeKey(pub32(nodePriv)),
+		SignKey:   network.NodeKey(pub32(nodePriv)),
 		KEMKey:    kemPub(t),
 		Addrs:     []string{"/ip4/127.0.0.1/tcp/4001", "/ip4/127.0.0.1/udp/4001/quic-v1"},
 		NotBefore: t0,
@@ -75,9 +76,9 @@ func testRecord(t testing.TB) NodeRecord {
 	}
 }
 
-func signedRecord(t testing.TB) NodeRecord {
+func signedRecord(t testing.TB) network.NodeRecord {
 	t.Helper()
-	r, err := SignNodeRecord(adminPriv, testGenesis().ID(), testRecord(t))
+	r, err := network.SignNodeRecord(adminPriv, testGenesis().ID(), testRecord(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,12 +102,12 @@ func samplePayloads(t testing.TB) []struct {
 } {
 	t.Helper()
 	nid := testGenesis().ID()
-	dereg, err := SignDeregister(adminPriv, nid, Deregister{Org: "Org1MSP", SignKey: NodeKey(pub32(node2Priv)), LastSeq: 7, At: t0.Add(time.Hour)})
+	dereg, err := network.SignDeregister(adminPriv, nid, network.Deregister{Org: "Org1MSP", SignKey: network.NodeKey(pub32(node2Priv)), LastSeq: 7, At: t0.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w1 := Wrap{Recipient: NodeKey(pub32(nodePriv)), Digest: DigestOf(pattern("blob 1", transport.BlobSizeV1))}
-	w2 := Wrap{Recipient: NodeKey(pub32(node2Priv)), Digest: DigestOf(pattern("blob 2", transport.BlobSizeV1))}
+	w1 := Wrap{Recipient: network.NodeKey(pub32(nodePriv)), Digest: DigestOf(pattern("blob 1", transport.BlobSizeV1))}
+	w2 := Wrap{Recipient: network.NodeKey(pub32(node2Priv)), Digest: DigestOf(pattern("blob 2", transport.BlobSizeV1))}
 	party := policy.MustParseParty("org:Org2MSP")
 	return []struct {
 		Name    string
@@ -123,10 +124,10 @@ func samplePayloads(t testing.TB) []struct {
 		{"destroy-ack", KindDestroyAck, mustJSON(t, DestroyAck{Key: "trade/price"})},
 		{"grant", KindGrant, mustJSON(t, policy.Grant{
 			ID: "g-1", Key: "trade/price", Party: party, Ops: policy.OpsAll,
-			NotAfter: t0.Add(30 * 24 * time.Hour), Issuer: "node:" + NodeKey(pub32(nodePriv)).String(), IssuedAt: t0,
+			NotAfter: t0.Add(30 * 24 * time.Hour), Issuer: "node:" + network.NodeKey(pub32(nodePriv)).String(), IssuedAt: t0,
 		})},
 		{"revoke", KindRevoke, mustJSON(t, policy.Revocation{
-			ID: "r-1", Key: "trade/price", Party: party, Issuer: "node:" + NodeKey(pub32(nodePriv)).String(), IssuedAt: t0.Add(time.Minute),
+			ID: "r-1", Key: "trade/price", Party: party, Issuer: "node:" + network.NodeKey(pub32(nodePriv)).String(), IssuedAt: t0.Add(time.Minute),
 		})},
 	}
 }
@@ -135,9 +136,9 @@ func samplePayloads(t testing.TB) []struct {
 func decodePayload(k Kind, p []byte) (any, error) {
 	switch k {
 	case KindNodeRecord:
-		return DecodeNodeRecord(p)
+		return network.DecodeNodeRecord(p)
 	case KindDeregister:
-		return DecodeDeregister(p)
+		return network.DecodeDeregister(p)
 	case KindKeyCreate:
 		return DecodeKeyCreate(p)
 	case KindKeyVersion:
@@ -180,7 +181,7 @@ func sampleEvent(t testing.TB, i int) (Event, []byte) {
 	}
 	if i >= 2 {
 		// Every event from the third on follows one of node 2's.
-		ev.Deps = []Dep{{Issuer: NodeKey(pub32(node2Priv)), Seq: uint64(i), ID: [32]byte(seed32("dep " + itoa(i)))}}
+		ev.Deps = []Dep{{Issuer: network.NodeKey(pub32(node2Priv)), Seq: uint64(i), ID: [32]byte(seed32("dep " + itoa(i)))}}
 	}
 	e, raw, err := Sign(nodePriv, ev)
 	if err != nil {

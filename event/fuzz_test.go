@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"testing"
+
+	"github.com/keymesh/keymesh/network"
 )
 
 // FuzzParse checks that Parse never panics and is non-malleable: whatever
@@ -49,7 +51,7 @@ func FuzzParse(f *testing.F) {
 	})
 }
 
-// FuzzDecodeNodeRecord checks that DecodeNodeRecord never panics, accepts
+// FuzzDecodeNodeRecord checks that network.DecodeNodeRecord never panics, accepts
 // only the one encoding of a valid record, and that what it accepts
 // verifies only if it is the vector record.
 func FuzzDecodeNodeRecord(f *testing.F) {
@@ -59,19 +61,19 @@ func FuzzDecodeNodeRecord(f *testing.F) {
 	f.Add([]byte(`{"Org":"Org1MSP","PeerID":"p","SignKey":"","KEMKey":"","Addrs":[],"NotBefore":"2026-01-01T00:00:00Z","NotAfter":"2027-01-01T00:00:00Z","AdminKey":"","AdminSig":""}`))
 	g := testGenesis()
 	f.Fuzz(func(t *testing.T, in []byte) {
-		r, err := DecodeNodeRecord(in)
+		r, err := network.DecodeNodeRecord(in)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("DecodeNodeRecord() = %v, want %v", err, ErrMalformed)
+				t.Fatalf("network.DecodeNodeRecord() = %v, want %v", err, ErrMalformed)
 			}
 			return
 		}
 		if err := r.Validate(); err != nil {
-			t.Fatalf("DecodeNodeRecord accepted an invalid record: %v", err)
+			t.Fatalf("network.DecodeNodeRecord accepted an invalid record: %v", err)
 		}
 		again, err := json.Marshal(r)
 		if err != nil || !bytes.Equal(again, in) {
-			t.Fatalf("json.Marshal(DecodeNodeRecord(%q)) = %q, %v", in, again, err)
+			t.Fatalf("json.Marshal(network.DecodeNodeRecord(%q)) = %q, %v", in, again, err)
 		}
 		if err := g.VerifyNodeRecord(r); err == nil && string(in) != vf.NodeRecord {
 			t.Fatalf("VerifyNodeRecord accepted a record that is not the vector's: %q", in)
@@ -98,17 +100,17 @@ func FuzzDecodeKeyVersion(f *testing.F) {
 	})
 }
 
-// FuzzParseGenesis checks that ParseGenesis never panics and that what it
+// FuzzParseGenesis checks that network.ParseGenesis never panics and that what it
 // accepts is valid and survives a JSON round trip with the same id.
 func FuzzParseGenesis(f *testing.F) {
 	vf := loadVectors(f)
 	f.Add([]byte(vf.Genesis))
 	f.Add([]byte(`{"network":"n","created":"2026-01-01T00:00:00Z","orgs":[{"id":"A","admin_keys":["0101010101010101010101010101010101010101010101010101010101010101"]}]}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		g, err := ParseGenesis(in)
+		g, err := network.ParseGenesis(in)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
-				t.Fatalf("ParseGenesis() = %v, want %v", err, ErrMalformed)
+				t.Fatalf("network.ParseGenesis() = %v, want %v", err, ErrMalformed)
 			}
 			return
 		}
@@ -116,9 +118,9 @@ func FuzzParseGenesis(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		g2, err := ParseGenesis(out)
+		g2, err := network.ParseGenesis(out)
 		if err != nil || g2.ID() != g.ID() {
-			t.Fatalf("ParseGenesis(json.Marshal(g)) = %v; id changed", err)
+			t.Fatalf("network.ParseGenesis(json.Marshal(g)) = %v; id changed", err)
 		}
 	})
 }

@@ -1,13 +1,13 @@
 package event
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
-	"io"
 	"time"
 
+	"github.com/keymesh/keymesh/internal/hextext"
+	"github.com/keymesh/keymesh/internal/strictjson"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault/envelope"
 )
@@ -21,9 +21,8 @@ const (
 	// bytes still fit MaxPayload.
 	MaxWrapBlob = 1280
 
-	maxNodeRecordJSON = 16 << 10
-	maxSmallJSON      = 4 << 10
-	maxGrantJSON      = 256 << 10
+	maxSmallJSON = 4 << 10
+	maxGrantJSON = 256 << 10
 )
 
 // Key lifecycle states carried by KeyState.
@@ -63,12 +62,12 @@ func (d *Digest) UnmarshalText(text []byte) error { return unhexText(d[:], text,
 // recipient node: the recipient and the digest of the blob, which is an
 // attachment of the event.
 type Wrap struct {
-	Recipient NodeKey // the recipient node's signing key
-	Digest    Digest  // SHA-256 of the transport blob
+	Recipient network.NodeKey // the recipient node's signing key
+	Digest    Digest          // SHA-256 of the transport blob
 }
 
 func (w Wrap) validate() error {
-	if w.Recipient == (NodeKey{}) {
+	if w.Recipient == (network.NodeKey{}) {
 		return malformed("wrap for the zero node key")
 	}
 	if w.Digest == (Digest{}) {
@@ -108,7 +107,7 @@ func (v KeyVersion) Validate() error {
 	if len(v.Wraps) > MaxWraps {
 		return malformed("%d wraps, at most %d", len(v.Wraps), MaxWraps)
 	}
-	seen := make(map[NodeKey]bool, len(v.Wraps))
+	seen := make(map[network.NodeKey]bool, len(v.Wraps))
 	for _, w := range v.Wraps {
 		if err := w.validate(); err != nil {
 			return err
@@ -146,7 +145,7 @@ func (s KeyShare) Validate() error {
 	}
 	type pair struct {
 		v uint32
-		r NodeKey
+		r network.NodeKey
 	}
 	seen := make(map[pair]bool, len(s.Shares))
 	for _, sh := range s.Shares {
@@ -241,27 +240,21 @@ func cut(s string) string {
 }
 
 // decodeStrict decodes payload into v (a pointer) and accepts it only if it
-// is exactly what json.Marshal writes for the decoded value: no unknown,
-// missing, repeated or differently cased fields, no whitespace, no trailing
-// data, no alternative spelling of any value. So a payload has one encoding.
+// is exactly what json.Marshal writes for the decoded value
+// (internal/strictjson), within limit. So a payload has one encoding.
 func decodeStrict(payload []byte, limit int, what string, v any) error {
-	if len(payload) > limit {
-		return malformed("%s payload of %d bytes exceeds %d", what, len(payload), limit)
-	}
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Decode(payload, limit, v); err != nil {
 		return malformed("%s payload: %v", what, err)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return malformed("%s payload: data after the JSON value", what)
-	}
-	again, err := json.Marshal(v)
-	if err != nil {
-		return malformed("%s payload: %v", what, err)
-	}
-	if !bytes.Equal(again, payload) {
-		return malformed("%s payload is not in canonical form (encode payloads with json.Marshal)", what)
+	return nil
+}
+
+func hexText(b []byte) []byte { return hextext.Encode(b) }
+
+// unhexText decodes exactly len(dst) bytes of lower-case hex into dst.
+func unhexText(dst, text []byte, what string) error {
+	if err := hextext.Decode(dst, text, what); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault/transport"
 )
@@ -82,7 +83,7 @@ func firstValue(t *testing.T, b []byte, field string) string {
 
 func TestDecodeInvalidValues(t *testing.T) {
 	t.Parallel()
-	w := Wrap{Recipient: NodeKey{1}, Digest: DigestOf(make([]byte, transport.BlobSize))}
+	w := Wrap{Recipient: network.NodeKey{1}, Digest: DigestOf(make([]byte, transport.BlobSize))}
 	at := t0
 	party := policy.MustParseParty("org:Org2MSP")
 	grant := policy.Grant{ID: "g", Key: "a/b", Party: party, Ops: policy.OpsAll, Issuer: "n"}
@@ -97,7 +98,7 @@ func TestDecodeInvalidValues(t *testing.T) {
 		{"key-version/no-activation", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, Wraps: []Wrap{w}}},
 		{"key-version/dup-recipient", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: []Wrap{w, w}}},
 		{"key-version/zero-recipient", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: []Wrap{{Digest: w.Digest}}}},
-		{"key-version/zero-digest", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: []Wrap{{Recipient: NodeKey{1}}}}},
+		{"key-version/zero-digest", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: []Wrap{{Recipient: network.NodeKey{1}}}}},
 		{"key-version/too-many-wraps", KindKeyVersion, KeyVersion{Key: "a/b", Version: 1, ActivateAt: at, Wraps: manyWraps(MaxWraps+1, 8)}},
 		{"key-share/version-0", KindKeyShare, KeyShare{Key: "a/b", Shares: []Share{{ActivateAt: at, Wrap: w}}}},
 		{"key-share/no-wrap", KindKeyShare, KeyShare{Key: "a/b", Shares: []Share{{Version: 1, ActivateAt: at}}}},
@@ -140,7 +141,7 @@ func TestDecodeInvalidValues(t *testing.T) {
 func manyWraps(n, blobLen int) []Wrap {
 	ws := make([]Wrap, n)
 	for i := range ws {
-		ws[i].Recipient = NodeKey{byte(i >> 8), byte(i), 1}
+		ws[i].Recipient = network.NodeKey{byte(i >> 8), byte(i), 1}
 		ws[i].Digest = DigestOf(pattern("wrap", blobLen))
 	}
 	return ws

@@ -9,6 +9,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/keymesh/keymesh/network"
 )
 
 var update = flag.Bool("update", false, "regenerate testdata/vectors.json")
@@ -131,16 +133,16 @@ func TestVectors(t *testing.T) {
 func TestVectorsParse(t *testing.T) {
 	t.Parallel()
 	f := loadVectors(t)
-	g, err := ParseGenesis(f.Genesis)
+	g, err := network.ParseGenesis(f.Genesis)
 	if err != nil {
-		t.Fatalf("ParseGenesis(vector) = %v", err)
+		t.Fatalf("network.ParseGenesis(vector) = %v", err)
 	}
 	if got := g.ID(); hex.EncodeToString(got[:]) != f.NetworkID {
-		t.Errorf("Genesis.ID() = %x, want %s", got, f.NetworkID)
+		t.Errorf("network.Genesis.ID() = %x, want %s", got, f.NetworkID)
 	}
-	r, err := DecodeNodeRecord([]byte(f.NodeRecord))
+	r, err := network.DecodeNodeRecord([]byte(f.NodeRecord))
 	if err != nil {
-		t.Fatalf("DecodeNodeRecord(vector) = %v", err)
+		t.Fatalf("network.DecodeNodeRecord(vector) = %v", err)
 	}
 	if err := g.VerifyNodeRecord(r); err != nil {
 		t.Errorf("VerifyNodeRecord(vector) = %v", err)
@@ -175,7 +177,7 @@ func TestVectorsParse(t *testing.T) {
 				e.Time.Format(time.RFC3339Nano) != v.Time || string(e.Payload) != v.Payload {
 				t.Errorf("Parse = %+v, want the vector's fields", e)
 			}
-			if e.Issuer != NodeKey(pub32(nodePriv)) {
+			if e.Issuer != network.NodeKey(pub32(nodePriv)) {
 				t.Errorf("Issuer = %s, want the node seed's key", e.Issuer)
 			}
 			if _, err := decodePayload(e.Kind, e.Payload); err != nil {

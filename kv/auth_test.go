@@ -5,7 +5,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"testing"
+
+	"github.com/keymesh/keymesh/internal/tamper"
 )
 
 type hmacTagger []byte
@@ -120,5 +123,43 @@ func TestAuthenticated_EraseRefusesSummarisedPrefix(t *testing.T) {
 	}
 	if err := a.Erase([]byte("x/")); err != nil {
 		t.Errorf("Erase(x/) = %v", err)
+	}
+}
+
+// TestAuthenticated_BitFlipsAndCuts flips bits of a stored record and cuts
+// it (every bit and length under KEYMESH_EXHAUSTIVE=1, else a sample
+// covering the value's ends and the tag; see internal/tamper): each Get
+// and Scan reports a *DamageError naming the record, never a value.
+func TestAuthenticated_BitFlipsAndCuts(t *testing.T) {
+	t.Parallel()
+	raw, a := newAuth()
+	for _, k := range []string{"x/one", "p/summarised"} {
+		const value = "a value long enough to have a middle to sample from"
+		put(t, a, k, value)
+		stored, err := raw.Get([]byte(k))
+		if err != nil {
+			t.Fatal(err)
+		}
+		check := func(what string, damaged []byte) {
+			t.Helper()
+			put(t, raw, k, string(damaged))
+			var de *DamageError
+			if v, err := a.Get([]byte(k)); !errors.As(err, &de) || de.Key != k || !errors.Is(err, ErrTampered) || v != nil {
+				t.Fatalf("%s %s: Get = %q, %v; want a *DamageError naming it", k, what, v, err)
+			}
+			if err := a.Scan([]byte(k), func(_, v []byte) error { return nil }); !errors.As(err, &de) || de.Key != k {
+				t.Fatalf("%s %s: Scan = %v; want a *DamageError naming it", k, what, err)
+			}
+		}
+		for _, i := range tamper.Bits(t, len(stored), len(stored)-TagSize) {
+			check(fmt.Sprintf("bit %d flipped", i), tamper.Flip(stored, i))
+		}
+		for _, n := range tamper.Bytes(t, len(stored), len(stored)-TagSize) {
+			check(fmt.Sprintf("cut to %d bytes", n), stored[:n])
+		}
+		put(t, raw, k, string(stored))
+		if v, err := a.Get([]byte(k)); err != nil || string(v) != value {
+			t.Fatalf("%s restored: Get = %q, %v", k, v, err)
+		}
 	}
 }

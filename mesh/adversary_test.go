@@ -35,6 +35,7 @@ import (
 
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/transport"
@@ -81,8 +82,8 @@ func advKEMKey(t testing.TB) (priv, pub []byte) {
 // advNet is a test network: the genesis, the org admins' keys and one clock
 // that every log of the network reads.
 type advNet struct {
-	g      *event.Genesis
-	nid    event.NetworkID
+	g      *network.Genesis
+	nid    network.NetworkID
 	admins map[string]ed25519.PrivateKey
 	t0     time.Time
 	now    time.Time
@@ -94,11 +95,11 @@ func newAdvNet(t testing.TB, seed uint64) *advNet {
 	n := &advNet{admins: map[string]ed25519.PrivateKey{}, t0: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC),
 		rng: mrand.New(mrand.NewPCG(seed, 0xadf))}
 	n.now = n.t0
-	g := &event.Genesis{Network: "adv-net", Created: n.t0}
+	g := &network.Genesis{Network: "adv-net", Created: n.t0}
 	for _, o := range advOrgs {
 		priv := n.newKey()
 		n.admins[o.id] = priv
-		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: o.id, AdminKeys: [][32]byte{[32]byte(priv.Public().(ed25519.PublicKey))},
+		g.Orgs = append(g.Orgs, network.GenesisOrg{ID: o.id, AdminKeys: [][32]byte{[32]byte(priv.Public().(ed25519.PublicKey))},
 			Namespaces: []string{o.ns}})
 	}
 	if err := g.Validate(); err != nil {
@@ -122,19 +123,19 @@ func (n *advNet) clock() time.Time { return n.now }
 type advMember struct {
 	org  string
 	priv ed25519.PrivateKey
-	key  event.NodeKey
+	key  network.NodeKey
 }
 
 func (n *advNet) member(org string) advMember {
 	priv := n.newKey()
-	return advMember{org: org, priv: priv, key: event.NodeKey(priv.Public().(ed25519.PublicKey))}
+	return advMember{org: org, priv: priv, key: network.NodeKey(priv.Public().(ed25519.PublicKey))}
 }
 
 // record is m's admin-signed node record, valid from nb to na.
-func (n *advNet) record(t testing.TB, m advMember, nb, na time.Time) event.NodeRecord {
+func (n *advNet) record(t testing.TB, m advMember, nb, na time.Time) network.NodeRecord {
 	t.Helper()
 	_, pub := advKEMKey(t)
-	r, err := event.SignNodeRecord(n.admins[m.org], n.nid, event.NodeRecord{
+	r, err := network.SignNodeRecord(n.admins[m.org], n.nid, network.NodeRecord{
 		Org: m.org, PeerID: "12D3KooWadv" + m.key.String(), SignKey: m.key, KEMKey: pub,
 		Addrs: []string{"/ip4/127.0.0.1/tcp/4001"}, NotBefore: nb, NotAfter: na,
 	})
@@ -144,14 +145,14 @@ func (n *advNet) record(t testing.TB, m advMember, nb, na time.Time) event.NodeR
 	return r
 }
 
-func (n *advNet) defaultRecord(t testing.TB, m advMember) event.NodeRecord {
+func (n *advNet) defaultRecord(t testing.TB, m advMember) network.NodeRecord {
 	return n.record(t, m, n.t0.Add(-time.Hour), n.t0.Add(24*time.Hour))
 }
 
 // deregister is an admin of org's deregistration of node k after lastSeq.
-func (n *advNet) deregister(t testing.TB, org string, k event.NodeKey, lastSeq uint64) event.Deregister {
+func (n *advNet) deregister(t testing.TB, org string, k network.NodeKey, lastSeq uint64) network.Deregister {
 	t.Helper()
-	d, err := event.SignDeregister(n.admins[org], n.nid, event.Deregister{Org: org, SignKey: k, LastSeq: lastSeq, At: n.now})
+	d, err := network.SignDeregister(n.admins[org], n.nid, network.Deregister{Org: org, SignKey: k, LastSeq: lastSeq, At: n.now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,7 +247,7 @@ func advAll(t testing.TB, l *Log) [][]byte {
 }
 
 // advChain returns the events of issuer k that l holds.
-func advChain(t testing.TB, l *Log, k event.NodeKey) [][]byte {
+func advChain(t testing.TB, l *Log, k network.NodeKey) [][]byte {
 	t.Helper()
 	evs, err := l.Events(IssuerID(k), 0, 1<<20)
 	if err != nil {
@@ -405,7 +406,7 @@ func (n *advNet) mallory(t testing.TB, org string) *advMallory {
 }
 
 // register signs Mallory's record as its first event.
-func (ml *advMallory) register(t testing.TB, r event.NodeRecord) []byte {
+func (ml *advMallory) register(t testing.TB, r network.NodeRecord) []byte {
 	t.Helper()
 	return ml.sign(t, advEv{Kind: event.KindNodeRecord, Payload: r, Time: r.NotBefore.Add(time.Minute)})
 }
@@ -499,7 +500,7 @@ func advBlob(r *mrand.Rand) ([]byte, event.Digest) {
 
 // advMaterial returns random version material, its commitment and a real
 // transport copy of it for each recipient.
-func (n *advNet) advMaterial(t testing.TB, key string, version uint32, recipients ...event.NodeKey) ([]byte, event.Digest, [][]byte) {
+func (n *advNet) advMaterial(t testing.TB, key string, version uint32, recipients ...network.NodeKey) ([]byte, event.Digest, [][]byte) {
 	t.Helper()
 	m := make([]byte, transport.MaterialSize)
 	if _, err := rand.Read(m); err != nil {
@@ -508,7 +509,7 @@ func (n *advNet) advMaterial(t testing.TB, key string, version uint32, recipient
 	return m, event.Digest(vault.KeyCheck(n.nid, key, version, m)), n.advWrap(t, key, version, m, recipients...)
 }
 
-func (n *advNet) advWrap(t testing.TB, key string, version uint32, m []byte, recipients ...event.NodeKey) [][]byte {
+func (n *advNet) advWrap(t testing.TB, key string, version uint32, m []byte, recipients ...network.NodeKey) [][]byte {
 	t.Helper()
 	_, pub := advKEMKey(t)
 	var blobs [][]byte
@@ -522,7 +523,7 @@ func (n *advNet) advWrap(t testing.TB, key string, version uint32, m []byte, rec
 	return blobs
 }
 
-func advWraps(recipients []event.NodeKey, blobs [][]byte) []event.Wrap {
+func advWraps(recipients []network.NodeKey, blobs [][]byte) []event.Wrap {
 	out := make([]event.Wrap, len(recipients))
 	for i := range recipients {
 		out[i] = event.Wrap{Recipient: recipients[i], Digest: event.DigestOf(blobs[i])}
@@ -580,7 +581,7 @@ func TestFinding1_KeyTakeoverByBackdating(t *testing.T) {
 	a.issue(t, event.KindKeyCreate, event.KeyCreate{Key: "trade/k"})
 	_, check, blobs := n.advMaterial(t, "trade/k", 1, a.m.key)
 	a.issue(t, event.KindKeyVersion, event.KeyVersion{Key: "trade/k", Version: 1, ActivateAt: n.now, Check: check,
-		Wraps: advWraps([]event.NodeKey{a.m.key}, blobs)}, blobs...)
+		Wraps: advWraps([]network.NodeKey{a.m.key}, blobs)}, blobs...)
 	honest := advAll(t, a.log)
 	createEv := advParse(t, honest[1])
 	if createEv.Kind != event.KindKeyCreate {
@@ -874,7 +875,7 @@ func TestFinding4_ExpiredRecordGetsNoEffectAndNoWraps(t *testing.T) {
 		Wraps: []event.Wrap{{Recipient: a.m.key, Digest: event.DigestOf(b1)}, {Recipient: ml.m.key, Digest: event.DigestOf(b1m)}}}, b1, b1m)
 
 	n.now = n.t0.Add(2 * time.Hour) // Mallory's record has expired
-	var recipients []event.NodeKey
+	var recipients []network.NodeKey
 	a.log.View(func(s *State) { recipients = s.Recipients("trade/k", n.now) })
 	if slices.Contains(recipients, ml.m.key) || !slices.Contains(recipients, a.m.key) {
 		t.Fatalf("recipients of trade/k after Mallory's record expired: %v", recipients)
@@ -959,7 +960,7 @@ func TestFinding5_PlantedMaterialIsNotUsable(t *testing.T) {
 	a.issue(t, event.KindGrant, policy.Grant{ID: pa + "g2", Key: "trade/k", Party: "org:Org2MSP", Ops: policy.OpsAll, Issuer: "a", IssuedAt: n.now})
 	m1, check, blobs := n.advMaterial(t, "trade/k", 1, a.m.key, ml.m.key)
 	a.issue(t, event.KindKeyVersion, event.KeyVersion{Key: "trade/k", Version: 1, ActivateAt: n.now, Check: check,
-		Wraps: advWraps([]event.NodeKey{a.m.key, ml.m.key}, blobs)}, blobs...)
+		Wraps: advWraps([]network.NodeKey{a.m.key, ml.m.key}, blobs)}, blobs...)
 	a.issue(t, event.KindGrant, policy.Grant{ID: pa + "g3", Key: "trade/k", Party: "org:Org3MSP", Ops: policy.OpsAll, Issuer: "a", IssuedAt: n.now})
 	advDeliver(c.log, advAll(t, a.log)...)
 
@@ -974,7 +975,7 @@ func TestFinding5_PlantedMaterialIsNotUsable(t *testing.T) {
 			{Version: 1, ActivateAt: n.t0, Wrap: event.Wrap{Recipient: a.m.key, Digest: event.DigestOf(planted[1])}},
 		}}, Att: planted}),
 		ml.sign(t, advEv{Kind: event.KindKeyVersion, Payload: event.KeyVersion{Key: "trade/k", Version: 2, ActivateAt: n.t0, Check: mcheck,
-			Wraps: advWraps([]event.NodeKey{c.m.key}, mblobs)}, Att: mblobs}),
+			Wraps: advWraps([]network.NodeKey{c.m.key}, mblobs)}, Att: mblobs}),
 	}
 	// A share whose attachment is not the blob it names is malformed.
 	badAtt := ml.sign(t, advEv{At: uint64(len(ml.chain)) + 1, Kind: event.KindKeyShare, Payload: event.KeyShare{Key: "trade/k", Shares: []event.Share{
@@ -995,7 +996,7 @@ func TestFinding5_PlantedMaterialIsNotUsable(t *testing.T) {
 	kemPriv, _ := advKEMKey(t)
 	// usable returns, for recipient r, the senders of the candidate copies
 	// that the recipient's vault would accept, and of those it would refuse.
-	usable := func(l *Log, r event.NodeKey) (ok, refused []event.NodeKey) {
+	usable := func(l *Log, r network.NodeKey) (ok, refused []network.NodeKey) {
 		l.View(func(s *State) {
 			k := s.Keys["trade/k"]
 			if len(k.Versions) != 1 {
@@ -1020,7 +1021,7 @@ func TestFinding5_PlantedMaterialIsNotUsable(t *testing.T) {
 		return ok, refused
 	}
 	for _, l := range []*Log{a.log, c.log} {
-		for _, r := range []event.NodeKey{c.m.key, a.m.key} {
+		for _, r := range []network.NodeKey{c.m.key, a.m.key} {
 			ok, refused := usable(l, r)
 			if slices.Contains(ok, ml.m.key) {
 				t.Errorf("Mallory's planted material for %s passes Org1's commitment", r)
@@ -1470,7 +1471,7 @@ func TestAdversaryForeignAdminCannotDeregister(t *testing.T) {
 	b := n.honest(t, "Org2MSP")
 	advSync(a.log, b.log)
 	as2 := n.deregister(t, "Org2MSP", a.m.key, 0)
-	as1, err := event.SignDeregister(n.admins["Org2MSP"], n.nid, event.Deregister{Org: "Org1MSP", SignKey: a.m.key, LastSeq: 0, At: n.now})
+	as1, err := network.SignDeregister(n.admins["Org2MSP"], n.nid, network.Deregister{Org: "Org1MSP", SignKey: a.m.key, LastSeq: 0, At: n.now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 )
 
 // Evidence is self-contained proof that an issuer equivocated: two events
@@ -71,7 +72,7 @@ func (v *Evidence) Marshal() []byte {
 
 // parseEvidence parses and checks encoded evidence for network nid: both
 // events parse, verify and belong to nid, and they do prove equivocation.
-func parseEvidence(raw []byte, nid event.NetworkID) (*Evidence, error) {
+func parseEvidence(raw []byte, nid network.NetworkID) (*Evidence, error) {
 	if len(raw) < 9 || raw[0] != EvidenceFormat || len(raw) > 2*MaxEventSize {
 		return nil, errNotEvidence
 	}

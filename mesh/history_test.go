@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 )
 
@@ -28,7 +29,7 @@ func TestRefoldReadsDroppedPayloads(t *testing.T) {
 	r1 := IDPrefix(a.n.key) + "r1"
 	evs = append(evs, a.event(t, event.KindRevoke, policy.Revocation{ID: r1, Key: key, Party: party, Issuer: "a", IssuedAt: w.t0}))
 	evs = append(evs, a.event(t, event.KindGrant, policy.Grant{ID: IDPrefix(a.n.key) + "g1", Key: key, Party: party, Ops: policy.OpsAll, Issuer: "a", IssuedAt: w.t0, Observed: []string{r1}}))
-	d, err := event.SignDeregister(w.admins["Org1MSP"], w.g.ID(), event.Deregister{Org: "Org1MSP", SignKey: b.n.key, LastSeq: 1, At: w.t0.Add(time.Hour)})
+	d, err := network.SignDeregister(w.admins["Org1MSP"], w.g.ID(), network.Deregister{Org: "Org1MSP", SignKey: b.n.key, LastSeq: 1, At: w.t0.Add(time.Hour)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/gossip"
 	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 )
 
@@ -195,10 +196,10 @@ func (c *chain) head() *entry {
 // concurrent use.
 type Log struct {
 	store     kv.Store
-	genesis   *event.Genesis
-	nid       event.NetworkID
+	genesis   *network.Genesis
+	nid       network.NetworkID
 	priv      crypto.Signer
-	self      event.NodeKey
+	self      network.NodeKey
 	clock     func() time.Time
 	logger    *slog.Logger
 	verdict   func(Verdict, string)
@@ -207,22 +208,22 @@ type Log struct {
 
 	mu           sync.Mutex
 	storeErr     error // the last failed write (l.mu), for Issue's error
-	chains       map[event.NodeKey]*chain
-	pending      map[event.NodeKey]map[uint64]*entry
+	chains       map[network.NodeKey]*chain
+	pending      map[network.NodeKey]map[uint64]*entry
 	pendingCount int
 	pendingBytes int
 	height       int
 	state        *State
-	referenced   map[event.NodeKey]uint64 // heads this node's events named
+	referenced   map[network.NodeKey]uint64 // heads this node's events named
 	notify       chan struct{}
 	pruned       map[string]bool // destroyed keys whose attachments are gone
-	checkpoints  map[event.NodeKey]*event.Checkpoint
+	checkpoints  map[network.NodeKey]*event.Checkpoint
 	// forkHints: issuers at whose position s a waiting event names another
 	// event than the one held — a fork no evidence shows yet. Wants asks
 	// peers for that position, so the other branch's event comes in and
 	// becomes evidence. Bounded by maxForkHints.
-	forkHints map[event.NodeKey]uint64
-	fresh     map[event.NodeKey]time.Time // node → newest satisfied checkpoint time
+	forkHints map[network.NodeKey]uint64
+	fresh     map[network.NodeKey]time.Time // node → newest satisfied checkpoint time
 	policy    atomic.Pointer[policy.State]
 }
 
@@ -255,12 +256,12 @@ var (
 	proofPrefix = []byte("mesh/proof/")
 )
 
-func evKey(issuer event.NodeKey, seq uint64) []byte {
+func evKey(issuer network.NodeKey, seq uint64) []byte {
 	k := append(append([]byte(nil), evPrefix...), issuer[:]...)
 	return binary.BigEndian.AppendUint64(k, seq)
 }
 
-func proofKey(issuer event.NodeKey) []byte {
+func proofKey(issuer network.NodeKey) []byte {
 	return append(append([]byte(nil), proofPrefix...), issuer[:]...)
 }
 
@@ -291,7 +292,7 @@ func wrapDigests(p any) []event.Digest {
 // Ed25519 signing key (its libp2p identity key): the vault's Signer, whose
 // private half stays in the vault, or an ed25519.PrivateKey. A log written
 // by an earlier keymesh is refused with ErrOldLog.
-func OpenLog(store kv.Store, g *event.Genesis, priv crypto.Signer, o LogOptions) (*Log, error) {
+func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOptions) (*Log, error) {
 	if pub, ok := priv.Public().(ed25519.PublicKey); !ok || len(pub) != ed25519.PublicKeySize {
 		return nil, errors.New("mesh: the signing key is not an Ed25519 key")
 	}
@@ -309,10 +310,10 @@ func OpenLog(store kv.Store, g *event.Genesis, priv crypto.Signer, o LogOptions)
 	}
 	l := &Log{
 		store: store, genesis: g, nid: g.ID(), priv: priv, clock: o.Clock, logger: o.Logger, verdict: o.OnVerdict,
-		staleness: o.Staleness, depSettle: o.DepSettle, chains: map[event.NodeKey]*chain{}, pending: map[event.NodeKey]map[uint64]*entry{},
-		state: NewState(g), referenced: map[event.NodeKey]uint64{}, notify: make(chan struct{}, 1),
-		pruned: map[string]bool{}, checkpoints: map[event.NodeKey]*event.Checkpoint{}, fresh: map[event.NodeKey]time.Time{},
-		forkHints: map[event.NodeKey]uint64{},
+		staleness: o.Staleness, depSettle: o.DepSettle, chains: map[network.NodeKey]*chain{}, pending: map[network.NodeKey]map[uint64]*entry{},
+		state: NewState(g), referenced: map[network.NodeKey]uint64{}, notify: make(chan struct{}, 1),
+		pruned: map[string]bool{}, checkpoints: map[network.NodeKey]*event.Checkpoint{}, fresh: map[network.NodeKey]time.Time{},
+		forkHints: map[network.NodeKey]uint64{},
 	}
 	copy(l.self[:], priv.Public().(ed25519.PublicKey))
 	// Keys are issuer || seq, so a scan yields every chain in order.
@@ -390,13 +391,13 @@ func OpenLog(store kv.Store, g *event.Genesis, priv crypto.Signer, o LogOptions)
 func (l *Log) publishPolicy() { l.policy.Store(l.state.Policy) }
 
 // Self returns this node's key.
-func (l *Log) Self() event.NodeKey { return l.self }
+func (l *Log) Self() network.NodeKey { return l.self }
 
 // Network returns the network id.
-func (l *Log) Network() event.NetworkID { return l.nid }
+func (l *Log) Network() network.NetworkID { return l.nid }
 
 // Genesis returns the network definition.
-func (l *Log) Genesis() *event.Genesis { return l.genesis }
+func (l *Log) Genesis() *network.Genesis { return l.genesis }
 
 // Changed is signalled (without blocking) after the state changes.
 func (l *Log) Changed() <-chan struct{} { return l.notify }
@@ -538,7 +539,7 @@ func (l *Log) parse(raw []byte) (*entry, Verdict, string) {
 		return nil, Reject, ReasonMalformed
 	}
 	if ev.Seq == 1 {
-		r, ok := p.(event.NodeRecord)
+		r, ok := p.(network.NodeRecord)
 		if !ok || r.SignKey != ev.Issuer || !l.recordSigned(ev, r) {
 			return nil, Reject, ReasonBadRecord
 		}
@@ -548,7 +549,7 @@ func (l *Log) parse(raw []byte) (*entry, Verdict, string) {
 
 // recordSigned checks a first event's admin signature through the state's
 // cache, so the fold does not verify it again.
-func (l *Log) recordSigned(ev *event.Event, r event.NodeRecord) bool {
+func (l *Log) recordSigned(ev *event.Event, r network.NodeRecord) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.state.adminSigned(ev, r.Org, r.AdminKey, r.VerifyAdmin)
@@ -709,7 +710,7 @@ func (l *Log) conflict(x *event.Event) *Evidence {
 	return best
 }
 
-func (l *Log) heldEvidence(k event.NodeKey) *Evidence {
+func (l *Log) heldEvidence(k network.NodeKey) *Evidence {
 	if c := l.chains[k]; c != nil {
 		return c.evidence
 	}
@@ -827,8 +828,8 @@ func (l *Log) hold(e *entry) (Verdict, string) {
 
 // evictFor drops one pending event of the issuer with the most waiting,
 // unless that is issuer or it has no more than issuer. l.mu is held.
-func (l *Log) evictFor(issuer event.NodeKey) bool {
-	var top event.NodeKey
+func (l *Log) evictFor(issuer network.NodeKey) bool {
+	var top network.NodeKey
 	most := 0
 	for k, m := range l.pending {
 		if len(m) > most || len(m) == most && compareKeys(k, top) < 0 {
@@ -856,7 +857,7 @@ func (l *Log) drainPending() []*entry {
 	var out []*entry
 	for progress := true; progress && l.pendingCount > 0; {
 		progress = false
-		issuers := make([]event.NodeKey, 0, len(l.pending))
+		issuers := make([]network.NodeKey, 0, len(l.pending))
 		for k := range l.pending {
 			issuers = append(issuers, k)
 		}
@@ -1035,12 +1036,12 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 		}
 	}
 	type cand struct {
-		k   event.NodeKey
+		k   network.NodeKey
 		gap uint64
 	}
 	var cands []cand
 	now := l.clock()
-	heads := map[event.NodeKey]*entry{}
+	heads := map[network.NodeKey]*entry{}
 	for k, oc := range l.chains {
 		if k == l.self || len(oc.events) == 0 {
 			continue
@@ -1104,7 +1105,7 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 }
 
 // IssuerID is the string form of an issuer used in anti-entropy summaries.
-func IssuerID(k event.NodeKey) string { return hex.EncodeToString(k[:]) }
+func IssuerID(k network.NodeKey) string { return hex.EncodeToString(k[:]) }
 
 // proofIDPrefix marks summary entries that advertise equivocation
 // evidence: "proof:" + issuer id → evidenceScore(its taint position), so a
@@ -1149,10 +1150,10 @@ func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 	id, isProof := strings.CutPrefix(issuer, proofIDPrefix)
 	id, isHead := strings.CutPrefix(id, headIDPrefix)
 	b, err := hex.DecodeString(id)
-	if err != nil || len(b) != len(event.NodeKey{}) {
+	if err != nil || len(b) != len(network.NodeKey{}) {
 		return nil, fmt.Errorf("mesh: bad issuer id %q", issuer)
 	}
-	k := event.NodeKey(b)
+	k := network.NodeKey(b)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.chains[k]
@@ -1348,9 +1349,9 @@ func (l *Log) Fresh(key string, now time.Time) error {
 // orgAge returns how long ago this node last heard from the node of org it
 // heard from least recently (negative: one never), and that node; nil if
 // the org has no active node. l.mu is held.
-func (l *Log) orgAge(org string, now time.Time) (time.Duration, *event.NodeKey) {
+func (l *Log) orgAge(org string, now time.Time) (time.Duration, *network.NodeKey) {
 	var oldest time.Duration
-	var who *event.NodeKey
+	var who *network.NodeKey
 	for k, n := range l.state.Nodes {
 		if n.Record.Org != org || k == l.self || !n.Active(now) {
 			continue

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault/transport"
 )
@@ -21,7 +22,7 @@ import (
 // world is a test network: a genesis with orgs and their admins, and node
 // signing keys.
 type world struct {
-	g      *event.Genesis
+	g      *network.Genesis
 	admins map[string]ed25519.PrivateKey
 	nodes  []testNode
 	t0     time.Time
@@ -30,14 +31,14 @@ type world struct {
 type testNode struct {
 	org  string
 	priv ed25519.PrivateKey
-	key  event.NodeKey
+	key  network.NodeKey
 	kem  []byte
 }
 
 func newWorld(t testing.TB, orgs []string, perOrg int) *world {
 	t.Helper()
 	w := &world{admins: map[string]ed25519.PrivateKey{}, t0: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)}
-	g := &event.Genesis{Network: "test-net", Created: w.t0}
+	g := &network.Genesis{Network: "test-net", Created: w.t0}
 	seed := byte(1)
 	for _, o := range orgs {
 		priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, 32))
@@ -45,7 +46,7 @@ func newWorld(t testing.TB, orgs []string, perOrg int) *world {
 		w.admins[o] = priv
 		var pub [32]byte
 		copy(pub[:], priv.Public().(ed25519.PublicKey))
-		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: o, AdminKeys: [][32]byte{pub}})
+		g.Orgs = append(g.Orgs, network.GenesisOrg{ID: o, AdminKeys: [][32]byte{pub}})
 	}
 	if len(g.Orgs) > 1 {
 		g.Orgs[0].Namespaces = []string{"trade", "gdpr", "a"}
@@ -59,7 +60,7 @@ func newWorld(t testing.TB, orgs []string, perOrg int) *world {
 		for range perOrg {
 			priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, 32))
 			seed++
-			var k event.NodeKey
+			var k network.NodeKey
 			copy(k[:], priv.Public().(ed25519.PublicKey))
 			w.nodes = append(w.nodes, testNode{org: o, priv: priv, key: k, kem: kemPub})
 		}
@@ -76,11 +77,11 @@ type issuer struct {
 	seq   uint64
 	prev  [32]byte
 	lam   uint64
-	heads *map[event.NodeKey]*event.Event
+	heads *map[network.NodeKey]*event.Event
 }
 
 func newIssuers(w *world) []*issuer {
-	heads := map[event.NodeKey]*event.Event{}
+	heads := map[network.NodeKey]*event.Event{}
 	out := make([]*issuer, len(w.nodes))
 	for i, n := range w.nodes {
 		out[i] = &issuer{w: w, n: n, heads: &heads}
@@ -112,9 +113,9 @@ func (is *issuer) event(t testing.TB, kind event.Kind, payload any, attachments 
 	return raw
 }
 
-func (w *world) record(t testing.TB, n testNode) event.NodeRecord {
+func (w *world) record(t testing.TB, n testNode) network.NodeRecord {
 	t.Helper()
-	r, err := event.SignNodeRecord(w.admins[n.org], w.g.ID(), event.NodeRecord{
+	r, err := network.SignNodeRecord(w.admins[n.org], w.g.ID(), network.NodeRecord{
 		Org: n.org, PeerID: "12D3KooWtest" + n.key.String(), SignKey: n.key, KEMKey: n.kem,
 		Addrs: []string{"/ip4/127.0.0.1/tcp/1"}, NotBefore: w.t0.Add(-time.Hour), NotAfter: w.t0.Add(24 * time.Hour),
 	})
@@ -296,9 +297,9 @@ func TestDeliverRefusals(t *testing.T) {
 	}
 	// A record for b signed by the wrong org's admin, as b's first event.
 	bad := w.record(t, w.nodes[1])
-	bad, _ = event.SignNodeRecord(w.admins["Org1MSP"], w.g.ID(), bad)
+	bad, _ = network.SignNodeRecord(w.admins["Org1MSP"], w.g.ID(), bad)
 	bad.Org = "Org2MSP"
-	badB := &issuer{w: w, n: w.nodes[1], heads: &map[event.NodeKey]*event.Event{}}
+	badB := &issuer{w: w, n: w.nodes[1], heads: &map[network.NodeKey]*event.Event{}}
 	badRec := badB.event(t, event.KindNodeRecord, bad)
 	goodRec := b.event(t, event.KindNodeRecord, w.record(t, w.nodes[1]))
 	forged := b.event(t, event.KindGrant, policy.Grant{ID: IDPrefix(b.n.key) + "f", Key: "trade/x", Party: "token:evil", Ops: policy.OpsAll, Issuer: "b", IssuedAt: w.t0})
@@ -344,10 +345,10 @@ func TestDeliverRefusals(t *testing.T) {
 	}
 	// Another event at b's first position is equivocation: kept as proof,
 	// forwarded, and b is tainted from there.
-	eq := &issuer{w: w, n: w.nodes[1], heads: &map[event.NodeKey]*event.Event{}}
+	eq := &issuer{w: w, n: w.nodes[1], heads: &map[network.NodeKey]*event.Event{}}
 	r2 := w.record(t, w.nodes[1])
 	r2.Addrs = []string{"/ip4/127.0.0.1/tcp/2"}
-	r2, _ = event.SignNodeRecord(w.admins["Org2MSP"], w.g.ID(), r2)
+	r2, _ = network.SignNodeRecord(w.admins["Org2MSP"], w.g.ID(), r2)
 	if v := l.Deliver(eq.event(t, event.KindNodeRecord, r2)); v != Accept {
 		t.Errorf("Deliver(equivocation) = %v, want accept (as proof)", v)
 	}

@@ -24,6 +24,7 @@ import (
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/internal/tamper"
 	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 )
 
@@ -408,7 +409,7 @@ func (sm *sim) honestAction(h *simNode) {
 	case w < 35:
 		name := sm.pick(own)
 		var version uint32
-		var recipients []event.NodeKey
+		var recipients []network.NodeKey
 		h.log.View(func(s *State) {
 			version = uint32(len(s.Keys[name].Versions)) + 1
 			recipients = s.Recipients(name, now)
@@ -534,7 +535,7 @@ func simBrief(p any) string {
 		return fmt.Sprintf("%s %s %s observed %v", v.ID, v.Key, v.Party, v.Observed)
 	case policy.Revocation:
 		return fmt.Sprintf("%s %s %s", v.ID, v.Key, v.Party)
-	case event.Deregister:
+	case network.Deregister:
 		return fmt.Sprintf("%s after %d", v.SignKey, v.LastSeq)
 	}
 	return fmt.Sprintf("%T", p)
@@ -861,7 +862,7 @@ func (sm *sim) checkOrgs(l *Log) {
 		c.records = slices.Clone(nd.records)
 		ref.Nodes[k] = &c
 	}
-	issuers := make([]event.NodeKey, 0, len(l.chains))
+	issuers := make([]network.NodeKey, 0, len(l.chains))
 	for k := range l.chains {
 		issuers = append(issuers, k)
 	}
@@ -928,7 +929,7 @@ func (sm *sim) checkMallory(l *Log) {
 		c.records = slices.Clone(n.records)
 		ref.Nodes[k] = &c
 	}
-	issuers := make([]event.NodeKey, 0, len(l.chains))
+	issuers := make([]network.NodeKey, 0, len(l.chains))
 	for k := range l.chains {
 		issuers = append(issuers, k)
 	}

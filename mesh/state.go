@@ -48,7 +48,7 @@
 //     its node record), the record in force at that point of its chain is
 //     valid at the event's time, the event is at or before the issuer's
 //     deregistration cut, and before any equivocation of the issuer.
-//   - A key's owner is fixed by the genesis ([event.Genesis.KeyOwner]): the
+//   - A key's owner is fixed by the genesis ([network.Genesis.KeyOwner]): the
 //     org its namespace belongs to. Only counted events of the owner's
 //     nodes create, version, change, grant, revoke or destroy the key;
 //     every other org's events on it have no effect in any order.
@@ -97,6 +97,7 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault"
 )
@@ -104,7 +105,7 @@ import (
 // Node is a node as the network knows it.
 type Node struct {
 	// Record is the node's newest admitted record.
-	Record event.NodeRecord
+	Record network.NodeRecord
 	// Deregistered is set once an admin of its org signed a deregistration;
 	// LastSeq is then the cut: the last of its events that counts.
 	Deregistered bool
@@ -118,17 +119,17 @@ type Node struct {
 
 type seqRecord struct {
 	seq uint64
-	rec event.NodeRecord
+	rec network.NodeRecord
 }
 
 // recordAt returns the record in force at position seq of the node's chain.
-func (n *Node) recordAt(seq uint64) (event.NodeRecord, bool) {
+func (n *Node) recordAt(seq uint64) (network.NodeRecord, bool) {
 	i, found := slices.BinarySearchFunc(n.records, seq, func(r seqRecord, s uint64) int { return cmp.Compare(r.seq, s) })
 	if !found {
 		i--
 	}
 	if i < 0 {
-		return event.NodeRecord{}, false
+		return network.NodeRecord{}, false
 	}
 	return n.records[i].rec, true
 }
@@ -150,7 +151,7 @@ type Key struct {
 	Name          string
 	Owner         string // fixed by the genesis namespace
 	Created       bool   // a counted KeyCreate is held
-	Creator       event.NodeKey
+	Creator       network.NodeKey
 	Deterministic bool
 	Exportable    bool
 	State         vault.State
@@ -164,8 +165,8 @@ type Key struct {
 	// Holders are the nodes that ever received a copy of a version (or
 	// created one): each must acknowledge a destroy. Acks are those that
 	// did.
-	Holders map[event.NodeKey]bool
-	Acks    map[event.NodeKey]bool
+	Holders map[network.NodeKey]bool
+	Acks    map[network.NodeKey]bool
 
 	events []*entry // every admitted event on the key but grants and revocations
 	policy []*entry // its grant and revocation events
@@ -176,12 +177,12 @@ type Key struct {
 type Version struct {
 	N          uint32
 	ActivateAt time.Time
-	Creator    event.NodeKey
+	Creator    network.NodeKey
 	Check      event.Digest
 	// Wraps holds, per recipient, every candidate copy: from the
 	// KeyVersion first, then from shares. The recipient keeps the first
 	// whose material matches Check.
-	Wraps map[event.NodeKey][]*Wrap
+	Wraps map[network.NodeKey][]*Wrap
 }
 
 // Wrap is a copy of a version wrapped for one node: the digest the signed
@@ -189,12 +190,12 @@ type Version struct {
 // it (nil once pruned, or while only a stripped copy has arrived).
 type Wrap struct {
 	Digest event.Digest
-	From   event.NodeKey
+	From   network.NodeKey
 	Blob   []byte
 }
 
 // Holds reports whether node r has a counted copy of the version.
-func (v *Version) Holds(r event.NodeKey) bool { return len(v.Wraps[r]) > 0 || v.Creator == r }
+func (v *Version) Holds(r network.NodeKey) bool { return len(v.Wraps[r]) > 0 || v.Creator == r }
 
 // State is the fold of an event set.
 type State struct {
@@ -202,20 +203,20 @@ type State struct {
 	// payload (a refold of a grant needs its Observed); nil while the
 	// log loads, when every entry still has its payload.
 	load    func(*entry) (*event.Event, error)
-	genesis *event.Genesis
-	nid     event.NetworkID
-	Nodes   map[event.NodeKey]*Node
+	genesis *network.Genesis
+	nid     network.NetworkID
+	Nodes   map[network.NodeKey]*Node
 	Keys    map[string]*Key
 	Policy  *policy.State
 	// Dropped counts events that do not count or break a rule, by reason.
 	Dropped map[string]int
 	// cuts holds deregistrations of nodes not known yet, by node.
-	cuts map[event.NodeKey][]event.Deregister
+	cuts map[network.NodeKey][]network.Deregister
 	// touched lists, per issuer, the keys its events touched (for refolds
 	// after a cut or a taint); wrappedFor, per node, the keys with copies
 	// wrapped for it (refolded when a record of the node arrives).
-	touched    map[event.NodeKey]map[string]bool
-	wrappedFor map[event.NodeKey]map[string]bool
+	touched    map[network.NodeKey]map[string]bool
+	wrappedFor map[network.NodeKey]map[string]bool
 	// dirty holds the keys changed since the last TakeDirty; allDirty is
 	// set when a change may touch every key (a node's record).
 	dirty    map[string]bool
@@ -229,7 +230,7 @@ type State struct {
 // adminSigned reports whether the admin signature of e (a node record or
 // deregistration with admin key key of org) holds under the genesis,
 // verifying each event once.
-func (s *State) adminSigned(e *event.Event, org string, key [32]byte, verify func(event.NetworkID) error) bool {
+func (s *State) adminSigned(e *event.Event, org string, key [32]byte, verify func(network.NetworkID) error) bool {
 	id := e.ID()
 	if ok, seen := s.adminOK[id]; seen {
 		return ok
@@ -256,12 +257,12 @@ func (s *State) TakeDirty() (names []string, all bool) {
 }
 
 // NewState returns the state of an empty event set under genesis.
-func NewState(g *event.Genesis) *State {
+func NewState(g *network.Genesis) *State {
 	return &State{
-		genesis: g, nid: g.ID(), Nodes: map[event.NodeKey]*Node{}, Keys: map[string]*Key{},
+		genesis: g, nid: g.ID(), Nodes: map[network.NodeKey]*Node{}, Keys: map[string]*Key{},
 		Policy: policy.NewState(), Dropped: map[string]int{},
-		cuts: map[event.NodeKey][]event.Deregister{}, touched: map[event.NodeKey]map[string]bool{},
-		wrappedFor: map[event.NodeKey]map[string]bool{}, dirty: map[string]bool{}, adminOK: map[[32]byte]bool{},
+		cuts: map[network.NodeKey][]network.Deregister{}, touched: map[network.NodeKey]map[string]bool{},
+		wrappedFor: map[network.NodeKey]map[string]bool{}, dirty: map[string]bool{}, adminOK: map[[32]byte]bool{},
 	}
 }
 
@@ -278,10 +279,10 @@ const (
 
 // IDPrefix is the prefix every grant and revocation id of issuer must
 // carry: 20 hex digits of its key and a '-'. It scopes ids by issuer.
-func IDPrefix(issuer event.NodeKey) string { return hex.EncodeToString(issuer[:10]) + "-" }
+func IDPrefix(issuer network.NodeKey) string { return hex.EncodeToString(issuer[:10]) + "-" }
 
 // OrgOf returns the organisation of a known node.
-func (s *State) OrgOf(k event.NodeKey) (string, bool) {
+func (s *State) OrgOf(k network.NodeKey) (string, bool) {
 	n, ok := s.Nodes[k]
 	if !ok {
 		return "", false
@@ -290,7 +291,7 @@ func (s *State) OrgOf(k event.NodeKey) (string, bool) {
 }
 
 // Active returns node k if it may still act at t (see Node.Active).
-func (s *State) Active(k event.NodeKey, t time.Time) (*Node, bool) {
+func (s *State) Active(k network.NodeKey, t time.Time) (*Node, bool) {
 	n, ok := s.Nodes[k]
 	if !ok || !n.Active(t) {
 		return nil, false
@@ -299,8 +300,8 @@ func (s *State) Active(k event.NodeKey, t time.Time) (*Node, bool) {
 }
 
 // OrgNodes returns the nodes of org active at t, sorted by key.
-func (s *State) OrgNodes(org string, t time.Time) []event.NodeKey {
-	var out []event.NodeKey
+func (s *State) OrgNodes(org string, t time.Time) []network.NodeKey {
+	var out []network.NodeKey
 	for k, n := range s.Nodes {
 		if n.Record.Org == org && n.Active(t) {
 			out = append(out, k)
@@ -310,7 +311,7 @@ func (s *State) OrgNodes(org string, t time.Time) []event.NodeKey {
 	return out
 }
 
-func compareKeys(a, b event.NodeKey) int { return bytes.Compare(a[:], b[:]) }
+func compareKeys(a, b network.NodeKey) int { return bytes.Compare(a[:], b[:]) }
 
 // EntitledOrgs returns the organisations whose nodes may hold key: the
 // owner and every org with an org: grant that is not revoked. Sorted.
@@ -328,15 +329,15 @@ func (s *State) EntitledOrgs(key string) []string {
 }
 
 // Entitled reports whether node n's org may hold versions of key.
-func (s *State) Entitled(key string, n event.NodeKey) bool {
+func (s *State) Entitled(key string, n network.NodeKey) bool {
 	org, ok := s.OrgOf(n)
 	return ok && slices.Contains(s.EntitledOrgs(key), org)
 }
 
 // Recipients returns every node entitled to key and active at t, sorted:
 // expired, deregistered and tainted nodes receive no wraps.
-func (s *State) Recipients(key string, t time.Time) []event.NodeKey {
-	var out []event.NodeKey
+func (s *State) Recipients(key string, t time.Time) []network.NodeKey {
+	var out []network.NodeKey
 	for _, org := range s.EntitledOrgs(key) {
 		out = append(out, s.OrgNodes(org, t)...)
 	}
@@ -347,7 +348,7 @@ func (s *State) Recipients(key string, t time.Time) []event.NodeKey {
 // CopiesFor returns the candidate copies of version v of key wrapped for
 // node r that count now: from the KeyVersion, or shared by a node of an
 // entitled org. The recipient checks each against v.Check.
-func (s *State) CopiesFor(key string, v *Version, r event.NodeKey) []*Wrap {
+func (s *State) CopiesFor(key string, v *Version, r network.NodeKey) []*Wrap {
 	var out []*Wrap
 	for _, w := range v.Wraps[r] {
 		if w.From == v.Creator || s.Entitled(key, w.From) {
@@ -359,8 +360,8 @@ func (s *State) CopiesFor(key string, v *Version, r event.NodeKey) []*Wrap {
 
 // Outstanding returns the holders of a destroyed key that have not
 // acknowledged the destroy yet.
-func (k *Key) Outstanding() []event.NodeKey {
-	var out []event.NodeKey
+func (k *Key) Outstanding() []network.NodeKey {
+	var out []network.NodeKey
 	for h := range k.Holders {
 		if !k.Acks[h] {
 			out = append(out, h)
@@ -412,7 +413,7 @@ func (s *State) apply(e *entry) {
 	case event.KindDeregister:
 		// The admin's signature is the authority; who carried it does not
 		// matter.
-		d := e.payload.(event.Deregister)
+		d := e.payload.(network.Deregister)
 		if !s.adminSigned(e.ev, d.Org, d.AdminKey, d.VerifyAdmin) {
 			s.Dropped[DropBadAdmin]++
 			return
@@ -442,9 +443,9 @@ func (s *State) apply(e *entry) {
 	s.refoldKey(k)
 }
 
-func (s *State) touch(issuer event.NodeKey, name string) { addTo(s.touched, issuer, name) }
+func (s *State) touch(issuer network.NodeKey, name string) { addTo(s.touched, issuer, name) }
 
-func addTo(m map[event.NodeKey]map[string]bool, k event.NodeKey, name string) {
+func addTo(m map[network.NodeKey]map[string]bool, k network.NodeKey, name string) {
 	set := m[k]
 	if set == nil {
 		set = map[string]bool{}
@@ -470,7 +471,7 @@ func (s *State) refoldKeys(set map[string]bool) {
 
 // applyRecord adds a node record from its node's own chain.
 func (s *State) applyRecord(e *entry) {
-	r := e.payload.(event.NodeRecord)
+	r := e.payload.(network.NodeRecord)
 	if r.SignKey != e.ev.Issuer || !s.adminSigned(e.ev, r.Org, r.AdminKey, r.VerifyAdmin) {
 		s.Dropped[DropBadAdmin]++
 		return
@@ -499,7 +500,7 @@ func (s *State) applyRecord(e *entry) {
 }
 
 // cut applies a verified deregistration to its node.
-func (s *State) cut(n *Node, d event.Deregister) {
+func (s *State) cut(n *Node, d network.Deregister) {
 	if n.records[0].rec.Org != d.Org {
 		s.Dropped[DropUnauthorised]++ // an admin deregisters only its org's nodes
 		return
@@ -512,7 +513,7 @@ func (s *State) cut(n *Node, d event.Deregister) {
 }
 
 // taint marks issuer k as equivocating from position seq on.
-func (s *State) taint(k event.NodeKey, seq uint64) {
+func (s *State) taint(k network.NodeKey, seq uint64) {
 	n, ok := s.Nodes[k]
 	if !ok || n.Tainted != 0 && n.Tainted <= seq {
 		return
@@ -522,7 +523,7 @@ func (s *State) taint(k event.NodeKey, seq uint64) {
 }
 
 // refoldIssuer refolds every key that issuer's events touched.
-func (s *State) refoldIssuer(issuer event.NodeKey) { s.refoldKeys(s.touched[issuer]) }
+func (s *State) refoldIssuer(issuer network.NodeKey) { s.refoldKeys(s.touched[issuer]) }
 
 // applyPolicy folds one grant or revocation into the policy state.
 func (s *State) applyPolicy(k *Key, e *entry) {
@@ -582,7 +583,7 @@ func compareOrder(a, b *event.Event) int {
 func (s *State) refoldKey(k *Key) {
 	wasDestroyed := k.Destroyed
 	*k = Key{Name: k.Name, Owner: k.Owner, events: k.events, policy: k.policy,
-		Holders: map[event.NodeKey]bool{}, Acks: map[event.NodeKey]bool{}}
+		Holders: map[network.NodeKey]bool{}, Acks: map[network.NodeKey]bool{}}
 	evs := slices.Clone(k.events)
 	slices.SortFunc(evs, func(a, b *entry) int { return compareOrder(a.ev, b.ev) })
 	var slots []*entry // winning KeyVersion per slot (index version-1)
@@ -642,7 +643,7 @@ func (s *State) refoldKey(k *Key) {
 		}
 		kv := e.payload.(event.KeyVersion)
 		v := &Version{N: kv.Version, ActivateAt: kv.ActivateAt.UTC(), Creator: e.ev.Issuer, Check: kv.Check,
-			Wraps: map[event.NodeKey][]*Wrap{}}
+			Wraps: map[network.NodeKey][]*Wrap{}}
 		for _, w := range kv.Wraps {
 			s.addCopy(k, v, w, e)
 		}
@@ -661,7 +662,7 @@ func (s *State) refoldKey(k *Key) {
 	}
 	if k.Destroyed {
 		for _, v := range k.Versions {
-			v.Wraps = map[event.NodeKey][]*Wrap{}
+			v.Wraps = map[network.NodeKey][]*Wrap{}
 		}
 		for _, e := range acks {
 			if k.Holders[e.ev.Issuer] {
@@ -718,9 +719,9 @@ func keyName(p any) string {
 func decode(e *event.Event) (any, error) {
 	switch e.Kind {
 	case event.KindNodeRecord:
-		return event.DecodeNodeRecord(e.Payload)
+		return network.DecodeNodeRecord(e.Payload)
 	case event.KindDeregister:
-		return event.DecodeDeregister(e.Payload)
+		return network.DecodeDeregister(e.Payload)
 	case event.KindKeyCreate:
 		return event.DecodeKeyCreate(e.Payload)
 	case event.KindKeyVersion:
@@ -751,7 +752,7 @@ func (s *State) Canonical() []byte {
 		b.WriteString(x)
 	}
 	u := func(x uint64) { b.Write(binary.BigEndian.AppendUint64(nil, x)) }
-	nodes := make([]event.NodeKey, 0, len(s.Nodes))
+	nodes := make([]network.NodeKey, 0, len(s.Nodes))
 	for k := range s.Nodes {
 		nodes = append(nodes, k)
 	}
@@ -788,7 +789,7 @@ func (s *State) Canonical() []byte {
 			u(uint64(v.ActivateAt.UnixNano()))
 			b.Write(v.Creator[:])
 			b.Write(v.Check[:])
-			rs := make([]event.NodeKey, 0, len(v.Wraps))
+			rs := make([]network.NodeKey, 0, len(v.Wraps))
 			for r := range v.Wraps {
 				rs = append(rs, r)
 			}
@@ -806,8 +807,8 @@ func (s *State) Canonical() []byte {
 				}
 			}
 		}
-		for _, set := range []map[event.NodeKey]bool{k.Holders, k.Acks} {
-			ks := make([]event.NodeKey, 0, len(set))
+		for _, set := range []map[network.NodeKey]bool{k.Holders, k.Acks} {
+			ks := make([]network.NodeKey, 0, len(set))
 			for x := range set {
 				ks = append(ks, x)
 			}

@@ -25,7 +25,7 @@ func TestDependencyDirection(t *testing.T) {
 		pkgs      []string
 		forbidden []string
 	}{
-		{[]string{"kms/...", "vault/...", "policy/...", "event/...", "mesh/...", "audit/...", "token/...", "kv", "gossip"},
+		{[]string{"kms/...", "vault/...", "policy/...", "event/...", "network/...", "internal/...", "mesh/...", "audit/...", "token/...", "kv", "gossip"},
 			[]string{"net/http", "github.com/gin-gonic/gin", "github.com/libp2p/", "github.com/dgraph-io/badger", mod + "node", mod + "p2p"}},
 		{[]string{"p2p/..."},
 			[]string{"github.com/gin-gonic/gin", "github.com/dgraph-io/badger", mod + "vault", mod + "policy", mod + "node", mod + "mesh"}},
@@ -34,7 +34,7 @@ func TestDependencyDirection(t *testing.T) {
 		// Chaincode binaries link the API client, never the mesh's wire
 		// formats or key transport (node-record signing is node/enroll).
 		{[]string{"chaincode/fabric"},
-			[]string{mod + "vault/transport", mod + "event", "github.com/libp2p/", "github.com/dgraph-io/badger", "github.com/gin-gonic/gin"}},
+			[]string{mod + "vault/transport", mod + "event", mod + "network", "github.com/libp2p/", "github.com/dgraph-io/badger", "github.com/gin-gonic/gin"}},
 		// The API layer stands on the domain, never on the integrations
 		// built on its client (the wallet verifier is node/ethid).
 		{[]string{"node/api/..."},

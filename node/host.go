@@ -11,22 +11,16 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/mesh/member"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/p2p"
 	"github.com/keymesh/keymesh/vault"
 )
 
-// Names of the node's sealed secrets in the vault (node.Init seals them).
-const (
-	secretSignKey = vault.SecretSignKey // Ed25519 seed: event signing and libp2p identity
-	secretKEMKey  = vault.SecretKEMKey  // HPKE private key for key transport
-)
-
-// meshNet is a mesh node's composition: its member (package mesh/member)
+// memberHost is a mesh node's composition: its member (package mesh/member)
 // and the libp2p host it publishes through.
-type meshNet struct {
+type memberHost struct {
 	member *member.Member
 	log    *mesh.Log
 	sign   *vault.Signer
@@ -47,7 +41,7 @@ func peerIDOf(sign *vault.Signer) (peer.ID, libp2pcrypto.PrivKey, error) {
 	return id, pk, err
 }
 
-func (m *meshNet) current() *p2p.Host {
+func (m *memberHost) current() *p2p.Host {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.host
@@ -55,7 +49,7 @@ func (m *meshNet) current() *p2p.Host {
 
 // publish is the member's publisher: gossip through the host, if it is
 // up (anti-entropy delivers what it misses).
-func (m *meshNet) publish(raw []byte) {
+func (m *memberHost) publish(raw []byte) {
 	h := m.current()
 	if h == nil {
 		return
@@ -66,7 +60,7 @@ func (m *meshNet) publish(raw []byte) {
 }
 
 // network is what the member reports of the host.
-func (m *meshNet) network() member.Network {
+func (m *memberHost) network() member.Network {
 	h := m.current()
 	if h == nil {
 		return nil
@@ -94,21 +88,21 @@ var _ interface {
 
 // nodeKeyOf returns the node key behind a libp2p peer id (the node's
 // identity is its Ed25519 signing key).
-func nodeKeyOf(p peer.ID) (event.NodeKey, bool) {
+func nodeKeyOf(p peer.ID) (network.NodeKey, bool) {
 	pk, err := p.ExtractPublicKey()
 	if err != nil {
-		return event.NodeKey{}, false
+		return network.NodeKey{}, false
 	}
 	raw, err := pk.Raw()
-	if err != nil || len(raw) != len(event.NodeKey{}) {
-		return event.NodeKey{}, false
+	if err != nil || len(raw) != len(network.NodeKey{}) {
+		return network.NodeKey{}, false
 	}
-	return event.NodeKey(raw), true
+	return network.NodeKey(raw), true
 }
 
 // registeredPeer reports whether p is a registered node that may act now:
 // only those connect, gossip and are served.
-func (m *meshNet) registeredPeer(p peer.ID) bool {
+func (m *memberHost) registeredPeer(p peer.ID) bool {
 	k, ok := nodeKeyOf(p)
 	if !ok {
 		return false
@@ -119,7 +113,7 @@ func (m *meshNet) registeredPeer(p peer.ID) bool {
 }
 
 // targets are the registered nodes to keep connected to.
-func (m *meshNet) targets() []p2p.Target {
+func (m *memberHost) targets() []p2p.Target {
 	var out []p2p.Target
 	self := m.log.Self()
 	m.log.View(func(s *mesh.State) {
@@ -135,7 +129,7 @@ func (m *meshNet) targets() []p2p.Target {
 // needsHost reports whether the node has anyone to talk to: a network of
 // one (a single org, no bootstrap addresses, no other node registered)
 // starts no p2p host unless it is configured to listen.
-func (m *meshNet) needsHost() bool {
+func (m *memberHost) needsHost() bool {
 	g := m.log.Genesis()
 	if len(m.cfg.P2PListen) > 0 || len(m.cfg.Bootstrap) > 0 || len(g.Bootstrap) > 0 || len(g.Orgs) > 1 {
 		return true
@@ -152,7 +146,7 @@ func (m *meshNet) needsHost() bool {
 
 // start starts the libp2p host (if the node needs one) and the member's
 // loops.
-func (m *meshNet) start(ctx context.Context, reg prometheus.Registerer, logger interface{ Warn(string, ...any) }) error {
+func (m *memberHost) start(ctx context.Context, reg prometheus.Registerer, logger interface{ Warn(string, ...any) }) error {
 	if !m.needsHost() {
 		go m.member.Run(ctx)
 		return nil
@@ -195,7 +189,7 @@ func (m *meshNet) start(ctx context.Context, reg prometheus.Registerer, logger i
 	return nil
 }
 
-func (m *meshNet) close() {
+func (m *memberHost) close() {
 	m.mu.Lock()
 	h := m.host
 	m.host = nil

@@ -16,6 +16,7 @@ import (
 	"github.com/multiformats/go-multiaddr"
 
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
@@ -220,7 +221,7 @@ func rogueAttack(t *testing.T, ctx context.Context, net *nodetest.Mesh, org1, or
 	if err := h.Connect(ctx, *ai); err != nil {
 		t.Fatal(err)
 	}
-	sign := func(priv crypto.Signer, net event.NetworkID, seq uint64, kind event.Kind, payload any) []byte {
+	sign := func(priv crypto.Signer, net network.NetworkID, seq uint64, kind event.Kind, payload any) []byte {
 		b, _ := json.Marshal(payload)
 		ev := event.Event{Network: net, Seq: seq, Lamport: 1 << 40, Time: time.Now(), Kind: kind, Payload: b}
 		if seq > 1 {
@@ -239,7 +240,7 @@ func rogueAttack(t *testing.T, ctx context.Context, net *nodetest.Mesh, org1, or
 	replay := sign(org2Key, nid, 1, event.KindKeyCreate, event.KeyCreate{Key: "evil/key"})
 	_, stranger, _ := ed25519.GenerateKey(nil)
 	unregistered := sign(stranger, nid, 1, event.KindKeyCreate, event.KeyCreate{Key: "evil/other"})
-	var otherNet event.NetworkID
+	var otherNet network.NetworkID
 	otherNet[0] = 1
 	foreign := sign(org2Key, otherNet, 2, event.KindKeyCreate, event.KeyCreate{Key: "evil/net"})
 	deadline := time.Now().Add(2 * time.Second)

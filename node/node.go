@@ -21,8 +21,6 @@ package node
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -41,12 +39,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/keymesh/keymesh/audit"
-	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/kv/badgerstore"
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/mesh/member"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node/api"
 	"github.com/keymesh/keymesh/node/ethid"
 	"github.com/keymesh/keymesh/node/fabricid"
@@ -54,7 +52,6 @@ import (
 	"github.com/keymesh/keymesh/token"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
-	"github.com/keymesh/keymesh/vault/transport"
 )
 
 // Version is the keymesh version reported by /v1/status.
@@ -149,9 +146,9 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	if _, err := policy.ParseParty("org:" + cfg.Org); err != nil {
 		return "", fmt.Errorf("node: init: organisation id %q is not valid", cfg.Org)
 	}
-	var genesis *event.Genesis
+	var genesis *network.Genesis
 	if cfg.Genesis != "" {
-		g, err := event.LoadGenesis(cfg.Genesis)
+		g, err := network.LoadGenesis(cfg.Genesis)
 		if err != nil {
 			return "", fmt.Errorf("node: init: %w", err)
 		}
@@ -203,18 +200,9 @@ func Init(cfg Config, adminTokenFile string) (string, error) {
 	defer v.Close()
 	astore := v.Store() // identity and tokens are authenticated records too
 	// The node's signing key (its libp2p identity) and its KEM key for key
-	// transport, sealed in the vault like every other secret.
-	signPub, signPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return "", err
-	}
-	kemPriv, kemPub, err := transport.GenerateKey()
-	if err != nil {
-		return "", err
-	}
-	err = errors.Join(v.SealSecret(secretSignKey, signPriv.Seed()), v.SealSecret(secretKEMKey, kemPriv))
-	clear(signPriv)
-	clear(kemPriv)
+	// transport, made and sealed inside the vault: only their public halves
+	// come out.
+	signPub, kemPub, err := v.GenerateNodeKeys()
 	if err != nil {
 		return "", fmt.Errorf("node: init: %w", err)
 	}
@@ -257,7 +245,7 @@ type Node struct {
 	api      *api.Server
 	registry *prometheus.Registry
 	id       identity
-	mesh     *meshNet
+	mesh     *memberHost
 
 	ln     net.Listener
 	srv    *http.Server
@@ -425,7 +413,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 // loadGenesis reads the node's genesis.json; a data directory of a
 // standalone keymesh (no genesis) is upgraded to a network of one
 // (solo.go).
-func (n *Node) loadGenesis(nid envelope.NetworkID) (*event.Genesis, error) {
+func (n *Node) loadGenesis(nid envelope.NetworkID) (*network.Genesis, error) {
 	path := GenesisFile(n.cfg.DataDir)
 	_, upgraded, err := upgradeState(n.store)
 	if err != nil {
@@ -434,12 +422,12 @@ func (n *Node) loadGenesis(nid envelope.NetworkID) (*event.Genesis, error) {
 	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return n.startUpgrade()
 	}
-	g, err := event.LoadGenesis(path)
+	g, err := network.LoadGenesis(path)
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
 	// A node upgraded from standalone keeps its envelopes' network id.
-	if g.ID() != event.NetworkID(nid) && upgraded != g.ID().String() {
+	if g.ID() != network.NetworkID(nid) && upgraded != g.ID().String() {
 		return nil, errors.New("node: genesis.json does not match the network this node was initialised for")
 	}
 	return g, nil
@@ -646,7 +634,7 @@ func NewLogger(cfg Config, w io.Writer) *slog.Logger {
 
 // openMesh opens the event log and the mesh membership of a node
 // initialised with a genesis.
-func (n *Node) openMesh(g *event.Genesis) (*meshNet, error) {
+func (n *Node) openMesh(g *network.Genesis) (*memberHost, error) {
 	sign, err := n.vault.Signer() // the private half stays in the vault
 	if err != nil {
 		return nil, fmt.Errorf("node: signing key: %w", err)
@@ -679,7 +667,7 @@ func (n *Node) openMesh(g *event.Genesis) (*meshNet, error) {
 	// Fail closed: a key of another org is served only while this node has
 	// heard from that org within the staleness bound.
 	log.Policy().SetGate(log.Fresh)
-	mn := &meshNet{log: log, sign: sign, cfg: n.cfg}
+	mn := &memberHost{log: log, sign: sign, cfg: n.cfg}
 	mn.member = member.New(member.Config{
 		Log: log, Vault: n.vault, Org: n.id.Org, PeerID: pid.String(), KEMKey: n.id.KEMKey,
 		Grace: n.cfg.RotationGrace, Publish: mn.publish, Network: mn.network, Logger: lg,
@@ -699,18 +687,8 @@ func (n *Node) Core() *kms.Service { return n.core }
 // Vault returns the node's vault (for in-process tools and benchmarks).
 func (n *Node) Vault() *vault.Vault { return n.vault }
 
-// MeshLog returns the node's event log, or nil for a standalone node.
-func (n *Node) MeshLog() *mesh.Log {
-	if n.mesh == nil {
-		return nil
-	}
-	return n.mesh.log
-}
+// MeshLog returns the node's event log.
+func (n *Node) MeshLog() *mesh.Log { return n.mesh.log }
 
-// Member returns the node's mesh member, or nil for a standalone node.
-func (n *Node) Member() *member.Member {
-	if n.mesh == nil {
-		return nil
-	}
-	return n.mesh.member
-}
+// Member returns the node's mesh member.
+func (n *Node) Member() *member.Member { return n.mesh.member }

@@ -13,10 +13,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/mesh/member"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/enroll"
 )
@@ -45,11 +45,11 @@ const (
 // soloGenesis is the genesis of the network of one of node nodeID of org:
 // deterministic in its inputs, so a migration interrupted and run again
 // makes the same network.
-func soloGenesis(org, nodeID string, admin ed25519.PublicKey, created time.Time) *event.Genesis {
-	return &event.Genesis{
+func soloGenesis(org, nodeID string, admin ed25519.PublicKey, created time.Time) *network.Genesis {
+	return &network.Genesis{
 		Network: "solo-" + nodeID,
 		Created: created.UTC().Truncate(time.Second),
-		Orgs:    []event.GenesisOrg{{ID: org, AdminKeys: [][32]byte{[32]byte(admin)}}},
+		Orgs:    []network.GenesisOrg{{ID: org, AdminKeys: [][32]byte{[32]byte(admin)}}},
 	}
 }
 
@@ -58,7 +58,7 @@ func soloGenesis(org, nodeID string, admin ed25519.PublicKey, created time.Time)
 func soloAdminKey(data string) (ed25519.PrivateKey, error) {
 	path := AdminKeyFile(data)
 	if b, err := os.ReadFile(path); err == nil {
-		priv, err := event.ParseAdminKey(b)
+		priv, err := network.ParseAdminKey(b)
 		if err != nil {
 			return nil, fmt.Errorf("node: %s: %w", path, err)
 		}
@@ -70,7 +70,7 @@ func soloAdminKey(data string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	b, err := event.MarshalAdminKey(priv)
+	b, err := network.MarshalAdminKey(priv)
 	if err != nil {
 		return nil, err
 	}
@@ -81,7 +81,7 @@ func soloAdminKey(data string) (ed25519.PrivateKey, error) {
 }
 
 // writeGenesis writes g to the data directory's genesis.json.
-func writeGenesis(data string, g *event.Genesis) error {
+func writeGenesis(data string, g *network.Genesis) error {
 	b, err := json.MarshalIndent(g, "", "  ")
 	if err != nil {
 		return fmt.Errorf("node: genesis: %w", err)
@@ -118,14 +118,14 @@ func writeFileSync(path string, b []byte) error {
 // in its data directory, when it is not registered or its record runs out
 // within soloRenewal. Other networks' nodes are registered by their org's
 // operators (`keymesh node register`); so are nodes without admin.key.
-func (n *Node) registerSolo(m *member.Member, g *event.Genesis) error {
+func (n *Node) registerSolo(m *member.Member, g *network.Genesis) error {
 	b, err := os.ReadFile(AdminKeyFile(n.cfg.DataDir))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	admin, err := event.ParseAdminKey(b)
+	admin, err := network.ParseAdminKey(b)
 	if err != nil {
 		return fmt.Errorf("node: %s: %w", AdminKeyFile(n.cfg.DataDir), err)
 	}
@@ -193,7 +193,7 @@ func upgradeState(store kv.Store) (state, network string, err error) {
 
 // startUpgrade turns a standalone data directory into a network of one:
 // admin key, genesis, and the pending upgrade record.
-func (n *Node) startUpgrade() (*event.Genesis, error) {
+func (n *Node) startUpgrade() (*network.Genesis, error) {
 	admin, err := soloAdminKey(n.cfg.DataDir)
 	if err != nil {
 		return nil, err
@@ -228,7 +228,7 @@ func (n *Node) finishUpgrade(m *member.Member, logger *slog.Logger) error {
 
 // newSoloGenesis makes the genesis and admin key of a network of one at
 // init.
-func newSoloGenesis(cfg Config, nodeID string, now time.Time) (*event.Genesis, error) {
+func newSoloGenesis(cfg Config, nodeID string, now time.Time) (*network.Genesis, error) {
 	admin, err := soloAdminKey(cfg.DataDir)
 	if err != nil {
 		return nil, err

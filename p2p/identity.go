@@ -47,8 +47,11 @@ const (
 // the TLS certificate extension and the signed peer record (Sign), to
 // derive the peer id (GetPublic), and by config.PrivKeyToStatelessResetKey
 // and PrivKeyToTokenGeneratorKey (Raw): [New] replaces the latter two with
-// s.DeriveKey. The in-memory peerstore only keeps the key; the
-// datastore-backed one, WebTransport and WebRTC would call Raw and fail.
+// s.DeriveKey. The host's address manager also asks Raw for the key's
+// length to budget the signed peer record; on the error it assumes 1 KiB
+// keys and still keeps ~5.8 KiB of addresses. The in-memory peerstore only
+// keeps the key; the datastore-backed one, WebTransport and WebRTC would
+// call Raw and fail.
 func SignerKey(s Signer) (crypto.PrivKey, error) {
 	pub, ok := s.Public().(ed25519.PublicKey)
 	if !ok || len(pub) != ed25519.PublicKeySize {

@@ -36,7 +36,7 @@ func kemPub(v *Vault) ([]byte, error) {
 		return nil, err
 	}
 	defer clear(priv)
-	if err := v.SealSecret(SecretKEMKey, priv); err != nil {
+	if err := v.sealSecret(SecretKEMKey, priv); err != nil {
 		return nil, err
 	}
 	kemPubs[v] = pub

@@ -58,7 +58,7 @@ func TestStore_FlippedByteRefusesStart(t *testing.T) {
 	if _, err := rotate(v, "a/one", nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.SealSecret("sign", []byte("0123456789abcdef")); err != nil {
+	if err := v.sealSecret("sign", []byte("0123456789abcdef")); err != nil {
 		t.Fatal(err)
 	}
 	v.Close()

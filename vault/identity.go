@@ -53,7 +53,7 @@ func (v *Vault) GenerateNodeKeys() (ed25519.PublicKey, []byte, error) {
 		return nil, nil, fmt.Errorf("vault: generate KEM key: %w", err)
 	}
 	defer clear(kemPriv)
-	if err := errors.Join(v.SealSecret(SecretSignKey, signPriv.Seed()), v.SealSecret(SecretKEMKey, kemPriv)); err != nil {
+	if err := errors.Join(v.sealSecret(SecretSignKey, signPriv.Seed()), v.sealSecret(SecretKEMKey, kemPriv)); err != nil {
 		return nil, nil, err
 	}
 	return signPub, kemPub, nil

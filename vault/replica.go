@@ -266,12 +266,12 @@ func secretKey(name string) []byte { return []byte("vault/secret/" + name) }
 
 func secretAAD(name string) []byte { return []byte("keymesh/v1 secret\x00" + name) }
 
-// SealSecret stores b under name, wrapped (AES-256-GCM) under the KEK like
+// sealSecret stores b under name, wrapped (AES-256-GCM) under the KEK like
 // every key version: the node's signing and KEM private keys live here. It
 // is a one-way door: nothing exported reads a secret back (the vault uses
 // them itself: Signer, AcceptVersion). GenerateNodeKeys makes the node's
 // keys without their bytes ever leaving the vault; prefer it.
-func (v *Vault) SealSecret(name string, b []byte) error {
+func (v *Vault) sealSecret(name string, b []byte) error {
 	sealed, err := v.sealKEK(b, secretAAD(name))
 	if err != nil {
 		return fmt.Errorf("vault: seal %s: %w", name, err)

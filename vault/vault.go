@@ -67,7 +67,7 @@
 // passphrase, with the store's salt). From the KEK come, by HKDF with their
 // own labels, the record MAC key ("keymesh/v2 record-mac") and the root of
 // the version wrapping keys ("keymesh/v2 version-wrap"). The KEK itself
-// seals the node's secrets (SealSecret, identity.go) and the seal record's check value.
+// seals the node's secrets (sealSecret, identity.go) and the seal record's check value.
 //
 // # Authenticated records
 //

@@ -92,8 +92,12 @@ type initResult struct {
 
 // findKeymeshd returns the path of the keymeshd binary: beside this
 // executable first (an installation keeps both together), else on PATH.
-// Tests replace findKeymeshd.
-var findKeymeshd = lookKeymeshd
+// Tests replace findKeymeshd, and set keymeshdEnv (added to the
+// environment keymeshd inherits).
+var (
+	findKeymeshd = lookKeymeshd
+	keymeshdEnv  []string
+)
 
 func lookKeymeshd() (string, error) {
 	var beside string
@@ -129,6 +133,9 @@ func keymeshdInit(ctx context.Context, o initOptions) (initResult, error) {
 	var stdout, stderr bytes.Buffer
 	c := exec.CommandContext(ctx, bin, args...)
 	c.Stdout, c.Stderr = &stdout, &stderr
+	if keymeshdEnv != nil {
+		c.Env = append(os.Environ(), keymeshdEnv...)
+	}
 	if err := c.Run(); err != nil {
 		msg := strings.TrimSpace(stderr.String())
 		msg = strings.TrimPrefix(msg, "keymeshd: init: ")

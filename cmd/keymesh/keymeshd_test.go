@@ -2,52 +2,27 @@ package main
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/keymesh/keymesh/cmd/internal/initnode"
 )
 
-// The tests run `keymesh init` against a keymeshd built once from this
-// checkout into a temporary directory (go build: a warm cache makes it a
-// link).
-var keymeshdBuild struct {
-	once sync.Once
-	dir  string
-	path string
-	err  error
-}
-
+// The test binary doubles as keymeshd for `keymesh init`: run with
+// KEYMESH_TEST_KEYMESHD=1 and "init ARGS", it is `keymeshd init ARGS` (the
+// same initnode.Run keymeshd's main calls), so the tests exec a real child
+// process without building keymeshd.
 func TestMain(m *testing.M) {
-	findKeymeshd = func() (string, error) {
-		b := &keymeshdBuild
-		b.once.Do(func() {
-			if b.dir, b.err = os.MkdirTemp("", "keymesh-test-bin-"); b.err != nil {
-				return
-			}
-			b.path = filepath.Join(b.dir, "keymeshd")
-			out, err := exec.Command("go", "build", "-o", b.path, "../keymeshd").CombinedOutput()
-			if err != nil {
-				b.err = &buildError{err, string(out)}
-			}
-		})
-		return b.path, b.err
+	if os.Getenv("KEYMESH_TEST_KEYMESHD") == "1" {
+		if len(os.Args) < 2 || os.Args[1] != "init" {
+			os.Exit(2)
+		}
+		os.Exit(initnode.Run(os.Args[2:], os.Stdout, os.Stderr))
 	}
-	code := m.Run()
-	if keymeshdBuild.dir != "" {
-		os.RemoveAll(keymeshdBuild.dir)
-	}
-	os.Exit(code)
-}
-
-type buildError struct {
-	err error
-	out string
-}
-
-func (e *buildError) Error() string {
-	return "go build ./cmd/keymeshd: " + e.err.Error() + ": " + e.out
+	findKeymeshd = func() (string, error) { return os.Executable() }
+	keymeshdEnv = []string{"KEYMESH_TEST_KEYMESHD=1"}
+	os.Exit(m.Run())
 }
 
 // TestInitWithoutKeymeshd: with no keymeshd beside keymesh or on PATH, init
@@ -74,5 +49,13 @@ func TestInitFindsKeymeshdOnPath(t *testing.T) {
 	t.Setenv("PATH", dir)
 	if p, err := lookKeymeshd(); err != nil || p != fake {
 		t.Fatalf("lookKeymeshd() = %q, %v; want %q", p, err, fake)
+	}
+	// And init runs what it found, passing its flags on.
+	saved, savedEnv := findKeymeshd, keymeshdEnv
+	t.Cleanup(func() { findKeymeshd, keymeshdEnv = saved, savedEnv })
+	findKeymeshd, keymeshdEnv = lookKeymeshd, nil
+	code, out, errs := runLocal(t, "init", "--data", "d", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"admin_token": "kmt_x"`) {
+		t.Errorf("init through a keymeshd on PATH = exit %d, %q, stderr %q", code, out, errs)
 	}
 }

@@ -8,9 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keymesh/keymesh/network"
 	"github.com/spf13/cobra"
-
-	"github.com/keymesh/keymesh/event"
 )
 
 // newNetworkCmd is `keymesh network`: local commands that define a network.
@@ -54,7 +53,7 @@ network id and may be edited later. --created fixes the creation time
 			}
 			data = append(data, '\n')
 			// What we write must load back to the same network.
-			back, err := event.ParseGenesis(data)
+			back, err := network.ParseGenesis(data)
 			if err != nil || back.ID() != g.ID() {
 				return fmt.Errorf("internal error: the genesis does not read back: %v", err)
 			}
@@ -85,14 +84,14 @@ network id and may be edited later. --created fixes the creation time
 
 // buildGenesis assembles and validates a genesis from the flags. Its
 // errors are usage errors.
-func buildGenesis(name string, orgs, bootstrap, namespaces []string, created string) (*event.Genesis, error) {
+func buildGenesis(name string, orgs, bootstrap, namespaces []string, created string) (*network.Genesis, error) {
 	if name == "" {
 		return nil, usagef("--name is required")
 	}
 	if len(orgs) == 0 {
 		return nil, usagef("at least one --org ORG=PUBKEY is required")
 	}
-	g := &event.Genesis{Network: name, Bootstrap: slices.Clone(bootstrap)}
+	g := &network.Genesis{Network: name, Bootstrap: slices.Clone(bootstrap)}
 	if created == "" {
 		g.Created = time.Now().UTC().Truncate(time.Second)
 	} else {
@@ -108,7 +107,7 @@ func buildGenesis(name string, orgs, bootstrap, namespaces []string, created str
 		if !ok {
 			return nil, usagef("invalid --org %q: want ORG=PUBKEY", o)
 		}
-		key, err := event.ParseKey(strings.ToLower(strings.TrimSpace(keyText)))
+		key, err := network.ParseKey(strings.ToLower(strings.TrimSpace(keyText)))
 		if err != nil {
 			return nil, usagef("invalid --org %q: public key: want 64 hex digits", o)
 		}
@@ -116,7 +115,7 @@ func buildGenesis(name string, orgs, bootstrap, namespaces []string, created str
 		if !seen {
 			i = len(g.Orgs)
 			index[id] = i
-			g.Orgs = append(g.Orgs, event.GenesisOrg{ID: id})
+			g.Orgs = append(g.Orgs, network.GenesisOrg{ID: id})
 		}
 		if slices.Contains(g.Orgs[i].AdminKeys, key) {
 			return nil, usagef("--org %s lists the same admin key twice", id)
@@ -131,7 +130,7 @@ func buildGenesis(name string, orgs, bootstrap, namespaces []string, created str
 		}
 		g.Orgs[i].Namespaces = append(g.Orgs[i].Namespaces, ns)
 	}
-	slices.SortFunc(g.Orgs, func(x, y event.GenesisOrg) int { return strings.Compare(x.ID, y.ID) })
+	slices.SortFunc(g.Orgs, func(x, y network.GenesisOrg) int { return strings.Compare(x.ID, y.ID) })
 	if err := g.Validate(); err != nil {
 		return nil, usageError{err}
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 )
 
 // runLocal runs a local command (no daemon) and returns exit code, stdout
@@ -56,14 +56,14 @@ func TestOrgKeygen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	priv, err := event.ParseAdminKey(data)
+	priv, err := network.ParseAdminKey(data)
 	if err != nil {
 		t.Fatalf("ParseAdminKey(written file) = %v", err)
 	}
 	if got := hex.EncodeToString(priv.Public().(ed25519.PublicKey)); got != pub {
 		t.Errorf("printed public key %s, file holds %s", pub, got)
 	}
-	if _, err := event.ParseKey(pub); err != nil {
+	if _, err := network.ParseKey(pub); err != nil {
 		t.Errorf("printed public key is not in the genesis form: %v", err)
 	}
 
@@ -113,7 +113,7 @@ func TestNetworkGenesis(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
 		t.Fatalf("output %q: %v", stdout, err)
 	}
-	g, err := event.LoadGenesis(out)
+	g, err := network.LoadGenesis(out)
 	if err != nil {
 		t.Fatalf("LoadGenesis(written) = %v", err)
 	}
@@ -124,7 +124,7 @@ func TestNetworkGenesis(t *testing.T) {
 		!g.Created.Equal(time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)) {
 		t.Errorf("genesis = %+v", g)
 	}
-	k, _ := event.ParseKey(k2)
+	k, _ := network.ParseKey(k2)
 	if !g.IsAdmin("Org2MSP", k) || g.IsAdmin("Org1MSP", k) {
 		t.Error("admin keys landed in the wrong org")
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/enroll"
 )
@@ -156,7 +156,7 @@ key versions afterwards; what it held was shared.`,
 			if keyFile == "" || nodeKey == "" || org == "" {
 				return usagef("node deregister: --admin-key, --node and --org are required")
 			}
-			var sk event.NodeKey
+			var sk network.NodeKey
 			if err := sk.UnmarshalText([]byte(strings.ToLower(strings.TrimSpace(nodeKey)))); err != nil {
 				return usagef("node deregister: invalid --node: want the node's signing key, 64 hex digits")
 			}
@@ -173,7 +173,7 @@ key versions afterwards; what it held was shared.`,
 			if err != nil {
 				return err
 			}
-			var nid event.NetworkID
+			var nid network.NetworkID
 			if err := nid.UnmarshalText([]byte(id.NetworkID)); err != nil {
 				return fmt.Errorf("node deregister: the node's network id: %w", err)
 			}
@@ -193,7 +193,7 @@ key versions afterwards; what it held was shared.`,
 					}
 				}
 			}
-			d, err := event.SignDeregister(admin, nid, event.Deregister{
+			d, err := network.SignDeregister(admin, nid, network.Deregister{
 				Org: org, SignKey: sk, LastSeq: uint64(cut), At: time.Now(), AdminKey: [32]byte(admin.Public().(ed25519.PublicKey)),
 			})
 			if err != nil {
@@ -208,9 +208,9 @@ key versions afterwards; what it held was shared.`,
 				return err
 			}
 			if nodes == nil {
-				nodes = []apiv1.MeshNode{}
+				nodes = []apiv1.NetworkNode{}
 			}
-			return a.emit(apiv1.MeshNodeList{Nodes: nodes}, func(w io.Writer) {
+			return a.emit(apiv1.NetworkNodeList{Nodes: nodes}, func(w io.Writer) {
 				fmt.Fprintf(w, "deregistered node %s of %s\n", shortKey(sk.Hex()), cell(org))
 				fmt.Fprintln(w)
 				nodesTable(w, nodes)
@@ -240,14 +240,14 @@ func newNodesListCmd(a *app) *cobra.Command {
 				return err
 			}
 			if nodes == nil {
-				nodes = []apiv1.MeshNode{}
+				nodes = []apiv1.NetworkNode{}
 			}
-			return a.emit(apiv1.MeshNodeList{Nodes: nodes}, func(w io.Writer) { nodesTable(w, nodes) })
+			return a.emit(apiv1.NetworkNodeList{Nodes: nodes}, func(w io.Writer) { nodesTable(w, nodes) })
 		},
 	}
 }
 
-func nodesTable(w io.Writer, nodes []apiv1.MeshNode) {
+func nodesTable(w io.Writer, nodes []apiv1.NetworkNode) {
 	row(w, "ORG", "PEER-ID", "SIGN-KEY", "CONNECTED", "LAST-SEEN", "DEREGISTERED", "SELF")
 	for _, n := range nodes {
 		connected := yesNo(n.Connected)
@@ -293,7 +293,7 @@ func readAdminKey(path string) (ed25519.PrivateKey, error) {
 	if len(data) > maxAdminKeyFileBytes {
 		return nil, fmt.Errorf("admin key file %s is over %d bytes; is it the right file?", path, maxAdminKeyFileBytes)
 	}
-	priv, err := event.ParseAdminKey(data)
+	priv, err := network.ParseAdminKey(data)
 	if err != nil {
 		return nil, fmt.Errorf("admin key %s: %w", path, err)
 	}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/nodetest"
@@ -30,7 +30,7 @@ const (
 // meshFixture is an org admin key (in a 0600 file), a genesis naming it,
 // and the identity of a node of that network, as GET /v1/node answers.
 type meshFixture struct {
-	g        *event.Genesis
+	g        *network.Genesis
 	adminKey string // file
 	identity string // JSON
 	signKey  string
@@ -41,12 +41,12 @@ func newMeshFixture(t *testing.T) *meshFixture {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "org1.key")
 	pub := keygen(t, keyFile)
-	k, err := event.ParseKey(pub)
+	k, err := network.ParseKey(pub)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &event.Genesis{Network: "test-net", Created: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
-		Orgs: []event.GenesisOrg{{ID: "Org1MSP", AdminKeys: [][32]byte{k}}}}
+	g := &network.Genesis{Network: "test-net", Created: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
+		Orgs: []network.GenesisOrg{{ID: "Org1MSP", AdminKeys: [][32]byte{k}}}}
 	_, kem, err := transport.GenerateKey()
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +116,7 @@ func TestNodesList(t *testing.T) {
 	}
 
 	res = runCLI(t, withDaemon(d), "", "nodes", "list", "-o", "json")
-	var l apiv1.MeshNodeList
+	var l apiv1.NetworkNodeList
 	if err := json.Unmarshal([]byte(res.stdout), &l); err != nil || len(l.Nodes) != 2 || l.Nodes[1].SignKey != signKeyB {
 		t.Errorf("nodes list -o json = %q (%v)", res.stdout, err)
 	}
@@ -196,7 +196,7 @@ func TestNodeRegister(t *testing.T) {
 	if err := json.Unmarshal(reqs[1].Body, &body); err != nil {
 		t.Fatal(err)
 	}
-	r, err := event.DecodeNodeRecord(body.Record)
+	r, err := network.DecodeNodeRecord(body.Record)
 	if err != nil {
 		t.Fatalf("posted record: %v", err)
 	}
@@ -277,7 +277,7 @@ func TestNodeDeregister(t *testing.T) {
 	if err := json.Unmarshal(reqs[len(reqs)-1].Body, &body); err != nil {
 		t.Fatal(err)
 	}
-	dr, err := event.DecodeDeregister(body.Deregister)
+	dr, err := network.DecodeDeregister(body.Deregister)
 	if err != nil {
 		t.Fatalf("posted deregister: %v", err)
 	}
@@ -376,8 +376,8 @@ func TestMeshEndToEnd(t *testing.T) {
 		t.Errorf("register with another org's key: exit %d, stderr %q; want 1, registration refused", r.code, r.stderr)
 	}
 
-	listed := func(m *member) apiv1.MeshNodeList {
-		var l apiv1.MeshNodeList
+	listed := func(m *member) apiv1.NetworkNodeList {
+		var l apiv1.NetworkNodeList
 		r := cli(m, "nodes", "list", "-o", "json")
 		if r.code == 0 {
 			_ = json.Unmarshal([]byte(r.stdout), &l)

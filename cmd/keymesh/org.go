@@ -9,9 +9,8 @@ import (
 	"io/fs"
 	"os"
 
+	"github.com/keymesh/keymesh/network"
 	"github.com/spf13/cobra"
-
-	"github.com/keymesh/keymesh/event"
 )
 
 // newOrgCmd is `keymesh org`: local commands for an organisation's admin.
@@ -41,7 +40,7 @@ Keep the private key offline: it signs the org's node records.`,
 			if err != nil {
 				return err
 			}
-			data, err := event.MarshalAdminKey(priv)
+			data, err := network.MarshalAdminKey(priv)
 			clear(priv)
 			if err != nil {
 				return err

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keymesh/keymesh/cmd/internal/initnode"
 	"github.com/keymesh/keymesh/node"
 )
 
@@ -55,7 +56,7 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
 	if len(args) > 0 && args[0] == "init" {
-		return runInit(args[1:], stdout, stderr)
+		return initnode.Run(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("keymeshd", flag.ContinueOnError)
 	fs.SetOutput(stderr)

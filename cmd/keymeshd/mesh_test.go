@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/client"
 )
@@ -50,8 +50,8 @@ func TestP2PFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := event.Genesis{Network: "flags", Created: time.Now().UTC().Truncate(time.Second),
-		Orgs: []event.GenesisOrg{{ID: "Org1MSP", AdminKeys: [][32]byte{[32]byte(pub)}}}}
+	g := network.Genesis{Network: "flags", Created: time.Now().UTC().Truncate(time.Second),
+		Orgs: []network.GenesisOrg{{ID: "Org1MSP", AdminKeys: [][32]byte{[32]byte(pub)}}}}
 	b, _ := json.Marshal(g)
 	gfile := filepath.Join(dir, "genesis.json")
 	if err := os.WriteFile(gfile, b, 0o644); err != nil {

@@ -12,14 +12,13 @@ import (
 	"time"
 
 	"github.com/keymesh/keymesh/audit"
-	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kms"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/mesh/member"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
-	"github.com/keymesh/keymesh/vault/transport"
 )
 
 // Solo is a network of one in memory.
@@ -57,8 +56,8 @@ func New(t testing.TB, o Options) *Solo {
 		o.Clock = time.Now
 	}
 	admin := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, 32))
-	g := &event.Genesis{Network: "kmstest", Created: o.Clock().UTC().Truncate(time.Second),
-		Orgs: []event.GenesisOrg{{ID: o.Org, AdminKeys: [][32]byte{[32]byte(admin.Public().(ed25519.PublicKey))}}}}
+	g := &network.Genesis{Network: "kmstest", Created: o.Clock().UTC().Truncate(time.Second),
+		Orgs: []network.GenesisOrg{{ID: o.Org, AdminKeys: [][32]byte{[32]byte(admin.Public().(ed25519.PublicKey))}}}}
 	if o.Store == nil {
 		o.Store = kv.NewMem()
 	}
@@ -70,20 +69,20 @@ func New(t testing.TB, o Options) *Solo {
 	}
 	t.Cleanup(v.Close)
 	s.Vault = v
-	kemPriv, kemPub, err := transport.GenerateKey()
+	_, kemPub, err := v.GenerateNodeKeys()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := v.SealSecret(vault.SecretKEMKey, kemPriv); err != nil {
+	sign, err := v.Signer()
+	if err != nil {
 		t.Fatal(err)
 	}
-	sign := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{8}, 32))
 	if s.Log, err = mesh.OpenLog(v.Store(), g, sign, mesh.LogOptions{Clock: o.Clock}); err != nil {
 		t.Fatal(err)
 	}
 	s.Member = member.New(member.Config{Log: s.Log, Vault: v, Org: o.Org, PeerID: "12D3KooWkmstest", KEMKey: kemPub, Clock: o.Clock})
 	now := o.Clock()
-	rec, err := event.SignNodeRecord(admin, g.ID(), event.NodeRecord{
+	rec, err := network.SignNodeRecord(admin, g.ID(), network.NodeRecord{
 		Org: o.Org, PeerID: "12D3KooWkmstest", SignKey: s.Log.Self(), KEMKey: kemPub,
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * 365 * 24 * time.Hour),
 	})

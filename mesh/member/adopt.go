@@ -5,6 +5,7 @@ import (
 
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/mesh"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/vault"
 )
 
@@ -41,9 +42,9 @@ func (m *Member) Adopt(k vault.KeyInfo) (bool, error) {
 		}
 		kvp.Check = check
 		var rs []vault.Recipient
-		var keys []event.NodeKey
+		var keys []network.NodeKey
 		m.log.View(func(s *mesh.State) {
-			rs, keys = m.recipients(s, k.Name, ver.Version, []event.NodeKey{m.self})
+			rs, keys = m.recipients(s, k.Name, ver.Version, []network.NodeKey{m.self})
 		})
 		blobs, err := m.vault.ShareVersion(k.Name, ver.Version, rs)
 		if err != nil {

@@ -29,6 +29,7 @@ import (
 
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/mesh"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/transport"
@@ -100,7 +101,7 @@ type Member struct {
 	cfg    Config
 	log    *mesh.Log
 	vault  *vault.Vault
-	self   event.NodeKey
+	self   network.NodeKey
 	org    string
 	grace  time.Duration
 	clock  func() time.Time
@@ -185,9 +186,9 @@ func (m *Member) checkOwner(s *mesh.State, name string) (*mesh.Key, error) {
 
 // recipients returns the vault recipients for version n of name: every
 // given node that is active now, with its KEM key and the binding.
-func (m *Member) recipients(s *mesh.State, name string, n uint32, nodes []event.NodeKey) ([]vault.Recipient, []event.NodeKey) {
+func (m *Member) recipients(s *mesh.State, name string, n uint32, nodes []network.NodeKey) ([]vault.Recipient, []network.NodeKey) {
 	var out []vault.Recipient
-	var keys []event.NodeKey
+	var keys []network.NodeKey
 	for _, r := range nodes {
 		node, ok := s.Active(r, m.clock())
 		if !ok {
@@ -212,7 +213,7 @@ func (m *Member) newVersion(name string, activateAt time.Time) error {
 func (m *Member) issueVersion(name string, activateAt time.Time, floor bool) error {
 	var kvp event.KeyVersion
 	var rs []vault.Recipient
-	var keys []event.NodeKey
+	var keys []network.NodeKey
 	m.log.View(func(s *mesh.State) {
 		k := s.Keys[name]
 		kvp = event.KeyVersion{Key: name, Version: uint32(len(k.Versions)) + 1, ActivateAt: activateAt.UTC(), Floor: floor}
@@ -493,7 +494,7 @@ type versionPlan struct {
 	check      event.Digest
 	mine       [][]byte // candidate copies wrapped for this node (blobs held)
 	missing    []vault.Recipient
-	missingFor []event.NodeKey
+	missingFor []network.NodeKey
 	first      bool // this node is the first (smallest key) active holder
 }
 
@@ -544,15 +545,15 @@ func (m *Member) reconcileLocked(forceShare bool) {
 						vp.mine = append(vp.mine, w.Blob)
 					}
 				}
-				var holders []event.NodeKey
+				var holders []network.NodeKey
 				for h := range v.Wraps {
 					if _, ok := s.Active(h, now); ok && len(s.CopiesFor(name, v, h)) > 0 {
 						holders = append(holders, h)
 					}
 				}
-				slices.SortFunc(holders, func(a, b event.NodeKey) int { return bytes.Compare(a[:], b[:]) })
+				slices.SortFunc(holders, func(a, b network.NodeKey) int { return bytes.Compare(a[:], b[:]) })
 				vp.first = len(holders) > 0 && holders[0] == m.self || len(holders) == 0 && v.Creator == m.self
-				var lacking []event.NodeKey
+				var lacking []network.NodeKey
 				for _, r := range recipients {
 					if len(s.CopiesFor(name, v, r)) == 0 {
 						lacking = append(lacking, r)
@@ -652,7 +653,7 @@ func (m *Member) shareAll(name string, versions []versionPlan, force bool) error
 			continue
 		}
 		var due []vault.Recipient
-		var dueFor []event.NodeKey
+		var dueFor []network.NodeKey
 		for i, r := range v.missingFor {
 			id := fmt.Sprintf("%s/%d/%s", name, v.n, r.Hex())
 			first, seen := m.missingSince[id]
@@ -721,7 +722,7 @@ func (m *Member) Identity() Identity {
 // Register publishes this node's admin-signed record (JSON), which
 // registers it (ErrRegistration if refused).
 func (m *Member) Register(raw []byte) error {
-	r, err := event.DecodeNodeRecord(raw)
+	r, err := network.DecodeNodeRecord(raw)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrRegistration, err)
 	}
@@ -746,7 +747,7 @@ func (m *Member) Register(raw []byte) error {
 // Deregister publishes an admin-signed deregistration (JSON): a causal
 // cut of the node it names (ErrRegistration if refused).
 func (m *Member) Deregister(raw []byte) error {
-	d, err := event.DecodeDeregister(raw)
+	d, err := network.DecodeDeregister(raw)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrRegistration, err)
 	}

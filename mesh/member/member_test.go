@@ -12,6 +12,7 @@ import (
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/mesh"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
@@ -69,7 +70,7 @@ type testMember struct {
 
 type world struct {
 	t      *testing.T
-	g      *event.Genesis
+	g      *network.Genesis
 	admins map[string]ed25519.PrivateKey
 	clk    *clock
 	net    *net
@@ -79,12 +80,12 @@ type world struct {
 func newWorld(t *testing.T, orgs ...string) *world {
 	w := &world{t: t, admins: map[string]ed25519.PrivateKey{}, clk: &clock{t: time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)},
 		net: &net{cut: map[*testMember]bool{}}, seed: 1}
-	w.g = &event.Genesis{Network: "member-test", Created: w.clk.Now()}
+	w.g = &network.Genesis{Network: "member-test", Created: w.clk.Now()}
 	for i, o := range orgs {
 		priv := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{w.seed}, 32))
 		w.seed++
 		w.admins[o] = priv
-		org := event.GenesisOrg{ID: o, AdminKeys: [][32]byte{[32]byte(priv.Public().(ed25519.PublicKey))}}
+		org := network.GenesisOrg{ID: o, AdminKeys: [][32]byte{[32]byte(priv.Public().(ed25519.PublicKey))}}
 		if i == 0 {
 			org.Namespaces = []string{"trade"}
 		}
@@ -104,11 +105,8 @@ func (w *world) join(org string) *testMember {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	kemPriv, kemPub, err := transport.GenerateKey()
+	_, kemPub, err := v.GenerateNodeKeys()
 	if err != nil {
-		w.t.Fatal(err)
-	}
-	if err := v.SealSecret(vault.SecretKEMKey, kemPriv); err != nil {
 		w.t.Fatal(err)
 	}
 	l, err := mesh.OpenLog(store, w.g, sign, mesh.LogOptions{Clock: w.clk.Now, Staleness: 10 * time.Second})
@@ -128,7 +126,7 @@ func (w *world) join(org string) *testMember {
 			sync2(o.log, tm.log)
 		}
 	}
-	rec, err := event.SignNodeRecord(w.admins[org], w.g.ID(), event.NodeRecord{
+	rec, err := network.SignNodeRecord(w.admins[org], w.g.ID(), network.NodeRecord{
 		Org: org, PeerID: "12D3KooWtest", SignKey: l.Self(), KEMKey: kemPub, Addrs: []string{"/ip4/127.0.0.1/tcp/1"},
 		NotBefore: w.clk.Now().Add(-time.Hour), NotAfter: w.clk.Now().Add(24 * time.Hour),
 	})

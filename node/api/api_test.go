@@ -49,7 +49,7 @@ func newFixture(t *testing.T) *fixture {
 	if _, err := v.Grant(policy.Grant{Key: "demo/k", Party: "token:app", Ops: policy.OpsAll, Issuer: "test"}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(Config{Core: solo.Core, Tokens: toks, Audit: al}))
+	srv := httptest.NewServer(New(Config{Core: solo.Core, Mesh: solo.Member, Tokens: toks, Audit: al}))
 	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, auditStore: auditStore, admin: admin, app: app}
 }

@@ -95,7 +95,7 @@ func newEthFixture(t *testing.T) *ethFixture {
 			t.Fatal(err)
 		}
 	}
-	f.cfg = Config{Core: solo.Core, Tokens: toks, Audit: al,
+	f.cfg = Config{Core: solo.Core, Mesh: solo.Member, Tokens: toks, Audit: al,
 		Info: Info{Node: ethNode, Org: "Org1MSP", NetworkID: ethNetID}}
 	return f
 }

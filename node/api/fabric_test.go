@@ -82,7 +82,7 @@ func newFabricWorld(t *testing.T) *fabricWorld {
 			t.Fatal(err)
 		}
 	}
-	w.srv = httptest.NewServer(New(Config{Core: solo.Core, Tokens: w.toks, Audit: w.al, Fabric: fv}))
+	w.srv = httptest.NewServer(New(Config{Core: solo.Core, Mesh: solo.Member, Tokens: w.toks, Audit: w.al, Fabric: fv}))
 	t.Cleanup(w.srv.Close)
 	return w
 }

@@ -60,7 +60,7 @@ func newRouterFixtureOn(tb testing.TB, store kv.Store, mem *kv.Mem) *routerFixtu
 	if _, err := m.Grant(policy.Grant{Key: "demo/k", Party: "token:app", Ops: policy.OpsAll, Issuer: "test"}); err != nil {
 		tb.Fatal(err)
 	}
-	srv := New(Config{Core: solo.Core, Tokens: toks, Audit: al, Info: Info{Org: "Org1MSP"}})
+	srv := New(Config{Core: solo.Core, Mesh: solo.Member, Tokens: toks, Audit: al, Info: Info{Org: "Org1MSP"}})
 	return &routerFixture{srv: srv, store: mem, auditStore: auditStore, admin: admin, app: app}
 }
 

@@ -11,7 +11,8 @@ import (
 
 // Mesh is a node's membership of a network: its identity for
 // registration, the registered nodes, and the publication of admin-signed
-// node records and deregistrations. A standalone node has none.
+// node records and deregistrations. Every node has one (a node alone is a
+// network of one).
 type Mesh interface {
 	Identity() member.Identity
 	// Register publishes an admin-signed node record (JSON).
@@ -29,18 +30,18 @@ func identityJSON(id member.Identity) apiv1.NodeIdentity {
 		KEMKey: id.KEMKey, Mesh: true, Addrs: id.Addrs, Registered: id.Registered}
 }
 
-func nodesJSON(ns []member.NodeInfo) apiv1.MeshNodeList {
-	out := apiv1.MeshNodeList{Nodes: make([]apiv1.MeshNode, 0, len(ns))}
+func nodesJSON(ns []member.NodeInfo) apiv1.NetworkNodeList {
+	out := apiv1.NetworkNodeList{Nodes: make([]apiv1.NetworkNode, 0, len(ns))}
 	for _, n := range ns {
-		out.Nodes = append(out.Nodes, apiv1.MeshNode{Org: n.Org, PeerID: n.PeerID, SignKey: n.SignKey, Addrs: n.Addrs,
+		out.Nodes = append(out.Nodes, apiv1.NetworkNode{Org: n.Org, PeerID: n.PeerID, SignKey: n.SignKey, Addrs: n.Addrs,
 			NotAfter: n.NotAfter, Deregistered: n.Deregistered, LastSeq: n.LastSeq, Events: n.Events, Tainted: n.Tainted,
 			Self: n.Self, Connected: n.Connected, LastSeen: n.LastSeen})
 	}
 	return out
 }
 
-func meshStatusJSON(st member.Status) apiv1.MeshStatus {
-	out := apiv1.MeshStatus{Peers: st.Peers, Events: st.Events, Pending: st.Pending, LastSync: st.LastSync, Nodes: st.Nodes,
+func networkStatusJSON(st member.Status) apiv1.NetworkStatus {
+	out := apiv1.NetworkStatus{Peers: st.Peers, Events: st.Events, Pending: st.Pending, LastSync: st.LastSync, Nodes: st.Nodes,
 		Dropped: st.Dropped, Addrs: st.Addrs, Staleness: st.Staleness.String(), Orgs: []apiv1.OrgFreshness{}}
 	for _, o := range st.Orgs {
 		out.Orgs = append(out.Orgs, apiv1.OrgFreshness{Org: o.Org, LastHeard: o.LastHeard, Stale: o.Stale})
@@ -48,30 +49,16 @@ func meshStatusJSON(st member.Status) apiv1.MeshStatus {
 	return out
 }
 
-// ErrNotMesh answers mesh routes on a standalone node.
-var errNotMesh = &Error{Status: http.StatusConflict, Code: apiv1.CodeConflict, Message: "this node belongs to no network (it was initialised without a genesis)"}
 
 func (s *Server) nodeIdentity(c *gin.Context) {
-	if s.cfg.Mesh == nil {
-		s.fail(c, errNotMesh)
-		return
-	}
 	c.JSON(http.StatusOK, identityJSON(s.cfg.Mesh.Identity()))
 }
 
 func (s *Server) listNodes(c *gin.Context) {
-	if s.cfg.Mesh == nil {
-		s.fail(c, errNotMesh)
-		return
-	}
 	c.JSON(http.StatusOK, nodesJSON(s.cfg.Mesh.Nodes()))
 }
 
 func (s *Server) registerNode(c *gin.Context) {
-	if s.cfg.Mesh == nil {
-		s.fail(c, errNotMesh)
-		return
-	}
 	var req apiv1.RegisterRequest
 	if err := bind(c, &req); err != nil {
 		s.fail(c, err)
@@ -89,10 +76,6 @@ func (s *Server) registerNode(c *gin.Context) {
 }
 
 func (s *Server) deregisterNode(c *gin.Context) {
-	if s.cfg.Mesh == nil {
-		s.fail(c, errNotMesh)
-		return
-	}
 	var req apiv1.DeregisterRequest
 	if err := bind(c, &req); err != nil {
 		s.fail(c, err)

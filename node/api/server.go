@@ -51,7 +51,7 @@ type Config struct {
 	// Core is the domain core the routes call: decisions, audit, sealing
 	// and administrative changes.
 	Core *kms.Service
-	// Mesh is the node's network membership; nil on a standalone node.
+	// Mesh is the node's network membership (the mesh member).
 	Mesh   Mesh
 	Tokens *token.Registry
 	// Audit is read for the audit routes (tail, verify); the core writes
@@ -163,9 +163,7 @@ func New(cfg Config) *Server {
 			}
 		}
 		h := apiv1.Health{Status: "ready"}
-		if s.cfg.Mesh != nil {
-			h.StaleOrgs = s.cfg.Mesh.StaleOrgs()
-		}
+		h.StaleOrgs = s.cfg.Mesh.StaleOrgs()
 		c.JSON(http.StatusOK, h)
 	})
 	if cfg.Registry != nil {
@@ -379,15 +377,12 @@ func (s *Server) status(c *gin.Context) {
 		AuditHead: head,
 		Principal: cl.name,
 		Role:      cl.tok.Role.String(),
-		Mesh:      s.meshStatus(),
+		Mesh:      s.networkStatus(),
 		FIPS:      fipsStatus(s.cfg.Info.FIPS),
 	})
 }
 
-func (s *Server) meshStatus() *apiv1.MeshStatus {
-	if s.cfg.Mesh == nil {
-		return nil
-	}
-	st := meshStatusJSON(s.cfg.Mesh.Status())
+func (s *Server) networkStatus() *apiv1.NetworkStatus {
+	st := networkStatusJSON(s.cfg.Mesh.Status())
 	return &st
 }

@@ -101,7 +101,7 @@ type Status struct {
 	Principal string    `json:"principal"`
 	Role      string    `json:"role"`
 	// Mesh is set on a node that belongs to a network.
-	Mesh *MeshStatus `json:"mesh,omitempty"`
+	Mesh *NetworkStatus `json:"mesh,omitempty"`
 	// FIPS is the node's FIPS 140-3 mode.
 	FIPS FIPSStatus `json:"fips"`
 }

@@ -32,8 +32,8 @@ type DeregisterRequest struct {
 	Deregister json.RawMessage `json:"deregister"`
 }
 
-// MeshNode is a node of the network as this node knows it (GET /v1/nodes).
-type MeshNode struct {
+// NetworkNode is a node of the network as this node knows it (GET /v1/nodes).
+type NetworkNode struct {
 	Org          string    `json:"org"`
 	PeerID       string    `json:"peer_id"`
 	SignKey      string    `json:"sign_key"`
@@ -51,13 +51,13 @@ type MeshNode struct {
 	LastSeen  *time.Time `json:"last_seen,omitempty"`
 }
 
-// MeshNodeList is the body of GET /v1/nodes.
-type MeshNodeList struct {
-	Nodes []MeshNode `json:"nodes"`
+// NetworkNodeList is the body of GET /v1/nodes.
+type NetworkNodeList struct {
+	Nodes []NetworkNode `json:"nodes"`
 }
 
-// MeshStatus is the mesh part of /v1/status.
-type MeshStatus struct {
+// NetworkStatus is the mesh part of /v1/status.
+type NetworkStatus struct {
 	Peers    int        `json:"peers"`
 	Events   int        `json:"events"`
 	Pending  int        `json:"pending"`

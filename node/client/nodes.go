@@ -30,8 +30,8 @@ func (c *Client) RegisterNode(ctx context.Context, record json.RawMessage) (*api
 
 // DeregisterNode publishes an admin-signed deregistration, given as its
 // JSON (POST /v1/nodes/deregister).
-func (c *Client) DeregisterNode(ctx context.Context, d json.RawMessage) ([]apiv1.MeshNode, error) {
-	var out apiv1.MeshNodeList
+func (c *Client) DeregisterNode(ctx context.Context, d json.RawMessage) ([]apiv1.NetworkNode, error) {
+	var out apiv1.NetworkNodeList
 	if err := c.do(ctx, http.MethodPost, "/v1/nodes/deregister", nil, apiv1.DeregisterRequest{Deregister: d}, &out); err != nil {
 		return nil, err
 	}
@@ -40,8 +40,8 @@ func (c *Client) DeregisterNode(ctx context.Context, d json.RawMessage) ([]apiv1
 
 // ListNodes lists the network's nodes as this node knows them
 // (GET /v1/nodes).
-func (c *Client) ListNodes(ctx context.Context) ([]apiv1.MeshNode, error) {
-	var out apiv1.MeshNodeList
+func (c *Client) ListNodes(ctx context.Context) ([]apiv1.NetworkNode, error) {
+	var out apiv1.NetworkNodeList
 	if err := c.do(ctx, http.MethodGet, "/v1/nodes", nil, nil, &out); err != nil {
 		return nil, err
 	}

@@ -33,7 +33,7 @@ func init() {
 			name: "ListNodes", route: "GET /v1/nodes", wantPath: "/v1/nodes", resp: meshNodesDoc,
 			call: func(ctx context.Context, c *Client) (any, error) { return c.ListNodes(ctx) },
 			check: func(t *testing.T, got any) {
-				if ns := got.([]apiv1.MeshNode); len(ns) != 1 || !ns[0].Self || ns[0].LastSeen == nil || !ns[0].LastSeen.Equal(t0) {
+				if ns := got.([]apiv1.NetworkNode); len(ns) != 1 || !ns[0].Self || ns[0].LastSeen == nil || !ns[0].LastSeen.Equal(t0) {
 					t.Errorf("ListNodes() = %+v", ns)
 				}
 			},
@@ -52,7 +52,7 @@ func init() {
 				return c.DeregisterNode(ctx, json.RawMessage(`{"Org":"Org1MSP"}`))
 			},
 			check: func(t *testing.T, got any) {
-				if ns := got.([]apiv1.MeshNode); len(ns) != 1 {
+				if ns := got.([]apiv1.NetworkNode); len(ns) != 1 {
 					t.Errorf("DeregisterNode() = %+v", ns)
 				}
 			},
@@ -67,8 +67,8 @@ func TestOpenAPIMeshSchemas(t *testing.T) {
 	doc, _ := loadOpenAPI(t)
 	types := map[string]any{
 		"NodeIdentity": apiv1.NodeIdentity{}, "RegisterRequest": apiv1.RegisterRequest{},
-		"DeregisterRequest": apiv1.DeregisterRequest{}, "MeshNode": apiv1.MeshNode{},
-		"MeshNodeList": apiv1.MeshNodeList{}, "MeshStatus": apiv1.MeshStatus{},
+		"DeregisterRequest": apiv1.DeregisterRequest{}, "NetworkNode": apiv1.NetworkNode{},
+		"NetworkNodeList": apiv1.NetworkNodeList{}, "NetworkStatus": apiv1.NetworkStatus{},
 	}
 	checkSchemas(t, doc, types, func(name string) bool { return false })
 }

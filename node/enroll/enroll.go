@@ -14,7 +14,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
 )
@@ -41,21 +41,21 @@ func Record(id *apiv1.NodeIdentity, admin ed25519.PrivateKey, now time.Time, val
 	if !id.Mesh {
 		return nil, errors.New("enroll: the node belongs to no network (initialised without a genesis)")
 	}
-	var nid event.NetworkID
+	var nid network.NetworkID
 	if err := nid.UnmarshalText([]byte(id.NetworkID)); err != nil {
 		return nil, fmt.Errorf("enroll: node identity: %w", err)
 	}
-	var sk event.NodeKey
+	var sk network.NodeKey
 	if err := sk.UnmarshalText([]byte(id.SignKey)); err != nil {
 		return nil, fmt.Errorf("enroll: node identity: %w", err)
 	}
 	var adminPub [32]byte
 	copy(adminPub[:], admin.Public().(ed25519.PublicKey))
 	addrs := id.Addrs
-	if len(addrs) > event.MaxAddrs {
-		addrs = addrs[:event.MaxAddrs]
+	if len(addrs) > network.MaxAddrs {
+		addrs = addrs[:network.MaxAddrs]
 	}
-	rec, err := event.SignNodeRecord(admin, nid, event.NodeRecord{
+	rec, err := network.SignNodeRecord(admin, nid, network.NodeRecord{
 		Org: id.Org, PeerID: id.PeerID, SignKey: sk, KEMKey: id.KEMKey, Addrs: addrs,
 		NotBefore: now.Add(-time.Minute).UTC(), NotAfter: now.Add(validFor).UTC(), AdminKey: adminPub,
 	})

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/vault/transport"
 )
@@ -19,7 +19,7 @@ func TestRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &event.Genesis{Network: "n", Created: t0, Orgs: []event.GenesisOrg{{ID: "Org1MSP", AdminKeys: [][32]byte{[32]byte(pub)}}}}
+	g := &network.Genesis{Network: "n", Created: t0, Orgs: []network.GenesisOrg{{ID: "Org1MSP", AdminKeys: [][32]byte{[32]byte(pub)}}}}
 	nid := g.ID()
 	signPub, _, err := ed25519.GenerateKey(nil)
 	if err != nil {
@@ -29,12 +29,12 @@ func TestRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := &apiv1.NodeIdentity{Org: "Org1MSP", NetworkID: nid.String(), PeerID: "12D3KooWtest", SignKey: event.NodeKey(signPub).Hex(), KEMKey: kemPub, Mesh: true}
+	id := &apiv1.NodeIdentity{Org: "Org1MSP", NetworkID: nid.String(), PeerID: "12D3KooWtest", SignKey: network.NodeKey(signPub).Hex(), KEMKey: kemPub, Mesh: true}
 	raw, err := Record(id, admin, t0, time.Hour)
 	if err != nil {
 		t.Fatalf("Record() error = %v", err)
 	}
-	r, err := event.DecodeNodeRecord(raw)
+	r, err := network.DecodeNodeRecord(raw)
 	if err != nil {
 		t.Fatalf("DecodeNodeRecord(signed record) error = %v", err)
 	}

@@ -33,7 +33,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
@@ -350,7 +350,7 @@ type Mesh struct {
 	t           testing.TB
 	Dir         string
 	GenesisFile string
-	Genesis     *event.Genesis
+	Genesis     *network.Genesis
 	// AdminKeys are the orgs' admin keys, as named in the genesis.
 	AdminKeys map[string]ed25519.PrivateKey
 	// Boot are the p2p addresses of the first node: every node started
@@ -370,14 +370,14 @@ var Namespaces = []string{"trade", "demo", "asset", "orders"}
 func NewMesh(t testing.TB, orgs []string, opts ...Option) *Mesh {
 	t.Helper()
 	m := &Mesh{t: t, Dir: t.TempDir(), AdminKeys: map[string]ed25519.PrivateKey{}, opts: opts}
-	g := &event.Genesis{Network: "nodetest", Created: time.Now().UTC().Truncate(time.Second)}
+	g := &network.Genesis{Network: "nodetest", Created: time.Now().UTC().Truncate(time.Second)}
 	for _, o := range orgs {
 		pub, priv, err := ed25519.GenerateKey(nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		m.AdminKeys[o] = priv
-		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: o, AdminKeys: [][32]byte{[32]byte(pub)}})
+		g.Orgs = append(g.Orgs, network.GenesisOrg{ID: o, AdminKeys: [][32]byte{[32]byte(pub)}})
 	}
 	if len(g.Orgs) > 0 {
 		g.Orgs[0].Namespaces = append([]string(nil), Namespaces...)

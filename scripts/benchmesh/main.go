@@ -48,8 +48,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/mesh"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
@@ -98,8 +98,8 @@ func main() {
 	flag.Parse()
 	for _, s := range strings.Split(nList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 2 || n > event.MaxGenesisOrgs {
-			fatalf("-n: %q is not a network size in 2..%d", s, event.MaxGenesisOrgs)
+		if err != nil || n < 2 || n > network.MaxGenesisOrgs {
+			fatalf("-n: %q is not a network size in 2..%d", s, network.MaxGenesisOrgs)
 		}
 		o.ns = append(o.ns, n)
 	}
@@ -245,8 +245,8 @@ type member struct {
 	done     chan error
 }
 
-// network is the running benchmark network.
-type network struct {
+// benchNet is the running benchmark network.
+type benchNet struct {
 	o       options
 	dir     string
 	genesis string
@@ -254,12 +254,12 @@ type network struct {
 	logger  *slog.Logger
 }
 
-func newNetwork(o options, n int) (*network, error) {
+func newNetwork(o options, n int) (*benchNet, error) {
 	dir, err := os.MkdirTemp(o.dir, fmt.Sprintf("benchmesh-n%d-", n))
 	if err != nil {
 		return nil, err
 	}
-	net := &network{o: o, dir: dir}
+	net := &benchNet{o: o, dir: dir}
 	if o.logLevel != "" {
 		var lvl slog.Level
 		if err := lvl.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -267,7 +267,7 @@ func newNetwork(o options, n int) (*network, error) {
 		}
 		net.logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
 	}
-	g := &event.Genesis{Network: fmt.Sprintf("bench-mesh-%d", n), Created: time.Now().UTC().Truncate(time.Second)}
+	g := &network.Genesis{Network: fmt.Sprintf("bench-mesh-%d", n), Created: time.Now().UTC().Truncate(time.Second)}
 	for i := range n {
 		pub, priv, err := ed25519.GenerateKey(nil)
 		if err != nil {
@@ -276,7 +276,7 @@ func newNetwork(o options, n int) (*network, error) {
 		var k [32]byte
 		copy(k[:], pub)
 		org := fmt.Sprintf("Org%dMSP", i+1)
-		g.Orgs = append(g.Orgs, event.GenesisOrg{ID: org, AdminKeys: [][32]byte{k}})
+		g.Orgs = append(g.Orgs, network.GenesisOrg{ID: org, AdminKeys: [][32]byte{k}})
 		if i == 0 {
 			g.Orgs[0].Namespaces = []string{"trade", "bench", "demo"}
 		}
@@ -295,7 +295,7 @@ func newNetwork(o options, n int) (*network, error) {
 
 // open initialises (first time) and opens m's node and starts serving it;
 // it does not wait for the p2p host.
-func (net *network) open(m *member, boot []string) error {
+func (net *benchNet) open(m *member, boot []string) error {
 	m.cfg = node.Config{
 		DataDir: m.data, Org: m.org, Genesis: net.genesis, Listen: "127.0.0.1:0",
 		P2PListen: []string{"/ip4/127.0.0.1/tcp/0"}, Bootstrap: boot,
@@ -310,7 +310,7 @@ func (net *network) open(m *member, boot []string) error {
 }
 
 // reopen opens m's node with its existing config and serves it.
-func (net *network) reopen(m *member) error {
+func (net *benchNet) reopen(m *member) error {
 	tok, err := os.ReadFile(node.AdminTokenFile(m.data))
 	if err != nil {
 		return err
@@ -367,7 +367,7 @@ func (m *member) stop() error {
 	}
 }
 
-func (net *network) stopAll() error {
+func (net *benchNet) stopAll() error {
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
@@ -393,7 +393,7 @@ func (net *network) stopAll() error {
 
 // start brings the network up: org1 first (everyone's bootstrap), then the
 // others, -start-conc at a time; each node is registered by its org admin.
-func (net *network) start(ctx context.Context) error {
+func (net *benchNet) start(ctx context.Context) error {
 	first := net.members[0]
 	if err := net.open(first, nil); err != nil {
 		return err
@@ -670,7 +670,7 @@ func runOne(ctx context.Context, o options, n int) (err error) {
 
 // peers returns the connected peers of org1 and the least and most of the
 // other nodes (-1 when a node's status cannot be read).
-func (net *network) peers(ctx context.Context) (first, lo, hi int) {
+func (net *benchNet) peers(ctx context.Context) (first, lo, hi int) {
 	var others []int
 	first = -1
 	for _, m := range net.members {
@@ -691,7 +691,7 @@ func (net *network) peers(ctx context.Context) (first, lo, hi int) {
 }
 
 // printPeers prints how many peers org1 and the others are connected to.
-func (net *network) printPeers(ctx context.Context, n int) {
+func (net *benchNet) printPeers(ctx context.Context, n int) {
 	first, lo, hi := net.peers(ctx)
 	fmt.Printf("# N=%d connected peers: org1 %d; other nodes min %d max %d\n", n, first, lo, hi)
 }
@@ -699,7 +699,7 @@ func (net *network) printPeers(ctx context.Context, n int) {
 // settle waits (bounded, not fatal) until every node is connected to every
 // other node — nodes dial the registered nodes besides their bootstrap
 // peer — and reports how long that took.
-func (net *network) settle(ctx context.Context, n int, bound time.Duration) {
+func (net *benchNet) settle(ctx context.Context, n int, bound time.Duration) {
 	t0 := time.Now()
 	var first, lo, hi int
 	for {
@@ -718,7 +718,7 @@ func (net *network) settle(ctx context.Context, n int, bound time.Duration) {
 }
 
 type bench struct {
-	net                 *network
+	net                 *benchNet
 	org1                *member
 	n                   int
 	key                 string

@@ -34,10 +34,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/mesh/member"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/envelope"
@@ -94,12 +94,12 @@ func fatalf(format string, args ...any) {
 
 func build(n int) *sim {
 	t0 := time.Now().UTC().Truncate(time.Second)
-	g := &event.Genesis{Network: fmt.Sprintf("sim-%d", n), Created: t0}
+	g := &network.Genesis{Network: fmt.Sprintf("sim-%d", n), Created: t0}
 	orgs := min(n, 50)
 	admins := make([]ed25519.PrivateKey, orgs)
 	for i := range orgs {
 		admins[i] = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{byte(i + 1)}, 32))
-		org := event.GenesisOrg{ID: fmt.Sprintf("Org%dMSP", i+1), AdminKeys: [][32]byte{[32]byte(admins[i].Public().(ed25519.PublicKey))}}
+		org := network.GenesisOrg{ID: fmt.Sprintf("Org%dMSP", i+1), AdminKeys: [][32]byte{[32]byte(admins[i].Public().(ed25519.PublicKey))}}
 		switch i {
 		case 0:
 			org.Namespaces = []string{"bench"}
@@ -139,7 +139,7 @@ func build(n int) *sim {
 		nd.m = member.New(member.Config{Log: l, Vault: v, Org: nd.org, KEMKey: kemPub, Grace: time.Second,
 			Publish: s.publish(nd), CheckpointEvery: time.Hour})
 		s.nodes = append(s.nodes, nd)
-		rec, err := event.SignNodeRecord(admins[i%orgs], g.ID(), event.NodeRecord{
+		rec, err := network.SignNodeRecord(admins[i%orgs], g.ID(), network.NodeRecord{
 			Org: nd.org, PeerID: "12D3KooWsim" + strconv.Itoa(i), SignKey: l.Self(), KEMKey: kemPub,
 			Addrs: []string{"/ip4/127.0.0.1/tcp/1"}, NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(24 * time.Hour),
 		})

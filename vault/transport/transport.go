@@ -229,7 +229,7 @@ type Binding struct {
 	Key string
 	// Version is the key version, from 1.
 	Version uint32
-	// Recipient is the recipient node's signing key (its event.NodeKey).
+	// Recipient is the recipient node's signing key (its network.NodeKey).
 	Recipient [32]byte
 }
 

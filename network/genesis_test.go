@@ -1,4 +1,4 @@
-package event
+package network
 
 import (
 	"bytes"

@@ -1,4 +1,4 @@
-package event
+package network
 
 import (
 	"bytes"
@@ -229,7 +229,7 @@ func (r NodeRecord) signedMessage(nid NetworkID) []byte {
 // record with its times in UTC and its slices copied. r must be valid.
 func SignNodeRecord(adminPriv ed25519.PrivateKey, nid NetworkID, r NodeRecord) (NodeRecord, error) {
 	if len(adminPriv) != ed25519.PrivateKeySize {
-		return NodeRecord{}, fmt.Errorf("event: admin private key of %d bytes, want %d", len(adminPriv), ed25519.PrivateKeySize)
+		return NodeRecord{}, fmt.Errorf("network: admin private key of %d bytes, want %d", len(adminPriv), ed25519.PrivateKeySize)
 	}
 	r.AdminKey = [32]byte(adminPriv.Public().(ed25519.PublicKey))
 	r.KEMKey = bytes.Clone(r.KEMKey)
@@ -349,7 +349,7 @@ func (d Deregister) signedMessage(nid NetworkID) []byte {
 // AdminKey and AdminSig, and returns it with At in UTC. d must be valid.
 func SignDeregister(adminPriv ed25519.PrivateKey, nid NetworkID, d Deregister) (Deregister, error) {
 	if len(adminPriv) != ed25519.PrivateKeySize {
-		return Deregister{}, fmt.Errorf("event: admin private key of %d bytes, want %d", len(adminPriv), ed25519.PrivateKeySize)
+		return Deregister{}, fmt.Errorf("network: admin private key of %d bytes, want %d", len(adminPriv), ed25519.PrivateKeySize)
 	}
 	d.AdminKey = [32]byte(adminPriv.Public().(ed25519.PublicKey))
 	d.At = d.At.Round(0).UTC()

@@ -1,4 +1,4 @@
-package event
+package network
 
 import (
 	"bytes"
@@ -126,12 +126,12 @@ func (g *Genesis) UnmarshalJSON(data []byte) error {
 func LoadGenesis(path string) (*Genesis, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("event: reading genesis: %w", err)
+		return nil, fmt.Errorf("network: reading genesis: %w", err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxGenesisFileBytes+1))
 	if err != nil {
-		return nil, fmt.Errorf("event: reading genesis %q: %w", path, err)
+		return nil, fmt.Errorf("network: reading genesis %q: %w", path, err)
 	}
 	g, err := ParseGenesis(data)
 	if err != nil {

@@ -1,4 +1,9 @@
-package main
+// Package initnode is `keymeshd init`: it creates a node's data directory
+// (node.Init) and prints the result, as text or, for `keymesh init`, which
+// runs it so that the operator CLI links neither the store, libp2p nor the
+// HTTP server, as JSON. It is a package of its own so that keymesh's tests
+// can run it in their own binary instead of building keymeshd.
+package initnode
 
 import (
 	"encoding/json"
@@ -7,13 +12,12 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/node"
 )
 
 // initResult is what `keymeshd init --json` prints: the contract with
-// `keymesh init`, which runs this command so that the operator CLI links
-// neither the store, libp2p nor the HTTP server.
+// `keymesh init`.
 type initResult struct {
 	Data       string `json:"data"`
 	Org        string `json:"org"`
@@ -22,10 +26,11 @@ type initResult struct {
 	NetworkID  string `json:"network_id,omitempty"`
 }
 
-// runInit is `keymeshd init`: it creates a node's data directory (node.Init)
-// and prints the admin token once. Flags only; `keymesh init` reads the
+// Run is `keymeshd init` with its arguments: it creates a node's data
+// directory (node.Init) and prints the admin token once, returning the exit
+// code (2 for a usage error). Flags only; `keymesh init` reads the
 // environment and passes what it found.
-func runInit(args []string, stdout, stderr io.Writer) int {
+func Run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("keymeshd init", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg node.Config
@@ -52,7 +57,7 @@ func runInit(args []string, stdout, stderr io.Writer) int {
 	}
 	var res initResult
 	if cfg.Genesis != "" {
-		g, err := event.LoadGenesis(cfg.Genesis)
+		g, err := network.LoadGenesis(cfg.Genesis)
 		if err != nil {
 			fmt.Fprintf(stderr, "keymeshd: init: %v\n", err)
 			return 1

@@ -1,4 +1,4 @@
-package event
+package network
 
 import (
 	"crypto/ed25519"
@@ -17,11 +17,11 @@ const privateKeyPEMType = "PRIVATE KEY"
 // is a secret: write it 0600.
 func MarshalAdminKey(priv ed25519.PrivateKey) ([]byte, error) {
 	if len(priv) != ed25519.PrivateKeySize {
-		return nil, fmt.Errorf("event: private key of %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
+		return nil, fmt.Errorf("network: private key of %d bytes, want %d", len(priv), ed25519.PrivateKeySize)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(priv)
 	if err != nil {
-		return nil, fmt.Errorf("event: encoding private key: %w", err)
+		return nil, fmt.Errorf("network: encoding private key: %w", err)
 	}
 	return pem.EncodeToMemory(&pem.Block{Type: privateKeyPEMType, Bytes: der}), nil
 }
