@@ -162,6 +162,9 @@ type Key struct {
 	// none): endorsement mode never selects a version below it.
 	EndorseFloor uint32
 	Destroyed    bool
+	// KMIP is the key's KMIP side, the owner org's latest KMIPAttrs
+	// (nil for a key never managed over KMIP).
+	KMIP *event.KMIPAttrs
 	// Holders are the nodes that ever received a copy of a version (or
 	// created one): each must acknowledge a destroy. Acks are those that
 	// did.
@@ -635,6 +638,8 @@ func (s *State) refoldKey(k *Key) {
 			k.MinDecrypt = max(k.MinDecrypt, p.MinDecryptionVersion)
 		case event.KeyDestroy:
 			k.Destroyed, k.State = true, vault.StateDestroyed
+		case event.KMIPAttrs: // the latest in the fold's order counts
+			k.KMIP = &p
 		}
 	}
 	for _, e := range slots {
@@ -707,6 +712,8 @@ func keyName(p any) string {
 		return v.Key
 	case event.DestroyAck:
 		return v.Key
+	case event.KMIPAttrs:
+		return v.Key
 	case policy.Grant:
 		return v.Key
 	case policy.Revocation:
@@ -738,6 +745,8 @@ func decode(e *event.Event) (any, error) {
 		return event.DecodeGrant(e.Payload)
 	case event.KindRevoke:
 		return event.DecodeRevoke(e.Payload)
+	case event.KindKMIPAttrs:
+		return event.DecodeKMIPAttrs(e.Payload)
 	}
 	return nil, fmt.Errorf("unknown event kind %d", e.Kind)
 }
