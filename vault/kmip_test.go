@@ -124,3 +124,36 @@ func TestExportRefusesNonExportable(t *testing.T) {
 		t.Errorf("RawSeal of an unknown key error = %v", err)
 	}
 }
+
+// TestRawSealBudgetCoversEveryHolder: raw seals share one AES key across
+// every node holding the version, so each counts RawSealWeight: a node
+// reaches the hard limit after hardLimit/RawSealWeight of them, and
+// RawSealHolders such nodes stay within 2^32 seals in all. (Counted 1 each,
+// as before, n nodes could make n × 2^31 random-nonce seals under one key.)
+func TestRawSealBudgetCoversEveryHolder(t *testing.T) {
+	const hard = 8 * RawSealWeight
+	var v *Vault
+	v = openVault(t, kv.NewMem(), WithRotation(hard/2, hard), WithGrace(time.Hour), rotateHook(&v))
+	if _, err := create(v, "kmip/a", CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	sealed := 0
+	for range 64 {
+		if _, err := v.RawSeal("kmip/a", []byte("x"), nil); err != nil {
+			break
+		}
+		sealed++
+	}
+	k, _ := v.Get("kmip/a")
+	// Version 1 took hard/RawSealWeight seals; the rotation it asked for
+	// (activating after the grace) leaves the next seal refused.
+	if sealed != hard/RawSealWeight {
+		t.Errorf("%d raw seals under version 1 before the limit, want %d", sealed, hard/RawSealWeight)
+	}
+	if k.LatestVersion < 2 {
+		t.Errorf("no rotation was asked for at the threshold (latest version %d)", k.LatestVersion)
+	}
+	if total := uint64(RawSealHolders) * (DefaultHardLimit / RawSealWeight); total > 1<<32 {
+		t.Errorf("%d holders at the default hard limit may make %d raw seals under one key, over 2^32", RawSealHolders, total)
+	}
+}
