@@ -31,6 +31,7 @@ const (
 	KindDestroyAck Kind = 8  // payload DestroyAck: a holder confirms it destroyed a key
 	KindGrant      Kind = 9  // payload policy.Grant
 	KindRevoke     Kind = 10 // payload policy.Revocation
+	KindKMIPAttrs  Kind = 11 // payload KMIPAttrs: a key's KMIP attributes (event/kmip.go)
 )
 
 var kindNames = [...]string{
@@ -44,6 +45,7 @@ var kindNames = [...]string{
 	KindDestroyAck: "destroy-ack",
 	KindGrant:      "grant",
 	KindRevoke:     "revoke",
+	KindKMIPAttrs:  "kmip-attrs",
 }
 
 // String returns the kind's name ("node-record", "key-version", "grant", …),
@@ -56,7 +58,7 @@ func (k Kind) String() string {
 }
 
 // Valid reports whether k is one of the kinds above.
-func (k Kind) Valid() bool { return k >= KindNodeRecord && k <= KindRevoke }
+func (k Kind) Valid() bool { return k >= KindNodeRecord && k <= KindKMIPAttrs }
 
 // Errors callers branch on.
 var (

@@ -21,7 +21,7 @@ func TestKindValues(t *testing.T) {
 	t.Parallel()
 	want := map[Kind]uint8{
 		KindNodeRecord: 1, KindDeregister: 2, KindKeyCreate: 3, KindKeyVersion: 4, KindKeyShare: 5,
-		KindKeyState: 6, KindKeyDestroy: 7, KindDestroyAck: 8, KindGrant: 9, KindRevoke: 10,
+		KindKeyState: 6, KindKeyDestroy: 7, KindDestroyAck: 8, KindGrant: 9, KindRevoke: 10, KindKMIPAttrs: 11,
 	}
 	for k, v := range want {
 		if uint8(k) != v {
@@ -31,7 +31,7 @@ func TestKindValues(t *testing.T) {
 			t.Errorf("Kind(%d) is not valid or has no name: %q", v, k)
 		}
 	}
-	for _, k := range []Kind{0, 11, 255} {
+	for _, k := range []Kind{0, 12, 255} {
 		if k.Valid() || k.String() != "kind("+itoa(int(k))+")" {
 			t.Errorf("Kind(%d): Valid() = %v, String() = %q", uint8(k), k.Valid(), k)
 		}
@@ -131,7 +131,7 @@ func TestSignRejects(t *testing.T) {
 		{"seq-0", func(e *Event) { e.Seq = 0 }},
 		{"lamport-0", func(e *Event) { e.Lamport = 0 }},
 		{"kind-0", func(e *Event) { e.Kind = 0 }},
-		{"kind-11", func(e *Event) { e.Kind = 11 }},
+		{"kind-12", func(e *Event) { e.Kind = 12 }},
 		{"zero-time", func(e *Event) { e.Time = time.Time{} }},
 		{"epoch", func(e *Event) { e.Time = time.Unix(0, 0) }},
 		{"before-1970", func(e *Event) { e.Time = time.Date(1969, 1, 1, 0, 0, 0, 0, time.UTC) }},
@@ -237,7 +237,7 @@ func TestParseStrict(t *testing.T) {
 		{"time-0", set(113, u64(0))},
 		{"time-negative", set(113, u64(math.MaxUint64))},
 		{"kind-0", set(121, []byte{0})},
-		{"kind-11", set(121, []byte{11})},
+		{"kind-12", set(121, []byte{12})},
 		{"deps-over-max", set(122, []byte{MaxDeps + 1})},
 		{"deps-count-long", set(122, []byte{2})},
 		{"dep-self", set(123, raw[33:65])},

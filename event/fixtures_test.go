@@ -129,6 +129,12 @@ func samplePayloads(t testing.TB) []struct {
 		{"revoke", KindRevoke, mustJSON(t, policy.Revocation{
 			ID: "r-1", Key: "trade/price", Party: party, Issuer: "node:" + network.NodeKey(pub32(nodePriv)).String(), IssuedAt: t0.Add(time.Minute),
 		})},
+		{"kmip-attrs", KindKMIPAttrs, mustJSON(t, KMIPAttrs{Key: "trade/price", Owner: "kmip:mongodb-prod", Attrs: []KMIPAttr{
+			// A KMIP Name attribute "db-master", TTLV-encoded as package kmip stores it.
+			{Name: "Name", Index: 0, TTLV: []byte("\x42\x00\x08\x01\x00\x00\x00\x40\x42\x00\x0a\x07\x00\x00\x00\x04Name\x00\x00\x00\x00" +
+				"\x42\x00\x0b\x01\x00\x00\x00\x28\x42\x00\x55\x07\x00\x00\x00\x09db-master\x00\x00\x00\x00\x00\x00\x00" +
+				"\x42\x00\x54\x05\x00\x00\x00\x04\x00\x00\x00\x01\x00\x00\x00\x00")},
+		}})},
 	}
 }
 
@@ -155,6 +161,8 @@ func decodePayload(k Kind, p []byte) (any, error) {
 		return DecodeGrant(p)
 	case KindRevoke:
 		return DecodeRevoke(p)
+	case KindKMIPAttrs:
+		return DecodeKMIPAttrs(p)
 	}
 	return nil, ErrMalformed
 }

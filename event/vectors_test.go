@@ -91,8 +91,8 @@ func loadVectors(t testing.TB) vectorFile {
 	if err := dec.Decode(&f); err != nil {
 		t.Fatalf("decoding %s: %v", vectorsPath, err)
 	}
-	if len(f.Events) != int(KindRevoke) {
-		t.Fatalf("%s holds %d events, want one of each of the %d kinds", vectorsPath, len(f.Events), KindRevoke)
+	if len(f.Events) != int(KindKMIPAttrs) {
+		t.Fatalf("%s holds %d events, want one of each of the %d kinds", vectorsPath, len(f.Events), KindKMIPAttrs)
 	}
 	return f
 }

@@ -18,11 +18,15 @@ type Key struct {
 	vault.KeyInfo
 	Holders     []string
 	PendingAcks []string
+	KMIP        *KMIPObject // nil unless the key is managed over KMIP
 }
 
 func (s *Service) describe(k vault.KeyInfo) Key {
 	out := Key{KeyInfo: k}
 	out.Holders, out.PendingAcks = s.cfg.Keys.DescribeKey(k.Name)
+	if s.cfg.KMIP != nil {
+		out.KMIP = s.cfg.KMIP(k.Name)
+	}
 	return out
 }
 

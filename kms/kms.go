@@ -72,6 +72,8 @@ type Config struct {
 	// "decrypt", allowed or not) and items served or failed.
 	OnDecision func(op string, allowed bool)
 	OnItems    func(op string, ok, failed int)
+	// KMIP, if set, describes a key's KMIP side (kmip.go).
+	KMIP func(name string) *KMIPObject
 }
 
 // Service is the domain core of a node.

@@ -86,6 +86,83 @@ type entry struct {
 	payload any
 	size    int
 	arrived time.Time // when this node admitted it (zero: loaded at start)
+	slimmed bool      // payload is a grant whose Observed was dropped (slim)
+	// id is ev.ID(), computed once. A stored grant or revocation drops
+	// its signed payload from memory (dropPayload): its id, header and
+	// decoded payload stay, and the store has the rest (fullEvent).
+	id     [32]byte
+	stored bool // ev.Payload was dropped: the store holds the event
+}
+
+// dropPayload drops the signed payload of a durably stored grant or
+// revocation from memory. Those are nearly all of a long log, and a
+// grant's payload lists every earlier revocation of its pair: a pair
+// granted and revoked n times held O(n²) bytes. Only refolds, anti-entropy
+// answers and equivocation checks need the whole event again; they read
+// it from the store (fullEvent, rawOf). The header fields the fold and
+// admission read stay.
+func (e *entry) dropPayload() {
+	if e.ev != nil && (e.ev.Kind == event.KindGrant || e.ev.Kind == event.KindRevoke) && !e.stored {
+		slim := *e.ev
+		slim.Payload = nil
+		e.ev, e.stored = &slim, true
+	}
+}
+
+// fullEvent returns e's event with its payload, from the store if it was
+// dropped. l.mu is held.
+func (l *Log) fullEvent(e *entry) (*event.Event, error) {
+	if !e.stored {
+		return e.ev, nil
+	}
+	raw, err := l.store.Get(evKey(e.ev.Issuer, e.ev.Seq))
+	if err != nil {
+		return nil, fmt.Errorf("mesh: read event %s/%d: %w", IssuerID(e.ev.Issuer), e.ev.Seq, err)
+	}
+	ev, err := event.Parse(raw)
+	if err != nil || ev.ID() != e.id {
+		return nil, fmt.Errorf("mesh: stored event %s/%d does not match the log", IssuerID(e.ev.Issuer), e.ev.Seq)
+	}
+	return ev, nil
+}
+
+// rawOf returns e's event in its binary form (without attachments it does
+// not hold). l.mu is held.
+func (l *Log) rawOf(e *entry) ([]byte, error) {
+	ev, err := l.fullEvent(e)
+	if err != nil {
+		return nil, err
+	}
+	return ev.Marshal(), nil
+}
+
+// slim drops the decoded Observed set of a grant's payload once the fold
+// holds the grant. Observed lists every earlier revocation of the grant's
+// (key, party), so a pair granted and revoked n times held O(n²) decoded
+// IDs in the log's entries (half of a soak's heap); the signed payload
+// still holds them, and policyPayload decodes them again for a refold.
+func (e *entry) slim() {
+	if g, ok := e.payload.(policy.Grant); ok && g.Observed != nil {
+		g.Observed = nil
+		e.payload, e.slimmed = g, true
+	}
+}
+
+// policyPayload returns the entry's decoded payload, with a slimmed
+// grant's Observed decoded again from the event.
+func (e *entry) policyPayload(load func(*entry) (*event.Event, error)) any {
+	if e.slimmed {
+		ev := e.ev
+		if e.stored && load != nil {
+			if full, err := load(e); err == nil {
+				ev = full
+			}
+		}
+		if p, err := decode(ev); err == nil { // it decoded at admission
+			return p
+		}
+	}
+	return e.payload
 }
 
 // DefaultDepSettle is the node's LogOptions.DepSettle.
@@ -252,7 +329,7 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 		if err != nil {
 			return fmt.Errorf("stored event %x: %w", k, err)
 		}
-		e := &entry{ev: ev, payload: p, size: len(v)}
+		e := &entry{ev: ev, payload: p, size: len(v), id: ev.ID()}
 		if name := wrapKey(p); name != "" {
 			for _, d := range wrapDigests(p) {
 				blob, err := store.Get(attKey(name, d))
@@ -298,6 +375,14 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 			l.referenced[d.Issuer] = d.Seq
 		}
 	}
+	// Every stored grant and revocation is loaded: from now on the store
+	// holds their payloads, not memory.
+	for _, c := range l.chains {
+		for _, e := range c.events {
+			e.dropPayload()
+		}
+	}
+	l.state.load = l.fullEvent
 	l.publishPolicy()
 	l.prune()
 	return l, nil
@@ -459,7 +544,7 @@ func (l *Log) parse(raw []byte) (*entry, Verdict, string) {
 			return nil, Reject, ReasonBadRecord
 		}
 	}
-	return &entry{ev: ev, payload: p, size: len(raw)}, Accept, ReasonOK
+	return &entry{ev: ev, payload: p, size: len(raw), id: ev.ID()}, Accept, ReasonOK
 }
 
 // recordSigned checks a first event's admin signature through the state's
@@ -531,6 +616,7 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 	}
 	for _, e := range staged {
 		l.state.apply(e)
+		e.dropPayload() // stored: the store holds the whole event
 	}
 	for _, p := range proofs {
 		l.installEvidence(p)
@@ -563,7 +649,7 @@ func (l *Log) admit(e *entry, staged *[]*entry) (v Verdict, reason string, proof
 	c := l.chains[ev.Issuer]
 	if c != nil && ev.Seq <= uint64(len(c.events)) {
 		old := c.events[ev.Seq-1]
-		if old.ev.ID() != ev.ID() {
+		if old.id != e.id {
 			return Ignore, ReasonDuplicate, l.conflict(ev)
 		}
 		if l.mergeAttachments(old, ev, name) {
@@ -612,7 +698,12 @@ func (l *Log) conflict(x *event.Event) *Evidence {
 		if seq < 1 || seq > uint64(len(c.events)) {
 			continue
 		}
-		if v, ok := evidenceOf(c.events[seq-1].ev, x); ok && v.better(best) {
+		held, err := l.fullEvent(c.events[seq-1])
+		if err != nil {
+			l.logger.Error("mesh: equivocation check", "err", err)
+			continue
+		}
+		if v, ok := evidenceOf(held, x); ok && v.better(best) {
 			best = v
 		}
 	}
@@ -638,7 +729,7 @@ func (l *Log) ready(ev *event.Event) (ok bool, why string) {
 			return false, ""
 		}
 		prev = c.events[ev.Seq-2]
-		if prev.ev.ID() != ev.Prev {
+		if prev.id != ev.Prev {
 			return false, ReasonBadChain // the issuer signed two chains
 		}
 	}
@@ -658,8 +749,8 @@ func (l *Log) ready(ev *event.Event) (ok bool, why string) {
 		if dc == nil || uint64(len(dc.events)) < d.Seq {
 			return false, ""
 		}
-		de := dc.events[d.Seq-1].ev
-		if de.ID() != d.ID {
+		de := dc.events[d.Seq-1].ev // its header: Lamport and Time stay in memory
+		if dc.events[d.Seq-1].id != d.ID {
 			// A fork of d.Issuer no evidence shows yet: ask peers for
 			// that position (Wants) until the other branch's event comes.
 			if old, ok := l.forkHints[d.Issuer]; ok {
@@ -939,7 +1030,7 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 	c := l.chains[l.self]
 	ev := event.Event{Network: l.nid, Seq: 1, Lamport: 1, Time: l.clock().UTC(), Kind: kind, Payload: payload, Attachments: attachments}
 	if h := c.head(); h != nil {
-		ev.Seq, ev.Prev, ev.Lamport = h.ev.Seq+1, h.ev.ID(), h.ev.Lamport+1
+		ev.Seq, ev.Prev, ev.Lamport = h.ev.Seq+1, h.id, h.ev.Lamport+1
 		if h.ev.Time.After(ev.Time) {
 			ev.Time = h.ev.Time
 		}
@@ -976,7 +1067,7 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 	}
 	for _, cd := range cands {
 		h := heads[cd.k]
-		ev.Deps = append(ev.Deps, event.Dep{Issuer: cd.k, Seq: h.ev.Seq, ID: h.ev.ID()})
+		ev.Deps = append(ev.Deps, event.Dep{Issuer: cd.k, Seq: h.ev.Seq, ID: h.id})
 		ev.Lamport = max(ev.Lamport, h.ev.Lamport+1)
 		if h.ev.Time.After(ev.Time) {
 			ev.Time = h.ev.Time
@@ -998,7 +1089,7 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 		return Issued{}, fmt.Errorf("%w: this node is not registered (its first event must be its node record)", ErrRefused)
 	}
 	out, reasons := []Verdict{Accept}, []string{ReasonOK}
-	l.deliverLocked([]*entry{{ev: &signed, payload: p, size: len(raw)}}, out, reasons)
+	l.deliverLocked([]*entry{{ev: &signed, payload: p, size: len(raw), id: signed.ID()}}, out, reasons)
 	l.verdict(out[0], reasons[0])
 	if out[0] != Accept {
 		if reasons[0] == ReasonStore {
@@ -1046,7 +1137,7 @@ func (l *Log) Summary() map[string]uint64 {
 		if c.evidence != nil {
 			out[proofIDPrefix+IssuerID(k)] = evidenceScore(c.evidence.At)
 		} else if h := c.head(); h != nil {
-			out[headIDPrefix+IssuerID(k)] = headScore(h.ev.ID())
+			out[headIDPrefix+IssuerID(k)] = headScore(h.id)
 		}
 	}
 	return out
@@ -1079,14 +1170,22 @@ func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 		// after is the asker's own head score: answer when its chain ends
 		// elsewhere (it is behind, ahead, or holds another branch).
 		h := c.head()
-		if h == nil || max < 1 || after == headScore(h.ev.ID()) {
+		if h == nil || max < 1 || after == headScore(h.id) {
 			return nil, nil
 		}
-		return [][]byte{h.ev.Marshal()}, nil
+		raw, err := l.rawOf(h)
+		if err != nil {
+			return nil, err
+		}
+		return [][]byte{raw}, nil
 	}
 	var out [][]byte
 	for seq := after + 1; seq <= uint64(len(c.events)) && len(out) < max; seq++ {
-		out = append(out, c.events[seq-1].ev.Marshal())
+		raw, err := l.rawOf(c.events[seq-1])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, raw)
 	}
 	return out, nil
 }

@@ -162,6 +162,9 @@ type Key struct {
 	// none): endorsement mode never selects a version below it.
 	EndorseFloor uint32
 	Destroyed    bool
+	// KMIP is the key's KMIP side, the owner org's latest KMIPAttrs
+	// (nil for a key never managed over KMIP).
+	KMIP *event.KMIPAttrs
 	// Holders are the nodes that ever received a copy of a version (or
 	// created one): each must acknowledge a destroy. Acks are those that
 	// did.
@@ -199,6 +202,10 @@ func (v *Version) Holds(r network.NodeKey) bool { return len(v.Wraps[r]) > 0 || 
 
 // State is the fold of an event set.
 type State struct {
+	// load reads an entry's whole event back when the log dropped its
+	// payload (a refold of a grant needs its Observed); nil while the
+	// log loads, when every entry still has its payload.
+	load    func(*entry) (*event.Event, error)
 	genesis *network.Genesis
 	nid     network.NetworkID
 	Nodes   map[network.NodeKey]*Node
@@ -431,6 +438,7 @@ func (s *State) apply(e *entry) {
 		if !k.Destroyed {
 			s.applyPolicy(k, e)
 		}
+		e.slim() // refoldPolicy decodes Observed again (policyPayload)
 		return
 	}
 	k.events = append(k.events, e)
@@ -532,7 +540,7 @@ func (s *State) applyPolicy(k *Key, e *entry) {
 		return
 	}
 	var err error
-	switch p := e.payload.(type) {
+	switch p := e.policyPayload(s.load).(type) {
 	case policy.Grant:
 		if !strings.HasPrefix(p.ID, IDPrefix(e.ev.Issuer)) {
 			s.Dropped[DropUnauthorised]++
@@ -630,6 +638,8 @@ func (s *State) refoldKey(k *Key) {
 			k.MinDecrypt = max(k.MinDecrypt, p.MinDecryptionVersion)
 		case event.KeyDestroy:
 			k.Destroyed, k.State = true, vault.StateDestroyed
+		case event.KMIPAttrs: // the latest in the fold's order counts
+			k.KMIP = &p
 		}
 	}
 	for _, e := range slots {
@@ -702,6 +712,8 @@ func keyName(p any) string {
 		return v.Key
 	case event.DestroyAck:
 		return v.Key
+	case event.KMIPAttrs:
+		return v.Key
 	case policy.Grant:
 		return v.Key
 	case policy.Revocation:
@@ -733,6 +745,8 @@ func decode(e *event.Event) (any, error) {
 		return event.DecodeGrant(e.Payload)
 	case event.KindRevoke:
 		return event.DecodeRevoke(e.Payload)
+	case event.KindKMIPAttrs:
+		return event.DecodeKMIPAttrs(e.Payload)
 	}
 	return nil, fmt.Errorf("unknown event kind %d", e.Kind)
 }

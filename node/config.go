@@ -94,6 +94,9 @@ type Config struct {
 	// restricts the API's TLS to approved suites and groups (see
 	// CheckFIPS and the README's FIPS section).
 	FIPS bool `yaml:"fips"`
+	// KMIP configures the KMIP server (node/kmip.go); off unless
+	// kmip.listen is set.
+	KMIP KMIPConfig `yaml:"kmip"`
 	// PBKDF2Iterations overrides the passphrase iteration count at init
 	// (tests only; floor 1,000).
 	PBKDF2Iterations int `yaml:"-"`
@@ -162,6 +165,9 @@ func (c *Config) Validate() error {
 	if c.TokenTTL < 0 {
 		return fmt.Errorf("node: config: token_ttl must not be negative")
 	}
+	if err := c.KMIP.validate(); err != nil {
+		return err
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -216,6 +222,7 @@ func (c *Config) LoadEnv(getenv func(string) string) error {
 			*p = v
 		}
 	}
+	c.KMIP.loadEnv(getenv)
 	if v := getenv("KEYMESH_GENESIS"); v != "" {
 		c.Genesis = v
 	}

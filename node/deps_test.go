@@ -27,6 +27,10 @@ func TestDependencyDirection(t *testing.T) {
 	}{
 		{[]string{"kms/...", "vault/...", "policy/...", "event/...", "network/...", "internal/...", "mesh/...", "audit/...", "token/...", "kv", "gossip"},
 			[]string{"net/http", "github.com/gin-gonic/gin", "github.com/libp2p/", "github.com/dgraph-io/badger", mod + "node", mod + "p2p"}},
+		// The KMIP front door speaks TTLV only: no gin, libp2p, store
+		// engine, and the domain through its Backend interface.
+		{[]string{"kmip/..."},
+			[]string{"github.com/gin-gonic/gin", "github.com/libp2p/", "github.com/dgraph-io/badger", mod + "node", mod + "p2p", mod + "mesh", mod + "kv"}},
 		{[]string{"p2p/..."},
 			[]string{"github.com/gin-gonic/gin", "github.com/dgraph-io/badger", mod + "vault", mod + "policy", mod + "node", mod + "mesh"}},
 		{[]string{"node/client/...", "node/apiv1/..."},

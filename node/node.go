@@ -246,6 +246,7 @@ type Node struct {
 	registry *prometheus.Registry
 	id       identity
 	mesh     *memberHost
+	kmip     *kmipFront // node/kmip.go; nil unless configured
 
 	ln     net.Listener
 	srv    *http.Server
@@ -378,7 +379,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	}, []string{"op", "outcome"})
 	n.registry.MustRegister(items, decisions)
 	n.core = kms.New(kms.Config{
-		Vault: n.vault, Keys: n.mesh.member, Audit: n.audit, Reason: api.ErrorCode,
+		Vault: n.vault, Keys: n.mesh.member, Audit: n.audit, Reason: api.ErrorCode, KMIP: n.kmipObject,
 		OnDecision: func(op string, allowed bool) {
 			outcome := "deny"
 			if allowed {
@@ -406,6 +407,9 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 
 		EthNonces: ethNonces, // wallet nonces, durable in the node's store
 	})
+	if err := n.openKMIP(); err != nil {
+		return nil, err
+	}
 	ok = true
 	return n, nil
 }
@@ -508,7 +512,7 @@ func (n *Node) Listen() error {
 		return fmt.Errorf("node: listen %s: %w", n.cfg.Listen, err)
 	}
 	n.ln = ln
-	return nil
+	return n.listenKMIP()
 }
 
 // Addr returns the bound API address (after Listen).
@@ -562,6 +566,7 @@ func (n *Node) Serve(ctx context.Context) error {
 		}
 		errc <- err
 	}()
+	n.serveKMIP()
 	n.ready.Store(true)
 	n.logger.Info("keymeshd serving", "addr", n.Addr(), "node", n.id.NodeID, "org", n.id.Org, "tls", n.cfg.TLSCert != "")
 	var serveErr error
@@ -595,6 +600,7 @@ func (n *Node) Close() {
 }
 
 func (n *Node) closeAll() {
+	n.closeKMIP()
 	if n.mesh != nil {
 		n.mesh.close()
 	}

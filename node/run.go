@@ -37,6 +37,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer, logger *slog.Logger) er
 		n.Close()
 		return err
 	}
+	if a := n.KMIPAddr(); a != "" {
+		fmt.Fprintf(out, "keymeshd KMIP on %s\n", a)
+	}
 	if cfg.Dev {
 		tokenFile := AdminTokenFile(n.cfg.DataDir)
 		tok, err := os.ReadFile(tokenFile)

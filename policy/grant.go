@@ -74,7 +74,7 @@ func (g Grant) Validate() error {
 		return fmt.Errorf("%w %s: %w", ErrInvalidGrant, quote(g.ID), err)
 	}
 	if !g.Ops.valid() {
-		return fail("operations 0x%02x: want a non-empty set of encrypt and decrypt", uint8(g.Ops))
+		return fail("operations 0x%02x: want a non-empty set of encrypt, decrypt and export", uint8(g.Ops))
 	}
 	if !g.NotBefore.IsZero() && !g.NotAfter.IsZero() && !g.NotAfter.After(g.NotBefore) {
 		return fail("not-after %s is not after not-before %s",

@@ -13,12 +13,15 @@ type Op uint8
 const (
 	OpEncrypt Op = 1
 	OpDecrypt Op = 2
+	// OpExport lets a party receive a key's material (KMIP Get); only a
+	// key created exportable is ever exported.
+	OpExport Op = 3
 )
 
 // opNames is indexed by Op.
-var opNames = [...]string{OpEncrypt: "encrypt", OpDecrypt: "decrypt"}
+var opNames = [...]string{OpEncrypt: "encrypt", OpDecrypt: "decrypt", OpExport: "export"}
 
-// String returns "encrypt" or "decrypt", or "op(N)" for an unknown value.
+// String returns "encrypt", "decrypt" or "export", or "op(N)" for an unknown value.
 func (o Op) String() string {
 	if o.valid() {
 		return opNames[o]
@@ -26,16 +29,16 @@ func (o Op) String() string {
 	return "op(" + strconv.Itoa(int(o)) + ")"
 }
 
-func (o Op) valid() bool { return o == OpEncrypt || o == OpDecrypt }
+func (o Op) valid() bool { return o == OpEncrypt || o == OpDecrypt || o == OpExport }
 
-// ParseOp parses "encrypt" or "decrypt".
+// ParseOp parses "encrypt", "decrypt" or "export".
 func ParseOp(s string) (Op, error) {
 	for o, name := range opNames {
 		if name != "" && s == name {
 			return Op(o), nil
 		}
 	}
-	return 0, fmt.Errorf("policy: unknown operation %s (want encrypt or decrypt)", quote(s))
+	return 0, fmt.Errorf("policy: unknown operation %s (want encrypt, decrypt or export)", quote(s))
 }
 
 // MarshalText encodes o as its name.
@@ -57,14 +60,18 @@ func (o *Op) UnmarshalText(text []byte) error {
 }
 
 // Ops is a set of operations: bit 1<<op for each op in the set. Its bits
-// are persisted: OpsEncrypt is 2 and OpsDecrypt is 4, for ever.
+// are persisted: OpsEncrypt is 2, OpsDecrypt is 4 and OpsExport is 8, for ever.
 type Ops uint8
 
 // Sets of operations.
 const (
 	OpsEncrypt = Ops(1) << OpEncrypt
 	OpsDecrypt = Ops(1) << OpDecrypt
-	OpsAll     = OpsEncrypt | OpsDecrypt
+	OpsExport  = Ops(1) << OpExport
+	// OpsAll is encrypt and decrypt: the data operations. Export is
+	// granted only by name.
+	OpsAll   = OpsEncrypt | OpsDecrypt
+	opsKnown = OpsAll | OpsExport
 )
 
 // OpsOf returns the set of the given operations; unknown ones are ignored.
@@ -101,7 +108,7 @@ func ParseOps(s string) (Ops, error) {
 func (o Ops) Has(op Op) bool { return op.valid() && o&(1<<op) != 0 }
 
 // valid reports whether o is a non-empty set of known operations.
-func (o Ops) valid() bool { return o != 0 && o&^OpsAll == 0 }
+func (o Ops) valid() bool { return o != 0 && o&^opsKnown == 0 }
 
 // List returns the names of the operations in the set, in Op order; an
 // unknown bit b is listed as "op(b)".

@@ -33,7 +33,7 @@ func TestOpString(t *testing.T) {
 	for _, tt := range []struct {
 		op   Op
 		want string
-	}{{OpEncrypt, "encrypt"}, {OpDecrypt, "decrypt"}, {0, "op(0)"}, {3, "op(3)"}} {
+	}{{OpEncrypt, "encrypt"}, {OpDecrypt, "decrypt"}, {OpExport, "export"}, {0, "op(0)"}, {4, "op(4)"}} {
 		if got := tt.op.String(); got != tt.want {
 			t.Errorf("Op(%d).String() = %q, want %q", tt.op, got, tt.want)
 		}
@@ -116,7 +116,7 @@ func TestOps(t *testing.T) {
 			t.Errorf("Ops(%d).Has(decrypt) = %v, want %v", tt.ops, got, tt.dec)
 		}
 	}
-	for _, op := range []Op{0, 3, 7, 8, 255} {
+	for _, op := range []Op{0, 4, 7, 8, 255} {
 		if Ops(255).Has(op) {
 			t.Errorf("Ops(255).Has(%d) = true, want false", op)
 		}
@@ -168,5 +168,26 @@ func TestGrantJSONRoundTrip(t *testing.T) {
 	bad := bytes.Replace(b, []byte(`"eth:0xab`), []byte(`"eth:0xZZ`), 1)
 	if err := json.Unmarshal(bad, &out); !errors.Is(err, ErrInvalidParty) {
 		t.Errorf("json.Unmarshal(bad party) = %v, want ErrInvalidParty", err)
+	}
+}
+
+func TestOpsExport(t *testing.T) {
+	if OpsExport != 8 {
+		t.Fatalf("OpsExport = %d, want 8 (persisted)", OpsExport)
+	}
+	set, err := ParseOps("export,decrypt")
+	if err != nil || set != OpsExport|OpsDecrypt {
+		t.Fatalf(`ParseOps("export,decrypt") = %v, %v`, set, err)
+	}
+	if OpsAll.Has(OpExport) {
+		t.Fatal("OpsAll must not include export")
+	}
+	text, err := set.MarshalText()
+	if err != nil || string(text) != "decrypt,export" {
+		t.Fatalf("MarshalText = %q, %v", text, err)
+	}
+	var back Ops
+	if err := back.UnmarshalText(text); err != nil || back != set {
+		t.Fatalf("UnmarshalText(%q) = %v, %v", text, back, err)
 	}
 }

@@ -32,6 +32,7 @@ const (
 	KindFabric = "fabric"
 	KindEth    = "eth"
 	KindToken  = "token"
+	KindKMIP   = "kmip"
 )
 
 // AdminParty is the party of the node's admin token. It gets no data access
@@ -43,6 +44,7 @@ const (
 	maxOrgID       = 64
 	maxTokenName   = 64
 	maxFabricIdent = 512
+	maxKMIPSubject = 256
 	quoteLimit     = 80
 )
 
@@ -52,6 +54,8 @@ const (
 //	fabric:<OrgID>/<identity>  identity 1..512 bytes of UTF-8, no control characters
 //	eth:0x<40 hex digits>      lower case
 //	token:<name>               name = [a-z0-9][a-z0-9._-]{0,63}
+//	kmip:<subject>             a KMIP client certificate's subject common
+//	                           name, 1..256 bytes of UTF-8, no control characters
 //
 // Use [ParseParty] to obtain one from untrusted input.
 type Party string
@@ -63,7 +67,7 @@ type Party string
 func ParseParty(s string) (Party, error) {
 	kind, rest, ok := strings.Cut(s, ":")
 	if !ok {
-		return "", partyError(s, "missing kind (want org:, fabric:, eth: or token:)")
+		return "", partyError(s, "missing kind (want org:, fabric:, eth:, token: or kmip:)")
 	}
 	switch kind {
 	case KindOrg:
@@ -109,8 +113,13 @@ func ParseParty(s string) (Party, error) {
 			}
 		}
 		return Party(s), nil
+	case KindKMIP:
+		if why := checkText(rest, maxKMIPSubject); why != "" {
+			return "", partyError(s, "subject "+why)
+		}
+		return Party(s), nil
 	default:
-		return "", partyError(s, "unknown kind (want org:, fabric:, eth: or token:)")
+		return "", partyError(s, "unknown kind (want org:, fabric:, eth:, token: or kmip:)")
 	}
 }
 
@@ -136,12 +145,12 @@ func (p Party) Validate() error {
 	return nil
 }
 
-// Kind returns "org", "fabric", "eth" or "token", or "" if p has none of
+// Kind returns "org", "fabric", "eth", "token" or "kmip", or "" if p has none of
 // these prefixes.
 func (p Party) Kind() string {
 	kind, _, _ := strings.Cut(string(p), ":")
 	switch kind {
-	case KindOrg, KindFabric, KindEth, KindToken:
+	case KindOrg, KindFabric, KindEth, KindToken, KindKMIP:
 		return kind
 	}
 	return ""

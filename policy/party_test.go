@@ -27,6 +27,11 @@ func TestParseParty(t *testing.T) {
 		{name: "ok/token-admin", in: "token:admin", want: AdminParty, kind: "token"},
 		{name: "ok/token-punct", in: "token:0app.v2_x-y", want: "token:0app.v2_x-y", kind: "token"},
 		{name: "ok/token-64", in: "token:" + long(64), want: Party("token:" + long(64)), kind: "token"},
+		{name: "ok/kmip", in: "kmip:mongodb prod", want: "kmip:mongodb prod", kind: "kmip"},
+		{name: "ok/kmip-256", in: "kmip:" + long(256), want: Party("kmip:" + long(256)), kind: "kmip"},
+		{name: "fail/kmip-empty", in: "kmip:"},
+		{name: "fail/kmip-257", in: "kmip:" + long(257)},
+		{name: "fail/kmip-control", in: "kmip:a\nb"},
 
 		{name: "fail/empty", in: ""},
 		{name: "fail/no-kind", in: "Org1MSP"},

@@ -372,8 +372,14 @@ func TestDecideReasons(t *testing.T) {
 		{
 			name:  "fail/unknown-op",
 			steps: []step{g(grant("g1", ssn, app, OpsAll))},
-			p:     principal(app), op: 3,
-			want: Decision{Reason: "operation op(3) not granted"},
+			p:     principal(app), op: 4,
+			want: Decision{Reason: "operation op(4) not granted"},
+		},
+		{
+			name:  "fail/export-not-in-all",
+			steps: []step{g(grant("g1", ssn, app, OpsAll))},
+			p:     principal(app), op: OpExport,
+			want: Decision{Reason: "operation export not granted"},
 		},
 		{
 			name: "fail/revoked-grant-of-op-beats-op-not-granted",

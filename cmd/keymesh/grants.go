@@ -29,11 +29,11 @@ or fabric:<OrgID>/<identity>, eth:0x<address> or token:<name>, served by the
 		Args: exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(ops) == 0 {
-				return usagef("grant: --ops is required (encrypt, decrypt or encrypt,decrypt)")
+				return usagef("grant: --ops is required (encrypt, decrypt, export, or a comma-separated list)")
 			}
 			for _, op := range ops {
-				if op != "encrypt" && op != "decrypt" {
-					return usagef("grant: invalid operation %q in --ops: want encrypt or decrypt", op)
+				if op != "encrypt" && op != "decrypt" && op != "export" {
+					return usagef("grant: invalid operation %q in --ops: want encrypt, decrypt or export", op)
 				}
 			}
 			req := apiv1.CreateGrantRequest{Key: args[0], Party: args[1], Ops: ops, Custodian: custodian}
@@ -59,7 +59,7 @@ or fabric:<OrgID>/<identity>, eth:0x<address> or token:<name>, served by the
 		},
 	}
 	f := cmd.Flags()
-	f.StringSliceVar(&ops, "ops", nil, "operations to grant: encrypt, decrypt, or encrypt,decrypt")
+	f.StringSliceVar(&ops, "ops", nil, "operations to grant: encrypt, decrypt, export (KMIP Get of an exportable key), comma-separated")
 	f.StringVar(&from, "from", "", "start of the grant, RFC 3339 (default: now)")
 	f.StringVar(&until, "until", "", "end of the grant, RFC 3339 (default: none)")
 	f.StringVar(&custodian, "custodian", "", "org whose nodes serve a non-org party (default: this node's org)")

@@ -79,9 +79,13 @@ func newKeysListCmd(a *app) *cobra.Command {
 				keys = []apiv1.Key{}
 			}
 			return a.emit(apiv1.KeyList{Keys: keys}, func(w io.Writer) {
-				row(w, "NAME", "STATE", "OWNER", "LATEST", "MIN-DECRYPT", "OPTIONS", "CREATED")
+				row(w, "NAME", "STATE", "OWNER", "LATEST", "MIN-DECRYPT", "OPTIONS", "CREATED", "KMIP-UID", "KMIP-NAMES")
 				for _, k := range keys {
-					row(w, cell(k.Name), cell(k.State), cell(k.Owner), num(k.LatestVersion), num(k.MinDecryptionVersion), keyOptions(&k), tm(k.Created))
+					uid, names := "-", "-"
+					if k.KMIP != nil {
+						uid, names = cell(k.KMIP.UID), cell(strings.Join(k.KMIP.Names, ","))
+					}
+					row(w, cell(k.Name), cell(k.State), cell(k.Owner), num(k.LatestVersion), num(k.MinDecryptionVersion), keyOptions(&k), tm(k.Created), uid, names)
 				}
 			})
 		},
@@ -235,6 +239,9 @@ func keyOptions(k *apiv1.Key) string {
 	if k.Exportable {
 		opts = append(opts, "exportable")
 	}
+	if k.KMIP != nil {
+		opts = append(opts, "kmip")
+	}
 	if len(opts) == 0 {
 		return "-"
 	}
@@ -259,6 +266,11 @@ func keyTable(w io.Writer, k *apiv1.Key) {
 	row(w, "State:", cell(k.State))
 	row(w, "Deterministic:", yesNo(k.Deterministic))
 	row(w, "Exportable:", yesNo(k.Exportable))
+	if k.KMIP != nil {
+		row(w, "KMIP unique id:", cell(k.KMIP.UID))
+		row(w, "KMIP owner:", cell(k.KMIP.Owner))
+		row(w, "KMIP names:", cell(strings.Join(k.KMIP.Names, ", ")))
+	}
 	row(w, "Created:", tm(k.Created))
 	row(w, "Latest version:", num(k.LatestVersion))
 	row(w, "Min decryption version:", num(k.MinDecryptionVersion))

@@ -76,6 +76,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	p2pListen := fs.String("p2p-listen", "", "libp2p listen `multiaddrs`, comma-separated, of a mesh node (default /ip4/127.0.0.1/tcp/0)")
 	fips := fs.Bool("fips", false, "refuse to start unless running with GODEBUG=fips140=only (FIPS 140-3); restrict the API's TLS to approved suites and groups")
 	bootstrap := fs.String("bootstrap", "", "`multiaddrs`, comma-separated, to dial besides the genesis bootstrap list")
+	kmipListen := fs.String("kmip-listen", "", "KMIP server `address` (5696 by convention; off unless set)")
+	kmipCert := fs.String("kmip-cert", "", "KMIP server TLS certificate `file`")
+	kmipKey := fs.String("kmip-key", "", "KMIP server TLS key `file`")
+	kmipCAs := fs.String("kmip-client-ca", "", "CA certificate `files`, comma-separated, that KMIP client certificates must chain to")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -107,6 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		"passphrase-file": {&cfg.PassphraseFile, *passFile}, "master-key-file": {&cfg.MasterKeyFile, *keyFile},
 		"tls-cert": {&cfg.TLSCert, *tlsCert}, "tls-key": {&cfg.TLSKey, *tlsKey},
 		"log-level": {&cfg.LogLevel, *logLevel}, "log-format": {&cfg.LogFormat, *logFormat},
+		"kmip-listen": {&cfg.KMIP.Listen, *kmipListen}, "kmip-cert": {&cfg.KMIP.Cert, *kmipCert}, "kmip-key": {&cfg.KMIP.Key, *kmipKey},
 	}
 	for name, f := range strFlags {
 		if set[name] {
@@ -130,6 +135,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	if set["bootstrap"] {
 		cfg.Bootstrap = splitList(*bootstrap)
+	}
+	if set["kmip-client-ca"] {
+		cfg.KMIP.ClientCAs = splitList(*kmipCAs)
 	}
 	cfg.Defaults()
 	if err := cfg.Validate(); err != nil && (errors.Is(err, node.ErrFIPSMode) || !(cfg.Dev && cfg.DataDir == "")) {

@@ -22,6 +22,9 @@ import (
 func keyJSON(k kms.Key) apiv1.Key {
 	out := vaultKeyJSON(k.KeyInfo)
 	out.Holders, out.PendingAcks = k.Holders, k.PendingAcks
+	if k.KMIP != nil {
+		out.KMIP = &apiv1.KeyKMIP{UID: k.KMIP.UID, Owner: k.KMIP.Owner, Names: k.KMIP.Names}
+	}
 	return out
 }
 

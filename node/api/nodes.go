@@ -49,7 +49,6 @@ func networkStatusJSON(st member.Status) apiv1.NetworkStatus {
 	return out
 }
 
-
 func (s *Server) nodeIdentity(c *gin.Context) {
 	c.JSON(http.StatusOK, identityJSON(s.cfg.Mesh.Identity()))
 }

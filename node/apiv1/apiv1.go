@@ -152,6 +152,16 @@ type Key struct {
 	// EraseError, for a destroyed key, says why erasing it from this
 	// node's disk did not complete; the key is destroyed either way.
 	EraseError string `json:"erase_error,omitempty"`
+	// KMIP is set for a key managed over KMIP.
+	KMIP *KeyKMIP `json:"kmip,omitempty"`
+}
+
+// KeyKMIP is the KMIP side of a key: its KMIP Unique Identifier (the key
+// name), the kmip: party that created it and its KMIP Name attributes.
+type KeyKMIP struct {
+	UID   string   `json:"uid"`
+	Owner string   `json:"owner"`
+	Names []string `json:"names,omitempty"`
 }
 
 // KeyVersion describes one version of a key.

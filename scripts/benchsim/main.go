@@ -191,6 +191,9 @@ func waitFor(d time.Duration, what string, cond func() bool) time.Duration {
 }
 
 func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0 // -scale: a size the measuring of the previous one passed
+	}
 	s := slices.Clone(ds)
 	slices.Sort(s)
 	return s[min(len(s)-1, int(float64(len(s))*p))]
