@@ -94,6 +94,10 @@ type Config struct {
 	// restricts the API's TLS to approved suites and groups (see
 	// CheckFIPS and the README's FIPS section).
 	FIPS bool `yaml:"fips"`
+	// Clock is the node's wall clock for decisions, key activation,
+	// events and audit times (default time.Now); tests inject one. It is
+	// not configurable from a file.
+	Clock func() time.Time `yaml:"-"`
 	// KMIP configures the KMIP server (node/kmip.go); off unless
 	// kmip.listen is set.
 	KMIP KMIPConfig `yaml:"kmip"`
@@ -107,6 +111,9 @@ const DefaultListen = "127.0.0.1:8420"
 
 // Defaults fills unset fields.
 func (c *Config) Defaults() {
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
 	if c.Listen == "" {
 		c.Listen = DefaultListen
 	}

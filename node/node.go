@@ -304,6 +304,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		vault.WithGrace(cfg.RotationGrace),
 		vault.WithRotation(cfg.RotateAfter, vault.DefaultHardLimit),
 		vault.WithLogger(logger.With("component", "vault")),
+		vault.WithClock(cfg.Clock),
 	)
 	// The hook runs only once the mesh is open: a version cannot reach
 	// its threshold before the node serves.
@@ -354,7 +355,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n.audit, err = audit.Open(auditStore, audit.WithLogger(logger.With("component", "audit"))); err != nil {
+	if n.audit, err = audit.Open(auditStore, audit.WithLogger(logger.With("component", "audit")), audit.WithClock(cfg.Clock)); err != nil {
 		return nil, err
 	}
 	var fabricOpts []fabricid.Option
@@ -365,7 +366,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: fabric_msps: %w", err)
 	}
-	ethNonces, err := ethid.OpenStoreNonces(n.store, 0, 0, time.Now())
+	ethNonces, err := ethid.OpenStoreNonces(n.store, 0, 0, cfg.Clock())
 	if err != nil {
 		return nil, fmt.Errorf("node: %w", err)
 	}
@@ -379,7 +380,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	}, []string{"op", "outcome"})
 	n.registry.MustRegister(items, decisions)
 	n.core = kms.New(kms.Config{
-		Vault: n.vault, Keys: n.mesh.member, Audit: n.audit, Reason: api.ErrorCode, KMIP: n.kmipObject,
+		Vault: n.vault, Keys: n.mesh.member, Audit: n.audit, Reason: api.ErrorCode, KMIP: n.kmipObject, Clock: cfg.Clock,
 		OnDecision: func(op string, allowed bool) {
 			outcome := "deny"
 			if allowed {
@@ -404,6 +405,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		NotReady: func() error { return errors.Join(n.db.CheckSpace(), n.auditDB.CheckSpace()) },
 		Fabric:   fabric,
 		TokenTTL: cfg.TokenTTL,
+		Clock:    cfg.Clock,
 
 		EthNonces: ethNonces, // wallet nonces, durable in the node's store
 	})
@@ -666,6 +668,7 @@ func (n *Node) openMesh(g *network.Genesis) (*memberHost, error) {
 		OnVerdict: func(v mesh.Verdict, reason string) { events.WithLabelValues(v.String(), reason).Inc() },
 		Staleness: n.cfg.Staleness,
 		DepSettle: mesh.DefaultDepSettle,
+		Clock:     n.cfg.Clock,
 	})
 	if err != nil {
 		return nil, err
@@ -676,7 +679,7 @@ func (n *Node) openMesh(g *network.Genesis) (*memberHost, error) {
 	mn := &memberHost{log: log, sign: sign, cfg: n.cfg}
 	mn.member = member.New(member.Config{
 		Log: log, Vault: n.vault, Org: n.id.Org, PeerID: pid.String(), KEMKey: n.id.KEMKey,
-		Grace: n.cfg.RotationGrace, Publish: mn.publish, Network: mn.network, Logger: lg,
+		Grace: n.cfg.RotationGrace, Publish: mn.publish, Network: mn.network, Logger: lg, Clock: n.cfg.Clock,
 		OnFreshness: func(ages map[string]time.Duration) {
 			for org, age := range ages {
 				heard.WithLabelValues(org).Set(max(age.Seconds(), -1))

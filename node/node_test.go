@@ -276,3 +276,33 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestRotationActivatesOnTheClock: a rotated version activates when the
+// node's clock reaches its activation time, not before: on an injected
+// clock the test moves time instead of waiting for it.
+func TestRotationActivatesOnTheClock(t *testing.T) {
+	clk := nodetest.NewClock()
+	n := nodetest.Start(t, nodetest.WithClock(clk))
+	ctx := nodetest.Ctx(t)
+	n.CreateKeys(t, "demo/clock")
+	app := n.Client(t, "token:app")
+	n.Grant(t, "token:app", []string{"encrypt", "decrypt"}, "demo/clock")
+	if _, err := n.Admin.RotateKey(ctx, "demo/clock", apiv1.RotateKeyRequest{ActivateIn: "1h"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, v, err := app.EncryptValue(ctx, "demo/clock", []byte("x"), nil, ""); err != nil || v != 1 {
+		t.Fatalf("encrypt before the activation time = v%d, %v; want v1", v, err)
+	}
+	clk.Advance(time.Hour + time.Second)
+	env, v, err := app.EncryptValue(ctx, "demo/clock", []byte("y"), nil, "")
+	if err != nil || v != 2 {
+		t.Fatalf("encrypt after the activation time = v%d, %v; want v2", v, err)
+	}
+	if pt, err := app.DecryptValue(ctx, env, nil); err != nil || string(pt) != "y" {
+		t.Errorf("decrypt = %q, %v", pt, err)
+	}
+	entries, err := n.Admin.AuditTail(ctx, 1)
+	if err != nil || len(entries) != 1 || entries[0].Time.Before(clk.Now().Add(-time.Minute)) {
+		t.Errorf("the audit log does not keep the node's clock: %+v, %v", entries, err)
+	}
+}

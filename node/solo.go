@@ -132,7 +132,7 @@ func (n *Node) registerSolo(m *member.Member, g *network.Genesis) error {
 	if !g.IsAdmin(n.id.Org, [32]byte(admin.Public().(ed25519.PublicKey))) {
 		return nil // the key of another network, kept by the operator
 	}
-	now := time.Now()
+	now := n.cfg.Clock()
 	var current bool
 	m.Log().View(func(s *mesh.State) {
 		node, ok := s.Active(m.Log().Self(), now)

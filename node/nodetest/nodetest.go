@@ -12,9 +12,11 @@
 // uses only node's exported lifecycle (Init, Open, Listen, Serve, URL) and
 // the Go client, so it keeps working while the node's insides change.
 //
-// The node takes no injected clock, so nothing here sleeps for a fixed
-// time: Eventually polls a condition, bounded by time and by count.
-// Everything stops when the test ends.
+// Nothing here sleeps for a fixed time. A test that waits for time to pass
+// (a rotated version to activate, a grant to expire) gives the node a
+// Clock (WithClock) and advances it; a test that waits for the network
+// polls with Eventually, bounded by time and by count. Everything stops
+// when the test ends.
 package nodetest
 
 import (
@@ -85,6 +87,36 @@ func WithFabricCAs(cas ...*fabricidtest.CA) Option {
 // WithoutRegistration leaves a mesh node unregistered (the test registers
 // it itself, e.g. through the CLI).
 func WithoutRegistration() Option { return func(o *options) { o.noRegister = true } }
+
+// Clock is a test clock a node runs on (WithClock): it starts at the real
+// time and moves only when the test advances it. Safe for concurrent use.
+type Clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+// NewClock returns a clock at the current time.
+func NewClock() *Clock { return &Clock{t: time.Now()} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// WithClock runs the node on c for its decisions, key activation, events
+// and audit times (node.Config.Clock); its network traffic keeps real time.
+func WithClock(c *Clock) Option {
+	return WithConfig(func(cfg *node.Config) { cfg.Clock = c.Now })
+}
 
 // WithLogger gives the node a logger (default: discard).
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
