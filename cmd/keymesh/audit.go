@@ -76,10 +76,10 @@ func newAuditVerifyCmd(a *app) *cobra.Command {
 
 keymesh starts a verification job on the daemon (POST /v1/audit/verify/jobs)
 and polls it every --interval, printing to stderr how many entries it has
-checked so far, until the job ends; it gives up (exit 1) after --timeout.
-The job goes on in the daemon when keymesh gives up or is interrupted; a
-later 'keymesh audit verify' follows the job still running. It then prints
-the result, the same as with --sync.
+checked so far. When the job ends, keymesh prints its result as --sync
+would (the same table or JSON). It gives up (exit 1) after --timeout; the
+job goes on in the daemon then, or when keymesh is interrupted, and a later
+'keymesh audit verify' follows the job still running.
 
 --sync verifies within one request (POST /v1/audit/verify) instead, without
 progress; a log of millions of entries may outlast the daemon's request
