@@ -143,6 +143,9 @@ func (a *app) verifyJob(ctx context.Context, c *client.Client, interval, timeout
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	j, err := c.StartAuditVerifyJob(ctx)
+	if client.IsCode(err, apiv1.CodeNotFound) {
+		return nil, fmt.Errorf("%w (a keymeshd without verification jobs? use --sync)", err)
+	}
 	if err != nil {
 		return nil, timedOut(ctx, err, "", 0, timeout)
 	}
@@ -172,7 +175,9 @@ func (a *app) verifyJob(ctx context.Context, c *client.Client, interval, timeout
 			return nil, timedOut(ctx, ctx.Err(), id, j.Checked, timeout)
 		case <-tick.C:
 		}
-		if j, err = c.AuditVerifyJob(ctx, id); err != nil {
+		if j, err = c.AuditVerifyJob(ctx, id); client.IsCode(err, apiv1.CodeNotFound) {
+			return nil, fmt.Errorf("%w: job %s (the daemon restarted, or another verification replaced it; run again)", err, cell(id))
+		} else if err != nil {
 			return nil, timedOut(ctx, err, id, reported, timeout)
 		}
 	}

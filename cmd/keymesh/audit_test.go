@@ -160,6 +160,20 @@ func TestAuditVerifyJobEnds(t *testing.T) {
 		t.Errorf("audit verify polled %d times in 200ms at 10ms intervals", polls)
 	}
 
+	old := newFakeDaemon(t, map[string]reply{"POST /v1/audit/verify": {body: `{"ok":true,"entries":10,"head":"abcd"}`}})
+	r = runCLI(t, withDaemon(old), "", "audit", "verify")
+	if r.code != exitFailure || r.stderr != "keymesh: not_found: no such route (a keymeshd without verification jobs? use --sync)\n" {
+		t.Errorf("audit verify on a daemon without jobs = exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	gone := newFakeDaemon(t, map[string]reply{
+		"POST /v1/audit/verify/jobs": {status: 202, body: `{"id":"1","state":"running","checked":0,"started_at":"2026-03-01T12:00:00Z"}`},
+	})
+	r = runCLI(t, withDaemon(gone), "", "audit", "verify", "--interval", "1ms")
+	if r.code != exitFailure || !strings.HasSuffix(r.stderr, "keymesh: not_found: no such route: job 1 (the daemon restarted, or another verification replaced it; run again)\n") {
+		t.Errorf("audit verify of a vanished job = exit %d, stderr %q", r.code, r.stderr)
+	}
+
 	for _, args := range [][]string{{"--interval", "0s"}, {"--timeout", "-1s"}, {"--interval", "soon"}} {
 		r := runCLI(t, withDaemon(running), "", append([]string{"audit", "verify"}, args...)...)
 		if r.code != exitUsage {
