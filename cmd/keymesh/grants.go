@@ -98,35 +98,67 @@ read was shared with it, and a revocation cannot take that back.`,
 }
 
 func newGrantsCmd(a *app) *cobra.Command {
+	var page pageFlags
 	list := &cobra.Command{
-		Use:   "list [KEY]",
+		Use:   "list [KEY] [--limit N] [--after CURSOR]",
 		Short: "List the grants on KEY, or every grant",
-		Args:  nArgs(0, 1),
+		Long: `List the grants on KEY, or every grant, in (key, party, issue time) order.
+
+Without --limit, keymesh follows every page of the listing and prints every
+grant (after the cursor --after, when given). With --limit N it prints one
+page of at most N grants and, when more follow, the cursor of the next page:
+a last line "next: --after CURSOR" in a table, the "next" field with -o json.
+The cursor is opaque: pass it back as it is, with the same KEY.`,
+		Example: `  keymesh grants list demo/ssn
+  keymesh grants list --limit 100
+  keymesh grants list --limit 100 --after <next of the previous page>`,
+		Args: nArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			key := ""
 			if len(args) == 1 {
 				key = args[0]
 			}
+			onePage, err := page.check(cmd)
+			if err != nil {
+				return err
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			grants, err := c.ListGrants(cmd.Context(), key)
-			if err != nil {
-				return err
+			var out apiv1.GrantList
+			if onePage {
+				p, err := c.ListGrantsPage(cmd.Context(), key, page.after, page.limit)
+				if err != nil {
+					return err
+				}
+				out = *p
+			} else {
+				out.Grants, err = follow(page.after, func(after string) ([]apiv1.Grant, string, error) {
+					p, err := c.ListGrantsPage(cmd.Context(), key, after, 0)
+					if err != nil {
+						return nil, "", err
+					}
+					return p.Grants, p.Next, nil
+				})
+				if err != nil {
+					return err
+				}
 			}
-			if grants == nil {
-				grants = []apiv1.Grant{}
+			if out.Grants == nil {
+				out.Grants = []apiv1.Grant{}
 			}
-			return a.emit(apiv1.GrantList{Grants: grants}, func(w io.Writer) {
+			return a.emit(out, func(w io.Writer) {
 				row(w, "ID", "KEY", "PARTY", "OPS", "STATUS", "NOT-BEFORE", "NOT-AFTER", "CUSTODIAN", "ISSUER")
-				for _, g := range grants {
+				for _, g := range out.Grants {
 					row(w, cell(g.ID), cell(g.Key), cell(g.Party), cells(g.Ops), cell(g.Status),
 						tmp(g.NotBefore, "-"), tmp(g.NotAfter, "-"), cell(g.Custodian), cell(g.Issuer))
 				}
+				nextLine(w, out.Next)
 			})
 		},
 	}
+	page.add(list, "start after `CURSOR`, the \"next\" of a previous page")
 	return newGroupCmd("grants", "Inspect grants (admin)", list)
 }
 

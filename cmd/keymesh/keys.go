@@ -62,34 +62,66 @@ exported. Both are fixed for the life of the key.`,
 }
 
 func newKeysListCmd(a *app) *cobra.Command {
-	return &cobra.Command{
-		Use:   "list",
+	var page pageFlags
+	cmd := &cobra.Command{
+		Use:   "list [--limit N] [--after NAME]",
 		Short: "List keys",
-		Args:  exactArgs(0),
+		Long: `List keys in name order.
+
+Without --limit, keymesh follows every page of the listing and prints every
+key (after the key named --after, when given). With --limit N it prints one
+page of at most N keys and, when more follow, the cursor of the next page:
+a last line "next: --after NAME" in a table, the "next" field with -o json.`,
+		Example: `  keymesh keys list
+  keymesh keys list --limit 100
+  keymesh keys list --limit 100 --after demo/ssn`,
+		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			onePage, err := page.check(cmd)
+			if err != nil {
+				return err
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			keys, err := c.ListKeys(cmd.Context())
-			if err != nil {
-				return err
+			var out apiv1.KeyList
+			if onePage {
+				p, err := c.ListKeysPage(cmd.Context(), page.after, page.limit)
+				if err != nil {
+					return err
+				}
+				out = *p
+			} else {
+				out.Keys, err = follow(page.after, func(after string) ([]apiv1.Key, string, error) {
+					p, err := c.ListKeysPage(cmd.Context(), after, 0)
+					if err != nil {
+						return nil, "", err
+					}
+					return p.Keys, p.Next, nil
+				})
+				if err != nil {
+					return err
+				}
 			}
-			if keys == nil {
-				keys = []apiv1.Key{}
+			if out.Keys == nil {
+				out.Keys = []apiv1.Key{}
 			}
-			return a.emit(apiv1.KeyList{Keys: keys}, func(w io.Writer) {
+			return a.emit(out, func(w io.Writer) {
 				row(w, "NAME", "STATE", "OWNER", "LATEST", "MIN-DECRYPT", "OPTIONS", "CREATED", "KMIP-UID", "KMIP-NAMES")
-				for _, k := range keys {
+				for _, k := range out.Keys {
 					uid, names := "-", "-"
 					if k.KMIP != nil {
 						uid, names = cell(k.KMIP.UID), cell(strings.Join(k.KMIP.Names, ","))
 					}
 					row(w, cell(k.Name), cell(k.State), cell(k.Owner), num(k.LatestVersion), num(k.MinDecryptionVersion), keyOptions(&k), tm(k.Created), uid, names)
 				}
+				nextLine(w, out.Next)
 			})
 		},
 	}
+	page.add(cmd, "start after the key named `NAME` (the \"next\" of a previous page)")
+	return cmd
 }
 
 func newKeysShowCmd(a *app) *cobra.Command {

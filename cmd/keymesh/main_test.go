@@ -457,17 +457,21 @@ func TestTokenCreate(t *testing.T) {
 	}
 }
 
+// TestAuditVerify: --sync verifies through POST /v1/audit/verify alone.
 func TestAuditVerify(t *testing.T) {
 	t.Parallel()
 	ok := newFakeDaemon(t, map[string]reply{"POST /v1/audit/verify": {body: `{"ok":true,"entries":10,"head":"abcd"}`}})
-	res := runCLI(t, withDaemon(ok), "", "audit", "verify")
+	res := runCLI(t, withDaemon(ok), "", "audit", "verify", "--sync")
 	if res.code != 0 || !strings.Contains(res.stdout, "OK") {
-		t.Errorf("audit verify (ok) = exit %d, stdout %q", res.code, res.stdout)
+		t.Errorf("audit verify --sync (ok) = exit %d, stdout %q", res.code, res.stdout)
+	}
+	if reqs := ok.requests(); len(reqs) != 1 || reqs[0].Method != "POST" || reqs[0].Path != "/v1/audit/verify" {
+		t.Errorf("audit verify --sync sent %+v, want POST /v1/audit/verify only", reqs)
 	}
 
 	broken := newFakeDaemon(t, map[string]reply{"POST /v1/audit/verify": {body: `{"ok":false,"entries":10,"head":"abcd","seq":4,"reason":"hash mismatch"}`}})
 	for _, output := range []string{"table", "json"} {
-		res := runCLI(t, withDaemon(broken), "", "audit", "verify", "-o", output)
+		res := runCLI(t, withDaemon(broken), "", "audit", "verify", "--sync", "-o", output)
 		if res.code != exitFailure || !strings.Contains(res.stderr, "broken at entry 4: hash mismatch") {
 			t.Errorf("audit verify -o %s (broken) = exit %d, stderr %q; want exit 1", output, res.code, res.stderr)
 		}
