@@ -343,6 +343,8 @@ type Vault struct {
 	opts     options
 	sealerID envelope.SealerID
 
+	epoch uint64 // counts epoch of this open (counts.go)
+
 	mu        sync.RWMutex
 	rings     map[string]*ring
 	closed    bool
@@ -397,8 +399,11 @@ type versionRecord struct {
 	// reach only the remaining holders.
 	NotHeld bool `json:"not_held,omitempty"`
 	// Used is the exact encryption count at a clean shutdown, for display
-	// only (counts.go); cleared when the vault opens.
-	Used *uint64 `json:"used,omitempty"`
+	// only (counts.go), saved in counts epoch UsedEpoch: trusted only while
+	// that epoch is the one marked clean (0: saved before epochs, cleared
+	// when the vault opens).
+	Used      *uint64 `json:"used,omitempty"`
+	UsedEpoch uint64  `json:"used_epoch,omitempty"`
 }
 
 func recordKey(name string) []byte { return []byte("vault/key/" + name) }
@@ -485,8 +490,16 @@ func (v *Vault) Authenticate(store kv.Store) *kv.Authenticated {
 
 func (v *Vault) load() error {
 	var recs, cleared []keyRecord
+	epoch, err := v.readCountsEpoch()
+	if err != nil {
+		return err
+	}
+	clean := uint64(0)
+	if epoch.Clean {
+		clean = epoch.Epoch
+	}
 	referenced := map[uint32]bool{}
-	err := v.store.Scan([]byte("vault/key/"), func(k, val []byte) error {
+	err = v.store.Scan([]byte("vault/key/"), func(k, val []byte) error {
 		var rec keyRecord
 		if err := json.Unmarshal(val, &rec); err != nil {
 			return fmt.Errorf("vault: decode key record %q: %w", k, err)
@@ -517,7 +530,7 @@ func (v *Vault) load() error {
 			}
 			r.versions = append(r.versions, ver)
 		}
-		if v.loadCounts(r) {
+		if v.loadCounts(r, clean) {
 			cleared = append(cleared, r.rec)
 		}
 		v.rings[rec.Name] = r
@@ -526,6 +539,12 @@ func (v *Vault) load() error {
 		if err := v.persistRecords(chunk); err != nil {
 			return err
 		}
+	}
+	// A new epoch, not clean: until SaveCounts, a crash leaves no counts to
+	// trust.
+	v.epoch = epoch.Epoch + 1
+	if err := v.writeCountsEpoch(countsEpoch{Epoch: v.epoch}); err != nil {
+		return err
 	}
 	// Salts no held version uses: a destroy or forget whose erase did not
 	// finish, or an allocation whose store write failed. Erase them now.
