@@ -365,9 +365,18 @@ type version struct {
 	n          uint32
 	created    time.Time
 	activateAt time.Time
-	sealer     *envelope.Sealer // nil once destroyed
-	count      atomic.Uint64
-	reserved   atomic.Uint64
+	// held: this node holds the version's material (wrapped in the store).
+	// Set when the version is made or loaded, cleared (under the ring's
+	// write lock) when it is destroyed, forgotten or replaced.
+	held bool
+	// sealer is the unwrapped material: nil until the version is first
+	// used (sealerOf; Open unwraps nothing), and again once not held.
+	// Stored under unwrapMu with the ring's lock held (read or write),
+	// cleared under the ring's write lock.
+	sealer   atomic.Pointer[envelope.Sealer]
+	unwrapMu sync.Mutex // serialises the first unwrap
+	count    atomic.Uint64
+	reserved atomic.Uint64
 	// shownBase and startCount give the count shown to operators
 	// (counts.go): shownBase + count - startCount.
 	shownBase, startCount uint64
@@ -516,24 +525,16 @@ func (v *Vault) load() error {
 			ver := &version{n: vr.Version, created: vr.Created, activateAt: vr.ActivateAt}
 			ver.count.Store(vr.Reserved)
 			ver.reserved.Store(vr.Reserved)
-			if !vr.Destroyed && !vr.NotHeld && rec.State != StateDestroyed {
-				wrapped, err := v.store.Get(materialKey(rec.Name, vr.Version))
-				if err != nil {
-					return fmt.Errorf("vault: load %q version %d: %w", rec.Name, vr.Version, err)
-				}
-				s, err := v.unwrap(rec.Name, vr.Version, wrapped)
-				if err != nil {
-					return err
-				}
-				ver.sealer = s
-				referenced[binary.BigEndian.Uint32(wrapped)] = true
-			}
+			ver.held = !vr.Destroyed && !vr.NotHeld && rec.State != StateDestroyed
 			r.versions = append(r.versions, ver)
 		}
 		if v.loadCounts(r, clean) {
 			cleared = append(cleared, r.rec)
 		}
 		v.rings[rec.Name] = r
+	}
+	if err := v.loadMaterial(referenced); err != nil {
+		return err
 	}
 	for chunk := range slices.Chunk(cleared, countsBatch) {
 		if err := v.persistRecords(chunk); err != nil {
@@ -556,6 +557,98 @@ func (v *Vault) load() error {
 	}
 	v.opts.logger.Info("vault unsealed", "keys", len(recs))
 	return nil
+}
+
+// loadMaterial checks, in one scan of the wrapped versions, that every
+// held version has its wrapped material in the store and its salt in the
+// key table, and notes the slots they use in referenced. It unwraps
+// nothing: a version is unwrapped on first use (sealerOf), so Open's cost
+// per key is a record decode and a tag check, and material a node never
+// uses is never in its memory. v.rings is being built by load.
+func (v *Vault) loadMaterial(referenced map[uint32]bool) error {
+	prefix := []byte("vault/mat/")
+	found := 0
+	err := v.store.Scan(prefix, func(k, wrapped []byte) error {
+		rest := k[len(prefix):]
+		if len(rest) < 5 || rest[len(rest)-5] != '/' {
+			return fmt.Errorf("vault: stored key material %q: malformed name", k)
+		}
+		name, n := string(rest[:len(rest)-5]), binary.BigEndian.Uint32(rest[len(rest)-4:])
+		r := v.rings[name]
+		if r == nil || n < 1 || int(n) > len(r.versions) || !r.versions[n-1].held {
+			return nil // not held: ignored, as before (its slot is erased below)
+		}
+		if len(wrapped) < 4 {
+			return fmt.Errorf("vault: load %q version %d: stored key does not authenticate", name, n)
+		}
+		slot := binary.BigEndian.Uint32(wrapped)
+		salt, ok := v.table.salt(slot, name, n)
+		if !ok {
+			return fmt.Errorf("vault: unwrap %q version %d: its wrapping salt is not in the key table (erased by a destroy, or the key table was lost or replaced)", name, n)
+		}
+		clear(salt)
+		referenced[slot] = true
+		found++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("vault: load key material: %w", err)
+	}
+	held := 0
+	for _, r := range v.rings {
+		for _, ver := range r.versions {
+			if ver.held {
+				held++
+			}
+		}
+	}
+	if found == held {
+		return nil
+	}
+	for name, r := range v.rings {
+		for _, ver := range r.versions {
+			if ver.held {
+				if _, err := v.store.Get(materialKey(name, ver.n)); err != nil {
+					return fmt.Errorf("vault: load %q version %d: %w", name, ver.n, err)
+				}
+			}
+		}
+	}
+	return fmt.Errorf("vault: load key material: %d of %d held versions found", found, held)
+}
+
+// sealerOf returns ver's sealer, unwrapping the version from the store on
+// its first use; the material is cleared once the sealer holds it. The
+// caller holds r.mu (read or write) and has checked ver.held.
+func (v *Vault) sealerOf(name string, ver *version) (*envelope.Sealer, error) {
+	if s := ver.sealer.Load(); s != nil {
+		return s, nil
+	}
+	ver.unwrapMu.Lock()
+	defer ver.unwrapMu.Unlock()
+	if s := ver.sealer.Load(); s != nil {
+		return s, nil
+	}
+	material, err := v.material(name, ver.n)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(material)
+	s, err := envelope.NewSealer(material)
+	if err != nil {
+		return nil, err
+	}
+	ver.sealer.Store(s)
+	return s, nil
+}
+
+// drop clears ver's sealer, if unwrapped, and marks it not held. The
+// caller holds the ring's write lock.
+func (ver *version) drop() {
+	ver.held = false
+	if s := ver.sealer.Swap(nil); s != nil {
+		s.Destroy()
+	}
 }
 
 // wrapAAD binds a wrapped version to its key name and version.
@@ -622,15 +715,6 @@ func (v *Vault) unwrapMaterial(name string, ver uint32, wrapped []byte) ([]byte,
 	return material, nil
 }
 
-func (v *Vault) unwrap(name string, ver uint32, wrapped []byte) (*envelope.Sealer, error) {
-	material, err := v.unwrapMaterial(name, ver, wrapped)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(material)
-	return envelope.NewSealer(material)
-}
-
 // Close clears every key from memory. The store is the caller's to close.
 func (v *Vault) Close() {
 	v.mu.Lock()
@@ -638,10 +722,7 @@ func (v *Vault) Close() {
 	for _, r := range v.rings {
 		r.mu.Lock()
 		for _, ver := range r.versions {
-			if ver.sealer != nil {
-				ver.sealer.Destroy()
-				ver.sealer = nil
-			}
+			ver.drop()
 		}
 		r.mu.Unlock()
 	}
