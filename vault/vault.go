@@ -467,15 +467,26 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 			return nil, err
 		}
 	}
-	if err := errors.Join(auth.VerifyAll(), auth.VerifySummaries()); err != nil {
-		v.Close()
-		return nil, fmt.Errorf("vault: refusing to open a damaged store: %w", err)
+	// Every record's tag and the summaries are checked while load reads
+	// the keys (on another core: both are linear in the store); load
+	// waits for the verdict before it writes anything, and a damaged
+	// store is refused whatever load found.
+	verdict := make(chan error, 1)
+	go func() { verdict <- errors.Join(auth.VerifyAll(), auth.VerifySummaries()) }()
+	verified := sync.OnceValue(func() error {
+		if err := <-verdict; err != nil {
+			return fmt.Errorf("vault: refusing to open a damaged store: %w", err)
+		}
+		return nil
+	})
+	err = v.load(verified)
+	if verr := verified(); verr != nil {
+		err = verr
 	}
-	if v.sealerID, err = v.loadSealerID(); err != nil {
-		v.Close()
-		return nil, err
+	if err == nil {
+		v.sealerID, err = v.loadSealerID()
 	}
-	if err := v.load(); err != nil {
+	if err != nil {
 		v.Close()
 		return nil, err
 	}
@@ -497,7 +508,11 @@ func (v *Vault) Authenticate(store kv.Store) *kv.Authenticated {
 	return kv.NewAuthenticated(store, v.sub, nil, nil)
 }
 
-func (v *Vault) load() error {
+// load reads every key record and checks the held versions' material;
+// once verified (Open's check of the whole store) passes, it writes what
+// opening writes (cleared legacy counts, the counts epoch) and erases
+// unused key-table slots.
+func (v *Vault) load(verified func() error) error {
 	var recs, cleared []keyRecord
 	epoch, err := v.readCountsEpoch()
 	if err != nil {
@@ -534,6 +549,11 @@ func (v *Vault) load() error {
 		v.rings[rec.Name] = r
 	}
 	if err := v.loadMaterial(referenced); err != nil {
+		return err
+	}
+	// Nothing is written, nor a salt erased, on the word of a store that
+	// may be damaged (a removed key record would look unreferenced).
+	if err := verified(); err != nil {
 		return err
 	}
 	for chunk := range slices.Chunk(cleared, countsBatch) {
