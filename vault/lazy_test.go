@@ -1,7 +1,9 @@
 package vault
 
 import (
+	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -95,5 +97,47 @@ func TestVault_OpenChecksMaterial(t *testing.T) {
 	_, err := Open(store, MasterKey(testMaster))
 	if err == nil || !strings.Contains(err.Error(), `"demo/k" version 1`) {
 		t.Fatalf("Open without the material = %v, want a refusal naming the version", err)
+	}
+}
+
+// TestVault_LegacySavedCounts: counts a build before counts epochs saved
+// (no epoch, no epoch record) are shown once and cleared at Open, so a
+// crash after that shows the lease again.
+func TestVault_LegacySavedCounts(t *testing.T) {
+	store := kv.NewMem()
+	v := openVault(t, store, WithCountLease(1000))
+	if _, err := create(v, "demo/k", CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		encrypt(t, v, EncryptInput{Key: "demo/k"})
+	}
+	if err := v.SaveCounts(); err != nil {
+		t.Fatal(err)
+	}
+	r, _ := v.ring("demo/k")
+	rec := r.rec
+	rec.Versions = slices.Clone(rec.Versions)
+	rec.Versions[0].UsedEpoch = 0
+	b, _ := json.Marshal(rec)
+	auth := v.Store()
+	v.Close()
+	if err := auth.Update(func(tx kv.Txn) error {
+		if err := tx.Set(recordKey("demo/k"), b); err != nil {
+			return err
+		}
+		return tx.Delete(countsKey)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	v2 := openVault(t, store, WithCountLease(1000))
+	if ki, _ := v2.Get("demo/k"); ki.Versions[0].Encryptions != 3 {
+		t.Fatalf("shown count from a legacy save = %d, want 3", ki.Versions[0].Encryptions)
+	}
+	v2.Close() // a crash: no SaveCounts
+	v3 := openVault(t, store, WithCountLease(1000))
+	defer v3.Close()
+	if ki, _ := v3.Get("demo/k"); ki.Versions[0].Encryptions < 1000 {
+		t.Fatalf("shown count after a crash = %d, want the lease", ki.Versions[0].Encryptions)
 	}
 }
