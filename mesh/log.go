@@ -1,6 +1,7 @@
 package mesh
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ed25519"
 	"encoding/binary"
@@ -316,43 +317,31 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 		forkHints: map[network.NodeKey]uint64{},
 	}
 	copy(l.self[:], priv.Public().(ed25519.PublicKey))
-	// Keys are issuer || seq, so a scan yields every chain in order.
-	err := store.Scan(evPrefix, func(k, v []byte) error {
-		ev, err := event.Parse(v)
-		if errors.Is(err, event.ErrOldFormat) {
-			return ErrOldLog
-		}
-		if err != nil {
-			return fmt.Errorf("stored event %x: %w", k, err)
-		}
-		p, err := decode(ev)
-		if err != nil {
-			return fmt.Errorf("stored event %x: %w", k, err)
-		}
-		e := &entry{ev: ev, payload: p, size: len(v), id: ev.ID()}
-		if name := wrapKey(p); name != "" {
-			for _, d := range wrapDigests(p) {
-				blob, err := store.Get(attKey(name, d))
-				if err == nil {
-					ev.Attachments = append(ev.Attachments, blob)
-				} else if !errors.Is(err, kv.ErrNotFound) {
-					return fmt.Errorf("load attachment: %w", err)
-				}
+	// Keys are issuer || seq, so a scan yields every chain in order. The
+	// scan gathers stored events in batches; each batch is parsed and
+	// decoded (with its attachments read) on every core, then applied in
+	// order.
+	var batch []loadItem
+	apply := func() error {
+		loadEvents(store, batch)
+		for i := range batch {
+			if err := l.loadOne(&batch[i]); err != nil {
+				return err
 			}
 		}
-		c := l.chains[ev.Issuer]
-		if c == nil {
-			c = &chain{}
-			l.chains[ev.Issuer] = c
-		}
-		if ev.Seq != uint64(len(c.events))+1 {
-			return fmt.Errorf("stored chain of %s has a gap at %d", ev.Issuer, ev.Seq)
-		}
-		c.events = append(c.events, e)
-		l.height++
-		l.state.apply(e)
+		batch = batch[:0]
 		return nil
+	}
+	err := store.Scan(evPrefix, func(k, v []byte) error {
+		batch = append(batch, loadItem{k: bytes.Clone(k), v: bytes.Clone(v)})
+		if len(batch) < loadBatch {
+			return nil
+		}
+		return apply()
 	})
+	if err == nil {
+		err = apply()
+	}
 	if errors.Is(err, ErrOldLog) {
 		return nil, ErrOldLog
 	}
@@ -386,6 +375,83 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 	l.publishPolicy()
 	l.prune()
 	return l, nil
+}
+
+// loadBatch is how many stored events OpenLog parses at once.
+const loadBatch = 1024
+
+// loadItem is one stored event being loaded: its store key and bytes,
+// then what loadEvents made of them.
+type loadItem struct {
+	k, v []byte
+	e    *entry
+	err  error
+}
+
+// loadEvents parses and decodes every item of batch, and reads its
+// attachments, on every core. What it does per item needs nothing of the
+// log; loadOne applies the items in order.
+func loadEvents(store kv.Store, batch []loadItem) {
+	workers := min(runtime.GOMAXPROCS(0), (len(batch)+63)/64)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(batch); i += workers {
+				batch[i].e, batch[i].err = loadEvent(store, batch[i].k, batch[i].v)
+				batch[i].v = nil
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func loadEvent(store kv.Store, k, v []byte) (*entry, error) {
+	ev, err := event.Parse(v)
+	if errors.Is(err, event.ErrOldFormat) {
+		return nil, ErrOldLog
+	}
+	if err != nil {
+		return nil, fmt.Errorf("stored event %x: %w", k, err)
+	}
+	p, err := decode(ev)
+	if err != nil {
+		return nil, fmt.Errorf("stored event %x: %w", k, err)
+	}
+	e := &entry{ev: ev, payload: p, size: len(v), id: ev.ID()}
+	if name := wrapKey(p); name != "" {
+		for _, d := range wrapDigests(p) {
+			blob, err := store.Get(attKey(name, d))
+			if err == nil {
+				ev.Attachments = append(ev.Attachments, blob)
+			} else if !errors.Is(err, kv.ErrNotFound) {
+				return nil, fmt.Errorf("load attachment: %w", err)
+			}
+		}
+	}
+	return e, nil
+}
+
+// loadOne appends a loaded event to its chain and applies it (OpenLog,
+// in store order).
+func (l *Log) loadOne(it *loadItem) error {
+	if it.err != nil {
+		return it.err
+	}
+	e, ev := it.e, it.e.ev
+	c := l.chains[ev.Issuer]
+	if c == nil {
+		c = &chain{}
+		l.chains[ev.Issuer] = c
+	}
+	if ev.Seq != uint64(len(c.events))+1 {
+		return fmt.Errorf("stored chain of %s has a gap at %d", ev.Issuer, ev.Seq)
+	}
+	c.events = append(c.events, e)
+	l.height++
+	l.state.apply(e)
+	return nil
 }
 
 func (l *Log) publishPolicy() { l.policy.Store(l.state.Policy) }

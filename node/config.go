@@ -89,6 +89,9 @@ type Config struct {
 	// unless DataDir is set (reused if it exists), initialised on first
 	// start, with the admin token written to <data>/admin.token.
 	Dev bool `yaml:"dev"`
+	// OnReady, if set, is called once when the node starts serving (not
+	// from the config file: cmd/keymeshd applies its memory limit then).
+	OnReady func() `yaml:"-"`
 	// FIPS makes keymeshd refuse to start unless the Go Cryptographic
 	// Module runs in FIPS 140-only mode (GODEBUG=fips140=only), and
 	// restricts the API's TLS to approved suites and groups (see

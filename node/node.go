@@ -570,6 +570,9 @@ func (n *Node) Serve(ctx context.Context) error {
 	}()
 	n.serveKMIP()
 	n.ready.Store(true)
+	if n.cfg.OnReady != nil {
+		n.cfg.OnReady()
+	}
 	n.logger.Info("keymeshd serving", "addr", n.Addr(), "node", n.id.NodeID, "org", n.id.Org, "tls", n.cfg.TLSCert != "")
 	var serveErr error
 	select {

@@ -2,6 +2,7 @@ package vault
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -15,8 +16,49 @@ import (
 // What operators see (VersionInfo.Encryptions) should be the real count:
 // SaveCounts, called on a clean shutdown, writes each version's exact
 // count to its record (versionRecord.Used); the next Open shows that count
-// plus what was encrypted since, and clears Used at once, so that after a
-// later crash the shown count falls back to the lease, an upper bound.
+// plus what was encrypted since; after a later crash the shown count
+// falls back to the lease, an upper bound.
+//
+// Open does not rewrite every key record to clear Used (that was a second
+// write of every record at each start: 100k records, seconds). Each open
+// of the vault is an epoch (countsKey, one record): SaveCounts tags the
+// counts it writes with the running epoch and marks that epoch clean
+// last; Open trusts only counts of the epoch marked clean and starts a
+// new epoch, not clean, in one write. After a crash no epoch is clean and
+// every saved count is ignored. Counts saved before epochs (no tag) are
+// trusted and cleared the old way, once.
+
+// countsKey holds the counts epoch: {"epoch": n, "clean": bool}.
+var countsKey = []byte("vault/counts")
+
+type countsEpoch struct {
+	Epoch uint64 `json:"epoch"`
+	Clean bool   `json:"clean"`
+}
+
+// readCountsEpoch returns the stored epoch (zero if none).
+func (v *Vault) readCountsEpoch() (countsEpoch, error) {
+	var e countsEpoch
+	b, err := v.store.Get(countsKey)
+	if errors.Is(err, kv.ErrNotFound) {
+		return e, nil
+	}
+	if err != nil {
+		return e, fmt.Errorf("vault: read counts epoch: %w", err)
+	}
+	if err := json.Unmarshal(b, &e); err != nil {
+		return e, fmt.Errorf("vault: decode counts epoch: %w", err)
+	}
+	return e, nil
+}
+
+func (v *Vault) writeCountsEpoch(e countsEpoch) error {
+	b, _ := json.Marshal(e)
+	if err := v.store.Update(func(tx kv.Txn) error { return tx.Set(countsKey, b) }); err != nil {
+		return fmt.Errorf("vault: write counts epoch: %w", err)
+	}
+	return nil
+}
 
 // encryptions is the count shown for ver.
 func (ver *version) encryptions() uint64 { return ver.shownBase + ver.count.Load() - ver.startCount }
@@ -43,6 +85,7 @@ func (v *Vault) SaveCounts() error {
 			for j, ver := range r.versions {
 				n := ver.encryptions()
 				rec.Versions[j].Used = &n
+				rec.Versions[j].UsedEpoch = v.epoch
 			}
 			recs[i] = rec
 		}
@@ -57,7 +100,8 @@ func (v *Vault) SaveCounts() error {
 			return err
 		}
 	}
-	return nil
+	// Last: the counts just written are the ones to trust.
+	return v.writeCountsEpoch(countsEpoch{Epoch: v.epoch, Clean: true})
 }
 
 // countsBatch is how many key records SaveCounts and Open's clearing of
@@ -94,26 +138,35 @@ func (v *Vault) persistRecords(recs []keyRecord) error {
 	return nil
 }
 
-// loadCounts sets the shown counts of r's versions from their records and
-// clears the records' exact counts in r.rec, reporting whether it did: the
-// caller (load) writes the cleared records, countsBatch per transaction.
+// loadCounts sets the shown counts of r's versions from their records:
+// counts of the clean epoch (0 if none) and untagged ones, from before
+// epochs. It clears untagged counts in r.rec, reporting whether it did:
+// the caller (load) writes those records, countsBatch per transaction.
 // v.rings is being built by load.
-func (v *Vault) loadCounts(r *ring) bool {
-	clean := false
+func (v *Vault) loadCounts(r *ring, clean uint64) bool {
+	legacy := false
 	for i, ver := range r.versions {
 		ver.startCount = ver.count.Load()
 		ver.shownBase = ver.startCount
-		if u := r.rec.Versions[i].Used; u != nil && *u <= ver.startCount {
-			ver.shownBase, clean = *u, true
+		vr := r.rec.Versions[i]
+		if vr.Used == nil || *vr.Used > ver.startCount {
+			continue
+		}
+		if vr.UsedEpoch == 0 {
+			ver.shownBase, legacy = *vr.Used, true
+		} else if clean != 0 && vr.UsedEpoch == clean {
+			ver.shownBase = *vr.Used
 		}
 	}
-	if !clean {
+	if !legacy {
 		return false
 	}
 	rec := r.rec
 	rec.Versions = slices.Clone(r.rec.Versions)
 	for i := range rec.Versions {
-		rec.Versions[i].Used = nil
+		if rec.Versions[i].UsedEpoch == 0 {
+			rec.Versions[i].Used = nil
+		}
 	}
 	r.rec = rec
 	return true

@@ -62,7 +62,12 @@ func (v *Vault) Encrypt(in EncryptInput) (*envelope.Envelope, error) {
 	}
 	needLease := n > ver.reserved.Load()
 	if !needLease {
-		env, err := ver.sealer.Seal(v.header(mode, in.Key, ver.n), v.opts.network, in.Context, in.TxID, in.Plaintext, nil)
+		s, err := v.sealerOf(in.Key, ver)
+		if err != nil {
+			r.mu.RUnlock()
+			return nil, err
+		}
+		env, err := s.Seal(v.header(mode, in.Key, ver.n), v.opts.network, in.Context, in.TxID, in.Plaintext, nil)
 		r.mu.RUnlock()
 		v.maybeRotate(r, ver, n)
 		return env, err
@@ -75,10 +80,14 @@ func (v *Vault) Encrypt(in EncryptInput) (*envelope.Envelope, error) {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if ver.sealer == nil {
+	if !ver.held {
 		return nil, fmt.Errorf("%w: %q", ErrKeyDestroyed, in.Key)
 	}
-	env, err := ver.sealer.Seal(v.header(mode, in.Key, ver.n), v.opts.network, in.Context, in.TxID, in.Plaintext, nil)
+	s, err := v.sealerOf(in.Key, ver)
+	if err != nil {
+		return nil, err
+	}
+	env, err := s.Seal(v.header(mode, in.Key, ver.n), v.opts.network, in.Context, in.TxID, in.Plaintext, nil)
 	if err == nil {
 		go v.maybeRotate(r, ver, n)
 	}
@@ -124,7 +133,7 @@ func (r *ring) encryptVersion(mode envelope.Mode, at time.Time) (*version, error
 		// The version to use is this one: never fall back to an older
 		// one this node still holds (endorsers would disagree, and the
 		// older one may be held by an org whose grant ended).
-		if ver.sealer != nil {
+		if ver.held {
 			return ver, nil
 		}
 		if r.rec.Versions[i].NotHeld {
@@ -210,11 +219,15 @@ func (v *Vault) Open(env *envelope.Envelope, ctx envelope.Context) ([]byte, erro
 		return nil, &UsableError{Key: env.Key, Op: "decrypt", Reason: fmt.Sprintf("version %d is below the minimum decryption version %d", env.Version, r.rec.MinDecrypt)}
 	}
 	ver := r.versions[env.Version-1]
-	if ver.sealer == nil {
+	if !ver.held {
 		if r.rec.Versions[env.Version-1].NotHeld {
 			return nil, fmt.Errorf("%w: %q version %d", ErrVersionNotHeld, env.Key, env.Version)
 		}
 		return nil, fmt.Errorf("%w: %q version %d", ErrKeyDestroyed, env.Key, env.Version)
 	}
-	return ver.sealer.Open(env, v.opts.network, ctx)
+	s, err := v.sealerOf(env.Key, ver)
+	if err != nil {
+		return nil, err
+	}
+	return s.Open(env, v.opts.network, ctx)
 }

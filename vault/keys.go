@@ -159,10 +159,7 @@ func (v *Vault) Destroy(name string) (KeyInfo, error) {
 	}
 	r.rec = rec
 	for _, ver := range r.versions {
-		if ver.sealer != nil {
-			ver.sealer.Destroy()
-			ver.sealer = nil
-		}
+		ver.drop()
 	}
 	r.eraseErr = v.eraseKey(name, nil)
 	if r.eraseErr != nil {

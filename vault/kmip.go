@@ -124,7 +124,7 @@ func (v *Vault) RawOpen(name string, nonce, ciphertext, tag, aad []byte) ([]byte
 		if ver.n < r.rec.MinDecrypt {
 			break
 		}
-		if ver.sealer != nil {
+		if ver.held {
 			candidates = append(candidates, ver.n)
 		}
 	}
@@ -148,7 +148,7 @@ func (v *Vault) rawWith(r *ring, n uint32, fn func(cipher.AEAD) ([]byte, error))
 	if r.rec.State == StateDestroyed {
 		return nil, fmt.Errorf("%w: %q", ErrKeyDestroyed, r.rec.Name)
 	}
-	if n < 1 || int(n) > len(r.versions) || r.versions[n-1].sealer == nil {
+	if n < 1 || int(n) > len(r.versions) || !r.versions[n-1].held {
 		return nil, fmt.Errorf("%w: %q version %d", ErrVersionNotHeld, r.rec.Name, n)
 	}
 	material, err := v.material(r.rec.Name, n)
@@ -190,7 +190,7 @@ func (v *Vault) Export(name string) (*secret.Bytes, uint32, error) {
 		n = ver.n
 	} else {
 		for i := len(r.versions) - 1; i >= 0; i-- {
-			if r.versions[i].sealer != nil && r.versions[i].n >= r.rec.MinDecrypt {
+			if r.versions[i].held && r.versions[i].n >= r.rec.MinDecrypt {
 				n = r.versions[i].n
 				break
 			}

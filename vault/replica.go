@@ -116,7 +116,7 @@ func (v *Vault) importVersion(name string, n uint32, activateAt time.Time, mater
 	}
 	if int(n) <= len(r.versions) {
 		cur := r.versions[n-1]
-		if cur.sealer != nil {
+		if cur.held {
 			same, err := v.sameMaterial(name, n, material)
 			if err != nil {
 				return err
@@ -150,7 +150,8 @@ func (v *Vault) importVersion(name string, n uint32, activateAt time.Time, mater
 		rec.Versions = append(rec.Versions, versionRecord{Version: k, Created: now, ActivateAt: now, NotHeld: true})
 	}
 	old := versions[n-1]
-	nv := &version{n: n, created: now, activateAt: activateAt.UTC(), sealer: s}
+	nv := &version{n: n, created: now, activateAt: activateAt.UTC(), held: true}
+	nv.sealer.Store(s)
 	nv.count.Store(old.count.Load())
 	nv.reserved.Store(old.reserved.Load())
 	versions[n-1] = nv
@@ -159,9 +160,7 @@ func (v *Vault) importVersion(name string, n uint32, activateAt time.Time, mater
 		s.Destroy()
 		return err
 	}
-	if old.sealer != nil {
-		old.sealer.Destroy()
-	}
+	old.drop()
 	r.rec, r.versions = rec, versions
 	v.opts.logger.Info("key version imported", "key", name, "version", n, "activate_at", activateAt)
 	return nil
@@ -213,7 +212,7 @@ func (v *Vault) heldMaterial(name string, n uint32) ([]byte, error) {
 	if r.rec.State == StateDestroyed {
 		return nil, fmt.Errorf("%w: %q", ErrKeyDestroyed, name)
 	}
-	if n < 1 || int(n) > len(r.versions) || r.versions[n-1].sealer == nil {
+	if n < 1 || int(n) > len(r.versions) || !r.versions[n-1].held {
 		return nil, fmt.Errorf("%w: %q version %d", ErrVersionNotHeld, name, n)
 	}
 	return v.material(name, n)
@@ -227,7 +226,7 @@ func (v *Vault) Holds(name string, n uint32) bool {
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return n >= 1 && int(n) <= len(r.versions) && r.versions[n-1].sealer != nil
+	return n >= 1 && int(n) <= len(r.versions) && r.versions[n-1].held
 }
 
 // ForgetVersion deletes this node's copy of version n of name: the node is
@@ -242,7 +241,7 @@ func (v *Vault) ForgetVersion(name string, n uint32) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if n < 1 || int(n) > len(r.versions) || r.versions[n-1].sealer == nil {
+	if n < 1 || int(n) > len(r.versions) || !r.versions[n-1].held {
 		return nil
 	}
 	rec := r.rec
@@ -252,8 +251,7 @@ func (v *Vault) ForgetVersion(name string, n uint32) error {
 		return err
 	}
 	r.rec = rec
-	r.versions[n-1].sealer.Destroy()
-	r.versions[n-1].sealer = nil
+	r.versions[n-1].drop()
 	// Erase the version's salt so no copy of the store opens it again.
 	if err := v.eraseKey(name, &n); err != nil {
 		return fmt.Errorf("vault: forget %q version %d: %w: %w", name, n, ErrEraseIncomplete, err)

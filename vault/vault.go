@@ -343,6 +343,8 @@ type Vault struct {
 	opts     options
 	sealerID envelope.SealerID
 
+	epoch uint64 // counts epoch of this open (counts.go)
+
 	mu        sync.RWMutex
 	rings     map[string]*ring
 	closed    bool
@@ -363,9 +365,18 @@ type version struct {
 	n          uint32
 	created    time.Time
 	activateAt time.Time
-	sealer     *envelope.Sealer // nil once destroyed
-	count      atomic.Uint64
-	reserved   atomic.Uint64
+	// held: this node holds the version's material (wrapped in the store).
+	// Set when the version is made or loaded, cleared (under the ring's
+	// write lock) when it is destroyed, forgotten or replaced.
+	held bool
+	// sealer is the unwrapped material: nil until the version is first
+	// used (sealerOf; Open unwraps nothing), and again once not held.
+	// Stored under unwrapMu with the ring's lock held (read or write),
+	// cleared under the ring's write lock.
+	sealer   atomic.Pointer[envelope.Sealer]
+	unwrapMu sync.Mutex // serialises the first unwrap
+	count    atomic.Uint64
+	reserved atomic.Uint64
 	// shownBase and startCount give the count shown to operators
 	// (counts.go): shownBase + count - startCount.
 	shownBase, startCount uint64
@@ -397,8 +408,11 @@ type versionRecord struct {
 	// reach only the remaining holders.
 	NotHeld bool `json:"not_held,omitempty"`
 	// Used is the exact encryption count at a clean shutdown, for display
-	// only (counts.go); cleared when the vault opens.
-	Used *uint64 `json:"used,omitempty"`
+	// only (counts.go), saved in counts epoch UsedEpoch: trusted only while
+	// that epoch is the one marked clean (0: saved before epochs, cleared
+	// when the vault opens).
+	Used      *uint64 `json:"used,omitempty"`
+	UsedEpoch uint64  `json:"used_epoch,omitempty"`
 }
 
 func recordKey(name string) []byte { return []byte("vault/key/" + name) }
@@ -453,15 +467,26 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 			return nil, err
 		}
 	}
-	if err := errors.Join(auth.VerifyAll(), auth.VerifySummaries()); err != nil {
-		v.Close()
-		return nil, fmt.Errorf("vault: refusing to open a damaged store: %w", err)
+	// Every record's tag and the summaries are checked while load reads
+	// the keys (on another core: both are linear in the store); load
+	// waits for the verdict before it writes anything, and a damaged
+	// store is refused whatever load found.
+	verdict := make(chan error, 1)
+	go func() { verdict <- errors.Join(auth.VerifyAll(), auth.VerifySummaries()) }()
+	verified := sync.OnceValue(func() error {
+		if err := <-verdict; err != nil {
+			return fmt.Errorf("vault: refusing to open a damaged store: %w", err)
+		}
+		return nil
+	})
+	err = v.load(verified)
+	if verr := verified(); verr != nil {
+		err = verr
 	}
-	if v.sealerID, err = v.loadSealerID(); err != nil {
-		v.Close()
-		return nil, err
+	if err == nil {
+		v.sealerID, err = v.loadSealerID()
 	}
-	if err := v.load(); err != nil {
+	if err != nil {
 		v.Close()
 		return nil, err
 	}
@@ -483,10 +508,22 @@ func (v *Vault) Authenticate(store kv.Store) *kv.Authenticated {
 	return kv.NewAuthenticated(store, v.sub, nil, nil)
 }
 
-func (v *Vault) load() error {
+// load reads every key record and checks the held versions' material;
+// once verified (Open's check of the whole store) passes, it writes what
+// opening writes (cleared legacy counts, the counts epoch) and erases
+// unused key-table slots.
+func (v *Vault) load(verified func() error) error {
 	var recs, cleared []keyRecord
+	epoch, err := v.readCountsEpoch()
+	if err != nil {
+		return err
+	}
+	clean := uint64(0)
+	if epoch.Clean {
+		clean = epoch.Epoch
+	}
 	referenced := map[uint32]bool{}
-	err := v.store.Scan([]byte("vault/key/"), func(k, val []byte) error {
+	err = v.store.Scan([]byte("vault/key/"), func(k, val []byte) error {
 		var rec keyRecord
 		if err := json.Unmarshal(val, &rec); err != nil {
 			return fmt.Errorf("vault: decode key record %q: %w", k, err)
@@ -503,29 +540,32 @@ func (v *Vault) load() error {
 			ver := &version{n: vr.Version, created: vr.Created, activateAt: vr.ActivateAt}
 			ver.count.Store(vr.Reserved)
 			ver.reserved.Store(vr.Reserved)
-			if !vr.Destroyed && !vr.NotHeld && rec.State != StateDestroyed {
-				wrapped, err := v.store.Get(materialKey(rec.Name, vr.Version))
-				if err != nil {
-					return fmt.Errorf("vault: load %q version %d: %w", rec.Name, vr.Version, err)
-				}
-				s, err := v.unwrap(rec.Name, vr.Version, wrapped)
-				if err != nil {
-					return err
-				}
-				ver.sealer = s
-				referenced[binary.BigEndian.Uint32(wrapped)] = true
-			}
+			ver.held = !vr.Destroyed && !vr.NotHeld && rec.State != StateDestroyed
 			r.versions = append(r.versions, ver)
 		}
-		if v.loadCounts(r) {
+		if v.loadCounts(r, clean) {
 			cleared = append(cleared, r.rec)
 		}
 		v.rings[rec.Name] = r
+	}
+	if err := v.loadMaterial(referenced); err != nil {
+		return err
+	}
+	// Nothing is written, nor a salt erased, on the word of a store that
+	// may be damaged (a removed key record would look unreferenced).
+	if err := verified(); err != nil {
+		return err
 	}
 	for chunk := range slices.Chunk(cleared, countsBatch) {
 		if err := v.persistRecords(chunk); err != nil {
 			return err
 		}
+	}
+	// A new epoch, not clean: until SaveCounts, a crash leaves no counts to
+	// trust.
+	v.epoch = epoch.Epoch + 1
+	if err := v.writeCountsEpoch(countsEpoch{Epoch: v.epoch}); err != nil {
+		return err
 	}
 	// Salts no held version uses: a destroy or forget whose erase did not
 	// finish, or an allocation whose store write failed. Erase them now.
@@ -537,6 +577,98 @@ func (v *Vault) load() error {
 	}
 	v.opts.logger.Info("vault unsealed", "keys", len(recs))
 	return nil
+}
+
+// loadMaterial checks, in one scan of the wrapped versions, that every
+// held version has its wrapped material in the store and its salt in the
+// key table, and notes the slots they use in referenced. It unwraps
+// nothing: a version is unwrapped on first use (sealerOf), so Open's cost
+// per key is a record decode and a tag check, and material a node never
+// uses is never in its memory. v.rings is being built by load.
+func (v *Vault) loadMaterial(referenced map[uint32]bool) error {
+	prefix := []byte("vault/mat/")
+	found := 0
+	err := v.store.Scan(prefix, func(k, wrapped []byte) error {
+		rest := k[len(prefix):]
+		if len(rest) < 5 || rest[len(rest)-5] != '/' {
+			return fmt.Errorf("vault: stored key material %q: malformed name", k)
+		}
+		name, n := string(rest[:len(rest)-5]), binary.BigEndian.Uint32(rest[len(rest)-4:])
+		r := v.rings[name]
+		if r == nil || n < 1 || int(n) > len(r.versions) || !r.versions[n-1].held {
+			return nil // not held: ignored, as before (its slot is erased below)
+		}
+		if len(wrapped) < 4 {
+			return fmt.Errorf("vault: load %q version %d: stored key does not authenticate", name, n)
+		}
+		slot := binary.BigEndian.Uint32(wrapped)
+		salt, ok := v.table.salt(slot, name, n)
+		if !ok {
+			return fmt.Errorf("vault: unwrap %q version %d: its wrapping salt is not in the key table (erased by a destroy, or the key table was lost or replaced)", name, n)
+		}
+		clear(salt)
+		referenced[slot] = true
+		found++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("vault: load key material: %w", err)
+	}
+	held := 0
+	for _, r := range v.rings {
+		for _, ver := range r.versions {
+			if ver.held {
+				held++
+			}
+		}
+	}
+	if found == held {
+		return nil
+	}
+	for name, r := range v.rings {
+		for _, ver := range r.versions {
+			if ver.held {
+				if _, err := v.store.Get(materialKey(name, ver.n)); err != nil {
+					return fmt.Errorf("vault: load %q version %d: %w", name, ver.n, err)
+				}
+			}
+		}
+	}
+	return fmt.Errorf("vault: load key material: %d of %d held versions found", found, held)
+}
+
+// sealerOf returns ver's sealer, unwrapping the version from the store on
+// its first use; the material is cleared once the sealer holds it. The
+// caller holds r.mu (read or write) and has checked ver.held.
+func (v *Vault) sealerOf(name string, ver *version) (*envelope.Sealer, error) {
+	if s := ver.sealer.Load(); s != nil {
+		return s, nil
+	}
+	ver.unwrapMu.Lock()
+	defer ver.unwrapMu.Unlock()
+	if s := ver.sealer.Load(); s != nil {
+		return s, nil
+	}
+	material, err := v.material(name, ver.n)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(material)
+	s, err := envelope.NewSealer(material)
+	if err != nil {
+		return nil, err
+	}
+	ver.sealer.Store(s)
+	return s, nil
+}
+
+// drop clears ver's sealer, if unwrapped, and marks it not held. The
+// caller holds the ring's write lock.
+func (ver *version) drop() {
+	ver.held = false
+	if s := ver.sealer.Swap(nil); s != nil {
+		s.Destroy()
+	}
 }
 
 // wrapAAD binds a wrapped version to its key name and version.
@@ -603,15 +735,6 @@ func (v *Vault) unwrapMaterial(name string, ver uint32, wrapped []byte) ([]byte,
 	return material, nil
 }
 
-func (v *Vault) unwrap(name string, ver uint32, wrapped []byte) (*envelope.Sealer, error) {
-	material, err := v.unwrapMaterial(name, ver, wrapped)
-	if err != nil {
-		return nil, err
-	}
-	defer clear(material)
-	return envelope.NewSealer(material)
-}
-
 // Close clears every key from memory. The store is the caller's to close.
 func (v *Vault) Close() {
 	v.mu.Lock()
@@ -619,10 +742,7 @@ func (v *Vault) Close() {
 	for _, r := range v.rings {
 		r.mu.Lock()
 		for _, ver := range r.versions {
-			if ver.sealer != nil {
-				ver.sealer.Destroy()
-				ver.sealer = nil
-			}
+			ver.drop()
 		}
 		r.mu.Unlock()
 	}

@@ -20,6 +20,15 @@
 // GET /v1/keys, and, for audit, a synchronous POST /v1/audit/verify. Every
 // figure after the first size carries its growth exponent b against the
 // previous size (figure ∝ size^b). Traffic goes to 127.0.0.1 only.
+//
+// -keep DIR saves each size's stopped data directory as DIR/<dim>-<size>;
+// then
+//
+//	go run ./scripts/benchscale -keymeshd OLD,NEW -restart DIR/keys-1000,DIR/keys-10000 -rounds 3
+//
+// times restarts only, of the same directories with each binary in turn
+// (interleaved, each on a fresh copy that binary has first started and
+// stopped once), and prints the median per binary and directory.
 package main
 
 import (
@@ -193,9 +202,16 @@ func main() {
 	sizesF := flag.String("sizes", "1000,10000", "sizes")
 	dimsF := flag.String("dims", "keys,grants-one,grants-spread,audit", "dimensions")
 	conc := flag.Int("c", 8, "concurrent clients while growing")
+	flag.StringVar(&keep, "keep", "", "copy the stopped daemon's data directory at each size to `dir`/<dim>-<size> (for -restart)")
+	restartDirs := flag.String("restart", "", "only time restarts: of each data `dir` (comma-separated, as -keep saved them), with each -keymeshd binary (comma-separated), interleaved")
+	rounds := flag.Int("rounds", 3, "rounds of -restart")
 	flag.Parse()
 	if *bin == "" {
 		fatalf("-keymeshd is required")
+	}
+	if *restartDirs != "" {
+		restarts(strings.Split(*bin, ","), strings.Split(*restartDirs, ","), *rounds)
+		return
 	}
 	var sizes []int
 	for _, f := range strings.Split(*sizesF, ",") {
@@ -259,6 +275,12 @@ func run(bin, dim string, sizes []int, conc int) {
 		last := lat[max(0, len(lat)-1000):]
 		have = size
 		d.stop()
+		if keep != "" {
+			dst := filepath.Join(keep, fmt.Sprintf("%s-%d", dim, size))
+			if out, err := exec.Command("cp", "-a", filepath.Join(dir, "data"), dst).CombinedOutput(); err != nil {
+				fatalf("keep: %v %s", err, out)
+			}
+		}
 		restart := d.start()
 		time.Sleep(2 * time.Second)
 		rss := d.rss()
@@ -283,4 +305,59 @@ func run(bin, dim string, sizes []int, conc int) {
 			e.f("rss_after_mib", d.rss(), size), extra)
 		e.prevSize = size
 	}
+}
+
+// keep is -keep: where run saves each size's data directory.
+var keep string
+
+// restarts times, for each saved data directory, a restart with each
+// binary in turn, rounds times, and prints the median per binary. Each
+// round starts from a fresh copy of the directory that the binary first
+// starts and stops cleanly, untimed: the timed restart is of a node the
+// same binary shut down (what it wrote at shutdown is its own format).
+func restarts(bins, dirs []string, rounds int) {
+	tmp, err := os.MkdirTemp("", "keymesh-restart.")
+	if err != nil {
+		fatalf("%v", err)
+	}
+	defer os.RemoveAll(tmp)
+	run := filepath.Join(tmp, "run")
+	for _, src := range dirs {
+		times := make([][]time.Duration, len(bins))
+		for range rounds {
+			for i, bin := range bins {
+				if err := os.RemoveAll(run); err != nil {
+					fatalf("%v", err)
+				}
+				if err := os.MkdirAll(run, 0o700); err != nil {
+					fatalf("%v", err)
+				}
+				if out, err := exec.Command("cp", "-a", src, filepath.Join(run, "data")).CombinedOutput(); err != nil {
+					fatalf("copy %s: %v %s", src, err, out)
+				}
+				d := &daemon{bin: bin, dir: run, hc: &http.Client{Timeout: time.Minute, Transport: &http.Transport{Proxy: nil}}}
+				d.start()
+				d.stop()
+				times[i] = append(times[i], d.start())
+				d.stop()
+			}
+		}
+		for i, bin := range bins {
+			ms := make([]string, len(times[i]))
+			for j, t := range times[i] {
+				ms[j] = fmt.Sprintf("%.0f", float64(t.Microseconds())/1000)
+			}
+			fmt.Printf("restart dir=%s bin=%s median_ms=%.0f runs_ms=%s load=%q\n", filepath.Base(src), filepath.Base(bin),
+				pct(times[i], .5), strings.Join(ms, ","), loadavg())
+		}
+	}
+}
+
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
 }
