@@ -218,6 +218,7 @@ type Log struct {
 	referenced   map[network.NodeKey]uint64 // heads this node's events named
 	notify       chan struct{}
 	pruned       map[string]bool // destroyed keys whose attachments are gone
+	unpruned     map[string]bool // destroyed keys whose pruning failed, to retry
 	checkpoints  map[network.NodeKey]*event.Checkpoint
 	// forkHints: issuers at whose position s a waiting event names another
 	// event than the one held — a fork no evidence shows yet. Wants asks
@@ -313,7 +314,7 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 		store: store, genesis: g, nid: g.ID(), priv: priv, clock: o.Clock, logger: o.Logger, verdict: o.OnVerdict,
 		staleness: o.Staleness, depSettle: o.DepSettle, chains: map[network.NodeKey]*chain{}, pending: map[network.NodeKey]map[uint64]*entry{},
 		state: NewState(g), referenced: map[network.NodeKey]uint64{}, notify: make(chan struct{}, 1),
-		pruned: map[string]bool{}, checkpoints: map[network.NodeKey]*event.Checkpoint{}, fresh: map[network.NodeKey]time.Time{},
+		pruned: map[string]bool{}, unpruned: map[string]bool{}, checkpoints: map[network.NodeKey]*event.Checkpoint{}, fresh: map[network.NodeKey]time.Time{},
 		forkHints: map[network.NodeKey]uint64{},
 	}
 	copy(l.self[:], priv.Public().(ed25519.PublicKey))
@@ -373,7 +374,7 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 	}
 	l.state.load = l.fullEvent
 	l.publishPolicy()
-	l.prune()
+	l.pruneAll()
 	return l, nil
 }
 
@@ -680,7 +681,12 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 		}
 		return
 	}
+	// Only the keys these events touch can have become destroyed (a
+	// delivery never destroys another key), so pruning is linear in the
+	// delivery, not in the keys held.
+	touched := make([]string, 0, len(staged))
 	for _, e := range staged {
+		touched = append(touched, keyName(e.payload))
 		l.state.apply(e)
 		e.dropPayload() // stored: the store holds the whole event
 	}
@@ -688,7 +694,7 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 		l.installEvidence(p)
 	}
 	l.publishPolicy()
-	l.prune()
+	l.prune(touched)
 	l.signal()
 }
 
@@ -1042,12 +1048,17 @@ func (l *Log) mergeAttachments(old *entry, ev *event.Event, name string) bool {
 	return true
 }
 
-// prune drops the wrapped copies of every destroyed key from memory and
-// erases them from disk: crypto-shredding reaches the event log. The events
-// stay (their signatures still verify without attachments). l.mu is held.
-func (l *Log) prune() {
-	for name, k := range l.state.Keys {
-		if !k.Destroyed || l.pruned[name] {
+// prune drops the wrapped copies of the destroyed keys among names (and of
+// those whose pruning failed before) from memory and erases them from
+// disk: crypto-shredding reaches the event log. The events stay (their
+// signatures still verify without attachments). l.mu is held.
+func (l *Log) prune(names []string) {
+	for name := range l.unpruned {
+		names = append(names, name)
+	}
+	for _, name := range names {
+		k, ok := l.state.Keys[name]
+		if !ok || !k.Destroyed || l.pruned[name] {
 			continue
 		}
 		for _, e := range k.events {
@@ -1061,8 +1072,10 @@ func (l *Log) prune() {
 		err := l.store.Update(func(tx kv.Txn) error { return kv.DeletePrefix(tx, attKeyPrefix(name)) })
 		if err != nil {
 			l.logger.Error("mesh: prune destroyed key copies", "key", name, "err", err)
+			l.unpruned[name] = true // tried again with the next delivery
 			continue
 		}
+		delete(l.unpruned, name)
 		if er, ok := l.store.(kv.Eraser); ok {
 			if err := er.Erase(attKeyPrefix(name)); err != nil {
 				l.logger.Error("mesh: erase destroyed key copies", "key", name, "err", err)
@@ -1071,6 +1084,15 @@ func (l *Log) prune() {
 		l.pruned[name] = true
 		l.logger.Info("pruned the wrapped copies of a destroyed key", "key", name)
 	}
+}
+
+// pruneAll prunes every destroyed key (at open).
+func (l *Log) pruneAll() {
+	names := make([]string, 0, len(l.state.Keys))
+	for name := range l.state.Keys {
+		names = append(names, name)
+	}
+	l.prune(names)
 }
 
 // ErrRefused is returned by Issue when the node's own event does not pass.
