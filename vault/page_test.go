@@ -36,18 +36,34 @@ func BenchmarkOpen(b *testing.B) {
 
 // TestListPage: pages cover List in order.
 func TestListPage(t *testing.T) {
-	v, err := Open(kv.NewMem(), MasterKey(testMaster))
+	store := kv.NewMem()
+	v0 := openVault(t, store)
+	// Names created out of order, some before a reopen (loaded) and some
+	// after (inserted into the sorted names).
+	for _, i := range []int{5, 1, 3} {
+		if _, err := create(v0, fmt.Sprintf("demo/k%d", i), CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v0.Close()
+	v, err := Open(store, MasterKey(testMaster))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer v.Close()
-	for i := range 7 {
+	for _, i := range []int{6, 0, 4, 2} {
 		if _, err := create(v, fmt.Sprintf("demo/k%d", i), CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if v.Count() != 7 {
 		t.Fatalf("Count() = %d, want 7", v.Count())
+	}
+	if page, more := v.ListPage("demo/k3", 2); len(page) != 2 || page[0].Name != "demo/k4" || page[1].Name != "demo/k5" || !more {
+		t.Errorf("ListPage(after demo/k3, 2) = %v, %v; want k4, k5 and more", page, more)
+	}
+	if page, more := v.ListPage("demo/k35", 10); len(page) != 3 || page[0].Name != "demo/k4" || more {
+		t.Errorf("ListPage(after a name between keys) = %d keys, %v; want k4..k6 and no more", len(page), more)
 	}
 	var got []string
 	after := ""

@@ -60,6 +60,8 @@ func (v *Vault) SyncKey(meta KeyMeta) error {
 			return err
 		}
 		v.rings[meta.Name] = &ring{rec: rec}
+		i, _ := slices.BinarySearch(v.names, meta.Name)
+		v.names = slices.Insert(v.names, i, meta.Name)
 		v.mu.Unlock()
 		return nil
 	}

@@ -347,6 +347,7 @@ type Vault struct {
 
 	mu        sync.RWMutex
 	rings     map[string]*ring
+	names     []string // the rings' names, sorted (for ListPage); rings are never removed
 	closed    bool
 	persistMu sync.Mutex // serialises key-record writes
 }
@@ -548,6 +549,11 @@ func (v *Vault) load(verified func() error) error {
 		}
 		v.rings[rec.Name] = r
 	}
+	v.names = make([]string, 0, len(v.rings))
+	for name := range v.rings {
+		v.names = append(v.names, name)
+	}
+	slices.Sort(v.names)
 	if err := v.loadMaterial(referenced); err != nil {
 		return err
 	}
