@@ -373,18 +373,28 @@ func attributes(obj Object) ([]kmip.Attribute, error) {
 	return append(list, stored...), nil
 }
 
-func (s *Server) getAttributes(ctx context.Context, req *payloads.GetAttributesRequestPayload) (*payloads.GetAttributesResponsePayload, error) {
-	id, err := s.id(ctx, req.UniqueIdentifier)
+// objectAttributes resolves uid (or the ID placeholder) and returns the
+// object's id and every attribute the caller may see.
+func (s *Server) objectAttributes(ctx context.Context, uid string) (string, []kmip.Attribute, error) {
+	id, err := s.id(ctx, uid)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	obj, err := s.cfg.Backend.Object(ctx, callerOf(ctx), id)
 	if err != nil {
-		return nil, kerr(err)
+		return "", nil, kerr(err)
 	}
 	all, err := attributes(obj)
 	if err != nil {
-		return nil, kerr(err)
+		return "", nil, kerr(err)
+	}
+	return id, all, nil
+}
+
+func (s *Server) getAttributes(ctx context.Context, req *payloads.GetAttributesRequestPayload) (*payloads.GetAttributesResponsePayload, error) {
+	id, all, err := s.objectAttributes(ctx, req.UniqueIdentifier)
+	if err != nil {
+		return nil, err
 	}
 	resp := &payloads.GetAttributesResponsePayload{UniqueIdentifier: id}
 	for _, a := range all {
@@ -396,17 +406,9 @@ func (s *Server) getAttributes(ctx context.Context, req *payloads.GetAttributesR
 }
 
 func (s *Server) getAttributeList(ctx context.Context, req *payloads.GetAttributeListRequestPayload) (*payloads.GetAttributeListResponsePayload, error) {
-	id, err := s.id(ctx, req.UniqueIdentifier)
+	id, all, err := s.objectAttributes(ctx, req.UniqueIdentifier)
 	if err != nil {
 		return nil, err
-	}
-	obj, err := s.cfg.Backend.Object(ctx, callerOf(ctx), id)
-	if err != nil {
-		return nil, kerr(err)
-	}
-	all, err := attributes(obj)
-	if err != nil {
-		return nil, kerr(err)
 	}
 	resp := &payloads.GetAttributeListResponsePayload{UniqueIdentifier: id}
 	for _, a := range all {

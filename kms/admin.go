@@ -171,7 +171,7 @@ func (s *Service) Grant(ctx context.Context, c Caller, g policy.Grant) (policy.S
 	}
 	// A grant just issued is the newest event on its key: no revocation
 	// can end it yet, so its bounds alone judge it.
-	st := policy.Status{Grant: g, InForce: true}
+	st := policy.Status{Grant: g}
 	st.InForce, st.Reason = g.StatusAt(s.cfg.Clock())
 	return st, nil
 }

@@ -118,16 +118,7 @@ func (s *State) GrantsAtPage(key string, at time.Time, after GrantCursor, limit 
 	}
 	out := make([]Status, 0, len(sel))
 	for _, ge := range sel {
-		st := Status{Grant: ge.g.clone(), InForce: true}
-		switch {
-		case ge.revoked:
-			st.InForce, st.Reason = false, StatusRevoked
-		case timeCheck(&ge.g, at) == rankExpired:
-			st.InForce, st.Reason = false, StatusExpired
-		case timeCheck(&ge.g, at) == rankNotYetValid:
-			st.InForce, st.Reason = false, StatusNotYetValid
-		}
-		out = append(out, st)
+		out = append(out, ge.statusAt(at))
 	}
 	s.mu.RUnlock()
 	return out, next

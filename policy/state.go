@@ -277,18 +277,23 @@ func (s *State) Grants(key string) []Status {
 // is InForce if it is not revoked and NotBefore <= at < NotAfter. A revoked
 // grant gives "revoked" even when it is also outside its bounds.
 func (s *State) GrantsAt(key string, at time.Time) []Status {
-	return s.list(key, func(ge *grantEntry) (bool, string) {
-		if ge.revoked {
-			return false, StatusRevoked
-		}
-		switch timeCheck(&ge.g, at) {
-		case rankExpired:
-			return false, StatusExpired
-		case rankNotYetValid:
-			return false, StatusNotYetValid
-		}
-		return true, ""
-	})
+	return s.list(key, func(ge *grantEntry) (bool, string) { return ge.judgeAt(at) })
+}
+
+// judgeAt says whether ge is in force at time at and, if not, why: revoked
+// first, then its bounds (Grant.StatusAt).
+func (ge *grantEntry) judgeAt(at time.Time) (bool, string) {
+	if ge.revoked {
+		return false, StatusRevoked
+	}
+	return ge.g.StatusAt(at)
+}
+
+// statusAt is ge's Status at time at.
+func (ge *grantEntry) statusAt(at time.Time) Status {
+	st := Status{Grant: ge.g.clone()}
+	st.InForce, st.Reason = ge.judgeAt(at)
+	return st
 }
 
 func (s *State) list(key string, judge func(*grantEntry) (bool, string)) []Status {
@@ -334,16 +339,7 @@ func (s *State) StatusAt(key, id string, at time.Time) (Status, bool) {
 	if !ok {
 		return Status{}, false
 	}
-	st := Status{Grant: ge.g.clone(), InForce: true}
-	switch {
-	case ge.revoked:
-		st.InForce, st.Reason = false, StatusRevoked
-	case timeCheck(&ge.g, at) == rankExpired:
-		st.InForce, st.Reason = false, StatusExpired
-	case timeCheck(&ge.g, at) == rankNotYetValid:
-		st.InForce, st.Reason = false, StatusNotYetValid
-	}
-	return st, true
+	return ge.statusAt(at), true
 }
 
 // InForceAt counts the grants of (key, p) in force at time at: what a

@@ -50,15 +50,7 @@ func (m *Member) KMIPAttrs(name string) (event.KMIPAttrs, bool) {
 func (m *Member) CreateKeyWithMaterial(name string, o vault.CreateOptions, material *secret.Bytes) (vault.KeyInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if owner, ok := m.log.Genesis().KeyOwner(name); !ok || owner != m.org {
-		return vault.KeyInfo{}, fmt.Errorf("%w: %q", ErrNotOwner, name)
-	}
-	var exists bool
-	m.log.View(func(s *mesh.State) { k, ok := s.Keys[name]; exists = ok && k.Created })
-	if exists {
-		return vault.KeyInfo{}, fmt.Errorf("%w: %q", vault.ErrKeyExists, name)
-	}
-	if err := m.issue(event.KindKeyCreate, event.KeyCreate{Key: name, Deterministic: o.Deterministic, Exportable: o.Exportable, PreActive: o.PreActive}); err != nil {
+	if err := m.issueCreate(name, o); err != nil {
 		return vault.KeyInfo{}, err
 	}
 	kvp := event.KeyVersion{Key: name, Version: 1, ActivateAt: m.clock().UTC()}

@@ -237,22 +237,28 @@ func (m *Member) view(name string) (*mesh.Key, error) {
 	return k, err
 }
 
-// CreateKey implements api.Manager.
-func (m *Member) CreateKey(name string, o vault.CreateOptions) (vault.KeyInfo, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+// issueCreate issues the KeyCreate of a new key this node's org owns.
+// m.mu is held.
+func (m *Member) issueCreate(name string, o vault.CreateOptions) error {
 	if owner, ok := m.log.Genesis().KeyOwner(name); !ok || owner != m.org {
 		if !ok {
 			owner = "no organisation (the genesis assigns its namespace to none)"
 		}
-		return vault.KeyInfo{}, fmt.Errorf("%w: %q: its namespace belongs to %s", ErrNotOwner, name, owner)
+		return fmt.Errorf("%w: %q: its namespace belongs to %s", ErrNotOwner, name, owner)
 	}
 	var exists bool
 	m.log.View(func(s *mesh.State) { k, ok := s.Keys[name]; exists = ok && k.Created })
 	if exists {
-		return vault.KeyInfo{}, fmt.Errorf("%w: %q", vault.ErrKeyExists, name)
+		return fmt.Errorf("%w: %q", vault.ErrKeyExists, name)
 	}
-	if err := m.issue(event.KindKeyCreate, event.KeyCreate{Key: name, Deterministic: o.Deterministic, Exportable: o.Exportable, PreActive: o.PreActive}); err != nil {
+	return m.issue(event.KindKeyCreate, event.KeyCreate{Key: name, Deterministic: o.Deterministic, Exportable: o.Exportable, PreActive: o.PreActive})
+}
+
+// CreateKey implements kms.Keys.
+func (m *Member) CreateKey(name string, o vault.CreateOptions) (vault.KeyInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.issueCreate(name, o); err != nil {
 		return vault.KeyInfo{}, err
 	}
 	if err := m.newVersion(name, m.clock()); err != nil {
