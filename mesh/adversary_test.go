@@ -1670,3 +1670,132 @@ func TestAdversaryReusedIDAcrossOwnKeys(t *testing.T) {
 			"grants only when something refolds that key", dx.Allowed, dy.Allowed, simDiff(x.log, y.log))
 	}
 }
+
+// advIssueGrant issues g at h the way a member does: its event follows the
+// chains of the pair's revocations and Observed lists what its reach
+// misses. It returns the raw event and the grant as issued.
+func advIssueGrant(t testing.TB, h *advNode, g policy.Grant) ([]byte, policy.Grant) {
+	t.Helper()
+	pol := h.log.Policy()
+	is, err := h.log.IssueWith(event.KindGrant, pol.RevocationChains(g.Key, g.Party), func(reach policy.Reach) ([]byte, error) {
+		g.Observed = pol.Unobserved(g.Key, g.Party, reach)
+		return json.Marshal(g)
+	})
+	if err != nil {
+		t.Fatalf("grant %s of %s: %v", g.ID, h.m.org, err)
+	}
+	return is.Raw, g
+}
+
+// TestAdversaryGrantReachIsProvedByHash: a grant observes a revocation
+// through its causal reach only when its event names, by hash, a position
+// at or after the revocation. An honest node of the owner org that saw the
+// revocation grants again with an empty Observed and is in force
+// everywhere; Mallory, a node of the owner org too, cannot make a grant
+// outlive a later revocation: one naming a real but older position ends
+// with the revocation, and one naming a position of the honest chain that
+// did not exist yet (its id made up) is never admitted — whatever the
+// order of delivery.
+func TestAdversaryGrantReachIsProvedByHash(t *testing.T) {
+	t.Parallel()
+	n := newAdvNet(t, 41)
+	a := n.honest(t, "Org1MSP")
+	b := n.honest(t, "Org1MSP")
+	ml := n.mallory(t, "Org1MSP")
+	rec := ml.register(t, n.defaultRecord(t, ml.m))
+	obs := n.member("Org3MSP")
+	obsRec := n.node(t, obs, LogOptions{}).issue(t, event.KindNodeRecord, n.defaultRecord(t, obs))
+	for _, h := range []*advNode{a, b} {
+		advDeliver(h.log, rec, obsRec)
+	}
+	advSync(a.log, b.log)
+
+	n.now = n.t0.Add(time.Minute)
+	pa, pb, pm := IDPrefix(a.m.key), IDPrefix(b.m.key), IDPrefix(ml.m.key)
+	const key, party = "trade/k", "token:app"
+	grant := func(id, issuer string) policy.Grant {
+		return policy.Grant{ID: id, Key: key, Party: party, Ops: policy.OpsAll, Custodian: "Org1MSP", Issuer: issuer, IssuedAt: n.now}
+	}
+	revoke := func(id string) policy.Revocation {
+		return policy.Revocation{ID: id, Key: key, Party: party, Issuer: "a", IssuedAt: n.now}
+	}
+	a.issue(t, event.KindKeyCreate, event.KeyCreate{Key: key})
+	a.issue(t, event.KindGrant, grant(pa+"g1", "a"))
+	r1 := a.issue(t, event.KindRevoke, revoke(pa+"r1"))
+	advSync(a.log, b.log)
+
+	// b saw r1: its grant follows a's chain and lists nothing.
+	bg, issued := advIssueGrant(t, b, grant(pb+"g2", "b"))
+	if len(issued.Observed) != 0 {
+		t.Fatalf("b's grant lists %q in Observed, want nothing: its event follows r1", issued.Observed)
+	}
+	if ev := advParse(t, bg); !slices.ContainsFunc(ev.Deps, func(d event.Dep) bool { return d.Issuer == a.m.key && d.Seq >= advParse(t, r1).Seq }) {
+		t.Fatalf("b's grant names %+v, want a's chain at r1 or after", ev.Deps)
+	}
+	advSync(a.log, b.log)
+	for _, h := range []*advNode{a, b} {
+		if d := advDecide(h.log, party, "Org1MSP", key, policy.OpDecrypt, n.now); !d.Allowed || d.GrantID != pb+"g2" {
+			t.Fatalf("node %s after b's grant: %+v, want allowed by %s", h.m.key, d, pb+"g2")
+		}
+	}
+
+	// Mallory's grants: one following r1 by hash, one naming a position of
+	// a's chain that does not exist yet.
+	r1ev := advParse(t, r1)
+	real := ml.sign(t, advEv{Kind: event.KindGrant, Payload: grant(pm+"real", "m"), Deps: []*event.Event{r1ev}})
+	ahead := r1ev.Seq + 3
+	forged := ml.sign(t, advEv{Kind: event.KindGrant, Payload: grant(pm+"forged", "m"),
+		RawDeps: []event.Dep{{Issuer: a.m.key, Seq: ahead, ID: [32]byte{0xfe}}}, Lamport: r1ev.Lamport + 10})
+	advDeliver(a.log, real, forged)
+	if d := advDecide(a.log, party, "Org1MSP", key, policy.OpDecrypt, n.now); !d.Allowed {
+		t.Fatalf("Mallory's grant following r1 by hash: %+v, want in force until a later revocation", d)
+	}
+
+	// a revokes again, then goes past the forged position.
+	n.now = n.now.Add(time.Minute)
+	r2 := a.issue(t, event.KindRevoke, revoke(pa+"r2"))
+	var later [][]byte
+	for i := range 4 {
+		later = append(later, a.issue(t, event.KindKeyCreate, event.KeyCreate{Key: fmt.Sprintf("trade/x%d", i)}))
+	}
+	advDeliver(a.log, forged)
+	advSync(a.log, b.log)
+	advDeliver(b.log, real, forged)
+
+	check := func(name string, l *Log) {
+		t.Helper()
+		if d := advDecide(l, party, "Org1MSP", key, policy.OpDecrypt, n.now); d.Allowed {
+			t.Errorf("%s: %s allowed by %s after r2, want revoked", name, party, d.GrantID)
+		}
+		l.View(func(s *State) {
+			if _, ok := s.Policy.Grant(pm + "forged"); ok {
+				t.Errorf("%s: the grant naming a made-up position is held", name)
+			}
+		})
+	}
+	check("a", a.log)
+	check("b", b.log)
+
+	// After r2, b grants again: in force everywhere, still listing nothing.
+	n.now = n.now.Add(time.Minute)
+	bg3, issued3 := advIssueGrant(t, b, grant(pb+"g3", "b"))
+	if len(issued3.Observed) != 0 {
+		t.Fatalf("b's second grant lists %q, want nothing", issued3.Observed)
+	}
+	advSync(a.log, b.log)
+	for _, h := range []*advNode{a, b} {
+		if d := advDecide(h.log, party, "Org1MSP", key, policy.OpDecrypt, n.now); !d.Allowed || d.GrantID != pb+"g3" {
+			t.Errorf("node %s after b's grant following r2: %+v, want allowed by %s", h.m.key, d, pb+"g3")
+		}
+	}
+
+	evs := append(append(advAll(t, a.log), real, forged, bg3), later...)
+	ref := n.node(t, obs, LogOptions{})
+	advDeliver(ref.log, evs...)
+	want := a.canon()
+	if !bytes.Equal(ref.canon(), want) {
+		t.Fatal("the observer folds another state than a")
+	}
+	_ = r2
+	advPerms(t, n, obs, evs, 20, want)
+}

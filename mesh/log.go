@@ -1113,10 +1113,22 @@ type Issued struct {
 // Lamport clock and time follow everything it has seen. attachments are the
 // wrapped key copies a KeyVersion or KeyShare names by digest.
 func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Issued, error) {
+	return l.IssueWith(kind, nil, func(policy.Reach) ([]byte, error) { return payload, nil }, attachments...)
+}
+
+// IssueWith is Issue for a payload that depends on the event's causal
+// reach: a grant lists in Observed only the revocations its event does not
+// follow (policy.State.Unobserved). follow names chains (policy.Position
+// Chain) the event should follow up to the given positions: it names their
+// current heads as dependencies, ahead of the other candidates, even when
+// not settled or named before (at most event.MaxDeps, in key order; a
+// tainted issuer's chain is not followed). payload is called under the
+// log's lock with the reach the event will have at every receiver.
+func (l *Log) IssueWith(kind event.Kind, follow map[string]uint64, payload func(policy.Reach) ([]byte, error), attachments ...[]byte) (Issued, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	c := l.chains[l.self]
-	ev := event.Event{Network: l.nid, Seq: 1, Lamport: 1, Time: l.clock().UTC(), Kind: kind, Payload: payload, Attachments: attachments}
+	ev := event.Event{Network: l.nid, Issuer: l.self, Seq: 1, Lamport: 1, Time: l.clock().UTC(), Kind: kind, Attachments: attachments}
 	if h := c.head(); h != nil {
 		ev.Seq, ev.Prev, ev.Lamport = h.ev.Seq+1, h.id, h.ev.Lamport+1
 		if h.ev.Time.After(ev.Time) {
@@ -1130,8 +1142,12 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 	var cands []cand
 	now := l.clock()
 	heads := map[network.NodeKey]*entry{}
+	forced := l.followed(follow)
+	for _, k := range forced {
+		heads[k] = l.chains[k].head()
+	}
 	for k, oc := range l.chains {
-		if k == l.self || len(oc.events) == 0 {
+		if k == l.self || len(oc.events) == 0 || heads[k] != nil {
 			continue
 		}
 		h := l.settledHead(oc, now)
@@ -1150,8 +1166,11 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 		}
 		return compareKeys(a.k, b.k)
 	})
-	if len(cands) > event.MaxDeps {
-		cands = cands[:event.MaxDeps]
+	if len(cands) > event.MaxDeps-len(forced) {
+		cands = cands[:event.MaxDeps-len(forced)]
+	}
+	for _, k := range forced {
+		cands = append(cands, cand{k: k})
 	}
 	for _, cd := range cands {
 		h := heads[cd.k]
@@ -1162,6 +1181,11 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 		}
 	}
 	slices.SortFunc(ev.Deps, func(a, b event.Dep) int { return compareKeys(a.Issuer, b.Issuer) })
+	b, err := payload(l.state.reachOf(&ev))
+	if err != nil {
+		return Issued{}, err
+	}
+	ev.Payload = b
 	signed, raw, err := event.Sign(l.priv, ev)
 	if err != nil {
 		return Issued{}, fmt.Errorf("mesh: sign event: %w", err)
@@ -1190,6 +1214,36 @@ func (l *Log) Issue(kind event.Kind, payload []byte, attachments ...[]byte) (Iss
 		l.referenced[d.Issuer] = d.Seq
 	}
 	return Issued{Raw: raw, ID: signed.ID(), Seq: signed.Seq}, nil
+}
+
+// followed returns the issuers whose heads an event following follow must
+// name: every chain of follow but this node's own (its chain reaches it),
+// held, with a head at or past the position, of an issuer not tainted; at
+// most event.MaxDeps, in key order. l.mu is held.
+func (l *Log) followed(follow map[string]uint64) []network.NodeKey {
+	var out []network.NodeKey
+	for chain, seq := range follow {
+		if len(chain) != len(network.NodeKey{}) {
+			continue
+		}
+		k := network.NodeKey([]byte(chain))
+		if k == l.self {
+			continue
+		}
+		h := l.chains[k].head()
+		if h == nil || h.ev.Seq < seq {
+			continue
+		}
+		if nd, ok := l.state.Nodes[k]; ok && nd.Tainted != 0 {
+			continue
+		}
+		out = append(out, k)
+	}
+	slices.SortFunc(out, compareKeys)
+	if len(out) > event.MaxDeps {
+		out = out[:event.MaxDeps]
+	}
+	return out
 }
 
 // IssuerID is the string form of an issuer used in anti-entropy summaries.

@@ -546,16 +546,46 @@ func (s *State) applyPolicy(k *Key, e *entry) {
 			s.Dropped[DropUnauthorised]++
 			return
 		}
-		err = s.Policy.AddGrant(p)
+		err = s.Policy.AddGrantReaching(p, s.reachOf(e.ev))
 	case policy.Revocation:
 		if !strings.HasPrefix(p.ID, IDPrefix(e.ev.Issuer)) {
 			s.Dropped[DropUnauthorised]++
 			return
 		}
-		err = s.Policy.AddRevocation(p)
+		err = s.Policy.AddRevocationAt(p, policy.Position{Chain: ChainOf(e.ev.Issuer), Seq: e.ev.Seq})
 	}
 	if err != nil {
 		s.Dropped[DropConflict]++
+	}
+}
+
+// ChainOf is the policy chain of issuer k (policy.Position.Chain): the key's
+// bytes.
+func ChainOf(k network.NodeKey) string { return string(k[:]) }
+
+// reachOf is the causal reach of event ev (policy.Reach), from what its
+// admission proved: its own chain before it (Prev), and each dependency's
+// chain up to the dependency, whose id the receiver checked — except a
+// dependency at or after its issuer's taint, which admission does not
+// check, so it reaches nothing. A taint refolds every key its issuer's
+// events touched, so a reach that changes with it is asked again. ev's
+// header stays in memory, so the reach of a held grant does not change.
+func (s *State) reachOf(ev *event.Event) policy.Reach {
+	issuer, seq, deps := ev.Issuer, ev.Seq, ev.Deps
+	return func(chain string) uint64 {
+		if chain == string(issuer[:]) {
+			return seq - 1
+		}
+		for _, d := range deps {
+			if chain != string(d.Issuer[:]) {
+				continue
+			}
+			if n, ok := s.Nodes[d.Issuer]; ok && n.Tainted != 0 && d.Seq >= n.Tainted {
+				return 0
+			}
+			return d.Seq
+		}
+		return 0
 	}
 }
 

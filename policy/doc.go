@@ -30,21 +30,34 @@
 //
 // # Remove-wins
 //
-// A revocation names a (key, party) pair, not a grant. Each grant carries in
-// Observed the IDs of the revocations of its own (key, party) that its issuer
-// had applied when it issued the grant ([State.RevocationIDs] gives them). A
-// grant is in force only if its Observed set contains every revocation of
-// the same (key, party) held in the state. Hence:
+// A revocation names a (key, party) pair, not a grant. A grant observes a
+// revocation of its own (key, party) if its issuer had applied the
+// revocation when it issued the grant, which it shows in one of two ways:
+// Observed lists the revocation's ID, or the revocation's event is within
+// the grant event's causal reach ([Reach]: the event layer proves which of
+// its issuer's and other issuers' events the grant's event follows). A
+// grant is in force only if it observes every revocation of the same
+// (key, party) held in the state. Hence:
 //
 //   - a revocation ends every grant of its (key, party) issued before it, and
 //     every grant issued concurrently with it (whose issuer had not seen it);
 //   - a grant issued after its issuer applied the revocation, and listing it
-//     in Observed, is in force again;
+//     in Observed or following it causally, is in force again;
 //   - with two revocations, a grant that observed only one stays revoked.
 //
-// The rule looks only at the sets of grants and revocations, never at the
-// order they arrived in or at their IssuedAt times, so two States holding
-// the same grants and revocations are in the same state and give the same
+// Causal reach is what keeps grants small: a pair granted and revoked n
+// times by one node has its n-th grant follow the n-1 revocations through
+// its issuer's own chain, with an empty Observed
+// ([State.RevocationChains] and [State.Unobserved] say what a new grant
+// must follow or list). A reach cannot be claimed for an
+// event that did not exist when the grant was signed: it is made of event
+// positions that the grant's event names by hash (its chain and its
+// dependencies), so no grant pre-empts a later revocation.
+//
+// The rule looks only at the sets of grants and revocations (with their
+// reaches and positions), never at the order they arrived in or at their
+// IssuedAt times, so two States holding the same grants and revocations are
+// in the same state and give the same
 // [State.Canonical] bytes and the same decisions, whatever the insertion
 // order, duplicates included. Revocation protects what is written after it:
 // what a party could already read was shared.

@@ -41,14 +41,39 @@ type Grant struct {
 	// IssuedAt is when the issuer issued the grant. It orders listings; the
 	// fold does not use it.
 	IssuedAt time.Time
-	// Observed holds the IDs of the revocations of the same (Key, Party)
-	// that the issuer had applied when it issued the grant (see
-	// [State.RevocationIDs]). It is a set: order and repeats do not matter.
+	// Observed holds IDs of revocations of the same (Key, Party) that the
+	// issuer had applied when it issued the grant. It is a set: order and
+	// repeats do not matter. It need not name a revocation that the grant
+	// observes through its causal reach (see [Reach]): the mesh names
+	// only those ([State.Observe]), so a pair granted and revoked n times
+	// does not make its n-th grant O(n) bytes.
 	Observed []string
 }
 
-// Revocation ends every grant of its (Key, Party) that does not list the
-// revocation's ID in Observed.
+// Position is where an event sits: its issuer's chain (an opaque string
+// the event layer chooses, one per issuer) and its sequence number there,
+// from 1. The zero Position is no position: a revocation added without one
+// is observed only by the grants whose Observed names its ID.
+type Position struct {
+	Chain string
+	Seq   uint64
+}
+
+// Reach is a grant event's causal reach: Reach(chain) is the highest
+// sequence number of chain whose event the grant's event causally follows
+// (0: none). Causal pasts are prefix-closed, so the grant follows every
+// event of chain up to that number. A grant observes every revocation at
+// a position within its reach: its issuer had applied it.
+//
+// The event layer must give a grant only the reach it has proved (its own
+// chain, and the dependencies the receiver checked). A reach must not
+// change while the grant is held; the state calls it while adding the
+// grant and while adding later revocations of its pair.
+type Reach func(chain string) uint64
+
+// Revocation ends every grant of its (Key, Party) that did not observe it:
+// that neither lists the revocation's ID in Observed nor reaches its
+// position (see [Reach]).
 type Revocation struct {
 	ID       string // unique, chosen by the issuer, as Grant.ID
 	Key      string

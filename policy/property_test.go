@@ -9,17 +9,30 @@ import (
 	"time"
 )
 
-// event is a grant or a revocation, as gossip delivers them.
+// event is a grant or a revocation, as gossip delivers them: a
+// revocation with the position of its event, a grant with its event's
+// causal reach (nil: none).
 type event struct {
-	g *Grant
-	r *Revocation
+	g     *Grant
+	reach map[string]uint64
+	r     *Revocation
+	at    Position
 }
 
 func (e event) addTo(s *State) error {
 	if e.g != nil {
-		return s.AddGrant(*e.g)
+		if e.reach == nil {
+			return s.AddGrant(*e.g)
+		}
+		return s.AddGrantReaching(*e.g, func(chain string) uint64 { return e.reach[chain] })
 	}
-	return s.AddRevocation(*e.r)
+	return s.AddRevocationAt(*e.r, e.at)
+}
+
+// observes is the definition: a grant observes a revocation that its
+// Observed names or whose position its reach covers.
+func (e event) observes(r event) bool {
+	return slices.Contains(e.g.Observed, r.r.ID) || r.at.Chain != "" && r.at.Seq <= e.reach[r.at.Chain]
 }
 
 var (
@@ -27,12 +40,21 @@ var (
 	propParties = []Party{app, AdminParty, org1, alice}
 )
 
-// randomHistory returns the events of a random history. Each grant's
+// randomHistory returns the events of a random history. Events are issued
+// on three chains; most revocations have a position there. Each grant's
 // Observed set is drawn from the revocations of its (key, party) issued
 // before it (an issuer that had seen some of them), with now and then an ID
 // of another pair's revocation or of one never issued, which must not
-// matter.
+// matter; half the grants also have a causal reach: per chain, a prefix of
+// what was issued before them.
 func randomHistory(rng *rand.Rand) []event {
+	chains := []string{"c0", "c1", "c2"}
+	seqs := map[string]uint64{}
+	next := func() Position {
+		c := chains[rng.IntN(len(chains))]
+		seqs[c]++
+		return Position{Chain: c, Seq: seqs[c]}
+	}
 	type pairKey struct {
 		key   string
 		party Party
@@ -48,8 +70,23 @@ func randomHistory(rng *rand.Rand) []event {
 			id := fmt.Sprintf("r%02d", i)
 			revsOf[pk] = append(revsOf[pk], id)
 			all = append(all, id)
-			events = append(events, event{r: &Revocation{ID: id, Key: pk.key, Party: pk.party, Issuer: "node1", IssuedAt: issued}})
+			at := next()
+			if rng.IntN(10) == 0 {
+				at = Position{}
+			}
+			events = append(events, event{r: &Revocation{ID: id, Key: pk.key, Party: pk.party, Issuer: "node1", IssuedAt: issued}, at: at})
 			continue
+		}
+		var reach map[string]uint64
+		if rng.IntN(2) == 0 {
+			reach = map[string]uint64{}
+			for _, c := range chains {
+				reach[c] = rng.Uint64N(seqs[c] + 1)
+			}
+		}
+		own := next()
+		if reach != nil {
+			reach[own.Chain] = max(reach[own.Chain], own.Seq-1)
 		}
 		gr := Grant{
 			ID:       fmt.Sprintf("g%02d", i),
@@ -81,7 +118,7 @@ func randomHistory(rng *rand.Rand) []event {
 			gr.Observed = append(gr.Observed, "never-issued")
 		}
 		rng.Shuffle(len(gr.Observed), func(i, j int) { gr.Observed[i], gr.Observed[j] = gr.Observed[j], gr.Observed[i] })
-		events = append(events, event{g: &gr})
+		events = append(events, event{g: &gr, reach: reach})
 	}
 	return events
 }
@@ -97,9 +134,9 @@ func delivery(rng *rand.Rand, events []event) []event {
 }
 
 // oracle decides straight from the definition, with no index: allowed iff
-// some party of p has a grant of key with op, within bounds, whose Observed
-// holds every revocation of its (key, party). It returns the smallest such
-// grant ID.
+// some party of p has a grant of key with op, within bounds, that observes
+// every revocation of its (key, party). It returns the smallest such grant
+// ID.
 func oracle(events []event, p Principal, key string, op Op, at time.Time) (bool, string) {
 	best := ""
 	for _, e := range events {
@@ -112,7 +149,7 @@ func oracle(events []event, p Principal, key string, op Op, at time.Time) (bool,
 		}
 		inForce := true
 		for _, o := range events {
-			if o.r != nil && o.r.Key == key && o.r.Party == gr.Party && !slices.Contains(gr.Observed, o.r.ID) {
+			if o.r != nil && o.r.Key == key && o.r.Party == gr.Party && !e.observes(o) {
 				inForce = false
 			}
 		}

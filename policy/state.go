@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -19,8 +20,14 @@ type State struct {
 	gate   atomic.Pointer[func(key string, at time.Time) error]
 	mu     sync.RWMutex
 	grants map[string]*grantEntry // by grant ID
-	revs   map[string]Revocation  // by revocation ID
+	revs   map[string]revEntry    // by revocation ID
 	keys   map[string]map[Party]*pairEntry
+}
+
+// revEntry is a held revocation and where its event sits.
+type revEntry struct {
+	r  Revocation
+	at Position
 }
 
 // pairEntry holds what the state knows of one (key, party).
@@ -32,13 +39,30 @@ type State struct {
 type pairEntry struct {
 	grants []*grantEntry // not revoked, sorted by ID
 	ended  []*grantEntry // revoked, sorted by ID; their Observed is dropped
-	revs   []string      // IDs of the revocations of this pair, sorted
+	revs   []revRef      // the revocations of this pair, sorted by ID
+	// last holds, per chain, the highest position of the pair's
+	// revocations there, and unplaced counts those without a position:
+	// a grant whose reach passes every last and that has no unplaced
+	// revocation to observe by ID follows all of them (coversAll).
+	last     map[string]uint64
+	unplaced int
 }
+
+// revRef is one revocation of a pair: its ID and position.
+type revRef struct {
+	id string
+	at Position
+}
+
+func compareRevID(r revRef, id string) int { return cmp.Compare(r.id, id) }
 
 type grantEntry struct {
 	g       Grant  // normal form; Observed is nil once revoked (see obs)
-	revoked bool   // some revocation of the pair is not in g.Observed
+	revoked bool   // some revocation of the pair is not covered (covers)
 	reason  string // "grant <id>", built once so that Decide allocates nothing
+	// reach is the grant event's causal reach (nil: none); kept while the
+	// grant is in force, dropped with Observed when it ends.
+	reach Reach
 	// obs is the SHA-256 of the grant's Observed set (its sorted IDs,
 	// each length-prefixed) and nobs its size: what comparing a re-added
 	// grant and [State.Canonical] need once Observed itself is dropped.
@@ -68,7 +92,7 @@ func observedDigest(obs []string) [32]byte {
 func (s *State) end(pe *pairEntry, i int) {
 	ge := pe.grants[i]
 	ge.revoked = true
-	ge.g.Observed = nil
+	ge.g.Observed, ge.reach = nil, nil
 	pe.grants = slices.Delete(pe.grants, i, i+1)
 	j, _ := slices.BinarySearchFunc(pe.ended, ge.g.ID, compareEntryID)
 	pe.ended = slices.Insert(pe.ended, j, ge)
@@ -80,7 +104,7 @@ func compareEntryID(e *grantEntry, id string) int { return cmp.Compare(e.g.ID, i
 func NewState() *State {
 	return &State{
 		grants: make(map[string]*grantEntry),
-		revs:   make(map[string]Revocation),
+		revs:   make(map[string]revEntry),
 		keys:   make(map[string]map[Party]*pairEntry),
 	}
 }
@@ -114,28 +138,60 @@ func (s *State) pair(key string, p Party) *pairEntry {
 	return pe
 }
 
-// observesAll reports whether the sorted set observed contains every ID of
-// the sorted set revs.
-func observesAll(observed, revs []string) bool {
-	i := 0
-	for _, id := range revs {
-		for i < len(observed) && observed[i] < id {
-			i++
+// covers reports whether a grant with explicit set obs (sorted) and reach
+// observed revocation r: r's ID is in obs, or r's event is in the grant
+// event's causal past.
+func covers(obs []string, reach Reach, r revRef) bool {
+	if reach != nil && r.at.Chain != "" && r.at.Seq != 0 && r.at.Seq <= reach(r.at.Chain) {
+		return true
+	}
+	_, found := slices.BinarySearch(obs, r.id)
+	return found
+}
+
+// coversAll reports whether a grant with explicit set obs and reach
+// observed every revocation of pe. When the reach passes the last
+// revocation of every chain (and none is unplaced), it did, whatever the
+// pair's history: the reach is prefix-closed. Otherwise each revocation is
+// checked.
+func (pe *pairEntry) coversAll(obs []string, reach Reach) bool {
+	if len(pe.revs) == 0 {
+		return true
+	}
+	if reach != nil && pe.unplaced == 0 {
+		all := true
+		for chain, seq := range pe.last {
+			if reach(chain) < seq {
+				all = false
+				break
+			}
 		}
-		if i == len(observed) || observed[i] != id {
+		if all {
+			return true
+		}
+	}
+	for _, r := range pe.revs {
+		if !covers(obs, reach, r) {
 			return false
 		}
-		i++
 	}
 	return true
 }
 
-// AddGrant adds g to the state. Adding a grant identical to one held (times
-// compared as instants, Observed as a set) does nothing and succeeds; a
-// grant whose ID is held with a different content fails with [ErrConflict];
-// an invalid grant fails with an error from [Grant.Validate]. On error the
-// state is unchanged. The state keeps its own copy of g.
-func (s *State) AddGrant(g Grant) error {
+// AddGrant adds g to the state with no causal reach: it observes exactly
+// the revocations its Observed names. See [State.AddGrantReaching].
+func (s *State) AddGrant(g Grant) error { return s.AddGrantReaching(g, nil) }
+
+// AddGrantReaching adds g, whose event has causal reach reach (nil: none),
+// to the state. g observes a revocation if Observed names it or if the
+// revocation's position is within reach (see [Reach]). Adding a grant
+// identical to one held (times compared as instants, Observed as a set)
+// does nothing and succeeds, whatever its reach: a grant's ID names one
+// event; a grant whose ID is held with a different content fails with
+// [ErrConflict]; an invalid grant fails with an error from
+// [Grant.Validate]. On error the state is unchanged. The state keeps its
+// own copy of g, and reach while g is in force.
+func (s *State) AddGrantReaching(g Grant, reach Reach) error {
 	if err := g.Validate(); err != nil {
 		return err
 	}
@@ -154,7 +210,8 @@ func (s *State) AddGrant(g Grant) error {
 	pe := s.pair(g.Key, g.Party)
 	ge := &grantEntry{g: g, reason: "grant " + g.ID, obs: obs, nobs: len(g.Observed)}
 	s.grants[scoped(g.Key, g.ID)] = ge
-	if observesAll(g.Observed, pe.revs) {
+	if pe.coversAll(g.Observed, reach) {
+		ge.reach = reach
 		i, _ := slices.BinarySearchFunc(pe.grants, g.ID, compareEntryID)
 		pe.grants = slices.Insert(pe.grants, i, ge)
 	} else {
@@ -165,12 +222,19 @@ func (s *State) AddGrant(g Grant) error {
 	return nil
 }
 
-// AddRevocation adds r to the state, ending every grant of its (Key, Party)
-// that does not list r.ID in Observed. Adding a revocation identical to one
-// held does nothing and succeeds; one whose ID is held with a different
-// content fails with [ErrConflict]; an invalid one fails with an error from
-// [Revocation.Validate]. On error the state is unchanged.
-func (s *State) AddRevocation(r Revocation) error {
+// AddRevocation adds r without a position: only grants whose Observed
+// names it observe it. See [State.AddRevocationAt].
+func (s *State) AddRevocation(r Revocation) error { return s.AddRevocationAt(r, Position{}) }
+
+// AddRevocationAt adds r, whose event sits at position at, to the state,
+// ending every grant of its (Key, Party) that did not observe it (neither
+// names r.ID in Observed nor reaches at). Adding a revocation identical to
+// one held does nothing and succeeds, keeping the first position (an
+// issuer's ids carry its prefix, so both copies are on one chain and the
+// event layer adds the earlier first); one whose ID is held with a
+// different content fails with [ErrConflict]; an invalid one fails with an
+// error from [Revocation.Validate]. On error the state is unchanged.
+func (s *State) AddRevocationAt(r Revocation, at Position) error {
 	if err := r.Validate(); err != nil {
 		return err
 	}
@@ -178,33 +242,83 @@ func (s *State) AddRevocation(r Revocation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old, ok := s.revs[scoped(r.Key, r.ID)]; ok {
-		if sameRevocation(old, r) {
+		if sameRevocation(old.r, r) {
 			return nil
 		}
 		return fmt.Errorf("%w: revocation %s is held with a different content", ErrConflict, quote(r.ID))
 	}
-	s.revs[scoped(r.Key, r.ID)] = r
+	if at.Chain == "" || at.Seq == 0 {
+		at = Position{}
+	}
+	s.revs[scoped(r.Key, r.ID)] = revEntry{r: r, at: at}
 	pe := s.pair(r.Key, r.Party)
-	i, _ := slices.BinarySearch(pe.revs, r.ID)
-	pe.revs = slices.Insert(pe.revs, i, r.ID)
+	ref := revRef{id: r.ID, at: at}
+	i, _ := slices.BinarySearchFunc(pe.revs, r.ID, compareRevID)
+	pe.revs = slices.Insert(pe.revs, i, ref)
+	if at.Chain == "" {
+		pe.unplaced++
+	} else {
+		if pe.last == nil {
+			pe.last = map[string]uint64{}
+		}
+		pe.last[at.Chain] = max(pe.last[at.Chain], at.Seq)
+	}
 	for i := len(pe.grants) - 1; i >= 0; i-- {
-		if _, found := slices.BinarySearch(pe.grants[i].g.Observed, r.ID); !found {
+		if ge := pe.grants[i]; !covers(ge.g.Observed, ge.reach, ref) {
 			s.end(pe, i)
 		}
 	}
 	return nil
 }
 
+// RevocationChains returns, per chain, the highest position of the
+// revocations of (key, p) held there, or nil if none has a position: what
+// the event of a grant of (key, p) issued now should follow, so that its
+// reach observes them all ([State.Unobserved] gives what it must list).
+func (s *State) RevocationChains(key string, p Party) map[string]uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if pe := s.keys[key][p]; pe != nil && len(pe.last) > 0 {
+		return maps.Clone(pe.last)
+	}
+	return nil
+}
+
+// Unobserved returns the sorted IDs of the revocations of (key, p) held in
+// the state that a grant with causal reach reach (nil: none) would not
+// observe: what a grant of (key, p) issued now must carry in Observed to be
+// in force. It returns nil if there are none.
+func (s *State) Unobserved(key string, p Party, reach Reach) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	pe := s.keys[key][p]
+	if pe == nil {
+		return nil
+	}
+	var ids []string
+	for _, r := range pe.revs {
+		if !covers(nil, reach, r) {
+			ids = append(ids, r.id)
+		}
+	}
+	return ids
+}
+
 // RevocationIDs returns the sorted IDs of the revocations of (key, p) held
-// in the state: what a grant issued now for (key, p) must carry in
-// Observed. It returns nil if there are none.
+// in the state: what a grant issued now for (key, p) without a causal
+// reach must carry in Observed. It returns nil if there are none.
 func (s *State) RevocationIDs(key string, p Party) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if pe := s.keys[key][p]; pe != nil && len(pe.revs) > 0 {
-		return slices.Clone(pe.revs)
+	pe := s.keys[key][p]
+	if pe == nil || len(pe.revs) == 0 {
+		return nil
 	}
-	return nil
+	ids := make([]string, len(pe.revs))
+	for i, r := range pe.revs {
+		ids[i] = r.id
+	}
+	return ids
 }
 
 // scoped is the state's index of a grant or revocation: ids live in
@@ -236,8 +350,8 @@ func (s *State) Revocation(id string) (Revocation, bool) {
 	defer s.mu.RUnlock()
 	var best Revocation
 	found := false
-	for _, r := range s.revs {
-		if r.ID == id && (!found || r.Key < best.Key) {
+	for _, re := range s.revs {
+		if r := re.r; r.ID == id && (!found || r.Key < best.Key) {
 			best, found = r, true
 		}
 	}
@@ -364,9 +478,9 @@ func (s *State) InForceAt(key string, p Party, at time.Time) int {
 func (s *State) Revocations(key string) []Revocation {
 	s.mu.RLock()
 	var out []Revocation
-	for _, r := range s.revs {
-		if key == "" || r.Key == key {
-			out = append(out, r)
+	for _, re := range s.revs {
+		if key == "" || re.r.Key == key {
+			out = append(out, re.r)
 		}
 	}
 	s.mu.RUnlock()
@@ -395,8 +509,8 @@ func (s *State) DropKey(key string) {
 		for _, ge := range pe.ended {
 			delete(s.grants, scoped(key, ge.g.ID))
 		}
-		for _, id := range pe.revs {
-			delete(s.revs, scoped(key, id))
+		for _, r := range pe.revs {
+			delete(s.revs, scoped(key, r.id))
 		}
 	}
 	delete(s.keys, key)
@@ -404,7 +518,7 @@ func (s *State) DropKey(key string) {
 
 // canonicalMagic starts every Canonical encoding; its last byte is the
 // encoding version.
-const canonicalMagic = "keymesh/policy/state\x00\x02"
+const canonicalMagic = "keymesh/policy/state\x00\x03"
 
 // Canonical returns a deterministic encoding of the whole state, for
 // comparing or hashing the states of two nodes: two States holding the same
@@ -413,9 +527,11 @@ const canonicalMagic = "keymesh/policy/state\x00\x02"
 // by ID, every string length-prefixed (uvarint), every time as a presence
 // byte then Unix seconds (8 bytes, big endian) and nanoseconds (4 bytes),
 // and each Observed set as its size then the SHA-256 of its sorted,
-// length-prefixed IDs (the state keeps no revoked grant's Observed). Only the fold's inputs are encoded: whether
-// a grant is in force follows from them. It is not a wire format and has no
-// parser.
+// length-prefixed IDs (the state keeps no revoked grant's Observed), then
+// a byte 1 if the grant is revoked (0 if not), and each revocation's
+// position (its chain length-prefixed, then its seq as a uvarint). A
+// grant's reach is not encoded: whether it is revoked stands for it. It is
+// not a wire format and has no parser.
 func (s *State) Canonical() []byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -446,15 +562,23 @@ func (s *State) Canonical() []byte {
 		b = appendTime(b, g.IssuedAt)
 		b = binary.AppendUvarint(b, uint64(ge.nobs))
 		b = append(b, ge.obs[:]...)
+		if ge.revoked {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(rids)))
 	for _, id := range rids {
-		r := s.revs[id]
+		re := s.revs[id]
+		r := re.r
 		b = appendString(b, r.ID)
 		b = appendString(b, r.Key)
 		b = appendString(b, string(r.Party))
 		b = appendString(b, r.Issuer)
 		b = appendTime(b, r.IssuedAt)
+		b = appendString(b, re.at.Chain)
+		b = binary.AppendUvarint(b, re.at.Seq)
 	}
 	return b
 }

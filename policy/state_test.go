@@ -830,3 +830,113 @@ func TestDecideCustodian(t *testing.T) {
 		})
 	}
 }
+
+// reachOf is a Reach of fixed per-chain bounds.
+func reachOf(bounds map[string]uint64) Reach {
+	return func(chain string) uint64 { return bounds[chain] }
+}
+
+func TestReachObservesRevocations(t *testing.T) {
+	// Three revocations of (ssn, app): two on chain A (positions 2, 5),
+	// one on chain B (position 3); rX has no position.
+	revs := []struct {
+		r  Revocation
+		at Position
+	}{
+		{revoke("rA2", ssn, app), Position{"A", 2}},
+		{revoke("rA5", ssn, app), Position{"A", 5}},
+		{revoke("rB3", ssn, app), Position{"B", 3}},
+	}
+	cases := []struct {
+		name     string
+		reach    map[string]uint64
+		observed []string
+		unplaced bool // add rX without a position as well
+		inForce  bool
+	}{
+		{"no reach, no Observed", nil, nil, false, false},
+		{"reach covers every chain", map[string]uint64{"A": 5, "B": 3}, nil, false, true},
+		{"reach beyond every chain", map[string]uint64{"A": 9, "B": 7}, nil, false, true},
+		{"reach misses A's last", map[string]uint64{"A": 4, "B": 3}, nil, false, false},
+		{"reach misses A's last, Observed names it", map[string]uint64{"A": 4, "B": 3}, []string{"rA5"}, false, true},
+		{"reach misses chain B", map[string]uint64{"A": 5}, nil, false, false},
+		{"Observed names B's", map[string]uint64{"A": 5}, []string{"rB3"}, false, true},
+		{"Observed names every one", nil, []string{"rA2", "rA5", "rB3"}, false, true},
+		{"unplaced needs its ID", map[string]uint64{"A": 5, "B": 3}, nil, true, false},
+		{"unplaced named", map[string]uint64{"A": 5, "B": 3}, []string{"rX"}, true, true},
+	}
+	for _, c := range cases {
+		for _, grantFirst := range []bool{false, true} {
+			s := NewState()
+			g := grant("g1", ssn, app, OpsDecrypt, c.observed...)
+			var reach Reach
+			if c.reach != nil {
+				reach = reachOf(c.reach)
+			}
+			addGrant := func() {
+				if err := s.AddGrantReaching(g, reach); err != nil {
+					t.Fatalf("%s: AddGrantReaching = %v", c.name, err)
+				}
+			}
+			if grantFirst {
+				addGrant()
+			}
+			for _, r := range revs {
+				if err := s.AddRevocationAt(r.r, r.at); err != nil {
+					t.Fatalf("%s: AddRevocationAt(%s) = %v", c.name, r.r.ID, err)
+				}
+			}
+			if c.unplaced {
+				mustAddRevocation(t, s, revoke("rX", ssn, app))
+			}
+			if !grantFirst {
+				addGrant()
+			}
+			d := s.Decide(principal(app), ssn, OpDecrypt, t0)
+			if d.Allowed != c.inForce {
+				t.Errorf("%s (grant first %v): allowed = %v (%s), want %v", c.name, grantFirst, d.Allowed, d.Reason, c.inForce)
+			}
+		}
+	}
+}
+
+// TestObserveIsCompact: a pair revoked n times on one chain asks a new
+// grant to follow one position, not to list n IDs; only revocations held
+// without a position, or beyond its reach, are to be listed.
+func TestObserveIsCompact(t *testing.T) {
+	s := NewState()
+	for i := 1; i <= 100; i++ {
+		if err := s.AddRevocationAt(revoke(fmt.Sprintf("r%03d", i), ssn, app), Position{"A", uint64(2 * i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustAddRevocation(t, s, revoke("legacy", ssn, app))
+	last := s.RevocationChains(ssn, app)
+	ids := s.Unobserved(ssn, app, reachOf(last))
+	if !slices.Equal(ids, []string{"legacy"}) || len(last) != 1 || last["A"] != 200 {
+		t.Fatalf("RevocationChains = %v, Unobserved = %q; want map[A:200], [legacy]", last, ids)
+	}
+	if got := s.Unobserved(ssn, app, reachOf(map[string]uint64{"A": 100})); len(got) != 51 {
+		t.Errorf("Unobserved with reach A:100 has %d ids, want 51 (50 beyond it and legacy)", len(got))
+	}
+	if got := len(s.RevocationIDs(ssn, app)); got != 101 {
+		t.Errorf("RevocationIDs has %d ids, want 101", got)
+	}
+	mustAddGrant(t, s, Grant{ID: "g1", Key: ssn, Party: app, Ops: OpsDecrypt, Issuer: "node1", IssuedAt: t0, Observed: ids})
+	if d := s.Decide(principal(app), ssn, OpDecrypt, t0); d.Allowed {
+		t.Errorf("a grant listing only the unplaced id, without reach, is in force")
+	}
+	if err := s.AddGrantReaching(Grant{ID: "g2", Key: ssn, Party: app, Ops: OpsDecrypt, Issuer: "node1", IssuedAt: t0, Observed: ids}, reachOf(last)); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Decide(principal(app), ssn, OpDecrypt, t0); !d.Allowed || d.GrantID != "g2" {
+		t.Errorf("a grant reaching Observe's positions: %+v, want allowed by g2", d)
+	}
+	// A revocation after it on chain A ends it.
+	if err := s.AddRevocationAt(revoke("r-late", ssn, app), Position{"A", 201}); err != nil {
+		t.Fatal(err)
+	}
+	if d := s.Decide(principal(app), ssn, OpDecrypt, t0); d.Allowed {
+		t.Errorf("a revocation beyond the grant's reach did not end it")
+	}
+}

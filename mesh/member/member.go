@@ -158,6 +158,36 @@ func (m *Member) issue(kind event.Kind, payload any, attachments ...[]byte) erro
 	if err != nil {
 		return err
 	}
+	m.published(is)
+	return nil
+}
+
+// issueGrant issues grant g, which observes every revocation of its pair
+// that this node holds: its event follows their chains (mesh.Log.IssueWith),
+// and Observed lists only those its reach misses (none, unless their issuer
+// is tainted or they predate positions). It returns g as issued.
+func (m *Member) issueGrant(g policy.Grant) (policy.Grant, error) {
+	pol := m.log.Policy()
+	is, err := m.log.IssueWith(event.KindGrant, pol.RevocationChains(g.Key, g.Party), func(reach policy.Reach) ([]byte, error) {
+		g.Observed = pol.Unobserved(g.Key, g.Party, reach)
+		if err := g.Validate(); err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(g)
+		if err != nil {
+			return nil, fmt.Errorf("node: encode grant: %w", err)
+		}
+		return b, nil
+	})
+	if err != nil {
+		return policy.Grant{}, err
+	}
+	m.published(is)
+	return g, nil
+}
+
+// published publishes an event this node issued.
+func (m *Member) published(is mesh.Issued) {
 	m.publish(is.Raw)
 	// A checkpoint right after: the other orgs can vouch for this change
 	// (and everything before it) at once, not only at the next tick.
@@ -165,7 +195,6 @@ func (m *Member) issue(kind event.Kind, payload any, attachments ...[]byte) erro
 		m.publish(cp)
 		m.lastCheckpoint.Store(m.clock().UnixNano())
 	}
-	return nil
 }
 
 // checkOwner returns the key as the network knows it, and an error unless
@@ -391,14 +420,15 @@ func (m *Member) Grant(g policy.Grant) (policy.Grant, error) {
 	}
 	g.ID = m.newID()
 	g.IssuedAt = m.clock().UTC()
-	g.Observed = m.log.Policy().RevocationIDs(g.Key, g.Party)
+	g.Observed = nil
 	if g.Custodian == "" && g.Party.Kind() != policy.KindOrg {
 		g.Custodian = m.org
 	}
 	if err := g.Validate(); err != nil {
 		return policy.Grant{}, err
 	}
-	if err := m.issue(event.KindGrant, g); err != nil {
+	g, err := m.issueGrant(g)
+	if err != nil {
 		return policy.Grant{}, err
 	}
 	m.reconcileLocked(g.Party.Kind() == policy.KindOrg)
