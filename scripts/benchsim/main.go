@@ -161,7 +161,7 @@ func build(n int) *sim {
 	for _, nd := range s.nodes {
 		go nd.m.Run(contextOf(s.stop))
 	}
-	waitFor(30*time.Second, "every node knows every node", func() bool {
+	waitFor(2*time.Minute, "every node knows every node", func() bool {
 		for _, nd := range s.nodes {
 			if len(nd.m.Nodes()) != n {
 				return false
