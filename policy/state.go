@@ -149,33 +149,55 @@ func covers(obs []string, reach Reach, r revRef) bool {
 	return found
 }
 
-// coversAll reports whether a grant with explicit set obs and reach
-// observed every revocation of pe. When the reach passes the last
-// revocation of every chain (and none is unplaced), it did, whatever the
-// pair's history: the reach is prefix-closed. Otherwise each revocation is
-// checked.
-func (pe *pairEntry) coversAll(obs []string, reach Reach) bool {
-	if len(pe.revs) == 0 {
-		return true
+// reachesAll reports whether reach passes the last revocation of every
+// chain of pe and pe has no unplaced revocation: then a grant with that
+// reach observes all of pe's revocations, whatever the pair's history
+// (the reach is prefix-closed).
+func (pe *pairEntry) reachesAll(reach Reach) bool {
+	if reach == nil || pe.unplaced > 0 {
+		return false
 	}
-	if reach != nil && pe.unplaced == 0 {
-		all := true
-		for chain, seq := range pe.last {
-			if reach(chain) < seq {
-				all = false
-				break
-			}
-		}
-		if all {
-			return true
-		}
-	}
-	for _, r := range pe.revs {
-		if !covers(obs, reach, r) {
+	for chain, seq := range pe.last {
+		if reach(chain) < seq {
 			return false
 		}
 	}
 	return true
+}
+
+// unobserved calls fn for each revocation of pe that a grant with explicit
+// set obs (sorted) and reach does not observe, until fn returns false. It
+// asks reach once per chain.
+func (pe *pairEntry) unobserved(obs []string, reach Reach, fn func(revRef) bool) {
+	if len(pe.revs) == 0 || pe.reachesAll(reach) {
+		return
+	}
+	var bound map[string]uint64
+	if reach != nil {
+		bound = make(map[string]uint64, len(pe.last))
+		for chain := range pe.last {
+			bound[chain] = reach(chain)
+		}
+	}
+	for _, r := range pe.revs {
+		if r.at.Chain != "" && r.at.Seq <= bound[r.at.Chain] {
+			continue
+		}
+		if _, found := slices.BinarySearch(obs, r.id); found {
+			continue
+		}
+		if !fn(r) {
+			return
+		}
+	}
+}
+
+// coversAll reports whether a grant with explicit set obs and reach
+// observed every revocation of pe.
+func (pe *pairEntry) coversAll(obs []string, reach Reach) bool {
+	all := true
+	pe.unobserved(obs, reach, func(revRef) bool { all = false; return false })
+	return all
 }
 
 // AddGrant adds g to the state with no causal reach: it observes exactly
@@ -296,11 +318,7 @@ func (s *State) Unobserved(key string, p Party, reach Reach) []string {
 		return nil
 	}
 	var ids []string
-	for _, r := range pe.revs {
-		if !covers(nil, reach, r) {
-			ids = append(ids, r.id)
-		}
-	}
+	pe.unobserved(nil, reach, func(r revRef) bool { ids = append(ids, r.id); return true })
 	return ids
 }
 
