@@ -164,6 +164,11 @@ func TestContextValidate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.ctx.Validate()
+			// Seal and Open check through appendContext: the same verdict
+			// and the same error.
+			if _, aerr := appendContext(nil, tc.ctx); fmt.Sprint(aerr) != fmt.Sprint(err) {
+				t.Fatalf("appendContext() = %v, want %v as Validate()", aerr, err)
+			}
 			if tc.ok {
 				if err != nil {
 					t.Fatalf("Validate() = %v, want nil", err)
@@ -177,25 +182,51 @@ func TestContextValidate(t *testing.T) {
 	}
 }
 
+// TestASCIIChecks checks the word-at-a-time checks against byte-by-byte
+// ones, for every byte value at every position of strings up to 24 bytes.
+func TestASCIIChecks(t *testing.T) {
+	for n := 0; n <= 24; n++ {
+		for pos := 0; pos < max(n, 1); pos++ {
+			for c := 0; c < 256; c++ {
+				b := bytes.Repeat([]byte{'a'}, n)
+				if n > 0 {
+					b[pos] = byte(c)
+				}
+				s := string(b)
+				printable, ascii := true, true
+				for i := 0; i < len(s); i++ {
+					printable = printable && s[i] >= 0x20 && s[i] <= 0x7e
+					ascii = ascii && s[i] < 0x80
+				}
+				if got := printableASCII(s); got != printable {
+					t.Fatalf("printableASCII(%q) = %v, want %v", s, got, printable)
+				}
+				if got := orBytes(s)&highBits == 0; got != ascii {
+					t.Fatalf("orBytes(%q) ASCII = %v, want %v", s, got, ascii)
+				}
+			}
+		}
+	}
+}
+
 // TestContextEncodingUnambiguous checks that contexts differing only in
 // where the boundaries fall encode differently.
 func TestContextEncodingUnambiguous(t *testing.T) {
 	cs := []Context{nil, {"a": "bc"}, {"ab": "c"}, {"a": "b", "c": ""}, {"a": "", "bc": ""}, {"a": "b\x00\x01c"}}
 	seen := map[string]int{}
 	for i, c := range cs {
-		var es contextEntries
-		sorted, err := c.sorted(&es)
+		b, err := appendContext(nil, c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc := string(appendContext(nil, sorted))
+		enc := string(b)
 		if j, ok := seen[enc]; ok {
 			t.Errorf("contexts %v and %v encode alike: %x", cs[j], c, enc)
 		}
 		seen[enc] = i
 	}
-	if got, want := appendContext(nil, nil), []byte{0, 0}; !bytes.Equal(got, want) {
-		t.Errorf("appendContext(nil, nil) = %x, want %x", got, want)
+	if got, _ := appendContext(nil, nil); !bytes.Equal(got, []byte{0, 0}) {
+		t.Errorf("appendContext(nil, nil) = %x, want 0000", got)
 	}
 }
 
@@ -216,15 +247,19 @@ func TestContextEncoding(t *testing.T) {
 				break
 			}
 		}
-		var es contextEntries
-		sorted, err := c.sorted(&es)
-		if err != nil {
-			t.Fatal(err)
-		}
 		_, refAAD := refAAD(t, &vector{Context: c, KeyName: "a/b", NetworkID: strings.Repeat("00", 32)})
 		want := refAAD[len("keymesh/v1 envelope")+10+32:]
-		if got := appendContext(nil, sorted); !bytes.Equal(got, want) {
-			t.Errorf("appendContext(%d entries) = %x, want %x", n, got, want)
+		if got, err := appendContext(nil, c); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("appendContext(%d entries) = %x, %v, want %x", n, got, err, want)
+		}
+		// Appended after what b holds, and b unchanged on error.
+		prefix := []byte("prefix")
+		if got, err := appendContext(prefix, c); err != nil || !bytes.Equal(got, append(prefix, want...)) {
+			t.Errorf("appendContext(prefix, %d entries) = %x, %v, want prefix || %x", n, got, err, want)
+		}
+		c[""] = "bad"
+		if got, err := appendContext(prefix, c); !errors.Is(err, ErrInvalidContext) || !bytes.Equal(got, prefix) {
+			t.Errorf("appendContext(prefix, bad %d-entry context) = %q, %v, want %q, %v", n+1, got, err, prefix, ErrInvalidContext)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -58,6 +59,11 @@ type sealerState struct {
 	subMu   sync.RWMutex
 	subkeys map[string]*subkey // by HKDF info, for Open
 
+	// checkedName is the last key name that passed CheckKeyName here: a
+	// Sealer holds one version of one key, so Seal and Open see one name
+	// and need not check it on every call.
+	checkedName atomic.Pointer[string]
+
 	pool sync.Pool // of *scratch
 }
 
@@ -66,6 +72,18 @@ type subkey struct {
 	info string
 	aead cipher.AEAD // NewGCMWithRandomNonce: module-generated nonces
 	key  []byte      // kept only to seal with a caller's nonce (tests)
+
+	// What info is made of, so that the last subkey is recognised
+	// without building info.
+	nid     NetworkID
+	name    string
+	version uint32
+	sealer  SealerID
+}
+
+// is reports whether sk is the subkey of h's sealer under nid.
+func (sk *subkey) is(nid *NetworkID, h *Header) bool {
+	return sk.version == h.Version && sk.sealer == h.Sealer && sk.name == h.Key && sk.nid == *nid
 }
 
 // scratch is the per-call working state, reused through sealerState.pool.
@@ -179,12 +197,34 @@ func subkeyInfoOf(b []byte, nid *NetworkID, h *Header) []byte {
 	return append(b, h.Sealer[:]...)
 }
 
-// subkey returns the random-mode subkey for info, from the cache if it is
-// there. forSeal marks the subkey Seal uses, which is looked up first.
-func (st *sealerState) subkey(info []byte, forSeal bool) (*subkey, error) {
-	if sk := st.last.Load(); sk != nil && sk.info == string(info) {
+// nameChecked reports whether name passed CheckKeyName in an earlier call.
+// st may be nil.
+func (st *sealerState) nameChecked(name string) bool {
+	if st == nil {
+		return false
+	}
+	p := st.checkedName.Load()
+	return p != nil && *p == name
+}
+
+// setNameChecked records that name passed CheckKeyName.
+func (st *sealerState) setNameChecked(name string) {
+	if !st.nameChecked(name) {
+		p := new(string)
+		*p = name
+		st.checkedName.Store(p)
+	}
+}
+
+// subkey returns the random-mode subkey of h's sealer under nid, from the
+// cache if it is there; h must be a valid random-mode header of format 2.
+// forSeal marks the subkey Seal uses, which is looked up first.
+func (st *sealerState) subkey(sc *scratch, nid *NetworkID, h *Header, forSeal bool) (*subkey, error) {
+	if sk := st.last.Load(); sk != nil && sk.is(nid, h) {
 		return sk, nil
 	}
+	sc.info = subkeyInfoOf(sc.info[:0], nid, h)
+	info := sc.info
 	st.subMu.RLock()
 	sk := st.subkeys[string(info)]
 	st.subMu.RUnlock()
@@ -198,7 +238,7 @@ func (st *sealerState) subkey(info []byte, forSeal bool) (*subkey, error) {
 			clear(k)
 			return nil, err
 		}
-		sk = &subkey{info: string(info), aead: aead, key: k}
+		sk = &subkey{info: string(info), aead: aead, key: k, nid: *nid, name: h.Key, version: h.Version, sealer: h.Sealer}
 		st.subMu.Lock()
 		if len(st.subkeys) >= maxSubkeys {
 			// Bounded: envelopes naming many sealers cost a derivation
@@ -222,10 +262,10 @@ func (st *sealerState) subkey(info []byte, forSeal bool) (*subkey, error) {
 //	deterministic: 0x03 || uint32 len(aad) || aad
 //	random:        aad
 //
-// and returns it and the additional data within it. h must be valid and ctx
-// the sorted entries of a valid Context.
-func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx []contextEntry) (prfInput, aad []byte) {
-	need := 1 + 4 + len(txID) + 4 + len(aadDomain) + h.len() + NetworkIDSize + contextLen(ctx)
+// and returns it and the additional data within it. h must be valid. The
+// error is ctx's, as Context.Validate reports it.
+func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx Context) (prfInput, aad []byte, err error) {
+	need := 1 + 4 + len(txID) + 4 + len(aadDomain) + h.len() + NetworkIDSize + 2
 	if cap(sc.buf) < need {
 		sc.buf = make([]byte, 0, need)
 	}
@@ -245,12 +285,14 @@ func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx
 	b = append(b, aadDomain...)
 	b = h.appendTo(b)
 	b = append(b, nid[:]...)
-	b = appendContext(b, ctx)
+	if b, err = appendContext(b, ctx); err != nil {
+		return nil, nil, err
+	}
 	if aadLenAt >= 0 {
 		binary.BigEndian.PutUint32(b[aadLenAt:], uint32(len(b)-start))
 	}
 	sc.buf = b
-	return b, b[start:]
+	return b, b[start:], nil
 }
 
 // hmac2 returns HMAC(m, a || b) in sc.sum.
@@ -296,70 +338,110 @@ func (sc *scratch) sivTag(aad, siv, ct []byte) []byte {
 // ErrInvalidKey (after Destroy), or report a failure of rand or of the
 // cryptographic module.
 func (s *Sealer) Seal(h Header, nid NetworkID, ctx Context, txID string, plaintext []byte, rand io.Reader) (*Envelope, error) {
+	// One defer and one return, so that the defer is open-coded.
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return seal(s.st, &h, &nid, ctx, txID, plaintext, rand)
+}
+
+// seal is Seal under the Sealer's read lock; st is nil after Destroy.
+func seal(st *sealerState, h *Header, nid *NetworkID, ctx Context, txID string, plaintext []byte, rand io.Reader) (*Envelope, error) {
 	if h.Format != 0 && h.Format != FormatVersion {
 		return nil, fmt.Errorf("%w: Seal writes format %d, not %d", ErrFormat, FormatVersion, h.Format)
 	}
 	h.Format = FormatVersion
-	if err := h.check(); err != nil {
+	if err := h.check(st.nameChecked(h.Key)); err != nil {
 		return nil, err
 	}
 	if len(plaintext) > MaxPlaintextSize {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrTooLarge, len(plaintext), MaxPlaintextSize)
 	}
-	var es contextEntries
-	entries, err := ctx.sorted(&es)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case h.Mode == ModeEndorsement && (len(txID) == 0 || len(txID) > MaxTxIDLen):
-		return nil, fmt.Errorf("%w: endorsement mode needs 1 to %d bytes, got %d", ErrInvalidTxID, MaxTxIDLen, len(txID))
-	case h.Mode != ModeEndorsement && txID != "":
-		return nil, fmt.Errorf("%w: %v mode takes none", ErrInvalidTxID, h.Mode)
-	}
-
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	st := s.st
-	if st == nil {
-		return nil, errDestroyed
-	}
-	sc := st.get()
-	defer st.put(sc)
-	prfInput, aad := sc.layout(h.Mode, txID, &h, &nid, entries)
-	if h.Mode == ModeRandom {
-		sc.info = subkeyInfoOf(sc.info[:0], &nid, &h)
-		sk, err := st.subkey(sc.info, true)
+	// An invalid context is reported first, then the transaction id, then
+	// a destroyed Sealer.
+	if err := checkTxID(h.Mode, txID); err != nil || st == nil {
+		if cerr := ctx.Validate(); cerr != nil {
+			return nil, cerr
+		}
 		if err != nil {
 			return nil, err
 		}
-		// out = nonce || ciphertext || tag. The Envelope is allocated
-		// last, in one literal: allocating it first and storing the
-		// ciphertext into it later costs a GC write barrier.
-		var out []byte
-		if rand == nil {
-			out = sk.aead.Seal(make([]byte, 0, NonceSize+len(plaintext)+TagSize), nil, plaintext, aad)
-		} else {
-			if out, err = sealWithNonce(sk.key, rand, plaintext, aad); err != nil {
-				return nil, err
-			}
+		return nil, errDestroyed
+	}
+	st.setNameChecked(h.Key)
+	sc := st.get()
+	e, err := st.seal(sc, h, nid, ctx, txID, plaintext, rand)
+	st.put(sc)
+	return e, err
+}
+
+func checkTxID(mode Mode, txID string) error {
+	switch {
+	case mode == ModeEndorsement && (len(txID) == 0 || len(txID) > MaxTxIDLen):
+		return fmt.Errorf("%w: endorsement mode needs 1 to %d bytes, got %d", ErrInvalidTxID, MaxTxIDLen, len(txID))
+	case mode != ModeEndorsement && txID != "":
+		return fmt.Errorf("%w: %v mode takes none", ErrInvalidTxID, mode)
+	}
+	return nil
+}
+
+func (st *sealerState) seal(sc *scratch, h *Header, nid *NetworkID, ctx Context, txID string, plaintext []byte, rand io.Reader) (*Envelope, error) {
+	prfInput, aad, err := sc.layout(h.Mode, txID, h, nid, ctx)
+	if err != nil {
+		return nil, err
+	}
+	if h.Mode == ModeRandom {
+		sk, err := st.subkey(sc, nid, h, true)
+		if err != nil {
+			return nil, err
 		}
-		return &Envelope{Header: h, Nonce: [NonceSize]byte(out[:NonceSize]), Ciphertext: out[NonceSize:]}, nil
+		e, out := newEnvelope(h, NonceSize+len(plaintext)+TagSize)
+		// out = nonce || ciphertext || tag.
+		if rand == nil {
+			out = sk.aead.Seal(out, nil, plaintext, aad)
+		} else if out, err = sealWithNonce(out, sk.key, rand, plaintext, aad); err != nil {
+			return nil, err
+		}
+		e.Nonce = [NonceSize]byte(out)
+		e.Ciphertext = out[NonceSize:len(out):len(out)]
+		return e, nil
 	}
 	// Derived modes: SIV = HMAC(ivKey, prfInput || plaintext)[:16],
 	// C = AES-256-CTR(encKey, SIV, plaintext), tag over aad || SIV || C.
-	var siv [SIVSize]byte
-	copy(siv[:], sc.hmac2(sc.iv, prfInput, plaintext))
-	ct := make([]byte, len(plaintext), len(plaintext)+TagSize)
-	cipher.NewCTR(st.sivBlock, siv[:]).XORKeyStream(ct, plaintext)
-	ct = append(ct, sc.sivTag(aad, siv[:], ct)...)
-	return &Envelope{Header: h, SIV: siv, Ciphertext: ct}, nil
+	e, ct := newEnvelope(h, len(plaintext)+TagSize)
+	copy(e.SIV[:], sc.hmac2(sc.iv, prfInput, plaintext))
+	ct = ct[:len(plaintext)]
+	cipher.NewCTR(st.sivBlock, e.SIV[:]).XORKeyStream(ct, plaintext)
+	ct = append(ct, sc.sivTag(aad, e.SIV[:], ct)...)
+	e.Ciphertext = ct[:len(ct):len(ct)]
+	return e, nil
 }
 
-// sealWithNonce seals with AES-256-GCM under key with a nonce read from
-// rand: only for known-answer tests. FIPS 140-only mode refuses it.
-func sealWithNonce(key []byte, rand io.Reader, plaintext, aad []byte) ([]byte, error) {
-	nonce := make([]byte, NonceSize, NonceSize+len(plaintext)+TagSize)
+// inlinePlaintext is the largest plaintext whose envelope Seal allocates in
+// one piece with its ciphertext: most fields are small, and one allocation
+// instead of two is a good part of what a 64-byte seal costs.
+const inlinePlaintext = 64
+
+type inlineEnvelope struct {
+	Envelope
+	buf [NonceSize + inlinePlaintext + TagSize]byte
+}
+
+// newEnvelope returns an Envelope with header h and an empty buffer of
+// capacity n for its nonce and ciphertext, in one allocation if n is small.
+func newEnvelope(h *Header, n int) (*Envelope, []byte) {
+	if n <= len(inlineEnvelope{}.buf) {
+		ie := &inlineEnvelope{Envelope: Envelope{Header: *h}}
+		return &ie.Envelope, ie.buf[:0:n]
+	}
+	return &Envelope{Header: *h}, make([]byte, 0, n)
+}
+
+// sealWithNonce appends to dst nonce || ciphertext || tag, sealed with
+// AES-256-GCM under key with a nonce read from rand: only for known-answer
+// tests. FIPS 140-only mode refuses it.
+func sealWithNonce(dst, key []byte, rand io.Reader, plaintext, aad []byte) ([]byte, error) {
+	dst = slices.Grow(dst, NonceSize+len(plaintext)+TagSize)
+	nonce := dst[len(dst) : len(dst)+NonceSize]
 	if _, err := io.ReadFull(rand, nonce); err != nil {
 		return nil, fmt.Errorf("envelope: reading random nonce: %w", err)
 	}
@@ -371,7 +453,7 @@ func sealWithNonce(key []byte, rand io.Reader, plaintext, aad []byte) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("envelope: sealing with a caller's nonce: %w", err)
 	}
-	return aead.Seal(nonce, nonce, plaintext, aad), nil
+	return aead.Seal(dst[:len(dst)+NonceSize], nonce, plaintext, aad), nil
 }
 
 // Open authenticates and decrypts e with additional data binding its header,
@@ -387,31 +469,51 @@ func sealWithNonce(key []byte, rand io.Reader, plaintext, aad []byte) ([]byte, e
 // endorsement mode it cannot (the transaction id is not in the envelope);
 // in random mode there is nothing to check.
 func (s *Sealer) Open(e *Envelope, nid NetworkID, ctx Context) ([]byte, error) {
-	var es contextEntries
-	entries, err := ctx.sorted(&es)
-	if err != nil {
-		return nil, err
-	}
+	// One defer and one return, so that the defer is open-coded.
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	st := s.st
-	if st == nil {
-		return nil, errDestroyed
-	}
-	if e == nil || e.Header.check() != nil || len(e.Ciphertext) < TagSize || len(e.Ciphertext) > maxCiphertextLen ||
-		(!e.siv() && e.SIV != [SIVSize]byte{}) || (e.siv() && e.Nonce != [NonceSize]byte{}) {
+	return open(s.st, e, &nid, ctx)
+}
+
+// open is Open under the Sealer's read lock; st is nil after Destroy.
+func open(st *sealerState, e *Envelope, nid *NetworkID, ctx Context) ([]byte, error) {
+	// An invalid context is reported first, then a destroyed Sealer.
+	if st == nil || !st.openable(e) {
+		if err := ctx.Validate(); err != nil {
+			return nil, err
+		}
+		if st == nil {
+			return nil, errDestroyed
+		}
 		return nil, ErrDecrypt
 	}
 	sc := st.get()
-	defer st.put(sc)
-	prfInput, aad := sc.layout(e.Mode, "", &e.Header, &nid, entries)
+	pt, err := st.open(sc, e, nid, ctx)
+	st.put(sc)
+	return pt, err
+}
+
+// openable reports whether e is a valid envelope, which Open may try to open.
+func (st *sealerState) openable(e *Envelope) bool {
+	if e == nil || e.Header.check(st.nameChecked(e.Key)) != nil || len(e.Ciphertext) < TagSize || len(e.Ciphertext) > maxCiphertextLen ||
+		(!e.siv() && e.SIV != [SIVSize]byte{}) || (e.siv() && e.Nonce != [NonceSize]byte{}) {
+		return false
+	}
+	st.setNameChecked(e.Key)
+	return true
+}
+
+func (st *sealerState) open(sc *scratch, e *Envelope, nid *NetworkID, ctx Context) ([]byte, error) {
+	prfInput, aad, err := sc.layout(e.Mode, "", &e.Header, nid, ctx)
+	if err != nil {
+		return nil, err
+	}
 	var pt []byte
 	switch {
 	case e.siv():
 		pt, err = st.openSIV(sc, e, prfInput, aad)
 	case e.format() == FormatVersion:
-		sc.info = subkeyInfoOf(sc.info[:0], &nid, &e.Header)
-		sk, kerr := st.subkey(sc.info, false)
+		sk, kerr := st.subkey(sc, nid, &e.Header, false)
 		if kerr != nil {
 			return nil, ErrDecrypt
 		}
