@@ -164,10 +164,23 @@ func TestContextValidate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.ctx.Validate()
-			// Seal and Open check through appendContext: the same verdict
-			// and the same error.
-			if _, aerr := appendContext(nil, tc.ctx); fmt.Sprint(aerr) != fmt.Sprint(err) {
-				t.Fatalf("appendContext() = %v, want %v as Validate()", aerr, err)
+			// Seal and Open check through appendContext, and through the
+			// Sealer's cache once it knows the keys: the same verdict and
+			// the same error.
+			_, aerr := appendContext(nil, tc.ctx)
+			cc := &contextCache{}
+			primed := Context{}
+			for k := range tc.ctx {
+				primed[k] = "v"
+			}
+			if primed.Validate() == nil {
+				if _, err := cc.appendContext(nil, primed); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, cerr := cc.appendContext(nil, tc.ctx)
+			if fmt.Sprint(aerr) != fmt.Sprint(err) || fmt.Sprint(cerr) != fmt.Sprint(err) {
+				t.Fatalf("appendContext() = %v, cached = %v, want %v as Validate()", aerr, cerr, err)
 			}
 			if tc.ok {
 				if err != nil {
@@ -179,6 +192,83 @@ func TestContextValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want %v", err, ErrInvalidContext)
 			}
 		})
+	}
+}
+
+// TestContextCache checks that a Sealer's context cache gives the encoding
+// and the errors of the full path, as contexts keep their keys, change
+// them, shrink, grow and alternate.
+func TestContextCache(t *testing.T) {
+	fabric := func(key string) Context {
+		return Context{"channel": "trade", "chaincode": "settlement", "state_key": key, "field": "price"}
+	}
+	other := Context{"chain_id": "1337", "contract": "0x5fbdb2315678afecb367f032d93f642f64180aa3", "field": "amount", "x": "y"}
+	cs := []Context{
+		fabric("order~1"), fabric("order~2"), fabric("ordre~é"), fabric(""),
+		other, fabric("order~3"), other, fabric("order~4"),
+		{"channel": "trade", "chaincode": "settlement", "state_key": "order~5"}, // a key fewer
+		{"channel": "trade", "chaincode": "settlement", "state_key": "order~5", "field": "price", "extra": "1"},
+		{"channel": "trade", "chaincode": "settlement", "state_key": "order~5", "fieldx": "price"}, // a key renamed
+		fabric("bad \xff utf-8"), fabric("\xc3"), fabric(strings.Repeat("v", 4097)), fabric(strings.Repeat("v", 4096)),
+		{"": "v", "channel": "trade", "chaincode": "settlement", "state_key": "order~6"},
+		nil, {}, fabric("order~7"),
+	}
+	cc := &contextCache{}
+	for round := range 3 * learnEvery {
+		for i, c := range cs {
+			want, werr := appendContext([]byte("prefix"), c)
+			got, err := cc.appendContext([]byte("prefix"), c)
+			if !bytes.Equal(got, want) || fmt.Sprint(err) != fmt.Sprint(werr) {
+				t.Fatalf("round %d, context %d: cached appendContext() = %x, %v, want %x, %v", round, i, got, err, want, werr)
+			}
+		}
+	}
+	// A stable key set is learnt at once and then hits.
+	cc = &contextCache{}
+	for i := range 100 {
+		if _, err := cc.appendContext(nil, fabric(fmt.Sprint("order~", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := cc.misses.Load(); got != 1 {
+		t.Errorf("%d misses for one key set, want 1", got)
+	}
+
+	// End to end: one Sealer, contexts of the same keys and of others;
+	// each envelope opens with its own context only.
+	f := newFixture(t, ModeRandom)
+	for _, mode := range allModes {
+		txID := ""
+		if mode == ModeEndorsement {
+			txID = "tx"
+		}
+		h := Header{Mode: mode, Key: "trade/price", Version: 2}
+		var envs []*Envelope
+		var ctxs []Context
+		for _, c := range cs {
+			if c.Validate() != nil {
+				continue
+			}
+			e, err := f.s.Seal(h, f.nid, c, txID, f.pt, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			envs, ctxs = append(envs, e), append(ctxs, c)
+		}
+		for i, e := range envs {
+			for j, c := range ctxs {
+				pt, err := f.s.Open(e, f.nid, c)
+				same, _ := appendContext(nil, ctxs[i])
+				this, _ := appendContext(nil, c)
+				if bytes.Equal(same, this) {
+					if err != nil || !bytes.Equal(pt, f.pt) {
+						t.Fatalf("%v: Open(env %d, context %d) = %q, %v, want %q", mode, i, j, pt, err, f.pt)
+					}
+				} else if err != ErrDecrypt {
+					t.Fatalf("%v: Open(env %d, context %d) = %q, %v, want %v", mode, i, j, pt, err, ErrDecrypt)
+				}
+			}
+		}
 	}
 }
 

@@ -271,7 +271,7 @@ func TestDeterministicOpenChecksIV(t *testing.T) {
 // the additional data of h, nid and ctx.
 func mustLayout(t *testing.T, h *Header, nid *NetworkID, ctx Context) (prfInput, aad []byte) {
 	t.Helper()
-	prfInput, aad, err := (&scratch{}).layout(ModeRandom, "", h, nid, ctx)
+	prfInput, aad, err := (&scratch{}).layout(ModeRandom, "", h, nid, ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

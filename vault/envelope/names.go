@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 )
@@ -111,6 +112,11 @@ func tooManyEntries(n int) error {
 func contextEntryOK(k, v string) bool {
 	return len(k) != 0 && len(k) <= maxContextKeyLen && len(v) <= maxContextValueLen &&
 		printableASCII(k) && orBytes(v)&highBits == 0
+}
+
+// contextValueOK reports whether v can be the value of a Context entry.
+func contextValueOK(v string) bool {
+	return len(v) <= maxContextValueLen && (orBytes(v)&highBits == 0 || utf8.ValidString(v))
 }
 
 // Word-at-a-time checks. A word w has a byte below 0x20 if
@@ -309,4 +315,83 @@ func checkContextKeyUnicode(k string) string {
 		}
 	}
 	return ""
+}
+
+// contextCache remembers the key set of recent contexts, so that a Sealer
+// whose contexts share their keys (a field's context names the same
+// channel, chaincode, state key and field entries on every call, with other
+// values) need not walk, check and sort the keys on every call: it looks
+// the remembered keys up in the map, in order, and checks only the values.
+// The zero contextCache is empty and ready; a nil one remembers nothing.
+type contextCache struct {
+	keys   atomic.Pointer[contextKeys]
+	misses atomic.Uint32
+}
+
+// contextKeys is the key set of a valid Context of 1..smallContext entries,
+// in bytewise order. It is immutable once stored.
+type contextKeys struct {
+	n    int
+	keys [smallContext]string
+}
+
+// learnEvery is how often, in misses, contextCache replaces the key set it
+// remembers: at the first miss and then one in learnEvery, so that callers
+// alternating between key sets cost a lookup more per call, not an
+// allocation.
+const learnEvery = 16
+
+// appendContext is the package's appendContext (the same encoding, the
+// same errors), through the cache.
+func (cc *contextCache) appendContext(b []byte, c Context) ([]byte, error) {
+	if cc == nil || len(c) == 0 || len(c) > smallContext {
+		return appendContext(b, c)
+	}
+	if ks := cc.keys.Load(); ks != nil && ks.n == len(c) {
+		if out, ok := ks.appendContext(b, c); ok {
+			return out, nil
+		}
+	}
+	out, err := appendContext(b, c)
+	if err == nil && cc.misses.Add(1)%learnEvery == 1 {
+		cc.keys.Store(newContextKeys(c))
+	}
+	return out, err
+}
+
+// newContextKeys returns the key set of c, a valid Context of
+// 1..smallContext entries.
+func newContextKeys(c Context) *contextKeys {
+	ks := &contextKeys{}
+	for k := range c {
+		if ks.n == smallContext {
+			return nil // c grew during the walk, a data race
+		}
+		ks.keys[ks.n] = k
+		ks.n++
+	}
+	slices.Sort(ks.keys[:ks.n])
+	return ks
+}
+
+// appendContext appends the encoding of c if c has exactly the keys of ks,
+// which the caller has checked c has as many of, and its values are valid.
+// Otherwise it reports false, and the caller takes the full path, which
+// also finds the error.
+func (ks *contextKeys) appendContext(b []byte, c Context) ([]byte, bool) {
+	// c has len(ks.keys) distinct keys: if each of them is in c, they are
+	// all of c's keys, already checked and sorted.
+	start := len(b)
+	b = binary.BigEndian.AppendUint16(b, uint16(ks.n))
+	for _, k := range ks.keys[:ks.n] {
+		v, ok := c[k]
+		if !ok || !contextValueOK(v) {
+			return b[:start], false
+		}
+		b = binary.BigEndian.AppendUint16(b, uint16(len(k)))
+		b = append(b, k...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+	}
+	return b, true
 }

@@ -64,6 +64,8 @@ type sealerState struct {
 	// and need not check it on every call.
 	checkedName atomic.Pointer[string]
 
+	contexts contextCache // the key set of recent contexts
+
 	pool sync.Pool // of *scratch
 }
 
@@ -262,9 +264,10 @@ func (st *sealerState) subkey(sc *scratch, nid *NetworkID, h *Header, forSeal bo
 //	deterministic: 0x03 || uint32 len(aad) || aad
 //	random:        aad
 //
-// and returns it and the additional data within it. h must be valid. The
-// error is ctx's, as Context.Validate reports it.
-func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx Context) (prfInput, aad []byte, err error) {
+// and returns it and the additional data within it. h must be valid; cc,
+// which may be nil, is the Sealer's context cache. The error is ctx's, as
+// Context.Validate reports it.
+func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx Context, cc *contextCache) (prfInput, aad []byte, err error) {
 	need := 1 + 4 + len(txID) + 4 + len(aadDomain) + h.len() + NetworkIDSize + 2
 	if cap(sc.buf) < need {
 		sc.buf = make([]byte, 0, need)
@@ -285,7 +288,7 @@ func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx
 	b = append(b, aadDomain...)
 	b = h.appendTo(b)
 	b = append(b, nid[:]...)
-	if b, err = appendContext(b, ctx); err != nil {
+	if b, err = cc.appendContext(b, ctx); err != nil {
 		return nil, nil, err
 	}
 	if aadLenAt >= 0 {
@@ -385,7 +388,7 @@ func checkTxID(mode Mode, txID string) error {
 }
 
 func (st *sealerState) seal(sc *scratch, h *Header, nid *NetworkID, ctx Context, txID string, plaintext []byte, rand io.Reader) (*Envelope, error) {
-	prfInput, aad, err := sc.layout(h.Mode, txID, h, nid, ctx)
+	prfInput, aad, err := sc.layout(h.Mode, txID, h, nid, ctx, &st.contexts)
 	if err != nil {
 		return nil, err
 	}
@@ -504,7 +507,7 @@ func (st *sealerState) openable(e *Envelope) bool {
 }
 
 func (st *sealerState) open(sc *scratch, e *Envelope, nid *NetworkID, ctx Context) ([]byte, error) {
-	prfInput, aad, err := sc.layout(e.Mode, "", &e.Header, nid, ctx)
+	prfInput, aad, err := sc.layout(e.Mode, "", &e.Header, nid, ctx, &st.contexts)
 	if err != nil {
 		return nil, err
 	}
