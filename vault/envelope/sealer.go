@@ -75,6 +75,10 @@ type subkey struct {
 	aead cipher.AEAD // NewGCMWithRandomNonce: module-generated nonces
 	key  []byte      // kept only to seal with a caller's nonce (tests)
 
+	// aad is the additional data of the sealer's envelopes up to the
+	// context: "keymesh/v1 envelope" || header || network id.
+	aad []byte
+
 	// What info is made of, so that the last subkey is recognised
 	// without building info.
 	nid     NetworkID
@@ -211,11 +215,9 @@ func (st *sealerState) nameChecked(name string) bool {
 
 // setNameChecked records that name passed CheckKeyName.
 func (st *sealerState) setNameChecked(name string) {
-	if !st.nameChecked(name) {
-		p := new(string)
-		*p = name
-		st.checkedName.Store(p)
-	}
+	p := new(string)
+	*p = name
+	st.checkedName.Store(p)
 }
 
 // subkey returns the random-mode subkey of h's sealer under nid, from the
@@ -240,7 +242,10 @@ func (st *sealerState) subkey(sc *scratch, nid *NetworkID, h *Header, forSeal bo
 			clear(k)
 			return nil, err
 		}
-		sk = &subkey{info: string(info), aead: aead, key: k, nid: *nid, name: h.Key, version: h.Version, sealer: h.Sealer}
+		sk = &subkey{
+			info: string(info), aead: aead, key: k, aad: appendAADPrefix(nil, h, nid),
+			nid: *nid, name: h.Key, version: h.Version, sealer: h.Sealer,
+		}
 		st.subMu.Lock()
 		if len(st.subkeys) >= maxSubkeys {
 			// Bounded: envelopes naming many sealers cost a derivation
@@ -285,9 +290,7 @@ func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx
 		aadLenAt, b = len(b), append(b, 0, 0, 0, 0)
 	}
 	start := len(b)
-	b = append(b, aadDomain...)
-	b = h.appendTo(b)
-	b = append(b, nid[:]...)
+	b = appendAADPrefix(b, h, nid)
 	if b, err = cc.appendContext(b, ctx); err != nil {
 		return nil, nil, err
 	}
@@ -296,6 +299,25 @@ func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx
 	}
 	sc.buf = b
 	return b, b[start:], nil
+}
+
+// appendAADPrefix appends the additional data up to the context:
+// "keymesh/v1 envelope" || header || network id.
+func appendAADPrefix(b []byte, h *Header, nid *NetworkID) []byte {
+	b = append(b, aadDomain...)
+	b = h.appendTo(b)
+	return append(b, nid[:]...)
+}
+
+// randomAAD writes to sc.buf the additional data of a random-mode envelope
+// of format 2 sealed under sk, and returns it; the error is ctx's.
+func (sc *scratch) randomAAD(sk *subkey, ctx Context, cc *contextCache) ([]byte, error) {
+	b, err := cc.appendContext(append(sc.buf[:0], sk.aad...), ctx)
+	if err != nil {
+		return nil, err
+	}
+	sc.buf = b
+	return b, nil
 }
 
 // hmac2 returns HMAC(m, a || b) in sc.sum.
@@ -353,7 +375,8 @@ func seal(st *sealerState, h *Header, nid *NetworkID, ctx Context, txID string, 
 		return nil, fmt.Errorf("%w: Seal writes format %d, not %d", ErrFormat, FormatVersion, h.Format)
 	}
 	h.Format = FormatVersion
-	if err := h.check(st.nameChecked(h.Key)); err != nil {
+	named := st.nameChecked(h.Key)
+	if err := h.check(named); err != nil {
 		return nil, err
 	}
 	if len(plaintext) > MaxPlaintextSize {
@@ -370,7 +393,9 @@ func seal(st *sealerState, h *Header, nid *NetworkID, ctx Context, txID string, 
 		}
 		return nil, errDestroyed
 	}
-	st.setNameChecked(h.Key)
+	if !named {
+		st.setNameChecked(h.Key)
+	}
 	sc := st.get()
 	e, err := st.seal(sc, h, nid, ctx, txID, plaintext, rand)
 	st.put(sc)
@@ -388,12 +413,12 @@ func checkTxID(mode Mode, txID string) error {
 }
 
 func (st *sealerState) seal(sc *scratch, h *Header, nid *NetworkID, ctx Context, txID string, plaintext []byte, rand io.Reader) (*Envelope, error) {
-	prfInput, aad, err := sc.layout(h.Mode, txID, h, nid, ctx, &st.contexts)
-	if err != nil {
-		return nil, err
-	}
 	if h.Mode == ModeRandom {
 		sk, err := st.subkey(sc, nid, h, true)
+		if err != nil {
+			return nil, err
+		}
+		aad, err := sc.randomAAD(sk, ctx, &st.contexts)
 		if err != nil {
 			return nil, err
 		}
@@ -410,6 +435,10 @@ func (st *sealerState) seal(sc *scratch, h *Header, nid *NetworkID, ctx Context,
 	}
 	// Derived modes: SIV = HMAC(ivKey, prfInput || plaintext)[:16],
 	// C = AES-256-CTR(encKey, SIV, plaintext), tag over aad || SIV || C.
+	prfInput, aad, err := sc.layout(h.Mode, txID, h, nid, ctx, &st.contexts)
+	if err != nil {
+		return nil, err
+	}
 	e, ct := newEnvelope(h, len(plaintext)+TagSize)
 	copy(e.SIV[:], sc.hmac2(sc.iv, prfInput, plaintext))
 	ct = ct[:len(plaintext)]
@@ -433,10 +462,12 @@ type inlineEnvelope struct {
 // capacity n for its nonce and ciphertext, in one allocation if n is small.
 func newEnvelope(h *Header, n int) (*Envelope, []byte) {
 	if n <= len(inlineEnvelope{}.buf) {
-		ie := &inlineEnvelope{Envelope: Envelope{Header: *h}}
+		// Field by field: copying *h whole into the new object (or
+		// through a helper returning a Header) takes a bulk write barrier.
+		ie := &inlineEnvelope{Envelope: Envelope{Header: Header{Mode: h.Mode, Key: h.Key, Version: h.Version, Format: h.Format, Sealer: h.Sealer}}}
 		return &ie.Envelope, ie.buf[:0:n]
 	}
-	return &Envelope{Header: *h}, make([]byte, 0, n)
+	return &Envelope{Header: Header{Mode: h.Mode, Key: h.Key, Version: h.Version, Format: h.Format, Sealer: h.Sealer}}, make([]byte, 0, n)
 }
 
 // sealWithNonce appends to dst nonce || ciphertext || tag, sealed with
@@ -498,15 +529,40 @@ func open(st *sealerState, e *Envelope, nid *NetworkID, ctx Context) ([]byte, er
 
 // openable reports whether e is a valid envelope, which Open may try to open.
 func (st *sealerState) openable(e *Envelope) bool {
-	if e == nil || e.Header.check(st.nameChecked(e.Key)) != nil || len(e.Ciphertext) < TagSize || len(e.Ciphertext) > maxCiphertextLen ||
+	if e == nil {
+		return false
+	}
+	named := st.nameChecked(e.Key)
+	if e.Header.check(named) != nil || len(e.Ciphertext) < TagSize || len(e.Ciphertext) > maxCiphertextLen ||
 		(!e.siv() && e.SIV != [SIVSize]byte{}) || (e.siv() && e.Nonce != [NonceSize]byte{}) {
 		return false
 	}
-	st.setNameChecked(e.Key)
+	if !named {
+		st.setNameChecked(e.Key)
+	}
 	return true
 }
 
 func (st *sealerState) open(sc *scratch, e *Envelope, nid *NetworkID, ctx Context) ([]byte, error) {
+	if !e.siv() && e.format() == FormatVersion {
+		sk, err := st.subkey(sc, nid, &e.Header, false)
+		if err != nil {
+			// Only an invalid context is reported as such.
+			if err := ctx.Validate(); err != nil {
+				return nil, err
+			}
+			return nil, ErrDecrypt
+		}
+		aad, err := sc.randomAAD(sk, ctx, &st.contexts)
+		if err != nil {
+			return nil, err
+		}
+		pt, err := openGCM(sc, sk.aead, e, aad)
+		if err != nil {
+			return nil, ErrDecrypt
+		}
+		return pt, nil
+	}
 	prfInput, aad, err := sc.layout(e.Mode, "", &e.Header, nid, ctx, &st.contexts)
 	if err != nil {
 		return nil, err
@@ -515,12 +571,6 @@ func (st *sealerState) open(sc *scratch, e *Envelope, nid *NetworkID, ctx Contex
 	switch {
 	case e.siv():
 		pt, err = st.openSIV(sc, e, prfInput, aad)
-	case e.format() == FormatVersion:
-		sk, kerr := st.subkey(sc, nid, &e.Header, false)
-		if kerr != nil {
-			return nil, ErrDecrypt
-		}
-		pt, err = openGCM(sc, sk.aead, e, aad)
 	default:
 		pt, err = openGCM(sc, st.v1, e, aad)
 		if err == nil && e.Mode == ModeDeterministic {
