@@ -360,12 +360,14 @@ func (cc *contextCache) appendContext(b []byte, c Context) ([]byte, error) {
 }
 
 // newContextKeys returns the key set of c, a valid Context of
-// 1..smallContext entries.
+// 1..smallContext entries. It checks the keys again, so that only checked
+// keys are remembered even if c changed since (a data race of the caller),
+// and returns nil if one fails.
 func newContextKeys(c Context) *contextKeys {
 	ks := &contextKeys{}
 	for k := range c {
-		if ks.n == smallContext {
-			return nil // c grew during the walk, a data race
+		if ks.n == smallContext || checkContextKey(k) != "" {
+			return nil
 		}
 		ks.keys[ks.n] = k
 		ks.n++
