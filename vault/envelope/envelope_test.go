@@ -202,6 +202,15 @@ func TestContextCache(t *testing.T) {
 	fabric := func(key string) Context {
 		return Context{"channel": "trade", "chaincode": "settlement", "state_key": key, "field": "price"}
 	}
+	many := func(n int, v string) Context {
+		c := Context{}
+		for i := range n {
+			c[fmt.Sprint("key-", i)] = v
+		}
+		return c
+	}
+	manyBad := many(16, "b")
+	manyBad["key-3"] = "\xff"
 	other := Context{"chain_id": "1337", "contract": "0x5fbdb2315678afecb367f032d93f642f64180aa3", "field": "amount", "x": "y"}
 	cs := []Context{
 		fabric("order~1"), fabric("order~2"), fabric("ordre~é"), fabric(""),
@@ -212,6 +221,7 @@ func TestContextCache(t *testing.T) {
 		fabric("bad \xff utf-8"), fabric("\xc3"), fabric(strings.Repeat("v", 4097)), fabric(strings.Repeat("v", 4096)),
 		{"": "v", "channel": "trade", "chaincode": "settlement", "state_key": "order~6"},
 		nil, {}, fabric("order~7"),
+		many(16, "a"), many(16, "b"), manyBad, many(32, "c"), many(32, "d"), many(33, "e"),
 	}
 	cc := &contextCache{}
 	for round := range 3 * learnEvery {

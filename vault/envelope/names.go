@@ -328,11 +328,10 @@ type contextCache struct {
 	misses atomic.Uint32
 }
 
-// contextKeys is the key set of a valid Context of 1..smallContext entries,
-// in bytewise order. It is immutable once stored.
+// contextKeys is the key set of a valid, non-empty Context, in bytewise
+// order. It is immutable once stored.
 type contextKeys struct {
-	n    int
-	keys [smallContext]string
+	keys []string
 }
 
 // learnEvery is how often, in misses, contextCache replaces the key set it
@@ -344,10 +343,10 @@ const learnEvery = 16
 // appendContext is the package's appendContext (the same encoding, the
 // same errors), through the cache.
 func (cc *contextCache) appendContext(b []byte, c Context) ([]byte, error) {
-	if cc == nil || len(c) == 0 || len(c) > smallContext {
+	if cc == nil || len(c) == 0 || len(c) > maxContextEntries {
 		return appendContext(b, c)
 	}
-	if ks := cc.keys.Load(); ks != nil && ks.n == len(c) {
+	if ks := cc.keys.Load(); ks != nil && len(ks.keys) == len(c) {
 		if out, ok := ks.appendContext(b, c); ok {
 			return out, nil
 		}
@@ -359,21 +358,19 @@ func (cc *contextCache) appendContext(b []byte, c Context) ([]byte, error) {
 	return out, err
 }
 
-// newContextKeys returns the key set of c, a valid Context of
-// 1..smallContext entries. It checks the keys again, so that only checked
-// keys are remembered even if c changed since (a data race of the caller),
-// and returns nil if one fails.
+// newContextKeys returns the key set of c, a valid Context. It checks the
+// keys again, so that only checked keys are remembered even if c changed
+// since (a data race of the caller), and returns nil if one fails.
 func newContextKeys(c Context) *contextKeys {
-	ks := &contextKeys{}
+	keys := make([]string, 0, len(c))
 	for k := range c {
-		if ks.n == smallContext || checkContextKey(k) != "" {
+		if len(keys) == maxContextEntries || checkContextKey(k) != "" {
 			return nil
 		}
-		ks.keys[ks.n] = k
-		ks.n++
+		keys = append(keys, k)
 	}
-	slices.Sort(ks.keys[:ks.n])
-	return ks
+	slices.Sort(keys)
+	return &contextKeys{keys: keys}
 }
 
 // appendContext appends the encoding of c if c has exactly the keys of ks,
@@ -384,8 +381,8 @@ func (ks *contextKeys) appendContext(b []byte, c Context) ([]byte, bool) {
 	// c has len(ks.keys) distinct keys: if each of them is in c, they are
 	// all of c's keys, already checked and sorted.
 	start := len(b)
-	b = binary.BigEndian.AppendUint16(b, uint16(ks.n))
-	for _, k := range ks.keys[:ks.n] {
+	b = binary.BigEndian.AppendUint16(b, uint16(len(ks.keys)))
+	for _, k := range ks.keys {
 		v, ok := c[k]
 		if !ok || !contextValueOK(v) {
 			return b[:start], false
