@@ -297,8 +297,17 @@ func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx
 	if aadLenAt >= 0 {
 		binary.BigEndian.PutUint32(b[aadLenAt:], uint32(len(b)-start))
 	}
-	sc.buf = b
+	sc.keep(b)
 	return b, b[start:], nil
+}
+
+// keep keeps b, built from sc.buf[:0], as sc.buf if it grew past it. (An
+// unconditional store would be a pointer write, with a GC write barrier
+// while the collector runs.)
+func (sc *scratch) keep(b []byte) {
+	if cap(b) != cap(sc.buf) {
+		sc.buf = b[:0]
+	}
 }
 
 // appendAADPrefix appends the additional data up to the context:
@@ -316,7 +325,7 @@ func (sc *scratch) randomAAD(sk *subkey, ctx Context, cc *contextCache) ([]byte,
 	if err != nil {
 		return nil, err
 	}
-	sc.buf = b
+	sc.keep(b)
 	return b, nil
 }
 
@@ -596,8 +605,8 @@ func openGCM(sc *scratch, aead cipher.AEAD, e *Envelope, aad []byte) ([]byte, er
 	if cap(sc.ct) < need {
 		sc.ct = make([]byte, 0, need)
 	}
+	// Within sc.ct's capacity: nothing to store back (see keep).
 	in := append(append(sc.ct[:0], e.Nonce[:]...), e.Ciphertext...)
-	sc.ct = in
 	return aead.Open(make([]byte, 0, len(e.Ciphertext)-TagSize), nil, in, aad)
 }
 
