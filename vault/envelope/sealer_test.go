@@ -576,3 +576,45 @@ func TestAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestContextCacheConcurrent seals and opens from several goroutines with
+// contexts of different key sets, so that the Sealer's key-set cache is
+// replaced while others read it (run it with -race).
+func TestContextCacheConcurrent(t *testing.T) {
+	f := newFixture(t, ModeRandom)
+	ctxs := []Context{
+		{"channel": "trade", "chaincode": "settlement", "state_key": "order~1", "field": "price"},
+		{"channel": "trade", "chaincode": "settlement", "state_key": "order~2", "field": "price"},
+		{"chain_id": "1337", "contract": "0x5fbdb2315678afecb367f032d93f642f64180aa3", "field": "amount"},
+		{"field": "price"},
+		nil,
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				c := ctxs[(g+i)%len(ctxs)]
+				other := ctxs[(g+i+2)%len(ctxs)]
+				for _, mode := range []Mode{ModeRandom, ModeDeterministic} {
+					h := Header{Mode: mode, Key: "trade/price", Version: 2}
+					e, err := f.s.Seal(h, f.nid, c, "", f.pt, nil)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if pt, err := f.s.Open(e, f.nid, c); err != nil || !bytes.Equal(pt, f.pt) {
+						t.Errorf("Open(env, own context) = %q, %v", pt, err)
+						return
+					}
+					if _, err := f.s.Open(e, f.nid, other); err != ErrDecrypt {
+						t.Errorf("Open(env, other context) = %v, want %v", err, ErrDecrypt)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
