@@ -153,29 +153,55 @@ func BenchmarkText(b *testing.B) {
 
 // BenchmarkSealContext shows the cost of the context (validation, sorting,
 // encoding, GHASH) for a 64-byte random-mode seal; compare with RawGCM/64.
+// The Sealer remembers the key set of its contexts: entries-4 repeats one
+// context, entries-4/values a new state_key value on every call (the usual
+// case: the same keys), entries-4/alternating two contexts with different
+// keys in turn (the worst case for that cache).
 func BenchmarkSealContext(b *testing.B) {
 	s, h, nid, _, pt := benchFixture(b, ModeRandom, 64)
 	sixteen := Context{}
 	for i := range 16 {
 		sixteen[fmt.Sprint("key-", i)] = fmt.Sprint("value-", i)
 	}
+	values := make([]Context, 64)
+	for i := range values {
+		values[i] = Context{
+			"channel":   "trade-channel",
+			"chaincode": "settlement",
+			"state_key": fmt.Sprintf("order~%012d", i),
+			"field":     "price",
+		}
+	}
+	eth := Context{
+		"chain_id": "1337",
+		"contract": "0x5fbdb2315678afecb367f032d93f642f64180aa3",
+		"field":    "amount",
+		"tx":       "transfer",
+	}
+	alternating := []Context{benchContext, eth}
 	for _, tc := range []struct {
 		name string
-		ctx  Context
+		ctxs []Context
 	}{
-		{"entries-0", nil},
-		{"entries-1", Context{"field": "price"}},
-		{"entries-4", benchContext},
-		{"entries-16", sixteen},
+		{"entries-0", []Context{nil}},
+		{"entries-1", []Context{{"field": "price"}}},
+		{"entries-4", []Context{benchContext}},
+		{"entries-4/values", values},
+		{"entries-4/alternating", alternating},
+		{"entries-16", []Context{sixteen}},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			b.SetBytes(int64(len(pt)))
 			b.ReportAllocs()
+			i := 0
+			done := threadCPU(b)
 			for b.Loop() {
-				if _, err := s.Seal(h, nid, tc.ctx, "", pt, nil); err != nil {
+				if _, err := s.Seal(h, nid, tc.ctxs[i%len(tc.ctxs)], "", pt, nil); err != nil {
 					b.Fatal(err)
 				}
+				i++
 			}
+			done()
 		})
 	}
 }

@@ -193,16 +193,19 @@ func (h *Header) hasSealer() bool { return h.format() == FormatVersion && h.Mode
 // siv reports whether the envelope uses the synthetic IV construction.
 func (h *Header) siv() bool { return h.format() == FormatVersion && h.Mode != ModeRandom }
 
-// check reports whether h can be written as an envelope header.
-func (h *Header) check() error {
+// check reports whether h can be written as an envelope header. With
+// nameChecked, the caller knows that h.Key passed CheckKeyName before.
+func (h *Header) check(nameChecked bool) error {
 	if f := h.format(); f != FormatVersion && f != FormatVersion1 {
 		return malformed("unknown format version %d", f)
 	}
 	if !h.Mode.valid() {
 		return malformed("unknown mode %d", h.Mode)
 	}
-	if err := CheckKeyName(h.Key); err != nil {
-		return err
+	if !nameChecked {
+		if err := CheckKeyName(h.Key); err != nil {
+			return err
+		}
 	}
 	if h.Version == 0 {
 		return malformed("version 0")

@@ -164,6 +164,24 @@ func TestContextValidate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.ctx.Validate()
+			// Seal and Open check through appendContext, and through the
+			// Sealer's cache once it knows the keys: the same verdict and
+			// the same error.
+			_, aerr := appendContext(nil, tc.ctx)
+			cc := &contextCache{}
+			primed := Context{}
+			for k := range tc.ctx {
+				primed[k] = "v"
+			}
+			if primed.Validate() == nil {
+				if _, err := cc.appendContext(nil, primed); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, cerr := cc.appendContext(nil, tc.ctx)
+			if fmt.Sprint(aerr) != fmt.Sprint(err) || fmt.Sprint(cerr) != fmt.Sprint(err) {
+				t.Fatalf("appendContext() = %v, cached = %v, want %v as Validate()", aerr, cerr, err)
+			}
 			if tc.ok {
 				if err != nil {
 					t.Fatalf("Validate() = %v, want nil", err)
@@ -177,25 +195,138 @@ func TestContextValidate(t *testing.T) {
 	}
 }
 
+// TestContextCache checks that a Sealer's context cache gives the encoding
+// and the errors of the full path, as contexts keep their keys, change
+// them, shrink, grow and alternate.
+func TestContextCache(t *testing.T) {
+	fabric := func(key string) Context {
+		return Context{"channel": "trade", "chaincode": "settlement", "state_key": key, "field": "price"}
+	}
+	many := func(n int, v string) Context {
+		c := Context{}
+		for i := range n {
+			c[fmt.Sprint("key-", i)] = v
+		}
+		return c
+	}
+	manyBad := many(16, "b")
+	manyBad["key-3"] = "\xff"
+	other := Context{"chain_id": "1337", "contract": "0x5fbdb2315678afecb367f032d93f642f64180aa3", "field": "amount", "x": "y"}
+	cs := []Context{
+		fabric("order~1"), fabric("order~2"), fabric("ordre~é"), fabric(""),
+		other, fabric("order~3"), other, fabric("order~4"),
+		{"channel": "trade", "chaincode": "settlement", "state_key": "order~5"}, // a key fewer
+		{"channel": "trade", "chaincode": "settlement", "state_key": "order~5", "field": "price", "extra": "1"},
+		{"channel": "trade", "chaincode": "settlement", "state_key": "order~5", "fieldx": "price"}, // a key renamed
+		fabric("bad \xff utf-8"), fabric("\xc3"), fabric(strings.Repeat("v", 4097)), fabric(strings.Repeat("v", 4096)),
+		{"": "v", "channel": "trade", "chaincode": "settlement", "state_key": "order~6"},
+		nil, {}, fabric("order~7"),
+		many(16, "a"), many(16, "b"), manyBad, many(32, "c"), many(32, "d"), many(33, "e"),
+	}
+	cc := &contextCache{}
+	for round := range 3 * learnEvery {
+		for i, c := range cs {
+			want, werr := appendContext([]byte("prefix"), c)
+			got, err := cc.appendContext([]byte("prefix"), c)
+			if !bytes.Equal(got, want) || fmt.Sprint(err) != fmt.Sprint(werr) {
+				t.Fatalf("round %d, context %d: cached appendContext() = %x, %v, want %x, %v", round, i, got, err, want, werr)
+			}
+		}
+	}
+	// A stable key set is learnt at once and then hits.
+	cc = &contextCache{}
+	for i := range 100 {
+		if _, err := cc.appendContext(nil, fabric(fmt.Sprint("order~", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := cc.misses.Load(); got != 1 {
+		t.Errorf("%d misses for one key set, want 1", got)
+	}
+
+	// End to end: one Sealer, contexts of the same keys and of others;
+	// each envelope opens with its own context only.
+	f := newFixture(t, ModeRandom)
+	for _, mode := range allModes {
+		txID := ""
+		if mode == ModeEndorsement {
+			txID = "tx"
+		}
+		h := Header{Mode: mode, Key: "trade/price", Version: 2}
+		var envs []*Envelope
+		var ctxs []Context
+		for _, c := range cs {
+			if c.Validate() != nil {
+				continue
+			}
+			e, err := f.s.Seal(h, f.nid, c, txID, f.pt, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			envs, ctxs = append(envs, e), append(ctxs, c)
+		}
+		for i, e := range envs {
+			for j, c := range ctxs {
+				pt, err := f.s.Open(e, f.nid, c)
+				same, _ := appendContext(nil, ctxs[i])
+				this, _ := appendContext(nil, c)
+				if bytes.Equal(same, this) {
+					if err != nil || !bytes.Equal(pt, f.pt) {
+						t.Fatalf("%v: Open(env %d, context %d) = %q, %v, want %q", mode, i, j, pt, err, f.pt)
+					}
+				} else if err != ErrDecrypt {
+					t.Fatalf("%v: Open(env %d, context %d) = %q, %v, want %v", mode, i, j, pt, err, ErrDecrypt)
+				}
+			}
+		}
+	}
+}
+
+// TestASCIIChecks checks the word-at-a-time checks against byte-by-byte
+// ones, for every byte value at every position of strings up to 24 bytes.
+func TestASCIIChecks(t *testing.T) {
+	for n := 0; n <= 24; n++ {
+		for pos := 0; pos < max(n, 1); pos++ {
+			for c := 0; c < 256; c++ {
+				b := bytes.Repeat([]byte{'a'}, n)
+				if n > 0 {
+					b[pos] = byte(c)
+				}
+				s := string(b)
+				printable, ascii := true, true
+				for i := 0; i < len(s); i++ {
+					printable = printable && s[i] >= 0x20 && s[i] <= 0x7e
+					ascii = ascii && s[i] < 0x80
+				}
+				if got := printableASCII(s); got != printable {
+					t.Fatalf("printableASCII(%q) = %v, want %v", s, got, printable)
+				}
+				if got := orBytes(s)&highBits == 0; got != ascii {
+					t.Fatalf("orBytes(%q) ASCII = %v, want %v", s, got, ascii)
+				}
+			}
+		}
+	}
+}
+
 // TestContextEncodingUnambiguous checks that contexts differing only in
 // where the boundaries fall encode differently.
 func TestContextEncodingUnambiguous(t *testing.T) {
 	cs := []Context{nil, {"a": "bc"}, {"ab": "c"}, {"a": "b", "c": ""}, {"a": "", "bc": ""}, {"a": "b\x00\x01c"}}
 	seen := map[string]int{}
 	for i, c := range cs {
-		var es contextEntries
-		sorted, err := c.sorted(&es)
+		b, err := appendContext(nil, c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		enc := string(appendContext(nil, sorted))
+		enc := string(b)
 		if j, ok := seen[enc]; ok {
 			t.Errorf("contexts %v and %v encode alike: %x", cs[j], c, enc)
 		}
 		seen[enc] = i
 	}
-	if got, want := appendContext(nil, nil), []byte{0, 0}; !bytes.Equal(got, want) {
-		t.Errorf("appendContext(nil, nil) = %x, want %x", got, want)
+	if got, _ := appendContext(nil, nil); !bytes.Equal(got, []byte{0, 0}) {
+		t.Errorf("appendContext(nil, nil) = %x, want 0000", got)
 	}
 }
 
@@ -216,15 +347,19 @@ func TestContextEncoding(t *testing.T) {
 				break
 			}
 		}
-		var es contextEntries
-		sorted, err := c.sorted(&es)
-		if err != nil {
-			t.Fatal(err)
-		}
 		_, refAAD := refAAD(t, &vector{Context: c, KeyName: "a/b", NetworkID: strings.Repeat("00", 32)})
 		want := refAAD[len("keymesh/v1 envelope")+10+32:]
-		if got := appendContext(nil, sorted); !bytes.Equal(got, want) {
-			t.Errorf("appendContext(%d entries) = %x, want %x", n, got, want)
+		if got, err := appendContext(nil, c); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("appendContext(%d entries) = %x, %v, want %x", n, got, err, want)
+		}
+		// Appended after what b holds, and b unchanged on error.
+		prefix := []byte("prefix")
+		if got, err := appendContext(prefix, c); err != nil || !bytes.Equal(got, append(prefix, want...)) {
+			t.Errorf("appendContext(prefix, %d entries) = %x, %v, want prefix || %x", n, got, err, want)
+		}
+		c[""] = "bad"
+		if got, err := appendContext(prefix, c); !errors.Is(err, ErrInvalidContext) || !bytes.Equal(got, prefix) {
+			t.Errorf("appendContext(prefix, bad %d-entry context) = %q, %v, want %q, %v", n+1, got, err, prefix, ErrInvalidContext)
 		}
 	}
 }

@@ -89,7 +89,7 @@ func TestNISTGCM(t *testing.T) {
 			}
 			var sealed []byte
 			fips140.WithoutEnforcement(func() {
-				sealed, err = sealWithNonce(key, bytes.NewReader(iv), pt, aad)
+				sealed, err = sealWithNonce(nil, key, bytes.NewReader(iv), pt, aad)
 			})
 			if err != nil || !bytes.Equal(sealed, append(append([]byte{}, iv...), want...)) {
 				t.Fatalf("sealWithNonce(vector) = %x, %v, want %x || %x", sealed, err, iv, want)
@@ -227,7 +227,7 @@ func TestSealerSubkeys(t *testing.T) {
 // Before the fix, both forgeries below opened.
 func TestDeterministicOpenChecksIV(t *testing.T) {
 	f := newFixture(t, ModeDeterministic)
-	_, aad := (&scratch{}).layout(ModeRandom, "", &Header{Mode: ModeDeterministic, Key: "trade/price", Version: 2, Format: FormatVersion1}, &f.nid, mustSorted(t, f.ctx))
+	_, aad := mustLayout(t, &Header{Mode: ModeDeterministic, Key: "trade/price", Version: 2, Format: FormatVersion1}, &f.nid, f.ctx)
 
 	t.Run("fail/v1-other-nonce", func(t *testing.T) {
 		h := Header{Mode: ModeDeterministic, Key: "trade/price", Version: 2, Format: FormatVersion1}
@@ -251,7 +251,7 @@ func TestDeterministicOpenChecksIV(t *testing.T) {
 	})
 	t.Run("fail/v2-other-siv", func(t *testing.T) {
 		h := Header{Mode: ModeDeterministic, Key: "trade/price", Version: 2, Format: FormatVersion}
-		_, aad2 := (&scratch{}).layout(ModeRandom, "", &h, &f.nid, mustSorted(t, f.ctx))
+		_, aad2 := mustLayout(t, &h, &f.nid, f.ctx)
 		forged := &Envelope{Header: h, SIV: [SIVSize]byte{9, 9, 9}}
 		ct := make([]byte, len(f.pt))
 		cipher.NewCTR(f.s.st.sivBlock, forged.SIV[:]).XORKeyStream(ct, f.pt)
@@ -267,14 +267,15 @@ func TestDeterministicOpenChecksIV(t *testing.T) {
 	})
 }
 
-func mustSorted(t *testing.T, ctx Context) []contextEntry {
+// mustLayout returns the PRF input of random mode (the header alone) and
+// the additional data of h, nid and ctx.
+func mustLayout(t *testing.T, h *Header, nid *NetworkID, ctx Context) (prfInput, aad []byte) {
 	t.Helper()
-	var es contextEntries
-	entries, err := ctx.sorted(&es)
+	prfInput, aad, err := (&scratch{}).layout(ModeRandom, "", h, nid, ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return append([]contextEntry(nil), entries...)
+	return prfInput, aad
 }
 
 // TestSealRefusesFormat1 checks that format 1 is read-only and a sealer id

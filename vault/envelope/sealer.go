@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -58,6 +59,13 @@ type sealerState struct {
 	subMu   sync.RWMutex
 	subkeys map[string]*subkey // by HKDF info, for Open
 
+	// checkedName is the last key name that passed CheckKeyName here: a
+	// Sealer holds one version of one key, so Seal and Open see one name
+	// and need not check it on every call.
+	checkedName atomic.Pointer[string]
+
+	contexts contextCache // the key set of recent contexts
+
 	pool sync.Pool // of *scratch
 }
 
@@ -66,6 +74,22 @@ type subkey struct {
 	info string
 	aead cipher.AEAD // NewGCMWithRandomNonce: module-generated nonces
 	key  []byte      // kept only to seal with a caller's nonce (tests)
+
+	// aad is the additional data of the sealer's envelopes up to the
+	// context: "keymesh/v1 envelope" || header || network id.
+	aad []byte
+
+	// What info is made of, so that the last subkey is recognised
+	// without building info.
+	nid     NetworkID
+	name    string
+	version uint32
+	sealer  SealerID
+}
+
+// is reports whether sk is the subkey of h's sealer under nid.
+func (sk *subkey) is(nid *NetworkID, h *Header) bool {
+	return sk.version == h.Version && sk.sealer == h.Sealer && sk.name == h.Key && sk.nid == *nid
 }
 
 // scratch is the per-call working state, reused through sealerState.pool.
@@ -179,12 +203,32 @@ func subkeyInfoOf(b []byte, nid *NetworkID, h *Header) []byte {
 	return append(b, h.Sealer[:]...)
 }
 
-// subkey returns the random-mode subkey for info, from the cache if it is
-// there. forSeal marks the subkey Seal uses, which is looked up first.
-func (st *sealerState) subkey(info []byte, forSeal bool) (*subkey, error) {
-	if sk := st.last.Load(); sk != nil && sk.info == string(info) {
+// nameChecked reports whether name passed CheckKeyName in an earlier call.
+// st may be nil.
+func (st *sealerState) nameChecked(name string) bool {
+	if st == nil {
+		return false
+	}
+	p := st.checkedName.Load()
+	return p != nil && *p == name
+}
+
+// setNameChecked records that name passed CheckKeyName.
+func (st *sealerState) setNameChecked(name string) {
+	p := new(string)
+	*p = name
+	st.checkedName.Store(p)
+}
+
+// subkey returns the random-mode subkey of h's sealer under nid, from the
+// cache if it is there; h must be a valid random-mode header of format 2.
+// forSeal marks the subkey Seal uses, which is looked up first.
+func (st *sealerState) subkey(sc *scratch, nid *NetworkID, h *Header, forSeal bool) (*subkey, error) {
+	if sk := st.last.Load(); sk != nil && sk.is(nid, h) {
 		return sk, nil
 	}
+	sc.info = subkeyInfoOf(sc.info[:0], nid, h)
+	info := sc.info
 	st.subMu.RLock()
 	sk := st.subkeys[string(info)]
 	st.subMu.RUnlock()
@@ -198,7 +242,10 @@ func (st *sealerState) subkey(info []byte, forSeal bool) (*subkey, error) {
 			clear(k)
 			return nil, err
 		}
-		sk = &subkey{info: string(info), aead: aead, key: k}
+		sk = &subkey{
+			info: string(info), aead: aead, key: k, aad: appendAADPrefix(nil, h, nid),
+			nid: *nid, name: h.Key, version: h.Version, sealer: h.Sealer,
+		}
 		st.subMu.Lock()
 		if len(st.subkeys) >= maxSubkeys {
 			// Bounded: envelopes naming many sealers cost a derivation
@@ -222,10 +269,11 @@ func (st *sealerState) subkey(info []byte, forSeal bool) (*subkey, error) {
 //	deterministic: 0x03 || uint32 len(aad) || aad
 //	random:        aad
 //
-// and returns it and the additional data within it. h must be valid and ctx
-// the sorted entries of a valid Context.
-func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx []contextEntry) (prfInput, aad []byte) {
-	need := 1 + 4 + len(txID) + 4 + len(aadDomain) + h.len() + NetworkIDSize + contextLen(ctx)
+// and returns it and the additional data within it. h must be valid; cc,
+// which may be nil, is the Sealer's context cache. The error is ctx's, as
+// Context.Validate reports it.
+func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx Context, cc *contextCache) (prfInput, aad []byte, err error) {
+	need := 1 + 4 + len(txID) + 4 + len(aadDomain) + h.len() + NetworkIDSize + 2
 	if cap(sc.buf) < need {
 		sc.buf = make([]byte, 0, need)
 	}
@@ -242,15 +290,43 @@ func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx
 		aadLenAt, b = len(b), append(b, 0, 0, 0, 0)
 	}
 	start := len(b)
-	b = append(b, aadDomain...)
-	b = h.appendTo(b)
-	b = append(b, nid[:]...)
-	b = appendContext(b, ctx)
+	b = appendAADPrefix(b, h, nid)
+	if b, err = cc.appendContext(b, ctx); err != nil {
+		return nil, nil, err
+	}
 	if aadLenAt >= 0 {
 		binary.BigEndian.PutUint32(b[aadLenAt:], uint32(len(b)-start))
 	}
-	sc.buf = b
-	return b, b[start:]
+	sc.keep(b)
+	return b, b[start:], nil
+}
+
+// keep keeps b, built from sc.buf[:0], as sc.buf if it grew past it. (An
+// unconditional store would be a pointer write, with a GC write barrier
+// while the collector runs.)
+func (sc *scratch) keep(b []byte) {
+	if cap(b) != cap(sc.buf) {
+		sc.buf = b[:0]
+	}
+}
+
+// appendAADPrefix appends the additional data up to the context:
+// "keymesh/v1 envelope" || header || network id.
+func appendAADPrefix(b []byte, h *Header, nid *NetworkID) []byte {
+	b = append(b, aadDomain...)
+	b = h.appendTo(b)
+	return append(b, nid[:]...)
+}
+
+// randomAAD writes to sc.buf the additional data of a random-mode envelope
+// of format 2 sealed under sk, and returns it; the error is ctx's.
+func (sc *scratch) randomAAD(sk *subkey, ctx Context, cc *contextCache) ([]byte, error) {
+	b, err := cc.appendContext(append(sc.buf[:0], sk.aad...), ctx)
+	if err != nil {
+		return nil, err
+	}
+	sc.keep(b)
+	return b, nil
 }
 
 // hmac2 returns HMAC(m, a || b) in sc.sum.
@@ -296,70 +372,119 @@ func (sc *scratch) sivTag(aad, siv, ct []byte) []byte {
 // ErrInvalidKey (after Destroy), or report a failure of rand or of the
 // cryptographic module.
 func (s *Sealer) Seal(h Header, nid NetworkID, ctx Context, txID string, plaintext []byte, rand io.Reader) (*Envelope, error) {
+	// One defer and one return, so that the defer is open-coded.
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return seal(s.st, &h, &nid, ctx, txID, plaintext, rand)
+}
+
+// seal is Seal under the Sealer's read lock; st is nil after Destroy.
+func seal(st *sealerState, h *Header, nid *NetworkID, ctx Context, txID string, plaintext []byte, rand io.Reader) (*Envelope, error) {
 	if h.Format != 0 && h.Format != FormatVersion {
 		return nil, fmt.Errorf("%w: Seal writes format %d, not %d", ErrFormat, FormatVersion, h.Format)
 	}
 	h.Format = FormatVersion
-	if err := h.check(); err != nil {
+	named := st.nameChecked(h.Key)
+	if err := h.check(named); err != nil {
 		return nil, err
 	}
 	if len(plaintext) > MaxPlaintextSize {
 		return nil, fmt.Errorf("%w: %d bytes, more than %d", ErrTooLarge, len(plaintext), MaxPlaintextSize)
 	}
-	var es contextEntries
-	entries, err := ctx.sorted(&es)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case h.Mode == ModeEndorsement && (len(txID) == 0 || len(txID) > MaxTxIDLen):
-		return nil, fmt.Errorf("%w: endorsement mode needs 1 to %d bytes, got %d", ErrInvalidTxID, MaxTxIDLen, len(txID))
-	case h.Mode != ModeEndorsement && txID != "":
-		return nil, fmt.Errorf("%w: %v mode takes none", ErrInvalidTxID, h.Mode)
-	}
-
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	st := s.st
-	if st == nil {
-		return nil, errDestroyed
-	}
-	sc := st.get()
-	defer st.put(sc)
-	prfInput, aad := sc.layout(h.Mode, txID, &h, &nid, entries)
-	if h.Mode == ModeRandom {
-		sc.info = subkeyInfoOf(sc.info[:0], &nid, &h)
-		sk, err := st.subkey(sc.info, true)
+	// An invalid context is reported first, then the transaction id, then
+	// a destroyed Sealer.
+	if err := checkTxID(h.Mode, txID); err != nil || st == nil {
+		if cerr := ctx.Validate(); cerr != nil {
+			return nil, cerr
+		}
 		if err != nil {
 			return nil, err
 		}
-		// out = nonce || ciphertext || tag. The Envelope is allocated
-		// last, in one literal: allocating it first and storing the
-		// ciphertext into it later costs a GC write barrier.
-		var out []byte
-		if rand == nil {
-			out = sk.aead.Seal(make([]byte, 0, NonceSize+len(plaintext)+TagSize), nil, plaintext, aad)
-		} else {
-			if out, err = sealWithNonce(sk.key, rand, plaintext, aad); err != nil {
-				return nil, err
-			}
+		return nil, errDestroyed
+	}
+	if !named {
+		st.setNameChecked(h.Key)
+	}
+	sc := st.get()
+	e, err := st.seal(sc, h, nid, ctx, txID, plaintext, rand)
+	st.put(sc)
+	return e, err
+}
+
+func checkTxID(mode Mode, txID string) error {
+	switch {
+	case mode == ModeEndorsement && (len(txID) == 0 || len(txID) > MaxTxIDLen):
+		return fmt.Errorf("%w: endorsement mode needs 1 to %d bytes, got %d", ErrInvalidTxID, MaxTxIDLen, len(txID))
+	case mode != ModeEndorsement && txID != "":
+		return fmt.Errorf("%w: %v mode takes none", ErrInvalidTxID, mode)
+	}
+	return nil
+}
+
+func (st *sealerState) seal(sc *scratch, h *Header, nid *NetworkID, ctx Context, txID string, plaintext []byte, rand io.Reader) (*Envelope, error) {
+	if h.Mode == ModeRandom {
+		sk, err := st.subkey(sc, nid, h, true)
+		if err != nil {
+			return nil, err
 		}
-		return &Envelope{Header: h, Nonce: [NonceSize]byte(out[:NonceSize]), Ciphertext: out[NonceSize:]}, nil
+		aad, err := sc.randomAAD(sk, ctx, &st.contexts)
+		if err != nil {
+			return nil, err
+		}
+		e, out := newEnvelope(h, NonceSize+len(plaintext)+TagSize)
+		// out = nonce || ciphertext || tag.
+		if rand == nil {
+			out = sk.aead.Seal(out, nil, plaintext, aad)
+		} else if out, err = sealWithNonce(out, sk.key, rand, plaintext, aad); err != nil {
+			return nil, err
+		}
+		e.Nonce = [NonceSize]byte(out)
+		e.Ciphertext = out[NonceSize:len(out):len(out)]
+		return e, nil
 	}
 	// Derived modes: SIV = HMAC(ivKey, prfInput || plaintext)[:16],
 	// C = AES-256-CTR(encKey, SIV, plaintext), tag over aad || SIV || C.
-	var siv [SIVSize]byte
-	copy(siv[:], sc.hmac2(sc.iv, prfInput, plaintext))
-	ct := make([]byte, len(plaintext), len(plaintext)+TagSize)
-	cipher.NewCTR(st.sivBlock, siv[:]).XORKeyStream(ct, plaintext)
-	ct = append(ct, sc.sivTag(aad, siv[:], ct)...)
-	return &Envelope{Header: h, SIV: siv, Ciphertext: ct}, nil
+	prfInput, aad, err := sc.layout(h.Mode, txID, h, nid, ctx, &st.contexts)
+	if err != nil {
+		return nil, err
+	}
+	e, ct := newEnvelope(h, len(plaintext)+TagSize)
+	copy(e.SIV[:], sc.hmac2(sc.iv, prfInput, plaintext))
+	ct = ct[:len(plaintext)]
+	cipher.NewCTR(st.sivBlock, e.SIV[:]).XORKeyStream(ct, plaintext)
+	ct = append(ct, sc.sivTag(aad, e.SIV[:], ct)...)
+	e.Ciphertext = ct[:len(ct):len(ct)]
+	return e, nil
 }
 
-// sealWithNonce seals with AES-256-GCM under key with a nonce read from
-// rand: only for known-answer tests. FIPS 140-only mode refuses it.
-func sealWithNonce(key []byte, rand io.Reader, plaintext, aad []byte) ([]byte, error) {
-	nonce := make([]byte, NonceSize, NonceSize+len(plaintext)+TagSize)
+// inlinePlaintext is the largest plaintext whose envelope Seal allocates in
+// one piece with its ciphertext: most fields are small, and one allocation
+// instead of two is a good part of what a 64-byte seal costs.
+const inlinePlaintext = 64
+
+type inlineEnvelope struct {
+	Envelope
+	buf [NonceSize + inlinePlaintext + TagSize]byte
+}
+
+// newEnvelope returns an Envelope with header h and an empty buffer of
+// capacity n for its nonce and ciphertext, in one allocation if n is small.
+func newEnvelope(h *Header, n int) (*Envelope, []byte) {
+	if n <= len(inlineEnvelope{}.buf) {
+		// Field by field: copying *h whole into the new object (or
+		// through a helper returning a Header) takes a bulk write barrier.
+		ie := &inlineEnvelope{Envelope: Envelope{Header: Header{Mode: h.Mode, Key: h.Key, Version: h.Version, Format: h.Format, Sealer: h.Sealer}}}
+		return &ie.Envelope, ie.buf[:0:n]
+	}
+	return &Envelope{Header: Header{Mode: h.Mode, Key: h.Key, Version: h.Version, Format: h.Format, Sealer: h.Sealer}}, make([]byte, 0, n)
+}
+
+// sealWithNonce appends to dst nonce || ciphertext || tag, sealed with
+// AES-256-GCM under key with a nonce read from rand: only for known-answer
+// tests. FIPS 140-only mode refuses it.
+func sealWithNonce(dst, key []byte, rand io.Reader, plaintext, aad []byte) ([]byte, error) {
+	dst = slices.Grow(dst, NonceSize+len(plaintext)+TagSize)
+	nonce := dst[len(dst) : len(dst)+NonceSize]
 	if _, err := io.ReadFull(rand, nonce); err != nil {
 		return nil, fmt.Errorf("envelope: reading random nonce: %w", err)
 	}
@@ -371,7 +496,7 @@ func sealWithNonce(key []byte, rand io.Reader, plaintext, aad []byte) ([]byte, e
 	if err != nil {
 		return nil, fmt.Errorf("envelope: sealing with a caller's nonce: %w", err)
 	}
-	return aead.Seal(nonce, nonce, plaintext, aad), nil
+	return aead.Seal(dst[:len(dst)+NonceSize], nonce, plaintext, aad), nil
 }
 
 // Open authenticates and decrypts e with additional data binding its header,
@@ -387,35 +512,74 @@ func sealWithNonce(key []byte, rand io.Reader, plaintext, aad []byte) ([]byte, e
 // endorsement mode it cannot (the transaction id is not in the envelope);
 // in random mode there is nothing to check.
 func (s *Sealer) Open(e *Envelope, nid NetworkID, ctx Context) ([]byte, error) {
-	var es contextEntries
-	entries, err := ctx.sorted(&es)
-	if err != nil {
-		return nil, err
-	}
+	// One defer and one return, so that the defer is open-coded.
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	st := s.st
-	if st == nil {
-		return nil, errDestroyed
-	}
-	if e == nil || e.Header.check() != nil || len(e.Ciphertext) < TagSize || len(e.Ciphertext) > maxCiphertextLen ||
-		(!e.siv() && e.SIV != [SIVSize]byte{}) || (e.siv() && e.Nonce != [NonceSize]byte{}) {
+	return open(s.st, e, &nid, ctx)
+}
+
+// open is Open under the Sealer's read lock; st is nil after Destroy.
+func open(st *sealerState, e *Envelope, nid *NetworkID, ctx Context) ([]byte, error) {
+	// An invalid context is reported first, then a destroyed Sealer.
+	if st == nil || !st.openable(e) {
+		if err := ctx.Validate(); err != nil {
+			return nil, err
+		}
+		if st == nil {
+			return nil, errDestroyed
+		}
 		return nil, ErrDecrypt
 	}
 	sc := st.get()
-	defer st.put(sc)
-	prfInput, aad := sc.layout(e.Mode, "", &e.Header, &nid, entries)
+	pt, err := st.open(sc, e, nid, ctx)
+	st.put(sc)
+	return pt, err
+}
+
+// openable reports whether e is a valid envelope, which Open may try to open.
+func (st *sealerState) openable(e *Envelope) bool {
+	if e == nil {
+		return false
+	}
+	named := st.nameChecked(e.Key)
+	if e.Header.check(named) != nil || len(e.Ciphertext) < TagSize || len(e.Ciphertext) > maxCiphertextLen ||
+		(!e.siv() && e.SIV != [SIVSize]byte{}) || (e.siv() && e.Nonce != [NonceSize]byte{}) {
+		return false
+	}
+	if !named {
+		st.setNameChecked(e.Key)
+	}
+	return true
+}
+
+func (st *sealerState) open(sc *scratch, e *Envelope, nid *NetworkID, ctx Context) ([]byte, error) {
+	if !e.siv() && e.format() == FormatVersion {
+		sk, err := st.subkey(sc, nid, &e.Header, false)
+		if err != nil {
+			// Only an invalid context is reported as such.
+			if err := ctx.Validate(); err != nil {
+				return nil, err
+			}
+			return nil, ErrDecrypt
+		}
+		aad, err := sc.randomAAD(sk, ctx, &st.contexts)
+		if err != nil {
+			return nil, err
+		}
+		pt, err := openGCM(sc, sk.aead, e, aad)
+		if err != nil {
+			return nil, ErrDecrypt
+		}
+		return pt, nil
+	}
+	prfInput, aad, err := sc.layout(e.Mode, "", &e.Header, nid, ctx, &st.contexts)
+	if err != nil {
+		return nil, err
+	}
 	var pt []byte
 	switch {
 	case e.siv():
 		pt, err = st.openSIV(sc, e, prfInput, aad)
-	case e.format() == FormatVersion:
-		sc.info = subkeyInfoOf(sc.info[:0], &nid, &e.Header)
-		sk, kerr := st.subkey(sc.info, false)
-		if kerr != nil {
-			return nil, ErrDecrypt
-		}
-		pt, err = openGCM(sc, sk.aead, e, aad)
 	default:
 		pt, err = openGCM(sc, st.v1, e, aad)
 		if err == nil && e.Mode == ModeDeterministic {
@@ -441,8 +605,8 @@ func openGCM(sc *scratch, aead cipher.AEAD, e *Envelope, aad []byte) ([]byte, er
 	if cap(sc.ct) < need {
 		sc.ct = make([]byte, 0, need)
 	}
+	// Within sc.ct's capacity: nothing to store back (see keep).
 	in := append(append(sc.ct[:0], e.Nonce[:]...), e.Ciphertext...)
-	sc.ct = in
 	return aead.Open(make([]byte, 0, len(e.Ciphertext)-TagSize), nil, in, aad)
 }
 

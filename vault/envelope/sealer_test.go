@@ -559,12 +559,13 @@ func TestAllocs(t *testing.T) {
 		max  float64
 		fn   func()
 	}{
-		// Envelope, ciphertext, and cipher.NewCTR's stream and IV.
-		{"Seal", 4, func() { env, _ = f.s.Seal(h, f.nid, f.ctx, "", pt, nil) }},
+		// Envelope with its ciphertext (one allocation up to
+		// inlinePlaintext bytes), and cipher.NewCTR's stream and IV.
+		{"Seal", 3, func() { env, _ = f.s.Seal(h, f.nid, f.ctx, "", pt, nil) }},
 		// Plaintext and the CTR stream.
 		{"Open", 2, func() { _, _ = f.s.Open(env, f.nid, f.ctx) }},
-		// Envelope and nonce || ciphertext || tag.
-		{"SealRandom", 2, func() { renv, _ = f.s.Seal(rh, f.nid, f.ctx, "", pt, nil) }},
+		// Envelope with nonce || ciphertext || tag.
+		{"SealRandom", 1, func() { renv, _ = f.s.Seal(rh, f.nid, f.ctx, "", pt, nil) }},
 		{"OpenRandom", 1, func() { _, _ = f.s.Open(renv, f.nid, f.ctx) }},
 		{"Marshal", 1, func() { _ = env.Marshal() }},
 		{"Text", 1, func() { _ = env.Text() }},
@@ -574,4 +575,46 @@ func TestAllocs(t *testing.T) {
 			t.Errorf("%s: %v allocations, want at most %v", tc.name, got, tc.max)
 		}
 	}
+}
+
+// TestContextCacheConcurrent seals and opens from several goroutines with
+// contexts of different key sets, so that the Sealer's key-set cache is
+// replaced while others read it (run it with -race).
+func TestContextCacheConcurrent(t *testing.T) {
+	f := newFixture(t, ModeRandom)
+	ctxs := []Context{
+		{"channel": "trade", "chaincode": "settlement", "state_key": "order~1", "field": "price"},
+		{"channel": "trade", "chaincode": "settlement", "state_key": "order~2", "field": "price"},
+		{"chain_id": "1337", "contract": "0x5fbdb2315678afecb367f032d93f642f64180aa3", "field": "amount"},
+		{"field": "price"},
+		nil,
+	}
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				c := ctxs[(g+i)%len(ctxs)]
+				other := ctxs[(g+i+2)%len(ctxs)]
+				for _, mode := range []Mode{ModeRandom, ModeDeterministic} {
+					h := Header{Mode: mode, Key: "trade/price", Version: 2}
+					e, err := f.s.Seal(h, f.nid, c, "", f.pt, nil)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if pt, err := f.s.Open(e, f.nid, c); err != nil || !bytes.Equal(pt, f.pt) {
+						t.Errorf("Open(env, own context) = %q, %v", pt, err)
+						return
+					}
+					if _, err := f.s.Open(e, f.nid, other); err != ErrDecrypt {
+						t.Errorf("Open(env, other context) = %v, want %v", err, ErrDecrypt)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
