@@ -170,8 +170,10 @@ func (e endorser) Endorse(key string, it kms.EncryptItem) (string, time.Time, er
 
 // kmsCaller is the caller of an authenticated request as the domain core
 // takes it.
-func (s *Server) kmsCaller(c *gin.Context) kms.Caller {
-	cl := callerOf(c)
+func (s *Server) kmsCaller(c *gin.Context) kms.Caller { return s.kmsCallerOf(callerOf(c)) }
+
+// kmsCallerOf is cl as the domain core names callers.
+func (s *Server) kmsCallerOf(cl caller) kms.Caller {
 	out := kms.Caller{Principal: cl.principal, Name: cl.name}
 	if cl.proposal != nil {
 		out.Endorser = endorser{s: s, p: cl.proposal}
