@@ -68,7 +68,9 @@ func (s *Server) callerFor(c *gin.Context, tok token.Token) (caller, error) {
 		if hasProp || hasCreator {
 			return caller{}, badRequest(apiv1.HeaderFabricProposal + " and " + apiv1.HeaderFabricCreator + " are accepted only with a chaincode token")
 		}
-		return caller{tok: tok, principal: policy.Principal{Parties: []policy.Party{tok.Party}}, name: string(tok.Party)}, nil
+		// Room for the org party authCaller adds.
+		parties := append(make([]policy.Party, 0, 2), tok.Party)
+		return caller{tok: tok, principal: policy.Principal{Parties: parties}, name: string(tok.Party)}, nil
 	}
 	p, err := s.verifyProposal(tok, props, creators)
 	if err != nil {
