@@ -45,14 +45,21 @@ func (s *Server) encrypt(c *gin.Context, cl caller) {
 			s.fail(c, tooLarge(fmt.Sprintf("batch of %d items is over the limit of %d", len(items), apiv1.MaxBatchItems)))
 			return
 		}
-	} else {
-		items = []apiv1.EncryptItem{{Plaintext: req.Plaintext, Context: req.Context, TxID: req.TxID, TxTime: req.TxTime}}
+	}
+	var one [1]apiv1.EncryptItem // a single item's, without a heap slice
+	if !batch {
+		one[0] = apiv1.EncryptItem{Plaintext: req.Plaintext, Context: req.Context, TxID: req.TxID, TxTime: req.TxTime}
+		items = one[:]
 	}
 	if err := ethid.CanonicalizeEncrypt(items, batch); err != nil { // chain_id, contract: one form each
 		s.fail(c, err)
 		return
 	}
-	in := make([]kms.EncryptItem, len(items))
+	var inOne [1]kms.EncryptItem
+	in := inOne[:]
+	if batch {
+		in = make([]kms.EncryptItem, len(items))
+	}
 	for i, it := range items {
 		in[i] = kms.EncryptItem{Plaintext: it.Plaintext, Context: it.Context, TxID: it.TxID}
 		if it.TxTime != nil {
