@@ -96,6 +96,14 @@ func bindFast[T any](c *gin.Context, v *T, fast func([]byte, *T) bool) error {
 type scanner struct {
 	b []byte
 	i int
+	// text, if set, is b as a string: strings are cut from it rather than
+	// copied one by one (a decrypt body holds envelopes, no secrets).
+	text string
+	// The last context read, its text and its map: an item whose context
+	// has the same text shares the map. Nothing writes to a request's
+	// context maps (ethid.CanonicalContext copies before it changes one).
+	lastCtx    []byte
+	lastCtxMap map[string]string
 }
 
 func (s *scanner) ws() {
@@ -144,11 +152,20 @@ func (s *scanner) str() ([]byte, bool) {
 	return nil, false
 }
 
-// string reads a string as a Go string (a copy).
+// string reads a string as a Go string (a copy, or cut from text).
 func (s *scanner) string(dst *string) bool {
 	v, ok := s.str()
-	*dst = string(v)
+	*dst = s.goString(v)
 	return ok
+}
+
+// goString returns v, a subslice of b, as a string.
+func (s *scanner) goString(v []byte) string {
+	if s.text == "" || len(v) == 0 {
+		return string(v)
+	}
+	start := cap(s.b) - cap(v) // v is s.b[start:start+len(v)]
+	return s.text[start : start+len(v)]
 }
 
 // bytes reads a base64 string as encoding/json decodes one into a []byte:
@@ -210,15 +227,26 @@ func (s *scanner) array(elem func() bool) bool {
 // context reads an object of strings into a new map (never nil, as
 // encoding/json makes it); a repeated name keeps its last value, as there.
 func (s *scanner) context(dst *map[string]string) bool {
+	s.ws()
+	if s.lastCtxMap != nil && bytes.HasPrefix(s.b[s.i:], s.lastCtx) {
+		s.i += len(s.lastCtx) // the same text: the same object
+		*dst = s.lastCtxMap
+		return true
+	}
+	start := s.i
 	m := map[string]string{}
 	*dst = m
-	return s.object(func(name []byte) bool {
+	ok := s.object(func(name []byte) bool {
 		v, ok := s.str()
 		if ok {
-			m[string(name)] = string(v)
+			m[s.goString(name)] = s.goString(v)
 		}
 		return ok
 	})
+	if ok {
+		s.lastCtx, s.lastCtxMap = s.b[start:s.i], m
+	}
+	return ok
 }
 
 // once records field bit f in seen, and reports false if it was already
@@ -277,7 +305,7 @@ func decodeEncryptFast(b []byte, req *apiv1.EncryptRequest) bool {
 
 // decodeDecryptFast decodes a decrypt request of the fast subset.
 func decodeDecryptFast(b []byte, req *apiv1.DecryptRequest) bool {
-	s := scanner{b: b}
+	s := scanner{b: b, text: string(b)}
 	var seen uint32
 	ok := s.object(func(name []byte) bool {
 		switch string(name) {

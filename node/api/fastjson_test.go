@@ -84,6 +84,8 @@ var fastTaken = []struct {
 	{`{"ciphertext":"km1:AQEIZGVtby9r","context":{"field":"x"}}`, false},
 	{`{"batch":[{"ciphertext":"km1:x"},{"ciphertext":"x","context":{}}]}`, false},
 	{`{}`, false},
+	{`{"batch":[{"ciphertext":"a","context":{"f":"x"}},{"ciphertext":"b","context":{"f":"x"}},{"context":{"f":"x","g":""},"ciphertext":"c"},{"ciphertext":"","context":{"f":"x"}}]}`, false},
+	{`{"batch":[{"ciphertext":"a","context":{"f":"x"}},{"ciphertext":"b","context":{"f":"x"} }]}`, false},
 }
 
 func TestFastDecodeTakesCommonBodies(t *testing.T) {
