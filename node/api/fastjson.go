@@ -39,7 +39,10 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 
 func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
 
+// putBuf clears the bytes used (a body or an answer may carry a
+// plaintext; best effort, as everywhere) and pools the buffer.
 func putBuf(b *[]byte) {
+	clear(*b)
 	if cap(*b) > maxPooled {
 		return
 	}
@@ -57,11 +60,11 @@ func bindFast[T any](c *gin.Context, v *T, fast func([]byte, *T) bool) error {
 	}
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, apiv1.MaxBodyBytes)
 	bp := getBuf()
-	defer putBuf(bp)
 	b := *bp
 	if cap(b) < int(n)+1 {
 		b = make([]byte, 0, int(n)+1) // one more byte, to see the end of the body
 	}
+	defer func() { *bp = b; putBuf(bp) }() // b as read, so that all of it is cleared
 	for {
 		if len(b) == cap(b) {
 			// Longer than its Content-Length said: net/http never lets
@@ -78,9 +81,6 @@ func bindFast[T any](c *gin.Context, v *T, fast func([]byte, *T) bool) error {
 			// and then meets the same error.
 			return bindReader(io.MultiReader(bytes.NewReader(b), body), v)
 		}
-	}
-	if cap(b) <= maxPooled {
-		*bp = b
 	}
 	if fast(b, v) {
 		return nil

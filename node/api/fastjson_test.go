@@ -221,3 +221,12 @@ func FuzzFastEncode(f *testing.F) {
 		checkEncode(t, dr, appendDecryptResponse(nil, &dr))
 	})
 }
+
+func TestPutBufClears(t *testing.T) {
+	b := []byte("secret plaintext")
+	used := b[:len(b):len(b)]
+	putBuf(&used)
+	if !bytes.Equal(b, make([]byte, len(b))) {
+		t.Fatalf("putBuf left %q in the buffer; want it cleared", b)
+	}
+}
