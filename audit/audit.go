@@ -66,6 +66,7 @@ import (
 	"log/slog"
 	"math"
 	"runtime"
+	"slices"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -205,12 +206,32 @@ type Log struct {
 	// Owned by the committer goroutine (and by Open before it starts).
 	lastTime  time.Time // Time of the last durable entry
 	attempted uint64    // highest seq ever written in an attempt
+	// Reused by every commit: the store keeps no reference to keys or
+	// values once Update has returned (kv.Txn.Set).
+	entries []Entry
+	vals    [][]byte
+	buf     []byte // encoded entries, then their keys
 }
+
+// maxKeptBuf bounds the encoding buffer the committer keeps between
+// commits.
+const maxKeptBuf = 1 << 20
 
 type request struct {
 	ctx  context.Context
 	e    Entry
 	done chan result // buffered (1): the committer never blocks on it
+}
+
+// requests recycles the requests whose answer their Append has received:
+// the committer is done with a request once it has answered it. A request
+// whose Append gave up waiting (its ctx ended) is left to the garbage
+// collector, since the committer may still answer it.
+var requests = sync.Pool{New: func() any { return &request{done: make(chan result, 1)} }}
+
+func (r *request) recycle() {
+	r.ctx, r.e = nil, Entry{}
+	requests.Put(r)
 }
 
 type result struct {
@@ -321,21 +342,25 @@ func (l *Log) Append(ctx context.Context, e Entry) (Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return Entry{}, fmt.Errorf("audit: append: %w", err)
 	}
-	r := &request{ctx: ctx, e: e, done: make(chan result, 1)}
+	r := requests.Get().(*request)
+	r.ctx, r.e = ctx, e
 	l.mu.RLock()
 	if l.closed {
 		l.mu.RUnlock()
+		r.recycle()
 		return Entry{}, fmt.Errorf("audit: append: %w", ErrClosed)
 	}
 	select {
 	case l.reqs <- r:
 	case <-ctx.Done():
 		l.mu.RUnlock()
+		r.recycle() // never sent
 		return Entry{}, fmt.Errorf("audit: append: %w", ctx.Err())
 	}
 	l.mu.RUnlock()
 	select {
 	case res := <-r.done:
+		r.recycle()
 		return res.e, res.err
 	case <-ctx.Done():
 		return Entry{}, fmt.Errorf("audit: append: %w", ctx.Err())
@@ -445,19 +470,21 @@ func (l *Log) commit(batch []*request) {
 	l.headMu.Unlock()
 	first := seq + 1
 
-	entries := make([]Entry, len(live))
+	entries := slices.Grow(l.entries[:0], len(live))[:len(live)]
 	size := 0
 	for i, r := range live {
 		e := r.e
 		seq++
 		e.Seq, e.Time = seq, now
 		entries[i] = e
-		size += encodedLen(&e)
+		size += encodedLen(&e) + entryKeyLen
 	}
-	// One buffer for the whole batch; the store may keep references to the
-	// values until Update returns, and nothing reuses the buffer.
-	buf := make([]byte, 0, size)
-	vals := make([][]byte, len(entries))
+	// One buffer for the whole batch, values then keys, and the store may
+	// keep references to them until Update returns: nothing else touches
+	// the buffer until the next commit.
+	buf := slices.Grow(l.buf[:0], size)
+	vals := slices.Grow(l.vals[:0], 2*len(entries))[:2*len(entries)]
+	keys := vals[len(entries):]
 	for i := range entries {
 		e := &entries[i]
 		e.Prev = prev
@@ -466,12 +493,22 @@ func (l *Log) commit(batch []*request) {
 		vals[i] = buf[start:len(buf):len(buf)]
 		prev = e.Hash
 	}
+	for i := range entries {
+		start := len(buf)
+		buf = appendEntryKey(buf, entries[i].Seq)
+		keys[i] = buf[start:len(buf):len(buf)]
+	}
+	l.entries, l.vals, l.buf = entries, vals, buf
+	if cap(buf) > maxKeptBuf {
+		l.buf = nil // a batch of long entries: not kept for the next
+	}
+	defer clear(l.entries) // no caller's strings kept alive until the next commit
 	stale := l.attempted
 	l.attempted = max(l.attempted, seq)
 
 	err := l.store.Update(func(txn kv.Txn) error {
 		for i := range entries {
-			if err := txn.Set(entryKey(entries[i].Seq), vals[i]); err != nil {
+			if err := txn.Set(keys[i], vals[i]); err != nil {
 				return err
 			}
 		}

@@ -762,3 +762,52 @@ func BenchmarkAppendSerial(b *testing.B) {
 		}
 	}
 }
+
+// TestConcurrentAppendAnswers: with requests recycled between appends, and
+// some appends giving up (their ctx ends) while the committer still holds
+// their request, every append that succeeds gets its own entry back, and
+// the log holds exactly the entries acknowledged or abandoned.
+func TestConcurrentAppendAnswers(t *testing.T) {
+	t.Parallel()
+	l := openLog(t, kv.NewMem(), WithMaxBatch(8))
+	const workers, each = 16, 60
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		acks int
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				want := testEntry(w*each + i)
+				want.Principal = fmt.Sprintf("token:w%d-%d", w, i)
+				ctx, cancel := context.WithCancel(context.Background())
+				if i%7 == 3 {
+					cancel() // some give up at once, some while queued
+				}
+				got, err := l.Append(ctx, want)
+				cancel()
+				if err != nil {
+					if !errors.Is(err, context.Canceled) {
+						t.Errorf("Append: %v", err)
+					}
+					continue
+				}
+				if got.Principal != want.Principal || got.Seq == 0 {
+					t.Errorf("Append(%q) = entry %d of %q; want its own entry", want.Principal, got.Seq, got.Principal)
+				}
+				mu.Lock()
+				acks++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	r, err := l.Verify()
+	if err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if r.Entries < uint64(acks) {
+		t.Fatalf("log holds %d entries; %d appends were acknowledged", r.Entries, acks)
+	}
+}

@@ -34,12 +34,15 @@ const (
 	headLen       = 1 + 8 + 32
 )
 
+// entryKeyLen is the length of an entry's key.
+const entryKeyLen = len(entryPrefix) + 8
+
 // entryKey returns "audit/e/" ‖ 8-byte big-endian seq.
-func entryKey(seq uint64) []byte {
-	k := make([]byte, len(entryPrefix)+8)
-	copy(k, entryPrefix)
-	binary.BigEndian.PutUint64(k[len(entryPrefix):], seq)
-	return k
+func entryKey(seq uint64) []byte { return appendEntryKey(make([]byte, 0, entryKeyLen), seq) }
+
+// appendEntryKey appends entryKey(seq) to dst.
+func appendEntryKey(dst []byte, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dst, entryPrefix...), seq)
 }
 
 // encodedLen returns the length of e's encoding.

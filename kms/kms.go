@@ -273,10 +273,52 @@ func (s *Service) DecideDecrypt(c Caller, items []DecryptItem) Decisions {
 }
 
 type decryptGroup struct {
+	key      string
 	decision policy.Decision
 	count    int
 	failed   int
 	version  uint32
+}
+
+// decryptGroups are a request's groups in the order their keys first
+// appear. Most requests name one key or a few: those are found by a scan,
+// and a map is built only past smallGroups keys.
+type decryptGroups struct {
+	list  []decryptGroup
+	index map[string]int
+}
+
+const smallGroups = 8
+
+// find returns the group of key, or nil.
+func (gs *decryptGroups) find(key string) *decryptGroup {
+	if gs.index != nil {
+		if i, ok := gs.index[key]; ok {
+			return &gs.list[i]
+		}
+		return nil
+	}
+	for i := range gs.list {
+		if gs.list[i].key == key {
+			return &gs.list[i]
+		}
+	}
+	return nil
+}
+
+// add appends the group of a key not yet found and returns it.
+func (gs *decryptGroups) add(g decryptGroup) *decryptGroup {
+	gs.list = append(gs.list, g)
+	switch n := len(gs.list); {
+	case gs.index != nil:
+		gs.index[g.key] = n - 1
+	case n > smallGroups:
+		gs.index = make(map[string]int, 2*n)
+		for i := range gs.list {
+			gs.index[gs.list[i].key] = i
+		}
+	}
+	return &gs.list[len(gs.list)-1]
 }
 
 // Decrypt opens items for c, deciding each key once (or taking the
@@ -288,8 +330,7 @@ type decryptGroup struct {
 func (s *Service) Decrypt(ctx context.Context, c Caller, items []DecryptItem, pre Decisions) ([]Opened, error) {
 	now := s.cfg.Clock()
 	out := make([]Opened, len(items))
-	groups := map[string]*decryptGroup{}
-	var order []string
+	var groups decryptGroups
 	malformed := 0
 	for i, it := range items {
 		env, err := envelope.ParseText(it.Ciphertext)
@@ -298,15 +339,13 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, items []DecryptItem, pr
 			out[i].Err = err
 			continue
 		}
-		g, ok := groups[env.Key]
-		if !ok {
+		g := groups.find(env.Key)
+		if g == nil {
 			d, decided := pre[env.Key]
 			if !decided {
 				d = s.cfg.Keys.Policy().Decide(c.Principal, env.Key, policy.OpDecrypt, now)
 			}
-			g = &decryptGroup{decision: d}
-			groups[env.Key] = g
-			order = append(order, env.Key)
+			g = groups.add(decryptGroup{key: env.Key, decision: d})
 		}
 		g.count++
 		out[i].Key, out[i].Version = env.Key, env.Version
@@ -332,9 +371,9 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, items []DecryptItem, pr
 		}
 		return nil, err
 	}
-	for _, k := range order {
-		g := groups[k]
-		e := audit.Entry{Principal: c.Name, Action: "decrypt", Key: k, Count: g.count, Version: g.version, Reason: g.decision.Reason}
+	for i := range groups.list {
+		g := &groups.list[i]
+		e := audit.Entry{Principal: c.Name, Action: "decrypt", Key: g.key, Count: g.count, Version: g.version, Reason: g.decision.Reason}
 		s.cfg.OnDecision("decrypt", g.decision.Allowed)
 		if g.decision.Allowed {
 			e.Outcome = audit.OutcomeAllow

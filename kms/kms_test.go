@@ -3,6 +3,7 @@ package kms_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -248,6 +249,67 @@ func TestAdminChangesAudited(t *testing.T) {
 	for i, w := range want {
 		if es[i].Action != w.action || es[i].Outcome != w.outcome || es[i].Reason != w.reason {
 			t.Errorf("audit entry %d = %s %s %q, want %s %s %q", i, es[i].Action, es[i].Outcome, es[i].Reason, w.action, w.outcome, w.reason)
+		}
+	}
+}
+
+// TestDecryptManyKeys: a batch over more keys than the scan of groups
+// covers (the map takes over) is decided and audited once per key, in the
+// order the keys first appear, with each item's result in place.
+func TestDecryptManyKeys(t *testing.T) {
+	s := kmstest.New(t, kmstest.Options{})
+	const keys = 12
+	var in []kms.DecryptItem
+	for k := range keys {
+		name := fmt.Sprintf("demo/k%02d", k)
+		if _, err := s.Core.CreateKey(ctx, admin, name, vault.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Core.Grant(ctx, admin, policy.Grant{Key: name, Party: "token:app", Ops: policy.OpsAll}); err != nil {
+			t.Fatal(err)
+		}
+		sealed, err := s.Core.Encrypt(ctx, app, name, envelope.ModeRandom, []kms.EncryptItem{{Plaintext: []byte(name)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		in = append(in, kms.DecryptItem{Ciphertext: sealed[0].Envelope.Text()})
+	}
+	// Every key twice, the second round in reverse: 2 items per key.
+	for k := keys - 1; k >= 0; k-- {
+		in = append(in, in[k])
+	}
+	opened, err := s.Core.Decrypt(ctx, app, in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range opened {
+		k := i
+		if i >= keys {
+			k = 2*keys - 1 - i
+		}
+		if want := fmt.Sprintf("demo/k%02d", k); o.Err != nil || o.Key != want || string(o.Plaintext) != want {
+			t.Errorf("item %d = %+v, want %s", i, o, want)
+		}
+	}
+	es := lastEntries(t, s, keys)
+	for k, e := range es {
+		if want := fmt.Sprintf("demo/k%02d", k); e.Key != want || e.Count != 2 || e.Outcome != audit.OutcomeAllow {
+			t.Errorf("audit entry %d = %+v, want key %s, count 2, allow", k, e, want)
+		}
+	}
+	// The other party is denied every key: each item says so, one entry per key.
+	opened, err = s.Core.Decrypt(ctx, other, in, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, o := range opened {
+		if !errors.Is(o.Err, policy.ErrNotGranted) {
+			t.Errorf("item %d for token:other = %v, want ErrNotGranted", i, o.Err)
+		}
+	}
+	for k, e := range lastEntries(t, s, keys) {
+		if want := fmt.Sprintf("demo/k%02d", k); e.Key != want || e.Count != 2 || e.Outcome != audit.OutcomeDeny {
+			t.Errorf("audit entry %d = %+v, want key %s, count 2, deny", k, e, want)
 		}
 	}
 }

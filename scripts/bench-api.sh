@@ -25,7 +25,7 @@
 # encoding/json with the same request and response types, one token check
 # and one AES-256-GCM seal or open per item, no policy, audit or key
 # versions. Each run prints keymesh's figure as a ratio of the bare one
-# from the same round.
+# from the same round, with the load average after it.
 #
 # GOMAXPROCS is not pinned: the daemon and the load generator run on the same
 # machine and share its cores, so the figures are for that set-up, not for a
@@ -206,8 +206,8 @@ for round in $(seq 1 "$ROUNDS"); do
 			# shellcheck disable=SC2086
 			bare=$(loadgen "$BARE_URL" "bare $label" ${r#*|})
 			echo "$bare"
-			awk -v a="$(rate "$km")" -v b="$(rate "$bare")" -v l="$label" -v n="$round" \
-				'BEGIN { if (b > 0) printf "ratio round %d, %s: keymesh/bare = %.2f\n", n, l, a / b }'
+			awk -v a="$(rate "$km")" -v b="$(rate "$bare")" -v l="$label" -v n="$round" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" \
+				'BEGIN { if (b > 0) printf "ratio round %d, %s: keymesh/bare = %.2f (load %s)\n", n, l, a / b, load }'
 		fi
 	done
 done

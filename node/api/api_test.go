@@ -9,6 +9,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/keymesh/keymesh/kms/kmstest"
 	"github.com/keymesh/keymesh/kv"
@@ -164,5 +168,29 @@ func TestHealthUnauthenticated(t *testing.T) {
 		if code, _, _ := f.do(t, "GET", p, "", nil); code != 200 {
 			t.Errorf("GET %s = %d, want 200", p, code)
 		}
+	}
+}
+
+// TestMetricsObserve: the hot routes' cached series count the same as the
+// labelled ones they stand for, and other statuses and routes still count.
+func TestMetricsObserve(t *testing.T) {
+	m := newMetrics(prometheus.NewRegistry())
+	m.observe("/v1/encrypt", 200, time.Millisecond)
+	m.observe("/v1/encrypt", 200, time.Millisecond)
+	m.observe("/v1/encrypt", 403, time.Millisecond)
+	m.observe("/v1/keys", 200, time.Millisecond)
+	for _, tc := range []struct {
+		route, code string
+		want        float64
+	}{{"/v1/encrypt", "200", 2}, {"/v1/encrypt", "403", 1}, {"/v1/keys", "200", 1}, {"/v1/decrypt", "200", 0}} {
+		var got dto.Metric
+		if err := m.requests.WithLabelValues(tc.route, tc.code).Write(&got); err != nil || got.GetCounter().GetValue() != tc.want {
+			t.Errorf("requests{route=%q,code=%q} = %v (%v), want %v", tc.route, tc.code, got.GetCounter().GetValue(), err, tc.want)
+		}
+	}
+	ch := make(chan prometheus.Metric, 10)
+	m.latency.Collect(ch)
+	if got := len(ch); got != 2 { // encrypt and keys
+		t.Errorf("latency series = %d, want 2", got)
 	}
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"fmt"
-	"net/http"
 
 	"github.com/gin-gonic/gin"
 
@@ -16,9 +15,9 @@ import (
 // core (package kms: decide, audit durably, seal or open) and map its
 // results and errors to JSON.
 
-func (s *Server) encrypt(c *gin.Context) {
+func (s *Server) encrypt(c *gin.Context, cl caller) {
 	var req apiv1.EncryptRequest
-	if err := bind(c, &req); err != nil {
+	if err := bindFast(c, &req, decodeEncryptFast); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -46,21 +45,28 @@ func (s *Server) encrypt(c *gin.Context) {
 			s.fail(c, tooLarge(fmt.Sprintf("batch of %d items is over the limit of %d", len(items), apiv1.MaxBatchItems)))
 			return
 		}
-	} else {
-		items = []apiv1.EncryptItem{{Plaintext: req.Plaintext, Context: req.Context, TxID: req.TxID, TxTime: req.TxTime}}
+	}
+	var one [1]apiv1.EncryptItem // a single item's, without a heap slice
+	if !batch {
+		one[0] = apiv1.EncryptItem{Plaintext: req.Plaintext, Context: req.Context, TxID: req.TxID, TxTime: req.TxTime}
+		items = one[:]
 	}
 	if err := ethid.CanonicalizeEncrypt(items, batch); err != nil { // chain_id, contract: one form each
 		s.fail(c, err)
 		return
 	}
-	in := make([]kms.EncryptItem, len(items))
+	var inOne [1]kms.EncryptItem
+	in := inOne[:]
+	if batch {
+		in = make([]kms.EncryptItem, len(items))
+	}
 	for i, it := range items {
 		in[i] = kms.EncryptItem{Plaintext: it.Plaintext, Context: it.Context, TxID: it.TxID}
 		if it.TxTime != nil {
 			in[i].TxTime = *it.TxTime
 		}
 	}
-	sealed, err := s.cfg.Core.Encrypt(c, s.kmsCaller(c), req.Key, mode, in)
+	sealed, err := s.cfg.Core.Encrypt(c, s.kmsCallerOf(cl), req.Key, mode, in)
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -71,7 +77,7 @@ func (s *Server) encrypt(c *gin.Context) {
 			return
 		}
 		env := sealed[0].Envelope
-		c.JSON(http.StatusOK, apiv1.EncryptResponse{Ciphertext: env.Text(), Key: req.Key, Version: env.Version})
+		writeEncrypt(c, &apiv1.EncryptResponse{Ciphertext: env.Text(), Key: req.Key, Version: env.Version})
 		return
 	}
 	results := make([]apiv1.EncryptResult, len(sealed))
@@ -83,12 +89,12 @@ func (s *Server) encrypt(c *gin.Context) {
 		}
 		results[i] = apiv1.EncryptResult{Ciphertext: r.Envelope.Text(), Version: r.Envelope.Version}
 	}
-	c.JSON(http.StatusOK, apiv1.EncryptResponse{Key: req.Key, Batch: results})
+	writeEncrypt(c, &apiv1.EncryptResponse{Key: req.Key, Batch: results})
 }
 
-func (s *Server) decrypt(c *gin.Context) {
+func (s *Server) decrypt(c *gin.Context, cl caller) {
 	var req apiv1.DecryptRequest
-	if err := bind(c, &req); err != nil {
+	if err := bindFast(c, &req, decodeDecryptFast); err != nil {
 		s.fail(c, err)
 		return
 	}
@@ -97,7 +103,7 @@ func (s *Server) decrypt(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	s.decryptFor(c, s.kmsCaller(c), items, batch, nil)
+	s.decryptFor(c, s.kmsCallerOf(cl), items, batch, nil)
 }
 
 // decryptItems checks a decrypt request's shape and returns its items and
@@ -142,7 +148,7 @@ func (s *Server) decryptFor(c *gin.Context, cl kms.Caller, items []kms.DecryptIt
 			s.fail(c, o.Err)
 			return
 		}
-		c.JSON(http.StatusOK, apiv1.DecryptResponse{Plaintext: o.Plaintext, Key: o.Key, Version: o.Version})
+		writeDecrypt(c, &apiv1.DecryptResponse{Plaintext: o.Plaintext, Key: o.Key, Version: o.Version})
 		return
 	}
 	results := make([]apiv1.DecryptResult, len(opened))
@@ -154,5 +160,21 @@ func (s *Server) decryptFor(c *gin.Context, cl kms.Caller, items []kms.DecryptIt
 		}
 		results[i].Plaintext = o.Plaintext
 	}
-	c.JSON(http.StatusOK, apiv1.DecryptResponse{Batch: results})
+	writeDecrypt(c, &apiv1.DecryptResponse{Batch: results})
+}
+
+// writeEncrypt and writeDecrypt answer 200 with r, as c.JSON would
+// (fastjson.go).
+func writeEncrypt(c *gin.Context, r *apiv1.EncryptResponse) {
+	bp := getBuf()
+	*bp = appendEncryptResponse(*bp, r)
+	writeJSON(c, *bp)
+	putBuf(bp)
+}
+
+func writeDecrypt(c *gin.Context, r *apiv1.DecryptResponse) {
+	bp := getBuf()
+	*bp = appendDecryptResponse(*bp, r)
+	writeJSON(c, *bp)
+	putBuf(bp)
 }

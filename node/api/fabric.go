@@ -68,7 +68,9 @@ func (s *Server) callerFor(c *gin.Context, tok token.Token) (caller, error) {
 		if hasProp || hasCreator {
 			return caller{}, badRequest(apiv1.HeaderFabricProposal + " and " + apiv1.HeaderFabricCreator + " are accepted only with a chaincode token")
 		}
-		return caller{tok: tok, principal: policy.Principal{Parties: []policy.Party{tok.Party}}, name: string(tok.Party)}, nil
+		// Room for the org party authCaller adds.
+		parties := append(make([]policy.Party, 0, 2), tok.Party)
+		return caller{tok: tok, principal: policy.Principal{Parties: parties}, name: string(tok.Party)}, nil
 	}
 	p, err := s.verifyProposal(tok, props, creators)
 	if err != nil {
@@ -170,8 +172,10 @@ func (e endorser) Endorse(key string, it kms.EncryptItem) (string, time.Time, er
 
 // kmsCaller is the caller of an authenticated request as the domain core
 // takes it.
-func (s *Server) kmsCaller(c *gin.Context) kms.Caller {
-	cl := callerOf(c)
+func (s *Server) kmsCaller(c *gin.Context) kms.Caller { return s.kmsCallerOf(callerOf(c)) }
+
+// kmsCallerOf is cl as the domain core names callers.
+func (s *Server) kmsCallerOf(cl caller) kms.Caller {
 	out := kms.Caller{Principal: cl.principal, Name: cl.name}
 	if cl.proposal != nil {
 		out.Endorser = endorser{s: s, p: cl.proposal}

@@ -57,6 +57,9 @@ func (b *bodyBudget) acquire(ctx context.Context, n int64) bool {
 }
 
 func (b *bodyBudget) release(n int64) {
+	if n == 0 {
+		return // a small body reserved nothing
+	}
 	b.mu.Lock()
 	b.inUse -= n
 	b.mu.Unlock()
@@ -74,21 +77,31 @@ func (b *bodyBudget) highWater() int64 {
 // the time its handler runs. It runs after authentication, so a caller
 // without a token never holds any of the budget.
 func (s *Server) limitBodies(c *gin.Context) {
-	n := c.Request.ContentLength
-	if n >= 0 && n <= smallBody {
-		c.Next()
+	n, ok := s.reserveBody(c)
+	if !ok {
 		return
+	}
+	defer s.bodies.release(n)
+	c.Next()
+}
+
+// reserveBody reserves the bytes of a large request's body, n (0 for a
+// small body), to be released when its handler ends; or it answers 503 and
+// reports false.
+func (s *Server) reserveBody(c *gin.Context) (n int64, ok bool) {
+	n = c.Request.ContentLength
+	if n >= 0 && n <= smallBody {
+		return 0, true
 	}
 	if n < 0 || n > apiv1.MaxBodyBytes {
 		n = apiv1.MaxBodyBytes // bind reads no more than this
 	}
 	ctx, cancel := context.WithTimeout(c, bodyWait)
-	ok := s.bodies.acquire(ctx, n)
+	ok = s.bodies.acquire(ctx, n)
 	cancel()
 	if !ok {
 		s.fail(c, errBodiesBusy)
-		return
+		return 0, false
 	}
-	defer s.bodies.release(n)
-	c.Next()
+	return n, true
 }
