@@ -104,7 +104,7 @@ type entry struct {
 	// key is the key a key event names ("" for other kinds).
 	key string
 	// payload is the decoded payload the fold reads; nil for a stored
-	// grant or revocation, which policyPayload reads back from the store.
+	// grant, which policyPayload reads back from the store.
 	payload any
 	// held are the digests of the attachments (wrapped copies) of a
 	// KeyVersion or KeyShare that this node holds: in the store, under
@@ -145,16 +145,19 @@ func (e *entry) holds(d event.Digest) bool { return slices.Contains(e.held, d) }
 
 // dropEvent drops a durably stored event from memory but for its header,
 // id and the digests of its attachments held: the store holds the event
-// and its attachments. A grant's or revocation's decoded payload goes too
-// (nearly all of a long log, and a grant's lists every earlier revocation
-// of its pair): only refolds need it again, and policyPayload reads it
-// back. Other kinds keep their decoded payload, which the fold reads on
-// every event of their key (a key has few such events). Refolds,
-// anti-entropy answers and equivocation checks read the whole event from
-// the store (fullEvent, rawOf).
+// and its attachments. A grant's decoded payload goes too (grants are most
+// of a long log, and a grant's lists every earlier revocation of its
+// pair): only refolds need it again, and policyPayload reads it back. A
+// grant that cannot be read back does not count, which denies, so a failed
+// read fails closed; a revocation that could not be read would fail open,
+// so revocations keep their decoded payload (small: no Observed). Other
+// kinds keep theirs too, which the fold reads on every event of their key
+// (a key has few such events). Refolds, anti-entropy answers and
+// equivocation checks read the whole event from the store (fullEvent,
+// rawOf).
 func (e *entry) dropEvent() {
 	e.full, e.stored = nil, true
-	if e.ev.Kind == event.KindGrant || e.ev.Kind == event.KindRevoke {
+	if e.ev.Kind == event.KindGrant {
 		e.payload, e.slimmed = nil, false
 	}
 }
@@ -212,9 +215,9 @@ func (l *Log) readAttachment(key string, d event.Digest) ([]byte, error) {
 	return blob, nil
 }
 
-// loadPolicyEvent is the state's load: fullEvent, logging a failure
-// (applyPolicy has no error to return; the grant or revocation then does
-// not count until the next refold of its key).
+// loadPolicyEvent is the state's load: storedEvent, logging a failure
+// (applyPolicy has no error to return; the grant then does not count
+// until the next refold of its key).
 func (l *Log) loadPolicyEvent(e *entry) (*event.Event, error) {
 	ev, err := l.storedEvent(e)
 	if err != nil {
@@ -246,9 +249,9 @@ func (e *entry) slim() {
 }
 
 // policyPayload returns the entry's decoded payload: a slimmed grant's
-// Observed, and a stored grant's or revocation's whole payload, decoded
-// again from the event (read from the store with load). nil if that
-// fails (load reports why).
+// Observed, and a stored grant's whole payload, decoded again from the
+// event (read from the store with load). If that fails (load reports why)
+// it returns what is held: the slimmed grant, or nil for a stored one.
 func (e *entry) policyPayload(load func(*entry) (*event.Event, error)) any {
 	if e.payload != nil && !e.slimmed {
 		return e.payload
