@@ -167,7 +167,7 @@ type Key struct {
 	KMIP *event.KMIPAttrs
 	// Holders are the nodes that ever received a copy of a version (or
 	// created one): each must acknowledge a destroy. Acks are those that
-	// did.
+	// did (nil before a destroy: read it, do not write it).
 	Holders map[network.NodeKey]bool
 	Acks    map[network.NodeKey]bool
 
@@ -604,7 +604,7 @@ func compareOrder(a, b header) int {
 func (s *State) refoldKey(k *Key) {
 	wasDestroyed := k.Destroyed
 	*k = Key{Name: k.Name, Owner: k.Owner, events: k.events, policy: k.policy,
-		Holders: map[network.NodeKey]bool{}, Acks: map[network.NodeKey]bool{}}
+		Holders: map[network.NodeKey]bool{}} // Acks: nil (empty) until destroyed
 	evs := slices.Clone(k.events)
 	slices.SortFunc(evs, func(a, b *entry) int { return compareOrder(a.ev, b.ev) })
 	var slots []*entry // winning KeyVersion per slot (index version-1)
@@ -687,6 +687,7 @@ func (s *State) refoldKey(k *Key) {
 		for _, v := range k.Versions {
 			v.Wraps = map[network.NodeKey][]*Wrap{}
 		}
+		k.Acks = map[network.NodeKey]bool{}
 		for _, e := range acks {
 			if k.Holders[e.ev.Issuer] {
 				k.Acks[e.ev.Issuer] = true
