@@ -427,13 +427,13 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 	}
 	copy(l.self[:], priv.Public().(ed25519.PublicKey))
 	l.born = l.clock()
-	// A loaded grant's or revocation's payload is dropped once applied
-	// (loadOne): a refold while loading reads it back like later ones.
+	// A loaded grant's payload is dropped once applied (loadOne): a
+	// refold while loading reads it back like later ones.
 	l.state.load, l.state.readAtt = l.loadPolicyEvent, l.readAttachment
 	// Keys are issuer || seq, so a scan yields every chain in order. The
 	// scan gathers stored events in batches; each batch is parsed and
-	// decoded (with its attachments read) on every core, then applied in
-	// order.
+	// decoded (with the attachments held looked up) on every core, then
+	// applied in order.
 	var batch []loadItem
 	apply := func() error {
 		loadEvents(store, batch)
