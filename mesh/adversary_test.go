@@ -1789,7 +1789,19 @@ func TestAdversaryGrantReachIsProvedByHash(t *testing.T) {
 		}
 	}
 
-	evs := append(append(advAll(t, a.log), real, forged, bg3), later...)
+	// Org1's admin cuts Mallory after its record: a refold of trade/k,
+	// which reads the stored grants back, keeps b's grant in force through
+	// its reach.
+	n.now = n.now.Add(time.Minute)
+	cut := a.issue(t, event.KindDeregister, n.deregister(t, "Org1MSP", ml.m.key, 1))
+	advSync(a.log, b.log)
+	for _, h := range []*advNode{a, b} {
+		if d := advDecide(h.log, party, "Org1MSP", key, policy.OpDecrypt, n.now); !d.Allowed || d.GrantID != pb+"g3" {
+			t.Errorf("node %s after the refold of Mallory's cut: %+v, want allowed by %s", h.m.key, d, pb+"g3")
+		}
+	}
+
+	evs := append(append(advAll(t, a.log), real, forged, bg3, cut), later...)
 	ref := n.node(t, obs, LogOptions{})
 	advDeliver(ref.log, evs...)
 	want := a.canon()

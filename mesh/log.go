@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"slices"
 	"strings"
@@ -82,40 +83,112 @@ var ErrOldLog = errors.New("mesh: the event log is in format 1, which this keyme
 	"format 2 chains every node's events and verifies their clocks, and format 1 events cannot be converted " +
 	"(they carry other nodes' signatures); start this node from a new data directory and register it again")
 
+// header is what the fold and admission read of a held event, kept in
+// memory for every event of the log: 80 bytes instead of the whole event
+// (signature, previous id, dependencies, payload and attachments), which
+// the store holds (fullEvent reads it back).
+type header struct {
+	Issuer  network.NodeKey
+	Seq     uint64
+	Lamport uint64
+	Time    time.Time // UTC, as event.Parse returns it
+	Kind    event.Kind
+}
+
+// entry is one event of the log: its header and id, what the fold needs
+// of its payload, and the whole event only until it is stored.
 type entry struct {
-	ev      *event.Event // with the attachments this node holds
+	ev header
+	// id is the event's ID, computed once.
+	id [32]byte
+	// key is the key a key event names ("" for other kinds).
+	key string
+	// payload is the decoded payload the fold reads; nil for a stored
+	// grant, which policyPayload reads back from the store.
 	payload any
-	size    int
-	arrived time.Time // when this node admitted it (zero: loaded at start)
-	slimmed bool      // payload is a grant whose Observed was dropped (slim)
-	// id is ev.ID(), computed once. A stored grant or revocation drops
-	// its signed payload from memory (dropPayload): its id, header and
-	// decoded payload stay, and the store has the rest (fullEvent).
-	id     [32]byte
-	stored bool // ev.Payload was dropped: the store holds the event
+	// held are the digests of the attachments (wrapped copies) of a
+	// KeyVersion or KeyShare that this node holds: in the store, under
+	// the key's prefix, not in memory.
+	held []event.Digest
+	// full is the whole event with the attachments it came with, until it
+	// is durably stored (dropEvent); pending and staged events keep it.
+	full *event.Event
+	// arrived is when this node admitted it, as l.clock() - l.born (so
+	// monotonic with the real clock); admitted is false for an event
+	// loaded at start, which counts as arrived long ago.
+	arrived  time.Duration
+	size     int32 // of its encoding, at most MaxEventSize
+	admitted bool
+	slimmed  bool // payload is a grant whose Observed was dropped (slim)
+	stored   bool // full was dropped: the store holds the event
 }
 
-// dropPayload drops the signed payload of a durably stored grant or
-// revocation from memory. Those are nearly all of a long log, and a
-// grant's payload lists every earlier revocation of its pair: a pair
-// granted and revoked n times held O(n²) bytes. Only refolds, anti-entropy
-// answers and equivocation checks need the whole event again; they read
-// it from the store (fullEvent, rawOf). The header fields the fold and
-// admission read stay.
-func (e *entry) dropPayload() {
-	if e.ev != nil && (e.ev.Kind == event.KindGrant || e.ev.Kind == event.KindRevoke) && !e.stored {
-		slim := *e.ev
-		slim.Payload = nil
-		e.ev, e.stored = &slim, true
+// newEntry returns the entry of a parsed (or signed) event whose payload
+// decoded to p; raw is its encoding's size.
+func newEntry(ev *event.Event, p any, size int) *entry {
+	e := &entry{
+		ev:      header{Issuer: ev.Issuer, Seq: ev.Seq, Lamport: ev.Lamport, Time: ev.Time, Kind: ev.Kind},
+		id:      ev.ID(),
+		key:     keyName(p),
+		payload: p,
+		full:    ev,
+		size:    int32(min(size, math.MaxInt32)),
+	}
+	for _, a := range ev.Attachments {
+		e.held = append(e.held, event.DigestOf(a))
+	}
+	return e
+}
+
+// holds reports whether this node holds e's attachment with digest d.
+func (e *entry) holds(d event.Digest) bool { return slices.Contains(e.held, d) }
+
+// dropEvent drops a durably stored event from memory but for its header,
+// id and the digests of its attachments held: the store holds the event
+// and its attachments. A grant's decoded payload goes too (grants are most
+// of a long log, and a grant's lists every earlier revocation of its
+// pair): only refolds need it again, and policyPayload reads it back. A
+// grant that cannot be read back does not count, which denies, so a failed
+// read fails closed; a revocation that could not be read would fail open,
+// so revocations keep their decoded payload (small: no Observed). Other
+// kinds keep theirs too, which the fold reads on every event of their key
+// (a key has few such events). Refolds, anti-entropy answers and
+// equivocation checks read the whole event from the store (fullEvent,
+// rawOf).
+func (e *entry) dropEvent() {
+	e.full, e.stored = nil, true
+	if e.ev.Kind == event.KindGrant {
+		e.payload, e.slimmed = nil, false
 	}
 }
 
-// fullEvent returns e's event with its payload, from the store if it was
-// dropped. l.mu is held.
+// fullEvent returns e's whole event with the attachments this node holds,
+// from the store once it was dropped. l.mu is held (or the log is being
+// opened).
 func (l *Log) fullEvent(e *entry) (*event.Event, error) {
-	if !e.stored {
-		return e.ev, nil
+	if e.full != nil {
+		return e.full, nil
 	}
+	ev, err := l.storedEvent(e)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range e.held {
+		blob, err := l.store.Get(attKey(e.key, d))
+		if errors.Is(err, kv.ErrNotFound) {
+			continue // pruned meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("mesh: read attachment %x of event %s/%d: %w", d[:8], IssuerID(e.ev.Issuer), e.ev.Seq, err)
+		}
+		ev.Attachments = append(ev.Attachments, blob)
+	}
+	return ev, nil
+}
+
+// storedEvent reads e's event from the store, without attachments, and
+// checks it is the one the log holds.
+func (l *Log) storedEvent(e *entry) (*event.Event, error) {
 	raw, err := l.store.Get(evKey(e.ev.Issuer, e.ev.Seq))
 	if err != nil {
 		return nil, fmt.Errorf("mesh: read event %s/%d: %w", IssuerID(e.ev.Issuer), e.ev.Seq, err)
@@ -125,6 +198,32 @@ func (l *Log) fullEvent(e *entry) (*event.Event, error) {
 		return nil, fmt.Errorf("mesh: stored event %s/%d does not match the log", IssuerID(e.ev.Issuer), e.ev.Seq)
 	}
 	return ev, nil
+}
+
+// readAttachment reads the wrapped copy with digest d of key from the
+// store (nil if it is not there). l.mu is held.
+func (l *Log) readAttachment(key string, d event.Digest) ([]byte, error) {
+	blob, err := l.store.Get(attKey(key, d))
+	if errors.Is(err, kv.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		err = fmt.Errorf("mesh: read wrapped copy %x of %q: %w", d[:8], key, err)
+		l.logger.Error("mesh: read a wrapped copy", "err", err)
+		return nil, err
+	}
+	return blob, nil
+}
+
+// loadPolicyEvent is the state's load: storedEvent, logging a failure
+// (applyPolicy has no error to return; the grant then does not count
+// until the next refold of its key).
+func (l *Log) loadPolicyEvent(e *entry) (*event.Event, error) {
+	ev, err := l.storedEvent(e)
+	if err != nil {
+		l.logger.Error("mesh: read back a stored event for a refold", "err", err)
+	}
+	return ev, err
 }
 
 // rawOf returns e's event in its binary form (without attachments it does
@@ -149,21 +248,58 @@ func (e *entry) slim() {
 	}
 }
 
-// policyPayload returns the entry's decoded payload, with a slimmed
-// grant's Observed decoded again from the event.
+// policyPayload returns the entry's decoded payload: a slimmed grant's
+// Observed, and a stored grant's whole payload, decoded again from the
+// event (read from the store with load). If that fails (load reports why)
+// it returns what is held: the slimmed grant, or nil for a stored one.
 func (e *entry) policyPayload(load func(*entry) (*event.Event, error)) any {
-	if e.slimmed {
-		ev := e.ev
-		if e.stored && load != nil {
-			if full, err := load(e); err == nil {
-				ev = full
-			}
+	if e.payload != nil && !e.slimmed {
+		return e.payload
+	}
+	ev := e.full
+	if ev == nil && load != nil {
+		full, err := load(e)
+		if err != nil {
+			return e.payload // the slimmed grant, if any: the best held
 		}
-		if p, err := decode(ev); err == nil { // it decoded at admission
-			return p
-		}
+		ev = full
+	}
+	if ev == nil {
+		return e.payload
+	}
+	if p, err := decode(ev); err == nil { // it decoded at admission
+		return p
 	}
 	return e.payload
+}
+
+// policyEvent is policyPayload together with the dependencies e's event
+// names, which a grant's reach is made of (State.reachOf), reading a
+// grant's event back from the store at most once. When it cannot be read
+// the dependencies are nil: the grant then reaches its own chain only,
+// which can only make it observe less (fail closed).
+func (e *entry) policyEvent(load func(*entry) (*event.Event, error)) (p any, deps []event.Dep) {
+	if e.ev.Kind != event.KindGrant {
+		return e.policyPayload(load), nil
+	}
+	ev := e.full
+	if ev == nil && load != nil {
+		full, err := load(e)
+		if err != nil {
+			return e.payload, nil
+		}
+		ev = full
+	}
+	if ev == nil {
+		return e.payload, nil
+	}
+	if e.payload != nil && !e.slimmed {
+		return e.payload, ev.Deps
+	}
+	if p, err := decode(ev); err == nil { // it decoded at admission
+		return p, ev.Deps
+	}
+	return e.payload, ev.Deps
 }
 
 // DefaultDepSettle is the node's LogOptions.DepSettle.
@@ -203,6 +339,7 @@ type Log struct {
 	self      network.NodeKey
 	clock     func() time.Time
 	logger    *slog.Logger
+	born      time.Time // l.clock() at OpenLog: entries' arrival times count from it
 	verdict   func(Verdict, string)
 	staleness time.Duration
 	depSettle time.Duration
@@ -318,10 +455,14 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 		forkHints: map[network.NodeKey]uint64{},
 	}
 	copy(l.self[:], priv.Public().(ed25519.PublicKey))
+	l.born = l.clock()
+	// A loaded grant's payload is dropped once applied (loadOne): a
+	// refold while loading reads it back like later ones.
+	l.state.load, l.state.readAtt = l.loadPolicyEvent, l.readAttachment
 	// Keys are issuer || seq, so a scan yields every chain in order. The
 	// scan gathers stored events in batches; each batch is parsed and
-	// decoded (with its attachments read) on every core, then applied in
-	// order.
+	// decoded (with the attachments held looked up) on every core, then
+	// applied in order.
 	var batch []loadItem
 	apply := func() error {
 		loadEvents(store, batch)
@@ -361,18 +502,14 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 		return nil, fmt.Errorf("mesh: load equivocation proofs: %w", err)
 	}
 	if h := l.chains[l.self].head(); h != nil {
-		for _, d := range h.ev.Deps {
+		ev, err := l.storedEvent(h)
+		if err != nil {
+			return nil, fmt.Errorf("mesh: load this node's last event: %w", err)
+		}
+		for _, d := range ev.Deps {
 			l.referenced[d.Issuer] = d.Seq
 		}
 	}
-	// Every stored grant and revocation is loaded: from now on the store
-	// holds their payloads, not memory.
-	for _, c := range l.chains {
-		for _, e := range c.events {
-			e.dropPayload()
-		}
-	}
-	l.state.load = l.fullEvent
 	l.publishPolicy()
 	l.pruneAll()
 	return l, nil
@@ -420,12 +557,19 @@ func loadEvent(store kv.Store, k, v []byte) (*entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("stored event %x: %w", k, err)
 	}
-	e := &entry{ev: ev, payload: p, size: len(v), id: ev.ID()}
+	e := newEntry(ev, p, len(v))
+	// The store holds it. A grant keeps its event until it is applied
+	// (loadOne drops it): its reach is made of the dependencies it names.
+	if ev.Kind != event.KindGrant {
+		e.full = nil
+	}
+	e.stored = true
 	if name := wrapKey(p); name != "" {
+		// Which copies this node holds; the blobs stay in the store.
 		for _, d := range wrapDigests(p) {
-			blob, err := store.Get(attKey(name, d))
+			_, err := store.Get(attKey(name, d))
 			if err == nil {
-				ev.Attachments = append(ev.Attachments, blob)
+				e.held = append(e.held, d)
 			} else if !errors.Is(err, kv.ErrNotFound) {
 				return nil, fmt.Errorf("load attachment: %w", err)
 			}
@@ -452,6 +596,7 @@ func (l *Log) loadOne(it *loadItem) error {
 	c.events = append(c.events, e)
 	l.height++
 	l.state.apply(e)
+	e.dropEvent() // stored: from now on the store holds the payload
 	return nil
 }
 
@@ -530,7 +675,7 @@ func (l *Log) DeliverBatch(raws [][]byte) []Verdict {
 				continue
 			}
 			out[i], reasons[i] = Ignore, ReasonDuplicate // unless it is better than what is held
-			entries[i] = &entry{ev: nil, payload: v}
+			entries[i] = &entry{payload: v}
 			continue
 		}
 		evs = append(evs, i)
@@ -605,21 +750,22 @@ func (l *Log) parse(raw []byte) (*entry, Verdict, string) {
 	if err != nil || ev.VerifyAttachments() != nil {
 		return nil, Reject, ReasonMalformed
 	}
+	e := newEntry(ev, p, len(raw))
 	if ev.Seq == 1 {
 		r, ok := p.(network.NodeRecord)
-		if !ok || r.SignKey != ev.Issuer || !l.recordSigned(ev, r) {
+		if !ok || r.SignKey != ev.Issuer || !l.recordSigned(e.id, r) {
 			return nil, Reject, ReasonBadRecord
 		}
 	}
-	return &entry{ev: ev, payload: p, size: len(raw), id: ev.ID()}, Accept, ReasonOK
+	return e, Accept, ReasonOK
 }
 
 // recordSigned checks a first event's admin signature through the state's
 // cache, so the fold does not verify it again.
-func (l *Log) recordSigned(ev *event.Event, r network.NodeRecord) bool {
+func (l *Log) recordSigned(id [32]byte, r network.NodeRecord) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.state.adminSigned(ev, r.Org, r.AdminKey, r.VerifyAdmin)
+	return l.state.adminSigned(id, r.Org, r.AdminKey, r.VerifyAdmin)
 }
 
 // deliverLocked admits the parsed entries in order (nil ones keep the
@@ -634,7 +780,7 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 			continue
 		}
 		var v *Evidence
-		if given, ok := e.payload.(*Evidence); ok && e.ev == nil {
+		if given, ok := e.payload.(*Evidence); ok && e.full == nil {
 			v = given
 			// Its events may also prove something against this node's
 			// own chain, perhaps from an earlier position.
@@ -686,9 +832,9 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 	// delivery, not in the keys held.
 	touched := make([]string, 0, len(staged))
 	for _, e := range staged {
-		touched = append(touched, keyName(e.payload))
+		touched = append(touched, e.key)
 		l.state.apply(e)
-		e.dropPayload() // stored: the store holds the whole event
+		e.dropEvent() // stored: the store holds the whole event
 	}
 	for _, p := range proofs {
 		l.installEvidence(p)
@@ -713,10 +859,10 @@ func (l *Log) rollback(staged []*entry) {
 // equivocation (returned as evidence), an event that must wait, or the
 // next event of its issuer, which it appends to staged. l.mu is held.
 func (l *Log) admit(e *entry, staged *[]*entry) (v Verdict, reason string, proof *Evidence) {
-	ev := e.ev
+	ev := e.full
 	name := wrapKey(e.payload)
 	if name != "" && l.pruned[name] {
-		ev.Attachments = nil // the key is destroyed: never keep its copies
+		ev.Attachments, e.held = nil, nil // the key is destroyed: never keep its copies
 	}
 	c := l.chains[ev.Issuer]
 	if c != nil && ev.Seq <= uint64(len(c.events)) {
@@ -853,7 +999,7 @@ func (l *Log) appendEntry(e *entry) {
 		c = &chain{}
 		l.chains[e.ev.Issuer] = c
 	}
-	e.arrived = l.clock()
+	e.arrived, e.admitted = l.clock().Sub(l.born), true
 	c.events = append(c.events, e)
 	l.height++
 }
@@ -863,7 +1009,7 @@ func (l *Log) appendEntry(e *entry) {
 // nil.
 func (l *Log) settledHead(c *chain, now time.Time) *entry {
 	for i, n := len(c.events)-1, 0; i >= 0 && n < 64; i, n = i-1, n+1 {
-		if e := c.events[i]; now.Sub(e.arrived) >= l.depSettle {
+		if e := c.events[i]; !e.admitted || now.Sub(l.born)-e.arrived >= l.depSettle {
 			return e
 		}
 	}
@@ -880,7 +1026,7 @@ func (l *Log) hold(e *entry) (Verdict, string) {
 	if len(m) >= MaxPendingPerIssuer {
 		return Ignore, ReasonPendingFull
 	}
-	for l.pendingCount >= MaxPending || l.pendingBytes+e.size > MaxPendingBytes {
+	for l.pendingCount >= MaxPending || l.pendingBytes+int(e.size) > MaxPendingBytes {
 		// Full: make room by dropping the newest event of the issuer with
 		// the most waiting, if that is not this event's issuer — no
 		// issuer crowds out the others (anti-entropy brings it again).
@@ -894,7 +1040,7 @@ func (l *Log) hold(e *entry) (Verdict, string) {
 	}
 	m[e.ev.Seq] = e
 	l.pendingCount++
-	l.pendingBytes += e.size
+	l.pendingBytes += int(e.size)
 	return Ignore, ReasonPending
 }
 
@@ -948,7 +1094,7 @@ func (l *Log) drainPending() []*entry {
 				if e == nil {
 					break
 				}
-				ok, why := l.ready(e.ev)
+				ok, why := l.ready(e.full)
 				if !ok && why == "" {
 					break
 				}
@@ -978,7 +1124,7 @@ func (c *chain) eventsOrNil() []*entry {
 func (l *Log) unhold(m map[uint64]*entry, seq uint64, e *entry) {
 	delete(m, seq)
 	l.pendingCount--
-	l.pendingBytes -= e.size
+	l.pendingBytes -= int(e.size)
 }
 
 // installEvidence keeps v as the evidence against its issuer and taints
@@ -1002,12 +1148,12 @@ func (l *Log) installEvidence(v *Evidence) {
 // under its key's prefix.
 func putEntry(tx kv.Txn, e *entry) error {
 	name := wrapKey(e.payload)
-	for _, a := range e.ev.Attachments {
+	for _, a := range e.full.Attachments {
 		if err := tx.Set(attKey(name, event.DigestOf(a)), a); err != nil {
 			return err
 		}
 	}
-	return tx.Set(evKey(e.ev.Issuer, e.ev.Seq), e.ev.Pruned().Marshal())
+	return tx.Set(evKey(e.ev.Issuer, e.ev.Seq), e.full.Pruned().Marshal())
 }
 
 // mergeAttachments adds to a held event the attachments a fuller copy of
@@ -1019,7 +1165,7 @@ func (l *Log) mergeAttachments(old *entry, ev *event.Event, name string) bool {
 	}
 	var add [][]byte
 	for _, a := range ev.Attachments {
-		if old.ev.Attachment(event.DigestOf(a)) == nil {
+		if !old.holds(event.DigestOf(a)) {
 			add = append(add, a)
 		}
 	}
@@ -1038,7 +1184,12 @@ func (l *Log) mergeAttachments(old *entry, ev *event.Event, name string) bool {
 		l.logger.Error("mesh: store attachments", "err", err)
 		return false
 	}
-	old.ev.Attachments = append(old.ev.Attachments, add...)
+	for _, a := range add {
+		old.held = append(old.held, event.DigestOf(a))
+	}
+	if old.full != nil { // staged in this delivery, not written yet
+		old.full.Attachments = append(old.full.Attachments, add...)
+	}
 	// The copies in the state point at blobs by digest: refold the key.
 	if k := l.state.Keys[name]; k != nil {
 		l.state.dirty[name] = true
@@ -1063,10 +1214,13 @@ func (l *Log) prune(names []string) {
 		}
 		for _, e := range k.events {
 			if wrapKey(e.payload) == name {
-				for _, a := range e.ev.Attachments {
-					clear(a)
+				if e.full != nil {
+					for _, a := range e.full.Attachments {
+						clear(a)
+					}
+					e.full.Attachments = nil
 				}
-				e.ev.Attachments = nil
+				e.held = nil
 			}
 		}
 		err := l.store.Update(func(tx kv.Txn) error { return kv.DeletePrefix(tx, attKeyPrefix(name)) })
@@ -1181,7 +1335,7 @@ func (l *Log) IssueWith(kind event.Kind, follow map[string]uint64, payload func(
 		}
 	}
 	slices.SortFunc(ev.Deps, func(a, b event.Dep) int { return compareKeys(a.Issuer, b.Issuer) })
-	b, err := payload(l.state.reachOf(&ev))
+	b, err := payload(l.state.reachOf(header{Issuer: ev.Issuer, Seq: ev.Seq}, ev.Deps))
 	if err != nil {
 		return Issued{}, err
 	}
@@ -1201,7 +1355,7 @@ func (l *Log) IssueWith(kind event.Kind, follow map[string]uint64, payload func(
 		return Issued{}, fmt.Errorf("%w: this node is not registered (its first event must be its node record)", ErrRefused)
 	}
 	out, reasons := []Verdict{Accept}, []string{ReasonOK}
-	l.deliverLocked([]*entry{{ev: &signed, payload: p, size: len(raw), id: signed.ID()}}, out, reasons)
+	l.deliverLocked([]*entry{newEntry(&signed, p, len(raw))}, out, reasons)
 	l.verdict(out[0], reasons[0])
 	if out[0] != Accept {
 		if reasons[0] == ReasonStore {

@@ -436,7 +436,8 @@ func TestPruneOnDestroy(t *testing.T) {
 	hasBlob := func() bool {
 		var got bool
 		l.View(func(s *State) {
-			ws := s.Keys["gdpr/email"].Versions[0].Wraps[w.nodes[1].key]
+			v := s.Keys["gdpr/email"].Versions[0]
+			ws := s.CopiesFor("gdpr/email", v, w.nodes[1].key)
 			got = len(ws) > 0 && ws[0].Blob != nil
 		})
 		return got

@@ -857,6 +857,7 @@ func (sm *sim) checkOrgs(l *Log) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	ref := NewState(l.genesis)
+	ref.load = l.state.load // stored grants are read back from l's store
 	for k, nd := range l.state.Nodes {
 		c := *nd
 		c.records = slices.Clone(nd.records)
@@ -870,7 +871,7 @@ func (sm *sim) checkOrgs(l *Log) {
 	for _, k := range issuers {
 		org, _ := l.state.OrgOf(k)
 		for _, e := range l.chains[k].events {
-			name := keyName(e.payload)
+			name := e.key
 			if name == "" {
 				continue
 			}
@@ -924,6 +925,7 @@ func (sm *sim) checkMallory(l *Log) {
 		sm.fail("Mallory deregistered after %d, the state says %v after %d", sm.cut, nd.Deregistered, nd.LastSeq)
 	}
 	ref := NewState(l.genesis)
+	ref.load = l.state.load // stored grants are read back from l's store
 	for k, n := range l.state.Nodes {
 		c := *n
 		c.records = slices.Clone(n.records)
@@ -937,7 +939,7 @@ func (sm *sim) checkMallory(l *Log) {
 	dropped := 0
 	for _, k := range issuers {
 		for _, e := range l.chains[k].events {
-			if keyName(e.payload) == "" {
+			if e.key == "" {
 				continue
 			}
 			if k == sm.ml.m.key && (sm.dereg && e.ev.Seq > sm.cut || nd.Tainted != 0 && e.ev.Seq >= nd.Tainted || !e.ev.Time.Before(sm.mlUntil)) {

@@ -167,7 +167,7 @@ type Key struct {
 	KMIP *event.KMIPAttrs
 	// Holders are the nodes that ever received a copy of a version (or
 	// created one): each must acknowledge a destroy. Acks are those that
-	// did.
+	// did (nil before a destroy: read it, do not write it).
 	Holders map[network.NodeKey]bool
 	Acks    map[network.NodeKey]bool
 
@@ -191,10 +191,14 @@ type Version struct {
 // Wrap is a copy of a version wrapped for one node: the digest the signed
 // event names, the node that wrapped it, and the blob when this node has
 // it (nil once pruned, or while only a stripped copy has arrived).
+//
+// The fold's own copies (Version.Wraps) hold no blob: blobs stay in the
+// store, and [State.CopiesFor] returns copies with the blobs read back.
 type Wrap struct {
 	Digest event.Digest
 	From   network.NodeKey
 	Blob   []byte
+	held   bool // this node holds the blob (in the store)
 }
 
 // Holds reports whether node r has a counted copy of the version.
@@ -205,7 +209,10 @@ type State struct {
 	// load reads an entry's whole event back when the log dropped its
 	// payload (a refold of a grant needs its Observed); nil while the
 	// log loads, when every entry still has its payload.
-	load    func(*entry) (*event.Event, error)
+	load func(*entry) (*event.Event, error)
+	// readAtt reads a wrapped copy of a key from the store (nil, nil if
+	// it is not there) for CopiesFor; nil in a state without a log.
+	readAtt func(key string, d event.Digest) ([]byte, error)
 	genesis *network.Genesis
 	nid     network.NetworkID
 	Nodes   map[network.NodeKey]*Node
@@ -230,11 +237,10 @@ type State struct {
 	adminOK map[[32]byte]bool
 }
 
-// adminSigned reports whether the admin signature of e (a node record or
-// deregistration with admin key key of org) holds under the genesis,
-// verifying each event once.
-func (s *State) adminSigned(e *event.Event, org string, key [32]byte, verify func(network.NetworkID) error) bool {
-	id := e.ID()
+// adminSigned reports whether the admin signature of the event with id id
+// (a node record or deregistration with admin key key of org) holds under
+// the genesis, verifying each event once.
+func (s *State) adminSigned(id [32]byte, org string, key [32]byte, verify func(network.NetworkID) error) bool {
 	if ok, seen := s.adminOK[id]; seen {
 		return ok
 	}
@@ -350,12 +356,23 @@ func (s *State) Recipients(key string, t time.Time) []network.NodeKey {
 
 // CopiesFor returns the candidate copies of version v of key wrapped for
 // node r that count now: from the KeyVersion, or shared by a node of an
-// entitled org. The recipient checks each against v.Check.
+// entitled org. The recipient checks each against v.Check. Each is a copy
+// of the fold's, with the blob read from the store when this node holds
+// it; a copy whose blob cannot be read comes without it (the error is
+// logged) and the key is marked dirty, so a follower asks again.
 func (s *State) CopiesFor(key string, v *Version, r network.NodeKey) []*Wrap {
 	var out []*Wrap
 	for _, w := range v.Wraps[r] {
 		if w.From == v.Creator || s.Entitled(key, w.From) {
-			out = append(out, w)
+			c := *w
+			if w.held && s.readAtt != nil {
+				blob, err := s.readAtt(key, w.Digest)
+				if err != nil {
+					s.dirty[key] = true
+				}
+				c.Blob = blob
+			}
+			out = append(out, &c)
 		}
 	}
 	return out
@@ -385,9 +402,9 @@ func (s *State) key(name string) *Key {
 	return k
 }
 
-// counted reports whether e counts (see the package doc), with its
-// issuer's org; otherwise the drop reason.
-func (s *State) counted(e *event.Event) (org, reason string) {
+// counted reports whether the event with header e counts (see the package
+// doc), with its issuer's org; otherwise the drop reason.
+func (s *State) counted(e header) (org, reason string) {
 	n, ok := s.Nodes[e.Issuer]
 	if !ok {
 		return "", DropUnregistered
@@ -417,7 +434,7 @@ func (s *State) apply(e *entry) {
 		// The admin's signature is the authority; who carried it does not
 		// matter.
 		d := e.payload.(network.Deregister)
-		if !s.adminSigned(e.ev, d.Org, d.AdminKey, d.VerifyAdmin) {
+		if !s.adminSigned(e.id, d.Org, d.AdminKey, d.VerifyAdmin) {
 			s.Dropped[DropBadAdmin]++
 			return
 		}
@@ -429,8 +446,9 @@ func (s *State) apply(e *entry) {
 		s.cut(n, d)
 		return
 	}
-	name := keyName(e.payload)
+	name := e.key
 	k := s.key(name)
+	e.key = k.Name // one string per key, not one per event
 	s.dirty[name] = true
 	if ev.Kind == event.KindGrant || ev.Kind == event.KindRevoke {
 		k.policy = append(k.policy, e)
@@ -475,7 +493,7 @@ func (s *State) refoldKeys(set map[string]bool) {
 // applyRecord adds a node record from its node's own chain.
 func (s *State) applyRecord(e *entry) {
 	r := e.payload.(network.NodeRecord)
-	if r.SignKey != e.ev.Issuer || !s.adminSigned(e.ev, r.Org, r.AdminKey, r.VerifyAdmin) {
+	if r.SignKey != e.ev.Issuer || !s.adminSigned(e.id, r.Org, r.AdminKey, r.VerifyAdmin) {
 		s.Dropped[DropBadAdmin]++
 		return
 	}
@@ -540,13 +558,14 @@ func (s *State) applyPolicy(k *Key, e *entry) {
 		return
 	}
 	var err error
-	switch p := e.policyPayload(s.load).(type) {
+	payload, deps := e.policyEvent(s.load)
+	switch p := payload.(type) {
 	case policy.Grant:
 		if !strings.HasPrefix(p.ID, IDPrefix(e.ev.Issuer)) {
 			s.Dropped[DropUnauthorised]++
 			return
 		}
-		err = s.Policy.AddGrantReaching(p, s.reachOf(e.ev))
+		err = s.Policy.AddGrantReaching(p, s.reachOf(e.ev, deps))
 	case policy.Revocation:
 		if !strings.HasPrefix(p.ID, IDPrefix(e.ev.Issuer)) {
 			s.Dropped[DropUnauthorised]++
@@ -563,15 +582,17 @@ func (s *State) applyPolicy(k *Key, e *entry) {
 // bytes.
 func ChainOf(k network.NodeKey) string { return string(k[:]) }
 
-// reachOf is the causal reach of event ev (policy.Reach), from what its
-// admission proved: its own chain before it (Prev), and each dependency's
-// chain up to the dependency, whose id the receiver checked — except a
-// dependency at or after its issuer's taint, which admission does not
-// check, so it reaches nothing. A taint refolds every key its issuer's
-// events touched, so a reach that changes with it is asked again. ev's
-// header stays in memory, so the reach of a held grant does not change.
-func (s *State) reachOf(ev *event.Event) policy.Reach {
-	issuer, seq, deps := ev.Issuer, ev.Seq, ev.Deps
+// reachOf is the causal reach (policy.Reach) of the event with header h
+// that names dependencies deps, from what its admission proved: its own
+// chain before it (Prev), and each dependency's chain up to the
+// dependency, whose id the receiver checked — except a dependency at or
+// after its issuer's taint, which admission does not check, so it reaches
+// nothing. A taint refolds every key its issuer's events touched, so a
+// reach that changes with it is asked again. The reach keeps its own copy
+// of deps.
+func (s *State) reachOf(h header, deps []event.Dep) policy.Reach {
+	issuer, seq := h.Issuer, h.Seq
+	deps = slices.Clone(deps)
 	return func(chain string) uint64 {
 		if chain == string(issuer[:]) {
 			return seq - 1
@@ -606,7 +627,7 @@ func (s *State) refoldPolicy(k *Key) {
 
 // compareOrder is the canonical order used for tie-breaks: (Lamport,
 // issuer, seq).
-func compareOrder(a, b *event.Event) int {
+func compareOrder(a, b header) int {
 	return cmp.Or(cmp.Compare(a.Lamport, b.Lamport), compareKeys(a.Issuer, b.Issuer), cmp.Compare(a.Seq, b.Seq))
 }
 
@@ -616,7 +637,7 @@ func compareOrder(a, b *event.Event) int {
 func (s *State) refoldKey(k *Key) {
 	wasDestroyed := k.Destroyed
 	*k = Key{Name: k.Name, Owner: k.Owner, events: k.events, policy: k.policy,
-		Holders: map[network.NodeKey]bool{}, Acks: map[network.NodeKey]bool{}}
+		Holders: map[network.NodeKey]bool{}} // Acks: nil (empty) until destroyed
 	evs := slices.Clone(k.events)
 	slices.SortFunc(evs, func(a, b *entry) int { return compareOrder(a.ev, b.ev) })
 	var slots []*entry // winning KeyVersion per slot (index version-1)
@@ -699,6 +720,7 @@ func (s *State) refoldKey(k *Key) {
 		for _, v := range k.Versions {
 			v.Wraps = map[network.NodeKey][]*Wrap{}
 		}
+		k.Acks = map[network.NodeKey]bool{}
 		for _, e := range acks {
 			if k.Holders[e.ev.Issuer] {
 				k.Acks[e.ev.Issuer] = true
@@ -724,7 +746,7 @@ func (s *State) addCopy(k *Key, v *Version, w event.Wrap, e *entry) {
 			return
 		}
 	}
-	v.Wraps[w.Recipient] = append(v.Wraps[w.Recipient], &Wrap{Digest: w.Digest, From: e.ev.Issuer, Blob: e.ev.Attachment(w.Digest)})
+	v.Wraps[w.Recipient] = append(v.Wraps[w.Recipient], &Wrap{Digest: w.Digest, From: e.ev.Issuer, held: e.holds(w.Digest)})
 	k.Holders[w.Recipient] = true
 }
 

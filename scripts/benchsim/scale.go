@@ -31,7 +31,11 @@ import (
 //     reconciliation);
 //   - restart: reopening Org1's log from its store;
 //   - heap: the live heap of the whole process after a collection, and per
-//     event (two logs and their folds, the observer's log, three vaults).
+//     event (two logs and their folds, the observer's log, three vaults);
+//   - store: the bytes of keys and values in the three in-memory stores
+//     (kv.Mem), which a node holds on disk, counted in the heap above; and
+//     the heap without them, per event (what the logs, folds and vaults
+//     hold in memory, with kv.Mem's own per-record overhead).
 //
 // Each figure is followed by its growth exponent b against the previous
 // size (figure ∝ size^b; 0 is flat, 1 linear).
@@ -160,7 +164,11 @@ func measureScale(sizes []int, keys int) {
 		events := a.log.Height()
 		size := events // exponents against the events actually held
 		heap := float64(ms.HeapAlloc) / (1 << 20)
-		fmt.Printf("events=%d behind=%d %s %s %s %s %s %s %s %s %s %s heap_bytes_per_event=%.0f\n",
+		var stored int
+		for _, st := range []*kv.Mem{a.store, b.store, obsStore} {
+			_ = st.Scan(nil, func(k, v []byte) error { stored += len(k) + len(v); return nil })
+		}
+		fmt.Printf("events=%d behind=%d %s %s %s %s %s %s %s %s %s %s heap_bytes_per_event=%.0f store_mib=%.3g heap_less_store_bytes_per_event=%.0f\n",
 			events, behind,
 			expo("grant_rate_per_s", rate, size),
 			expo("grant_p50_ms", ms1(pct(lat, .5)), size),
@@ -172,7 +180,8 @@ func measureScale(sizes []int, keys int) {
 			expo("catchup_10k_ms", ms1(catchup), size),
 			expo("restart_ms", ms1(restart), size),
 			expo("heap_mib", heap, size),
-			heap*(1<<20)/float64(events))
+			heap*(1<<20)/float64(events),
+			float64(stored)/(1<<20), (float64(ms.HeapAlloc)-float64(stored))/float64(events))
 		prevSize = events
 	}
 	writeHeapProfile()
