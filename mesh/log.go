@@ -318,31 +318,7 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 		forkHints: map[network.NodeKey]uint64{},
 	}
 	copy(l.self[:], priv.Public().(ed25519.PublicKey))
-	// Keys are issuer || seq, so a scan yields every chain in order. The
-	// scan gathers stored events in batches; each batch is parsed and
-	// decoded (with its attachments read) on every core, then applied in
-	// order.
-	var batch []loadItem
-	apply := func() error {
-		loadEvents(store, batch)
-		for i := range batch {
-			if err := l.loadOne(&batch[i]); err != nil {
-				return err
-			}
-		}
-		batch = batch[:0]
-		return nil
-	}
-	err := store.Scan(evPrefix, func(k, v []byte) error {
-		batch = append(batch, loadItem{k: bytes.Clone(k), v: bytes.Clone(v)})
-		if len(batch) < loadBatch {
-			return nil
-		}
-		return apply()
-	})
-	if err == nil {
-		err = apply()
-	}
+	err := l.loadAll(store)
 	if errors.Is(err, ErrOldLog) {
 		return nil, ErrOldLog
 	}
@@ -378,8 +354,77 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 	return l, nil
 }
 
-// loadBatch is how many stored events OpenLog parses at once.
-const loadBatch = 1024
+// loadBatch is how many stored events OpenLog parses at once, and
+// loadAhead how many such batches may be scanned ahead of the one being
+// applied.
+const (
+	loadBatch = 1024
+	loadAhead = 4
+)
+
+// errLoadStopped ends the scan of loadAll once applying failed.
+var errLoadStopped = errors.New("mesh: load stopped")
+
+// loadAll loads every stored event into l (OpenLog). Keys are issuer ||
+// seq, so a scan yields every chain in order. Start-up is a pipeline: the
+// scan runs on its own goroutine and hands on batches of stored events;
+// each batch is parsed and decoded, with its attachments read, on every
+// core (loadEvents) while the scan goes on; and the batches are applied
+// here, one after another in store order (loadOne), as each is ready. At
+// most loadAhead batches wait to be applied. When it returns, nothing it
+// started still reads the store.
+func (l *Log) loadAll(store kv.Store) error {
+	type parsed struct {
+		items []loadItem
+		done  chan struct{} // closed once items are parsed
+	}
+	ready := make(chan parsed, loadAhead)
+	stop := make(chan struct{})
+	scanned := make(chan error, 1)
+	go func() {
+		defer close(ready)
+		var batch []loadItem
+		send := func() bool {
+			p := parsed{items: batch, done: make(chan struct{})}
+			batch = nil
+			go func() {
+				defer close(p.done)
+				loadEvents(store, p.items)
+			}()
+			select {
+			case ready <- p:
+				return true
+			case <-stop:
+				<-p.done
+				return false
+			}
+		}
+		err := store.Scan(evPrefix, func(k, v []byte) error {
+			batch = append(batch, loadItem{k: bytes.Clone(k), v: bytes.Clone(v)})
+			if len(batch) < loadBatch || send() {
+				return nil
+			}
+			return errLoadStopped
+		})
+		if err == nil && len(batch) > 0 {
+			send()
+		}
+		scanned <- err
+	}()
+	var err error
+	for p := range ready {
+		<-p.done
+		for i := 0; err == nil && i < len(p.items); i++ {
+			if err = l.loadOne(&p.items[i]); err != nil {
+				close(stop) // the scan stops; what it handed on is drained
+			}
+		}
+	}
+	if serr := <-scanned; err == nil {
+		err = serr
+	}
+	return err
+}
 
 // loadItem is one stored event being loaded: its store key and bytes,
 // then what loadEvents made of them.
