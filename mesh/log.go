@@ -368,7 +368,7 @@ var errLoadStopped = errors.New("mesh: load stopped")
 // loadAll loads every stored event into l (OpenLog). Keys are issuer ||
 // seq, so a scan yields every chain in order. Start-up is a pipeline: the
 // scan runs on its own goroutine and hands on batches of stored events;
-// each batch is parsed and decoded, with its attachments read, on every
+// each batch is parsed and decoded, with its attachments found, on every
 // core (loadEvents) while the scan goes on; and the batches are applied
 // here, one after another in store order (loadOne), as each is ready. At
 // most loadAhead batches wait to be applied. When it returns, nothing it
@@ -378,6 +378,20 @@ func (l *Log) loadAll(store kv.Store) error {
 		items []loadItem
 		done  chan struct{} // closed once items are parsed
 	}
+	// The attachments are read in one scan of their own, beside the
+	// events' (see loadAttachments); parsing waits for it.
+	attsDone := make(chan struct{})
+	var atts map[string][]byte
+	var attsErr error
+	go func() {
+		defer close(attsDone)
+		atts, attsErr = loadAttachments(store)
+	}()
+	attachments := func() (map[string][]byte, error) {
+		<-attsDone
+		return atts, attsErr
+	}
+	defer func() { <-attsDone }()
 	ready := make(chan parsed, loadAhead)
 	stop := make(chan struct{})
 	scanned := make(chan error, 1)
@@ -389,7 +403,7 @@ func (l *Log) loadAll(store kv.Store) error {
 			batch = nil
 			go func() {
 				defer close(p.done)
-				loadEvents(store, p.items)
+				loadEvents(p.items, attachments)
 			}()
 			select {
 			case ready <- p:
@@ -434,10 +448,29 @@ type loadItem struct {
 	err  error
 }
 
-// loadEvents parses and decodes every item of batch, and reads its
+// loadAttachments reads every stored attachment, in one scan of
+// "mesh/att/", into a map by store key. OpenLog read each event's
+// attachments by a point read instead, and at 100k keys those 100k reads
+// (each decompressing a block of badger's table that its small cache did
+// not hold) were a third of start-up's allocations. The map lives only
+// while the log loads; the attachments themselves are what the loaded
+// events hold, as before.
+func loadAttachments(store kv.Store) (map[string][]byte, error) {
+	atts := map[string][]byte{}
+	err := store.Scan(attPrefix, func(k, v []byte) error {
+		atts[string(k)] = bytes.Clone(v)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return atts, nil
+}
+
+// loadEvents parses and decodes every item of batch, and finds its
 // attachments, on every core. What it does per item needs nothing of the
 // log; loadOne applies the items in order.
-func loadEvents(store kv.Store, batch []loadItem) {
+func loadEvents(batch []loadItem, attachments func() (map[string][]byte, error)) {
 	workers := min(runtime.GOMAXPROCS(0), (len(batch)+63)/64)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -445,7 +478,7 @@ func loadEvents(store kv.Store, batch []loadItem) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(batch); i += workers {
-				batch[i].e, batch[i].err = loadEvent(store, batch[i].k, batch[i].v)
+				batch[i].e, batch[i].err = loadEvent(attachments, batch[i].k, batch[i].v)
 				batch[i].v = nil
 			}
 		}()
@@ -453,7 +486,7 @@ func loadEvents(store kv.Store, batch []loadItem) {
 	wg.Wait()
 }
 
-func loadEvent(store kv.Store, k, v []byte) (*entry, error) {
+func loadEvent(attachments func() (map[string][]byte, error), k, v []byte) (*entry, error) {
 	ev, err := event.Parse(v)
 	if errors.Is(err, event.ErrOldFormat) {
 		return nil, ErrOldLog
@@ -467,12 +500,13 @@ func loadEvent(store kv.Store, k, v []byte) (*entry, error) {
 	}
 	e := &entry{ev: ev, payload: p, size: len(v), id: ev.ID()}
 	if name := wrapKey(p); name != "" {
+		atts, err := attachments()
+		if err != nil {
+			return nil, fmt.Errorf("load attachment: %w", err)
+		}
 		for _, d := range wrapDigests(p) {
-			blob, err := store.Get(attKey(name, d))
-			if err == nil {
+			if blob, ok := atts[string(attKey(name, d))]; ok {
 				ev.Attachments = append(ev.Attachments, blob)
-			} else if !errors.Is(err, kv.ErrNotFound) {
-				return nil, fmt.Errorf("load attachment: %w", err)
 			}
 		}
 	}
