@@ -20,7 +20,9 @@ import (
 // in every one of several reopenings (the pipeline's scan and parsers are
 // stopped and drained, not left reading the store).
 func TestOpenLoadsEveryBatchInOrder(t *testing.T) {
-	t.Parallel()
+	// Not parallel: it lowers loadAhead before any parallel test runs.
+	defer func(n int) { loadAhead = n }(loadAhead)
+	loadAhead = 2
 	w := newWorld(t, []string{"Org1MSP"}, 1)
 	store := kv.NewMem()
 	l, err := OpenLog(store, w.g, w.nodes[0].priv, LogOptions{})

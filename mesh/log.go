@@ -354,13 +354,13 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 	return l, nil
 }
 
-// loadBatch is how many stored events OpenLog parses at once, and
-// loadAhead how many such batches may be scanned ahead of the one being
-// applied.
-const (
-	loadBatch = 1024
-	loadAhead = 4
-)
+// loadBatch is how many stored events OpenLog parses at once.
+const loadBatch = 1024
+
+// loadAhead is how many such batches may be scanned and parsed ahead of
+// the one being applied: enough for parsing to go on while applying waits
+// for the attachments' scan (a variable for tests).
+var loadAhead = 64
 
 // errLoadStopped ends the scan of loadAll once applying failed.
 var errLoadStopped = errors.New("mesh: load stopped")
@@ -368,18 +368,19 @@ var errLoadStopped = errors.New("mesh: load stopped")
 // loadAll loads every stored event into l (OpenLog). Keys are issuer ||
 // seq, so a scan yields every chain in order. Start-up is a pipeline: the
 // scan runs on its own goroutine and hands on batches of stored events;
-// each batch is parsed and decoded, with its attachments found, on every
-// core (loadEvents) while the scan goes on; and the batches are applied
-// here, one after another in store order (loadOne), as each is ready. At
-// most loadAhead batches wait to be applied. When it returns, nothing it
-// started still reads the store.
+// each batch is parsed and decoded on every core (loadEvents) while the
+// scan goes on; the attachments are read by a scan of their own; and the
+// batches are applied here, one after another in store order (attach,
+// loadOne), as each is ready. At most loadAhead batches wait to be
+// applied. When it returns, nothing it started still reads the store.
 func (l *Log) loadAll(store kv.Store) error {
 	type parsed struct {
 		items []loadItem
 		done  chan struct{} // closed once items are parsed
 	}
 	// The attachments are read in one scan of their own, beside the
-	// events' (see loadAttachments); parsing waits for it.
+	// events' scan and parsing (see loadAttachments); only applying waits
+	// for it.
 	attsDone := make(chan struct{})
 	var atts map[string][]byte
 	var attsErr error
@@ -387,10 +388,6 @@ func (l *Log) loadAll(store kv.Store) error {
 		defer close(attsDone)
 		atts, attsErr = loadAttachments(store)
 	}()
-	attachments := func() (map[string][]byte, error) {
-		<-attsDone
-		return atts, attsErr
-	}
 	defer func() { <-attsDone }()
 	ready := make(chan parsed, loadAhead)
 	stop := make(chan struct{})
@@ -403,7 +400,7 @@ func (l *Log) loadAll(store kv.Store) error {
 			batch = nil
 			go func() {
 				defer close(p.done)
-				loadEvents(p.items, attachments)
+				loadEvents(p.items)
 			}()
 			select {
 			case ready <- p:
@@ -429,7 +426,16 @@ func (l *Log) loadAll(store kv.Store) error {
 	for p := range ready {
 		<-p.done
 		for i := 0; err == nil && i < len(p.items); i++ {
-			if err = l.loadOne(&p.items[i]); err != nil {
+			it := &p.items[i]
+			if it.err == nil && it.wraps {
+				<-attsDone
+				if attsErr != nil {
+					it.err = fmt.Errorf("load attachment: %w", attsErr)
+				} else {
+					attach(it.e, atts)
+				}
+			}
+			if err = l.loadOne(it); err != nil {
 				close(stop) // the scan stops; what it handed on is drained
 			}
 		}
@@ -443,9 +449,10 @@ func (l *Log) loadAll(store kv.Store) error {
 // loadItem is one stored event being loaded: its store key and bytes,
 // then what loadEvents made of them.
 type loadItem struct {
-	k, v []byte
-	e    *entry
-	err  error
+	k, v  []byte
+	e     *entry
+	wraps bool // e is a KeyVersion or KeyShare: attach its copies
+	err   error
 }
 
 // loadAttachments reads every stored attachment, in one scan of
@@ -467,10 +474,22 @@ func loadAttachments(store kv.Store) (map[string][]byte, error) {
 	return atts, nil
 }
 
-// loadEvents parses and decodes every item of batch, and finds its
-// attachments, on every core. What it does per item needs nothing of the
-// log; loadOne applies the items in order.
-func loadEvents(batch []loadItem, attachments func() (map[string][]byte, error)) {
+// attach gives a loaded KeyVersion or KeyShare event the attachments
+// among atts that its payload names, in the payload's order; a copy the
+// store does not hold is not held.
+func attach(e *entry, atts map[string][]byte) {
+	name := wrapKey(e.payload)
+	for _, d := range wrapDigests(e.payload) {
+		if blob, ok := atts[string(attKey(name, d))]; ok {
+			e.ev.Attachments = append(e.ev.Attachments, blob)
+		}
+	}
+}
+
+// loadEvents parses and decodes every item of batch on every core. What
+// it does per item needs nothing of the log; loadAll attaches and
+// loadOne applies the items in order.
+func loadEvents(batch []loadItem) {
 	workers := min(runtime.GOMAXPROCS(0), (len(batch)+63)/64)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -478,7 +497,8 @@ func loadEvents(batch []loadItem, attachments func() (map[string][]byte, error))
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(batch); i += workers {
-				batch[i].e, batch[i].err = loadEvent(attachments, batch[i].k, batch[i].v)
+				batch[i].e, batch[i].err = loadEvent(batch[i].k, batch[i].v)
+				batch[i].wraps = batch[i].e != nil && wrapKey(batch[i].e.payload) != ""
 				batch[i].v = nil
 			}
 		}()
@@ -486,7 +506,7 @@ func loadEvents(batch []loadItem, attachments func() (map[string][]byte, error))
 	wg.Wait()
 }
 
-func loadEvent(attachments func() (map[string][]byte, error), k, v []byte) (*entry, error) {
+func loadEvent(k, v []byte) (*entry, error) {
 	ev, err := event.Parse(v)
 	if errors.Is(err, event.ErrOldFormat) {
 		return nil, ErrOldLog
@@ -498,19 +518,7 @@ func loadEvent(attachments func() (map[string][]byte, error), k, v []byte) (*ent
 	if err != nil {
 		return nil, fmt.Errorf("stored event %x: %w", k, err)
 	}
-	e := &entry{ev: ev, payload: p, size: len(v), id: ev.ID()}
-	if name := wrapKey(p); name != "" {
-		atts, err := attachments()
-		if err != nil {
-			return nil, fmt.Errorf("load attachment: %w", err)
-		}
-		for _, d := range wrapDigests(p) {
-			if blob, ok := atts[string(attKey(name, d))]; ok {
-				ev.Attachments = append(ev.Attachments, blob)
-			}
-		}
-	}
-	return e, nil
+	return &entry{ev: ev, payload: p, size: len(v), id: ev.ID()}, nil
 }
 
 // loadOne appends a loaded event to its chain and applies it (OpenLog,
