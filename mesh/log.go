@@ -457,11 +457,11 @@ type loadItem struct {
 
 // loadAttachments reads every stored attachment, in one scan of
 // "mesh/att/", into a map by store key. OpenLog read each event's
-// attachments by a point read instead, and at 100k keys those 100k reads
-// (each decompressing a block of badger's table that its small cache did
-// not hold) were a third of start-up's allocations. The map lives only
-// while the log loads; the attachments themselves are what the loaded
-// events hold, as before.
+// attachments by a point read instead, and at 100k keys each of those
+// 100k reads decompressed a block of badger's table that its small cache
+// did not hold (227 MB of garbage per start-up, docs/benchmarks.md). The
+// map lives only while the log loads; the attachments themselves are
+// what the loaded events hold, as before.
 func loadAttachments(store kv.Store) (map[string][]byte, error) {
 	atts := map[string][]byte{}
 	err := store.Scan(attPrefix, func(k, v []byte) error {
