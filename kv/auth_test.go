@@ -54,6 +54,9 @@ func TestAuthenticated_TagBindsValueToKey(t *testing.T) {
 	if err := a.VerifyAll(); !errors.As(err, &de) || de.Key != "x/two" {
 		t.Errorf("VerifyAll = %v, want the moved record named", err)
 	}
+	if err := a.Verify(); !errors.As(err, &de) || de.Key != "x/two" {
+		t.Errorf("Verify = %v, want the moved record named", err)
+	}
 }
 
 func TestAuthenticated_SummaryCatchesReplayRemovalAndAddition(t *testing.T) {
@@ -81,10 +84,18 @@ func TestAuthenticated_SummaryCatchesReplayRemovalAndAddition(t *testing.T) {
 			if err := a.VerifySummaries(); err != nil {
 				t.Fatalf("VerifySummaries before the damage = %v", err)
 			}
+			if err := a.Verify(); err != nil {
+				t.Fatalf("Verify before the damage = %v", err)
+			}
 			tc.damage(t, raw, old)
 			var de *DamageError
 			if err := a.VerifySummaries(); !errors.As(err, &de) || de.Key != "p/" {
 				t.Errorf("VerifySummaries after %s = %v, want a *DamageError naming p/", tc.name, err)
+			}
+			// Records outside the summarised prefix do not count in it.
+			put(t, a, "q/other", "1")
+			if err := a.Verify(); !errors.As(err, &de) || de.Key != "p/" {
+				t.Errorf("Verify after %s = %v, want a *DamageError naming p/", tc.name, err)
 			}
 		})
 	}
@@ -104,6 +115,9 @@ func TestAuthenticated_MigrateTagsOnceAndKeepsTagged(t *testing.T) {
 	}
 	if err := errors.Join(a.VerifyAll(), a.VerifySummaries()); err != nil {
 		t.Fatalf("after Migrate: %v", err)
+	}
+	if err := a.Verify(); err != nil {
+		t.Fatalf("Verify after Migrate: %v", err)
 	}
 	if n, err := a.Migrate(); err != nil || n != 0 {
 		t.Errorf("second Migrate = %d, %v; want 0", n, err)

@@ -459,31 +459,7 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 	// A loaded grant's payload is dropped once applied (loadOne): a
 	// refold while loading reads it back like later ones.
 	l.state.load, l.state.readAtt = l.loadPolicyEvent, l.readAttachment
-	// Keys are issuer || seq, so a scan yields every chain in order. The
-	// scan gathers stored events in batches; each batch is parsed and
-	// decoded (with the attachments held looked up) on every core, then
-	// applied in order.
-	var batch []loadItem
-	apply := func() error {
-		loadEvents(store, batch)
-		for i := range batch {
-			if err := l.loadOne(&batch[i]); err != nil {
-				return err
-			}
-		}
-		batch = batch[:0]
-		return nil
-	}
-	err := store.Scan(evPrefix, func(k, v []byte) error {
-		batch = append(batch, loadItem{k: bytes.Clone(k), v: bytes.Clone(v)})
-		if len(batch) < loadBatch {
-			return nil
-		}
-		return apply()
-	})
-	if err == nil {
-		err = apply()
-	}
+	err := l.loadAll(store)
 	if errors.Is(err, ErrOldLog) {
 		return nil, ErrOldLog
 	}
@@ -518,18 +494,137 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 // loadBatch is how many stored events OpenLog parses at once.
 const loadBatch = 1024
 
+// loadAhead is how many such batches may be scanned and parsed ahead of
+// the one being applied: enough for parsing to go on while applying waits
+// for the attachments' scan (a variable for tests).
+var loadAhead = 64
+
+// errLoadStopped ends the scan of loadAll once applying failed.
+var errLoadStopped = errors.New("mesh: load stopped")
+
+// loadAll loads every stored event into l (OpenLog). Keys are issuer ||
+// seq, so a scan yields every chain in order. Start-up is a pipeline: the
+// scan runs on its own goroutine and hands on batches of stored events;
+// each batch is parsed and decoded on every core (loadEvents) while the
+// scan goes on; the attachments are read by a scan of their own; and the
+// batches are applied here, one after another in store order (attach,
+// loadOne), as each is ready. At most loadAhead batches wait to be
+// applied. When it returns, nothing it started still reads the store.
+func (l *Log) loadAll(store kv.Store) error {
+	type parsed struct {
+		items []loadItem
+		done  chan struct{} // closed once items are parsed
+	}
+	// The attachments are read in one scan of their own, beside the
+	// events' scan and parsing (see loadAttachments); only applying waits
+	// for it.
+	attsDone := make(chan struct{})
+	var atts map[string]struct{}
+	var attsErr error
+	go func() {
+		defer close(attsDone)
+		atts, attsErr = loadAttachments(store)
+	}()
+	defer func() { <-attsDone }()
+	ready := make(chan parsed, loadAhead)
+	stop := make(chan struct{})
+	scanned := make(chan error, 1)
+	go func() {
+		defer close(ready)
+		var batch []loadItem
+		send := func() bool {
+			p := parsed{items: batch, done: make(chan struct{})}
+			batch = nil
+			go func() {
+				defer close(p.done)
+				loadEvents(p.items)
+			}()
+			select {
+			case ready <- p:
+				return true
+			case <-stop:
+				<-p.done
+				return false
+			}
+		}
+		err := store.Scan(evPrefix, func(k, v []byte) error {
+			batch = append(batch, loadItem{k: bytes.Clone(k), v: bytes.Clone(v)})
+			if len(batch) < loadBatch || send() {
+				return nil
+			}
+			return errLoadStopped
+		})
+		if err == nil && len(batch) > 0 {
+			send()
+		}
+		scanned <- err
+	}()
+	var err error
+	for p := range ready {
+		<-p.done
+		for i := 0; err == nil && i < len(p.items); i++ {
+			it := &p.items[i]
+			if it.err == nil && it.wraps {
+				<-attsDone
+				if attsErr != nil {
+					it.err = fmt.Errorf("load attachment: %w", attsErr)
+				} else {
+					attach(it.e, atts)
+				}
+			}
+			if err = l.loadOne(it); err != nil {
+				close(stop) // the scan stops; what it handed on is drained
+			}
+		}
+	}
+	if serr := <-scanned; err == nil {
+		err = serr
+	}
+	return err
+}
+
 // loadItem is one stored event being loaded: its store key and bytes,
 // then what loadEvents made of them.
 type loadItem struct {
-	k, v []byte
-	e    *entry
-	err  error
+	k, v  []byte
+	e     *entry
+	wraps bool // e is a KeyVersion or KeyShare: attach its copies
+	err   error
 }
 
-// loadEvents parses and decodes every item of batch, and reads its
-// attachments, on every core. What it does per item needs nothing of the
-// log; loadOne applies the items in order.
-func loadEvents(store kv.Store, batch []loadItem) {
+// loadAttachments lists every stored attachment, in one scan of
+// "mesh/att/": the set of their store keys. OpenLog looked each one up by
+// a point read instead, and at 100k keys each of those 100k reads
+// decompressed a block of badger's table that its small cache did not
+// hold (227 MB of garbage per start-up, docs/benchmarks.md). The set
+// lives only while the log loads; the blobs stay in the store.
+func loadAttachments(store kv.Store) (map[string]struct{}, error) {
+	atts := map[string]struct{}{}
+	err := store.Scan(attPrefix, func(k, _ []byte) error {
+		atts[string(k)] = struct{}{}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return atts, nil
+}
+
+// attach records which of the copies a loaded KeyVersion or KeyShare
+// event names this node holds (those atts lists), in the payload's order.
+func attach(e *entry, atts map[string]struct{}) {
+	name := wrapKey(e.payload)
+	for _, d := range wrapDigests(e.payload) {
+		if _, ok := atts[string(attKey(name, d))]; ok {
+			e.held = append(e.held, d)
+		}
+	}
+}
+
+// loadEvents parses and decodes every item of batch on every core. What
+// it does per item needs nothing of the log; loadAll attaches and
+// loadOne applies the items in order.
+func loadEvents(batch []loadItem) {
 	workers := min(runtime.GOMAXPROCS(0), (len(batch)+63)/64)
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -537,7 +632,8 @@ func loadEvents(store kv.Store, batch []loadItem) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(batch); i += workers {
-				batch[i].e, batch[i].err = loadEvent(store, batch[i].k, batch[i].v)
+				batch[i].e, batch[i].err = loadEvent(batch[i].k, batch[i].v)
+				batch[i].wraps = batch[i].e != nil && wrapKey(batch[i].e.payload) != ""
 				batch[i].v = nil
 			}
 		}()
@@ -545,7 +641,7 @@ func loadEvents(store kv.Store, batch []loadItem) {
 	wg.Wait()
 }
 
-func loadEvent(store kv.Store, k, v []byte) (*entry, error) {
+func loadEvent(k, v []byte) (*entry, error) {
 	ev, err := event.Parse(v)
 	if errors.Is(err, event.ErrOldFormat) {
 		return nil, ErrOldLog
@@ -564,17 +660,7 @@ func loadEvent(store kv.Store, k, v []byte) (*entry, error) {
 		e.full = nil
 	}
 	e.stored = true
-	if name := wrapKey(p); name != "" {
-		// Which copies this node holds; the blobs stay in the store.
-		for _, d := range wrapDigests(p) {
-			_, err := store.Get(attKey(name, d))
-			if err == nil {
-				e.held = append(e.held, d)
-			} else if !errors.Is(err, kv.ErrNotFound) {
-				return nil, fmt.Errorf("load attachment: %w", err)
-			}
-		}
-	}
+	e.held = nil // which copies this node holds: attach
 	return e, nil
 }
 

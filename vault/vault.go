@@ -473,7 +473,7 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 	// waits for the verdict before it writes anything, and a damaged
 	// store is refused whatever load found.
 	verdict := make(chan error, 1)
-	go func() { verdict <- errors.Join(auth.VerifyAll(), auth.VerifySummaries()) }()
+	go func() { verdict <- auth.Verify() }()
 	verified := sync.OnceValue(func() error {
 		if err := <-verdict; err != nil {
 			return fmt.Errorf("vault: refusing to open a damaged store: %w", err)

@@ -32,7 +32,8 @@ import (
 // is set: about twice what a node uses under load (docs/benchmarks.md).
 const defaultMemoryLimit = 256 << 20
 
-// startUp, if set, runs once the node serves (see main).
+// startUp, if set, runs once the node serves (see main): it applies the
+// soft memory limit and starts handing freed memory back.
 var startUp func()
 
 func main() {
@@ -68,7 +69,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go returnMemory(ctx, 10*time.Second, 32<<20)
+	// Freed memory is handed back once the node serves: while it loads its
+	// keys and events the heap only grows, and each return (a forced
+	// collection of the whole growing heap) was wasted work that slowed a
+	// large node's start-up and gave back pages the load faulted in again.
+	limit := startUp
+	startUp = func() {
+		if limit != nil {
+			limit()
+		}
+		go returnMemory(ctx, 10*time.Second, 32<<20)
+	}
 	servePprof(os.Getenv("KEYMESHD_PPROF"))
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv))
 }

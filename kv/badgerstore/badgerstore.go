@@ -182,10 +182,13 @@ func open(dir string, logger *slog.Logger, sync bool, dopts []Option) (*DB, erro
 		WithBlockCacheSize(8 << 20).WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).WithValueThreshold(1 << 10).
 		WithNumCompactors(2).
-		// Verify every table's checksum when it is opened and every
-		// block's when it is read: a damaged table is then an error, not
-		// a panic in badger's own goroutines or wrong data.
-		WithChecksumVerificationMode(options.OnTableAndBlockRead).
+		// Every table's blocks are verified before badger opens it
+		// (checkTables, below) and every block's checksum when badger
+		// reads it: a damaged table is then an error, not a panic in
+		// badger's own goroutines or wrong data. Badger's own check of
+		// whole tables at open (OnTableAndBlockRead) would read every
+		// table a second time at each start.
+		WithChecksumVerificationMode(options.OnBlockRead).
 		WithLogger(nil)
 	if logger != nil {
 		opts = opts.WithLogger(slogAdapter{logger.With("component", "badger")})

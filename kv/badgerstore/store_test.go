@@ -377,6 +377,7 @@ func TestBadgerstore_DamagedTableRefused(t *testing.T) {
 		"checksum-length": append(bytes.Clone(b[:len(b)-4]), 0xff, 0xff, 0xff, 0xff),
 		"truncated":       b[:3],
 		"index":           flipAt(b, len(b)-12),
+		"block":           flipAt(b, 10), // in the first data block: checkTables reads every block
 	} {
 		if err := os.WriteFile(tables[0], damaged, 0o600); err != nil {
 			t.Fatal(err)
@@ -390,6 +391,43 @@ func TestBadgerstore_DamagedTableRefused(t *testing.T) {
 		if !errors.Is(err, ErrDamaged) || !bytes.Contains([]byte(err.Error()), []byte(filepath.Base(tables[0]))) {
 			t.Errorf("%s: Open = %v, want %v naming %s", name, err, ErrDamaged, filepath.Base(tables[0]))
 		}
+	}
+}
+
+// TestBadgerstore_DamagedTableAmongManyRefused: checkTables checks the
+// tables on every core; a damaged block in any one of several tables is
+// still a refusal naming that table.
+func TestBadgerstore_DamagedTableAmongManyRefused(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for round := range 4 { // each Close flushes a table of its own
+		db := mustOpen(t, dir)
+		for i := range 100 {
+			if err := set(db, fmt.Sprintf("r%d/k%03d", round, i), "v"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		mustClose(t, db)
+	}
+	tables, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+	if len(tables) < 2 {
+		t.Fatalf("%d tables after 4 rounds, want several", len(tables))
+	}
+	victim := tables[len(tables)-1]
+	b, err := os.ReadFile(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(victim, flipAt(b, 10), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(dir, nil)
+	if err == nil {
+		db.Close()
+		t.Fatal("Open with a damaged block in one of several tables succeeded")
+	}
+	if !errors.Is(err, ErrDamaged) || !bytes.Contains([]byte(err.Error()), []byte(filepath.Base(victim))) {
+		t.Errorf("Open = %v, want %v naming %s", err, ErrDamaged, filepath.Base(victim))
 	}
 }
 

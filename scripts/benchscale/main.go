@@ -28,7 +28,9 @@
 //
 // times restarts only, of the same directories with each binary in turn
 // (interleaved, each on a fresh copy that binary has first started and
-// stopped once), and prints the median per binary and directory.
+// stopped once), and prints each run and the median per binary and
+// directory: the restart time and the RSS 2 s after it (VmRSS, and its
+// anonymous and file-backed parts).
 package main
 
 import (
@@ -106,15 +108,37 @@ func (d *daemon) stop() {
 	_ = d.cmd.Wait()
 }
 
-func (d *daemon) rss() float64 {
+func (d *daemon) rss() float64 { return d.status("VmRSS") }
+
+// status returns a field of the daemon's /proc/PID/status in MiB (VmRSS,
+// RssAnon: its own memory, RssFile: pages of mapped files, badger's
+// tables and value log, that the page cache holds anyway).
+func (d *daemon) status(field string) float64 {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.cmd.Process.Pid))
 	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == field+":" {
 			kb, _ := strconv.ParseFloat(f[1], 64)
 			return kb / 1024
 		}
 	}
 	return math.NaN()
+}
+
+// cpuSeconds returns the user and system CPU time the daemon has used
+// (/proc/PID/stat, in clock ticks of 1/100 s).
+func (d *daemon) cpuSeconds() float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.cmd.Process.Pid))
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		s = s[i+1:] // the command name may hold spaces
+	}
+	f := strings.Fields(s)
+	if len(f) < 13 {
+		return math.NaN()
+	}
+	u, _ := strconv.ParseFloat(f[11], 64) // utime, field 14 of stat
+	k, _ := strconv.ParseFloat(f[12], 64) // stime, field 15
+	return (u + k) / 100
 }
 
 func (d *daemon) call(method, path, tok string, in, out any) (int, error) {
@@ -311,10 +335,11 @@ func run(bin, dim string, sizes []int, conc int) {
 var keep string
 
 // restarts times, for each saved data directory, a restart with each
-// binary in turn, rounds times, and prints the median per binary. Each
-// round starts from a fresh copy of the directory that the binary first
-// starts and stops cleanly, untimed: the timed restart is of a node the
-// same binary shut down (what it wrote at shutdown is its own format).
+// binary in turn, rounds times, and prints each run (time, CPU time to
+// ready, RSS 2 s after) and the medians per binary. Each round starts
+// from a fresh copy of the directory that the binary first starts and
+// stops cleanly, untimed: the timed restart is of a node the same binary
+// shut down (what it wrote at shutdown is its own format).
 func restarts(bins, dirs []string, rounds int) {
 	tmp, err := os.MkdirTemp("", "keymesh-restart.")
 	if err != nil {
@@ -324,6 +349,7 @@ func restarts(bins, dirs []string, rounds int) {
 	run := filepath.Join(tmp, "run")
 	for _, src := range dirs {
 		times := make([][]time.Duration, len(bins))
+		rss := make([][][4]float64, len(bins)) // VmRSS, RssAnon, RssFile (MiB), CPU seconds to ready
 		for range rounds {
 			for i, bin := range bins {
 				if err := os.RemoveAll(run); err != nil {
@@ -338,8 +364,16 @@ func restarts(bins, dirs []string, rounds int) {
 				d := &daemon{bin: bin, dir: run, hc: &http.Client{Timeout: time.Minute, Transport: &http.Transport{Proxy: nil}}}
 				d.start()
 				d.stop()
-				times[i] = append(times[i], d.start())
+				load := loadavg()
+				t := d.start()
+				cpu := d.cpuSeconds() // at /readyz: what the start cost, whatever else runs on the machine
+				times[i] = append(times[i], t)
+				time.Sleep(2 * time.Second) // as run: the idle RSS 2 s after the restart
+				r := [4]float64{d.rss(), d.status("RssAnon"), d.status("RssFile"), cpu}
+				rss[i] = append(rss[i], r)
 				d.stop()
+				fmt.Printf("restart-run dir=%s bin=%s ms=%.0f cpu_s=%.2f rss_mib=%.0f anon_mib=%.0f file_mib=%.0f load_before=%q\n",
+					filepath.Base(src), filepath.Base(bin), float64(t.Microseconds())/1000, cpu, r[0], r[1], r[2], load)
 			}
 		}
 		for i, bin := range bins {
@@ -347,8 +381,17 @@ func restarts(bins, dirs []string, rounds int) {
 			for j, t := range times[i] {
 				ms[j] = fmt.Sprintf("%.0f", float64(t.Microseconds())/1000)
 			}
-			fmt.Printf("restart dir=%s bin=%s median_ms=%.0f runs_ms=%s load=%q\n", filepath.Base(src), filepath.Base(bin),
-				pct(times[i], .5), strings.Join(ms, ","), loadavg())
+			var med [4]float64
+			for f := range med {
+				col := make([]float64, len(rss[i]))
+				for j, r := range rss[i] {
+					col[j] = r[f]
+				}
+				slices.Sort(col)
+				med[f] = col[len(col)/2]
+			}
+			fmt.Printf("restart dir=%s bin=%s median_ms=%.0f runs_ms=%s cpu_s=%.2f rss_mib=%.0f anon_mib=%.0f file_mib=%.0f load=%q\n", filepath.Base(src), filepath.Base(bin),
+				pct(times[i], .5), strings.Join(ms, ","), med[3], med[0], med[1], med[2], loadavg())
 		}
 	}
 }
