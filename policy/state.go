@@ -22,6 +22,10 @@ type State struct {
 	grants map[string]*grantEntry // by grant ID
 	revs   map[string]revEntry    // by revocation ID
 	keys   map[string]map[Party]*pairEntry
+	// orgs holds, per key, the pairs of its org: parties (a subset of
+	// keys), which OrgsWithGrant walks on every change of the key: a key
+	// granted to many other parties does not make it slower.
+	orgs map[string]map[Party]*pairEntry
 }
 
 // revEntry is a held revocation and where its event sits.
@@ -106,6 +110,7 @@ func NewState() *State {
 		grants: make(map[string]*grantEntry),
 		revs:   make(map[string]revEntry),
 		keys:   make(map[string]map[Party]*pairEntry),
+		orgs:   make(map[string]map[Party]*pairEntry),
 	}
 }
 
@@ -134,6 +139,12 @@ func (s *State) pair(key string, p Party) *pairEntry {
 	if pe == nil {
 		pe = &pairEntry{}
 		byParty[p] = pe
+		if p.Kind() == KindOrg {
+			if s.orgs[key] == nil {
+				s.orgs[key] = make(map[Party]*pairEntry)
+			}
+			s.orgs[key][p] = pe
+		}
 	}
 	return pe
 }
@@ -532,6 +543,7 @@ func (s *State) DropKey(key string) {
 		}
 	}
 	delete(s.keys, key)
+	delete(s.orgs, key)
 }
 
 // canonicalMagic starts every Canonical encoding; its last byte is the
@@ -618,15 +630,13 @@ func appendTime(b []byte, t time.Time) []byte {
 // OrgsWithGrant returns the organisations that an org: party grant on key
 // names and no revocation has ended (whatever its time bounds), sorted.
 // The mesh asks it on every change to know which organisations' nodes hold
-// a key, so it walks the key's parties only, without listing every grant.
+// a key, so it walks the key's org: parties only, without listing every
+// grant or the key's other parties.
 func (s *State) OrgsWithGrant(key string) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var out []string
-	for party, pe := range s.keys[key] {
-		if party.Kind() != KindOrg {
-			continue
-		}
+	for party, pe := range s.orgs[key] {
 		if len(pe.grants) > 0 {
 			out = append(out, party.Org())
 		}

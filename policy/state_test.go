@@ -940,3 +940,28 @@ func TestObserveIsCompact(t *testing.T) {
 		t.Errorf("a revocation beyond the grant's reach did not end it")
 	}
 }
+
+// TestOrgsWithGrant: the orgs whose org: grant on a key is in force,
+// sorted, whatever other parties the key is granted to; revoked orgs and
+// dropped keys are not listed.
+func TestOrgsWithGrant(t *testing.T) {
+	s := NewState()
+	for i := range 200 {
+		mustAddGrant(t, s, grant(fmt.Sprintf("t%03d", i), ssn, Party(fmt.Sprintf("token:p%03d", i)), OpsDecrypt))
+	}
+	mustAddGrant(t, s, grant("g2", ssn, "org:Org2MSP", OpsDecrypt))
+	mustAddGrant(t, s, grant("g1", ssn, "org:Org1MSP", OpsDecrypt))
+	mustAddGrant(t, s, grant("g3", ssn, "org:Org3MSP", OpsDecrypt))
+	mustAddRevocation(t, s, revoke("r3", ssn, "org:Org3MSP"))
+	mustAddGrant(t, s, grant("o1", "demo/other", "org:Org9MSP", OpsDecrypt))
+	if got, want := s.OrgsWithGrant(ssn), []string{"Org1MSP", "Org2MSP"}; !slices.Equal(got, want) {
+		t.Fatalf("OrgsWithGrant = %q, want %q", got, want)
+	}
+	s.DropKey(ssn)
+	if got := s.OrgsWithGrant(ssn); got != nil {
+		t.Errorf("OrgsWithGrant after DropKey = %q, want none", got)
+	}
+	if got := s.OrgsWithGrant("demo/other"); !slices.Equal(got, []string{"Org9MSP"}) {
+		t.Errorf("OrgsWithGrant(demo/other) = %q", got)
+	}
+}
