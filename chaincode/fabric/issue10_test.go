@@ -58,7 +58,13 @@ func TestFabric_ClientSealedNeedsNoKeyAtEndorsers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("SealRecord() = %v", err)
 	}
-	if strings.Contains(string(sealed), "77") {
+	// The tagged field is an envelope, not the value (a search for "77"
+	// in the whole record would also match random envelope text).
+	var fields map[string]any
+	if err := json.Unmarshal(sealed, &fields); err != nil {
+		t.Fatal(err)
+	}
+	if env, ok := fields["price"].(string); !ok || !strings.HasPrefix(env, "km1:") || strings.Contains(string(sealed), `"price":77`) {
 		t.Fatalf("sealed record holds the plaintext: %s", sealed)
 	}
 	p := fabrictest.NewSignedProposal("trades", "tradecc", f.alice, "Create")
