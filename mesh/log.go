@@ -104,7 +104,7 @@ type entry struct {
 	// key is the key a key event names ("" for other kinds).
 	key string
 	// payload is the decoded payload the fold reads; nil for a stored
-	// grant, which policyPayload reads back from the store.
+	// grant, which policyEvent reads back from the store.
 	payload any
 	// held are the digests of the attachments (wrapped copies) of a
 	// KeyVersion or KeyShare that this node holds: in the store, under
@@ -119,7 +119,6 @@ type entry struct {
 	arrived  time.Duration
 	size     int32 // of its encoding, at most MaxEventSize
 	admitted bool
-	slimmed  bool // payload is a grant whose Observed was dropped (slim)
 	stored   bool // full was dropped: the store holds the event
 }
 
@@ -146,8 +145,9 @@ func (e *entry) holds(d event.Digest) bool { return slices.Contains(e.held, d) }
 // dropEvent drops a durably stored event from memory but for its header,
 // id and the digests of its attachments held: the store holds the event
 // and its attachments. A grant's decoded payload goes too (grants are most
-// of a long log, and a grant's lists every earlier revocation of its
-// pair): only refolds need it again, and policyPayload reads it back. A
+// of a long log, and one written by keymesh before causal reach lists every
+// earlier revocation of its pair): only refolds need it again, and
+// policyEvent reads it back. A
 // grant that cannot be read back does not count, which denies, so a failed
 // read fails closed; a revocation that could not be read would fail open,
 // so revocations keep their decoded payload (small: no Observed). Other
@@ -158,7 +158,7 @@ func (e *entry) holds(d event.Digest) bool { return slices.Contains(e.held, d) }
 func (e *entry) dropEvent() {
 	e.full, e.stored = nil, true
 	if e.ev.Kind == event.KindGrant {
-		e.payload, e.slimmed = nil, false
+		e.payload = nil
 	}
 }
 
@@ -236,51 +236,18 @@ func (l *Log) rawOf(e *entry) ([]byte, error) {
 	return ev.Marshal(), nil
 }
 
-// slim drops the decoded Observed set of a grant's payload once the fold
-// holds the grant. Observed lists every earlier revocation of the grant's
-// (key, party), so a pair granted and revoked n times held O(n²) decoded
-// IDs in the log's entries (half of a soak's heap); the signed payload
-// still holds them, and policyPayload decodes them again for a refold.
-func (e *entry) slim() {
-	if g, ok := e.payload.(policy.Grant); ok && g.Observed != nil {
-		g.Observed = nil
-		e.payload, e.slimmed = g, true
-	}
-}
-
-// policyPayload returns the entry's decoded payload: a slimmed grant's
-// Observed, and a stored grant's whole payload, decoded again from the
-// event (read from the store with load). If that fails (load reports why)
-// it returns what is held: the slimmed grant, or nil for a stored one.
-func (e *entry) policyPayload(load func(*entry) (*event.Event, error)) any {
-	if e.payload != nil && !e.slimmed {
-		return e.payload
-	}
-	ev := e.full
-	if ev == nil && load != nil {
-		full, err := load(e)
-		if err != nil {
-			return e.payload // the slimmed grant, if any: the best held
-		}
-		ev = full
-	}
-	if ev == nil {
-		return e.payload
-	}
-	if p, err := decode(ev); err == nil { // it decoded at admission
-		return p
-	}
-	return e.payload
-}
-
-// policyEvent is policyPayload together with the dependencies e's event
-// names, which a grant's reach is made of (State.reachOf), reading a
-// grant's event back from the store at most once. When it cannot be read
-// the dependencies are nil: the grant then reaches its own chain only,
-// which can only make it observe less (fail closed).
+// policyEvent returns the decoded payload of a grant or revocation entry
+// and, for a grant, the dependencies its event names, which its reach is
+// made of (State.reachOf). A revocation keeps its payload in memory; a
+// stored grant's is decoded again from its event, read back from the store
+// with load at most once. If that read fails it returns what is held (nil
+// for a stored grant, which then does not count) and no dependencies (a
+// grant then reaches its own chain only): both deny, so a failed read fails
+// closed.
 func (e *entry) policyEvent(load func(*entry) (*event.Event, error)) (p any, deps []event.Dep) {
-	if e.ev.Kind != event.KindGrant {
-		return e.policyPayload(load), nil
+	grant := e.ev.Kind == event.KindGrant
+	if !grant && e.payload != nil {
+		return e.payload, nil
 	}
 	ev := e.full
 	if ev == nil && load != nil {
@@ -293,13 +260,16 @@ func (e *entry) policyEvent(load func(*entry) (*event.Event, error)) (p any, dep
 	if ev == nil {
 		return e.payload, nil
 	}
-	if e.payload != nil && !e.slimmed {
-		return e.payload, ev.Deps
+	if grant {
+		deps = ev.Deps
+	}
+	if e.payload != nil {
+		return e.payload, deps
 	}
 	if p, err := decode(ev); err == nil { // it decoded at admission
-		return p, ev.Deps
+		return p, deps
 	}
-	return e.payload, ev.Deps
+	return nil, deps
 }
 
 // DefaultDepSettle is the node's LogOptions.DepSettle.
@@ -1463,11 +1433,8 @@ func (l *Log) IssueWith(kind event.Kind, follow map[string]uint64, payload func(
 func (l *Log) followed(follow map[string]uint64) []network.NodeKey {
 	var out []network.NodeKey
 	for chain, seq := range follow {
-		if len(chain) != len(network.NodeKey{}) {
-			continue
-		}
-		k := network.NodeKey([]byte(chain))
-		if k == l.self {
+		k, ok := chainKey(chain)
+		if !ok || k == l.self {
 			continue
 		}
 		h := l.chains[k].head()

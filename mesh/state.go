@@ -456,7 +456,6 @@ func (s *State) apply(e *entry) {
 		if !k.Destroyed {
 			s.applyPolicy(k, e)
 		}
-		e.slim() // refoldPolicy decodes Observed again (policyPayload)
 		return
 	}
 	k.events = append(k.events, e)
@@ -581,6 +580,14 @@ func (s *State) applyPolicy(k *Key, e *entry) {
 // ChainOf is the policy chain of issuer k (policy.Position.Chain): the key's
 // bytes.
 func ChainOf(k network.NodeKey) string { return string(k[:]) }
+
+// chainKey is the issuer of a chain ChainOf names.
+func chainKey(chain string) (network.NodeKey, bool) {
+	if len(chain) != len(network.NodeKey{}) {
+		return network.NodeKey{}, false
+	}
+	return network.NodeKey([]byte(chain)), true
+}
 
 // reachOf is the causal reach (policy.Reach) of the event with header h
 // that names dependencies deps, from what its admission proved: its own

@@ -183,21 +183,15 @@ func (pe *pairEntry) unobserved(obs []string, reach Reach, fn func(revRef) bool)
 	if len(pe.revs) == 0 || pe.reachesAll(reach) {
 		return
 	}
-	var bound map[string]uint64
-	if reach != nil {
-		bound = make(map[string]uint64, len(pe.last))
+	if reach != nil { // asked once per chain, not once per revocation
+		bound := make(map[string]uint64, len(pe.last))
 		for chain := range pe.last {
 			bound[chain] = reach(chain)
 		}
+		reach = func(chain string) uint64 { return bound[chain] }
 	}
 	for _, r := range pe.revs {
-		if r.at.Chain != "" && r.at.Seq <= bound[r.at.Chain] {
-			continue
-		}
-		if _, found := slices.BinarySearch(obs, r.id); found {
-			continue
-		}
-		if !fn(r) {
+		if !covers(obs, reach, r) && !fn(r) {
 			return
 		}
 	}

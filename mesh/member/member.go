@@ -424,10 +424,7 @@ func (m *Member) Grant(g policy.Grant) (policy.Grant, error) {
 	if g.Custodian == "" && g.Party.Kind() != policy.KindOrg {
 		g.Custodian = m.org
 	}
-	if err := g.Validate(); err != nil {
-		return policy.Grant{}, err
-	}
-	g, err := m.issueGrant(g)
+	g, err := m.issueGrant(g) // validates g before anything is signed
 	if err != nil {
 		return policy.Grant{}, err
 	}
