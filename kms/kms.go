@@ -196,7 +196,11 @@ func (s *Service) Encrypt(ctx context.Context, c Caller, key string, mode envelo
 		}
 		var env *envelope.Envelope
 		if err == nil {
-			in.Prepared = shared.of(it.Context, next(items, i, func(it EncryptItem) envelope.Context { return it.Context }))
+			var next envelope.Context
+			if i+1 < len(items) {
+				next = items[i+1].Context
+			}
+			in.Prepared = shared.of(it.Context, next)
 			env, err = s.cfg.Vault.Encrypt(in)
 		}
 		if err != nil {
@@ -258,14 +262,6 @@ func (sc *sharedContexts) of(c, next envelope.Context) *envelope.PreparedContext
 // sameMap reports whether a and b are the same map (not merely equal).
 func sameMap(a, b envelope.Context) bool {
 	return a != nil && b != nil && reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
-}
-
-// next returns the context of the item after item i, nil for the last.
-func next[T any](items []T, i int, ctx func(T) envelope.Context) envelope.Context {
-	if i+1 < len(items) {
-		return ctx(items[i+1])
-	}
-	return nil
 }
 
 // denied is the error of a denial: the decision's, or that the key is
@@ -408,7 +404,11 @@ func (s *Service) Decrypt(ctx context.Context, c Caller, items []DecryptItem, pr
 			continue
 		}
 		var pt []byte
-		if pc := shared.of(it.Context, next(items, i, func(it DecryptItem) envelope.Context { return it.Context })); pc != nil {
+		var next envelope.Context
+		if i+1 < len(items) {
+			next = items[i+1].Context
+		}
+		if pc := shared.of(it.Context, next); pc != nil {
 			pt, err = s.cfg.Vault.OpenPrepared(env, pc)
 		} else {
 			pt, err = s.cfg.Vault.Open(env, it.Context)

@@ -32,7 +32,11 @@ func TestSharedContexts(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var sc sharedContexts
 			for i, c := range tc.ctxs {
-				pc := sc.of(c, next(tc.ctxs, i, func(c envelope.Context) envelope.Context { return c }))
+				var next envelope.Context
+				if i+1 < len(tc.ctxs) {
+					next = tc.ctxs[i+1]
+				}
+				pc := sc.of(c, next)
 				if w := tc.want[i]; w < 0 {
 					if pc != nil {
 						t.Errorf("item %d: prepared %v, want none", i, pc)
