@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"sync/atomic"
 )
 
 // PreparedContext is a [Context] checked, sorted and encoded once, for
@@ -16,16 +17,45 @@ import (
 // writes for the Context it was prepared from, byte for byte, and opens
 // with either.
 //
-// A PreparedContext is immutable and safe for concurrent use. It does not
-// alias the Context it was prepared from: later changes to that map do not
-// change it. The nil *PreparedContext is the empty context, like a nil
-// Context.
+// A PreparedContext holds the same entries for ever and is safe for
+// concurrent use. It does not alias the Context it was prepared from: later
+// changes to that map do not change it. The nil *PreparedContext is the
+// empty context, like a nil Context.
 type PreparedContext struct {
 	// enc is the context's encoding in the additional data: uint16 count,
 	// then in bytewise key order uint16 len(key) || key || uint32
 	// len(value) || value for each entry.
 	enc []byte
 	n   int // entries
+
+	// aad is the whole additional data of a random-mode seal under the
+	// subkey it names, the one this context was last sealed under: a
+	// batch seals its items under one subkey.
+	aad atomic.Pointer[preparedAAD]
+}
+
+// preparedAAD is the additional data of random-mode envelopes sealed under
+// one subkey with one PreparedContext: the subkey's prefix || enc. It is
+// immutable once stored.
+type preparedAAD struct {
+	subkey uint64 // subkey.id
+	b      []byte
+}
+
+// randomAAD returns the additional data of a random-mode envelope sealed
+// under sk with p, from p's cache or built and kept there; nil for the
+// empty context, which every Sealer shares and which gains nothing from it.
+func (p *PreparedContext) randomAAD(sk *subkey) []byte {
+	if p == emptyPrepared {
+		return nil
+	}
+	if a := p.aad.Load(); a != nil && a.subkey == sk.id {
+		return a.b
+	}
+	b := make([]byte, 0, len(sk.aad)+len(p.enc))
+	b = append(append(b, sk.aad...), p.enc...)
+	p.aad.Store(&preparedAAD{subkey: sk.id, b: b})
+	return b
 }
 
 var errNilEnvelope = errors.New("envelope: SealPreparedTo: nil Envelope")

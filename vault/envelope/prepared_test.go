@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -597,4 +598,58 @@ func FuzzSealPrepared(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestPreparedAAD checks the additional data a PreparedContext keeps for
+// the subkey it was last sealed under: right for every subkey and Sealer it
+// is used with in turn, and from several goroutines at once (run with
+// -race).
+func TestPreparedAAD(t *testing.T) {
+	f := newFixture(t, ModeRandom)
+	g := mustSealer(t, unhex(t, label32("another-key")))
+	pc, err := PrepareContext(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha := Header{Mode: ModeRandom, Key: "trade/price", Version: 2, Sealer: SealerID{'a'}}
+	hb := ha
+	hb.Sealer = SealerID{'b'}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 50 {
+				s, h := f.s, ha
+				if (i+w)%3 == 1 {
+					h = hb
+				}
+				if (i+w)%4 == 2 {
+					s = g
+				}
+				e := &Envelope{}
+				var err error
+				if i%2 == 0 {
+					e, err = s.SealPrepared(h, f.nid, pc, "", f.pt, nil)
+				} else {
+					err = s.SealPreparedTo(e, h, f.nid, pc, "", f.pt, nil)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if got, err := s.Open(e, f.nid, f.ctx); err != nil || !bytes.Equal(got, f.pt) {
+					t.Errorf("Open(SealPrepared(sealer %x)) = %q, %v, want %q", h.Sealer[:1], got, err, f.pt)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if a := pc.aad.Load(); a == nil {
+		t.Error("no additional data kept after sealing with a prepared context")
+	}
+	if got, err := PrepareContext(nil); err != nil || got.randomAAD(&subkey{}) != nil {
+		t.Error("the shared empty context keeps additional data")
+	}
 }

@@ -34,6 +34,9 @@ const (
 
 var errDestroyed = fmt.Errorf("%w: sealer destroyed", ErrInvalidKey)
 
+// subkeyIDs numbers the subkeys made in this process.
+var subkeyIDs atomic.Uint64
+
 // Sealer seals and opens envelopes under one key version. It is safe for
 // concurrent use. The zero Sealer is not usable; create one with NewSealer.
 type Sealer struct {
@@ -72,6 +75,7 @@ type sealerState struct {
 
 // subkey is the random-mode key of one sealer of one key version.
 type subkey struct {
+	id   uint64 // unique in the process (subkeyIDs): names sk in caches without holding it
 	info string
 	aead cipher.AEAD // NewGCMWithRandomNonce: module-generated nonces
 	key  []byte      // kept only to seal with a caller's nonce (tests)
@@ -244,7 +248,7 @@ func (st *sealerState) subkey(sc *scratch, nid *NetworkID, h *Header, forSeal bo
 			return nil, err
 		}
 		sk = &subkey{
-			info: string(info), aead: aead, key: k, aad: appendAADPrefix(nil, h, nid),
+			id: subkeyIDs.Add(1), info: string(info), aead: aead, key: k, aad: appendAADPrefix(nil, h, nid),
 			nid: *nid, name: h.Key, version: h.Version, sealer: h.Sealer,
 		}
 		st.subMu.Lock()
@@ -412,6 +416,15 @@ func seal(st *sealerState, h *Header, nid *NetworkID, ca ctxArg, txID string, pl
 	if !named {
 		st.setNameChecked(h.Key)
 	}
+	if h.Mode == ModeRandom && rand == nil && ca.p != nil {
+		// A prepared context under the subkey Seal used last: its
+		// additional data is kept with the context, no scratch needed.
+		if sk := st.last.Load(); sk != nil && sk.is(nid, h) {
+			if aad := ca.p.randomAAD(sk); aad != nil {
+				return sealGCM(sk, h, aad, plaintext, nil, dst)
+			}
+		}
+	}
 	sc := st.get()
 	e, err := st.seal(sc, h, nid, ca, txID, plaintext, rand, dst)
 	st.put(sc)
@@ -438,29 +451,7 @@ func (st *sealerState) seal(sc *scratch, h *Header, nid *NetworkID, ca ctxArg, t
 		if err != nil {
 			return nil, err
 		}
-		// out = nonce || ciphertext || tag.
-		out := outBuffer(dst, NonceSize+len(plaintext)+TagSize, plaintext)
-		var e *Envelope
-		if out == nil {
-			e, out = newEnvelope(h, NonceSize+len(plaintext)+TagSize)
-		}
-		if rand == nil {
-			out = sk.aead.Seal(out, nil, plaintext, aad)
-		} else if out, err = sealWithNonce(out, sk.key, rand, plaintext, aad); err != nil {
-			return nil, err
-		}
-		if e != nil {
-			e.Nonce = [NonceSize]byte(out)
-			e.Ciphertext = out[NonceSize:len(out):len(out)]
-			return e, nil
-		}
-		// In the caller's buffer: move the ciphertext down over the
-		// nonce, so that the buffer keeps its capacity for the next call.
-		setHeader(dst, h)
-		dst.Nonce = [NonceSize]byte(out)
-		dst.SIV = [SIVSize]byte{}
-		dst.Ciphertext = out[:copy(out, out[NonceSize:])]
-		return dst, nil
+		return sealGCM(sk, h, aad, plaintext, rand, dst)
 	}
 	// Derived modes: SIV = HMAC(ivKey, prfInput || plaintext)[:16],
 	// C = AES-256-CTR(encKey, SIV, plaintext), tag over aad || SIV || C.
@@ -487,6 +478,38 @@ func (st *sealerState) seal(sc *scratch, h *Header, nid *NetworkID, ca ctxArg, t
 		e.Ciphertext = ct[:len(ct):len(ct)]
 	}
 	return e, nil
+}
+
+// sealGCM seals plaintext with AES-256-GCM under sk with additional data
+// aad, the nonce from the module (or from rand, known-answer tests only),
+// into dst if it is not nil, or into a new Envelope.
+func sealGCM(sk *subkey, h *Header, aad, plaintext []byte, rand io.Reader, dst *Envelope) (*Envelope, error) {
+	// out = nonce || ciphertext || tag.
+	out := outBuffer(dst, NonceSize+len(plaintext)+TagSize, plaintext)
+	var e *Envelope
+	if out == nil {
+		e, out = newEnvelope(h, NonceSize+len(plaintext)+TagSize)
+	}
+	if rand == nil {
+		out = sk.aead.Seal(out, nil, plaintext, aad)
+	} else {
+		var err error
+		if out, err = sealWithNonce(out, sk.key, rand, plaintext, aad); err != nil {
+			return nil, err
+		}
+	}
+	if e != nil {
+		e.Nonce = [NonceSize]byte(out)
+		e.Ciphertext = out[NonceSize:len(out):len(out)]
+		return e, nil
+	}
+	// In the caller's buffer: move the ciphertext down over the nonce, so
+	// that the buffer keeps its capacity for the next call.
+	setHeader(dst, h)
+	dst.Nonce = [NonceSize]byte(out)
+	dst.SIV = [SIVSize]byte{}
+	dst.Ciphertext = out[:copy(out, out[NonceSize:])]
+	return dst, nil
 }
 
 // outBuffer returns dst's ciphertext storage, emptied, if dst is not nil
