@@ -281,7 +281,8 @@ func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx
 	return sc.layoutWith(mode, txID, h, nid, ctxArg{c: ctx}, cc)
 }
 
-// layoutWith is layout for a Context or a PreparedContext.
+// layoutWith is layout for a Context or a PreparedContext; Seal and Open
+// call it (layout, the Context form, serves the tests' reference checks).
 func (sc *scratch) layoutWith(mode Mode, txID string, h *Header, nid *NetworkID, ca ctxArg, cc *contextCache) (prfInput, aad []byte, err error) {
 	need := 1 + 4 + len(txID) + 4 + len(aadDomain) + h.len() + NetworkIDSize + 2 + ca.encodedLen()
 	if cap(sc.buf) < need {
