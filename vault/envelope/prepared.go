@@ -43,11 +43,11 @@ type preparedAAD struct {
 }
 
 // randomAAD returns the additional data of a random-mode envelope sealed
-// under sk with p, from p's cache or built and kept there; nil for the
-// empty context, which every Sealer shares and which gains nothing from it.
+// under sk with p, from p's cache or built and kept there; for the empty
+// context, which every Sealer shares, the subkey's own.
 func (p *PreparedContext) randomAAD(sk *subkey) []byte {
 	if p == emptyPrepared {
-		return nil
+		return sk.aad0
 	}
 	if a := p.aad.Load(); a != nil && a.subkey == sk.id {
 		return a.b

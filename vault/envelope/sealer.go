@@ -81,8 +81,9 @@ type subkey struct {
 	key  []byte      // kept only to seal with a caller's nonce (tests)
 
 	// aad is the additional data of the sealer's envelopes up to the
-	// context: "keymesh/v1 envelope" || header || network id.
-	aad []byte
+	// context: "keymesh/v1 envelope" || header || network id; aad0 is the
+	// whole additional data with the empty context, aad || 0x0000.
+	aad, aad0 []byte
 
 	// What info is made of, so that the last subkey is recognised
 	// without building info.
@@ -247,8 +248,10 @@ func (st *sealerState) subkey(sc *scratch, nid *NetworkID, h *Header, forSeal bo
 			clear(k)
 			return nil, err
 		}
+		aad0 := append(appendAADPrefix(make([]byte, 0, len(aadDomain)+h.len()+NetworkIDSize+2), h, nid), 0, 0)
 		sk = &subkey{
-			id: subkeyIDs.Add(1), info: string(info), aead: aead, key: k, aad: appendAADPrefix(nil, h, nid),
+			id: subkeyIDs.Add(1), info: string(info), aead: aead, key: k,
+			aad: aad0[: len(aad0)-2 : len(aad0)-2], aad0: aad0,
 			nid: *nid, name: h.Key, version: h.Version, sealer: h.Sealer,
 		}
 		st.subMu.Lock()
@@ -417,13 +420,16 @@ func seal(st *sealerState, h *Header, nid *NetworkID, ca ctxArg, txID string, pl
 	if !named {
 		st.setNameChecked(h.Key)
 	}
-	if h.Mode == ModeRandom && rand == nil && ca.p != nil {
-		// A prepared context under the subkey Seal used last: its
-		// additional data is kept with the context, no scratch needed.
+	if h.Mode == ModeRandom && rand == nil && (ca.p != nil || len(ca.c) == 0) {
+		// A prepared or empty context under the subkey Seal used last:
+		// the additional data is kept with the context or the subkey,
+		// no scratch needed.
 		if sk := st.last.Load(); sk != nil && sk.is(nid, h) {
-			if aad := ca.p.randomAAD(sk); aad != nil {
-				return sealGCM(sk, h, aad, plaintext, nil, dst)
+			aad := sk.aad0
+			if ca.p != nil {
+				aad = ca.p.randomAAD(sk)
 			}
+			return sealGCM(sk, h, aad, plaintext, nil, dst)
 		}
 	}
 	sc := st.get()
