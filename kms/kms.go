@@ -117,7 +117,8 @@ type Caller struct {
 type Endorser interface {
 	// Endorse admits one item for key and returns the derivation input and
 	// the transaction time it is sealed with. Its refusals wrap
-	// ErrEndorsementRefused or a conflict sentinel of its own.
+	// ErrEndorsementRefused or a conflict sentinel of its own. It must not
+	// modify it.Context: items of a batch may share the map, prepared once.
 	Endorse(key string, it EncryptItem) (txID string, txTime time.Time, err error)
 }
 
