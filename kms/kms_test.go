@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -24,7 +25,7 @@ var (
 
 // newCore is a network of one with key demo/k, which token:app may encrypt
 // and decrypt.
-func newCore(t *testing.T) *kmstest.Solo {
+func newCore(t testing.TB) *kmstest.Solo {
 	t.Helper()
 	s := kmstest.New(t, kmstest.Options{})
 	if _, err := s.Core.CreateKey(ctx, admin, "demo/k", vault.CreateOptions{}); err != nil {
@@ -310,6 +311,101 @@ func TestDecryptManyKeys(t *testing.T) {
 	for k, e := range lastEntries(t, s, keys) {
 		if want := fmt.Sprintf("demo/k%02d", k); e.Key != want || e.Count != 2 || e.Outcome != audit.OutcomeDeny {
 			t.Errorf("audit entry %d = %+v, want key %s, count 2, deny", k, e, want)
+		}
+	}
+}
+
+// errText is err's message, or "" for nil.
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
+// TestBatchSharedContexts: items that share one context map (prepared once
+// by the core) get exactly the results and errors each would get alone,
+// with invalid contexts, failures inside a run and equal maps that are
+// not shared among them.
+func TestBatchSharedContexts(t *testing.T) {
+	s := newCore(t)
+	a := envelope.Context{"channel": "trade", "chaincode": "settlement", "state_key": "order~1", "field": "price"}
+	b := envelope.Context{"channel": "trade", "chaincode": "settlement", "state_key": "order~1", "field": "quantity"}
+	bad := envelope.Context{"field": "price", "bad\x00key": "x"}
+	items := []kms.EncryptItem{
+		{Plaintext: []byte("1"), Context: a},
+		{Plaintext: []byte("2"), Context: a},
+		{Plaintext: make([]byte, envelope.MaxPlaintextSize+1), Context: a}, // too large, inside the run
+		{Plaintext: []byte("4"), Context: a},
+		{Plaintext: []byte("5"), Context: bad},
+		{Plaintext: []byte("6"), Context: bad},
+		{Plaintext: []byte("7"), Context: nil},
+		{Plaintext: []byte("8"), Context: maps.Clone(a)},
+		{Plaintext: []byte("9"), Context: b},
+		{Plaintext: []byte("10"), Context: b},
+		{Plaintext: []byte("11"), Context: a}, // back to the first run's map
+		{Plaintext: []byte("12"), Context: nil},
+	}
+	sealed, err := s.Core.Encrypt(ctx, app, "demo/k", envelope.ModeRandom, items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dec []kms.DecryptItem
+	for i, it := range items {
+		alone, err := s.Core.Encrypt(ctx, app, "demo/k", envelope.ModeRandom, []kms.EncryptItem{it})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := errText(sealed[i].Err), errText(alone[0].Err); got != want {
+			t.Errorf("item %d: batch error %q, alone %q", i, got, want)
+		}
+		if sealed[i].Err != nil {
+			continue
+		}
+		pt, err := s.Vault.Open(sealed[i].Envelope, maps.Clone(it.Context))
+		if err != nil || string(pt) != string(it.Plaintext) {
+			t.Errorf("item %d: Open(batch envelope) = %q, %v, want %q", i, pt, err, it.Plaintext)
+		}
+		dec = append(dec, kms.DecryptItem{Ciphertext: sealed[i].Envelope.Text(), Context: it.Context})
+	}
+	if errs := []int{2, 4, 5}; len(dec) != len(items)-len(errs) {
+		t.Fatalf("%d items sealed, want %d (items %v fail)", len(dec), len(items)-len(errs), errs)
+	}
+	// Decrypt: the same runs, plus a wrong context, an invalid one and a
+	// malformed envelope inside them.
+	dec = append(dec,
+		kms.DecryptItem{Ciphertext: dec[0].Ciphertext, Context: b}, // sealed under a
+		kms.DecryptItem{Ciphertext: dec[5].Ciphertext, Context: b}, // b's own
+		kms.DecryptItem{Ciphertext: "km1:AQ", Context: b},
+		kms.DecryptItem{Ciphertext: dec[0].Ciphertext, Context: bad},
+		kms.DecryptItem{Ciphertext: dec[1].Ciphertext, Context: bad},
+	)
+	opened, err := s.Core.Decrypt(ctx, app, dec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	failures := 0
+	for i, it := range dec {
+		alone, err := s.Core.Decrypt(ctx, app, []kms.DecryptItem{it}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := errText(opened[i].Err), errText(alone[0].Err); got != want {
+			t.Errorf("decrypt item %d: batch error %q, alone %q", i, got, want)
+		}
+		if string(opened[i].Plaintext) != string(alone[0].Plaintext) || (opened[i].Err == nil) != (opened[i].Plaintext != nil) {
+			t.Errorf("decrypt item %d: batch plaintext %q, alone %q", i, opened[i].Plaintext, alone[0].Plaintext)
+		}
+		if opened[i].Err != nil {
+			failures++
+		}
+	}
+	if failures != 4 {
+		t.Errorf("%d decrypt items failed, want 4 (wrong context, malformed, invalid context twice)", failures)
+	}
+	for i, want := range map[int]error{len(dec) - 5: envelope.ErrDecrypt, len(dec) - 3: envelope.ErrMalformed, len(dec) - 2: envelope.ErrInvalidContext, len(dec) - 1: envelope.ErrInvalidContext} {
+		if !errors.Is(opened[i].Err, want) {
+			t.Errorf("decrypt item %d: %v, want %v", i, opened[i].Err, want)
 		}
 	}
 }

@@ -17,6 +17,11 @@ type EncryptInput struct {
 	TxID      string
 	TxTime    time.Time
 	Plaintext []byte
+	// Prepared, if set, is Context as envelope.PrepareContext prepared it
+	// and seals in its place: the same envelope, without checking and
+	// encoding the context again (a batch prepares a context its items
+	// share once). Context is then not read. A nil Prepared means Context.
+	Prepared *envelope.PreparedContext
 }
 
 // Encrypt seals in.Plaintext under the newest active version of in.Key and
@@ -67,7 +72,7 @@ func (v *Vault) Encrypt(in EncryptInput) (*envelope.Envelope, error) {
 			r.mu.RUnlock()
 			return nil, err
 		}
-		env, err := s.Seal(v.header(mode, in.Key, ver.n), v.opts.network, in.Context, in.TxID, in.Plaintext, nil)
+		env, err := v.seal(s, v.header(mode, in.Key, ver.n), &in)
 		r.mu.RUnlock()
 		v.maybeRotate(r, ver, n)
 		return env, err
@@ -87,11 +92,21 @@ func (v *Vault) Encrypt(in EncryptInput) (*envelope.Envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	env, err := s.Seal(v.header(mode, in.Key, ver.n), v.opts.network, in.Context, in.TxID, in.Plaintext, nil)
+	env, err := v.seal(s, v.header(mode, in.Key, ver.n), &in)
 	if err == nil {
 		go v.maybeRotate(r, ver, n)
 	}
 	return env, err
+}
+
+// seal seals in under s with header h, with its prepared context if it has
+// one. Seal is given no random source, so the cryptographic module draws
+// every nonce.
+func (v *Vault) seal(s *envelope.Sealer, h envelope.Header, in *EncryptInput) (*envelope.Envelope, error) {
+	if in.Prepared != nil {
+		return s.SealPrepared(h, v.opts.network, in.Prepared, in.TxID, in.Plaintext, nil)
+	}
+	return s.Seal(h, v.opts.network, in.Context, in.TxID, in.Plaintext, nil)
 }
 
 // header is the envelope header for sealing with version n of key: in random
@@ -199,6 +214,21 @@ func (v *Vault) Decrypt(text string, ctx envelope.Context) ([]byte, error) {
 // active, deactivated or compromised, and the envelope's version must exist,
 // not be destroyed, and be at or above the minimum decryption version.
 func (v *Vault) Open(env *envelope.Envelope, ctx envelope.Context) ([]byte, error) {
+	return v.open(env, ctx, nil)
+}
+
+// OpenPrepared is Open with a context prepared by envelope.PrepareContext
+// (a nil pc is the empty context): the same checks, plaintext and errors,
+// without checking and encoding the context again.
+func (v *Vault) OpenPrepared(env *envelope.Envelope, pc *envelope.PreparedContext) ([]byte, error) {
+	if pc == nil {
+		pc, _ = envelope.PrepareContext(nil) // the empty context: no error
+	}
+	return v.open(env, nil, pc)
+}
+
+// open is Open with ctx, or with pc in its place if pc is not nil.
+func (v *Vault) open(env *envelope.Envelope, ctx envelope.Context, pc *envelope.PreparedContext) ([]byte, error) {
 	r, err := v.ring(env.Key)
 	if err != nil {
 		return nil, err
@@ -228,6 +258,9 @@ func (v *Vault) Open(env *envelope.Envelope, ctx envelope.Context) ([]byte, erro
 	s, err := v.sealerOf(env.Key, ver)
 	if err != nil {
 		return nil, err
+	}
+	if pc != nil {
+		return s.OpenPrepared(env, v.opts.network, pc)
 	}
 	return s.Open(env, v.opts.network, ctx)
 }

@@ -29,6 +29,7 @@ func TestNoExportedMethodReturnsKeyBytes(t *testing.T) {
 	allowed := map[string]string{
 		"Vault.Decrypt":          "a field's plaintext",
 		"Vault.Open":             "a field's plaintext",
+		"Vault.OpenPrepared":     "a field's plaintext",
 		"Vault.GenerateNodeKeys": "the KEM public key",
 		"Vault.GenerateVersion":  "the version's commitment (KeyCheck, an HMAC)",
 		"Signer.Sign":            "a signature",

@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -202,6 +203,119 @@ func BenchmarkSealContext(b *testing.B) {
 				i++
 			}
 			done()
+		})
+	}
+}
+
+// benchContexts are the contexts of BenchmarkSealPrepared, by name.
+func benchContexts() []struct {
+	name string
+	ctx  Context
+} {
+	sixteen := Context{}
+	for i := range 16 {
+		sixteen[fmt.Sprint("key-", i)] = fmt.Sprint("value-", i)
+	}
+	return []struct {
+		name string
+		ctx  Context
+	}{
+		{"entries-0", nil},
+		{"entries-1", Context{"field": "price"}},
+		{"entries-4", benchContext},
+		{"entries-16", sixteen},
+	}
+}
+
+// BenchmarkSealPrepared is BenchmarkSealContext with the context prepared
+// once (PrepareContext): SealPrepared returns a new Envelope each call, as
+// Seal does; To/ seals into one reused Envelope (SealPreparedTo), the
+// way a caller sealing a batch into one slab does. Compare with RawGCM/64.
+func BenchmarkSealPrepared(b *testing.B) {
+	s, h, nid, _, pt := benchFixture(b, ModeRandom, 64)
+	for _, tc := range benchContexts() {
+		pc, err := PrepareContext(tc.ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(pt)))
+			b.ReportAllocs()
+			done := threadCPU(b)
+			for b.Loop() {
+				if _, err := s.SealPrepared(h, nid, pc, "", pt, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			done()
+		})
+		b.Run("To/"+tc.name, func(b *testing.B) {
+			var e Envelope
+			b.SetBytes(int64(len(pt)))
+			b.ReportAllocs()
+			done := threadCPU(b)
+			for b.Loop() {
+				if err := s.SealPreparedTo(&e, h, nid, pc, "", pt, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+			done()
+		})
+	}
+}
+
+// BenchmarkOpenPrepared opens a 64-byte random-mode envelope with a
+// prepared context; compare with Open/random/64.
+func BenchmarkOpenPrepared(b *testing.B) {
+	s, h, nid, _, pt := benchFixture(b, ModeRandom, 64)
+	for _, tc := range benchContexts() {
+		pc, err := PrepareContext(tc.ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		env, err := s.Seal(h, nid, tc.ctx, "", pt, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(pt)))
+			b.ReportAllocs()
+			done := threadCPU(b)
+			for b.Loop() {
+				if _, err := s.OpenPrepared(env, nid, pc); err != nil {
+					b.Fatal(err)
+				}
+			}
+			done()
+		})
+	}
+}
+
+// BenchmarkPrepareContext is what preparing a context costs, and checking
+// that another map holds the same entries (PreparedContext.Matches), as a
+// batch does to find items that share one.
+func BenchmarkPrepareContext(b *testing.B) {
+	for _, tc := range benchContexts() {
+		b.Run(tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := PrepareContext(tc.ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		pc, err := PrepareContext(tc.ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		same := maps.Clone(tc.ctx)
+		b.Run("Matches/"+tc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if !pc.Matches(same) {
+					b.Fatal("Matches(clone) = false")
+				}
+			}
 		})
 	}
 }

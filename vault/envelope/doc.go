@@ -11,6 +11,16 @@
 // it is the caller's decision (the vault's), as is counting encryptions per
 // key version and sealer and rotating before the limits below are reached.
 //
+// A caller that seals or opens many fields under one [Context] (the items
+// of a batch, the fields of one record) prepares it once with
+// [PrepareContext], which checks, sorts and encodes it, and passes the
+// [PreparedContext] to [Sealer.SealPrepared], [Sealer.SealPreparedTo] (into
+// the caller's Envelope, reusing its storage: no allocation per field) or
+// [Sealer.OpenPrepared]. They write and open exactly the envelopes Seal and
+// Open do for that Context, with the same errors but the context's own,
+// which PrepareContext reports; [PreparedContext.Matches] tells whether a
+// Context holds the entries a PreparedContext was prepared from.
+//
 // # Format
 //
 // Seal writes format 2 ([FormatVersion]); [Parse] and [Sealer.Open] also
@@ -152,7 +162,8 @@
 // not. No re-encryption or upgrade step is needed. So under GODEBUG=fips140=only, on the
 // in-tree module and on the certified v1.0.0 one, every mode seals and every
 // envelope ever written opens. A non-nil rand given to Seal (known-answer
-// tests only) means a caller-chosen nonce, which FIPS 140-only mode refuses.
+// tests only) means a caller-chosen nonce, which FIPS 140-only mode refuses;
+// so does a non-nil rand given to SealPrepared or SealPreparedTo.
 //
 // # Limits
 //

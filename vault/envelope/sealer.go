@@ -14,6 +14,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"unsafe"
 )
 
 const (
@@ -32,6 +33,9 @@ const (
 )
 
 var errDestroyed = fmt.Errorf("%w: sealer destroyed", ErrInvalidKey)
+
+// subkeyIDs numbers the subkeys made in this process.
+var subkeyIDs atomic.Uint64
 
 // Sealer seals and opens envelopes under one key version. It is safe for
 // concurrent use. The zero Sealer is not usable; create one with NewSealer.
@@ -71,13 +75,15 @@ type sealerState struct {
 
 // subkey is the random-mode key of one sealer of one key version.
 type subkey struct {
+	id   uint64 // unique in the process (subkeyIDs): names sk in caches without holding it
 	info string
 	aead cipher.AEAD // NewGCMWithRandomNonce: module-generated nonces
 	key  []byte      // kept only to seal with a caller's nonce (tests)
 
 	// aad is the additional data of the sealer's envelopes up to the
-	// context: "keymesh/v1 envelope" || header || network id.
-	aad []byte
+	// context: "keymesh/v1 envelope" || header || network id; aad0 is the
+	// whole additional data with the empty context, aad || 0x0000.
+	aad, aad0 []byte
 
 	// What info is made of, so that the last subkey is recognised
 	// without building info.
@@ -242,8 +248,10 @@ func (st *sealerState) subkey(sc *scratch, nid *NetworkID, h *Header, forSeal bo
 			clear(k)
 			return nil, err
 		}
+		aad0 := append(appendAADPrefix(make([]byte, 0, len(aadDomain)+h.len()+NetworkIDSize+2), h, nid), 0, 0)
 		sk = &subkey{
-			info: string(info), aead: aead, key: k, aad: appendAADPrefix(nil, h, nid),
+			id: subkeyIDs.Add(1), info: string(info), aead: aead, key: k,
+			aad: aad0[: len(aad0)-2 : len(aad0)-2], aad0: aad0,
 			nid: *nid, name: h.Key, version: h.Version, sealer: h.Sealer,
 		}
 		st.subMu.Lock()
@@ -273,7 +281,13 @@ func (st *sealerState) subkey(sc *scratch, nid *NetworkID, h *Header, forSeal bo
 // which may be nil, is the Sealer's context cache. The error is ctx's, as
 // Context.Validate reports it.
 func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx Context, cc *contextCache) (prfInput, aad []byte, err error) {
-	need := 1 + 4 + len(txID) + 4 + len(aadDomain) + h.len() + NetworkIDSize + 2
+	return sc.layoutWith(mode, txID, h, nid, ctxArg{c: ctx}, cc)
+}
+
+// layoutWith is layout for a Context or a PreparedContext; Seal and Open
+// call it (layout, the Context form, serves the tests' reference checks).
+func (sc *scratch) layoutWith(mode Mode, txID string, h *Header, nid *NetworkID, ca ctxArg, cc *contextCache) (prfInput, aad []byte, err error) {
+	need := 1 + 4 + len(txID) + 4 + len(aadDomain) + h.len() + NetworkIDSize + 2 + ca.encodedLen()
 	if cap(sc.buf) < need {
 		sc.buf = make([]byte, 0, need)
 	}
@@ -291,7 +305,7 @@ func (sc *scratch) layout(mode Mode, txID string, h *Header, nid *NetworkID, ctx
 	}
 	start := len(b)
 	b = appendAADPrefix(b, h, nid)
-	if b, err = cc.appendContext(b, ctx); err != nil {
+	if b, err = ca.appendTo(b, cc); err != nil {
 		return nil, nil, err
 	}
 	if aadLenAt >= 0 {
@@ -319,9 +333,9 @@ func appendAADPrefix(b []byte, h *Header, nid *NetworkID) []byte {
 }
 
 // randomAAD writes to sc.buf the additional data of a random-mode envelope
-// of format 2 sealed under sk, and returns it; the error is ctx's.
-func (sc *scratch) randomAAD(sk *subkey, ctx Context, cc *contextCache) ([]byte, error) {
-	b, err := cc.appendContext(append(sc.buf[:0], sk.aad...), ctx)
+// of format 2 sealed under sk, and returns it; the error is the context's.
+func (sc *scratch) randomAAD(sk *subkey, ca ctxArg, cc *contextCache) ([]byte, error) {
+	b, err := ca.appendTo(append(sc.buf[:0], sk.aad...), cc)
 	if err != nil {
 		return nil, err
 	}
@@ -375,11 +389,12 @@ func (s *Sealer) Seal(h Header, nid NetworkID, ctx Context, txID string, plainte
 	// One defer and one return, so that the defer is open-coded.
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return seal(s.st, &h, &nid, ctx, txID, plaintext, rand)
+	return seal(s.st, &h, &nid, ctxArg{c: ctx}, txID, plaintext, rand, nil)
 }
 
-// seal is Seal under the Sealer's read lock; st is nil after Destroy.
-func seal(st *sealerState, h *Header, nid *NetworkID, ctx Context, txID string, plaintext []byte, rand io.Reader) (*Envelope, error) {
+// seal is Seal under the Sealer's read lock; st is nil after Destroy. With
+// a nil dst it returns a new Envelope, otherwise dst.
+func seal(st *sealerState, h *Header, nid *NetworkID, ca ctxArg, txID string, plaintext []byte, rand io.Reader, dst *Envelope) (*Envelope, error) {
 	if h.Format != 0 && h.Format != FormatVersion {
 		return nil, fmt.Errorf("%w: Seal writes format %d, not %d", ErrFormat, FormatVersion, h.Format)
 	}
@@ -394,7 +409,7 @@ func seal(st *sealerState, h *Header, nid *NetworkID, ctx Context, txID string, 
 	// An invalid context is reported first, then the transaction id, then
 	// a destroyed Sealer.
 	if err := checkTxID(h.Mode, txID); err != nil || st == nil {
-		if cerr := ctx.Validate(); cerr != nil {
+		if cerr := ca.validate(); cerr != nil {
 			return nil, cerr
 		}
 		if err != nil {
@@ -405,8 +420,20 @@ func seal(st *sealerState, h *Header, nid *NetworkID, ctx Context, txID string, 
 	if !named {
 		st.setNameChecked(h.Key)
 	}
+	if h.Mode == ModeRandom && rand == nil && (ca.p != nil || len(ca.c) == 0) {
+		// A prepared or empty context under the subkey Seal used last:
+		// the additional data is kept with the context or the subkey,
+		// no scratch needed.
+		if sk := st.last.Load(); sk != nil && sk.is(nid, h) {
+			aad := sk.aad0
+			if ca.p != nil {
+				aad = ca.p.randomAAD(sk)
+			}
+			return sealGCM(sk, h, aad, plaintext, nil, dst)
+		}
+	}
 	sc := st.get()
-	e, err := st.seal(sc, h, nid, ctx, txID, plaintext, rand)
+	e, err := st.seal(sc, h, nid, ca, txID, plaintext, rand, dst)
 	st.put(sc)
 	return e, err
 }
@@ -421,40 +448,103 @@ func checkTxID(mode Mode, txID string) error {
 	return nil
 }
 
-func (st *sealerState) seal(sc *scratch, h *Header, nid *NetworkID, ctx Context, txID string, plaintext []byte, rand io.Reader) (*Envelope, error) {
+func (st *sealerState) seal(sc *scratch, h *Header, nid *NetworkID, ca ctxArg, txID string, plaintext []byte, rand io.Reader, dst *Envelope) (*Envelope, error) {
 	if h.Mode == ModeRandom {
 		sk, err := st.subkey(sc, nid, h, true)
 		if err != nil {
 			return nil, err
 		}
-		aad, err := sc.randomAAD(sk, ctx, &st.contexts)
+		aad, err := sc.randomAAD(sk, ca, &st.contexts)
 		if err != nil {
 			return nil, err
 		}
-		e, out := newEnvelope(h, NonceSize+len(plaintext)+TagSize)
-		// out = nonce || ciphertext || tag.
-		if rand == nil {
-			out = sk.aead.Seal(out, nil, plaintext, aad)
-		} else if out, err = sealWithNonce(out, sk.key, rand, plaintext, aad); err != nil {
-			return nil, err
-		}
-		e.Nonce = [NonceSize]byte(out)
-		e.Ciphertext = out[NonceSize:len(out):len(out)]
-		return e, nil
+		return sealGCM(sk, h, aad, plaintext, rand, dst)
 	}
 	// Derived modes: SIV = HMAC(ivKey, prfInput || plaintext)[:16],
 	// C = AES-256-CTR(encKey, SIV, plaintext), tag over aad || SIV || C.
-	prfInput, aad, err := sc.layout(h.Mode, txID, h, nid, ctx, &st.contexts)
+	prfInput, aad, err := sc.layoutWith(h.Mode, txID, h, nid, ca, &st.contexts)
 	if err != nil {
 		return nil, err
 	}
-	e, ct := newEnvelope(h, len(plaintext)+TagSize)
+	var e *Envelope
+	ct := outBuffer(dst, len(plaintext)+TagSize, plaintext)
+	if ct == nil {
+		e, ct = newEnvelope(h, len(plaintext)+TagSize)
+	} else {
+		e = dst
+		setHeader(e, h)
+		e.Nonce = [NonceSize]byte{}
+	}
 	copy(e.SIV[:], sc.hmac2(sc.iv, prfInput, plaintext))
 	ct = ct[:len(plaintext)]
 	cipher.NewCTR(st.sivBlock, e.SIV[:]).XORKeyStream(ct, plaintext)
 	ct = append(ct, sc.sivTag(aad, e.SIV[:], ct)...)
-	e.Ciphertext = ct[:len(ct):len(ct)]
+	if e == dst {
+		e.Ciphertext = ct
+	} else {
+		e.Ciphertext = ct[:len(ct):len(ct)]
+	}
 	return e, nil
+}
+
+// sealGCM seals plaintext with AES-256-GCM under sk with additional data
+// aad, the nonce from the module (or from rand, known-answer tests only),
+// into dst if it is not nil, or into a new Envelope.
+func sealGCM(sk *subkey, h *Header, aad, plaintext []byte, rand io.Reader, dst *Envelope) (*Envelope, error) {
+	// out = nonce || ciphertext || tag.
+	out := outBuffer(dst, NonceSize+len(plaintext)+TagSize, plaintext)
+	var e *Envelope
+	if out == nil {
+		e, out = newEnvelope(h, NonceSize+len(plaintext)+TagSize)
+	}
+	if rand == nil {
+		out = sk.aead.Seal(out, nil, plaintext, aad)
+	} else {
+		var err error
+		if out, err = sealWithNonce(out, sk.key, rand, plaintext, aad); err != nil {
+			return nil, err
+		}
+	}
+	if e != nil {
+		e.Nonce = [NonceSize]byte(out)
+		e.Ciphertext = out[NonceSize:len(out):len(out)]
+		return e, nil
+	}
+	// In the caller's buffer: move the ciphertext down over the nonce, so
+	// that the buffer keeps its capacity for the next call.
+	setHeader(dst, h)
+	dst.Nonce = [NonceSize]byte(out)
+	dst.SIV = [SIVSize]byte{}
+	dst.Ciphertext = out[:copy(out, out[NonceSize:])]
+	return dst, nil
+}
+
+// outBuffer returns dst's ciphertext storage, emptied, if dst is not nil
+// and it holds n bytes without overlapping plaintext; otherwise, if dst is
+// not nil, a new buffer of capacity n; nil if dst is nil.
+func outBuffer(dst *Envelope, n int, plaintext []byte) []byte {
+	if dst == nil {
+		return nil
+	}
+	if b := dst.Ciphertext[:0]; cap(b) >= n && !overlaps(b[:n], plaintext) {
+		return b
+	}
+	return make([]byte, 0, n)
+}
+
+// overlaps reports whether a and b share memory. (The AEAD refuses an
+// output that overlaps its input other than exactly.)
+func overlaps(a, b []byte) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	pa, pb := uintptr(unsafe.Pointer(unsafe.SliceData(a))), uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return pa < pb+uintptr(len(b)) && pb < pa+uintptr(len(a))
+}
+
+// setHeader sets e.Header to *h field by field (see newEnvelope).
+func setHeader(e *Envelope, h *Header) {
+	e.Mode, e.Key, e.Version, e.Format, e.Sealer = h.Mode, h.Key, h.Version, h.Format, h.Sealer
 }
 
 // inlinePlaintext is the largest plaintext whose envelope Seal allocates in
@@ -515,14 +605,14 @@ func (s *Sealer) Open(e *Envelope, nid NetworkID, ctx Context) ([]byte, error) {
 	// One defer and one return, so that the defer is open-coded.
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return open(s.st, e, &nid, ctx)
+	return open(s.st, e, &nid, ctxArg{c: ctx})
 }
 
 // open is Open under the Sealer's read lock; st is nil after Destroy.
-func open(st *sealerState, e *Envelope, nid *NetworkID, ctx Context) ([]byte, error) {
+func open(st *sealerState, e *Envelope, nid *NetworkID, ca ctxArg) ([]byte, error) {
 	// An invalid context is reported first, then a destroyed Sealer.
 	if st == nil || !st.openable(e) {
-		if err := ctx.Validate(); err != nil {
+		if err := ca.validate(); err != nil {
 			return nil, err
 		}
 		if st == nil {
@@ -531,7 +621,7 @@ func open(st *sealerState, e *Envelope, nid *NetworkID, ctx Context) ([]byte, er
 		return nil, ErrDecrypt
 	}
 	sc := st.get()
-	pt, err := st.open(sc, e, nid, ctx)
+	pt, err := st.open(sc, e, nid, ca)
 	st.put(sc)
 	return pt, err
 }
@@ -552,17 +642,17 @@ func (st *sealerState) openable(e *Envelope) bool {
 	return true
 }
 
-func (st *sealerState) open(sc *scratch, e *Envelope, nid *NetworkID, ctx Context) ([]byte, error) {
+func (st *sealerState) open(sc *scratch, e *Envelope, nid *NetworkID, ca ctxArg) ([]byte, error) {
 	if !e.siv() && e.format() == FormatVersion {
 		sk, err := st.subkey(sc, nid, &e.Header, false)
 		if err != nil {
 			// Only an invalid context is reported as such.
-			if err := ctx.Validate(); err != nil {
+			if err := ca.validate(); err != nil {
 				return nil, err
 			}
 			return nil, ErrDecrypt
 		}
-		aad, err := sc.randomAAD(sk, ctx, &st.contexts)
+		aad, err := sc.randomAAD(sk, ca, &st.contexts)
 		if err != nil {
 			return nil, err
 		}
@@ -572,7 +662,7 @@ func (st *sealerState) open(sc *scratch, e *Envelope, nid *NetworkID, ctx Contex
 		}
 		return pt, nil
 	}
-	prfInput, aad, err := sc.layout(e.Mode, "", &e.Header, nid, ctx, &st.contexts)
+	prfInput, aad, err := sc.layoutWith(e.Mode, "", &e.Header, nid, ca, &st.contexts)
 	if err != nil {
 		return nil, err
 	}
