@@ -1391,7 +1391,7 @@ func (l *Log) IssueWith(kind event.Kind, follow map[string]uint64, payload func(
 		}
 	}
 	slices.SortFunc(ev.Deps, func(a, b event.Dep) int { return compareKeys(a.Issuer, b.Issuer) })
-	b, err := payload(l.state.reachOf(header{Issuer: ev.Issuer, Seq: ev.Seq}, ev.Deps))
+	b, err := payload(l.state.reachOf(&header{Issuer: ev.Issuer, Seq: ev.Seq}, ev.Deps))
 	if err != nil {
 		return Issued{}, err
 	}
