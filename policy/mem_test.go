@@ -51,13 +51,17 @@ func chainReach(chain string, seq uint64) Reach {
 //	               a revocation of its pair: per grant and its revocation
 //	regrant        one pair granted and revoked n times (the soak): per
 //	               ended grant and its revocation
+//	revocations    revocations alone, each of another pair: per revocation
+//
+// An ended grant alone costs "ended" less "revocations".
 func BenchmarkStateMemory(b *testing.B) {
 	const n = 100_000
 	cases := []struct {
 		name, unit string
+		grants     int
 		fill       func(s *State)
 	}{
-		{"live-one-key", "B/grant", func(s *State) {
+		{"live-one-key", "B/grant", n, func(s *State) {
 			for i := range n {
 				p := Party(fmt.Sprintf("token:p%d", i))
 				if err := s.AddGrantReaching(memGrant(i, "one/k", p), chainReach("c", uint64(2*i))); err != nil {
@@ -65,7 +69,7 @@ func BenchmarkStateMemory(b *testing.B) {
 				}
 			}
 		}},
-		{"ended", "B/grant+revocation", func(s *State) {
+		{"ended", "B/grant+revocation", n, func(s *State) {
 			for i := range n {
 				p := Party(fmt.Sprintf("token:p%d", i))
 				if err := s.AddGrantReaching(memGrant(i, "one/k", p), chainReach("c", uint64(2*i))); err != nil {
@@ -78,12 +82,22 @@ func BenchmarkStateMemory(b *testing.B) {
 				}
 			}
 		}},
-		{"regrant", "B/grant+revocation", func(s *State) {
+		{"regrant", "B/grant+revocation", n, func(s *State) {
 			p := Party("token:app")
 			for i := range n {
 				if err := s.AddGrantReaching(memGrant(i, "one/k", p), chainReach("c", uint64(2*i))); err != nil {
 					b.Fatal(err)
 				}
+				r := Revocation{ID: fmt.Sprintf("0123456789abcdef0123-r%023x", i), Key: string([]byte("one/k")), Party: p,
+					Issuer: string([]byte("token:admin")), IssuedAt: t0}
+				if err := s.AddRevocationAt(r, Position{Chain: "c", Seq: uint64(2*i + 2)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}},
+		{"revocations", "B/revocation", 0, func(s *State) {
+			for i := range n {
+				p := Party(fmt.Sprintf("token:p%d", i))
 				r := Revocation{ID: fmt.Sprintf("0123456789abcdef0123-r%023x", i), Key: string([]byte("one/k")), Party: p,
 					Issuer: string([]byte("token:admin")), IssuedAt: t0}
 				if err := s.AddRevocationAt(r, Position{Chain: "c", Seq: uint64(2*i + 2)}); err != nil {
@@ -101,8 +115,8 @@ func BenchmarkStateMemory(b *testing.B) {
 				c.fill(s)
 				after := heapBytes()
 				per = float64(int64(after)-int64(before)) / n
-				if s.CountGrants() != n {
-					b.Fatalf("CountGrants() = %d, want %d", s.CountGrants(), n)
+				if s.CountGrants() != c.grants {
+					b.Fatalf("CountGrants() = %d, want %d", s.CountGrants(), c.grants)
 				}
 				runtime.KeepAlive(s)
 			}
