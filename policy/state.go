@@ -697,12 +697,17 @@ func (s *State) InForceAt(key string, p Party, at time.Time) int {
 func (s *State) Revocations(key string) []Revocation {
 	s.mu.RLock()
 	var out []Revocation
-	for name, idx := range s.index {
-		if key == "" || name == key {
-			for _, re := range idx.revs {
-				out = append(out, re.revocation(idx.name))
-			}
+	add := func(idx *keyIndex) {
+		for _, re := range idx.revs {
+			out = append(out, re.revocation(idx.name))
 		}
+	}
+	if key == "" {
+		for _, idx := range s.index {
+			add(idx)
+		}
+	} else if idx := s.index[key]; idx != nil {
+		add(idx)
 	}
 	s.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Revocation) int {
