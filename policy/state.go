@@ -302,7 +302,10 @@ func (s *State) pair(key string, p Party) (*keyIndex, *pairEntry, Party) {
 		}
 		return idx, pe, p
 	}
-	// The map's own copy of p, which every entry of the pair shares.
+	// The map's own copy of p, which every entry of the pair holds: a pair
+	// is made for the grant or revocation that first names it, so it has
+	// one (a pair with none would take the caller's copy, which is only
+	// memory, not meaning).
 	for _, ge := range pe.grants {
 		return idx, pe, ge.party
 	}
