@@ -1,12 +1,15 @@
 package mesh
 
 import (
+	"bytes"
+	"errors"
 	mrand "math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
 
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/policy"
 )
 
@@ -94,5 +97,75 @@ func BenchmarkDecodeStored(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestStoredPayloadsAreAuthenticated: decodeStored leaves the check of a
+// stored payload's form to the store's authentication, so what a restart
+// or a refold reads back must be what the log wrote: a reopened log over
+// the node's authenticated store holds the same state; a stored grant
+// replaced under it (here by its own payload with an extra field, which
+// json.Unmarshal alone would take) fails OpenLog, and fails closed in a
+// running log's refold (the grant does not count).
+func TestStoredPayloadsAreAuthenticated(t *testing.T) {
+	w := newWorld(t, []string{"Org1MSP"}, 2)
+	raw := kv.NewMem()
+	store := kv.NewAuthenticated(raw, testTagger("a test key of sixteen+ bytes"), nil, nil)
+	l, err := OpenLog(store, w.g, w.nodes[1].priv, LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := newIssuers(w)[0]
+	const key, party = "trade/k", policy.Party("token:p")
+	gid := IDPrefix(a.n.key) + "g1"
+	evs := [][]byte{
+		a.event(t, event.KindNodeRecord, w.record(t, w.nodes[0])),
+		a.event(t, event.KindKeyCreate, event.KeyCreate{Key: key}),
+		a.event(t, event.KindGrant, policy.Grant{ID: gid, Key: key, Party: party, Ops: policy.OpsAll, Issuer: "a", IssuedAt: w.t0}),
+		a.event(t, event.KindRevoke, policy.Revocation{ID: IDPrefix(a.n.key) + "r1", Key: key, Party: "token:q", Issuer: "a", IssuedAt: w.t0}),
+	}
+	deliverAll(l, evs)
+	var want []byte
+	l.View(func(s *State) { want = s.Canonical() })
+	l2, err := OpenLog(store, w.g, w.nodes[1].priv, LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	l2.View(func(s *State) { got = s.Canonical() })
+	if !bytes.Equal(got, want) {
+		t.Fatalf("reopened log's state differs from the running log's")
+	}
+	p := policy.Principal{Parties: []policy.Party{party}}
+	at := w.t0.Add(time.Hour)
+	refold := func() {
+		l.mu.Lock()
+		l.state.refoldIssuer(a.n.key)
+		l.mu.Unlock()
+	}
+	refold() // reads the grant back from the store
+	if d := l.Policy().Decide(p, key, policy.OpDecrypt, at); !d.Allowed {
+		t.Fatalf("Decide after a refold = %+v, want allowed by %s", d, gid)
+	}
+
+	// Replace the stored grant (a's third event) by a variant json.Unmarshal
+	// accepts, written without the store's tag.
+	ev, err := event.Parse(evs[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev.Payload = append(bytes.TrimSuffix(ev.Payload, []byte("}")), []byte(`,"extra":1}`)...)
+	if _, err := decodeStored(ev); err != nil {
+		t.Fatalf("decodeStored(payload with an extra field) = %v: the check below proves nothing", err)
+	}
+	if err := raw.Update(func(tx kv.Txn) error { return tx.Set(evKey(a.n.key, 3), ev.Marshal()) }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenLog(store, w.g, w.nodes[1].priv, LogOptions{}); !errors.Is(err, kv.ErrTampered) {
+		t.Errorf("OpenLog(a replaced grant) = %v, want %v", err, kv.ErrTampered)
+	}
+	refold()
+	if d := l.Policy().Decide(p, key, policy.OpDecrypt, at); d.Allowed {
+		t.Errorf("a refold that read back a replaced grant lets it count: %+v", d)
 	}
 }
