@@ -167,7 +167,8 @@ type Key struct {
 	KMIP *event.KMIPAttrs
 	// Holders are the nodes that ever received a copy of a version (or
 	// created one): each must acknowledge a destroy. Acks are those that
-	// did (nil before a destroy: read it, do not write it).
+	// did (nil before a destroy). Read them, do not write them: keys
+	// with the same holders share one map (State.shareHolders).
 	Holders map[network.NodeKey]bool
 	Acks    map[network.NodeKey]bool
 
@@ -235,6 +236,38 @@ type State struct {
 	// deregistration's admin signature holds: refolds and repeated
 	// deliveries verify each once.
 	adminOK map[[32]byte]bool
+	// holders holds one Holders map per set of holders (at most
+	// maxSharedHolders), which keys with those holders share.
+	holders map[string]map[network.NodeKey]bool
+}
+
+// maxSharedHolders bounds State.holders: past it, a key keeps its own map.
+const maxSharedHolders = 1024
+
+// shareHolders returns a map equal to set (a key's Holders, just built),
+// shared with every key that has the same holders: a map of one holder
+// is ~300 bytes, and on most nodes most keys have the same few holders.
+// A shared map is never written again: refoldKey builds a new one.
+func (s *State) shareHolders(set map[network.NodeKey]bool) map[network.NodeKey]bool {
+	ks := make([]network.NodeKey, 0, len(set))
+	for k, ok := range set {
+		if !ok {
+			return set // only true values are written; keep any other as it is
+		}
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, compareKeys)
+	id := make([]byte, 0, len(ks)*len(network.NodeKey{}))
+	for _, k := range ks {
+		id = append(id, k[:]...)
+	}
+	if shared, ok := s.holders[string(id)]; ok {
+		return shared
+	}
+	if len(s.holders) < maxSharedHolders {
+		s.holders[string(id)] = set
+	}
+	return set
 }
 
 // adminSigned reports whether the admin signature of the event with id id
@@ -272,6 +305,7 @@ func NewState(g *network.Genesis) *State {
 		Policy: policy.NewState(), Dropped: map[string]int{},
 		cuts: map[network.NodeKey][]network.Deregister{}, touched: map[network.NodeKey]map[string]bool{},
 		wrappedFor: map[network.NodeKey]map[string]bool{}, dirty: map[string]bool{}, adminOK: map[[32]byte]bool{},
+		holders: map[string]map[network.NodeKey]bool{},
 	}
 }
 
@@ -376,6 +410,17 @@ func (s *State) CopiesFor(key string, v *Version, r network.NodeKey) []*Wrap {
 		}
 	}
 	return out
+}
+
+// HasCopies reports whether CopiesFor(key, v, r) would return any copy,
+// without reading a blob: what a count needs.
+func (s *State) HasCopies(key string, v *Version, r network.NodeKey) bool {
+	for _, w := range v.Wraps[r] {
+		if w.From == v.Creator || s.Entitled(key, w.From) {
+			return true
+		}
+	}
+	return false
 }
 
 // Outstanding returns the holders of a destroyed key that have not
@@ -564,7 +609,7 @@ func (s *State) applyPolicy(k *Key, e *entry) {
 			s.Dropped[DropUnauthorised]++
 			return
 		}
-		err = s.Policy.AddGrantReaching(p, s.reachOf(e.ev, deps))
+		err = s.Policy.AddGrantReaching(p, s.reachOf(&e.ev, deps))
 	case policy.Revocation:
 		if !strings.HasPrefix(p.ID, IDPrefix(e.ev.Issuer)) {
 			s.Dropped[DropUnauthorised]++
@@ -596,13 +641,22 @@ func chainKey(chain string) (network.NodeKey, bool) {
 // after its issuer's taint, which admission does not check, so it reaches
 // nothing. A taint refolds every key its issuer's events touched, so a
 // reach that changes with it is asked again. The reach keeps its own copy
-// of deps.
-func (s *State) reachOf(h header, deps []event.Dep) policy.Reach {
-	issuer, seq := h.Issuer, h.Seq
+// of deps and reads h, which must not change. The policy state keeps a
+// grant's reach while the grant is in force, so it captures as little as
+// it can: h alone for an event without dependencies (a single node's).
+func (s *State) reachOf(h *header, deps []event.Dep) policy.Reach {
+	if len(deps) == 0 {
+		return func(chain string) uint64 {
+			if chain == string(h.Issuer[:]) {
+				return h.Seq - 1
+			}
+			return 0
+		}
+	}
 	deps = slices.Clone(deps)
 	return func(chain string) uint64 {
-		if chain == string(issuer[:]) {
-			return seq - 1
+		if chain == string(h.Issuer[:]) {
+			return h.Seq - 1
 		}
 		for _, d := range deps {
 			if chain != string(d.Issuer[:]) {
@@ -734,6 +788,7 @@ func (s *State) refoldKey(k *Key) {
 			}
 		}
 	}
+	k.Holders = s.shareHolders(k.Holders)
 	if k.Destroyed != wasDestroyed {
 		s.refoldPolicy(k)
 	}

@@ -5,5 +5,5 @@ package policy
 func (s *State) CountGrants() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.grants)
+	return s.ngrants
 }

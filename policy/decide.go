@@ -56,14 +56,25 @@ func timeCheck(g *Grant, at time.Time) int {
 	return rankAllowed
 }
 
+// timeRank is timeCheck of ge's grant.
+func (ge *grantEntry) timeRank(at time.Time) int {
+	if !ge.notBefore.isZero() && !ge.notBefore.reachedBy(at) {
+		return rankNotYetValid
+	}
+	if !ge.notAfter.isZero() && ge.notAfter.reachedBy(at) {
+		return rankExpired
+	}
+	return rankAllowed
+}
+
 func (ge *grantEntry) rank(op Op, at time.Time) int {
 	switch {
-	case !ge.g.Ops.Has(op):
+	case !ge.ops.Has(op):
 		return rankNoOp
 	case ge.revoked:
 		return rankRevoked
 	}
-	return timeCheck(&ge.g, at)
+	return ge.timeRank(at)
 }
 
 // Decide reports whether principal p may perform op on key at time at: it
@@ -98,7 +109,7 @@ func (s *State) decide(p Principal, key string, op Op, at time.Time) Decision {
 			continue
 		}
 		for _, ge := range pe.grants {
-			if p.Custodian != "" && ge.g.Custodian != "" && ge.g.Custodian != p.Custodian && party.Kind() != KindOrg {
+			if p.Custodian != "" && ge.custodian != "" && ge.custodian != p.Custodian && party.Kind() != KindOrg {
 				continue
 			}
 			r := ge.rank(op, at)
@@ -115,7 +126,7 @@ func (s *State) decide(p Principal, key string, op Op, at time.Time) Decision {
 		// and only up to the first ended grant of the caller's custodian
 		// that has op.
 		for _, ge := range pe.ended {
-			if p.Custodian != "" && ge.g.Custodian != "" && ge.g.Custodian != p.Custodian && party.Kind() != KindOrg {
+			if p.Custodian != "" && ge.custodian != "" && ge.custodian != p.Custodian && party.Kind() != KindOrg {
 				continue
 			}
 			r := ge.rank(op, at)
@@ -153,7 +164,7 @@ func (s *State) decide(p Principal, key string, op Op, at time.Time) Decision {
 		d.Reason = ReasonNotYetValid
 	}
 	d.GrantID = best.g.ID
-	d.Party = best.g.Party
+	d.Party = best.party
 	return d
 }
 

@@ -194,12 +194,6 @@ func (r Revocation) normal() Revocation {
 	return r
 }
 
-// clone returns a copy of g that shares no memory with it.
-func (g Grant) clone() Grant {
-	g.Observed = slices.Clone(g.Observed)
-	return g
-}
-
 // sameGrant reports whether two grants in normal form are identical.
 func sameGrant(a, b Grant) bool {
 	return a.ID == b.ID && a.Key == b.Key && a.Party == b.Party && a.Ops == b.Ops &&

@@ -72,12 +72,24 @@ func ParseGrantCursor(s string) (GrantCursor, error) {
 	return c, nil
 }
 
-func compareCursor(g *Grant, c GrantCursor) int {
+// compareEntry orders the entries of two grants of keys ka and kb as
+// [State.Grants] lists them: by (Key, Party, IssuedAt, ID).
+func compareEntry(ka string, a *grantEntry, kb string, b *grantEntry) int {
 	return cmp.Or(
-		cmp.Compare(g.Key, c.Key),
-		cmp.Compare(g.Party, c.Party),
-		g.IssuedAt.Compare(c.IssuedAt),
-		cmp.Compare(g.ID, c.ID),
+		cmp.Compare(ka, kb),
+		cmp.Compare(a.party, b.party),
+		a.issued.time().Compare(b.issued.time()),
+		cmp.Compare(a.g.ID, b.g.ID),
+	)
+}
+
+// compareAfter orders the entry of a grant of key against cursor c.
+func compareAfter(key string, ge *grantEntry, c GrantCursor) int {
+	return cmp.Or(
+		cmp.Compare(key, c.Key),
+		cmp.Compare(ge.party, c.Party),
+		ge.issued.time().Compare(c.IssuedAt),
+		cmp.Compare(ge.g.ID, c.ID),
 	)
 }
 
@@ -88,37 +100,39 @@ func compareCursor(g *Grant, c GrantCursor) int {
 func (s *State) GrantsAtPage(key string, at time.Time, after GrantCursor, limit int) ([]Status, GrantCursor) {
 	limit = max(limit, 1)
 	s.mu.RLock()
-	var sel []*grantEntry
-	add := func(byParty map[Party]*pairEntry) {
-		for _, pe := range byParty {
+	type keyed struct {
+		key string
+		ge  *grantEntry
+	}
+	var sel []keyed
+	add := func(name string) {
+		for _, pe := range s.keys[name] {
 			for _, set := range [][]*grantEntry{pe.grants, pe.ended} {
 				for _, ge := range set {
-					if after == (GrantCursor{}) || compareCursor(&ge.g, after) > 0 {
-						sel = append(sel, ge)
+					if after == (GrantCursor{}) || compareAfter(name, ge, after) > 0 {
+						sel = append(sel, keyed{name, ge})
 					}
 				}
 			}
 		}
 	}
 	if key == "" {
-		for _, byParty := range s.keys {
-			add(byParty)
+		for name := range s.index {
+			add(name)
 		}
-	} else {
-		add(s.keys[key])
+	} else if idx := s.index[key]; idx != nil {
+		add(idx.name)
 	}
-	slices.SortFunc(sel, func(a, b *grantEntry) int {
-		return compareCursor(&a.g, GrantCursor{Key: b.g.Key, Party: b.g.Party, IssuedAt: b.g.IssuedAt, ID: b.g.ID})
-	})
+	slices.SortFunc(sel, func(a, b keyed) int { return compareEntry(a.key, a.ge, b.key, b.ge) })
 	var next GrantCursor
 	if len(sel) > limit {
 		sel = sel[:limit]
-		last := &sel[limit-1].g
-		next = GrantCursor{Key: last.Key, Party: last.Party, IssuedAt: last.IssuedAt, ID: last.ID}
+		last := sel[limit-1]
+		next = GrantCursor{Key: last.key, Party: last.ge.party, IssuedAt: last.ge.issued.time(), ID: last.ge.g.ID}
 	}
 	out := make([]Status, 0, len(sel))
-	for _, ge := range sel {
-		out = append(out, ge.statusAt(at))
+	for _, k := range sel {
+		out = append(out, k.ge.statusAt(k.key, at))
 	}
 	s.mu.RUnlock()
 	return out, next

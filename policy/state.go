@@ -5,8 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,22 +16,79 @@ import (
 // depends only on which grants and revocations were added, not on their
 // order (see the package doc). It is safe for concurrent use; Decide takes
 // only a read lock.
+//
+// # Memory
+//
+// A State holds every grant and revocation it was given, ended grants
+// included (listings and Canonical show them), so its memory grows with
+// the history of its keys; it keeps that cost per item small
+// (BenchmarkStateMemory measures it): an entry holds its strings once (a
+// grant's id is the tail of its "grant <id>" reason; its key and party
+// are the index's own; issuers, custodians and chains are interned), its
+// times in 12 bytes each, its Observed digest only when Observed was not
+// empty, and an ended grant drops its Observed and reach. Grants and
+// revocations are indexed per key, so no scoped id string is built.
 type State struct {
-	gate   atomic.Pointer[func(key string, at time.Time) error]
-	mu     sync.RWMutex
-	grants map[string]*grantEntry // by grant ID
-	revs   map[string]revEntry    // by revocation ID
-	keys   map[string]map[Party]*pairEntry
-	// orgs holds, per key, the pairs of its org: parties (a subset of
-	// keys), which OrgsWithGrant walks on every change of the key: a key
-	// granted to many other parties does not make it slower.
-	orgs map[string]map[Party]*pairEntry
+	gate atomic.Pointer[func(key string, at time.Time) error]
+	mu   sync.RWMutex
+	// keys holds, per key, its pairs: what a decision reads.
+	keys map[string]map[Party]*pairEntry
+	// index holds, per key, its grants and revocations by ID and its org:
+	// pairs (a subset of keys), which OrgsWithGrant walks on every change
+	// of the key: a key granted to many other parties does not make it
+	// slower.
+	index map[string]*keyIndex
+	// ngrants counts the grants held, for CountGrants.
+	ngrants int
+	// strs interns issuers, custodians and chains, which few grants and
+	// revocations do not share (at most maxInterned; past that each
+	// keeps its own copy).
+	strs map[string]string
 }
 
-// revEntry is a held revocation and where its event sits.
+// maxInterned bounds State.strs: the strings it holds outlive the keys
+// that brought them.
+const maxInterned = 4096
+
+// intern returns x, sharing one copy of it among the entries that hold it.
+// The caller holds the write lock.
+func (s *State) intern(x string) string {
+	if x == "" {
+		return ""
+	}
+	if y, ok := s.strs[x]; ok {
+		return y
+	}
+	if len(s.strs) < maxInterned {
+		x = strings.Clone(x)
+		s.strs[x] = x
+	}
+	return x
+}
+
+// keyIndex is what the state knows of one key beside its pairs.
+type keyIndex struct {
+	name   string                 // the key, shared by every entry of it
+	grants map[string]*grantEntry // by ID
+	revs   map[string]*revEntry   // by ID
+	orgs   map[Party]*pairEntry
+}
+
+// revEntry is a held revocation and where its event sits; its key is
+// its index's.
 type revEntry struct {
-	r  Revocation
-	at Position
+	id     string
+	party  Party
+	issuer string
+	at     Position
+	issued instant
+}
+
+func compareRevID(r *revEntry, id string) int { return cmp.Compare(r.id, id) }
+
+// revocation returns the revocation r of key.
+func (r *revEntry) revocation(key string) Revocation {
+	return Revocation{ID: r.id, Key: key, Party: r.party, Issuer: r.issuer, IssuedAt: r.issued.time()}
 }
 
 // pairEntry holds what the state knows of one (key, party).
@@ -43,38 +100,133 @@ type revEntry struct {
 type pairEntry struct {
 	grants []*grantEntry // not revoked, sorted by ID
 	ended  []*grantEntry // revoked, sorted by ID; their Observed is dropped
-	revs   []revRef      // the revocations of this pair, sorted by ID
-	// last holds, per chain, the highest position of the pair's
+	hist   *pairRevs     // the pair's revocations; nil while it has none
+}
+
+// pairRevs are the revocations of one pair.
+type pairRevs struct {
+	revs []*revEntry // sorted by ID
+	// last holds, per chain (sorted), the highest position of the pair's
 	// revocations there, and unplaced counts those without a position:
 	// a grant whose reach passes every last and that has no unplaced
 	// revocation to observe by ID follows all of them (coversAll).
-	last     map[string]uint64
+	last     []chainSeq
 	unplaced int
 }
 
-// revRef is one revocation of a pair: its ID and position.
-type revRef struct {
-	id string
-	at Position
+type chainSeq struct {
+	chain string
+	seq   uint64
 }
 
-func compareRevID(r revRef, id string) int { return cmp.Compare(r.id, id) }
+// find returns the index of chain in last, or -1.
+func (h *pairRevs) find(chain string) int {
+	i, ok := slices.BinarySearchFunc(h.last, chain, func(c chainSeq, x string) int { return cmp.Compare(c.chain, x) })
+	if !ok {
+		return -1
+	}
+	return i
+}
 
+// instant is a time in normal form (UTC, no monotonic reading) in 12
+// bytes: Unix seconds, and nanoseconds plus one (0: the zero time).
+type instant struct {
+	sec  int64
+	nsec int32
+}
+
+func instantOf(t time.Time) instant {
+	if t.IsZero() {
+		return instant{}
+	}
+	return instant{sec: t.Unix(), nsec: int32(t.Nanosecond()) + 1}
+}
+
+func (i instant) isZero() bool { return i.nsec == 0 }
+
+func (i instant) time() time.Time {
+	if i.nsec == 0 {
+		return time.Time{}
+	}
+	return time.Unix(i.sec, int64(i.nsec-1)).UTC()
+}
+
+// reachedBy reports whether at is at or after the non-zero instant i.
+func (i instant) reachedBy(at time.Time) bool {
+	s := at.Unix()
+	return s > i.sec || s == i.sec && int32(at.Nanosecond()) >= i.nsec-1
+}
+
+// grantEntry is a held grant; its key is its index's. Its id is the tail
+// of reason, and its party, issuer and custodian are shared strings.
 type grantEntry struct {
-	g       Grant  // normal form; Observed is nil once revoked (see obs)
-	revoked bool   // some revocation of the pair is not covered (covers)
-	reason  string // "grant <id>", built once so that Decide allocates nothing
+	// g holds the ID and, while the grant is in force, its Observed set
+	// (normal form); Observed is nil once revoked (see obs).
+	g struct {
+		ID       string
+		Observed []string
+	}
+	reason    string // "grant <id>", built once so that Decide allocates nothing
+	party     Party
+	custodian string
+	issuer    string
 	// reach is the grant event's causal reach (nil: none); kept while the
 	// grant is in force, dropped with Observed when it ends.
 	reach Reach
-	// obs is the SHA-256 of the grant's Observed set (its sorted IDs,
-	// each length-prefixed) and nobs its size: what comparing a re-added
-	// grant and [State.Canonical] need once Observed itself is dropped.
-	// A revoked grant's Observed can no longer matter to any decision,
-	// and it is what made a pair granted and revoked n times hold O(n²)
-	// IDs (each new grant observes every earlier revocation).
-	obs  [32]byte
-	nobs int
+	// obs is the digest and size of the grant's Observed set (nil when it
+	// was empty): what comparing a re-added grant and [State.Canonical]
+	// need once Observed itself is dropped. A revoked grant's Observed can
+	// no longer matter to any decision, and it is what made a pair
+	// granted and revoked n times hold O(n²) IDs (each new grant observes
+	// every earlier revocation).
+	obs                         *observedSet
+	notBefore, notAfter, issued instant
+	ops                         Ops
+	revoked                     bool // some revocation of the pair is not covered (covers)
+}
+
+// observedSet is the SHA-256 of a non-empty Observed set (its sorted IDs,
+// each length-prefixed) and its size.
+type observedSet struct {
+	digest [32]byte
+	n      int
+}
+
+// emptyObserved is the digest of an empty Observed set.
+var emptyObserved = observedDigest(nil)
+
+func (ge *grantEntry) observed() (digest [32]byte, n int) {
+	if ge.obs == nil {
+		return emptyObserved, 0
+	}
+	return ge.obs.digest, ge.obs.n
+}
+
+// newGrantEntry returns the entry of g (in normal form, validated) in a
+// pair of party p (the index's string). The caller holds the write lock.
+func (s *State) newGrantEntry(g Grant, p Party) *grantEntry {
+	reason := "grant " + g.ID
+	ge := &grantEntry{
+		reason: reason, party: p, custodian: s.intern(g.Custodian), issuer: s.intern(g.Issuer),
+		notBefore: instantOf(g.NotBefore), notAfter: instantOf(g.NotAfter), issued: instantOf(g.IssuedAt),
+		ops: g.Ops,
+	}
+	ge.g.ID = reason[len("grant "):]
+	ge.g.Observed = g.Observed
+	if len(g.Observed) > 0 {
+		ge.obs = &observedSet{digest: observedDigest(g.Observed), n: len(g.Observed)}
+	}
+	return ge
+}
+
+// grant returns the grant ge of key, with a copy of its Observed.
+func (ge *grantEntry) grant(key string) Grant {
+	return Grant{
+		ID: ge.g.ID, Key: key, Party: ge.party, Ops: ge.ops,
+		NotBefore: ge.notBefore.time(), NotAfter: ge.notAfter.time(),
+		Custodian: ge.custodian, Issuer: ge.issuer, IssuedAt: ge.issued.time(),
+		Observed: slices.Clone(ge.g.Observed),
+	}
 }
 
 // observedDigest returns the digest a grantEntry keeps of a sorted Observed.
@@ -91,8 +243,8 @@ func observedDigest(obs []string) [32]byte {
 }
 
 // end marks the grant at index i of pe's live grants revoked and moves it
-// to pe's ended grants, dropping its Observed. The caller holds the write
-// lock.
+// to pe's ended grants, dropping its Observed and reach. The caller holds
+// the write lock.
 func (s *State) end(pe *pairEntry, i int) {
 	ge := pe.grants[i]
 	ge.revoked = true
@@ -107,10 +259,9 @@ func compareEntryID(e *grantEntry, id string) int { return cmp.Compare(e.g.ID, i
 // NewState returns an empty state.
 func NewState() *State {
 	return &State{
-		grants: make(map[string]*grantEntry),
-		revs:   make(map[string]revEntry),
-		keys:   make(map[string]map[Party]*pairEntry),
-		orgs:   make(map[string]map[Party]*pairEntry),
+		keys:  make(map[string]map[Party]*pairEntry),
+		index: make(map[string]*keyIndex),
+		strs:  make(map[string]string),
 	}
 }
 
@@ -127,32 +278,50 @@ func (s *State) SetGate(gate func(key string, at time.Time) error) {
 	s.gate.Store(&gate)
 }
 
-// pair returns the entry of (key, p), creating it. The caller holds the
-// write lock.
-func (s *State) pair(key string, p Party) *pairEntry {
-	byParty := s.keys[key]
-	if byParty == nil {
-		byParty = make(map[Party]*pairEntry)
-		s.keys[key] = byParty
+// pair returns the index of key and the entry of (key, p) with the
+// index's copy of p, creating them. The caller holds the write lock.
+func (s *State) pair(key string, p Party) (*keyIndex, *pairEntry, Party) {
+	idx := s.index[key]
+	if idx == nil {
+		key = strings.Clone(key)
+		idx = &keyIndex{name: key, grants: map[string]*grantEntry{}, revs: map[string]*revEntry{}}
+		s.index[key] = idx
+		s.keys[key] = make(map[Party]*pairEntry)
 	}
+	byParty := s.keys[idx.name]
 	pe := byParty[p]
 	if pe == nil {
+		p = Party(strings.Clone(string(p)))
 		pe = &pairEntry{}
 		byParty[p] = pe
 		if p.Kind() == KindOrg {
-			if s.orgs[key] == nil {
-				s.orgs[key] = make(map[Party]*pairEntry)
+			if idx.orgs == nil {
+				idx.orgs = make(map[Party]*pairEntry)
 			}
-			s.orgs[key][p] = pe
+			idx.orgs[p] = pe
 		}
+		return idx, pe, p
 	}
-	return pe
+	// The map's own copy of p, which every entry of the pair holds: a pair
+	// is made for the grant or revocation that first names it, so it has
+	// one (a pair with none would take the caller's copy, which is only
+	// memory, not meaning).
+	for _, ge := range pe.grants {
+		return idx, pe, ge.party
+	}
+	for _, ge := range pe.ended {
+		return idx, pe, ge.party
+	}
+	if pe.hist != nil && len(pe.hist.revs) > 0 {
+		return idx, pe, pe.hist.revs[0].party
+	}
+	return idx, pe, p
 }
 
 // covers reports whether a grant with explicit set obs (sorted) and reach
 // observed revocation r: r's ID is in obs, or r's event is in the grant
 // event's causal past.
-func covers(obs []string, reach Reach, r revRef) bool {
+func covers(obs []string, reach Reach, r *revEntry) bool {
 	if reach != nil && r.at.Chain != "" && r.at.Seq != 0 && r.at.Seq <= reach(r.at.Chain) {
 		return true
 	}
@@ -161,15 +330,15 @@ func covers(obs []string, reach Reach, r revRef) bool {
 }
 
 // reachesAll reports whether reach passes the last revocation of every
-// chain of pe and pe has no unplaced revocation: then a grant with that
-// reach observes all of pe's revocations, whatever the pair's history
+// chain of h and h has no unplaced revocation: then a grant with that
+// reach observes all of h's revocations, whatever the pair's history
 // (the reach is prefix-closed).
-func (pe *pairEntry) reachesAll(reach Reach) bool {
-	if reach == nil || pe.unplaced > 0 {
+func (h *pairRevs) reachesAll(reach Reach) bool {
+	if reach == nil || h.unplaced > 0 {
 		return false
 	}
-	for chain, seq := range pe.last {
-		if reach(chain) < seq {
+	for _, c := range h.last {
+		if reach(c.chain) < c.seq {
 			return false
 		}
 	}
@@ -179,18 +348,24 @@ func (pe *pairEntry) reachesAll(reach Reach) bool {
 // unobserved calls fn for each revocation of pe that a grant with explicit
 // set obs (sorted) and reach does not observe, until fn returns false. It
 // asks reach once per chain.
-func (pe *pairEntry) unobserved(obs []string, reach Reach, fn func(revRef) bool) {
-	if len(pe.revs) == 0 || pe.reachesAll(reach) {
+func (pe *pairEntry) unobserved(obs []string, reach Reach, fn func(*revEntry) bool) {
+	h := pe.hist
+	if h == nil || len(h.revs) == 0 || h.reachesAll(reach) {
 		return
 	}
 	if reach != nil { // asked once per chain, not once per revocation
-		bound := make(map[string]uint64, len(pe.last))
-		for chain := range pe.last {
-			bound[chain] = reach(chain)
+		bound := make([]uint64, len(h.last))
+		for i, c := range h.last {
+			bound[i] = reach(c.chain)
 		}
-		reach = func(chain string) uint64 { return bound[chain] }
+		reach = func(chain string) uint64 {
+			if i := h.find(chain); i >= 0 {
+				return bound[i]
+			}
+			return 0
+		}
 	}
-	for _, r := range pe.revs {
+	for _, r := range h.revs {
 		if !covers(obs, reach, r) && !fn(r) {
 			return
 		}
@@ -201,7 +376,7 @@ func (pe *pairEntry) unobserved(obs []string, reach Reach, fn func(revRef) bool)
 // observed every revocation of pe.
 func (pe *pairEntry) coversAll(obs []string, reach Reach) bool {
 	all := true
-	pe.unobserved(obs, reach, func(revRef) bool { all = false; return false })
+	pe.unobserved(obs, reach, func(*revEntry) bool { all = false; return false })
 	return all
 }
 
@@ -225,18 +400,21 @@ func (s *State) AddGrantReaching(g Grant, reach Reach) error {
 	g = g.normal()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	obs := observedDigest(g.Observed)
-	if old, ok := s.grants[scoped(g.Key, g.ID)]; ok {
-		a, b := old.g, g
-		a.Observed, b.Observed = nil, nil
-		if sameGrant(a, b) && old.obs == obs && old.nobs == len(g.Observed) {
-			return nil
+	if idx := s.index[g.Key]; idx != nil {
+		if old, ok := idx.grants[g.ID]; ok {
+			a, b := old.grant(idx.name), g
+			a.Observed, b.Observed = nil, nil
+			d, n := old.observed()
+			if sameGrant(a, b) && n == len(g.Observed) && (n == 0 || d == observedDigest(g.Observed)) {
+				return nil
+			}
+			return fmt.Errorf("%w: grant %s is held with a different content", ErrConflict, quote(g.ID))
 		}
-		return fmt.Errorf("%w: grant %s is held with a different content", ErrConflict, quote(g.ID))
 	}
-	pe := s.pair(g.Key, g.Party)
-	ge := &grantEntry{g: g, reason: "grant " + g.ID, obs: obs, nobs: len(g.Observed)}
-	s.grants[scoped(g.Key, g.ID)] = ge
+	idx, pe, p := s.pair(g.Key, g.Party)
+	ge := s.newGrantEntry(g, p)
+	idx.grants[ge.g.ID] = ge
+	s.ngrants++
 	if pe.coversAll(g.Observed, reach) {
 		ge.reach = reach
 		i, _ := slices.BinarySearchFunc(pe.grants, g.ID, compareEntryID)
@@ -268,30 +446,37 @@ func (s *State) AddRevocationAt(r Revocation, at Position) error {
 	r = r.normal()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.revs[scoped(r.Key, r.ID)]; ok {
-		if sameRevocation(old.r, r) {
-			return nil
+	if idx := s.index[r.Key]; idx != nil {
+		if old, ok := idx.revs[r.ID]; ok {
+			if sameRevocation(old.revocation(idx.name), r) {
+				return nil
+			}
+			return fmt.Errorf("%w: revocation %s is held with a different content", ErrConflict, quote(r.ID))
 		}
-		return fmt.Errorf("%w: revocation %s is held with a different content", ErrConflict, quote(r.ID))
 	}
 	if at.Chain == "" || at.Seq == 0 {
 		at = Position{}
 	}
-	s.revs[scoped(r.Key, r.ID)] = revEntry{r: r, at: at}
-	pe := s.pair(r.Key, r.Party)
-	ref := revRef{id: r.ID, at: at}
-	i, _ := slices.BinarySearchFunc(pe.revs, r.ID, compareRevID)
-	pe.revs = slices.Insert(pe.revs, i, ref)
+	at.Chain = s.intern(at.Chain)
+	idx, pe, p := s.pair(r.Key, r.Party)
+	re := &revEntry{id: strings.Clone(r.ID), party: p, issuer: s.intern(r.Issuer), at: at, issued: instantOf(r.IssuedAt)}
+	idx.revs[re.id] = re
+	if pe.hist == nil {
+		pe.hist = &pairRevs{}
+	}
+	h := pe.hist
+	i, _ := slices.BinarySearchFunc(h.revs, r.ID, compareRevID)
+	h.revs = slices.Insert(h.revs, i, re)
 	if at.Chain == "" {
-		pe.unplaced++
+		h.unplaced++
+	} else if j := h.find(at.Chain); j >= 0 {
+		h.last[j].seq = max(h.last[j].seq, at.Seq)
 	} else {
-		if pe.last == nil {
-			pe.last = map[string]uint64{}
-		}
-		pe.last[at.Chain] = max(pe.last[at.Chain], at.Seq)
+		j, _ := slices.BinarySearchFunc(h.last, at.Chain, func(c chainSeq, x string) int { return cmp.Compare(c.chain, x) })
+		h.last = slices.Insert(h.last, j, chainSeq{chain: at.Chain, seq: at.Seq})
 	}
 	for i := len(pe.grants) - 1; i >= 0; i-- {
-		if ge := pe.grants[i]; !covers(ge.g.Observed, ge.reach, ref) {
+		if ge := pe.grants[i]; !covers(ge.g.Observed, ge.reach, re) {
 			s.end(pe, i)
 		}
 	}
@@ -305,10 +490,15 @@ func (s *State) AddRevocationAt(r Revocation, at Position) error {
 func (s *State) RevocationChains(key string, p Party) map[string]uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if pe := s.keys[key][p]; pe != nil && len(pe.last) > 0 {
-		return maps.Clone(pe.last)
+	pe := s.keys[key][p]
+	if pe == nil || pe.hist == nil || len(pe.hist.last) == 0 {
+		return nil
 	}
-	return nil
+	out := make(map[string]uint64, len(pe.hist.last))
+	for _, c := range pe.hist.last {
+		out[c.chain] = c.seq
+	}
+	return out
 }
 
 // Unobserved returns the sorted IDs of the revocations of (key, p) held in
@@ -323,7 +513,7 @@ func (s *State) Unobserved(key string, p Party, reach Reach) []string {
 		return nil
 	}
 	var ids []string
-	pe.unobserved(nil, reach, func(r revRef) bool { ids = append(ids, r.id); return true })
+	pe.unobserved(nil, reach, func(r *revEntry) bool { ids = append(ids, r.id); return true })
 	return ids
 }
 
@@ -334,20 +524,15 @@ func (s *State) RevocationIDs(key string, p Party) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	pe := s.keys[key][p]
-	if pe == nil || len(pe.revs) == 0 {
+	if pe == nil || pe.hist == nil || len(pe.hist.revs) == 0 {
 		return nil
 	}
-	ids := make([]string, len(pe.revs))
-	for i, r := range pe.revs {
+	ids := make([]string, len(pe.hist.revs))
+	for i, r := range pe.hist.revs {
 		ids[i] = r.id
 	}
 	return ids
 }
-
-// scoped is the state's index of a grant or revocation: ids live in
-// their key's namespace, so grants and revocations of different keys never
-// interact, whatever their ids.
-func scoped(key, id string) string { return key + "\x00" + id }
 
 // Grant returns a grant with the given ID, if held (of the first key in
 // name order that has one; ids are unique per key).
@@ -355,15 +540,16 @@ func (s *State) Grant(id string) (Grant, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var best *grantEntry
-	for _, ge := range s.grants {
-		if ge.g.ID == id && (best == nil || ge.g.Key < best.g.Key) {
-			best = ge
+	key := ""
+	for name, idx := range s.index {
+		if ge, ok := idx.grants[id]; ok && (best == nil || name < key) {
+			best, key = ge, name
 		}
 	}
 	if best == nil {
 		return Grant{}, false
 	}
-	return best.g.clone(), true
+	return best.grant(key), true
 }
 
 // Revocation returns a revocation with the given ID, if held (of the first
@@ -371,14 +557,17 @@ func (s *State) Grant(id string) (Grant, bool) {
 func (s *State) Revocation(id string) (Revocation, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var best Revocation
-	found := false
-	for _, re := range s.revs {
-		if r := re.r; r.ID == id && (!found || r.Key < best.Key) {
-			best, found = r, true
+	var best *revEntry
+	key := ""
+	for name, idx := range s.index {
+		if re, ok := idx.revs[id]; ok && (best == nil || name < key) {
+			best, key = re, name
 		}
 	}
-	return best, found
+	if best == nil {
+		return Revocation{}, false
+	}
+	return best.revocation(key), true
 }
 
 // Status is a grant and whether it is in force.
@@ -423,12 +612,18 @@ func (ge *grantEntry) judgeAt(at time.Time) (bool, string) {
 	if ge.revoked {
 		return false, StatusRevoked
 	}
-	return ge.g.StatusAt(at)
+	switch ge.timeRank(at) {
+	case rankExpired:
+		return false, StatusExpired
+	case rankNotYetValid:
+		return false, StatusNotYetValid
+	}
+	return true, ""
 }
 
-// statusAt is ge's Status at time at.
-func (ge *grantEntry) statusAt(at time.Time) Status {
-	st := Status{Grant: ge.g.clone()}
+// statusAt is ge's Status at time at; key is ge's key.
+func (ge *grantEntry) statusAt(key string, at time.Time) Status {
+	st := Status{Grant: ge.grant(key)}
 	st.InForce, st.Reason = ge.judgeAt(at)
 	return st
 }
@@ -436,22 +631,22 @@ func (ge *grantEntry) statusAt(at time.Time) Status {
 func (s *State) list(key string, judge func(*grantEntry) (bool, string)) []Status {
 	s.mu.RLock()
 	var out []Status
-	add := func(byParty map[Party]*pairEntry) {
-		for _, pe := range byParty {
+	add := func(idx *keyIndex) {
+		for _, pe := range s.keys[idx.name] {
 			for _, set := range [][]*grantEntry{pe.grants, pe.ended} {
 				for _, ge := range set {
 					inForce, reason := judge(ge)
-					out = append(out, Status{Grant: ge.g.clone(), InForce: inForce, Reason: reason})
+					out = append(out, Status{Grant: ge.grant(idx.name), InForce: inForce, Reason: reason})
 				}
 			}
 		}
 	}
 	if key == "" {
-		for _, byParty := range s.keys {
-			add(byParty)
+		for _, idx := range s.index {
+			add(idx)
 		}
-	} else {
-		add(s.keys[key])
+	} else if idx := s.index[key]; idx != nil {
+		add(idx)
 	}
 	s.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Status) int {
@@ -472,11 +667,15 @@ func (s *State) list(key string, judge func(*grantEntry) (bool, string)) []Statu
 func (s *State) StatusAt(key, id string, at time.Time) (Status, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	ge, ok := s.grants[scoped(key, id)]
+	idx := s.index[key]
+	if idx == nil {
+		return Status{}, false
+	}
+	ge, ok := idx.grants[id]
 	if !ok {
 		return Status{}, false
 	}
-	return ge.statusAt(at), true
+	return ge.statusAt(idx.name, at), true
 }
 
 // InForceAt counts the grants of (key, p) in force at time at: what a
@@ -488,7 +687,7 @@ func (s *State) InForceAt(key string, p Party, at time.Time) int {
 	n := 0
 	if pe := s.keys[key][p]; pe != nil {
 		for _, ge := range pe.grants {
-			if timeCheck(&ge.g, at) == rankAllowed {
+			if ge.timeRank(at) == rankAllowed {
 				n++
 			}
 		}
@@ -501,10 +700,17 @@ func (s *State) InForceAt(key string, p Party, at time.Time) int {
 func (s *State) Revocations(key string) []Revocation {
 	s.mu.RLock()
 	var out []Revocation
-	for _, re := range s.revs {
-		if key == "" || re.r.Key == key {
-			out = append(out, re.r)
+	add := func(idx *keyIndex) {
+		for _, re := range idx.revs {
+			out = append(out, re.revocation(idx.name))
 		}
+	}
+	if key == "" {
+		for _, idx := range s.index {
+			add(idx)
+		}
+	} else if idx := s.index[key]; idx != nil {
+		add(idx)
 	}
 	s.mu.RUnlock()
 	slices.SortFunc(out, func(a, b Revocation) int {
@@ -525,19 +731,11 @@ func (s *State) Revocations(key string) []Revocation {
 func (s *State) DropKey(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, pe := range s.keys[key] {
-		for _, ge := range pe.grants {
-			delete(s.grants, scoped(key, ge.g.ID))
-		}
-		for _, ge := range pe.ended {
-			delete(s.grants, scoped(key, ge.g.ID))
-		}
-		for _, r := range pe.revs {
-			delete(s.revs, scoped(key, r.id))
-		}
+	if idx := s.index[key]; idx != nil {
+		s.ngrants -= len(idx.grants)
 	}
 	delete(s.keys, key)
-	delete(s.orgs, key)
+	delete(s.index, key)
 }
 
 // canonicalMagic starts every Canonical encoding; its last byte is the
@@ -547,62 +745,82 @@ const canonicalMagic = "keymesh/policy/state\x00\x03"
 // Canonical returns a deterministic encoding of the whole state, for
 // comparing or hashing the states of two nodes: two States holding the same
 // grants and revocations give identical bytes, whatever the order they were
-// added in. It encodes the grants sorted by ID, then the revocations sorted
-// by ID, every string length-prefixed (uvarint), every time as a presence
-// byte then Unix seconds (8 bytes, big endian) and nanoseconds (4 bytes),
-// and each Observed set as its size then the SHA-256 of its sorted,
-// length-prefixed IDs (the state keeps no revoked grant's Observed), then
-// a byte 1 if the grant is revoked (0 if not), and each revocation's
-// position (its chain length-prefixed, then its seq as a uvarint). A
-// grant's reach is not encoded: whether it is revoked stands for it. It is
-// not a wire format and has no parser.
+// added in. It encodes the grants sorted by (key, ID), then the
+// revocations sorted by (key, ID), every string length-prefixed (uvarint),
+// every time as a presence byte then Unix seconds (8 bytes, big endian)
+// and nanoseconds (4 bytes), and each Observed set as its size then the
+// SHA-256 of its sorted, length-prefixed IDs (the state keeps no revoked
+// grant's Observed), then a byte 1 if the grant is revoked (0 if not), and
+// each revocation's position (its chain length-prefixed, then its seq as
+// a uvarint). A grant's reach is not encoded: whether it is revoked stands
+// for it. It is not a wire format and has no parser.
 func (s *State) Canonical() []byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	gids := make([]string, 0, len(s.grants))
-	for id := range s.grants {
-		gids = append(gids, id)
+	names := make([]string, 0, len(s.index))
+	for name := range s.index {
+		names = append(names, name)
 	}
-	slices.Sort(gids)
-	rids := make([]string, 0, len(s.revs))
-	for id := range s.revs {
-		rids = append(rids, id)
+	slices.Sort(names)
+	sortedIDs := func(n int, each func(func(string))) []string {
+		ids := make([]string, 0, n)
+		each(func(id string) { ids = append(ids, id) })
+		slices.Sort(ids)
+		return ids
 	}
-	slices.Sort(rids)
 
 	b := []byte(canonicalMagic)
-	b = binary.AppendUvarint(b, uint64(len(gids)))
-	for _, id := range gids {
-		ge := s.grants[id]
-		g := &ge.g
-		b = appendString(b, g.ID)
-		b = appendString(b, g.Key)
-		b = appendString(b, string(g.Party))
-		b = append(b, byte(g.Ops))
-		b = appendTime(b, g.NotBefore)
-		b = appendTime(b, g.NotAfter)
-		b = appendString(b, g.Custodian)
-		b = appendString(b, g.Issuer)
-		b = appendTime(b, g.IssuedAt)
-		b = binary.AppendUvarint(b, uint64(ge.nobs))
-		b = append(b, ge.obs[:]...)
-		if ge.revoked {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
+	b = binary.AppendUvarint(b, uint64(s.ngrants))
+	for _, name := range names {
+		idx := s.index[name]
+		ids := sortedIDs(len(idx.grants), func(f func(string)) {
+			for id := range idx.grants {
+				f(id)
+			}
+		})
+		for _, id := range ids {
+			ge := idx.grants[id]
+			b = appendString(b, ge.g.ID)
+			b = appendString(b, name)
+			b = appendString(b, string(ge.party))
+			b = append(b, byte(ge.ops))
+			b = appendInstant(b, ge.notBefore)
+			b = appendInstant(b, ge.notAfter)
+			b = appendString(b, ge.custodian)
+			b = appendString(b, ge.issuer)
+			b = appendInstant(b, ge.issued)
+			d, n := ge.observed()
+			b = binary.AppendUvarint(b, uint64(n))
+			b = append(b, d[:]...)
+			if ge.revoked {
+				b = append(b, 1)
+			} else {
+				b = append(b, 0)
+			}
 		}
 	}
-	b = binary.AppendUvarint(b, uint64(len(rids)))
-	for _, id := range rids {
-		re := s.revs[id]
-		r := re.r
-		b = appendString(b, r.ID)
-		b = appendString(b, r.Key)
-		b = appendString(b, string(r.Party))
-		b = appendString(b, r.Issuer)
-		b = appendTime(b, r.IssuedAt)
-		b = appendString(b, re.at.Chain)
-		b = binary.AppendUvarint(b, re.at.Seq)
+	nrevs := 0
+	for _, idx := range s.index {
+		nrevs += len(idx.revs)
+	}
+	b = binary.AppendUvarint(b, uint64(nrevs))
+	for _, name := range names {
+		idx := s.index[name]
+		ids := sortedIDs(len(idx.revs), func(f func(string)) {
+			for id := range idx.revs {
+				f(id)
+			}
+		})
+		for _, id := range ids {
+			re := idx.revs[id]
+			b = appendString(b, re.id)
+			b = appendString(b, name)
+			b = appendString(b, string(re.party))
+			b = appendString(b, re.issuer)
+			b = appendInstant(b, re.issued)
+			b = appendString(b, re.at.Chain)
+			b = binary.AppendUvarint(b, re.at.Seq)
+		}
 	}
 	return b
 }
@@ -612,13 +830,15 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-func appendTime(b []byte, t time.Time) []byte {
-	if t.IsZero() {
+// appendInstant encodes i.time(): a presence byte, then (if not zero) Unix
+// seconds and nanoseconds.
+func appendInstant(b []byte, i instant) []byte {
+	if i.isZero() {
 		return append(b, 0)
 	}
 	b = append(b, 1)
-	b = binary.BigEndian.AppendUint64(b, uint64(t.Unix()))
-	return binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+	b = binary.BigEndian.AppendUint64(b, uint64(i.sec))
+	return binary.BigEndian.AppendUint32(b, uint32(i.nsec-1))
 }
 
 // OrgsWithGrant returns the organisations that an org: party grant on key
@@ -629,8 +849,12 @@ func appendTime(b []byte, t time.Time) []byte {
 func (s *State) OrgsWithGrant(key string) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	idx := s.index[key]
+	if idx == nil {
+		return nil
+	}
 	var out []string
-	for party, pe := range s.orgs[key] {
+	for party, pe := range idx.orgs {
 		if len(pe.grants) > 0 {
 			out = append(out, party.Org())
 		}

@@ -573,14 +573,21 @@ func (m *Member) reconcileLocked(forceShare bool) {
 			recipients := s.Recipients(name, now)
 			for _, v := range k.Versions {
 				vp := versionPlan{n: v.N, activateAt: v.ActivateAt, check: v.Check}
-				for _, w := range s.CopiesFor(name, v, m.self) {
-					if w.Blob != nil { // nil until a copy of the event with the blob arrives
-						vp.mine = append(vp.mine, w.Blob)
+				// The blobs are read from the store only for a version the
+				// vault does not hold yet (reconcileKey accepts no other):
+				// the first reconciliation after a start covers every key.
+				// The vault's locks are leaves: taking them under the log's
+				// is safe.
+				if p.entitled && !p.destroyed && !m.vault.Holds(name, v.N) {
+					for _, w := range s.CopiesFor(name, v, m.self) {
+						if w.Blob != nil { // nil until a copy of the event with the blob arrives
+							vp.mine = append(vp.mine, w.Blob)
+						}
 					}
 				}
 				var holders []network.NodeKey
 				for h := range v.Wraps {
-					if _, ok := s.Active(h, now); ok && len(s.CopiesFor(name, v, h)) > 0 {
+					if _, ok := s.Active(h, now); ok && s.HasCopies(name, v, h) {
 						holders = append(holders, h)
 					}
 				}
@@ -588,7 +595,7 @@ func (m *Member) reconcileLocked(forceShare bool) {
 				vp.first = len(holders) > 0 && holders[0] == m.self || len(holders) == 0 && v.Creator == m.self
 				var lacking []network.NodeKey
 				for _, r := range recipients {
-					if len(s.CopiesFor(name, v, r)) == 0 {
+					if !s.HasCopies(name, v, r) {
 						lacking = append(lacking, r)
 					}
 				}

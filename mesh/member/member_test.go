@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -389,5 +390,90 @@ func TestGrantSizeDoesNotGrowWithRevocations(t *testing.T) {
 	}
 	if !bytes.Equal(a.log.Policy().Canonical(), b.log.Policy().Canonical()) {
 		t.Error("the two nodes hold different policy states")
+	}
+}
+
+// countingStore counts the reads of wrapped copies (mesh/att/).
+type countingStore struct {
+	kv.Store
+	attReads atomic.Int64
+}
+
+func (s *countingStore) Get(key []byte) ([]byte, error) {
+	if bytes.HasPrefix(key, []byte("mesh/att/")) {
+		s.attReads.Add(1)
+	}
+	return s.Store.Get(key)
+}
+
+// TestReconcileReadsNoHeldCopy: a reconciliation of every key (as the
+// first one after a start) reads no wrapped copy of a version the vault
+// already holds: it counts copies without their blobs (State.HasCopies).
+// A version the vault lacks is still read and accepted.
+func TestReconcileReadsNoHeldCopy(t *testing.T) {
+	w := newWorld(t, "Org1MSP")
+	a := w.join("Org1MSP")
+	store := &countingStore{Store: kv.NewMem()}
+	sign := ed25519.NewKeyFromSeed(bytes.Repeat([]byte{0x77}, 32))
+	v, err := vault.Open(store, vault.MasterKey(bytes.Repeat([]byte{0x78}, 32)), vault.WithClock(w.clk.Now),
+		vault.WithNetwork(envelope.NetworkID(w.g.ID())), vault.WithOwner("Org1MSP"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, kemPub, err := v.GenerateNodeKeys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := mesh.OpenLog(store, w.g, sign, mesh.LogOptions{Clock: w.clk.Now, Staleness: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &testMember{log: l, vault: v, org: "Org1MSP"}
+	b.Member = New(Config{Log: l, Vault: v, Org: "Org1MSP", PeerID: "12D3KooWtest", KEMKey: kemPub,
+		Grace: time.Second, Publish: w.net.publisher(b), Clock: w.clk.Now})
+	w.net.mu.Lock()
+	w.net.members = append(w.net.members, b)
+	w.net.mu.Unlock()
+	rec, err := network.SignNodeRecord(w.admins["Org1MSP"], w.g.ID(), network.NodeRecord{
+		Org: "Org1MSP", PeerID: "12D3KooWtest", SignKey: l.Self(), KEMKey: kemPub, Addrs: []string{"/ip4/127.0.0.1/tcp/1"},
+		NotBefore: w.clk.Now().Add(-time.Hour), NotAfter: w.clk.Now().Add(24 * time.Hour),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := json.Marshal(rec)
+	sync2(a.log, l)
+	if err := b.Register(raw); err != nil {
+		t.Fatal(err)
+	}
+	w.settle()
+	// a creates keys: versions wrapped for b too, which b accepts (it reads
+	// each copy once).
+	for _, name := range []string{"trade/x", "trade/y"} {
+		if _, err := a.CreateKey(name, vault.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.settle()
+	for _, name := range []string{"trade/x", "trade/y"} {
+		if !b.vault.Holds(name, 1) {
+			t.Fatalf("b does not hold %s v1", name)
+		}
+	}
+	if store.attReads.Load() == 0 {
+		t.Fatalf("b accepted its copies without reading them: the counter counts nothing")
+	}
+	before := store.attReads.Load()
+	b.Reconcile()
+	if got := store.attReads.Load() - before; got != 0 {
+		t.Errorf("a reconciliation of held versions read %d wrapped copies, want 0", got)
+	}
+	// A version b lacks is read back and accepted.
+	if _, err := a.RotateKey("trade/x", nil); err != nil {
+		t.Fatal(err)
+	}
+	w.settle()
+	if !b.vault.Holds("trade/x", 2) {
+		t.Errorf("b does not hold trade/x v2 after a rotation")
 	}
 }
