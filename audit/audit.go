@@ -599,7 +599,11 @@ func (l *Log) newSegment(first uint64) (File, error) {
 		return fail(err)
 	}
 	if err := l.fs.SyncDir(); err != nil {
+		// The segment may or may not be in the directory now: the log
+		// cannot tell where its next entries belong. Refuse writes until
+		// it is reopened (which sorts it out from what is on disk).
 		f.Close()
+		l.failed.Store(&err)
 		return nil, err
 	}
 	return f, nil
@@ -1058,10 +1062,13 @@ func (l *Log) Close() error {
 			close(l.stopSync)
 			<-l.syncDone
 		}
-		if l.damaged == nil {
+		if l.damaged == nil && l.active != nil {
 			if err := l.sync(); err != nil {
 				l.closeErr = fmt.Errorf("audit: close: final fdatasync: %w: %w", ErrUnavailable, err)
 			}
+		}
+		if l.active == nil {
+			return
 		}
 		if err := l.active.Close(); err != nil && l.closeErr == nil {
 			l.closeErr = fmt.Errorf("audit: close: %w", err)

@@ -37,11 +37,6 @@ func entryKey(seq uint64) []byte {
 
 func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
-// encodedLen returns the length of e's encoding.
-func encodedLen(e *Entry) int {
-	return fixedEntryLen + len(e.Principal) + len(e.Action) + len(e.Key) + len(e.Outcome) + len(e.Reason)
-}
-
 // appendEntry appends e's encoding to dst, computing e.Hash from e.Prev and
 // the other fields first.
 func appendEntry(dst []byte, e *Entry) []byte {
