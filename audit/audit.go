@@ -211,6 +211,7 @@ type options struct {
 	syncInterval time.Duration // 0: fdatasync every write; <0 (Import): at rotation and Close only
 	segmentSize  int64
 	reserve      uint64
+	spaceRecheck time.Duration // see checkSpaceCached; tests change it
 	existing     bool
 }
 
@@ -322,6 +323,9 @@ type Log struct {
 	entries   []Entry
 	buf       []byte
 	scanSpace []byte
+	// The last space check that passed, and what was written since.
+	spaceAt      time.Time
+	spaceWritten int64
 }
 
 // maxKeptBuf bounds the encoding buffer the leader keeps between writes.
@@ -366,7 +370,7 @@ type result struct {
 // Open fails only if fsys cannot be read, an option is invalid, or (with
 // WithExisting) there is no log. Damage is reported by Append and Verify.
 func Open(fsys FS, tagger kv.Tagger, opts ...Option) (*Log, error) {
-	o := options{clock: time.Now, maxBatch: DefaultMaxBatch, logger: slog.Default(), segmentSize: DefaultSegmentSize}
+	o := options{clock: time.Now, maxBatch: DefaultMaxBatch, logger: slog.Default(), segmentSize: DefaultSegmentSize, spaceRecheck: spaceRecheck}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -804,7 +808,7 @@ func (l *Log) write(entries []Entry) error {
 	if p := l.failed.Load(); p != nil {
 		return fmt.Errorf("refused after a failed fdatasync: %w", *p)
 	}
-	if err := l.CheckSpace(); err != nil {
+	if err := l.checkSpaceCached(); err != nil {
 		l.refused.Add(1)
 		return err
 	}
@@ -853,6 +857,7 @@ func (l *Log) write(entries []Entry) error {
 		l.dirty.Store(true)
 	}
 	l.end += int64(len(buf))
+	l.spaceWritten += int64(len(buf))
 	l.activeN += len(entries)
 	last := &entries[len(entries)-1]
 	l.headSeq, l.headHash, l.lastTime = last.Seq, last.Hash, last.Time
@@ -962,6 +967,28 @@ func (l *Log) CheckSpace() error {
 	if free < l.opts.reserve {
 		return &SpaceError{Free: free, Reserve: l.opts.reserve}
 	}
+	return nil
+}
+
+// spaceRecheck bounds how long a passed space check is trusted: a statfs
+// per write cost as much as the write itself (docs/benchmarks.md). The
+// check is made again sooner once an eighth of the reserve was written.
+const spaceRecheck = 10 * time.Millisecond
+
+// checkSpaceCached is CheckSpace, trusting a passed check for up to
+// spaceRecheck or reserve/8 bytes written since. Leader only.
+func (l *Log) checkSpaceCached() error {
+	if l.opts.reserve == 0 {
+		return nil
+	}
+	if !l.spaceAt.IsZero() && time.Since(l.spaceAt) < l.opts.spaceRecheck && uint64(l.spaceWritten) < l.opts.reserve/8 {
+		return nil
+	}
+	if err := l.CheckSpace(); err != nil {
+		l.spaceAt = time.Time{}
+		return err
+	}
+	l.spaceAt, l.spaceWritten = time.Now(), 0
 	return nil
 }
 

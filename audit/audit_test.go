@@ -639,7 +639,7 @@ func TestAppendWriteFailure(t *testing.T) {
 func TestNoSpace(t *testing.T) {
 	t.Parallel()
 	m := NewMemFS()
-	l := openLog(t, m, WithReserve(10<<20))
+	l := openLog(t, m, WithReserve(10<<20), func(o *options) { o.spaceRecheck = 0 })
 	appendN(t, l, 2)
 	m.SetFree(1 << 20)
 	if err := l.CheckSpace(); !errors.Is(err, kv.ErrNoSpace) {
@@ -660,6 +660,29 @@ func TestNoSpace(t *testing.T) {
 		t.Fatalf("Append once space is freed = seq %d, %v; want 3", e.Seq, err)
 	}
 	mustVerify(t, l, 3)
+}
+
+// TestNoSpaceCachedCheck: a passed space check is trusted for a while
+// (a statfs per write costs as much as the write), but never for more than
+// an eighth of the reserve written.
+func TestNoSpaceCachedCheck(t *testing.T) {
+	t.Parallel()
+	m := NewMemFS()
+	l := openLog(t, m, WithReserve(8<<10), func(o *options) { o.spaceRecheck = time.Hour })
+	appendN(t, l, 1)
+	m.SetFree(1 << 10)
+	var err error
+	for i := range 100 { // an entry is ~120 bytes: well before 100 entries, 1 KiB is written
+		if _, err = l.Append(context.Background(), testEntry(i)); err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, kv.ErrNoSpace) {
+		t.Fatalf("Append after an eighth of the reserve was written under the reserve = %v, want kv.ErrNoSpace", err)
+	}
+	if seq, _ := l.Head(); seq > 1+(8<<10)/8/100 {
+		t.Fatalf("%d entries written after the disk filled, want at most ~10", seq-1)
+	}
 }
 
 func TestReopenContinuesChain(t *testing.T) {
