@@ -209,6 +209,9 @@ func (n *Node) migrateAudit(reserve uint64, untagged bool) error {
 	}
 	rep, err := audit.Import(fsys, n.vault.Tagger(), src, audit.WithLogger(log))
 	if err != nil {
+		if rerr := os.RemoveAll(tmp); rerr != nil {
+			log.Warn("audit log: remove the unfinished copy", "dir", tmp, "err", rerr)
+		}
 		return fmt.Errorf("node: audit log: migrating the badger log in %s refused (the data directory is unchanged): %w", legacyAuditDir(data), err)
 	}
 	if err := db.Close(); err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/keymesh/keymesh/audit"
+	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/kv/badgerstore"
 	"github.com/keymesh/keymesh/node"
 )
 
@@ -216,31 +218,69 @@ func TestAuditUpgradeInterrupted(t *testing.T) {
 }
 
 // TestAuditUpgradeRefusesForgedBadgerLog: a badger log that does not
-// verify is not migrated, and the data directory is left as it was.
+// verify is not migrated, and the data directory is left as it was: a
+// record altered without the master secret (its tag fails), and a damaged
+// table file.
 func TestAuditUpgradeRefusesForgedBadgerLog(t *testing.T) {
 	t.Parallel()
-	data, _, _ := unpackBadgerAudit(t)
-	// Damage the badger log's files: a table of tagged records.
-	ssts, _ := filepath.Glob(filepath.Join(data, "audit", "*.sst"))
-	if len(ssts) == 0 {
-		t.Fatal("no table in the badger log")
+	for _, tc := range []struct {
+		name     string
+		damage   func(t *testing.T, badgerDir string)
+		tampered bool // the error wraps kv.ErrTampered
+	}{
+		{"fail/record-altered", func(t *testing.T, dir string) {
+			db, err := badgerstore.Open(dir, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			key := append([]byte("audit/e/"), 0, 0, 0, 0, 0, 0, 0, 3)
+			err = db.Update(func(tx kv.Txn) error {
+				v, err := tx.Get(key)
+				if err != nil {
+					return err
+				}
+				v[60] ^= 1 // inside the entry, under its tag
+				return tx.Set(key, v)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}, true},
+		{"fail/table-damaged", func(t *testing.T, dir string) {
+			ssts, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+			if len(ssts) == 0 {
+				t.Fatal("no table in the badger log")
+			}
+			b, err := os.ReadFile(ssts[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			b[len(b)/3] ^= 0x40
+			if err := os.WriteFile(ssts[0], b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			data, _, _ := unpackBadgerAudit(t)
+			tc.damage(t, filepath.Join(data, "audit"))
+			n, err := node.Open(node.Config{DataDir: data}, nil)
+			if err == nil {
+				n.Close()
+				t.Fatal("node.Open() migrated a damaged badger log")
+			}
+			if tc.tampered && !errors.Is(err, kv.ErrTampered) {
+				t.Fatalf("node.Open() with an altered badger log = %v, want kv.ErrTampered", err)
+			}
+			if _, err := os.Stat(filepath.Join(data, "audit")); err != nil {
+				t.Fatalf("the badger log after a refused migration: %v, want it kept", err)
+			}
+			wantGone(t, node.AuditLogDir(data))
+			wantGone(t, node.AuditLogDir(data)+".tmp")
+		})
 	}
-	b, err := os.ReadFile(ssts[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/3] ^= 0x40
-	if err := os.WriteFile(ssts[0], b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := node.Open(node.Config{DataDir: data}, nil); err == nil {
-		n.Close()
-		t.Fatal("node.Open() migrated a damaged badger log")
-	}
-	if _, err := os.Stat(filepath.Join(data, "audit")); err != nil {
-		t.Fatalf("the badger log after a refused migration: %v, want it kept", err)
-	}
-	wantGone(t, node.AuditLogDir(data))
 }
 
 // TestAuditLogDeletedAfterMigrationRefused: once the store records the
