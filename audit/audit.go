@@ -301,10 +301,15 @@ type Log struct {
 	viewMu sync.Mutex
 	view   view
 
-	failed   atomic.Pointer[error] // a failed fdatasync: every later write fails
-	refused  atomic.Uint64         // writes refused for lack of space
-	dirty    atomic.Bool           // written since the last background sync
-	fileMu   sync.Mutex            // held by the leader while writing, by the syncer while syncing
+	failed  atomic.Pointer[error] // a failed fdatasync: every later write fails
+	refused atomic.Uint64         // writes refused for lack of space
+	dirty   atomic.Bool           // written since the last background sync
+	// The syncer fdatasyncs syncFile without holding up the leader's
+	// writes (an fdatasync takes milliseconds; writes go on meanwhile).
+	// syncMu is held while it syncs; rotation takes it before closing the
+	// segment it replaced.
+	syncFile atomic.Pointer[fileBox]
+	syncMu   sync.Mutex
 	stopSync chan struct{}
 	syncDone chan struct{}
 	close1   sync.Once
@@ -327,6 +332,9 @@ type Log struct {
 	spaceAt      time.Time
 	spaceWritten int64
 }
+
+// fileBox holds a File for an atomic.Pointer.
+type fileBox struct{ f File }
 
 // maxKeptBuf bounds the encoding buffer the leader keeps between writes.
 const maxKeptBuf = 1 << 20
@@ -452,6 +460,7 @@ func (l *Log) load() error {
 		return fmt.Errorf("audit: open: %s: %w: %w", last.name, ErrUnavailable, err)
 	}
 	l.active = f
+	l.syncFile.Store(&fileBox{f})
 	size, err := f.Size()
 	if err != nil {
 		return fmt.Errorf("audit: open: %s: %w: %w", last.name, ErrUnavailable, err)
@@ -575,6 +584,7 @@ func (l *Log) create() error {
 		return fmt.Errorf("audit: open: create: %w: %w", ErrUnavailable, err)
 	}
 	l.active, l.end = f, int64(segHeaderLen)
+	l.syncFile.Store(&fileBox{f})
 	l.view = view{segs: []segment{{name: segName(1), first: 1}}, end: l.end}
 	return nil
 }
@@ -824,8 +834,6 @@ func (l *Log) write(entries []Entry) error {
 	if cap(buf) > maxKeptBuf {
 		l.buf = nil // a batch of long entries: not kept for the next
 	}
-	l.fileMu.Lock()
-	defer l.fileMu.Unlock()
 	if l.truncate {
 		// A failed write may have left some of its bytes: they are not
 		// part of the chain.
@@ -869,7 +877,7 @@ func (l *Log) write(entries []Entry) error {
 
 // rotate closes the active segment (fdatasynced first, so that only the
 // last segment can ever end torn) and starts the one whose first entry is
-// first. fileMu is held.
+// first. Leader only.
 func (l *Log) rotate(first uint64) error {
 	if err := l.active.Sync(); err != nil {
 		l.failed.Store(&err)
@@ -879,10 +887,15 @@ func (l *Log) rotate(first uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := l.active.Close(); err != nil {
+	old := l.active
+	l.active, l.end, l.activeN = f, int64(segHeaderLen), 0
+	l.syncFile.Store(&fileBox{f})
+	l.syncMu.Lock() // a background fdatasync of the old segment finishes first
+	err = old.Close()
+	l.syncMu.Unlock()
+	if err != nil {
 		l.opts.logger.Warn("audit: close a full segment", "err", err)
 	}
-	l.active, l.end, l.activeN = f, int64(segHeaderLen), 0
 	l.viewMu.Lock()
 	segs := append(slices.Clip(l.view.segs), segment{name: segName(first), first: first})
 	l.view.segs, l.view.end = segs, l.end
@@ -914,14 +927,15 @@ func (l *Log) syncLoop() {
 	}
 }
 
-// sync fdatasyncs the active segment.
+// sync fdatasyncs the active segment (the last one published), alongside
+// the leader's writes.
 func (l *Log) sync() error {
-	l.fileMu.Lock()
-	defer l.fileMu.Unlock()
-	if l.failed.Load() != nil {
-		return *l.failed.Load()
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	if p := l.failed.Load(); p != nil {
+		return *p
 	}
-	if err := l.active.Sync(); err != nil {
+	if err := l.syncFile.Load().f.Sync(); err != nil {
 		l.failed.Store(&err)
 		return err
 	}
