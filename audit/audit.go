@@ -67,9 +67,11 @@
 // an error wrapping [ErrTampered]: a damaged log is never silently
 // extended or overwritten. Repairing it is an operator's decision. A torn
 // final record — the last segment ends inside a record (its length, bytes
-// or tag incomplete), or in zero bytes only, as a crash during a write
-// leaves it — was never acknowledged as fdatasynced and is truncated away
-// with a warning; a complete record whose tag or chain fails is damage.
+// or tag incomplete) with no whole, authenticated record ending the file
+// after it, or in zero bytes only, as a crash during a write leaves it —
+// was never acknowledged as fdatasynced and is truncated away with a
+// warning; a complete record whose tag or chain fails, or whose length
+// was damaged to run past whole records, is damage.
 //
 // # No secrets
 //
@@ -537,6 +539,13 @@ func (l *Log) loadLast(seg segment, prev Entry, size int64) error {
 			continue
 		case errors.Is(err, io.EOF):
 		case errors.Is(err, errTorn):
+			// Torn only if nothing sound follows: a length damaged in a
+			// complete record also runs past the end of the file, but a
+			// whole, authenticated record still ends there.
+			if e, ok := soundRecordAtEnd(l.active, l.tagger, size, end, l.scanSpace); ok {
+				l.damaged = &VerifyError{Seq: c.next, Reason: fmt.Sprintf("record length damaged: it runs past the end of the segment, where the record of seq %d is whole", e.Seq)}
+				return nil
+			}
 			if err := l.dropTorn(seg, end, size); err != nil {
 				return err
 			}

@@ -526,6 +526,14 @@ func TestOpenDamaged(t *testing.T) {
 			out[segHeaderLen-1] ^= 2
 			return out
 		}, 1},
+		{"fail/length-runs-past-the-end", func(seg []byte, sp [][2]int) []byte {
+			// Not a torn record (that would drop entries 3 to 5 silently):
+			// whole records follow it.
+			out := slices.Clone(seg)
+			n := binary.BigEndian.Uint32(out[sp[2][0]:])
+			binary.BigEndian.PutUint32(out[sp[2][0]:], n+4096)
+			return out
+		}, 3},
 		{"fail/length-out-of-range", func(seg []byte, sp [][2]int) []byte {
 			out := slices.Clone(seg)
 			binary.BigEndian.PutUint32(out[sp[2][0]:], 1<<30)

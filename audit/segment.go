@@ -272,6 +272,30 @@ func readRecordBefore(f File, t kv.Tagger, end, lo int64, buf []byte) (Entry, in
 	return e, start, err
 }
 
+// soundRecordAtEnd reports whether a whole record — entry and tag, found
+// through the trailing length and authenticated; its leading length is not
+// looked at — ends at end, starting at or after lo.
+func soundRecordAtEnd(f File, t kv.Tagger, end, lo int64, buf []byte) (Entry, bool) {
+	if end-lo < recOverhead+fixedEntryLen {
+		return Entry{}, false
+	}
+	var tr [4]byte
+	if _, err := f.ReadAt(tr[:], end-4); err != nil {
+		return Entry{}, false
+	}
+	n := int64(binary.BigEndian.Uint32(tr[:]))
+	if n < fixedEntryLen || n > maxEntryLen || end-lo < n+recOverhead {
+		return Entry{}, false
+	}
+	b := buf[:n+recOverhead]
+	if _, err := f.ReadAt(b, end-n-recOverhead); err != nil {
+		return Entry{}, false
+	}
+	binary.BigEndian.PutUint32(b, uint32(n)) // the leading length may be the damaged part
+	e, _, err := parseRecord(b, t)
+	return e, err == nil
+}
+
 // allZero reports whether f holds only zero bytes from off to size: what a
 // file system can leave after a power loss where a write's size reached
 // the disk but its data did not.
