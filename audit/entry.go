@@ -9,13 +9,8 @@ import (
 	"time"
 )
 
-// Storage keys.
-const (
-	entryPrefix = "audit/e/"
-	headKey     = "audit/head"
-)
-
-// formatV1 is the first byte of every stored entry and head record.
+// formatV1 is the first byte of every encoded entry (and of the old
+// layout's head record).
 const formatV1 = 1
 
 // hashDomain separates audit entry hashes from every other SHA-256 use.
@@ -34,21 +29,13 @@ const (
 	headLen       = 1 + 8 + 32
 )
 
-// entryKeyLen is the length of an entry's key.
-const entryKeyLen = len(entryPrefix) + 8
-
-// entryKey returns "audit/e/" ‖ 8-byte big-endian seq.
-func entryKey(seq uint64) []byte { return appendEntryKey(make([]byte, 0, entryKeyLen), seq) }
-
-// appendEntryKey appends entryKey(seq) to dst.
-func appendEntryKey(dst []byte, seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(append(dst, entryPrefix...), seq)
+// entryKey returns the old kv layout's key of entry seq: "audit/e/" ‖
+// 8-byte big-endian seq.
+func entryKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(make([]byte, 0, len(entryPrefix)+8), entryPrefix...), seq)
 }
 
-// encodedLen returns the length of e's encoding.
-func encodedLen(e *Entry) int {
-	return fixedEntryLen + len(e.Principal) + len(e.Action) + len(e.Key) + len(e.Outcome) + len(e.Reason)
-}
+func beUint64(b []byte) uint64 { return binary.BigEndian.Uint64(b) }
 
 // appendEntry appends e's encoding to dst, computing e.Hash from e.Prev and
 // the other fields first.

@@ -1,24 +1,24 @@
 package audit
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 )
 
-// Verify walks the whole stored log in one consistent read and checks that
-// entries are numbered 1…n without gaps, that each is stored under its own
-// sequence number, that each entry's hash matches its contents and links to
-// the previous entry, and that the head record names the last entry. It
-// also checks that the stored log still contains the head this Log
-// committed, which catches a store rolled back underneath a running
-// process.
+// Verify streams every segment and checks that the first starts at seq 1
+// and each the entry after the last of the one before, that every record
+// parses strictly and its tag verifies, that entries are numbered 1…n
+// without gaps, that each entry's hash matches its contents and links to
+// the previous entry, and that the log still contains the head this Log
+// wrote (which catches files cut back underneath a running process).
 //
 // If the log verifies, Verify returns its size and head. If it does not,
-// or the store fails to read it to the end, the error is a [*VerifyError]
+// or a file cannot be read to the end, the error is a [*VerifyError]
 // (wrapping [ErrTampered]) naming the first sequence number that is wrong
-// or unreadable. Verify runs concurrently with Append.
+// or unreadable. Verify runs concurrently with Append, in memory bounded
+// by one read buffer whatever the log's length, and checks the log up to
+// the head at the moment it starts.
 func (l *Log) Verify() (Report, error) { return l.VerifyProgress(nil) }
 
 // ProgressEvery is how many entries VerifyProgress checks between two
@@ -27,78 +27,99 @@ const ProgressEvery = 1 << 16
 
 // VerifyProgress is [Log.Verify] calling progress (when not nil) with the
 // number of entries checked so far every [ProgressEvery] entries, from the
-// scanning goroutine: a long verification (~2.6 µs per entry, 26 s for
-// 10M entries) can report how far it got.
+// scanning goroutine: a long verification can report how far it got.
 func (l *Log) VerifyProgress(progress func(checked uint64)) (Report, error) {
-	memSeq, memHash := l.Head() // durable before the scan starts, so the scan must contain it
-	var (
-		n         uint64   // last entry seen
-		prev      [32]byte // its hash
-		headFound bool
-		headSeq   uint64
-		headHash  [32]byte
-		headErr   error
-	)
-	fail := func(seq uint64, format string, args ...any) error {
-		return &VerifyError{Seq: seq, Reason: fmt.Sprintf(format, args...)}
-	}
-	err := l.store.Scan([]byte("audit/"), func(k, v []byte) error {
-		switch {
-		case bytes.HasPrefix(k, []byte(entryPrefix)):
-			if len(k) != len(entryPrefix)+8 {
-				return fail(n+1, "malformed entry key %q", k)
-			}
-			seq := binary.BigEndian.Uint64(k[len(entryPrefix):])
-			if seq != n+1 {
-				return fail(n+1, "entry missing (next stored entry is %d)", seq)
-			}
-			e, err := decodeEntry(v)
-			if err != nil {
-				return fail(seq, "%v", err)
-			}
-			if reason := checkEntry(v, &e, seq); reason != "" {
-				return fail(seq, "%s", reason)
-			}
-			if e.Prev != prev {
-				return fail(seq, "prev does not match the previous entry's hash")
-			}
-			if seq == memSeq && e.Hash != memHash {
-				return fail(seq, "entry differs from the one this process committed")
-			}
-			n, prev = seq, e.Hash
-			if progress != nil && n%ProgressEvery == 0 {
-				progress(n)
-			}
-		case string(k) == headKey:
-			headFound = true
-			headSeq, headHash, headErr = decodeHead(v)
+	v := l.snapshot() // durable before the scan starts, so the scan must contain it
+	c := chain{next: 1}
+	buf := make([]byte, scanBuf)
+	for i, seg := range v.segs {
+		last := i == len(v.segs)-1
+		if err := l.verifySegment(seg, last, v.end, &c, buf, progress); err != nil {
+			return Report{}, fmt.Errorf("audit: verify: %w", err)
 		}
-		return nil
-	})
-	var verr *VerifyError
+	}
+	n := c.next - 1
+	var err error
 	switch {
-	case errors.As(err, &verr):
-		return Report{}, fmt.Errorf("audit: verify: %w", verr)
-	case err != nil:
-		// The store could not read on (badger reports a damaged table or
-		// value log this way): that is damage at the next entry, reported
-		// as such rather than as an error.
-		return Report{}, fmt.Errorf("audit: verify: %w", fail(n+1, "the store cannot read the log from here: %v", err))
-	case !headFound && n > 0:
-		err = fail(n, "head record missing")
-	case headErr != nil:
-		err = fail(n, "%v", headErr)
-	case headSeq > n:
-		err = fail(n+1, "entry missing: log ends at seq %d but the head record names seq %d", n, headSeq)
-	case headSeq < n:
-		err = fail(headSeq+1, "entry beyond the head record (head names seq %d, log ends at %d)", headSeq, n)
-	case headHash != prev:
-		err = fail(n, "head record hash does not match the last entry")
-	case memSeq > n:
-		err = fail(n+1, "entry missing: log ends at seq %d but this process committed up to %d", n, memSeq)
+	case v.seq > n:
+		err = &VerifyError{Seq: n + 1, Reason: fmt.Sprintf("entry missing: log ends at seq %d but this process wrote up to %d", n, v.seq)}
+	case l.damaged == nil && n == v.seq && c.prev != v.hash:
+		err = &VerifyError{Seq: n, Reason: "entry differs from the one this process wrote"}
+	case l.damaged != nil:
+		err = l.damaged // found at Open and not seen again: report it all the same
 	}
 	if err != nil {
 		return Report{}, fmt.Errorf("audit: verify: %w", err)
 	}
-	return Report{Entries: n, Head: prev}, nil
+	return Report{Entries: n, Head: c.prev}, nil
+}
+
+// verifySegment checks one segment's header and records, continuing c.
+// For the last segment, only up to end (what this process committed, or
+// the size it found at Open) is read.
+func (l *Log) verifySegment(seg segment, last bool, end int64, c *chain, buf []byte, progress func(uint64)) error {
+	unreadable := func(err error) error {
+		return &VerifyError{Seq: c.next, Reason: fmt.Sprintf("the log cannot be read from here: %v", err)}
+	}
+	if seg.first != c.next {
+		if seg.first > c.next {
+			return &VerifyError{Seq: c.next, Reason: fmt.Sprintf("entry missing: segment %s starts at seq %d", seg.name, seg.first)}
+		}
+		return &VerifyError{Seq: seg.first, Reason: fmt.Sprintf("segment %s starts at seq %d, inside the segment before it", seg.name, seg.first)}
+	}
+	f, err := l.fs.Open(seg.name)
+	if err != nil {
+		if isNotExist(err) {
+			return &VerifyError{Seq: c.next, Reason: fmt.Sprintf("segment %s missing", seg.name)}
+		}
+		return unreadable(err)
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return unreadable(err)
+	}
+	if last {
+		if size < end {
+			// Cut back underneath this process: what is there is checked,
+			// and VerifyProgress reports the entries that are gone.
+			end = size
+		}
+	} else {
+		end = size
+	}
+	hdr := make([]byte, segHeaderLen)
+	if n, _ := f.ReadAt(hdr, 0); n < segHeaderLen {
+		return &VerifyError{Seq: seg.first, Reason: "segment header truncated"}
+	}
+	if reason := checkSegHeader(hdr, seg.first); reason != "" {
+		return &VerifyError{Seq: seg.first, Reason: reason}
+	}
+	if !last && end == int64(segHeaderLen) {
+		return &VerifyError{Seq: seg.first, Reason: "a segment before the last is empty: its entries are missing"}
+	}
+	s := newSegScan(f, l.tagger, end, buf)
+	for { // bounded: every round consumes a record or ends
+		e, _, err := s.next()
+		switch {
+		case err == nil:
+		case errors.Is(err, io.EOF):
+			return nil
+		case errors.Is(err, errTorn):
+			if last {
+				return nil // only a log cut back mid-record: reported by the caller
+			}
+			return &VerifyError{Seq: c.next, Reason: fmt.Sprintf("segment %s is truncated inside a record", seg.name)}
+		case errors.Is(err, errMalformed):
+			return recordError(c.next, err)
+		default:
+			return unreadable(err)
+		}
+		if verr := c.add(&e); verr != nil {
+			return verr
+		}
+		if progress != nil && e.Seq%ProgressEvery == 0 {
+			progress(e.Seq)
+		}
+	}
 }

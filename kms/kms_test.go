@@ -87,7 +87,7 @@ func TestNothingLeavesWithoutAudit(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := sealed[0].Envelope.Text()
-	s.AuditStore.SetFailure(errors.New("disk on fire"))
+	s.AuditFS.SetWriteFailure(errors.New("disk on fire"), 0)
 	if out, err := s.Core.Encrypt(ctx, app, "demo/k", envelope.ModeRandom, []kms.EncryptItem{{Plaintext: []byte("y")}}); err == nil || out != nil {
 		t.Errorf("Encrypt with a failing audit log = %v, %v; want an error and no envelope", out, err)
 	}

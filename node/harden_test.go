@@ -2,7 +2,9 @@ package node_test
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -218,13 +220,14 @@ func TestNode_FlippedByteNeverStartsSilentlyDamaged(t *testing.T) {
 
 // TestNode_ForgedAuditLogRefused: the audit log's hash chain alone can be
 // rewritten consistently by whoever can write its files. A complete,
-// well-chained log made without the master secret, put in place of a
-// stopped node's audit store, is refused at start; removing the record
-// that says the log is authenticated is refused too.
+// well-chained log made without the master secret (under another key), put
+// in place of a stopped node's segment files, is refused at start;
+// removing the record that says where and how the log is kept is refused
+// too.
 func TestNode_ForgedAuditLogRefused(t *testing.T) {
 	t.Parallel()
-	scratch := kv.NewMem()
-	forged, err := audit.Open(scratch)
+	scratch := audit.NewMemFS()
+	forged, err := audit.Open(scratch, forgerTagger(bytes.Repeat([]byte{1}, 32)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,11 +236,11 @@ func TestNode_ForgedAuditLogRefused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := forged.Close(); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := forged.Verify(); err != nil {
 		t.Fatalf("the forged log does not verify as a chain: %v", err)
+	}
+	if err := forged.Close(); err != nil {
+		t.Fatal(err)
 	}
 	prepare := func(t *testing.T) string {
 		nd := nodetest.Start(t)
@@ -246,21 +249,25 @@ func TestNode_ForgedAuditLogRefused(t *testing.T) {
 	}
 	t.Run("fail/forged-chain", func(t *testing.T) {
 		dir := prepare(t)
-		db, err := badgerstore.Open(filepath.Join(dir, "audit"), nil)
+		logDir := node.AuditLogDir(dir)
+		old, err := os.ReadDir(logDir)
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = db.Update(func(tx kv.Txn) error {
-			if err := kv.DeletePrefix(tx, nil); err != nil {
-				return err
+		for _, e := range old {
+			if err := os.Remove(filepath.Join(logDir, e.Name())); err != nil {
+				t.Fatal(err)
 			}
-			return scratch.Scan(nil, func(k, v []byte) error { return tx.Set(bytes.Clone(k), bytes.Clone(v)) })
-		})
-		if err != nil {
-			t.Fatal(err)
 		}
-		if err := db.Close(); err != nil {
-			t.Fatal(err)
+		names, _ := scratch.List()
+		for _, name := range names {
+			b, err := scratch.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(logDir, name), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		n, err := node.Open(node.Config{DataDir: dir}, nil)
 		if err == nil {
@@ -293,4 +300,18 @@ func TestNode_ForgedAuditLogRefused(t *testing.T) {
 			t.Fatalf("Open() without the audit format record = %v, want a *kv.DamageError naming node/", err)
 		}
 	})
+}
+
+// forgerTagger tags as the vault does (HMAC-SHA256), under a key of the
+// attacker's choosing.
+type forgerTagger []byte
+
+func (k forgerTagger) Tag(domain byte, key, value []byte) [kv.TagSize]byte {
+	h := hmac.New(sha256.New, k)
+	h.Write([]byte{domain})
+	h.Write(key)
+	h.Write(value)
+	var out [kv.TagSize]byte
+	h.Sum(out[:0])
+	return out
 }

@@ -6,9 +6,10 @@
 // A data directory holds:
 //
 //	db/          the badger store: sealed key versions, grants, hashed tokens (every write fsynced)
-//	audit/       the hash-chained audit log, in its own badger store: an entry is
-//	             written (and survives a process kill) before the request it records
-//	             is answered, and fsynced within AuditSyncInterval
+//	auditlog/    the hash-chained audit log: append-only segment files (0600, see
+//	             package audit), each record tagged under the vault's key; an entry
+//	             is written (and survives a process kill) before the request it
+//	             records is answered, and fdatasynced within AuditSyncInterval
 //	master.key   the 32-byte master secret (mode 0600), unless a passphrase is used
 //	genesis.json the network definition the node belongs to
 //	admin.key    a network of one's org admin key (0600; see solo.go)
@@ -237,7 +238,6 @@ type Node struct {
 	logger   *slog.Logger
 	db       *badgerstore.DB // the raw store: only the vault writes through it
 	store    kv.Store        // db as the vault authenticates it (vault.Store)
-	auditDB  *badgerstore.DB
 	vault    *vault.Vault
 	tokens   *token.Registry
 	audit    *audit.Log
@@ -348,14 +348,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 	if n.tokens, err = token.Open(n.store); err != nil {
 		return nil, err
 	}
-	if n.auditDB, err = badgerstore.OpenBuffered(filepath.Join(cfg.DataDir, "audit"), AuditSyncInterval, logger.With("component", "audit-store"), badgerstore.WithReserve(reserve/2)); err != nil {
-		return nil, err
-	}
-	auditStore, err := n.authenticateAudit()
-	if err != nil {
-		return nil, err
-	}
-	if n.audit, err = audit.Open(auditStore, audit.WithLogger(logger.With("component", "audit")), audit.WithClock(cfg.Clock)); err != nil {
+	if n.audit, err = n.openAuditLog(reserve); err != nil {
 		return nil, err
 	}
 	var fabricOpts []fabricid.Option
@@ -402,7 +395,7 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		Logger:   logger.With("component", "api"),
 		Registry: n.registry,
 		Ready:    n.ready.Load,
-		NotReady: func() error { return errors.Join(n.db.CheckSpace(), n.auditDB.CheckSpace()) },
+		NotReady: func() error { return errors.Join(n.db.CheckSpace(), n.audit.CheckSpace()) },
 		Fabric:   fabric,
 		TokenTTL: cfg.TokenTTL,
 		Clock:    cfg.Clock,
@@ -439,44 +432,23 @@ func (n *Node) loadGenesis(nid envelope.NetworkID) (*network.Genesis, error) {
 	return g, nil
 }
 
-// auditFormatKey, in the main store, says that the audit log's records
-// are tagged. It lives under the summarised "node/" prefix, so removing it
-// to have an untagged (forged) log adopted is noticed like any removal.
+// auditFormatKey, in the main store, says where and how the audit log is
+// kept (node/auditlog.go). It lives under the summarised "node/" prefix,
+// so removing it (to have a forged or emptied log adopted) is noticed like
+// any removal.
 var auditFormatKey = []byte("node/audit-format")
 
-// authenticateAudit returns the audit store as the vault authenticates it.
-// The first time (a data directory of an older keymesh) it tags the
-// existing log, then records that it did: the hash chain alone can be
-// rewritten consistently by whoever can write the files, the tags cannot.
-func (n *Node) authenticateAudit() (kv.Store, error) {
-	a := n.vault.Authenticate(n.auditDB)
-	_, err := n.store.Get(auditFormatKey)
-	switch {
-	case err == nil:
-		return a, nil
-	case !errors.Is(err, kv.ErrNotFound):
-		return nil, fmt.Errorf("node: audit format record: %w", err)
-	}
-	tagged, err := a.Migrate()
-	if err != nil {
-		return nil, fmt.Errorf("node: authenticate the audit log: %w", err)
-	}
-	if err := n.auditDB.Sync(); err != nil {
-		return nil, err
-	}
-	if err := n.store.Update(func(tx kv.Txn) error { return tx.Set(auditFormatKey, []byte("2")) }); err != nil {
-		return nil, fmt.Errorf("node: audit format record: %w", err)
-	}
-	if tagged > 0 {
-		n.logger.Warn("audit log migrated to authenticated records (first start after the upgrade)", "entries_tagged", tagged)
-	}
-	return a, nil
+// spaceChecker is a store that refuses writes under a free-space reserve.
+type spaceChecker interface {
+	FreeBytes() (uint64, error)
+	CheckSpace() error
+	RefusedWrites() uint64
 }
 
 // registerStoreMetrics exports, per store, the free disk space, whether it
 // is under its reserve (writes refused), and how many writes were refused.
 func (n *Node) registerStoreMetrics() {
-	for name, db := range map[string]*badgerstore.DB{"main": n.db, "audit": n.auditDB} {
+	for name, db := range map[string]spaceChecker{"main": n.db, "audit": n.audit} {
 		labels := prometheus.Labels{"store": name}
 		n.registry.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -612,11 +584,6 @@ func (n *Node) closeAll() {
 	if n.audit != nil {
 		if err := n.audit.Close(); err != nil {
 			n.logger.Warn("close audit log", "err", err)
-		}
-	}
-	if n.auditDB != nil {
-		if err := n.auditDB.Close(); err != nil {
-			n.logger.Warn("close audit store", "err", err)
 		}
 	}
 	if n.vault != nil {

@@ -509,6 +509,12 @@ func (v *Vault) Authenticate(store kv.Store) *kv.Authenticated {
 	return kv.NewAuthenticated(store, v.sub, nil, nil)
 }
 
+// Tagger returns the tagger that authenticates the node's records (an
+// HMAC-SHA256 under the vault's record MAC key), for stores that are not a
+// kv.Store, such as the audit log's segment files. It computes tags; the
+// key never leaves the vault.
+func (v *Vault) Tagger() kv.Tagger { return v.sub }
+
 // load reads every key record and checks the held versions' material;
 // once verified (Open's check of the whole store) passes, it writes what
 // opening writes (cleared legacy counts, the counts epoch) and erases

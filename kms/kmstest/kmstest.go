@@ -23,14 +23,14 @@ import (
 
 // Solo is a network of one in memory.
 type Solo struct {
-	Org        string
-	Store      kv.Store // the vault's raw store (Options.Store or a kv.Mem)
-	AuditStore *kv.Mem  // the audit log's store (SetFailure fails it)
-	Vault      *vault.Vault
-	Log        *mesh.Log
-	Member     *member.Member
-	Audit      *audit.Log
-	Core       *kms.Service
+	Org     string
+	Store   kv.Store     // the vault's raw store (Options.Store or a kv.Mem)
+	AuditFS *audit.MemFS // the audit log's files (SetWriteFailure fails its writes)
+	Vault   *vault.Vault
+	Log     *mesh.Log
+	Member  *member.Member
+	Audit   *audit.Log
+	Core    *kms.Service
 }
 
 // Options adjust a Solo.
@@ -61,7 +61,7 @@ func New(t testing.TB, o Options) *Solo {
 	if o.Store == nil {
 		o.Store = kv.NewMem()
 	}
-	s := &Solo{Org: o.Org, Store: o.Store, AuditStore: kv.NewMem()}
+	s := &Solo{Org: o.Org, Store: o.Store, AuditFS: audit.NewMemFS()}
 	vopts := append([]vault.Option{vault.WithClock(o.Clock), vault.WithNetwork(envelope.NetworkID(g.ID())), vault.WithOwner(o.Org)}, o.Vault...)
 	v, err := vault.Open(s.Store, vault.MasterKey(bytes.Repeat([]byte{9}, 32)), vopts...)
 	if err != nil {
@@ -93,7 +93,7 @@ func New(t testing.TB, o Options) *Solo {
 	if err := s.Member.Register(raw); err != nil {
 		t.Fatal(err)
 	}
-	if s.Audit, err = audit.Open(s.AuditStore); err != nil {
+	if s.Audit, err = audit.Open(s.AuditFS, v.Tagger()); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Audit.Close() })

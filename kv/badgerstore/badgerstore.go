@@ -2,8 +2,9 @@
 // It is the only package in keymesh that imports badger.
 //
 // Open gives synchronous writes: when Update returns, the change is on disk
-// and survives kill -9 and power loss. OpenBuffered is for the audit log,
-// which must not cap request throughput with one fsync per request: Update
+// and survives kill -9 and power loss. OpenBuffered is for a store that
+// must not cap request throughput with one fsync per request (the audit log
+// used it until it moved to package audit's own segment files): Update
 // returns once badger has written the change to its memory-mapped log, so it
 // survives the process being killed, and a background loop fsyncs every
 // interval, bounding what a power loss can take.

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/kms/kmstest"
-	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/token"
@@ -24,7 +24,7 @@ import (
 
 type fixture struct {
 	srv        *httptest.Server
-	auditStore *kv.Mem
+	auditFS    *audit.MemFS
 	admin, app string
 }
 
@@ -38,7 +38,7 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auditStore, al := solo.AuditStore, solo.Audit
+	auditFS, al := solo.AuditFS, solo.Audit
 	admin, _, err := toks.Create(policy.AdminParty, token.RoleAdmin, "", 0)
 	if err != nil {
 		t.Fatal(err)
@@ -55,7 +55,7 @@ func newFixture(t *testing.T) *fixture {
 	}
 	srv := httptest.NewServer(New(Config{Core: solo.Core, Mesh: solo.Member, Tokens: toks, Audit: al}))
 	t.Cleanup(srv.Close)
-	return &fixture{srv: srv, auditStore: auditStore, admin: admin, app: app}
+	return &fixture{srv: srv, auditFS: auditFS, admin: admin, app: app}
 }
 
 func (f *fixture) do(t *testing.T, method, path, tok string, body io.Reader) (int, apiv1.ErrorResponse, []byte) {
@@ -85,7 +85,7 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	if code, _, _ := f.do(t, "POST", "/v1/encrypt", f.app, strings.NewReader(body)); code != 200 {
 		t.Fatalf("encrypt with a working audit log = %d, want 200", code)
 	}
-	f.auditStore.SetFailure(errors.New("disk on fire"))
+	f.auditFS.SetWriteFailure(errors.New("disk on fire"), 0)
 	code, e, raw := f.do(t, "POST", "/v1/encrypt", f.app, strings.NewReader(body))
 	if code != http.StatusServiceUnavailable || e.Error.Code != apiv1.CodeUnavailable {
 		t.Errorf("encrypt with a failing audit log = %d %q, want 503 %q", code, e.Error.Code, apiv1.CodeUnavailable)
@@ -97,7 +97,7 @@ func TestAuditFailureFailsClosed(t *testing.T) {
 	if code != http.StatusServiceUnavailable {
 		t.Errorf("create key with a failing audit log = %d, want 503", code)
 	}
-	f.auditStore.SetFailure(nil)
+	f.auditFS.SetWriteFailure(nil, 0)
 	if code, _, _ := f.do(t, "POST", "/v1/encrypt", f.app, strings.NewReader(body)); code != 200 {
 		t.Errorf("encrypt after the audit log recovered = %d, want 200", code)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/keymesh/keymesh/audit"
 	"github.com/keymesh/keymesh/kms/kmstest"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/node/apiv1"
@@ -21,7 +22,7 @@ import (
 type routerFixture struct {
 	srv        *Server
 	store      *kv.Mem // vault, grants and tokens
-	auditStore *kv.Mem
+	auditFS    *audit.MemFS
 	admin, app string
 }
 
@@ -40,7 +41,7 @@ func newRouterFixtureOn(tb testing.TB, store kv.Store, mem *kv.Mem) *routerFixtu
 	if err != nil {
 		tb.Fatal(err)
 	}
-	auditStore, al := solo.AuditStore, solo.Audit
+	auditFS, al := solo.AuditFS, solo.Audit
 	admin, _, err := toks.Create(policy.AdminParty, token.RoleAdmin, "", 0)
 	if err != nil {
 		tb.Fatal(err)
@@ -61,7 +62,7 @@ func newRouterFixtureOn(tb testing.TB, store kv.Store, mem *kv.Mem) *routerFixtu
 		tb.Fatal(err)
 	}
 	srv := New(Config{Core: solo.Core, Mesh: solo.Member, Tokens: toks, Audit: al, Info: Info{Org: "Org1MSP"}})
-	return &routerFixture{srv: srv, store: mem, auditStore: auditStore, admin: admin, app: app}
+	return &routerFixture{srv: srv, store: mem, auditFS: auditFS, admin: admin, app: app}
 }
 
 // serve sends one request to the router and returns the status and body.

@@ -149,14 +149,14 @@ func TestAPI_FullDiskIs507AndDecryptGoesOn(t *testing.T) {
 		t.Errorf("decrypt on a full disk = %d %s, want 200", status, resp)
 	}
 	// The audit log's disk full too: requests fail closed with 503.
-	rf.auditStore.SetFailure(fmt.Errorf("badgerstore: 1 MiB free: %w", kv.ErrNoSpace))
+	rf.auditFS.SetWriteFailure(fmt.Errorf("audit: 1 MiB free: %w", kv.ErrNoSpace), 0)
 	status, resp = rf.serve("POST", "/v1/decrypt", app, body)
 	var e apiv1.ErrorResponse
 	_ = json.Unmarshal(resp, &e)
 	if status != http.StatusServiceUnavailable || e.Error.Code != apiv1.CodeUnavailable {
 		t.Errorf("decrypt with the audit log's disk full = %d %s, want 503 %q", status, resp, apiv1.CodeUnavailable)
 	}
-	rf.auditStore.SetFailure(nil)
+	rf.auditFS.SetWriteFailure(nil, 0)
 	rf.store.SetFailure(nil)
 	if status, resp := rf.serve("POST", "/v1/keys", admin, []byte(`{"name":"demo/full"}`)); status != http.StatusCreated {
 		t.Errorf("create after space returned = %d %s, want 201", status, resp)
