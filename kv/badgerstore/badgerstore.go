@@ -2,12 +2,9 @@
 // It is the only package in keymesh that imports badger.
 //
 // Open gives synchronous writes: when Update returns, the change is on disk
-// and survives kill -9 and power loss. OpenBuffered is for a store that
-// must not cap request throughput with one fsync per request (the audit log
-// used it until it moved to package audit's own segment files): Update
-// returns once badger has written the change to its memory-mapped log, so it
-// survives the process being killed, and a background loop fsyncs every
-// interval, bounding what a power loss can take.
+// and survives kill -9 and power loss. (The audit log, which must not cap
+// request throughput with one fsync per request, is not kept here: package
+// audit writes its own segment files.)
 //
 // Memory options are sized for a small daemon (about 120 MB RSS under load
 // instead of badger's ~250 MB defaults).
@@ -44,7 +41,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -55,7 +51,7 @@ import (
 // DefaultReserve is the free space below which writes are refused.
 const DefaultReserve = 64 << 20
 
-// Option configures Open and OpenBuffered.
+// Option configures Open.
 type Option func(*DB)
 
 // WithReserve sets the free space, in bytes, below which Update refuses
@@ -77,12 +73,8 @@ type DB struct {
 	// erasing is held for writing by Erase and for reading by Update:
 	// badger's DropPrefix blocks (fails) every concurrent write, so writes
 	// wait for an erase instead of failing.
-	erasing  sync.RWMutex
-	db       *badger.DB
-	stopSync chan struct{}
-	syncDone chan struct{}
-	syncErr  atomic.Value // error of the last failed background sync
-	dirty    atomic.Bool  // written since the last background sync
+	erasing sync.RWMutex
+	db      *badger.DB
 }
 
 var _ kv.Store = (*DB)(nil)
@@ -91,45 +83,7 @@ var _ kv.Store = (*DB)(nil)
 // nil; badger's own messages are logged at debug level, its warnings and
 // errors at warn and error.
 func Open(dir string, logger *slog.Logger, opts ...Option) (*DB, error) {
-	return open(dir, logger, true, opts)
-}
-
-// OpenBuffered opens dir without synchronous writes and fsyncs it every
-// interval in the background (see the package doc). A failed background
-// sync makes every later Update fail, so callers fail closed.
-func OpenBuffered(dir string, interval time.Duration, logger *slog.Logger, opts ...Option) (*DB, error) {
-	d, err := open(dir, logger, false, opts)
-	if err != nil {
-		return nil, err
-	}
-	d.stopSync, d.syncDone = make(chan struct{}), make(chan struct{})
-	go d.syncLoop(interval, logger)
-	return d, nil
-}
-
-func (d *DB) syncLoop(interval time.Duration, logger *slog.Logger) {
-	defer close(d.syncDone)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.stopSync:
-			return
-		case <-t.C:
-			// An idle store costs nothing: syncing with nothing written
-			// is still a device flush on most file systems.
-			if !d.dirty.Swap(false) {
-				continue
-			}
-			if err := d.db.Sync(); err != nil {
-				d.syncErr.Store(err)
-				if logger != nil {
-					logger.Error("badgerstore: background sync failed; refusing further writes", "err", err)
-				}
-				return
-			}
-		}
-	}
+	return open(dir, logger, opts)
 }
 
 // Sync forces the store to disk.
@@ -161,7 +115,7 @@ func restrictModes(dir string) error {
 	})
 }
 
-func open(dir string, logger *slog.Logger, sync bool, dopts []Option) (*DB, error) {
+func open(dir string, logger *slog.Logger, dopts []Option) (*DB, error) {
 	d := &DB{dir: dir, reserve: DefaultReserve, statfs: syscall.Statfs}
 	for _, o := range dopts {
 		o(d)
@@ -177,7 +131,7 @@ func open(dir string, logger *slog.Logger, sync bool, dopts []Option) (*DB, erro
 	// at ~40 MiB for both stores (it was ~80 MiB with 16 MiB each) for a
 	// memtable flush every ~2 s under full audit load.
 	opts := badger.DefaultOptions(dir).
-		WithSyncWrites(sync).
+		WithSyncWrites(true).
 		WithMemTableSize(8 << 20).WithNumMemtables(2).
 		WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(8).
 		WithBlockCacheSize(8 << 20).WithIndexCacheSize(8 << 20).
@@ -278,16 +232,12 @@ const maxConflictRetries = 16
 // committed with a synchronous write. A transaction that conflicts with a
 // concurrent one is retried a bounded number of times.
 func (d *DB) Update(fn func(kv.Txn) error) error {
-	if err, _ := d.syncErr.Load().(error); err != nil {
-		return fmt.Errorf("badgerstore: update refused after a failed sync: %w", err)
-	}
 	if err := d.CheckSpace(); err != nil {
 		d.refused.Add(1)
 		return err
 	}
 	d.erasing.RLock()
 	defer d.erasing.RUnlock()
-	defer d.dirty.Store(true)
 	var err error
 	for range maxConflictRetries {
 		err = d.db.Update(func(txn *badger.Txn) error { return fn(txnAdapter{txn}) })
@@ -303,14 +253,6 @@ func (d *DB) Update(fn func(kv.Txn) error) error {
 
 // Close flushes and closes the database.
 func (d *DB) Close() error {
-	if d.stopSync != nil {
-		close(d.stopSync)
-		<-d.syncDone
-		if err := d.db.Sync(); err != nil {
-			d.db.Close()
-			return fmt.Errorf("badgerstore: final sync: %w", err)
-		}
-	}
 	if err := d.db.Close(); err != nil {
 		return fmt.Errorf("badgerstore: close: %w", err)
 	}

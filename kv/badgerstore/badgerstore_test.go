@@ -117,7 +117,7 @@ func TestBadgerstore_FilesOwnerOnly(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err = OpenBuffered(dir, 1<<30, nil)
+	db, err = Open(dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

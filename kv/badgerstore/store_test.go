@@ -9,7 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/keymesh/keymesh/kv"
 )
@@ -124,14 +123,13 @@ func TestBadgerstore_FailedUpdateWritesNothing(t *testing.T) {
 }
 
 // TestBadgerstore_ReopenKeepsWrites: what Update acknowledged is there
-// after Close and Open, for Open and for OpenBuffered (whose Close syncs).
+// after Close and Open.
 func TestBadgerstore_ReopenKeepsWrites(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		open func(dir string) (*DB, error)
 	}{
 		{"ok/sync", func(dir string) (*DB, error) { return Open(dir, nil) }},
-		{"ok/buffered", func(dir string) (*DB, error) { return OpenBuffered(dir, time.Hour, nil) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -152,62 +150,6 @@ func TestBadgerstore_ReopenKeepsWrites(t *testing.T) {
 				t.Errorf("after reopen Scan(k/) = %d keys (last %v), want 50", len(got), got[len(got)-1:])
 			}
 		})
-	}
-}
-
-// TestBadgerstore_OpenBufferedSyncs: the background loop syncs what was
-// written (and only then: an idle store is not synced), and Sync forces
-// it at once.
-func TestBadgerstore_OpenBufferedSyncs(t *testing.T) {
-	t.Parallel()
-	db, err := OpenBuffered(t.TempDir(), 5*time.Millisecond, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mustClose(t, db)
-	if err := set(db, "a", "1"); err != nil {
-		t.Fatal(err)
-	}
-	if !db.dirty.Load() {
-		t.Fatal("a buffered write left the store clean")
-	}
-	deadline := time.Now().Add(10 * time.Second)
-	for i := 0; db.dirty.Load(); i++ {
-		if time.Now().After(deadline) || i > 10000 {
-			t.Fatal("the background loop did not sync the write within 10s")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if err, _ := db.syncErr.Load().(error); err != nil {
-		t.Fatalf("background sync error = %v", err)
-	}
-	if err := db.Sync(); err != nil {
-		t.Errorf("Sync() = %v", err)
-	}
-	if err := set(db, "b", "2"); err != nil {
-		t.Errorf("write after syncs = %v", err)
-	}
-}
-
-// TestBadgerstore_FailedSyncRefusesWrites: after a failed background sync
-// every Update fails (callers fail closed), reads go on.
-func TestBadgerstore_FailedSyncRefusesWrites(t *testing.T) {
-	t.Parallel()
-	db, err := OpenBuffered(t.TempDir(), time.Hour, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mustClose(t, db)
-	if err := set(db, "a", "1"); err != nil {
-		t.Fatal(err)
-	}
-	lost := errors.New("fsync: input/output error")
-	db.syncErr.Store(lost)
-	if err := set(db, "b", "2"); !errors.Is(err, lost) {
-		t.Errorf("Update after a failed sync = %v, want an error wrapping %v", err, lost)
-	}
-	if v, err := db.Get([]byte("a")); err != nil || string(v) != "1" {
-		t.Errorf("Get after a failed sync = %q, %v", v, err)
 	}
 }
 
