@@ -468,12 +468,14 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 			return nil, err
 		}
 	}
-	// Every record's tag and the summaries are checked while load reads
-	// the keys (on another core: both are linear in the store); load
-	// waits for the verdict before it writes anything, and a damaged
-	// store is refused whatever load found.
+	// Every record's tag and the summaries are checked once: the key
+	// records and the wrapped material by load's own scans (ScanChecked),
+	// the rest of the store by VerifyRest while load reads the keys (on
+	// another core: both are linear in the store). load waits for the
+	// verdict before it writes anything, and a damaged store is refused
+	// whatever load found.
 	verdict := make(chan error, 1)
-	go func() { verdict <- auth.Verify() }()
+	go func() { verdict <- auth.VerifyRest(loadChecked) }()
 	verified := sync.OnceValue(func() error {
 		if err := <-verdict; err != nil {
 			return fmt.Errorf("vault: refusing to open a damaged store: %w", err)
@@ -509,12 +511,21 @@ func (v *Vault) Authenticate(store kv.Store) *kv.Authenticated {
 	return kv.NewAuthenticated(store, v.sub, nil, nil)
 }
 
+// loadChecked are the prefixes load reads in full with ScanChecked, so
+// Open's VerifyRest leaves their records to it.
+var loadChecked = [][]byte{[]byte(keyRecordPrefix), []byte(materialRecordPrefix)}
+
+const (
+	keyRecordPrefix      = "vault/key/"
+	materialRecordPrefix = "vault/mat/"
+)
+
 // load reads every key record and checks the held versions' material;
 // once verified (Open's check of the whole store) passes, it writes what
 // opening writes (cleared legacy counts, the counts epoch) and erases
 // unused key-table slots.
 func (v *Vault) load(verified func() error) error {
-	var recs, cleared []keyRecord
+	var cleared []keyRecord
 	epoch, err := v.readCountsEpoch()
 	if err != nil {
 		return err
@@ -524,21 +535,18 @@ func (v *Vault) load(verified func() error) error {
 		clean = epoch.Epoch
 	}
 	referenced := map[uint32]bool{}
-	err = v.store.Scan([]byte("vault/key/"), func(k, val []byte) error {
-		var rec keyRecord
-		if err := json.Unmarshal(val, &rec); err != nil {
+	err = v.store.ScanChecked([]byte(keyRecordPrefix), func(k, val []byte) error {
+		r := &ring{}
+		if err := json.Unmarshal(val, &r.rec); err != nil {
 			return fmt.Errorf("vault: decode key record %q: %w", k, err)
 		}
-		recs = append(recs, rec)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("vault: load keys: %w", err)
-	}
-	for _, rec := range recs {
-		r := &ring{rec: rec}
-		for _, vr := range rec.Versions {
-			ver := &version{n: vr.Version, created: vr.Created, activateAt: vr.ActivateAt}
+		rec := &r.rec
+		// One allocation for a key's versions, not one each.
+		vs := make([]version, len(rec.Versions))
+		r.versions = make([]*version, 0, len(rec.Versions))
+		for i, vr := range rec.Versions {
+			ver := &vs[i]
+			ver.n, ver.created, ver.activateAt = vr.Version, vr.Created, vr.ActivateAt
 			ver.count.Store(vr.Reserved)
 			ver.reserved.Store(vr.Reserved)
 			ver.held = !vr.Destroyed && !vr.NotHeld && rec.State != StateDestroyed
@@ -548,6 +556,10 @@ func (v *Vault) load(verified func() error) error {
 			cleared = append(cleared, r.rec)
 		}
 		v.rings[rec.Name] = r
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("vault: load keys: %w", err)
 	}
 	v.names = make([]string, 0, len(v.rings))
 	for name := range v.rings {
@@ -581,7 +593,7 @@ func (v *Vault) load(verified func() error) error {
 	if err := v.loadFloors(); err != nil {
 		return err
 	}
-	v.opts.logger.Info("vault unsealed", "keys", len(recs))
+	v.opts.logger.Info("vault unsealed", "keys", len(v.rings))
 	return nil
 }
 
@@ -592,9 +604,9 @@ func (v *Vault) load(verified func() error) error {
 // per key is a record decode and a tag check, and material a node never
 // uses is never in its memory. v.rings is being built by load.
 func (v *Vault) loadMaterial(referenced map[uint32]bool) error {
-	prefix := []byte("vault/mat/")
+	prefix := []byte(materialRecordPrefix)
 	found := 0
-	err := v.store.Scan(prefix, func(k, wrapped []byte) error {
+	err := v.store.ScanChecked(prefix, func(k, wrapped []byte) error {
 		rest := k[len(prefix):]
 		if len(rest) < 5 || rest[len(rest)-5] != '/' {
 			return fmt.Errorf("vault: stored key material %q: malformed name", k)
