@@ -152,6 +152,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -270,6 +271,8 @@ type options struct {
 	sealerID   *envelope.SealerID
 	keyTable   string   // path of the key table file; "" keeps it in the store
 	summarised []string // further store prefixes whose records are summarised
+	// checkedOnLoad: prefixes the caller checks with ScanChecked.
+	checkedOnLoad []string
 }
 
 // Option configures Open.
@@ -328,6 +331,18 @@ func WithKeyTable(path string) Option { return func(o *options) { o.keyTable = p
 // and grant prefixes.
 func WithSummarised(prefixes ...string) Option {
 	return func(o *options) { o.summarised = append(o.summarised, prefixes...) }
+}
+
+// WithCheckedOnLoad names store prefixes outside the vault's own whose
+// every record the caller reads, at start-up and before it serves, with
+// kv.Authenticated.ScanChecked on Store() (as mesh.OpenLog does for
+// mesh.LoadChecked): Open's check of the store then leaves their tags to
+// those scans, so each record is checked once rather than twice. A caller
+// that passes a prefix and does not read it in full leaves its records
+// checked only when they are read. Open refuses a prefix that overlaps the
+// vault's records or a summarised prefix.
+func WithCheckedOnLoad(prefixes ...string) Option {
+	return func(o *options) { o.checkedOnLoad = append(o.checkedOnLoad, prefixes...) }
 }
 
 // WithLogger sets the logger. Nothing secret is ever logged.
@@ -451,6 +466,18 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 	if o.iterations < minPBKDF2Iterations || o.iterations > maxPBKDF2Iterations {
 		return nil, fmt.Errorf("vault: %d PBKDF2 iterations is outside [%d, %d]", o.iterations, minPBKDF2Iterations, maxPBKDF2Iterations)
 	}
+	checked := slices.Clone(loadChecked)
+	for _, p := range o.checkedOnLoad {
+		if p == "" || strings.HasPrefix(p, "vault/") || strings.HasPrefix("vault/", p) || strings.HasPrefix(p, kv.SummaryPrefix) || strings.HasPrefix(kv.SummaryPrefix, p) {
+			return nil, fmt.Errorf("vault: checked-on-load prefix %q overlaps the vault's records", p)
+		}
+		for _, q := range o.summarised {
+			if strings.HasPrefix(p, q) || strings.HasPrefix(q, p) {
+				return nil, fmt.Errorf("vault: checked-on-load prefix %q overlaps the summarised prefix %q", p, q)
+			}
+		}
+		checked = append(checked, []byte(p))
+	}
 	kek, sub, format, err := unseal(store, master, o.iterations, o.rand)
 	if err != nil {
 		return nil, err
@@ -470,12 +497,13 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 	}
 	// Every record's tag and the summaries are checked once: the key
 	// records and the wrapped material by load's own scans (ScanChecked),
-	// the rest of the store by VerifyRest while load reads the keys (on
+	// those of WithCheckedOnLoad by the caller's, the rest of the store by
+	// VerifyRest while load reads the keys (on
 	// another core: both are linear in the store). load waits for the
 	// verdict before it writes anything, and a damaged store is refused
 	// whatever load found.
 	verdict := make(chan error, 1)
-	go func() { verdict <- auth.VerifyRest(loadChecked) }()
+	go func() { verdict <- auth.VerifyRest(checked) }()
 	verified := sync.OnceValue(func() error {
 		if err := <-verdict; err != nil {
 			return fmt.Errorf("vault: refusing to open a damaged store: %w", err)
