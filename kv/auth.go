@@ -403,7 +403,12 @@ func (a *Authenticated) VerifyRest(checked [][]byte) error {
 		return false
 	}
 	got := make([]summary, len(a.summarised))
-	err := a.inner.Scan(nil, func(k, stored []byte) error {
+	scan := a.inner.Scan
+	if ss, ok := a.inner.(skipScanner); ok && len(checked) > 0 {
+		// Seek past the checked prefixes rather than read their values.
+		scan = func(prefix []byte, fn func(k, v []byte) error) error { return ss.ScanSkipping(prefix, checked, fn) }
+	}
+	err := scan(nil, func(k, stored []byte) error {
 		if len(checked) > 0 && isChecked(k) {
 			return nil // checked by the caller's ScanChecked
 		}
@@ -437,6 +442,12 @@ func (a *Authenticated) VerifyRest(checked [][]byte) error {
 		}
 	}
 	return nil
+}
+
+// skipScanner is a Reader that can scan leaving out the keys under some
+// prefixes without reading their values (badgerstore.DB).
+type skipScanner interface {
+	ScanSkipping(prefix []byte, skip [][]byte, fn func(k, v []byte) error) error
 }
 
 // ScanChecked is Scan over every record under prefix, to the end: it
