@@ -565,7 +565,7 @@ func (v *Vault) load(verified func() error) error {
 	referenced := map[uint32]bool{}
 	err = v.store.ScanChecked([]byte(keyRecordPrefix), func(k, val []byte) error {
 		r := &ring{}
-		if err := json.Unmarshal(val, &r.rec); err != nil {
+		if err := decodeKeyRecord(val, &r.rec); err != nil {
 			return fmt.Errorf("vault: decode key record %q: %w", k, err)
 		}
 		rec := &r.rec
