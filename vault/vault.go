@@ -539,6 +539,24 @@ func (v *Vault) Authenticate(store kv.Store) *kv.Authenticated {
 	return kv.NewAuthenticated(store, v.sub, nil, nil)
 }
 
+// damageFirst returns the first of errs that reports a damaged store
+// (kv.ErrTampered), else the first that is not nil: when two scans run
+// side by side, damage is reported before what was made of records that
+// did authenticate, as when the whole store was checked first.
+func damageFirst(errs ...error) error {
+	for _, err := range errs {
+		if errors.Is(err, kv.ErrTampered) {
+			return err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // loadChecked are the prefixes load reads in full with ScanChecked, so
 // Open's VerifyRest leaves their records to it.
 var loadChecked = [][]byte{[]byte(keyRecordPrefix), []byte(materialRecordPrefix)}
@@ -563,6 +581,17 @@ func (v *Vault) load(verified func() error) error {
 		clean = epoch.Epoch
 	}
 	referenced := map[uint32]bool{}
+	// The wrapped versions are scanned (and their tags checked) on another
+	// core while this one reads the key records.
+	type scanned struct {
+		refs []matRef
+		err  error
+	}
+	mats := make(chan scanned, 1)
+	go func() {
+		refs, err := v.scanMaterial()
+		mats <- scanned{refs, err}
+	}()
 	err = v.store.ScanChecked([]byte(keyRecordPrefix), func(k, val []byte) error {
 		r := &ring{}
 		if err := decodeKeyRecord(val, &r.rec); err != nil {
@@ -587,14 +616,18 @@ func (v *Vault) load(verified func() error) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("vault: load keys: %w", err)
+		err = fmt.Errorf("vault: load keys: %w", err)
+	}
+	m := <-mats
+	if err := damageFirst(err, m.err); err != nil {
+		return err
 	}
 	v.names = make([]string, 0, len(v.rings))
 	for name := range v.rings {
 		v.names = append(v.names, name)
 	}
 	slices.Sort(v.names)
-	if err := v.loadMaterial(referenced); err != nil {
+	if err := v.loadMaterial(m.refs, referenced); err != nil {
 		return err
 	}
 	// Nothing is written, nor a salt erased, on the word of a store that
@@ -625,40 +658,62 @@ func (v *Vault) load(verified func() error) error {
 	return nil
 }
 
-// loadMaterial checks, in one scan of the wrapped versions, that every
-// held version has its wrapped material in the store and its salt in the
-// key table, and notes the slots they use in referenced. It unwraps
-// nothing: a version is unwrapped on first use (sealerOf), so Open's cost
-// per key is a record decode and a tag check, and material a node never
-// uses is never in its memory. v.rings is being built by load.
-func (v *Vault) loadMaterial(referenced map[uint32]bool) error {
+// matRef is a wrapped version as scanMaterial found it in the store.
+type matRef struct {
+	name    string
+	n, slot uint32
+	short   bool // too short to name its key-table slot
+}
+
+// scanMaterial lists the wrapped versions in the store, in one scan of
+// them that checks every record's tag (ScanChecked). load runs it on
+// another core beside the key records' scan; loadMaterial then checks
+// what it found against the keys.
+func (v *Vault) scanMaterial() ([]matRef, error) {
 	prefix := []byte(materialRecordPrefix)
-	found := 0
+	var refs []matRef
 	err := v.store.ScanChecked(prefix, func(k, wrapped []byte) error {
 		rest := k[len(prefix):]
 		if len(rest) < 5 || rest[len(rest)-5] != '/' {
 			return fmt.Errorf("vault: stored key material %q: malformed name", k)
 		}
-		name, n := string(rest[:len(rest)-5]), binary.BigEndian.Uint32(rest[len(rest)-4:])
-		r := v.rings[name]
-		if r == nil || n < 1 || int(n) > len(r.versions) || !r.versions[n-1].held {
-			return nil // not held: ignored, as before (its slot is erased below)
+		ref := matRef{name: string(rest[:len(rest)-5]), n: binary.BigEndian.Uint32(rest[len(rest)-4:]), short: len(wrapped) < 4}
+		if !ref.short {
+			ref.slot = binary.BigEndian.Uint32(wrapped)
 		}
-		if len(wrapped) < 4 {
-			return fmt.Errorf("vault: load %q version %d: stored key does not authenticate", name, n)
-		}
-		slot := binary.BigEndian.Uint32(wrapped)
-		salt, ok := v.table.salt(slot, name, n)
-		if !ok {
-			return fmt.Errorf("vault: unwrap %q version %d: its wrapping salt is not in the key table (erased by a destroy, or the key table was lost or replaced)", name, n)
-		}
-		clear(salt)
-		referenced[slot] = true
-		found++
+		refs = append(refs, ref)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("vault: load key material: %w", err)
+		return nil, fmt.Errorf("vault: load key material: %w", err)
+	}
+	return refs, nil
+}
+
+// loadMaterial checks, against the wrapped versions scanMaterial found,
+// that every held version has its wrapped material in the store and its
+// salt in the key table, and notes the slots they use in referenced. It
+// unwraps nothing: a version is unwrapped on first use (sealerOf), so
+// Open's cost per key is a record decode and a tag check, and material a
+// node never uses is never in its memory. v.rings is being built by load.
+func (v *Vault) loadMaterial(refs []matRef, referenced map[uint32]bool) error {
+	found := 0
+	for _, ref := range refs {
+		name, n := ref.name, ref.n
+		r := v.rings[name]
+		if r == nil || n < 1 || int(n) > len(r.versions) || !r.versions[n-1].held {
+			continue // not held: ignored, as before (its slot is erased below)
+		}
+		if ref.short {
+			return fmt.Errorf("vault: load key material: vault: load %q version %d: stored key does not authenticate", name, n)
+		}
+		salt, ok := v.table.salt(ref.slot, name, n)
+		if !ok {
+			return fmt.Errorf("vault: load key material: vault: unwrap %q version %d: its wrapping salt is not in the key table (erased by a destroy, or the key table was lost or replaced)", name, n)
+		}
+		clear(salt)
+		referenced[ref.slot] = true
+		found++
 	}
 	held := 0
 	for _, r := range v.rings {
