@@ -370,9 +370,48 @@ func summaryMismatch(prefix []byte, got, want summary) error {
 // twice): it returns a *DamageError naming the first record that does not
 // authenticate, or else the first summarised prefix whose records were
 // rolled back, replayed, removed or added.
-func (a *Authenticated) Verify() error {
+func (a *Authenticated) Verify() error { return a.VerifyRest(nil) }
+
+// VerifyRest is Verify for the records that are not under one of the
+// checked prefixes: the caller reads every record under those with
+// ScanChecked, which checks each tag (and a summarised prefix's summary)
+// there, once, so a start-up that loads them checks them once rather than
+// twice. A checked prefix must be a summarised prefix exactly or overlap
+// none: VerifyRest refuses one that covers part of a summarised prefix,
+// since neither check would then see the whole summary.
+func (a *Authenticated) VerifyRest(checked [][]byte) error {
+	skipSummary := make([]bool, len(a.summarised))
+	for _, c := range checked {
+		if len(c) == 0 {
+			return errors.New("kv: verify: an empty checked prefix would skip the whole store")
+		}
+		for i, p := range a.summarised {
+			switch {
+			case bytes.Equal(c, p):
+				skipSummary[i] = true
+			case bytes.HasPrefix(c, p) || bytes.HasPrefix(p, c):
+				return fmt.Errorf("kv: verify: checked prefix %q overlaps the summarised prefix %q", c, p)
+			}
+		}
+	}
+	isChecked := func(k []byte) bool {
+		for _, c := range checked {
+			if bytes.HasPrefix(k, c) {
+				return true
+			}
+		}
+		return false
+	}
 	got := make([]summary, len(a.summarised))
-	err := a.inner.Scan(nil, func(k, stored []byte) error {
+	scan := a.inner.Scan
+	if ss, ok := a.inner.(skipScanner); ok && len(checked) > 0 {
+		// Seek past the checked prefixes rather than read their values.
+		scan = func(prefix []byte, fn func(k, v []byte) error) error { return ss.ScanSkipping(prefix, checked, fn) }
+	}
+	err := scan(nil, func(k, stored []byte) error {
+		if len(checked) > 0 && isChecked(k) {
+			return nil // checked by the caller's ScanChecked
+		}
 		v, err := a.open(k, stored)
 		if err != nil {
 			return err
@@ -391,6 +430,9 @@ func (a *Authenticated) Verify() error {
 		return err
 	}
 	for i, p := range a.summarised {
+		if skipSummary[i] {
+			continue
+		}
 		want, err := a.readSummary(a.inner, p)
 		if err != nil {
 			return err
@@ -400,6 +442,52 @@ func (a *Authenticated) Verify() error {
 		}
 	}
 	return nil
+}
+
+// skipScanner is a Reader that can scan leaving out the keys under some
+// prefixes without reading their values (badgerstore.DB).
+type skipScanner interface {
+	ScanSkipping(prefix []byte, skip [][]byte, fn func(k, v []byte) error) error
+}
+
+// ScanChecked is Scan over every record under prefix, to the end: it
+// checks each record's tag and, when prefix is a summarised prefix, that
+// the records together match its summary. It hands fn each record that
+// authenticates, in key order, until fn returns an error; the scan then
+// goes on checking without calling fn, and a record or summary that does
+// not authenticate is reported in preference to fn's error, as a separate
+// Verify would have been. It is the check VerifyRest leaves to its caller.
+func (a *Authenticated) ScanChecked(prefix []byte, fn func(k, v []byte) error) error {
+	si := -1
+	for i, p := range a.summarised {
+		if bytes.Equal(prefix, p) {
+			si = i
+		}
+	}
+	var got summary
+	var ferr error
+	err := scanOpen(a, a.inner, prefix, func(k, v []byte) error {
+		if si >= 0 {
+			got.add(a.tagger.Tag(DomainSummary, k, v), 1)
+		}
+		if ferr == nil {
+			ferr = fn(k, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if si >= 0 {
+		want, err := a.readSummary(a.inner, prefix)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return summaryMismatch(prefix, got, want)
+		}
+	}
+	return ferr
 }
 
 // VerifyAll checks the tag of every record in the store and returns a

@@ -519,7 +519,7 @@ func (l *Log) loadAll(store kv.Store) error {
 				return false
 			}
 		}
-		err := store.Scan(evPrefix, func(k, v []byte) error {
+		err := scanAll(store, evPrefix, func(k, v []byte) error {
 			batch = append(batch, loadItem{k: bytes.Clone(k), v: bytes.Clone(v)})
 			if len(batch) < loadBatch || send() {
 				return nil
@@ -549,11 +549,43 @@ func (l *Log) loadAll(store kv.Store) error {
 			}
 		}
 	}
-	if serr := <-scanned; err == nil {
-		err = serr
+	// Damage found by a scan is reported in preference to what applying
+	// made of the records before it, as it was when the vault checked
+	// the whole store first: the scans read to the end (scanAll).
+	if serr := <-scanned; err == nil || errors.Is(serr, kv.ErrTampered) {
+		if serr != nil {
+			err = serr
+		}
+	}
+	<-attsDone
+	if attsErr != nil && (err == nil || errors.Is(attsErr, kv.ErrTampered)) {
+		err = fmt.Errorf("load attachments: %w", attsErr)
 	}
 	return err
 }
+
+// checkedScanner is the store of a node (kv.Authenticated), whose
+// ScanChecked checks every record under a prefix, to the end.
+type checkedScanner interface {
+	ScanChecked(prefix []byte, fn func(k, v []byte) error) error
+}
+
+// scanAll scans prefix with the store's ScanChecked if it has one: a
+// node's vault leaves the tags of the records under the prefixes OpenLog
+// reads in full (LoadChecked) to these scans, so each is checked once at
+// start-up.
+func scanAll(store kv.Reader, prefix []byte, fn func(k, v []byte) error) error {
+	if cs, ok := store.(checkedScanner); ok {
+		return cs.ScanChecked(prefix, fn)
+	}
+	return store.Scan(prefix, fn)
+}
+
+// LoadChecked lists the store prefixes OpenLog reads in full with the
+// store's ScanChecked (the events and their attachments), checking every
+// record's tag there: a node's vault may leave them out of its own check
+// of the store (vault.WithCheckedOnLoad).
+func LoadChecked() []string { return []string{string(evPrefix), string(attPrefix)} }
 
 // loadItem is one stored event being loaded: its store key and bytes,
 // then what loadEvents made of them.
@@ -572,7 +604,7 @@ type loadItem struct {
 // lives only while the log loads; the blobs stay in the store.
 func loadAttachments(store kv.Store) (map[string]struct{}, error) {
 	atts := map[string]struct{}{}
-	err := store.Scan(attPrefix, func(k, _ []byte) error {
+	err := scanAll(store, attPrefix, func(k, _ []byte) error {
 		atts[string(k)] = struct{}{}
 		return nil
 	})

@@ -300,6 +300,10 @@ func Open(cfg Config, logger *slog.Logger) (*Node, error) {
 		copy(nid[:], b)
 	}
 	vopts := append(vaultStoreOptions(cfg.DataDir),
+		// openMesh below reads every event and attachment with a check
+		// of its tag (OpenLog, before the node serves): the vault's check
+		// of the store leaves them to it, so each is checked once.
+		vault.WithCheckedOnLoad(mesh.LoadChecked()...),
 		vault.WithNetwork(nid), vault.WithOwner(n.id.Org),
 		vault.WithGrace(cfg.RotationGrace),
 		vault.WithRotation(cfg.RotateAfter, vault.DefaultHardLimit),

@@ -152,6 +152,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -270,6 +271,8 @@ type options struct {
 	sealerID   *envelope.SealerID
 	keyTable   string   // path of the key table file; "" keeps it in the store
 	summarised []string // further store prefixes whose records are summarised
+	// checkedOnLoad: prefixes the caller checks with ScanChecked.
+	checkedOnLoad []string
 }
 
 // Option configures Open.
@@ -328,6 +331,18 @@ func WithKeyTable(path string) Option { return func(o *options) { o.keyTable = p
 // and grant prefixes.
 func WithSummarised(prefixes ...string) Option {
 	return func(o *options) { o.summarised = append(o.summarised, prefixes...) }
+}
+
+// WithCheckedOnLoad names store prefixes outside the vault's own whose
+// every record the caller reads, at start-up and before it serves, with
+// kv.Authenticated.ScanChecked on Store() (as mesh.OpenLog does for
+// mesh.LoadChecked): Open's check of the store then leaves their tags to
+// those scans, so each record is checked once rather than twice. A caller
+// that passes a prefix and does not read it in full leaves its records
+// checked only when they are read. Open refuses a prefix that overlaps the
+// vault's records or a summarised prefix.
+func WithCheckedOnLoad(prefixes ...string) Option {
+	return func(o *options) { o.checkedOnLoad = append(o.checkedOnLoad, prefixes...) }
 }
 
 // WithLogger sets the logger. Nothing secret is ever logged.
@@ -451,6 +466,18 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 	if o.iterations < minPBKDF2Iterations || o.iterations > maxPBKDF2Iterations {
 		return nil, fmt.Errorf("vault: %d PBKDF2 iterations is outside [%d, %d]", o.iterations, minPBKDF2Iterations, maxPBKDF2Iterations)
 	}
+	checked := slices.Clone(loadChecked)
+	for _, p := range o.checkedOnLoad {
+		if p == "" || strings.HasPrefix(p, "vault/") || strings.HasPrefix("vault/", p) || strings.HasPrefix(p, kv.SummaryPrefix) || strings.HasPrefix(kv.SummaryPrefix, p) {
+			return nil, fmt.Errorf("vault: checked-on-load prefix %q overlaps the vault's records", p)
+		}
+		for _, q := range o.summarised {
+			if strings.HasPrefix(p, q) || strings.HasPrefix(q, p) {
+				return nil, fmt.Errorf("vault: checked-on-load prefix %q overlaps the summarised prefix %q", p, q)
+			}
+		}
+		checked = append(checked, []byte(p))
+	}
 	kek, sub, format, err := unseal(store, master, o.iterations, o.rand)
 	if err != nil {
 		return nil, err
@@ -468,12 +495,15 @@ func Open(store kv.Store, master Master, opts ...Option) (*Vault, error) {
 			return nil, err
 		}
 	}
-	// Every record's tag and the summaries are checked while load reads
-	// the keys (on another core: both are linear in the store); load
-	// waits for the verdict before it writes anything, and a damaged
-	// store is refused whatever load found.
+	// Every record's tag and the summaries are checked once: the key
+	// records and the wrapped material by load's own scans (ScanChecked),
+	// those of WithCheckedOnLoad by the caller's, the rest of the store by
+	// VerifyRest while load reads the keys (on
+	// another core: both are linear in the store). load waits for the
+	// verdict before it writes anything, and a damaged store is refused
+	// whatever load found.
 	verdict := make(chan error, 1)
-	go func() { verdict <- auth.Verify() }()
+	go func() { verdict <- auth.VerifyRest(checked) }()
 	verified := sync.OnceValue(func() error {
 		if err := <-verdict; err != nil {
 			return fmt.Errorf("vault: refusing to open a damaged store: %w", err)
@@ -515,12 +545,39 @@ func (v *Vault) Authenticate(store kv.Store) *kv.Authenticated {
 // key never leaves the vault.
 func (v *Vault) Tagger() kv.Tagger { return v.sub }
 
+// damageFirst returns the first of errs that reports a damaged store
+// (kv.ErrTampered), else the first that is not nil: when two scans run
+// side by side, damage is reported before what was made of records that
+// did authenticate, as when the whole store was checked first.
+func damageFirst(errs ...error) error {
+	for _, err := range errs {
+		if errors.Is(err, kv.ErrTampered) {
+			return err
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadChecked are the prefixes load reads in full with ScanChecked, so
+// Open's VerifyRest leaves their records to it.
+var loadChecked = [][]byte{[]byte(keyRecordPrefix), []byte(materialRecordPrefix)}
+
+const (
+	keyRecordPrefix      = "vault/key/"
+	materialRecordPrefix = "vault/mat/"
+)
+
 // load reads every key record and checks the held versions' material;
 // once verified (Open's check of the whole store) passes, it writes what
 // opening writes (cleared legacy counts, the counts epoch) and erases
 // unused key-table slots.
 func (v *Vault) load(verified func() error) error {
-	var recs, cleared []keyRecord
+	var cleared []keyRecord
 	epoch, err := v.readCountsEpoch()
 	if err != nil {
 		return err
@@ -530,21 +587,29 @@ func (v *Vault) load(verified func() error) error {
 		clean = epoch.Epoch
 	}
 	referenced := map[uint32]bool{}
-	err = v.store.Scan([]byte("vault/key/"), func(k, val []byte) error {
-		var rec keyRecord
-		if err := json.Unmarshal(val, &rec); err != nil {
+	// The wrapped versions are scanned (and their tags checked) on another
+	// core while this one reads the key records.
+	type scanned struct {
+		refs []matRef
+		err  error
+	}
+	mats := make(chan scanned, 1)
+	go func() {
+		refs, err := v.scanMaterial()
+		mats <- scanned{refs, err}
+	}()
+	err = v.store.ScanChecked([]byte(keyRecordPrefix), func(k, val []byte) error {
+		r := &ring{}
+		if err := decodeKeyRecord(val, &r.rec); err != nil {
 			return fmt.Errorf("vault: decode key record %q: %w", k, err)
 		}
-		recs = append(recs, rec)
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("vault: load keys: %w", err)
-	}
-	for _, rec := range recs {
-		r := &ring{rec: rec}
-		for _, vr := range rec.Versions {
-			ver := &version{n: vr.Version, created: vr.Created, activateAt: vr.ActivateAt}
+		rec := &r.rec
+		// One allocation for a key's versions, not one each.
+		vs := make([]version, len(rec.Versions))
+		r.versions = make([]*version, 0, len(rec.Versions))
+		for i, vr := range rec.Versions {
+			ver := &vs[i]
+			ver.n, ver.created, ver.activateAt = vr.Version, vr.Created, vr.ActivateAt
 			ver.count.Store(vr.Reserved)
 			ver.reserved.Store(vr.Reserved)
 			ver.held = !vr.Destroyed && !vr.NotHeld && rec.State != StateDestroyed
@@ -554,13 +619,21 @@ func (v *Vault) load(verified func() error) error {
 			cleared = append(cleared, r.rec)
 		}
 		v.rings[rec.Name] = r
+		return nil
+	})
+	if err != nil {
+		err = fmt.Errorf("vault: load keys: %w", err)
+	}
+	m := <-mats
+	if err := damageFirst(err, m.err); err != nil {
+		return err
 	}
 	v.names = make([]string, 0, len(v.rings))
 	for name := range v.rings {
 		v.names = append(v.names, name)
 	}
 	slices.Sort(v.names)
-	if err := v.loadMaterial(referenced); err != nil {
+	if err := v.loadMaterial(m.refs, referenced); err != nil {
 		return err
 	}
 	// Nothing is written, nor a salt erased, on the word of a store that
@@ -587,44 +660,66 @@ func (v *Vault) load(verified func() error) error {
 	if err := v.loadFloors(); err != nil {
 		return err
 	}
-	v.opts.logger.Info("vault unsealed", "keys", len(recs))
+	v.opts.logger.Info("vault unsealed", "keys", len(v.rings))
 	return nil
 }
 
-// loadMaterial checks, in one scan of the wrapped versions, that every
-// held version has its wrapped material in the store and its salt in the
-// key table, and notes the slots they use in referenced. It unwraps
-// nothing: a version is unwrapped on first use (sealerOf), so Open's cost
-// per key is a record decode and a tag check, and material a node never
-// uses is never in its memory. v.rings is being built by load.
-func (v *Vault) loadMaterial(referenced map[uint32]bool) error {
-	prefix := []byte("vault/mat/")
-	found := 0
-	err := v.store.Scan(prefix, func(k, wrapped []byte) error {
+// matRef is a wrapped version as scanMaterial found it in the store.
+type matRef struct {
+	name    string
+	n, slot uint32
+	short   bool // too short to name its key-table slot
+}
+
+// scanMaterial lists the wrapped versions in the store, in one scan of
+// them that checks every record's tag (ScanChecked). load runs it on
+// another core beside the key records' scan; loadMaterial then checks
+// what it found against the keys.
+func (v *Vault) scanMaterial() ([]matRef, error) {
+	prefix := []byte(materialRecordPrefix)
+	var refs []matRef
+	err := v.store.ScanChecked(prefix, func(k, wrapped []byte) error {
 		rest := k[len(prefix):]
 		if len(rest) < 5 || rest[len(rest)-5] != '/' {
 			return fmt.Errorf("vault: stored key material %q: malformed name", k)
 		}
-		name, n := string(rest[:len(rest)-5]), binary.BigEndian.Uint32(rest[len(rest)-4:])
-		r := v.rings[name]
-		if r == nil || n < 1 || int(n) > len(r.versions) || !r.versions[n-1].held {
-			return nil // not held: ignored, as before (its slot is erased below)
+		ref := matRef{name: string(rest[:len(rest)-5]), n: binary.BigEndian.Uint32(rest[len(rest)-4:]), short: len(wrapped) < 4}
+		if !ref.short {
+			ref.slot = binary.BigEndian.Uint32(wrapped)
 		}
-		if len(wrapped) < 4 {
-			return fmt.Errorf("vault: load %q version %d: stored key does not authenticate", name, n)
-		}
-		slot := binary.BigEndian.Uint32(wrapped)
-		salt, ok := v.table.salt(slot, name, n)
-		if !ok {
-			return fmt.Errorf("vault: unwrap %q version %d: its wrapping salt is not in the key table (erased by a destroy, or the key table was lost or replaced)", name, n)
-		}
-		clear(salt)
-		referenced[slot] = true
-		found++
+		refs = append(refs, ref)
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("vault: load key material: %w", err)
+		return nil, fmt.Errorf("vault: load key material: %w", err)
+	}
+	return refs, nil
+}
+
+// loadMaterial checks, against the wrapped versions scanMaterial found,
+// that every held version has its wrapped material in the store and its
+// salt in the key table, and notes the slots they use in referenced. It
+// unwraps nothing: a version is unwrapped on first use (sealerOf), so
+// Open's cost per key is a record decode and a tag check, and material a
+// node never uses is never in its memory. v.rings is being built by load.
+func (v *Vault) loadMaterial(refs []matRef, referenced map[uint32]bool) error {
+	found := 0
+	for _, ref := range refs {
+		name, n := ref.name, ref.n
+		r := v.rings[name]
+		if r == nil || n < 1 || int(n) > len(r.versions) || !r.versions[n-1].held {
+			continue // not held: ignored, as before (its slot is erased below)
+		}
+		if ref.short {
+			return fmt.Errorf("vault: load key material: vault: load %q version %d: stored key does not authenticate", name, n)
+		}
+		salt, ok := v.table.salt(ref.slot, name, n)
+		if !ok {
+			return fmt.Errorf("vault: load key material: vault: unwrap %q version %d: its wrapping salt is not in the key table (erased by a destroy, or the key table was lost or replaced)", name, n)
+		}
+		clear(salt)
+		referenced[ref.slot] = true
+		found++
 	}
 	held := 0
 	for _, r := range v.rings {

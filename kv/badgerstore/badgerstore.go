@@ -32,6 +32,7 @@
 package badgerstore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -221,7 +222,15 @@ func (d *DB) Get(key []byte) ([]byte, error) {
 
 // Scan implements kv.Reader.
 func (d *DB) Scan(prefix []byte, fn func(k, v []byte) error) error {
-	return d.db.View(func(txn *badger.Txn) error { return scan(txn, prefix, fn) })
+	return d.db.View(func(txn *badger.Txn) error { return scan(txn, prefix, nil, fn) })
+}
+
+// ScanSkipping is Scan leaving out every key under one of the skip
+// prefixes: the iterator seeks past each, reading none of their values
+// (kv.Authenticated.VerifyRest uses it to pass over what the caller
+// checks itself).
+func (d *DB) ScanSkipping(prefix []byte, skip [][]byte, fn func(k, v []byte) error) error {
+	return d.db.View(func(txn *badger.Txn) error { return scan(txn, prefix, skip, fn) })
 }
 
 // maxConflictRetries bounds how often Update retries a transaction that lost
@@ -263,7 +272,7 @@ type txnAdapter struct{ txn *badger.Txn }
 
 func (t txnAdapter) Get(key []byte) ([]byte, error) { return get(t.txn, key) }
 func (t txnAdapter) Scan(prefix []byte, fn func(k, v []byte) error) error {
-	return scan(t.txn, prefix, fn)
+	return scan(t.txn, prefix, nil, fn)
 }
 func (t txnAdapter) Set(key, value []byte) error { return t.txn.Set(key, value) }
 func (t txnAdapter) Delete(key []byte) error     { return t.txn.Delete(key) }
@@ -279,13 +288,22 @@ func get(txn *badger.Txn, key []byte) ([]byte, error) {
 	return item.ValueCopy(nil)
 }
 
-func scan(txn *badger.Txn, prefix []byte, fn func(k, v []byte) error) error {
+func scan(txn *badger.Txn, prefix []byte, skip [][]byte, fn func(k, v []byte) error) error {
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = prefix
 	it := txn.NewIterator(opts)
 	defer it.Close()
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+	it.Seek(prefix)
+	for it.ValidForPrefix(prefix) {
 		item := it.Item()
+		if s := skipped(item.Key(), skip); s != nil {
+			end, ok := prefixEnd(s)
+			if !ok {
+				return nil // every key from here on is under s
+			}
+			it.Seek(end) // the first key past s, read on the next turn
+			continue
+		}
 		var ferr error
 		if err := item.Value(func(v []byte) error {
 			ferr = fn(item.Key(), v)
@@ -296,8 +314,32 @@ func scan(txn *badger.Txn, prefix []byte, fn func(k, v []byte) error) error {
 		if ferr != nil {
 			return ferr
 		}
+		it.Next()
 	}
 	return nil
+}
+
+// skipped returns the prefix in skip that key is under, or nil.
+func skipped(key []byte, skip [][]byte) []byte {
+	for _, s := range skip {
+		if bytes.HasPrefix(key, s) {
+			return s
+		}
+	}
+	return nil
+}
+
+// prefixEnd returns the least key above every key under p, or false if
+// there is none (p is empty or all 0xff).
+func prefixEnd(p []byte) ([]byte, bool) {
+	end := bytes.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1], true
+		}
+	}
+	return nil, false
 }
 
 type slogAdapter struct{ l *slog.Logger }
