@@ -1,15 +1,11 @@
 package node_test
 
 import (
-	"archive/tar"
-	"compress/gzip"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/keymesh/keymesh/audit"
@@ -25,43 +21,7 @@ import (
 // /v1/audit/verify answered before it was stopped.
 func unpackBadgerAudit(t *testing.T) (data string, entries uint64, head [32]byte) {
 	t.Helper()
-	dir := t.TempDir()
-	f, err := os.Open("testdata/badger-audit-main.tgz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	for range 64 {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, filepath.Clean(h.Name))
-		if !strings.HasPrefix(p, dir+string(os.PathSeparator)) {
-			t.Fatalf("archive entry %q escapes", h.Name)
-		}
-		if h.Typeflag == tar.TypeDir {
-			if err := os.MkdirAll(p, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		b, err := io.ReadAll(io.LimitReader(tr, 4<<20))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := unpackTestdata(t, "badger-audit-main.tgz")
 	b, err := os.ReadFile(filepath.Join(dir, "verify.json"))
 	if err != nil {
 		t.Fatal(err)

@@ -31,43 +31,7 @@ import (
 // under trade/price v2 with context field=price.
 func unpackLegacy(t *testing.T) (data, app, env string) {
 	t.Helper()
-	dir := t.TempDir()
-	f, err := os.Open("testdata/standalone-0.1.tgz")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := tar.NewReader(zr)
-	for range 64 {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, filepath.Clean(h.Name))
-		if !strings.HasPrefix(p, dir+string(os.PathSeparator)) {
-			t.Fatalf("archive entry %q escapes", h.Name)
-		}
-		if h.Typeflag == tar.TypeDir {
-			if err := os.MkdirAll(p, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		b, err := io.ReadAll(io.LimitReader(tr, 4<<20))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dir := unpackTestdata(t, "standalone-0.1.tgz")
 	read := func(name string) string {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
@@ -151,4 +115,49 @@ func TestUpgradeStandaloneDataDirectory(t *testing.T) {
 	if left != 0 {
 		t.Errorf("%d old policy records left in the store", left)
 	}
+}
+
+// unpackTestdata unpacks testdata/name, a gzipped tar of a data directory,
+// into a new temporary directory and returns it. Entries may not escape
+// it and none is read past 4 MiB.
+func unpackTestdata(t *testing.T, name string) string {
+	t.Helper()
+	dir := t.TempDir()
+	f, err := os.Open(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	for range 64 {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, filepath.Clean(h.Name))
+		if !strings.HasPrefix(p, dir+string(os.PathSeparator)) {
+			t.Fatalf("archive entry %q escapes", h.Name)
+		}
+		if h.Typeflag == tar.TypeDir {
+			if err := os.MkdirAll(p, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		b, err := io.ReadAll(io.LimitReader(tr, 4<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
