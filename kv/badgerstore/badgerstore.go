@@ -39,9 +39,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -157,12 +159,43 @@ func open(dir string, logger *slog.Logger, dopts []Option) (*DB, error) {
 	if err := checkTables(dir); err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
-	db, err := badger.Open(opts)
+	db, err := openLocked(opts)
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
 	}
 	d.db = db
 	return d, nil
+}
+
+// ErrLocked is the error (wrapped) Open returns when another process holds
+// the store's directory lock.
+var ErrLocked = errors.New("the data directory is in use by another process (is another keymeshd running on it?)")
+
+// LockWait bounds how long Open waits for a directory lock held by
+// someone else before it fails with ErrLocked.
+const LockWait = 2 * time.Second
+
+// openLocked is badger.Open, waiting out a directory lock held for a
+// moment. Badger locks the directory with flock on a descriptor opened
+// close-on-exec, and a child process forked while the store was open (the
+// daemon runs none, but its host process may: tests, an embedding program)
+// shares that lock until it execs. So a close followed at once by an open
+// can find the lock held by a process that is about to let go of it. A
+// lock still held after LockWait is another process using the store.
+func openLocked(opts badger.Options) (*badger.DB, error) {
+	deadline := time.Now().Add(LockWait)
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		db, err := badger.Open(opts)
+		// Badger formats the flock error into its message (y.Wrapf keeps
+		// no chain), so its text is the only sign of a held lock.
+		if err == nil || !strings.Contains(err.Error(), "Cannot acquire directory lock") {
+			return db, err
+		}
+		if time.Now().Add(wait).After(deadline) {
+			return nil, fmt.Errorf("%w: %w", ErrLocked, err)
+		}
+		time.Sleep(wait)
+	}
 }
 
 // SpaceError is the error CheckSpace and a refused Update return. It
