@@ -28,12 +28,8 @@ import (
 	"github.com/keymesh/keymesh/node"
 )
 
-// defaultMemoryLimit is keymeshd's soft memory limit unless GOMEMLIMIT
-// is set: about twice what a node uses under load (docs/benchmarks.md).
-const defaultMemoryLimit = 256 << 20
-
-// startUp, if set, runs once the node serves (see main): it applies the
-// soft memory limit and starts handing freed memory back.
+// startUp, if set, runs once the node serves (see main): it starts the
+// memory governor and starts handing freed memory back.
 var startUp func()
 
 func main() {
@@ -43,40 +39,37 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
 	}
-	// With GOGC at 400 a burst of large or hostile requests leaves a heap
-	// goal five times its peak, and the runtime is slow to hand the pages
-	// back. A soft memory limit makes the collector work harder as the
-	// process nears it and returns freed memory to the system, so memory
-	// comes back down after an attack. GOMEMLIMIT in the environment wins.
+	// With GOGC at 400 alone, a burst of large or hostile requests leaves
+	// a heap goal five times its peak, and the runtime is slow to hand the
+	// pages back. A soft memory limit that follows the live heap (the
+	// governor, memory.go) makes the collector work harder as the process
+	// nears it and returns freed memory to the system, so memory comes
+	// back down after a burst, without the back-to-back collections of a
+	// fixed limit below a large node's live heap. GOMEMLIMIT in the
+	// environment wins: it is then the fixed limit.
 	//
-	// The limit applies once the node serves (startUp): loading a large
-	// node's state (keys, the mesh log) allocates a live heap that may pass
-	// it, and under a limit below the live heap the collector runs back to
-	// back — at 51k keys it took 55 % of start-up CPU (docs/benchmarks.md).
-	// Until then the collector runs at GOGC=100 (heap up to twice the live
-	// heap, not five times).
-	if os.Getenv("GOMEMLIMIT") == "" {
-		startUp = func() func() {
-			gogc := debug.SetGCPercent(100)
-			if os.Getenv("GOGC") != "" {
-				debug.SetGCPercent(gogc) // the environment's GOGC wins
-			}
-			return func() {
-				debug.SetGCPercent(gogc)
-				debug.SetMemoryLimit(defaultMemoryLimit)
-			}
-		}()
-	}
+	// The governor starts once the node serves (startUp): loading a large
+	// node's state (keys, the mesh log) only grows the heap, and a
+	// collection per step of it was wasted work (at 51k keys, 55 % of
+	// start-up CPU under a fixed limit; docs/benchmarks.md). Until then the
+	// collector runs at GOGC=100 (heap up to twice the live heap).
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	governed := os.Getenv("GOMEMLIMIT") == ""
+	loadGOGC := os.Getenv("GOGC") == "" && governed
+	if loadGOGC {
+		debug.SetGCPercent(100)
+	}
 	// Freed memory is handed back once the node serves: while it loads its
 	// keys and events the heap only grows, and each return (a forced
 	// collection of the whole growing heap) was wasted work that slowed a
 	// large node's start-up and gave back pages the load faulted in again.
-	limit := startUp
 	startUp = func() {
-		if limit != nil {
-			limit()
+		if loadGOGC {
+			debug.SetGCPercent(400)
+		}
+		if governed {
+			governMemory(ctx, defaultHeapFloor)
 		}
 		go returnMemory(ctx, 10*time.Second, 32<<20)
 	}

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"math"
+	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,4 +33,87 @@ func returnMemory(ctx context.Context, interval time.Duration, slack uint64) {
 			debug.FreeOSMemory()
 		}
 	}
+}
+
+// Memory governor: keymeshd's soft memory limit follows its live heap.
+//
+// A fixed limit serves one size of node only. Under a limit well above the
+// live heap (a small node) the collector idles while garbage piles up to
+// the limit: a soak with grant and revoke traffic held ~250 MiB for a
+// live heap of ~100 MB. Under a limit below the live heap (a node with
+// 100k keys or grants) the collector runs back to back, up to half the
+// CPU. So after every collection the governor sets the limit to
+//
+//	max(floor, 2 × live heap + memoryLimitSlack)
+//
+// and GOGC stays at 400: a small node collects when its heap reaches the
+// floor (GOGC 400 alone would let it reach five times its live heap); a
+// large one collects as at GOGC 100, never back to back, whatever it
+// holds. The trade is explicit: collections are more frequent than at a
+// plain GOGC 400, and the floor sets how much (docs/benchmarks.md,
+// "Memory governor").
+const (
+	defaultHeapFloor = 96 << 20
+	// memoryLimitSlack covers what the limit counts beside the heap:
+	// goroutine stacks, the collector's metadata, the runtime's own.
+	memoryLimitSlack = 16 << 20
+)
+
+// limitFor is the soft memory limit for a live heap of live bytes.
+func limitFor(live, floor uint64) int64 {
+	l := max(floor, 2*live+memoryLimitSlack)
+	if l > math.MaxInt64 {
+		return math.MaxInt64
+	}
+	return int64(l)
+}
+
+// governor sets the soft memory limit after every collection.
+type governor struct {
+	floor   uint64
+	stopped atomic.Bool
+	live    []metrics.Sample
+	// set is debug.SetMemoryLimit (tests record it instead).
+	set func(int64) int64
+}
+
+// governMemory starts the governor of the process's soft memory limit.
+func governMemory(ctx context.Context, floor uint64) {
+	newGovernor(floor, debug.SetMemoryLimit).start(ctx)
+}
+
+func newGovernor(floor uint64, set func(int64) int64) *governor {
+	return &governor{floor: floor, live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}, set: set}
+}
+
+// start sets the limit for the current live heap now and again after each
+// collection until ctx is done.
+func (g *governor) start(ctx context.Context) {
+	g.adjust()
+	g.arm()
+	context.AfterFunc(ctx, func() { g.stopped.Store(true) })
+}
+
+// adjust sets the limit for the live heap of the last collection.
+func (g *governor) adjust() {
+	metrics.Read(g.live)
+	g.set(limitFor(g.live[0].Value.Uint64(), g.floor))
+}
+
+// arm registers a cleanup on a fresh object, which runs after the
+// collection that frees it: each collection adjusts the limit and arms
+// the next. The object is 32 bytes with a pointer, out of reach of the
+// tiny allocator (whose objects may never get their cleanups run).
+func (g *governor) arm() {
+	type sentinel struct {
+		_ *byte
+		_ [24]byte
+	}
+	runtime.AddCleanup(new(sentinel), func(g *governor) {
+		if g.stopped.Load() {
+			return
+		}
+		g.adjust()
+		g.arm()
+	}, g)
 }

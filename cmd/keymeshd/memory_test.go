@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestLimitFor(t *testing.T) {
+	for _, tc := range []struct {
+		live, floor uint64
+		want        int64
+	}{
+		{0, 96 << 20, 96 << 20},
+		{30 << 20, 96 << 20, 96 << 20},   // a small node: the floor
+		{40 << 20, 96 << 20, 96 << 20},   // 2×40+16 = 96: at the floor
+		{100 << 20, 96 << 20, 216 << 20}, // a large one: twice its live heap
+		{1 << 62, 96 << 20, 1<<63 - 1},   // no overflow
+		{300 << 20, 0, (600 + 16) << 20}, // no floor
+	} {
+		if got := limitFor(tc.live, tc.floor); got != tc.want {
+			t.Errorf("limitFor(%d MiB, %d MiB) = %d, want %d", tc.live>>20, tc.floor>>20, got, tc.want)
+		}
+	}
+}
+
+// TestGovernorFollowsCollections: after each collection the governor sets
+// the limit for the live heap, so a heap that grows past the floor raises
+// the limit (never leaving it below the live heap) and one that shrinks
+// lowers it back to the floor.
+func TestGovernorFollowsCollections(t *testing.T) {
+	var mu sync.Mutex
+	var limits []int64
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const floor = 8 << 20
+	newGovernor(floor, func(l int64) int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		limits = append(limits, l)
+		return 0
+	}).start(ctx)
+	last := func() int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		return limits[len(limits)-1]
+	}
+	// waitFor collects until the governor set a limit that satisfies ok.
+	waitFor := func(what string, ok func(int64) bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for i := 0; i < 200 && time.Now().Before(deadline); i++ {
+			runtime.GC()
+			time.Sleep(5 * time.Millisecond) // cleanups run on their own goroutine
+			if ok(last()) {
+				return
+			}
+		}
+		t.Fatalf("after collections the limit is %d MiB; want %s", last()>>20, what)
+	}
+	held := make([][]byte, 0, 64)
+	for range 64 {
+		held = append(held, make([]byte, 1<<20)) // 64 MiB live
+	}
+	waitFor("at least twice a 64 MiB live heap", func(l int64) bool { return l >= 2*64<<20 })
+	runtime.KeepAlive(held)
+	held = nil
+	waitFor("back near the floor", func(l int64) bool { return l < 48<<20 })
+}
