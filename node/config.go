@@ -93,9 +93,11 @@ type Config struct {
 	// from the config file: cmd/keymeshd applies its memory limit then).
 	OnReady func() `yaml:"-"`
 	// FIPS makes keymeshd refuse to start unless the Go Cryptographic
-	// Module runs in FIPS 140-only mode (GODEBUG=fips140=only), and
-	// restricts the API's TLS to approved suites and groups (see
-	// CheckFIPS and the README's FIPS section).
+	// Module runs in FIPS 140-only mode (GODEBUG=fips140=only),
+	// restricts the API's TLS to approved suites and groups, and refuses
+	// Ethereum wallet authentication, which the module cannot perform
+	// (api.ErrFIPSUnsupported; see CheckFIPS and the README's FIPS
+	// section). It changes no event the node admits or folds.
 	FIPS bool `yaml:"fips"`
 	// Clock is the node's wall clock for decisions, key activation,
 	// events and audit times (default time.Now); tests inject one. It is

@@ -94,7 +94,7 @@ const (
 		{"version":2,"created":"2026-03-02T12:00:00Z","activate_at":"2026-03-02T12:05:00Z","encryptions":0,"destroyed":false}]}`
 	statusJSON = `{"node":"12D3KooWabc","org":"Org1MSP","network_id":"n1","version":"v0.1.0","started_at":"2026-03-01T12:00:00Z",
 		"ready":true,"keys":2,"grants":1,"tokens":3,"audit_head":9,"principal":"token:admin","role":"admin",
-		"fips":{"mode":"only","module":"v1.0.0","required":true}}`
+		"fips":{"mode":"only","module":"v1.0.0","required":true,"disabled":["eth_wallets"]}}`
 )
 
 func TestParseContext(t *testing.T) {
@@ -204,7 +204,7 @@ func TestStatusOutput(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("status = exit %d, stderr %q", res.code, res.stderr)
 	}
-	for _, want := range []string{"Org1MSP", "token:admin", "Audit head:", "2026-03-01T12:00:00Z", "FIPS 140-3:", "only (module v1.0.0), required by --fips"} {
+	for _, want := range []string{"Org1MSP", "token:admin", "Audit head:", "2026-03-01T12:00:00Z", "FIPS 140-3:", "only (module v1.0.0), required by --fips; refuses eth_wallets (outside the FIPS claim)"} {
 		if !strings.Contains(res.stdout, want) {
 			t.Errorf("status table = %q, want it to hold %q", res.stdout, want)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -36,6 +37,9 @@ func newStatusCmd(a *app) *cobra.Command {
 				fips := s.FIPS.Mode + " (module " + s.FIPS.Module + ")"
 				if s.FIPS.Required {
 					fips += ", required by --fips"
+				}
+				if len(s.FIPS.Disabled) > 0 {
+					fips += "; refuses " + strings.Join(s.FIPS.Disabled, ", ") + " (outside the FIPS claim)"
 				}
 				row(w, "FIPS 140-3:", cell(fips))
 				if m := s.Mesh; m != nil {

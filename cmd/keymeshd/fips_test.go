@@ -120,6 +120,13 @@ func TestFIPSDaemon(t *testing.T) {
 	if st.FIPS.Mode != wantMode || st.FIPS.Module != fips140.Version() || st.FIPS.Required != fips140.Enforced() {
 		t.Errorf("Status().FIPS = %+v, want mode %q module %q required %v", st.FIPS, wantMode, fips140.Version(), fips140.Enforced())
 	}
+	if fips140.Enforced() != (len(st.FIPS.Disabled) == 1 && st.FIPS.Disabled[0] == apiv1.FIPSDisabledEthWallets) {
+		t.Errorf("Status().FIPS.Disabled = %q, want [%s] exactly with --fips", st.FIPS.Disabled, apiv1.FIPSDisabledEthWallets)
+	}
+	wallet, _ := client.New(url, "")
+	if _, err := wallet.EthDomain(ctx); fips140.Enforced() != client.IsCode(err, apiv1.CodeFIPSUnsupported) {
+		t.Errorf("EthDomain() = %v; want %s exactly with --fips", err, apiv1.CodeFIPSUnsupported)
+	}
 	if _, err := admin.CreateKey(ctx, apiv1.CreateKeyRequest{Name: "fips/ssn", Deterministic: true}); err != nil {
 		t.Fatal(err)
 	}

@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	logLevel := fs.String("log-level", "", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "", "text or json")
 	p2pListen := fs.String("p2p-listen", "", "libp2p listen `multiaddrs`, comma-separated, of a mesh node (default /ip4/127.0.0.1/tcp/0)")
-	fips := fs.Bool("fips", false, "refuse to start unless running with GODEBUG=fips140=only (FIPS 140-3); restrict the API's TLS to approved suites and groups")
+	fips := fs.Bool("fips", false, "refuse to start unless running with GODEBUG=fips140=only (FIPS 140-3); restrict the API's TLS to approved suites and groups; refuse Ethereum wallet authentication (eth: parties, 403 fips_unsupported)")
 	bootstrap := fs.String("bootstrap", "", "`multiaddrs`, comma-separated, to dial besides the genesis bootstrap list")
 	kmipListen := fs.String("kmip-listen", "", "KMIP server `address` (5696 by convention; off unless set)")
 	kmipCert := fs.String("kmip-cert", "", "KMIP server TLS certificate `file`")

@@ -52,6 +52,7 @@ var mapping = []struct {
 	{fabricid.ErrEndorsementConflict, http.StatusConflict, apiv1.CodeConflict},
 	{kms.ErrEndorsementRefused, http.StatusForbidden, apiv1.CodeForbidden},
 	{policy.ErrNotGranted, http.StatusForbidden, apiv1.CodeNotGranted},
+	{ErrFIPSUnsupported, http.StatusForbidden, apiv1.CodeFIPSUnsupported}, // fips.go: why 403
 	{policy.ErrStalePolicy, http.StatusServiceUnavailable, apiv1.CodeStalePolicy},
 	{vault.ErrKeyNotFound, http.StatusNotFound, apiv1.CodeNotFound},
 	{token.ErrNotFound, http.StatusNotFound, apiv1.CodeNotFound},

@@ -44,9 +44,15 @@ import (
 // An ungranted wallet's requests are decided at step 4 and refused 403
 // (and audited) at step 6, and leave no nonce behind; they gain nothing by
 // being replayed, as the answer is the same 403 each time.
+//
+// On a node started with --fips (Info.FIPS) there is no verifier and both
+// routes answer 403 fips_unsupported (ErrFIPSUnsupported) before step 1:
+// wallet signatures are outside the FIPS claim. Nothing is read, verified,
+// spent or audited; there is no caller to audit, as for a 401.
 type ethAPI struct {
 	s        *Server
-	verifier *ethid.Verifier // nil when the node has no valid network id
+	verifier *ethid.Verifier // nil when the node has no valid network id, or runs with --fips
+	fips     bool            // --fips: every route refuses with ErrFIPSUnsupported
 }
 
 var (
@@ -62,6 +68,11 @@ var (
 // configuration (in memory when none is given).
 func newEthAPI(s *Server) *ethAPI {
 	a := &ethAPI{s: s}
+	if s.cfg.Info.FIPS {
+		a.fips = true
+		s.cfg.Logger.Info("wallet authentication of eth: parties refused (--fips): secp256k1 and Keccak-256 are outside the FIPS 140-3 claim")
+		return a
+	}
 	opts := []ethid.Option{ethid.WithClock(s.cfg.Clock), ethid.WithAudience(s.cfg.Info.Node)}
 	if s.cfg.EthNonces != nil {
 		opts = append(opts, ethid.WithNonces(s.cfg.EthNonces))
@@ -75,11 +86,22 @@ func newEthAPI(s *Server) *ethAPI {
 	return a
 }
 
-// register adds the eth routes to e, outside the bearer-token group.
+// register adds the eth routes to e, outside the bearer-token group. With
+// --fips the same routes are registered, each answering only
+// ErrFIPSUnsupported.
 func (a *ethAPI) register(e *gin.Engine) {
+	if a.fips {
+		e.GET("/v1/eth/domain", a.refuseFIPS)
+		e.POST("/v1/eth/decrypt", a.refuseFIPS)
+		return
+	}
 	e.GET("/v1/eth/domain", a.domain)
 	e.POST("/v1/eth/decrypt", a.decrypt)
 }
+
+// refuseFIPS answers a request to an eth route of a --fips node, without
+// reading it.
+func (a *ethAPI) refuseFIPS(c *gin.Context) { a.s.fail(c, ErrFIPSUnsupported) }
 
 func (a *ethAPI) domain(c *gin.Context) {
 	if a.verifier == nil {

@@ -43,7 +43,8 @@ type Info struct {
 	NetworkID string
 	Version   string
 	StartedAt time.Time
-	// FIPS reports that the node was started with --fips.
+	// FIPS reports that the node was started with --fips: the eth routes
+	// answer ErrFIPSUnsupported (fips.go) and /v1/status says so.
 	FIPS bool
 }
 

@@ -29,6 +29,7 @@ const (
 	CodeUnauthenticated   = "unauthenticated"      // 401: missing, unknown, expired or revoked token
 	CodeForbidden         = "forbidden"            // 403: the operation needs the admin role
 	CodeNotGranted        = "not_granted"          // 403: no grant in force for this party, key and operation
+	CodeFIPSUnsupported   = "fips_unsupported"     // 403: --fips: the request needs cryptography outside the FIPS claim (Ethereum wallet signatures)
 	CodeNotFound          = "not_found"            // 404
 	CodeConflict          = "conflict"             // 409: already exists, or an invalid state transition
 	CodeKeyNotUsable      = "key_not_usable"       // 409: key state forbids the operation (pre-active, deactivated, compromised, below minimum decryption version)
@@ -121,7 +122,18 @@ type FIPSStatus struct {
 	// Required reports that the node was started with --fips (fips: true),
 	// so it would not have started outside FIPS 140-only mode.
 	Required bool `json:"required"`
+	// Disabled lists what --fips turns away because it needs cryptography
+	// outside the FIPS claim, each answered 403 fips_unsupported: today
+	// FIPSDisabledEthWallets. Empty (and absent from the JSON) without
+	// --fips.
+	Disabled []string `json:"disabled,omitempty"`
 }
+
+// FIPSDisabledEthWallets, in FIPSStatus.Disabled, says that the node
+// refuses Ethereum wallet authentication (eth: parties): GET /v1/eth/domain
+// and POST /v1/eth/decrypt answer 403 fips_unsupported before any
+// secp256k1 or Keccak-256 computation.
+const FIPSDisabledEthWallets = "eth_wallets"
 
 // CreateKeyRequest creates a key (POST /v1/keys). Deterministic and
 // Exportable are fixed for the life of the key. State is "active" (default)

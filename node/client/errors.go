@@ -59,6 +59,7 @@ var (
 	ErrUnauthenticated   error = codeError(apiv1.CodeUnauthenticated)
 	ErrForbidden         error = codeError(apiv1.CodeForbidden)
 	ErrNotGranted        error = codeError(apiv1.CodeNotGranted)
+	ErrFIPSUnsupported   error = codeError(apiv1.CodeFIPSUnsupported)
 	ErrNotFound          error = codeError(apiv1.CodeNotFound)
 	ErrConflict          error = codeError(apiv1.CodeConflict)
 	ErrKeyNotUsable      error = codeError(apiv1.CodeKeyNotUsable)

@@ -109,6 +109,7 @@ func TestOpenAPISchemasMatchAPIv1(t *testing.T) {
 		"Revocation": apiv1.Revocation{}, "CreateTokenRequest": apiv1.CreateTokenRequest{},
 		"Token": apiv1.Token{}, "CreatedToken": apiv1.CreatedToken{}, "TokenList": apiv1.TokenList{},
 		"AuditEntry": apiv1.AuditEntry{}, "AuditList": apiv1.AuditList{}, "AuditVerify": apiv1.AuditVerify{},
+		"FIPSStatus": apiv1.FIPSStatus{},
 	}
 	checkSchemas(t, doc, types, func(name string) bool {
 		return strings.HasSuffix(name, "Request") || strings.HasSuffix(name, "Item")
@@ -142,6 +143,7 @@ func TestOpenAPIErrorCodesAndLimits(t *testing.T) {
 		apiv1.CodeUnauthenticated, apiv1.CodeForbidden, apiv1.CodeNotGranted, apiv1.CodeNotFound,
 		apiv1.CodeConflict, apiv1.CodeKeyNotUsable, apiv1.CodeKeyDestroyed, apiv1.CodeTooLarge,
 		apiv1.CodeUnavailable, apiv1.CodeInternal, apiv1.CodeInvalidCreator, apiv1.CodeNoSpace,
+		apiv1.CodeFIPSUnsupported,
 	}
 	var enum []string
 	for _, e := range doc.Components.Schemas["Error"].Properties["code"]["enum"].([]any) {

@@ -13,6 +13,8 @@ export const ApiCodes = {
   unauthenticated: 'unauthenticated',
   forbidden: 'forbidden',
   notGranted: 'not_granted',
+  /** A node started with --fips refuses Ethereum wallet authentication (403). */
+  fipsUnsupported: 'fips_unsupported',
   notFound: 'not_found',
   conflict: 'conflict',
   keyNotUsable: 'key_not_usable',
