@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
+	mrand "math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -362,5 +364,91 @@ func TestWindowAttachmentsBeforeWindow(t *testing.T) {
 	page, err := l.Events(IssuerID(owner.n.key), 2, 1)
 	if err != nil || len(page) != 1 || !bytes.Equal(advParse(t, page[0]).Attachment(event.DigestOf(blob)), blob) {
 		t.Fatalf("Events(after 2) = %d events, %v: want event 3 with its copy", len(page), err)
+	}
+}
+
+// TestWindowFoldConverges is TestFoldConverges over chains longer than
+// their windows: one issuer's chain runs far ahead of the others, and a
+// partitioned node's events name its heads from before the partition, so
+// events name dependencies that have left the window by the time they are
+// judged, and late duplicates land on positions before it. Every order gives the reference state, every chain
+// keeps its window only, and a log opened again from its store holds the
+// same state.
+func TestWindowFoldConverges(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, []string{"Org1MSP", "Org2MSP"}, 2)
+	r := mrand.New(mrand.NewPCG(7, 8))
+	iss := newIssuers(w)
+	var evs [][]byte
+	for i, n := range w.nodes {
+		evs = append(evs, iss[i].event(t, event.KindNodeRecord, w.record(t, n)))
+	}
+	const key = "trade/k0"
+	blob := bytes.Repeat([]byte{0x5A}, 64)
+	evs = append(evs, iss[0].event(t, event.KindKeyCreate, event.KeyCreate{Key: key}))
+	evs = append(evs, iss[0].event(t, event.KindKeyVersion, event.KeyVersion{Key: key, Version: 1, ActivateAt: w.t0, Check: event.DigestOf([]byte(key)),
+		Wraps: []event.Wrap{{Recipient: w.nodes[1].key, Digest: event.DigestOf(blob)}}}, blob))
+	for i := range 1000 {
+		who := []int{0, 0, 0, 1, 2}[i%5] // node 0 of Org1 runs ahead; node 2 is of Org2
+		is := iss[who]
+		party := policy.Party(fmt.Sprintf("token:p%d", i%7))
+		if i%3 == 2 {
+			evs = append(evs, is.event(t, event.KindRevoke, policy.Revocation{ID: IDPrefix(is.n.key) + fmt.Sprintf("r%d", i), Key: key, Party: party, Issuer: "n", IssuedAt: w.t0}))
+		} else {
+			evs = append(evs, is.event(t, event.KindGrant, policy.Grant{ID: IDPrefix(is.n.key) + fmt.Sprintf("g%d", i), Key: key, Party: party, Ops: policy.OpsAll, Issuer: "n", IssuedAt: w.t0}))
+		}
+	}
+	// A partition: node 2 goes on naming the heads it last saw while the
+	// others, who do not see its new events, run on; its events come last,
+	// naming positions that are behind node 0's window by then.
+	seen := maps.Clone(*iss[2].heads)
+	iss[2].heads = &seen
+	var late [][]byte
+	for i := range 400 {
+		if i%10 == 9 {
+			late = append(late, iss[2].event(t, event.KindGrant, policy.Grant{ID: IDPrefix(iss[2].n.key) + fmt.Sprintf("late%d", i), Key: key, Party: "token:late", Ops: policy.OpsAll, Issuer: "n", IssuedAt: w.t0}))
+			continue
+		}
+		is := iss[[]int{0, 0, 0, 1}[i%4]]
+		evs = append(evs, is.event(t, event.KindGrant, policy.Grant{ID: IDPrefix(is.n.key) + fmt.Sprintf("p%d", i), Key: key, Party: "token:p", Ops: policy.OpsAll, Issuer: "n", IssuedAt: w.t0}))
+	}
+	evs = append(evs, late...)
+	ref := newLog(t, w, 3)
+	deliverAll(ref, evs)
+	if ref.Height() != len(evs) {
+		t.Fatalf("reference log holds %d events, want %d", ref.Height(), len(evs))
+	}
+	checkWindows(t, ref)
+	if ref.chains[w.nodes[0].key].base == 0 {
+		t.Fatalf("node 0's chain of %d events has not moved its window", ref.chains[w.nodes[0].key].length())
+	}
+	want := advCanon(ref)
+	for round := range 4 {
+		perm := slices.Clone(evs)
+		r.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
+		for range 50 {
+			perm = append(perm, evs[r.IntN(len(evs))])
+		}
+		store := kv.NewMem()
+		l, err := OpenLog(store, w.g, w.nodes[round].priv, LogOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deliverAll(l, perm)
+		if l.Height() != len(evs) {
+			t.Fatalf("round %d: %d events held, want %d", round, l.Height(), len(evs))
+		}
+		checkWindows(t, l)
+		if !bytes.Equal(advCanon(l), want) {
+			t.Fatalf("round %d: state differs from the reference", round)
+		}
+		l2, err := OpenLog(store, w.g, w.nodes[round].priv, LogOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkWindows(t, l2)
+		if !bytes.Equal(advCanon(l2), want) {
+			t.Fatalf("round %d: reopened state differs from the reference", round)
+		}
 	}
 }
