@@ -280,8 +280,10 @@ func (l *Log) rawAt(issuer network.NodeKey, seq uint64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e := l.keyEntry(ev, ev.ID()); e != nil {
-		return l.rawOf(e)
+	if ev.Kind == event.KindKeyVersion || ev.Kind == event.KindKeyShare { // the kinds with attachments
+		if e := l.keyEntry(ev, ev.ID()); e != nil {
+			return l.rawOf(e)
+		}
 	}
 	return ev.Marshal(), nil
 }
