@@ -217,7 +217,9 @@ func (l *Log) storedEvent(e *entry) (*event.Event, error) {
 // seq) the event this log admitted there and nothing else (putEntry
 // writes it in the admitting write; a failed write is rolled back, and
 // nothing overwrites it), and a node's store authenticates every record,
-// so this is that event. A failed read or check is an error, and every
+// so this is that event; an equivocation check verifies its signature as
+// well (conflict), so that evidence never holds an event that does not
+// verify. A failed read or check is an error, and every
 // caller then refuses the event it was judging or does not count what it
 // looked for: a read never admits. l.mu is held.
 func (l *Log) storedAt(issuer network.NodeKey, seq uint64) (*event.Event, error) {
@@ -1244,8 +1246,12 @@ func (l *Log) conflict(x *event.Event) *Evidence {
 		var err error
 		if e := c.recent(seq); e != nil {
 			held, err = l.fullEvent(e)
-		} else {
-			held, err = l.storedAt(x.Issuer, seq) // before the window
+		} else if held, err = l.storedAt(x.Issuer, seq); err == nil && held.Verify() != nil {
+			// Before the window the log holds no id to check the stored
+			// event against: evidence is made of verified events only, so
+			// it proves what it says wherever it goes, and what the store
+			// hands back is verified again (one signature per check).
+			held, err = nil, fmt.Errorf("mesh: stored event %s/%d does not verify", IssuerID(x.Issuer), seq)
 		}
 		if err != nil {
 			l.logger.Error("mesh: equivocation check", "err", err)

@@ -452,3 +452,34 @@ func TestWindowFoldConverges(t *testing.T) {
 		}
 	}
 }
+
+// TestWindowTamperedStoreNoEvidence: before the window the log holds no id
+// of its own for a position, so an equivocation check verifies the event
+// the store hands back: an event at that position whose signature does
+// not hold (written by whoever could write the store; a node's
+// authenticating store would refuse to read it) is no evidence against
+// its issuer, and the issuer's own event there is not taken for a fork.
+func TestWindowTamperedStoreNoEvidence(t *testing.T) {
+	w := newWorld(t, []string{"Org1MSP", "Org2MSP"}, 2)
+	a := newIssuers(w)[2]
+	raws, _, _ := windowChain(t, w, a, windowLen, 0)
+	store := kv.NewMem()
+	var reason string
+	l := windowLog(t, w, 0, store, LogOptions{OnVerdict: func(_ Verdict, r string) { reason = r }}, raws)
+	forged := advParse(t, raws[4])
+	forged.Sig[0] ^= 1
+	if err := store.Update(func(tx kv.Txn) error { return tx.Set(evKey(a.n.key, 5), forged.Marshal()) }); err != nil {
+		t.Fatal(err)
+	}
+	if v := l.Deliver(raws[4]); v == Accept || reason == ReasonEquivocation {
+		t.Fatalf("Deliver(the issuer's own event 5) = %v (%s), want it not taken as equivocation", v, reason)
+	}
+	if ev := l.chains[a.n.key].evidence; ev != nil {
+		t.Fatalf("evidence from an event that does not verify: %+v", ev)
+	}
+	l.View(func(s *State) {
+		if at := s.Nodes[a.n.key].Tainted; at != 0 {
+			t.Fatalf("honest issuer tainted at %d", at)
+		}
+	})
+}
