@@ -85,10 +85,12 @@ var ErrOldLog = errors.New("mesh: the event log is in format 1, which this keyme
 	"format 2 chains every node's events and verifies their clocks, and format 1 events cannot be converted " +
 	"(they carry other nodes' signatures); start this node from a new data directory and register it again")
 
-// header is what the fold and admission read of a held event, kept in
-// memory for every event of the log: 80 bytes instead of the whole event
-// (signature, previous id, dependencies, payload and attachments), which
-// the store holds (fullEvent reads it back).
+// header is what the fold and admission read of a held event: 80 bytes
+// instead of the whole event (signature, previous id, dependencies,
+// payload and attachments), which the store holds (fullEvent reads it
+// back). It is in memory for the events of a chain's window and for those
+// the fold's state refers to; admission reads the header of an older event
+// back from the store (Log.at).
 type header struct {
 	Issuer  network.NodeKey
 	Seq     uint64
@@ -97,8 +99,12 @@ type header struct {
 	Kind    event.Kind
 }
 
-// entry is one event of the log: its header and id, what the fold needs
-// of its payload, and the whole event only until it is stored.
+// entry is one event of the log in memory: its header and id, what the
+// fold needs of its payload, and the whole event only until it is stored.
+// A chain keeps the entries of its window only (chain); the fold's state
+// keeps those it refolds (State.Keys[k].events and .policy); an entry
+// neither refers to any more is garbage, and the store alone holds its
+// event.
 type entry struct {
 	ev header
 	// id is the event's ID, computed once.
@@ -149,14 +155,15 @@ func (e *entry) holds(d event.Digest) bool { return slices.Contains(e.held, d) }
 // and its attachments. A grant's decoded payload goes too (grants are most
 // of a long log, and one written by keymesh before causal reach lists every
 // earlier revocation of its pair): only refolds need it again, and
-// policyEvent reads it back. A
-// grant that cannot be read back does not count, which denies, so a failed
-// read fails closed; a revocation that could not be read would fail open,
-// so revocations keep their decoded payload (small: no Observed). Other
-// kinds keep theirs too, which the fold reads on every event of their key
-// (a key has few such events). Refolds, anti-entropy answers and
-// equivocation checks read the whole event from the store (fullEvent,
-// rawOf).
+// policyEvent reads it back. A grant that cannot be read back does not
+// count, which denies, so a failed read fails closed; a revocation that
+// could not be read would fail open, so revocations keep their decoded
+// payload (small: no Observed). Other kinds keep theirs too, which the
+// fold reads on every event of their key (a key has few such events).
+// Refolds, anti-entropy answers and equivocation checks read the whole
+// event from the store (fullEvent, rawOf). What is left is dropped in turn
+// when the entry leaves its chain's window (chain.trim) and the state no
+// longer refers to it (entry).
 func (e *entry) dropEvent() {
 	e.full, e.stored = nil, true
 	if e.ev.Kind == event.KindGrant {
@@ -200,6 +207,87 @@ func (l *Log) storedEvent(e *entry) (*event.Event, error) {
 		return nil, fmt.Errorf("mesh: stored event %s/%d does not match the log", IssuerID(e.ev.Issuer), e.ev.Seq)
 	}
 	return ev, nil
+}
+
+// storedAt reads issuer's admitted event at seq (one of its chain, before
+// the window) back from the store, without attachments. The log keeps no
+// id for such a position to compare with, as storedEvent does; what it
+// checks instead is the position: the stored bytes parse, and as an event
+// of this network by issuer at seq. The store holds under evKey(issuer,
+// seq) the event this log admitted there and nothing else (putEntry
+// writes it in the admitting write; a failed write is rolled back, and
+// nothing overwrites it), and a node's store authenticates every record,
+// so this is that event; an equivocation check verifies its signature as
+// well (conflict), so that evidence never holds an event that does not
+// verify. A failed read or check is an error, and every
+// caller then refuses the event it was judging or does not count what it
+// looked for: a read never admits. l.mu is held.
+func (l *Log) storedAt(issuer network.NodeKey, seq uint64) (*event.Event, error) {
+	raw, err := l.store.Get(evKey(issuer, seq))
+	if err != nil {
+		return nil, fmt.Errorf("mesh: read event %s/%d: %w", IssuerID(issuer), seq, err)
+	}
+	ev, err := event.Parse(raw)
+	if err != nil || ev.Network != l.nid || ev.Issuer != issuer || ev.Seq != seq {
+		return nil, fmt.Errorf("mesh: stored event %s/%d is not the event of that position", IssuerID(issuer), seq)
+	}
+	return ev, nil
+}
+
+// at returns the header and id of the event at seq of c, issuer's chain
+// (1 <= seq <= c.length()): the window's entry, or read back from the store
+// (storedAt), which can fail. l.mu is held.
+func (l *Log) at(c *chain, issuer network.NodeKey, seq uint64) (header, [32]byte, error) {
+	if e := c.recent(seq); e != nil {
+		return e.ev, e.id, nil
+	}
+	ev, err := l.storedAt(issuer, seq)
+	if err != nil {
+		return header{}, [32]byte{}, err
+	}
+	return header{Issuer: ev.Issuer, Seq: ev.Seq, Lamport: ev.Lamport, Time: ev.Time, Kind: ev.Kind}, ev.ID(), nil
+}
+
+// keyEntry returns the fold's entry of a stored KeyVersion or KeyShare
+// event ev (with the id id) that is no longer in its chain's window: the
+// state keeps every such entry in its key's events (State.apply), with the
+// digests of the copies this node holds. nil for another kind, or if the
+// state has none (then nothing is merged into or read back with it).
+// Linear in the key's events, which are few. l.mu is held.
+func (l *Log) keyEntry(ev *event.Event, id [32]byte) *entry {
+	if ev.Kind != event.KindKeyVersion && ev.Kind != event.KindKeyShare {
+		return nil
+	}
+	p, err := decodeStored(ev)
+	if err != nil {
+		return nil
+	}
+	k := l.state.Keys[wrapKey(p)]
+	if k == nil {
+		return nil
+	}
+	for _, e := range k.events {
+		if e.ev.Issuer == ev.Issuer && e.ev.Seq == ev.Seq && e.id == id {
+			return e
+		}
+	}
+	return nil
+}
+
+// rawAt returns issuer's event at seq, before its chain's window, in its
+// binary form with the attachments this node holds, as rawOf does for an
+// entry of the window. l.mu is held.
+func (l *Log) rawAt(issuer network.NodeKey, seq uint64) ([]byte, error) {
+	ev, err := l.storedAt(issuer, seq)
+	if err != nil {
+		return nil, err
+	}
+	if ev.Kind == event.KindKeyVersion || ev.Kind == event.KindKeyShare { // the kinds with attachments
+		if e := l.keyEntry(ev, ev.ID()); e != nil {
+			return l.rawOf(e)
+		}
+	}
+	return ev.Marshal(), nil
 }
 
 // readAttachment reads the wrapped copy with digest d of key from the
@@ -287,11 +375,42 @@ func wrapKey(p any) string {
 	return ""
 }
 
+// chainWindow is how many of a chain's newest entries the log keeps in
+// memory at least: a chain's window holds from chainWindow to twice as
+// many entries (chain.trim), plus, during a delivery, what it admits
+// before the durable write. Admission reads what lies before the window
+// back from the store (Log.at, Log.storedAt). Dependencies name recent
+// heads, so they mostly fall in the window; it is at least settleLookback
+// long, so settledHead finds what it looks for in memory.
+const chainWindow = 128
+
+// settleLookback is how many of a chain's newest events settledHead looks
+// at.
+const settleLookback = 64
+
+// A window shorter than settledHead's look-back would hide settled events.
+var _ [chainWindow - settleLookback]struct{}
+
 // chain is one issuer's admitted events, contiguous from seq 1, and the
-// lowest evidence of its equivocation this node holds.
+// lowest evidence of its equivocation this node holds. Its memory does
+// not depend on its length: it keeps its length and a window of its newest
+// entries (at least its head, and every entry not stored yet); the store
+// holds every event (evKey), and the events before the window are read
+// back from there when admission or anti-entropy needs them.
 type chain struct {
-	events   []*entry // index seq-1
+	// base is the number of the chain's events before the window:
+	// events[i] is the event at seq base+1+i.
+	base     uint64
+	events   []*entry // the window, oldest first; never empty once base > 0
 	evidence *Evidence
+}
+
+// length is the number of events the chain holds, the seq of its head.
+func (c *chain) length() uint64 {
+	if c == nil {
+		return 0
+	}
+	return c.base + uint64(len(c.events))
 }
 
 func (c *chain) head() *entry {
@@ -299,6 +418,42 @@ func (c *chain) head() *entry {
 		return nil
 	}
 	return c.events[len(c.events)-1]
+}
+
+// recent returns the entry at seq if the window holds it, nil if seq is
+// before the window or past the head.
+func (c *chain) recent(seq uint64) *entry {
+	if c == nil || seq <= c.base || seq > c.length() {
+		return nil
+	}
+	return c.events[seq-c.base-1]
+}
+
+// trim drops the oldest entries of the window once it holds 2*chainWindow
+// of them, keeping the newest chainWindow, and never an entry whose event
+// is not stored yet (a delivery's entries before its write; they are
+// newer than any stored one). Trimming by halves costs O(1) per event.
+// The fold's state may still refer to a dropped entry (State.Keys); the
+// chain does not.
+func (c *chain) trim() {
+	if len(c.events) < 2*chainWindow {
+		return
+	}
+	drop := len(c.events) - chainWindow
+	if i := slices.IndexFunc(c.events[:drop], func(e *entry) bool { return !e.stored }); i >= 0 {
+		drop = i
+	}
+	if drop == 0 {
+		return
+	}
+	n := copy(c.events, c.events[drop:])
+	clear(c.events[n:])
+	c.events = c.events[:n]
+	if cap(c.events) > 4*chainWindow {
+		// A large delivery grew the window: give the array back.
+		c.events = slices.Clone(c.events)
+	}
+	c.base += uint64(drop)
 }
 
 // Log is a node's durable event log and the fold of it. It is safe for
@@ -730,13 +885,14 @@ func (l *Log) loadOne(it *loadItem) error {
 		c = &chain{}
 		l.chains[ev.Issuer] = c
 	}
-	if ev.Seq != uint64(len(c.events))+1 {
+	if ev.Seq != c.length()+1 {
 		return fmt.Errorf("stored chain of %s has a gap at %d", ev.Issuer, ev.Seq)
 	}
 	c.events = append(c.events, e)
 	l.height++
 	l.state.apply(e)
 	e.dropEvent() // stored: from now on the store holds the payload
+	c.trim()      // the chain keeps its window only, as it does running
 	return nil
 }
 
@@ -976,6 +1132,9 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 		l.state.apply(e)
 		e.dropEvent() // stored: the store holds the whole event
 	}
+	for _, e := range staged {
+		l.chains[e.ev.Issuer].trim()
+	}
 	for _, p := range proofs {
 		l.installEvidence(p)
 	}
@@ -985,12 +1144,16 @@ func (l *Log) deliverLocked(entries []*entry, out []Verdict, reasons []string) {
 }
 
 // rollback takes staged entries back out of the chains after a failed
-// write. Nothing was applied yet. l.mu is held.
+// write. Nothing was applied yet, and no chain was trimmed since they were
+// appended (trim runs after the write), so they are in the windows.
+// l.mu is held.
 func (l *Log) rollback(staged []*entry) {
 	for i := len(staged) - 1; i >= 0; i-- {
 		e := staged[i]
 		c := l.chains[e.ev.Issuer]
-		c.events = c.events[:e.ev.Seq-1]
+		n := int(e.ev.Seq - 1 - c.base)
+		clear(c.events[n:])
+		c.events = c.events[:n]
 		l.height--
 	}
 }
@@ -1005,8 +1168,28 @@ func (l *Log) admit(e *entry, staged *[]*entry) (v Verdict, reason string, proof
 		ev.Attachments, e.held = nil, nil // the key is destroyed: never keep its copies
 	}
 	c := l.chains[ev.Issuer]
-	if c != nil && ev.Seq <= uint64(len(c.events)) {
-		old := c.events[ev.Seq-1]
+	if c != nil && ev.Seq <= c.length() {
+		// A position held: the same event again, or equivocation. Before
+		// the window, the held event is read back from the store; if
+		// that fails the event is refused, neither a duplicate nor proof.
+		old := c.recent(ev.Seq)
+		if old == nil {
+			held, err := l.storedAt(ev.Issuer, ev.Seq)
+			if err != nil {
+				l.logger.Error("mesh: equivocation check", "err", err)
+				return Ignore, ReasonStore, nil
+			}
+			if held.ID() != e.id {
+				return Ignore, ReasonDuplicate, l.conflict(ev)
+			}
+			if len(ev.Attachments) > 0 {
+				old = l.keyEntry(held, e.id)
+			}
+			if old != nil && l.mergeAttachments(old, ev, name) {
+				return Accept, ReasonOK, nil
+			}
+			return Ignore, ReasonDuplicate, nil
+		}
 		if old.id != e.id {
 			return Ignore, ReasonDuplicate, l.conflict(ev)
 		}
@@ -1026,6 +1209,9 @@ func (l *Log) admit(e *entry, staged *[]*entry) (v Verdict, reason string, proof
 	if ok, why := l.ready(ev); !ok {
 		if why == ReasonBadChain {
 			return Ignore, ReasonDuplicate, l.conflict(ev)
+		}
+		if why == ReasonStore {
+			return Ignore, ReasonStore, nil // not the sender's fault: it comes again
 		}
 		if why != "" {
 			return Reject, why, nil
@@ -1053,10 +1239,20 @@ func (l *Log) conflict(x *event.Event) *Evidence {
 	}
 	var best *Evidence
 	for _, seq := range []uint64{x.Seq - 1, x.Seq, x.Seq + 1} {
-		if seq < 1 || seq > uint64(len(c.events)) {
+		if seq < 1 || seq > c.length() {
 			continue
 		}
-		held, err := l.fullEvent(c.events[seq-1])
+		var held *event.Event
+		var err error
+		if e := c.recent(seq); e != nil {
+			held, err = l.fullEvent(e)
+		} else if held, err = l.storedAt(x.Issuer, seq); err == nil && held.Verify() != nil {
+			// Before the window the log holds no id to check the stored
+			// event against: evidence is made of verified events only, so
+			// it proves what it says wherever it goes, and what the store
+			// hands back is verified again (one signature per check).
+			held, err = nil, fmt.Errorf("mesh: stored event %s/%d does not verify", IssuerID(x.Issuer), seq)
+		}
 		if err != nil {
 			l.logger.Error("mesh: equivocation check", "err", err)
 			continue
@@ -1078,24 +1274,33 @@ func (l *Log) heldEvidence(k network.NodeKey) *Evidence {
 // ready reports whether ev can be admitted now: it is the next event of
 // its issuer, its predecessor is the one held, every dependency is held
 // (or of a tainted issuer), and its clock is the one they give it. why is
-// "" when it must wait, a reason when it can never be admitted.
+// "" when it must wait, a reason when it can never be admitted, and
+// ReasonStore when the header of a dependency before its chain's window
+// could not be read back (Log.at): the event is not admitted now. An
+// event names at most event.MaxDeps dependencies, so judging it reads at
+// most that many events back, whichever old events it names.
 func (l *Log) ready(ev *event.Event) (ok bool, why string) {
 	c := l.chains[ev.Issuer]
-	var prev *entry
+	var prev *header
 	if ev.Seq > 1 {
-		if c == nil || uint64(len(c.events)) < ev.Seq-1 {
+		if c.length() < ev.Seq-1 {
 			return false, ""
 		}
-		prev = c.events[ev.Seq-2]
-		if prev.id != ev.Prev {
+		h, id, err := l.at(c, ev.Issuer, ev.Seq-1) // the head: in the window
+		if err != nil {
+			l.logger.Error("mesh: read an event's predecessor", "err", err)
+			return false, ReasonStore
+		}
+		if id != ev.Prev {
 			return false, ReasonBadChain // the issuer signed two chains
 		}
+		prev = &h
 	}
 	want := uint64(1)
 	minTime := time.Time{}
 	if prev != nil {
-		want = prev.ev.Lamport + 1
-		minTime = prev.ev.Time
+		want = prev.Lamport + 1
+		minTime = prev.Time
 	}
 	skipped := false
 	for _, d := range ev.Deps {
@@ -1104,11 +1309,16 @@ func (l *Log) ready(ev *event.Event) (ok bool, why string) {
 			skipped = true // that issuer equivocated there: no branch counts
 			continue
 		}
-		if dc == nil || uint64(len(dc.events)) < d.Seq {
+		if dc.length() < d.Seq {
 			return false, ""
 		}
-		de := dc.events[d.Seq-1].ev // its header: Lamport and Time stay in memory
-		if dc.events[d.Seq-1].id != d.ID {
+		// Its header: in the window, or read back from the store.
+		de, id, err := l.at(dc, d.Issuer, d.Seq)
+		if err != nil {
+			l.logger.Error("mesh: read an event's dependency", "err", err)
+			return false, ReasonStore
+		}
+		if id != d.ID {
 			// A fork of d.Issuer no evidence shows yet: ask peers for
 			// that position (Wants) until the other branch's event comes.
 			if old, ok := l.forkHints[d.Issuer]; ok {
@@ -1145,10 +1355,10 @@ func (l *Log) appendEntry(e *entry) {
 }
 
 // settledHead returns the newest event of c this node has held for at
-// least the dependency settling time (looking back at most 64 events), or
-// nil.
+// least the dependency settling time (looking back at most settleLookback
+// events, all in the window), or nil.
 func (l *Log) settledHead(c *chain, now time.Time) *entry {
-	for i, n := len(c.events)-1, 0; i >= 0 && n < 64; i, n = i-1, n+1 {
+	for i, n := len(c.events)-1, 0; i >= 0 && n < settleLookback; i, n = i-1, n+1 {
 		if e := c.events[i]; !e.admitted || now.Sub(l.born)-e.arrived >= l.depSettle {
 			return e
 		}
@@ -1223,7 +1433,7 @@ func (l *Log) drainPending() []*entry {
 		for _, k := range issuers {
 			m := l.pending[k]
 			for {
-				next := uint64(len(l.chains[k].eventsOrNil())) + 1
+				next := l.chains[k].length() + 1
 				e := m[next]
 				// Drop what the chain has passed.
 				for seq, old := range m {
@@ -1252,13 +1462,6 @@ func (l *Log) drainPending() []*entry {
 		}
 	}
 	return out
-}
-
-func (c *chain) eventsOrNil() []*entry {
-	if c == nil {
-		return nil
-	}
-	return c.events
 }
 
 func (l *Log) unhold(m map[uint64]*entry, seq uint64, e *entry) {
@@ -1441,7 +1644,7 @@ func (l *Log) IssueWith(kind event.Kind, follow map[string]uint64, payload func(
 		heads[k] = l.chains[k].head()
 	}
 	for k, oc := range l.chains {
-		if k == l.self || len(oc.events) == 0 || heads[k] != nil {
+		if k == l.self || oc.length() == 0 || heads[k] != nil {
 			continue
 		}
 		h := l.settledHead(oc, now)
@@ -1564,8 +1767,8 @@ func (l *Log) Summary() map[string]uint64 {
 	defer l.mu.Unlock()
 	out := make(map[string]uint64, len(l.chains))
 	for k, c := range l.chains {
-		if n := len(c.events); n > 0 {
-			out[IssuerID(k)] = uint64(n)
+		if n := c.length(); n > 0 {
+			out[IssuerID(k)] = n
 		}
 		if c.evidence != nil {
 			out[proofIDPrefix+IssuerID(k)] = evidenceScore(c.evidence.At)
@@ -1613,8 +1816,14 @@ func (l *Log) Events(issuer string, after uint64, max int) ([][]byte, error) {
 		return [][]byte{raw}, nil
 	}
 	var out [][]byte
-	for seq := after + 1; seq <= uint64(len(c.events)) && len(out) < max; seq++ {
-		raw, err := l.rawOf(c.events[seq-1])
+	for seq := after + 1; seq <= c.length() && len(out) < max; seq++ {
+		var raw []byte
+		var err error
+		if e := c.recent(seq); e != nil {
+			raw, err = l.rawOf(e)
+		} else {
+			raw, err = l.rawAt(k, seq) // before the window: from the store
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -1668,8 +1877,8 @@ func (l *Log) Checkpoint() []byte {
 	cp := event.Checkpoint{Network: l.nid, Time: l.clock()}
 	for k, n := range l.state.Nodes {
 		if n.Record.Org == me.Record.Org {
-			if c := l.chains[k]; c != nil && len(c.events) > 0 {
-				cp.Heads = append(cp.Heads, event.Head{Issuer: k, Seq: uint64(len(c.events))})
+			if n := l.chains[k].length(); n > 0 {
+				cp.Heads = append(cp.Heads, event.Head{Issuer: k, Seq: n})
 			}
 		}
 	}
@@ -1724,7 +1933,7 @@ func (l *Log) settleCheckpoints() {
 	for k, cp := range l.checkpoints {
 		held := true
 		for _, h := range cp.Heads {
-			if c := l.chains[h.Issuer]; c == nil || uint64(len(c.events)) < h.Seq {
+			if l.chains[h.Issuer].length() < h.Seq {
 				held = false
 				break
 			}
