@@ -27,12 +27,13 @@ func TestHistory_GrantRevokeCycles(t *testing.T) {
 		t.Fatalf("InForceAt = %d, want 1", got)
 	}
 	pe := s.keys[ssn][app]
-	if len(pe.grants) != 1 || len(pe.ended) != n-1 {
-		t.Fatalf("live %d, ended %d, want 1, %d", len(pe.grants), len(pe.ended), n-1)
+	if len(pe.grants) != 1 || len(pe.ended) != 0 || len(pe.hist.revs) != n-1 || len(s.index[ssn].grants) != 1 {
+		t.Fatalf("in memory: live %d, ended %d, revocations %d, grants by id %d, want 1, 0 (archived), %d (no position), 1",
+			len(pe.grants), len(pe.ended), len(pe.hist.revs), len(s.index[ssn].grants), n-1)
 	}
-	for _, ge := range pe.ended {
-		if ge.g.Observed != nil {
-			t.Fatalf("ended grant %s keeps %d observed IDs", ge.g.ID, len(ge.g.Observed))
+	for _, st := range s.Grants(ssn) {
+		if !st.InForce && st.Grant.Observed != nil {
+			t.Fatalf("ended grant %s keeps %d observed IDs", st.Grant.ID, len(st.Grant.Observed))
 		}
 	}
 	for _, st := range s.GrantsAt(ssn, t0) {
@@ -79,7 +80,10 @@ func TestGrantsAtPage(t *testing.T) {
 	var got []Status
 	var after GrantCursor
 	for range 10 {
-		page, next := s.GrantsAtPage("", t0, after, 3)
+		page, next, err := s.GrantsAtPage("", t0, after, 3)
+		if err != nil {
+			t.Fatalf("GrantsAtPage = %v", err)
+		}
 		got = append(got, page...)
 		if next == (GrantCursor{}) {
 			break
