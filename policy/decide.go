@@ -135,8 +135,11 @@ func (s *State) decide(p Principal, key string, op Op, at time.Time) Decision {
 		// with the smallest ID among those of the caller's custodian
 		// that have op, which the pair's summaries hold (the grants
 		// themselves are in the archive).
-		for i := range pe.sums {
-			sum := &pe.sums[i]
+		if pe.hist == nil {
+			continue
+		}
+		for i := range pe.hist.sums {
+			sum := &pe.hist.sums[i]
 			if p.Custodian != "" && sum.custodian != "" && sum.custodian != p.Custodian && party.Kind() != KindOrg {
 				continue
 			}
@@ -145,7 +148,7 @@ func (s *State) decide(p Principal, key string, op Op, at time.Time) Decision {
 				r, id = rankRevoked, sum.min[op]
 			}
 			if r > bestRank || r == bestRank && r == rankRevoked && id < bestID {
-				best, bestRank, bestID, bestParty = nil, r, id, pe.party
+				best, bestRank, bestID, bestParty = nil, r, id, pe.hist.party
 			}
 		}
 	}

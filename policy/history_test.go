@@ -27,9 +27,9 @@ func TestHistory_GrantRevokeCycles(t *testing.T) {
 		t.Fatalf("InForceAt = %d, want 1", got)
 	}
 	pe := s.keys[ssn][app]
-	if len(pe.grants) != 1 || len(pe.ended) != 0 || len(pe.hist.revs) != n-1 || len(s.index[ssn].grants) != 1 {
+	if len(pe.grants) != 1 || len(pe.hist.ended) != 0 || len(pe.hist.revs) != n-1 || len(s.index[ssn].grants) != 1 {
 		t.Fatalf("in memory: live %d, ended %d, revocations %d, grants by id %d, want 1, 0 (archived), %d (no position), 1",
-			len(pe.grants), len(pe.ended), len(pe.hist.revs), len(s.index[ssn].grants), n-1)
+			len(pe.grants), len(pe.hist.ended), len(pe.hist.revs), len(s.index[ssn].grants), n-1)
 	}
 	for _, st := range s.Grants(ssn) {
 		if !st.InForce && st.Grant.Observed != nil {

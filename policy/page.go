@@ -125,11 +125,13 @@ func (s *State) GrantsAtPage(key string, at time.Time, after GrantCursor, limit 
 		idx := s.index[name]
 		var page []keyed
 		for _, pe := range s.keys[name] {
-			for _, set := range [][]*grantEntry{pe.grants, pe.ended} {
-				for _, ge := range set {
-					if after == (GrantCursor{}) || compareAfter(name, ge, after) > 0 {
-						page = append(page, keyed{name, ge})
-					}
+			set := pe.grants
+			if pe.hist != nil && len(pe.hist.ended) > 0 {
+				set = append(slices.Clip(set), pe.hist.ended...)
+			}
+			for _, ge := range set {
+				if after == (GrantCursor{}) || compareAfter(name, ge, after) > 0 {
+					page = append(page, keyed{name, ge})
 				}
 			}
 		}

@@ -125,15 +125,10 @@ func (r *revEntry) revocation(key string) Revocation {
 // grant read the live grants and the pair's summaries only, whatever
 // the pair's history.
 type pairEntry struct {
-	party  Party         // the index's copy
 	grants []*grantEntry // not revoked, sorted by ID
-	// ended holds the ended grants the archive refused, sorted by ID;
-	// their Observed is dropped.
-	ended []*grantEntry
-	// sums summarise every ended grant of the pair, per custodian, for
-	// the reason of a denial.
-	sums []endedSum
-	hist *pairRevs // the pair's revocations; nil while it has none
+	// hist is the pair's revocations and ended grants (a grant ends only
+	// by a revocation of its pair); nil while it has none.
+	hist *pairRevs
 }
 
 // endedSum summarises a pair's ended grants of one custodian: what
@@ -144,14 +139,14 @@ type endedSum struct {
 	min       [OpExport + 1]string // by Op: the smallest ID that has it ("" none)
 }
 
-// addSum counts ended grant ge in pe's summaries.
-func (pe *pairEntry) addSum(ge *grantEntry) {
-	i := slices.IndexFunc(pe.sums, func(e endedSum) bool { return e.custodian == ge.custodian })
+// addSum counts ended grant ge in h's summaries.
+func (h *pairRevs) addSum(ge *grantEntry) {
+	i := slices.IndexFunc(h.sums, func(e endedSum) bool { return e.custodian == ge.custodian })
 	if i < 0 {
-		pe.sums = append(pe.sums, endedSum{custodian: ge.custodian})
-		i = len(pe.sums) - 1
+		h.sums = append(h.sums, endedSum{custodian: ge.custodian})
+		i = len(h.sums) - 1
 	}
-	sum := &pe.sums[i]
+	sum := &h.sums[i]
 	for op := OpEncrypt; op <= OpExport; op++ {
 		if ge.ops.Has(op) && (sum.min[op] == "" || ge.g.ID < sum.min[op]) {
 			sum.min[op] = ge.g.ID
@@ -159,8 +154,15 @@ func (pe *pairEntry) addSum(ge *grantEntry) {
 	}
 }
 
-// pairRevs are the revocations of one pair.
+// pairRevs are the revocations and ended grants of one pair.
 type pairRevs struct {
+	party Party // the index's copy
+	// ended holds the ended grants the archive refused, sorted by ID;
+	// their Observed is dropped.
+	ended []*grantEntry
+	// sums summarise every ended grant of the pair, per custodian, for
+	// the reason of a denial.
+	sums []endedSum
 	// revs holds the pair's revocations in memory, sorted by ID: those
 	// without a position, and placed ones the archive refused; archived
 	// counts those in the archive.
@@ -314,17 +316,19 @@ func (s *State) end(idx *keyIndex, pe *pairEntry, i int) {
 }
 
 // retire files ended grant ge of pe: in the pair's summaries, and in the
-// archive, or, if the archive refuses it, in memory (pe.ended), so that
-// nothing is lost. The caller holds the write lock.
+// archive, or, if the archive refuses it, in memory (pe.hist.ended), so
+// that nothing is lost. pe has a revocation (what ended ge). The caller
+// holds the write lock.
 func (s *State) retire(idx *keyIndex, pe *pairEntry, ge *grantEntry) {
-	pe.addSum(ge)
+	h := pe.hist
+	h.addSum(ge)
 	if s.archiveGrant(idx.name, ge) {
 		delete(idx.grants, ge.g.ID)
 		return
 	}
 	idx.grants[ge.g.ID] = ge
-	j, _ := slices.BinarySearchFunc(pe.ended, ge.g.ID, compareEntryID)
-	pe.ended = slices.Insert(pe.ended, j, ge)
+	j, _ := slices.BinarySearchFunc(h.ended, ge.g.ID, compareEntryID)
+	h.ended = slices.Insert(h.ended, j, ge)
 }
 
 func compareEntryID(e *grantEntry, id string) int { return cmp.Compare(e.g.ID, id) }
@@ -413,7 +417,7 @@ func (s *State) pair(key string, p Party) (*keyIndex, *pairEntry, Party) {
 	pe := byParty[p]
 	if pe == nil {
 		p = Party(strings.Clone(string(p)))
-		pe = &pairEntry{party: p}
+		pe = &pairEntry{}
 		byParty[p] = pe
 		if p.Kind() == KindOrg {
 			if idx.orgs == nil {
@@ -421,8 +425,19 @@ func (s *State) pair(key string, p Party) (*keyIndex, *pairEntry, Party) {
 			}
 			idx.orgs[p] = pe
 		}
+		return idx, pe, p
 	}
-	return idx, pe, pe.party
+	// The map's own copy of p, which every entry of the pair holds: a pair
+	// is made for the grant or revocation that first names it, so it has
+	// one (a pair with none would take the caller's copy, which is only
+	// memory, not meaning).
+	if len(pe.grants) > 0 {
+		return idx, pe, pe.grants[0].party
+	}
+	if pe.hist != nil {
+		return idx, pe, pe.hist.party
+	}
+	return idx, pe, p
 }
 
 // covers reports whether a grant with explicit set obs (sorted) and reach
@@ -493,7 +508,7 @@ func (s *State) unobserved(key string, pe *pairEntry, obs []string, reach Reach,
 	if placed || h.archived == 0 {
 		return nil
 	}
-	return s.eachArchivedPairRev(key, pe.party, func(id string) (bool, error) {
+	return s.eachArchivedPairRev(key, h.party, func(id string) (bool, error) {
 		if _, named := slices.BinarySearch(obs, id); named {
 			return true, nil
 		}
@@ -643,7 +658,7 @@ func (s *State) AddRevocationAt(r Revocation, at Position) error {
 	s.nrevs++
 	idx.nrevs++
 	if pe.hist == nil {
-		pe.hist = &pairRevs{}
+		pe.hist = &pairRevs{party: p}
 	}
 	h := pe.hist
 	if at.Chain == "" {
