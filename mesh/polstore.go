@@ -2,6 +2,7 @@ package mesh
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,14 +17,24 @@ import (
 )
 
 // Storage of the policy's history, derived from the events and rebuilt
-// from them by every OpenLog (which deletes "mesh/pol/" first):
+// from them by every OpenLog (which deletes "mesh/pol/" first), under a
+// generation (8 bytes) chosen at random by each OpenLog:
 //
-//   - "mesh/pol/a/" + a record name of the policy state's archive
-//     (policy.Archive): its ended grants and placed revocations;
-//   - "mesh/pol/e/" + key + 0 + Lamport + issuer + seq, one per grant and
-//     revocation event of the key (value: the event's kind, ID and party):
-//     what a refold of the key reads back, in the fold's order
-//     (compareOrder: the name sorts as (Lamport, issuer, seq) does).
+//   - "mesh/pol/a/" + generation + key + 0 + epoch + the rest of a record
+//     name of the policy state's archive (policy.Archive; its names start
+//     with the key and a 0 byte): its ended grants and placed
+//     revocations. A key's epoch (8 bytes, from 0) moves on each time the
+//     policy state drops the key (a refold), which deletes the old
+//     epoch's records;
+//   - "mesh/pol/e/" + generation + key + 0 + Lamport + issuer + seq, one
+//     per grant and revocation event of the key (value: the event's kind,
+//     ID and party): what a refold of the key reads back, in the fold's
+//     order (compareOrder: the name sorts as (Lamport, issuer, seq) does).
+//
+// The generation and the epochs keep new records apart from the deleted
+// ones, so the fold's lookups of new ids (every grant's and revocation's
+// conflict check) miss on the store's filters instead of finding the
+// deleted records' markers, and scans do not step over them.
 //
 // So a key's memory does not grow with its grants and revocations: the
 // fold keeps no list of them (Key has none), and the policy state keeps
@@ -55,7 +66,10 @@ const polChunk = 4096
 type polStore struct {
 	store  kv.Store
 	logger *slog.Logger
+	gen    [8]byte
 	mu     sync.Mutex
+	// epochs holds the epoch of each key the policy state dropped.
+	epochs map[string]uint64
 	buf    *polLayer // writes since the last flush
 	// flushing holds the writes a flush is writing (nil if none).
 	flushing *polLayer
@@ -120,7 +134,11 @@ func newPolStore(store kv.Store, logger *slog.Logger) *polStore {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &polStore{store: store, logger: logger, buf: newPolLayer(), retryAt: polFlushAt}
+	p := &polStore{store: store, logger: logger, buf: newPolLayer(), retryAt: polFlushAt, epochs: map[string]uint64{}}
+	if _, err := rand.Read(p.gen[:]); err != nil {
+		panic(err) // crypto/rand does not fail
+	}
+	return p
 }
 
 // layers returns the buffer and the writes being flushed, newest first.
@@ -335,7 +353,7 @@ func (p *polStore) deleteStored(prefix []byte, scan func([]byte, func(k, v []byt
 // LoadChecked lists its prefix: a damaged record still refuses start-up).
 func (p *polStore) reset() error {
 	p.mu.Lock()
-	p.buf, p.flushing = newPolLayer(), nil
+	p.buf, p.flushing, p.epochs = newPolLayer(), nil, map[string]uint64{}
 	p.mu.Unlock()
 	return p.deleteStored(polPrefix, func(prefix []byte, fn func(k, v []byte) error) error {
 		return scanAll(p.store, prefix, fn)
@@ -348,25 +366,61 @@ type polArchive struct{ p *polStore }
 
 var _ policy.Archive = polArchive{}
 
-func (a polArchive) name(n []byte) []byte { return append(slices.Clip(polArchPrefix), n...) }
+// keyPrefix returns the store prefix of key's records in its current
+// epoch.
+func (a polArchive) keyPrefix(key []byte) []byte {
+	a.p.mu.Lock()
+	epoch := a.p.epochs[string(key)]
+	a.p.mu.Unlock()
+	b := append(append(slices.Clip(polArchPrefix), a.p.gen[:]...), key...)
+	return binary.BigEndian.AppendUint64(append(b, 0), epoch)
+}
+
+// name maps a record name of the policy state (key, 0, rest) to its store
+// key; split says where the rest starts in the record name.
+func (a polArchive) name(n []byte) (store []byte, split int) {
+	i := bytes.IndexByte(n, 0)
+	if i < 0 {
+		i = len(n) // not a name the state makes; kept under a key of its own
+		n = append(slices.Clip(n), 0)
+	}
+	return append(a.keyPrefix(n[:i]), n[i+1:]...), i + 1
+}
 
 // Get implements policy.Archive.
-func (a polArchive) Get(name []byte) ([]byte, error) { return a.p.get(a.name(name)) }
+func (a polArchive) Get(name []byte) ([]byte, error) {
+	k, _ := a.name(name)
+	return a.p.get(k)
+}
 
 // Scan implements policy.Archive.
 func (a polArchive) Scan(prefix []byte, fn func(name, rec []byte) error) error {
-	return a.p.scan(a.name(prefix), func(k, v []byte) error { return fn(k[len(polArchPrefix):], v) })
+	k, split := a.name(prefix)
+	head := len(k) - (len(prefix) - split) // the store key's part before the rest
+	var name []byte
+	return a.p.scan(k, func(sk, v []byte) error {
+		name = append(append(name[:0], prefix[:split]...), sk[head:]...)
+		return fn(name, v)
+	})
 }
 
 // Set implements policy.Archive: buffered, it does not fail.
 func (a polArchive) Set(name, rec []byte) error {
-	a.p.set(a.name(name), rec)
+	k, _ := a.name(name)
+	a.p.set(k, rec)
 	return nil
 }
 
-// DeletePrefix implements policy.Archive: buffered, it does not fail.
+// DeletePrefix implements policy.Archive: buffered, it does not fail. A
+// whole key (the state's DropKey) moves on to its next epoch.
 func (a polArchive) DeletePrefix(prefix []byte) error {
-	a.p.deletePrefix(a.name(prefix))
+	k, split := a.name(prefix)
+	a.p.deletePrefix(k)
+	if split == len(prefix) {
+		a.p.mu.Lock()
+		a.p.epochs[string(prefix[:split-1])]++
+		a.p.mu.Unlock()
+	}
 	return nil
 }
 
@@ -382,13 +436,13 @@ type polRef struct {
 	party   policy.Party
 }
 
-func polEvKeyPrefix(key string) []byte {
-	return append(append(slices.Clip(polEvPrefix), key...), 0)
+func (p *polStore) evKeyPrefix(key string) []byte {
+	return append(append(append(slices.Clip(polEvPrefix), p.gen[:]...), key...), 0)
 }
 
 // addEvent records grant or revocation event e of key, naming party.
 func (p *polStore) addEvent(key string, e *entry, party policy.Party) {
-	name := binary.BigEndian.AppendUint64(polEvKeyPrefix(key), e.ev.Lamport)
+	name := binary.BigEndian.AppendUint64(p.evKeyPrefix(key), e.ev.Lamport)
 	name = append(name, e.ev.Issuer[:]...)
 	name = binary.BigEndian.AppendUint64(name, e.ev.Seq)
 	v := make([]byte, 0, 1+32+len(party))
@@ -401,7 +455,7 @@ func (p *polStore) addEvent(key string, e *entry, party policy.Party) {
 // eachEvent calls fn for every grant and revocation event of key, in the
 // fold's order (Lamport, issuer, seq).
 func (p *polStore) eachEvent(key string, fn func(polRef) error) error {
-	prefix := polEvKeyPrefix(key)
+	prefix := p.evKeyPrefix(key)
 	return p.scan(prefix, func(k, v []byte) error {
 		rest := k[len(prefix):]
 		if len(rest) != 8+32+8 || len(v) < 1+32 {

@@ -199,7 +199,8 @@ func TestRefoldReadsPolicyHistoryBack(t *testing.T) {
 
 	// A record the store kept from before a crash (never flushed away)
 	// is gone after a restart.
-	ghost := append(append([]byte(nil), polArchPrefix...), key+"\x00gghost"...)
+	var ghost []byte
+	l.View(func(s *State) { ghost, _ = polArchive{s.pol}.name([]byte(key + "\x00gghost")) })
 	if err := store.Update(func(tx kv.Txn) error { return tx.Set(ghost, []byte{1, 0}) }); err != nil {
 		t.Fatal(err)
 	}

@@ -73,6 +73,20 @@
 //   - A deregistration, signed by an admin of the node's org, is a causal
 //     cut: the node's events up to LastSeq count, none after.
 //
+// # Policy history on disk
+//
+// Grants and revocations are most of a long log, and a pair granted and
+// revoked n times must not cost n of anything in memory. The fold keeps
+// no list of a key's grant and revocation events and their entries keep
+// no payload: the store indexes them per key in fold order, and a refold
+// reads them back one at a time. The policy state keeps its live grants
+// and per-pair summaries and hands its ended grants and placed
+// revocations to an archive in the store (policy.Archive, polStore).
+// Both are derived from the events and rebuilt by OpenLog. A read that
+// fails fails closed: a grant that cannot be read back does not count, a
+// revocation that cannot be read back suspends its pair
+// (policy.State.Suspend).
+//
 // # Crypto-shredding and the log
 //
 // Key versions travel wrapped (package vault/transport) as unsigned
