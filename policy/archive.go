@@ -52,13 +52,11 @@ type Option func(*State)
 func WithArchive(a Archive) Option { return func(s *State) { s.arch = a } }
 
 // Record kinds, the byte after a name's key: an ended grant by ID, the
-// listing order of ended grants, a placed revocation by ID, and a pair's
-// placed revocations.
+// listing order of ended grants, and a placed revocation by ID.
 const (
 	recGrant   = 'g'
 	recListing = 'l'
 	recRev     = 'r'
-	recPairRev = 'p'
 )
 
 // recVersion starts every record: the state rebuilds its archive from
@@ -294,17 +292,19 @@ func (s *State) eachArchivedRev(key string, fn func(*revEntry)) error {
 	return nil
 }
 
-// eachArchivedPairRev calls fn with the ID of every placed revocation of
-// (key, p) in the archive, in ID order, until fn returns false or an
-// error.
-func (s *State) eachArchivedPairRev(key string, p Party, fn func(id string) (bool, error)) error {
-	prefix := partyPrefix(key, recPairRev, p)
-	err := s.arch.Scan(prefix, func(name, _ []byte) error {
-		more, err := fn(string(name[len(prefix):]))
+// eachArchivedPairRev calls fn with every placed revocation of (key, p)
+// in the archive, in ID order, until fn returns false. It reads all of
+// the key's archived revocations: its callers (a grant that lists
+// revocations by ID without reaching them, RevocationIDs) are rare, and
+// an index per pair would cost every revocation a second record.
+func (s *State) eachArchivedPairRev(key string, p Party, fn func(*revEntry) bool) error {
+	prefix := recName(key, recRev)
+	err := s.arch.Scan(prefix, func(name, rec []byte) error {
+		re, err := decodeRev(string(name[len(prefix):]), rec)
 		if err != nil {
 			return err
 		}
-		if !more {
+		if re.party == p && !fn(re) {
 			return errStop
 		}
 		return nil
@@ -336,11 +336,7 @@ func (s *State) archiveGrant(key string, ge *grantEntry) bool {
 // archiveRev moves placed revocation re of key to the archive; false if
 // the archive refused it.
 func (s *State) archiveRev(key string, re *revEntry) bool {
-	if s.arch.Set(recName(key, recRev, re.id), encodeRev(re)) != nil {
-		return false
-	}
-	pair := append(partyPrefix(key, recPairRev, re.party), re.id...)
-	return s.arch.Set(pair, present) == nil
+	return s.arch.Set(recName(key, recRev, re.id), encodeRev(re)) == nil
 }
 
 // memArchive is the Archive of a State made without one: records in

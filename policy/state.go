@@ -508,18 +508,11 @@ func (s *State) unobserved(key string, pe *pairEntry, obs []string, reach Reach,
 	if placed || h.archived == 0 {
 		return nil
 	}
-	return s.eachArchivedPairRev(key, h.party, func(id string) (bool, error) {
-		if _, named := slices.BinarySearch(obs, id); named {
-			return true, nil
+	return s.eachArchivedPairRev(key, h.party, func(r *revEntry) bool {
+		if _, named := slices.BinarySearch(obs, r.id); named || covers(nil, reach, r) {
+			return true
 		}
-		r, err := s.archivedRev(key, id)
-		if err == nil && r == nil {
-			err = fmt.Errorf("%w: revocation %s of %s is indexed but not archived", ErrArchive, quote(id), quote(key))
-		}
-		if err != nil {
-			return false, err
-		}
-		return covers(nil, reach, r) || fn(r), nil
+		return fn(r)
 	})
 }
 
@@ -739,7 +732,7 @@ func (s *State) RevocationIDs(key string, p Party) []string {
 		ids = append(ids, r.id)
 	}
 	if pe.hist.archived > 0 {
-		_ = s.eachArchivedPairRev(key, p, func(id string) (bool, error) { ids = append(ids, id); return true, nil })
+		_ = s.eachArchivedPairRev(key, p, func(r *revEntry) bool { ids = append(ids, r.id); return true })
 		slices.Sort(ids)
 		ids = slices.Compact(ids)
 	}
