@@ -72,7 +72,7 @@ func BenchmarkPairHistory(b *testing.B) {
 				}
 				l.mu.Lock()
 				start = time.Now()
-				l.state.refoldKeys(map[string]bool{key: true})
+				l.state.refoldPolicy(l.state.Keys[key])
 				refold = float64(time.Since(start).Microseconds()) / 1000
 				l.mu.Unlock()
 				if d := l.Policy().Decide(p, key, policy.OpDecrypt, w.t0); d.Allowed || d.Reason != policy.ReasonRevoked {

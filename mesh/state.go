@@ -554,8 +554,9 @@ func addTo(m map[network.NodeKey]map[string]bool, k network.NodeKey, name string
 	set[name] = true
 }
 
-// refoldKeys refolds the named keys, in name order.
-func (s *State) refoldKeys(set map[string]bool) {
+// refoldKeys refolds the named keys, in name order: their structure,
+// and their grants and revocations too if policy is set.
+func (s *State) refoldKeys(set map[string]bool, policy bool) {
 	names := make([]string, 0, len(set))
 	for name := range set {
 		names = append(names, name)
@@ -564,8 +565,11 @@ func (s *State) refoldKeys(set map[string]bool) {
 	for _, name := range names {
 		k := s.Keys[name]
 		s.dirty[name] = true
-		s.refoldKey(k)
-		s.refoldPolicy(k)
+		wasDestroyed := k.Destroyed
+		s.refoldKey(k) // refolds the policy itself if Destroyed changed
+		if policy && k.Destroyed == wasDestroyed {
+			s.refoldPolicy(k)
+		}
 	}
 }
 
@@ -595,8 +599,12 @@ func (s *State) applyRecord(e *entry) {
 		delete(s.cuts, r.SignKey)
 	}
 	// Copies wrapped for the node count once a record valid at the
-	// wrapping event's time is held, whichever arrived first.
-	s.refoldKeys(s.wrappedFor[r.SignKey])
+	// wrapping event's time is held, whichever arrived first. The keys'
+	// grants and revocations do not change: a record counts for its
+	// node's events after it in its chain, which arrive after it (a cut
+	// waiting for the node's first record refolds them above). Their
+	// history is on disk, so not reading it back matters.
+	s.refoldKeys(s.wrappedFor[r.SignKey], false)
 }
 
 // cut applies a verified deregistration to its node.
@@ -623,7 +631,7 @@ func (s *State) taint(k network.NodeKey, seq uint64) {
 }
 
 // refoldIssuer refolds every key that issuer's events touched.
-func (s *State) refoldIssuer(issuer network.NodeKey) { s.refoldKeys(s.touched[issuer]) }
+func (s *State) refoldIssuer(issuer network.NodeKey) { s.refoldKeys(s.touched[issuer], true) }
 
 // partyOf returns the party a grant or revocation payload names.
 func partyOf(p any) policy.Party {
