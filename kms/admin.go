@@ -182,9 +182,15 @@ func (s *Service) Grants(key string) []policy.Status {
 }
 
 // GrantsPage is one page of Grants: up to limit grants after the cursor,
-// and the cursor of the next page (zero on the last).
-func (s *Service) GrantsPage(key string, after policy.GrantCursor, limit int) ([]policy.Status, policy.GrantCursor) {
-	return s.cfg.Keys.Policy().GrantsAtPage(key, s.cfg.Clock(), after, limit)
+// and the cursor of the next page (zero on the last). Ended grants are
+// read back from the store; if that fails, so does the page (an error
+// wrapping policy.ErrArchive).
+func (s *Service) GrantsPage(key string, after policy.GrantCursor, limit int) ([]policy.Status, policy.GrantCursor, error) {
+	sts, next, err := s.cfg.Keys.Policy().GrantsAtPage(key, s.cfg.Clock(), after, limit)
+	if err != nil {
+		return nil, policy.GrantCursor{}, fmt.Errorf("kms: list grants: %w", err)
+	}
+	return sts, next, nil
 }
 
 // Revoke ends every grant of key to party p, and returns the revocation and

@@ -154,15 +154,16 @@ func TestReadBackStoreErrors(t *testing.T) {
 	}
 
 	// A refold that cannot read the revocation back must not let the
-	// revoked grant count again: revocations stay in memory.
+	// revoked grant count again: its pair is suspended (denied) until a
+	// refold reads it; the key's other pairs are decided as before.
 	q := policy.Principal{Parties: []policy.Party{revoked}}
 	store.only = evKey(a.n.key, 6)
 	store.fail.Store(true)
 	l.mu.Lock()
 	l.state.refoldIssuer(a.n.key)
 	l.mu.Unlock()
-	if d := l.Policy().Decide(q, key, policy.OpDecrypt, at); d.Allowed {
-		t.Errorf("a refold that could not read the revocation back lets the revoked grant count: %+v", d)
+	if d := l.Policy().Decide(q, key, policy.OpDecrypt, at); d.Allowed || d.Reason != policy.ReasonUnreadable {
+		t.Errorf("a refold that could not read the revocation back: Decide = %+v, want denied %q", d, policy.ReasonUnreadable)
 	}
 	if d := l.Policy().Decide(p, key, policy.OpDecrypt, at); !d.Allowed {
 		t.Errorf("a grant readable back does not count: %+v", d)

@@ -152,21 +152,21 @@ func (e *entry) holds(d event.Digest) bool { return slices.Contains(e.held, d) }
 
 // dropEvent drops a durably stored event from memory but for its header,
 // id and the digests of its attachments held: the store holds the event
-// and its attachments. A grant's decoded payload goes too (grants are most
-// of a long log, and one written by keymesh before causal reach lists every
-// earlier revocation of its pair): only refolds need it again, and
-// policyEvent reads it back. A grant that cannot be read back does not
-// count, which denies, so a failed read fails closed; a revocation that
-// could not be read would fail open, so revocations keep their decoded
-// payload (small: no Observed). Other kinds keep theirs too, which the
-// fold reads on every event of their key (a key has few such events).
-// Refolds, anti-entropy answers and equivocation checks read the whole
-// event from the store (fullEvent, rawOf). What is left is dropped in turn
-// when the entry leaves its chain's window (chain.trim) and the state no
-// longer refers to it (entry).
+// and its attachments. A grant's or revocation's decoded payload goes too
+// (they are most of a long log, and a grant written by keymesh before
+// causal reach lists every earlier revocation of its pair): only refolds
+// need them again, and a refold reads them back from the store
+// (State.refoldPolicy). A grant that cannot be read back does not count,
+// which denies; a revocation that cannot be read back suspends its pair
+// (policy.State.Suspend), which denies too: a failed read fails closed.
+// Other kinds keep their payload, which the fold reads on every event of
+// their key (a key has few such events). Refolds, anti-entropy answers
+// and equivocation checks read the whole event from the store
+// (fullEvent, rawOf). What is left is dropped in turn when the entry leaves
+// its chain's window (chain.trim) and the state no longer refers to it.
 func (e *entry) dropEvent() {
 	e.full, e.stored = nil, true
-	if e.ev.Kind == event.KindGrant {
+	if e.ev.Kind == event.KindGrant || e.ev.Kind == event.KindRevoke {
 		e.payload = nil
 	}
 }
@@ -306,8 +306,8 @@ func (l *Log) readAttachment(key string, d event.Digest) ([]byte, error) {
 }
 
 // loadPolicyEvent is the state's load: storedEvent, logging a failure
-// (applyPolicy has no error to return; the grant then does not count
-// until the next refold of its key).
+// (applyPolicy has no error to return; a grant then does not count, and a
+// revocation suspends its pair, until the next refold of its key).
 func (l *Log) loadPolicyEvent(e *entry) (*event.Event, error) {
 	ev, err := l.storedEvent(e)
 	if err != nil {
@@ -328,12 +328,11 @@ func (l *Log) rawOf(e *entry) ([]byte, error) {
 
 // policyEvent returns the decoded payload of a grant or revocation entry
 // and, for a grant, the dependencies its event names, which its reach is
-// made of (State.reachOf). A revocation keeps its payload in memory; a
-// stored grant's is decoded again from its event, read back from the store
-// with load at most once. If that read fails it returns what is held (nil
-// for a stored grant, which then does not count) and no dependencies (a
-// grant then reaches its own chain only): both deny, so a failed read fails
-// closed.
+// made of (State.reachOf). A stored entry's payload is decoded again from
+// its event, read back from the store with load at most once. If that
+// read fails it returns what is held (nil for a stored entry: the caller
+// fails closed, see dropEvent) and no dependencies (a grant then reaches
+// its own chain only, which denies).
 func (e *entry) policyEvent(load func(*entry) (*event.Event, error)) (p any, deps []event.Dep) {
 	grant := e.ev.Kind == event.KindGrant
 	if !grant && e.payload != nil {
@@ -577,7 +576,7 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 	l := &Log{
 		store: store, genesis: g, nid: g.ID(), priv: priv, clock: o.Clock, logger: o.Logger, verdict: o.OnVerdict,
 		staleness: o.Staleness, depSettle: o.DepSettle, chains: map[network.NodeKey]*chain{}, pending: map[network.NodeKey]map[uint64]*entry{},
-		state: NewState(g), referenced: map[network.NodeKey]uint64{}, notify: make(chan struct{}, 1),
+		state: newState(g, newPolStore(store, o.Logger)), referenced: map[network.NodeKey]uint64{}, notify: make(chan struct{}, 1),
 		pruned: map[string]bool{}, unpruned: map[string]bool{}, checkpoints: map[network.NodeKey]*event.Checkpoint{}, fresh: map[network.NodeKey]time.Time{},
 		forkHints: map[network.NodeKey]uint64{},
 	}
@@ -586,6 +585,11 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 	// A loaded grant's payload is dropped once applied (loadOne): a
 	// refold while loading reads it back like later ones.
 	l.state.load, l.state.readAtt = l.loadPolicyEvent, l.readAttachment
+	// The policy history is derived from the events: the load writes it
+	// again (polStore).
+	if err := l.state.pol.reset(); err != nil {
+		return nil, fmt.Errorf("mesh: clear the policy history: %w", err)
+	}
 	err := l.loadAll(store)
 	if errors.Is(err, ErrOldLog) {
 		return nil, ErrOldLog
@@ -612,6 +616,9 @@ func OpenLog(store kv.Store, g *network.Genesis, priv crypto.Signer, o LogOption
 		for _, d := range ev.Deps {
 			l.referenced[d.Issuer] = d.Seq
 		}
+	}
+	if err := l.state.pol.flush(); err != nil {
+		l.logger.Error("mesh: write the policy history", "err", err) // kept in memory, tried again
 	}
 	l.publishPolicy()
 	l.pruneAll()
@@ -737,10 +744,13 @@ func scanAll(store kv.Reader, prefix []byte, fn func(k, v []byte) error) error {
 }
 
 // LoadChecked lists the store prefixes OpenLog reads in full with the
-// store's ScanChecked (the events and their attachments), checking every
+// store's ScanChecked (the events, their attachments, and the policy
+// history it deletes to write again), checking every
 // record's tag there: a node's vault may leave them out of its own check
 // of the store (vault.WithCheckedOnLoad).
-func LoadChecked() []string { return []string{string(evPrefix), string(attPrefix)} }
+func LoadChecked() []string {
+	return []string{string(evPrefix), string(attPrefix), string(polPrefix)}
+}
 
 // loadItem is one stored event being loaded: its store key and bytes,
 // then what loadEvents made of them.

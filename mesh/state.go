@@ -73,6 +73,20 @@
 //   - A deregistration, signed by an admin of the node's org, is a causal
 //     cut: the node's events up to LastSeq count, none after.
 //
+// # Policy history on disk
+//
+// Grants and revocations are most of a long log, and a pair granted and
+// revoked n times must not cost n of anything in memory. The fold keeps
+// no list of a key's grant and revocation events and their entries keep
+// no payload: the store indexes them per key in fold order, and a refold
+// reads them back one at a time. The policy state keeps its live grants
+// and per-pair summaries and hands its ended grants and placed
+// revocations to an archive in the store (policy.Archive, polStore).
+// Both are derived from the events and rebuilt by OpenLog. A read that
+// fails fails closed: a grant that cannot be read back does not count, a
+// revocation that cannot be read back suspends its pair
+// (policy.State.Suspend).
+//
 // # Crypto-shredding and the log
 //
 // Key versions travel wrapped (package vault/transport) as unsigned
@@ -91,12 +105,14 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/keymesh/keymesh/event"
+	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/network"
 	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault"
@@ -172,8 +188,10 @@ type Key struct {
 	Holders map[network.NodeKey]bool
 	Acks    map[network.NodeKey]bool
 
-	events []*entry // every admitted event on the key but grants and revocations
-	policy []*entry // its grant and revocation events
+	// events are every admitted event on the key but grants and
+	// revocations, which the store indexes by key instead (polStore), so
+	// that a key's memory does not grow with its grant history.
+	events []*entry
 }
 
 // Version is one key version: its activation time, its material
@@ -207,10 +225,13 @@ func (v *Version) Holds(r network.NodeKey) bool { return len(v.Wraps[r]) > 0 || 
 
 // State is the fold of an event set.
 type State struct {
-	// load reads an entry's whole event back when the log dropped its
-	// payload (a refold of a grant needs its Observed); nil while the
-	// log loads, when every entry still has its payload.
+	// load reads an entry's whole event back from the store (a refold
+	// reads every grant and revocation of its key back, and an entry
+	// whose payload was dropped needs it).
 	load func(*entry) (*event.Event, error)
+	// pol holds the policy's history: the policy state's archive and
+	// the index of each key's grant and revocation events.
+	pol *polStore
 	// readAtt reads a wrapped copy of a key from the store (nil, nil if
 	// it is not there) for CopiesFor; nil in a state without a log.
 	readAtt func(key string, d event.Digest) ([]byte, error)
@@ -298,11 +319,16 @@ func (s *State) TakeDirty() (names []string, all bool) {
 	return names, all
 }
 
-// NewState returns the state of an empty event set under genesis.
+// NewState returns the state of an empty event set under genesis. Its
+// policy history is kept in memory; a Log keeps it in its store.
 func NewState(g *network.Genesis) *State {
+	return newState(g, newPolStore(kv.NewMem(), nil))
+}
+
+func newState(g *network.Genesis, pol *polStore) *State {
 	return &State{
 		genesis: g, nid: g.ID(), Nodes: map[network.NodeKey]*Node{}, Keys: map[string]*Key{},
-		Policy: policy.NewState(), Dropped: map[string]int{},
+		pol: pol, Policy: policy.NewState(policy.WithArchive(polArchive{pol})), Dropped: map[string]int{},
 		cuts: map[network.NodeKey][]network.Deregister{}, touched: map[network.NodeKey]map[string]bool{},
 		wrappedFor: map[network.NodeKey]map[string]bool{}, dirty: map[string]bool{}, adminOK: map[[32]byte]bool{},
 		holders: map[string]map[network.NodeKey]bool{},
@@ -318,6 +344,10 @@ const (
 	DropBadAdmin     = "bad admin signature"
 	DropConflict     = "conflict"
 	DropDestroyed    = "key destroyed"
+	// DropUnreadable is a grant the fold could not check because the
+	// policy history it needed could not be read back: it does not count
+	// (until a refold of its key can read it).
+	DropUnreadable = "policy history unreadable"
 )
 
 // IDPrefix is the prefix every grant and revocation id of issuer must
@@ -496,11 +526,16 @@ func (s *State) apply(e *entry) {
 	e.key = k.Name // one string per key, not one per event
 	s.dirty[name] = true
 	if ev.Kind == event.KindGrant || ev.Kind == event.KindRevoke {
-		k.policy = append(k.policy, e)
+		payload, deps := e.policyEvent(s.load)
+		s.pol.addEvent(name, e, partyOf(payload))
 		s.touch(ev.Issuer, name)
 		if !k.Destroyed {
-			s.applyPolicy(k, e)
+			if payload == nil && ev.Kind == event.KindRevoke {
+				s.Policy.Suspend(name, "", fmt.Errorf("mesh: revocation %s/%d could not be read back", IssuerID(ev.Issuer), ev.Seq))
+			}
+			s.applyPolicy(k, e, payload, deps)
 		}
+		s.pol.maybeFlush()
 		return
 	}
 	k.events = append(k.events, e)
@@ -590,8 +625,20 @@ func (s *State) taint(k network.NodeKey, seq uint64) {
 // refoldIssuer refolds every key that issuer's events touched.
 func (s *State) refoldIssuer(issuer network.NodeKey) { s.refoldKeys(s.touched[issuer]) }
 
-// applyPolicy folds one grant or revocation into the policy state.
-func (s *State) applyPolicy(k *Key, e *entry) {
+// partyOf returns the party a grant or revocation payload names.
+func partyOf(p any) policy.Party {
+	switch v := p.(type) {
+	case policy.Grant:
+		return v.Party
+	case policy.Revocation:
+		return v.Party
+	}
+	return ""
+}
+
+// applyPolicy folds one grant or revocation, e with its payload and (for
+// a grant) the dependencies its event names, into the policy state.
+func (s *State) applyPolicy(k *Key, e *entry, payload any, deps []event.Dep) {
 	org, reason := s.counted(e.ev)
 	if reason != "" {
 		s.Dropped[reason]++
@@ -602,7 +649,6 @@ func (s *State) applyPolicy(k *Key, e *entry) {
 		return
 	}
 	var err error
-	payload, deps := e.policyEvent(s.load)
 	switch p := payload.(type) {
 	case policy.Grant:
 		if !strings.HasPrefix(p.ID, IDPrefix(e.ev.Issuer)) {
@@ -617,7 +663,10 @@ func (s *State) applyPolicy(k *Key, e *entry) {
 		}
 		err = s.Policy.AddRevocationAt(p, policy.Position{Chain: ChainOf(e.ev.Issuer), Seq: e.ev.Seq})
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, policy.ErrArchive):
+		s.Dropped[DropUnreadable]++
+	case err != nil:
 		s.Dropped[DropConflict]++
 	}
 }
@@ -672,17 +721,45 @@ func (s *State) reachOf(h *header, deps []event.Dep) policy.Reach {
 }
 
 // refoldPolicy rebuilds the grants and revocations of key k from its
-// events, in the issuers' chain order (so an issuer's reused id keeps its
-// first use).
+// events, in the fold's order (so an issuer's reused id keeps its first
+// use), reading each back from the store one at a time (polStore's index
+// of the key's events): a refold holds one event in memory, not the
+// key's history. It fails closed: a grant that cannot be read back does
+// not count; a revocation that cannot be read back suspends its pair
+// (policy.State.Suspend: denied until the key's next refold), and an
+// index that cannot be read suspends the whole key.
 func (s *State) refoldPolicy(k *Key) {
 	s.Policy.DropKey(k.Name)
 	if k.Destroyed {
 		return
 	}
-	evs := slices.Clone(k.policy)
-	slices.SortFunc(evs, func(a, b *entry) int { return compareOrder(a.ev, b.ev) })
-	for _, e := range evs {
-		s.applyPolicy(k, e)
+	err := s.pol.eachEvent(k.Name, func(r polRef) error {
+		e := &entry{ev: header{Issuer: r.issuer, Seq: r.seq, Lamport: r.lamport, Kind: r.kind}, id: r.id, key: k.Name, stored: true}
+		var ev *event.Event
+		err := errors.New("mesh: no store to read it from")
+		if s.load != nil {
+			ev, err = s.load(e)
+		}
+		if err == nil {
+			e.ev = header{Issuer: ev.Issuer, Seq: ev.Seq, Lamport: ev.Lamport, Time: ev.Time, Kind: ev.Kind}
+			e.full = ev
+		}
+		payload, deps := e.policyEvent(nil)
+		if payload == nil {
+			if r.kind == event.KindRevoke {
+				if err == nil {
+					err = fmt.Errorf("mesh: stored revocation %s/%d does not decode", IssuerID(r.issuer), r.seq)
+				}
+				s.Policy.Suspend(k.Name, r.party, err)
+			}
+			return nil // a grant that cannot be read back does not count
+		}
+		s.applyPolicy(k, e, payload, deps)
+		s.pol.maybeFlush()
+		return nil
+	})
+	if err != nil {
+		s.Policy.Suspend(k.Name, "", fmt.Errorf("mesh: read back the grants and revocations of %q: %w", k.Name, err))
 	}
 }
 
@@ -697,7 +774,7 @@ func compareOrder(a, b header) int {
 // are few: versions, shares and lifecycle changes.
 func (s *State) refoldKey(k *Key) {
 	wasDestroyed := k.Destroyed
-	*k = Key{Name: k.Name, Owner: k.Owner, events: k.events, policy: k.policy,
+	*k = Key{Name: k.Name, Owner: k.Owner, events: k.events,
 		Holders: map[network.NodeKey]bool{}} // Acks: nil (empty) until destroyed
 	evs := slices.Clone(k.events)
 	slices.SortFunc(evs, func(a, b *entry) int { return compareOrder(a.ev, b.ev) })

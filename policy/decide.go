@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -28,6 +29,9 @@ const (
 	ReasonRevoked     = "grant revoked"
 	ReasonExpired     = "grant expired"
 	ReasonNotYetValid = "grant not yet valid"
+	// ReasonUnreadable denies every request on a key whose grants and
+	// revocations could not all be read back (State.Suspend).
+	ReasonUnreadable = "policy of this key unreadable"
 )
 
 // Ranks of a grant against a request: how close it came to allowing it.
@@ -100,9 +104,16 @@ func (s *State) Decide(p Principal, key string, op Op, at time.Time) Decision {
 func (s *State) decide(p Principal, key string, op Op, at time.Time) Decision {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if len(s.suspended) > 0 {
+		if s.suspendedLocked(key, "") != nil || slices.ContainsFunc(p.Parties, func(q Party) bool { return s.suspendedLocked(key, q) != nil }) {
+			return Decision{Key: key, Op: op, Reason: ReasonUnreadable}
+		}
+	}
 	byParty := s.keys[key]
-	var best *grantEntry
+	var best *grantEntry // the best live grant, while it is the best
 	bestRank := rankNone
+	var bestID string
+	var bestParty Party
 	for _, party := range p.Parties {
 		pe := byParty[party]
 		if pe == nil {
@@ -113,28 +124,31 @@ func (s *State) decide(p Principal, key string, op Op, at time.Time) Decision {
 				continue
 			}
 			r := ge.rank(op, at)
-			if r > bestRank || r == bestRank && ge.g.ID < best.g.ID {
-				best, bestRank = ge, r
+			if r > bestRank || r == bestRank && ge.g.ID < bestID {
+				best, bestRank, bestID, bestParty = ge, r, ge.g.ID, ge.party
 			}
 		}
 		if bestRank > rankRevoked {
 			continue // no ended grant can do better
 		}
-		// The ended grants only name the reason of a denial. They are
-		// sorted by ID, so the first that applies is the one to name
-		// among them, and a pair's history is walked only on a denial
-		// and only up to the first ended grant of the caller's custodian
-		// that has op.
-		for _, ge := range pe.ended {
-			if p.Custodian != "" && ge.custodian != "" && ge.custodian != p.Custodian && party.Kind() != KindOrg {
+		// The ended grants only name the reason of a denial: the one
+		// with the smallest ID among those of the caller's custodian
+		// that have op, which the pair's summaries hold (the grants
+		// themselves are in the archive).
+		if pe.hist == nil {
+			continue
+		}
+		for i := range pe.hist.sums {
+			sum := &pe.hist.sums[i]
+			if p.Custodian != "" && sum.custodian != "" && sum.custodian != p.Custodian && party.Kind() != KindOrg {
 				continue
 			}
-			r := ge.rank(op, at)
-			if r > bestRank || r == bestRank && ge.g.ID < best.g.ID {
-				best, bestRank = ge, r
+			r, id := rankNoOp, ""
+			if op.valid() && sum.min[op] != "" {
+				r, id = rankRevoked, sum.min[op]
 			}
-			if r == rankRevoked {
-				break
+			if r > bestRank || r == bestRank && r == rankRevoked && id < bestID {
+				best, bestRank, bestID, bestParty = nil, r, id, pe.hist.party
 			}
 		}
 	}
@@ -163,8 +177,8 @@ func (s *State) decide(p Principal, key string, op Op, at time.Time) Decision {
 	case rankNotYetValid:
 		d.Reason = ReasonNotYetValid
 	}
-	d.GrantID = best.g.ID
-	d.Party = best.party
+	d.GrantID = bestID
+	d.Party = bestParty
 	return d
 }
 

@@ -2,9 +2,10 @@
 //
 // It holds parties ([Party]), grants ([Grant]), revocations ([Revocation]),
 // their deterministic fold ([State]) and the pure evaluation of a request
-// against that fold ([State.Decide]). It does no I/O and never reads the
-// clock: the time of a decision is always passed in. It knows nothing of
-// HTTP, libp2p or storage; the event layer checks that an event is signed and
+// against that fold ([State.Decide]). It does no I/O of its own and never
+// reads the clock: the time of a decision is always passed in. It knows
+// nothing of HTTP, libp2p or storage (what history it does not keep in
+// memory it hands to an [Archive] its user provides); the event layer checks that an event is signed and
 // authorised and then applies the grant or revocation it carries with
 // [State.AddGrant] or [State.AddRevocation].
 //
@@ -59,17 +60,32 @@
 // IssuedAt times, so two States holding the same grants and revocations are
 // in the same state and give the same
 // [State.Canonical] bytes and the same decisions, whatever the insertion
-// order, duplicates included. Revocation protects what is written after it:
+// order, duplicates included, and whether their records sit in memory
+// or in the archive. Revocation protects what is written after it:
 // what a party could already read was shared.
 //
 // Two caveats the event layer must honour for that promise to hold across
 // nodes. First, IDs are unique: adding a grant (or revocation) whose ID is
-// already held with a different content fails with [ErrConflict] and leaves
-// the state unchanged, so which of two conflicting events a node keeps
+// already held with a different content — in memory or, for an ended
+// grant or a placed revocation, in the archive — fails with
+// [ErrConflict] and leaves the state unchanged, so which of two conflicting events a node keeps
 // depends on which it saw first; a conflict means an issuer reused an ID
 // (equivocation or a bug) and must be treated as such. Second,
 // [State.DropKey] forgets a destroyed key; events of that key arriving
 // afterwards must not be applied again.
+//
+// # Memory and the archive
+//
+// A revoked grant can never be in force again, and a revocation with a
+// position is summed up, for every later grant of its pair, by the
+// highest position of its chain: so a [State] keeps in memory only its
+// live grants and those summaries, and hands ended grants and placed
+// revocations to an [Archive] ([WithArchive]), a small interface of
+// named records that the mesh implements over its store. The package
+// stays pure: it encodes the records, and knows nothing of the store
+// behind them. Listings, pages, Canonical and the check that a reused ID
+// has the content held read the archive back; Decide does not. See the
+// State doc, "Memory".
 //
 // # Decisions
 //

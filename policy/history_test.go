@@ -27,12 +27,13 @@ func TestHistory_GrantRevokeCycles(t *testing.T) {
 		t.Fatalf("InForceAt = %d, want 1", got)
 	}
 	pe := s.keys[ssn][app]
-	if len(pe.grants) != 1 || len(pe.ended) != n-1 {
-		t.Fatalf("live %d, ended %d, want 1, %d", len(pe.grants), len(pe.ended), n-1)
+	if len(pe.grants) != 1 || len(pe.hist.ended) != 0 || len(pe.hist.revs) != n-1 || len(s.index[ssn].grants) != 1 {
+		t.Fatalf("in memory: live %d, ended %d, revocations %d, grants by id %d, want 1, 0 (archived), %d (no position), 1",
+			len(pe.grants), len(pe.hist.ended), len(pe.hist.revs), len(s.index[ssn].grants), n-1)
 	}
-	for _, ge := range pe.ended {
-		if ge.g.Observed != nil {
-			t.Fatalf("ended grant %s keeps %d observed IDs", ge.g.ID, len(ge.g.Observed))
+	for _, st := range s.Grants(ssn) {
+		if !st.InForce && st.Grant.Observed != nil {
+			t.Fatalf("ended grant %s keeps %d observed IDs", st.Grant.ID, len(st.Grant.Observed))
 		}
 	}
 	for _, st := range s.GrantsAt(ssn, t0) {
@@ -79,7 +80,10 @@ func TestGrantsAtPage(t *testing.T) {
 	var got []Status
 	var after GrantCursor
 	for range 10 {
-		page, next := s.GrantsAtPage("", t0, after, 3)
+		page, next, err := s.GrantsAtPage("", t0, after, 3)
+		if err != nil {
+			t.Fatalf("GrantsAtPage = %v", err)
+		}
 		got = append(got, page...)
 		if next == (GrantCursor{}) {
 			break
@@ -102,5 +106,41 @@ func TestGrantsAtPage(t *testing.T) {
 		if _, err := ParseGrantCursor(bad); err == nil {
 			t.Errorf("ParseGrantCursor(%q) = nil error", bad)
 		}
+	}
+}
+
+// TestHistory_PairMemoryFlat: a pair granted and revoked many times as
+// the mesh does it (each grant reaching its pair's revocations, each
+// revocation placed) keeps in memory what one cycle keeps: no ended
+// grant, no revocation, one chain and one custodian summarised; the rest
+// is in the archive, and the state still decides, lists and counts it.
+func TestHistory_PairMemoryFlat(t *testing.T) {
+	s := NewState(WithArchive(newTestArchive()))
+	const n = 500
+	for i := range n {
+		g := grant(fmt.Sprintf("g%04d", i), ssn, app, OpsOf(OpDecrypt))
+		if err := s.AddGrantReaching(g, chainReach("c", uint64(2*i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AddRevocationAt(revoke(fmt.Sprintf("r%04d", i), ssn, app), Position{Chain: "c", Seq: uint64(2*i + 1)}); err != nil {
+			t.Fatal(err)
+		}
+		idx, pe := s.index[ssn], s.keys[ssn][app]
+		h := pe.hist
+		if len(idx.grants) != 0 || len(idx.revs) != 0 || len(pe.grants) != 0 || len(h.revs) != 0 || len(h.ended) != 0 ||
+			len(h.sums) != 1 || len(h.last) != 1 || h.archived != i+1 {
+			t.Fatalf("cycle %d: in memory %d grants, %d revocations, live %d, pair revs %d, ended %d, sums %d, chains %d, archived %d",
+				i, len(idx.grants), len(idx.revs), len(pe.grants), len(h.revs), len(h.ended), len(h.sums), len(h.last), h.archived)
+		}
+	}
+	if d := s.Decide(principal(app), ssn, OpDecrypt, t0); d.Allowed || d.GrantID != "g0000" || d.Reason != ReasonRevoked {
+		t.Fatalf("Decide = %+v, want denied naming g0000", d)
+	}
+	if got := len(s.Grants(ssn)); got != n || s.CountGrants() != n || len(s.Revocations(ssn)) != n || len(s.RevocationIDs(ssn, app)) != n {
+		t.Fatalf("Grants %d, CountGrants %d, Revocations %d, RevocationIDs %d, want %d each",
+			got, s.CountGrants(), len(s.Revocations(ssn)), len(s.RevocationIDs(ssn, app)), n)
+	}
+	if ids := s.Unobserved(ssn, app, chainReach("c", 2*n-10)); len(ids) != 5 {
+		t.Fatalf("Unobserved below the last 5 revocations = %v, want 5 IDs", ids)
 	}
 }

@@ -1,10 +1,12 @@
 package policy
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -96,34 +98,58 @@ func compareAfter(key string, ge *grantEntry, c GrantCursor) int {
 // GrantsAtPage is one page of [State.GrantsAt]: up to limit grants (of key,
 // or of every key if key is "") that sort after the cursor, and the cursor
 // of the next page (zero when this is the last). It copies only the grants
-// it returns. limit < 1 means 1.
-func (s *State) GrantsAtPage(key string, at time.Time, after GrantCursor, limit int) ([]Status, GrantCursor) {
+// it returns, and reads back from the archive only the ended grants it
+// returns, in order (its listing records are sorted as the page is), so
+// a page costs its live grants and its limit, not the key's history. An
+// archive it cannot read fails the page with an error wrapping
+// [ErrArchive]. limit < 1 means 1.
+func (s *State) GrantsAtPage(key string, at time.Time, after GrantCursor, limit int) ([]Status, GrantCursor, error) {
 	limit = max(limit, 1)
 	s.mu.RLock()
+	defer s.mu.RUnlock()
 	type keyed struct {
 		key string
 		ge  *grantEntry
 	}
+	var names []string
+	if key == "" {
+		names = s.sortedKeys()
+	} else if idx := s.index[key]; idx != nil {
+		names = []string{idx.name}
+	}
 	var sel []keyed
-	add := func(name string) {
+	for _, name := range names {
+		if after != (GrantCursor{}) && name < after.Key {
+			continue
+		}
+		idx := s.index[name]
+		var page []keyed
 		for _, pe := range s.keys[name] {
-			for _, set := range [][]*grantEntry{pe.grants, pe.ended} {
-				for _, ge := range set {
-					if after == (GrantCursor{}) || compareAfter(name, ge, after) > 0 {
-						sel = append(sel, keyed{name, ge})
-					}
+			set := pe.grants
+			if pe.hist != nil && len(pe.hist.ended) > 0 {
+				set = append(slices.Clip(set), pe.hist.ended...)
+			}
+			for _, ge := range set {
+				if after == (GrantCursor{}) || compareAfter(name, ge, after) > 0 {
+					page = append(page, keyed{name, ge})
 				}
 			}
 		}
-	}
-	if key == "" {
-		for name := range s.index {
-			add(name)
+		if need := limit + 1 - len(sel); idx.ngrants > len(idx.grants) {
+			ended, err := s.archivedPage(idx, after, need)
+			if err != nil {
+				return nil, GrantCursor{}, err
+			}
+			for _, ge := range ended {
+				page = append(page, keyed{name, ge})
+			}
 		}
-	} else if idx := s.index[key]; idx != nil {
-		add(idx.name)
+		slices.SortFunc(page, func(a, b keyed) int { return compareEntry(a.key, a.ge, b.key, b.ge) })
+		sel = append(sel, page...)
+		if len(sel) > limit {
+			break
+		}
 	}
-	slices.SortFunc(sel, func(a, b keyed) int { return compareEntry(a.key, a.ge, b.key, b.ge) })
 	var next GrantCursor
 	if len(sel) > limit {
 		sel = sel[:limit]
@@ -134,6 +160,50 @@ func (s *State) GrantsAtPage(key string, at time.Time, after GrantCursor, limit 
 	for _, k := range sel {
 		out = append(out, k.ge.statusAt(k.key, at))
 	}
-	s.mu.RUnlock()
-	return out, next
+	return out, next, nil
+}
+
+// archivedPage reads back up to n archived ended grants of idx's key that
+// sort after the cursor and are not also in memory, in listing order.
+// The caller holds a lock.
+func (s *State) archivedPage(idx *keyIndex, after GrantCursor, n int) ([]*grantEntry, error) {
+	prefix := recName(idx.name, recListing)
+	var from []byte // names at or before it are on earlier pages
+	if after != (GrantCursor{}) && after.Key == idx.name {
+		from = partyPrefix(idx.name, recListing, after.Party)
+		from = appendSortTime(from, after.IssuedAt)
+		from = append(from, after.ID...)
+	}
+	var out []*grantEntry
+	err := s.arch.Scan(prefix, func(name, _ []byte) error {
+		if from != nil && bytes.Compare(name, from) <= 0 {
+			return nil
+		}
+		// The ID is what follows the party, its 0 byte and the time.
+		rest := name[len(prefix):]
+		i := bytes.IndexByte(rest, 0)
+		if i < 0 || len(rest) < i+1+12 {
+			return fmt.Errorf("malformed listing record %q", name)
+		}
+		id := string(rest[i+1+12:])
+		if _, dup := idx.grants[id]; dup {
+			return nil
+		}
+		ge, err := s.archivedGrant(idx.name, id)
+		if err == nil && ge == nil {
+			err = fmt.Errorf("grant %s is listed but not archived", quote(id))
+		}
+		if err != nil {
+			return err
+		}
+		out = append(out, ge)
+		if len(out) >= n {
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, fmt.Errorf("%w: page the ended grants of %s: %w", ErrArchive, quote(idx.name), err)
+	}
+	return out, nil
 }

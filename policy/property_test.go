@@ -164,7 +164,11 @@ func oracle(events []event, p Principal, key string, op Op, at time.Time) (bool,
 // function of the set of grants and revocations. Every round builds a random
 // history, delivers it to several fresh States in different orders with
 // repeats, and requires identical Canonical bytes, identical decisions on a
-// grid of requests, and agreement with a naive oracle.
+// grid of requests, and agreement with a naive oracle. Orders alternate
+// between a state whose archive takes every ended grant and placed
+// revocation and one whose archive refuses a third of them (kept in
+// memory instead), so the cold path and the memory path must agree; the
+// listings and pages must agree too.
 func TestFoldOrderIndependent(t *testing.T) {
 	const rounds, orders = 300, 5
 	rng := rand.New(rand.NewPCG(20250601, 1))
@@ -184,14 +188,36 @@ func TestFoldOrderIndependent(t *testing.T) {
 		events := randomHistory(rng)
 		var refBytes []byte
 		var refDecisions []Decision
+		var refListing string
 		for order := range orders {
 			s := NewState()
+			if order%2 == 1 {
+				a := newTestArchive()
+				a.failSet = func() bool { return rng.IntN(3) == 0 }
+				s = NewState(WithArchive(a))
+			}
 			for _, e := range delivery(rng, events) {
 				if err := e.addTo(s); err != nil {
 					t.Fatalf("round %d order %d: add = %v, want nil", round, order, err)
 				}
 			}
 			canon := s.Canonical()
+			listing := fmt.Sprint(s.GrantsAt("", t0), s.Revocations(""))
+			var paged []Status
+			for after := (GrantCursor{}); ; {
+				page, next, err := s.GrantsAtPage("", t0, after, 1+rng.IntN(4))
+				if err != nil {
+					t.Fatalf("round %d order %d: GrantsAtPage = %v", round, order, err)
+				}
+				paged = append(paged, page...)
+				if next == (GrantCursor{}) {
+					break
+				}
+				after = next
+			}
+			if got := fmt.Sprint(paged); got != fmt.Sprint(s.GrantsAt("", t0)) {
+				t.Fatalf("round %d order %d: pages %s, want the listing %s", round, order, got, fmt.Sprint(s.GrantsAt("", t0)))
+			}
 			var decisions []Decision
 			for _, p := range principals {
 				for _, key := range keys {
@@ -217,8 +243,11 @@ func TestFoldOrderIndependent(t *testing.T) {
 				}
 			}
 			if order == 0 {
-				refBytes, refDecisions = canon, decisions
+				refBytes, refDecisions, refListing = canon, decisions, listing
 				continue
+			}
+			if listing != refListing {
+				t.Fatalf("round %d order %d: listings differ from the first order's:\n %s\n %s", round, order, listing, refListing)
 			}
 			if !bytes.Equal(canon, refBytes) {
 				t.Fatalf("round %d order %d: Canonical() differs from the first order's", round, order)

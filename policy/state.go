@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -19,15 +20,27 @@ import (
 //
 // # Memory
 //
-// A State holds every grant and revocation it was given, ended grants
-// included (listings and Canonical show them), so its memory grows with
-// the history of its keys; it keeps that cost per item small
-// (BenchmarkStateMemory measures it): an entry holds its strings once (a
-// grant's id is the tail of its "grant <id>" reason; its key and party
-// are the index's own; issuers, custodians and chains are interned), its
-// times in 12 bytes each, its Observed digest only when Observed was not
-// empty, and an ended grant drops its Observed and reach. Grants and
-// revocations are indexed per key, so no scoped id string is built.
+// What a State keeps in memory does not grow with the history of a
+// pair: per (key, party) it holds the pair's live grants and a summary
+// of the rest — per chain, the highest position of the pair's
+// revocations (bounded by the number of issuers), the revocations
+// without a position (which only legacy and test paths add), and per
+// custodian the smallest ID of an ended grant with each operation (what
+// a denial names). Ended grants and placed revocations go to the
+// state's [Archive], which the mesh keeps in its store, and are read
+// back only for listings, pages, Canonical, conflict checks of a reused
+// ID, and a grant that does not reach every revocation of its pair and
+// lists some in Observed; Decide never reads it. An archive that refuses
+// a write leaves the record in memory, so nothing is lost; one that
+// cannot be read fails closed (see [ErrArchive]). Without an archive
+// ([NewState] alone) the records are kept in a map in memory.
+//
+// A live entry holds its strings once (a grant's id is the tail of its
+// "grant <id>" reason; its key and party are the index's own; issuers,
+// custodians and chains are interned), its times in 12 bytes each, its
+// Observed digest only when Observed was not empty (BenchmarkStateMemory,
+// BenchmarkPairHistory measure it). Grants and revocations are indexed
+// per key, so no scoped id string is built.
 type State struct {
 	gate atomic.Pointer[func(key string, at time.Time) error]
 	mu   sync.RWMutex
@@ -38,8 +51,15 @@ type State struct {
 	// of the key: a key granted to many other parties does not make it
 	// slower.
 	index map[string]*keyIndex
-	// ngrants counts the grants held, for CountGrants.
-	ngrants int
+	// ngrants and nrevs count the grants and revocations held, for
+	// CountGrants and Canonical.
+	ngrants, nrevs int
+	// arch holds the ended grants and placed revocations (see Archive).
+	arch Archive
+	// suspended holds the pairs (party "": every pair of the key) whose
+	// policy could not be read back whole (Suspend, or an archive that
+	// refused to forget a dropped key): Decide denies them.
+	suspended map[pairName]error
 	// strs interns issuers, custodians and chains, which few grants and
 	// revocations do not share (at most maxInterned; past that each
 	// keeps its own copy).
@@ -68,10 +88,16 @@ func (s *State) intern(x string) string {
 
 // keyIndex is what the state knows of one key beside its pairs.
 type keyIndex struct {
-	name   string                 // the key, shared by every entry of it
-	grants map[string]*grantEntry // by ID
-	revs   map[string]*revEntry   // by ID
+	name string // the key, shared by every entry of it
+	// grants holds the key's grants in memory by ID: the live ones, and
+	// ended ones the archive refused; revs likewise the revocations
+	// without a position and placed ones the archive refused.
+	grants map[string]*grantEntry
+	revs   map[string]*revEntry
 	orgs   map[Party]*pairEntry
+	// ngrants and nrevs count the key's grants and revocations, archived
+	// ones included.
+	ngrants, nrevs int
 }
 
 // revEntry is a held revocation and where its event sits; its key is
@@ -91,21 +117,57 @@ func (r *revEntry) revocation(key string) Revocation {
 	return Revocation{ID: r.id, Key: key, Party: r.party, Issuer: r.issuer, IssuedAt: r.issued.time()}
 }
 
-// pairEntry holds what the state knows of one (key, party).
+// pairEntry holds what the state keeps in memory of one (key, party).
 //
 // A grant that a revocation ended stays ended whatever is added later
 // (remove-wins), so the pair keeps its live grants apart from its ended
-// ones: a decision, a revocation and a new grant walk the live grants
-// only, whatever the pair's history.
+// ones, which go to the archive: a decision, a revocation and a new
+// grant read the live grants and the pair's summaries only, whatever
+// the pair's history.
 type pairEntry struct {
 	grants []*grantEntry // not revoked, sorted by ID
-	ended  []*grantEntry // revoked, sorted by ID; their Observed is dropped
-	hist   *pairRevs     // the pair's revocations; nil while it has none
+	// hist is the pair's revocations and ended grants (a grant ends only
+	// by a revocation of its pair); nil while it has none.
+	hist *pairRevs
 }
 
-// pairRevs are the revocations of one pair.
+// endedSum summarises a pair's ended grants of one custodian: what
+// Decide names for a denial, which is the ended grant with the smallest
+// ID among those that have the operation.
+type endedSum struct {
+	custodian string
+	min       [OpExport + 1]string // by Op: the smallest ID that has it ("" none)
+}
+
+// addSum counts ended grant ge in h's summaries.
+func (h *pairRevs) addSum(ge *grantEntry) {
+	i := slices.IndexFunc(h.sums, func(e endedSum) bool { return e.custodian == ge.custodian })
+	if i < 0 {
+		h.sums = append(h.sums, endedSum{custodian: ge.custodian})
+		i = len(h.sums) - 1
+	}
+	sum := &h.sums[i]
+	for op := OpEncrypt; op <= OpExport; op++ {
+		if ge.ops.Has(op) && (sum.min[op] == "" || ge.g.ID < sum.min[op]) {
+			sum.min[op] = ge.g.ID
+		}
+	}
+}
+
+// pairRevs are the revocations and ended grants of one pair.
 type pairRevs struct {
-	revs []*revEntry // sorted by ID
+	party Party // the index's copy
+	// ended holds the ended grants the archive refused, sorted by ID;
+	// their Observed is dropped.
+	ended []*grantEntry
+	// sums summarise every ended grant of the pair, per custodian, for
+	// the reason of a denial.
+	sums []endedSum
+	// revs holds the pair's revocations in memory, sorted by ID: those
+	// without a position, and placed ones the archive refused; archived
+	// counts those in the archive.
+	revs     []*revEntry
+	archived int
 	// last holds, per chain (sorted), the highest position of the pair's
 	// revocations there, and unplaced counts those without a position:
 	// a grant whose reach passes every last and that has no unplaced
@@ -243,26 +305,50 @@ func observedDigest(obs []string) [32]byte {
 }
 
 // end marks the grant at index i of pe's live grants revoked and moves it
-// to pe's ended grants, dropping its Observed and reach. The caller holds
-// the write lock.
-func (s *State) end(pe *pairEntry, i int) {
+// to the archive, dropping its Observed and reach. The caller holds the
+// write lock.
+func (s *State) end(idx *keyIndex, pe *pairEntry, i int) {
 	ge := pe.grants[i]
 	ge.revoked = true
 	ge.g.Observed, ge.reach = nil, nil
 	pe.grants = slices.Delete(pe.grants, i, i+1)
-	j, _ := slices.BinarySearchFunc(pe.ended, ge.g.ID, compareEntryID)
-	pe.ended = slices.Insert(pe.ended, j, ge)
+	s.retire(idx, pe, ge)
+}
+
+// retire files ended grant ge of pe: in the pair's summaries, and in the
+// archive, or, if the archive refuses it, in memory (pe.hist.ended), so
+// that nothing is lost. pe has a revocation (what ended ge). The caller
+// holds the write lock.
+func (s *State) retire(idx *keyIndex, pe *pairEntry, ge *grantEntry) {
+	h := pe.hist
+	h.addSum(ge)
+	if s.archiveGrant(idx.name, ge) {
+		delete(idx.grants, ge.g.ID)
+		return
+	}
+	idx.grants[ge.g.ID] = ge
+	j, _ := slices.BinarySearchFunc(h.ended, ge.g.ID, compareEntryID)
+	h.ended = slices.Insert(h.ended, j, ge)
 }
 
 func compareEntryID(e *grantEntry, id string) int { return cmp.Compare(e.g.ID, id) }
 
-// NewState returns an empty state.
-func NewState() *State {
-	return &State{
-		keys:  make(map[string]map[Party]*pairEntry),
-		index: make(map[string]*keyIndex),
-		strs:  make(map[string]string),
+// NewState returns an empty state. Without [WithArchive] it keeps its
+// ended grants and placed revocations in memory.
+func NewState(opts ...Option) *State {
+	s := &State{
+		keys:      make(map[string]map[Party]*pairEntry),
+		index:     make(map[string]*keyIndex),
+		strs:      make(map[string]string),
+		suspended: make(map[pairName]error),
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.arch == nil {
+		s.arch = newMemArchive()
+	}
+	return s
 }
 
 // SetGate installs a check that Decide runs first: when it returns an
@@ -276,6 +362,45 @@ func (s *State) SetGate(gate func(key string, at time.Time) error) {
 		return
 	}
 	s.gate.Store(&gate)
+}
+
+// pairName names a (key, party); party "" stands for every party.
+type pairName struct {
+	key   string
+	party Party
+}
+
+// Suspend makes Decide deny every request on (key, p), or on every pair
+// of key if p is "", with reason [ReasonUnreadable], until the next
+// [State.DropKey] of key: what the event layer does when it cannot read
+// back a revocation of the pair (or cannot tell which pairs a key's
+// unreadable events name), so that a revocation it could not read does
+// not leave a grant in force.
+func (s *State) Suspend(key string, p Party, cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cause == nil {
+		cause = ErrArchive
+	}
+	s.suspended[pairName{strings.Clone(key), Party(strings.Clone(string(p)))}] = cause
+}
+
+// Suspended returns why Decide denies (key, p) (see [State.Suspend]),
+// or nil.
+func (s *State) Suspended(key string, p Party) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.suspendedLocked(key, p)
+}
+
+func (s *State) suspendedLocked(key string, p Party) error {
+	if len(s.suspended) == 0 {
+		return nil
+	}
+	if err := s.suspended[pairName{key, ""}]; err != nil {
+		return err
+	}
+	return s.suspended[pairName{key, p}]
 }
 
 // pair returns the index of key and the entry of (key, p) with the
@@ -306,14 +431,11 @@ func (s *State) pair(key string, p Party) (*keyIndex, *pairEntry, Party) {
 	// is made for the grant or revocation that first names it, so it has
 	// one (a pair with none would take the caller's copy, which is only
 	// memory, not meaning).
-	for _, ge := range pe.grants {
-		return idx, pe, ge.party
+	if len(pe.grants) > 0 {
+		return idx, pe, pe.grants[0].party
 	}
-	for _, ge := range pe.ended {
-		return idx, pe, ge.party
-	}
-	if pe.hist != nil && len(pe.hist.revs) > 0 {
-		return idx, pe, pe.hist.revs[0].party
+	if pe.hist != nil {
+		return idx, pe, pe.hist.party
 	}
 	return idx, pe, p
 }
@@ -329,13 +451,13 @@ func covers(obs []string, reach Reach, r *revEntry) bool {
 	return found
 }
 
-// reachesAll reports whether reach passes the last revocation of every
-// chain of h and h has no unplaced revocation: then a grant with that
-// reach observes all of h's revocations, whatever the pair's history
-// (the reach is prefix-closed).
-func (h *pairRevs) reachesAll(reach Reach) bool {
-	if reach == nil || h.unplaced > 0 {
-		return false
+// placedReached reports whether reach passes the last revocation of
+// every chain of h: then a grant with that reach observes every placed
+// revocation of h, archived or not, whatever the pair's history (the
+// reach is prefix-closed).
+func (h *pairRevs) placedReached(reach Reach) bool {
+	if reach == nil {
+		return len(h.last) == 0
 	}
 	for _, c := range h.last {
 		if reach(c.chain) < c.seq {
@@ -345,39 +467,91 @@ func (h *pairRevs) reachesAll(reach Reach) bool {
 	return true
 }
 
-// unobserved calls fn for each revocation of pe that a grant with explicit
-// set obs (sorted) and reach does not observe, until fn returns false. It
-// asks reach once per chain.
-func (pe *pairEntry) unobserved(obs []string, reach Reach, fn func(*revEntry) bool) {
-	h := pe.hist
-	if h == nil || len(h.revs) == 0 || h.reachesAll(reach) {
-		return
+// cachedReach returns reach asked once per chain of h, not once per
+// revocation.
+func (h *pairRevs) cachedReach(reach Reach) Reach {
+	if reach == nil {
+		return nil
 	}
-	if reach != nil { // asked once per chain, not once per revocation
-		bound := make([]uint64, len(h.last))
-		for i, c := range h.last {
-			bound[i] = reach(c.chain)
-		}
-		reach = func(chain string) uint64 {
-			if i := h.find(chain); i >= 0 {
-				return bound[i]
-			}
-			return 0
-		}
+	bound := make([]uint64, len(h.last))
+	for i, c := range h.last {
+		bound[i] = reach(c.chain)
 	}
-	for _, r := range h.revs {
-		if !covers(obs, reach, r) && !fn(r) {
-			return
+	return func(chain string) uint64 {
+		if i := h.find(chain); i >= 0 {
+			return bound[i]
 		}
+		return 0
 	}
 }
 
+// unobserved calls fn for each revocation of pe that a grant with
+// explicit set obs (sorted) and reach does not observe, until fn returns
+// false: those in memory in ID order, then those in the archive in ID
+// order, which it reads only when reach does not pass them all. key is
+// pe's key. An archive error ends the walk.
+func (s *State) unobserved(key string, pe *pairEntry, obs []string, reach Reach, fn func(*revEntry) bool) error {
+	h := pe.hist
+	if h == nil || len(h.revs) == 0 && h.archived == 0 {
+		return nil
+	}
+	placed := h.placedReached(reach)
+	if placed && h.unplaced == 0 {
+		return nil
+	}
+	reach = h.cachedReach(reach)
+	for _, r := range h.revs {
+		if !covers(obs, reach, r) && !fn(r) {
+			return nil
+		}
+	}
+	if placed || h.archived == 0 {
+		return nil
+	}
+	return s.eachArchivedPairRev(key, h.party, func(id string) (bool, error) {
+		if _, named := slices.BinarySearch(obs, id); named {
+			return true, nil
+		}
+		r, err := s.archivedRev(key, id)
+		if err == nil && r == nil {
+			err = fmt.Errorf("%w: revocation %s of %s is indexed but not archived", ErrArchive, quote(id), quote(key))
+		}
+		if err != nil {
+			return false, err
+		}
+		return covers(nil, reach, r) || fn(r), nil
+	})
+}
+
 // coversAll reports whether a grant with explicit set obs and reach
-// observed every revocation of pe.
-func (pe *pairEntry) coversAll(obs []string, reach Reach) bool {
+// observed every revocation of pe (key's). With an empty obs it never
+// reads the archive: the last revocation of a chain the reach does not
+// pass is then one the grant did not observe.
+func (s *State) coversAll(key string, pe *pairEntry, obs []string, reach Reach) (bool, error) {
+	if h := pe.hist; h != nil && len(obs) == 0 && !h.placedReached(reach) {
+		return false, nil
+	}
 	all := true
-	pe.unobserved(obs, reach, func(*revEntry) bool { all = false; return false })
-	return all
+	err := s.unobserved(key, pe, obs, reach, func(*revEntry) bool { all = false; return false })
+	return all && err == nil, err
+}
+
+// heldGrant returns the grant id of idx's key held in memory or in the
+// archive, or nil.
+func (s *State) heldGrant(idx *keyIndex, id string) (*grantEntry, error) {
+	if ge, ok := idx.grants[id]; ok {
+		return ge, nil
+	}
+	return s.archivedGrant(idx.name, id)
+}
+
+// heldRev returns the revocation id of idx's key held in memory or in
+// the archive, or nil.
+func (s *State) heldRev(idx *keyIndex, id string) (*revEntry, error) {
+	if re, ok := idx.revs[id]; ok {
+		return re, nil
+	}
+	return s.archivedRev(idx.name, id)
 }
 
 // AddGrant adds g to the state with no causal reach: it observes exactly
@@ -389,10 +563,12 @@ func (s *State) AddGrant(g Grant) error { return s.AddGrantReaching(g, nil) }
 // revocation's position is within reach (see [Reach]). Adding a grant
 // identical to one held (times compared as instants, Observed as a set)
 // does nothing and succeeds, whatever its reach: a grant's ID names one
-// event; a grant whose ID is held with a different content fails with
-// [ErrConflict]; an invalid grant fails with an error from
-// [Grant.Validate]. On error the state is unchanged. The state keeps its
-// own copy of g, and reach while g is in force.
+// event; a grant whose ID is held with a different content, in memory or
+// in the archive, fails with [ErrConflict]; an invalid grant fails with an
+// error from [Grant.Validate]; a grant the state cannot check because its
+// archive cannot be read fails with an error wrapping [ErrArchive] (it
+// does not count: fail closed). On error the state is unchanged. The
+// state keeps its own copy of g, and reach while g is in force.
 func (s *State) AddGrantReaching(g Grant, reach Reach) error {
 	if err := g.Validate(); err != nil {
 		return err
@@ -401,7 +577,11 @@ func (s *State) AddGrantReaching(g Grant, reach Reach) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if idx := s.index[g.Key]; idx != nil {
-		if old, ok := idx.grants[g.ID]; ok {
+		old, err := s.heldGrant(idx, g.ID)
+		if err != nil {
+			return fmt.Errorf("policy: grant %s: check its id: %w", quote(g.ID), err)
+		}
+		if old != nil {
 			a, b := old.grant(idx.name), g
 			a.Observed, b.Observed = nil, nil
 			d, n := old.observed()
@@ -411,19 +591,26 @@ func (s *State) AddGrantReaching(g Grant, reach Reach) error {
 			return fmt.Errorf("%w: grant %s is held with a different content", ErrConflict, quote(g.ID))
 		}
 	}
+	inForce := true
+	if pe := s.keys[g.Key][g.Party]; pe != nil {
+		var err error
+		if inForce, err = s.coversAll(g.Key, pe, g.Observed, reach); err != nil {
+			return fmt.Errorf("policy: grant %s: check what it observed: %w", quote(g.ID), err)
+		}
+	}
 	idx, pe, p := s.pair(g.Key, g.Party)
 	ge := s.newGrantEntry(g, p)
-	idx.grants[ge.g.ID] = ge
 	s.ngrants++
-	if pe.coversAll(g.Observed, reach) {
+	idx.ngrants++
+	if inForce {
 		ge.reach = reach
+		idx.grants[ge.g.ID] = ge
 		i, _ := slices.BinarySearchFunc(pe.grants, g.ID, compareEntryID)
 		pe.grants = slices.Insert(pe.grants, i, ge)
-	} else {
-		ge.revoked, ge.g.Observed = true, nil
-		i, _ := slices.BinarySearchFunc(pe.ended, g.ID, compareEntryID)
-		pe.ended = slices.Insert(pe.ended, i, ge)
+		return nil
 	}
+	ge.revoked, ge.g.Observed = true, nil
+	s.retire(idx, pe, ge)
 	return nil
 }
 
@@ -434,11 +621,14 @@ func (s *State) AddRevocation(r Revocation) error { return s.AddRevocationAt(r, 
 // AddRevocationAt adds r, whose event sits at position at, to the state,
 // ending every grant of its (Key, Party) that did not observe it (neither
 // names r.ID in Observed nor reaches at). Adding a revocation identical to
-// one held does nothing and succeeds, keeping the first position (an
-// issuer's ids carry its prefix, so both copies are on one chain and the
-// event layer adds the earlier first); one whose ID is held with a
-// different content fails with [ErrConflict]; an invalid one fails with an
-// error from [Revocation.Validate]. On error the state is unchanged.
+// one held (in memory or in the archive) does nothing and succeeds,
+// keeping the first position (an issuer's ids carry its prefix, so both
+// copies are on one chain and the event layer adds the earlier first);
+// one whose ID is held with a different content fails with
+// [ErrConflict]; an invalid one fails with an error from
+// [Revocation.Validate]. On error the state is unchanged. A revocation
+// whose ID the archive cannot look up is applied (it can only end
+// grants: fail closed) and kept in memory.
 func (s *State) AddRevocationAt(r Revocation, at Position) error {
 	if err := r.Validate(); err != nil {
 		return err
@@ -446,8 +636,13 @@ func (s *State) AddRevocationAt(r Revocation, at Position) error {
 	r = r.normal()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	unchecked := false
 	if idx := s.index[r.Key]; idx != nil {
-		if old, ok := idx.revs[r.ID]; ok {
+		old, err := s.heldRev(idx, r.ID)
+		switch {
+		case err != nil:
+			unchecked = true
+		case old != nil:
 			if sameRevocation(old.revocation(idx.name), r) {
 				return nil
 			}
@@ -460,13 +655,12 @@ func (s *State) AddRevocationAt(r Revocation, at Position) error {
 	at.Chain = s.intern(at.Chain)
 	idx, pe, p := s.pair(r.Key, r.Party)
 	re := &revEntry{id: strings.Clone(r.ID), party: p, issuer: s.intern(r.Issuer), at: at, issued: instantOf(r.IssuedAt)}
-	idx.revs[re.id] = re
+	s.nrevs++
+	idx.nrevs++
 	if pe.hist == nil {
-		pe.hist = &pairRevs{}
+		pe.hist = &pairRevs{party: p}
 	}
 	h := pe.hist
-	i, _ := slices.BinarySearchFunc(h.revs, r.ID, compareRevID)
-	h.revs = slices.Insert(h.revs, i, re)
 	if at.Chain == "" {
 		h.unplaced++
 	} else if j := h.find(at.Chain); j >= 0 {
@@ -475,9 +669,16 @@ func (s *State) AddRevocationAt(r Revocation, at Position) error {
 		j, _ := slices.BinarySearchFunc(h.last, at.Chain, func(c chainSeq, x string) int { return cmp.Compare(c.chain, x) })
 		h.last = slices.Insert(h.last, j, chainSeq{chain: at.Chain, seq: at.Seq})
 	}
+	if at.Chain != "" && !unchecked && s.archiveRev(idx.name, re) {
+		h.archived++
+	} else {
+		idx.revs[re.id] = re
+		i, _ := slices.BinarySearchFunc(h.revs, r.ID, compareRevID)
+		h.revs = slices.Insert(h.revs, i, re)
+	}
 	for i := len(pe.grants) - 1; i >= 0; i-- {
 		if ge := pe.grants[i]; !covers(ge.g.Observed, ge.reach, re) {
-			s.end(pe, i)
+			s.end(idx, pe, i)
 		}
 	}
 	return nil
@@ -504,7 +705,10 @@ func (s *State) RevocationChains(key string, p Party) map[string]uint64 {
 // Unobserved returns the sorted IDs of the revocations of (key, p) held in
 // the state that a grant with causal reach reach (nil: none) would not
 // observe: what a grant of (key, p) issued now must carry in Observed to be
-// in force. It returns nil if there are none.
+// in force. It returns nil if there are none. It reads the archive only
+// when reach does not pass every revocation of the pair; if that read
+// fails it returns what it found, and a grant that lists only those is
+// not in force (fail closed).
 func (s *State) Unobserved(key string, p Party, reach Reach) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -513,43 +717,47 @@ func (s *State) Unobserved(key string, p Party, reach Reach) []string {
 		return nil
 	}
 	var ids []string
-	pe.unobserved(nil, reach, func(r *revEntry) bool { ids = append(ids, r.id); return true })
+	_ = s.unobserved(key, pe, nil, reach, func(r *revEntry) bool { ids = append(ids, r.id); return true })
+	slices.Sort(ids)
 	return ids
 }
 
 // RevocationIDs returns the sorted IDs of the revocations of (key, p) held
 // in the state: what a grant issued now for (key, p) without a causal
-// reach must carry in Observed. It returns nil if there are none.
+// reach must carry in Observed. It returns nil if there are none. It reads
+// the archived ones back (those it cannot read are left out, so a grant
+// listing only the rest is not in force).
 func (s *State) RevocationIDs(key string, p Party) []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	pe := s.keys[key][p]
-	if pe == nil || pe.hist == nil || len(pe.hist.revs) == 0 {
+	if pe == nil || pe.hist == nil || len(pe.hist.revs) == 0 && pe.hist.archived == 0 {
 		return nil
 	}
-	ids := make([]string, len(pe.hist.revs))
-	for i, r := range pe.hist.revs {
-		ids[i] = r.id
+	ids := make([]string, 0, len(pe.hist.revs)+pe.hist.archived)
+	for _, r := range pe.hist.revs {
+		ids = append(ids, r.id)
+	}
+	if pe.hist.archived > 0 {
+		_ = s.eachArchivedPairRev(key, p, func(id string) (bool, error) { ids = append(ids, id); return true, nil })
+		slices.Sort(ids)
+		ids = slices.Compact(ids)
 	}
 	return ids
 }
 
 // Grant returns a grant with the given ID, if held (of the first key in
-// name order that has one; ids are unique per key).
+// name order that has one; ids are unique per key). An ended grant comes
+// without its Observed set (the state drops it: revoked is final).
 func (s *State) Grant(id string) (Grant, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var best *grantEntry
-	key := ""
-	for name, idx := range s.index {
-		if ge, ok := idx.grants[id]; ok && (best == nil || name < key) {
-			best, key = ge, name
+	for _, name := range s.sortedKeys() {
+		if ge, err := s.heldGrant(s.index[name], id); err == nil && ge != nil {
+			return ge.grant(name), true
 		}
 	}
-	if best == nil {
-		return Grant{}, false
-	}
-	return best.grant(key), true
+	return Grant{}, false
 }
 
 // Revocation returns a revocation with the given ID, if held (of the first
@@ -557,17 +765,23 @@ func (s *State) Grant(id string) (Grant, bool) {
 func (s *State) Revocation(id string) (Revocation, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var best *revEntry
-	key := ""
-	for name, idx := range s.index {
-		if re, ok := idx.revs[id]; ok && (best == nil || name < key) {
-			best, key = re, name
+	for _, name := range s.sortedKeys() {
+		if re, err := s.heldRev(s.index[name], id); err == nil && re != nil {
+			return re.revocation(name), true
 		}
 	}
-	if best == nil {
-		return Revocation{}, false
+	return Revocation{}, false
+}
+
+// sortedKeys returns the names of the keys held, sorted. The caller holds
+// a lock.
+func (s *State) sortedKeys() []string {
+	names := make([]string, 0, len(s.index))
+	for name := range s.index {
+		names = append(names, name)
 	}
-	return best.revocation(key), true
+	slices.Sort(names)
+	return names
 }
 
 // Status is a grant and whether it is in force.
@@ -589,21 +803,25 @@ const (
 // Grants lists the grants of key, or of every key if key is "", sorted by
 // (Key, Party, IssuedAt, ID). Without a time it judges revocation only: a
 // grant is InForce unless revoked, whatever its bounds; use [State.GrantsAt]
-// to judge the bounds as well.
+// to judge the bounds as well. Ended grants are read back from the
+// archive; those it cannot read are left out ([State.GrantsAtPage]
+// reports the error).
 func (s *State) Grants(key string) []Status {
-	return s.list(key, func(ge *grantEntry) (bool, string) {
+	out, _ := s.list(key, func(ge *grantEntry) (bool, string) {
 		if ge.revoked {
 			return false, StatusRevoked
 		}
 		return true, ""
 	})
+	return out
 }
 
 // GrantsAt is like [State.Grants] but judges each grant at time at: a grant
 // is InForce if it is not revoked and NotBefore <= at < NotAfter. A revoked
 // grant gives "revoked" even when it is also outside its bounds.
 func (s *State) GrantsAt(key string, at time.Time) []Status {
-	return s.list(key, func(ge *grantEntry) (bool, string) { return ge.judgeAt(at) })
+	out, _ := s.list(key, func(ge *grantEntry) (bool, string) { return ge.judgeAt(at) })
+	return out
 }
 
 // judgeAt says whether ge is in force at time at and, if not, why: revoked
@@ -628,18 +846,47 @@ func (ge *grantEntry) statusAt(key string, at time.Time) Status {
 	return st
 }
 
-func (s *State) list(key string, judge func(*grantEntry) (bool, string)) []Status {
+// eachGrant calls fn with every grant of idx's key: those in memory, then
+// the archived ones not also in memory. The caller holds a lock.
+func (s *State) eachGrant(idx *keyIndex, fn func(*grantEntry)) error {
+	for _, ge := range idx.grants {
+		fn(ge)
+	}
+	if idx.ngrants == len(idx.grants) {
+		return nil // nothing archived
+	}
+	return s.eachArchivedGrant(idx.name, func(ge *grantEntry) bool {
+		if _, dup := idx.grants[ge.g.ID]; !dup {
+			fn(ge)
+		}
+		return true
+	})
+}
+
+// eachRev calls fn with every revocation of idx's key, as eachGrant.
+func (s *State) eachRev(idx *keyIndex, fn func(*revEntry)) error {
+	for _, re := range idx.revs {
+		fn(re)
+	}
+	if idx.nrevs == len(idx.revs) {
+		return nil
+	}
+	return s.eachArchivedRev(idx.name, func(re *revEntry) {
+		if _, dup := idx.revs[re.id]; !dup {
+			fn(re)
+		}
+	})
+}
+
+func (s *State) list(key string, judge func(*grantEntry) (bool, string)) ([]Status, error) {
 	s.mu.RLock()
 	var out []Status
+	var errs []error
 	add := func(idx *keyIndex) {
-		for _, pe := range s.keys[idx.name] {
-			for _, set := range [][]*grantEntry{pe.grants, pe.ended} {
-				for _, ge := range set {
-					inForce, reason := judge(ge)
-					out = append(out, Status{Grant: ge.grant(idx.name), InForce: inForce, Reason: reason})
-				}
-			}
-		}
+		errs = append(errs, s.eachGrant(idx, func(ge *grantEntry) {
+			inForce, reason := judge(ge)
+			out = append(out, Status{Grant: ge.grant(idx.name), InForce: inForce, Reason: reason})
+		}))
 	}
 	if key == "" {
 		for _, idx := range s.index {
@@ -649,21 +896,15 @@ func (s *State) list(key string, judge func(*grantEntry) (bool, string)) []Statu
 		add(idx)
 	}
 	s.mu.RUnlock()
-	slices.SortFunc(out, func(a, b Status) int {
-		return cmp.Or(
-			cmp.Compare(a.Grant.Key, b.Grant.Key),
-			cmp.Compare(a.Grant.Party, b.Grant.Party),
-			a.Grant.IssuedAt.Compare(b.Grant.IssuedAt),
-			cmp.Compare(a.Grant.ID, b.Grant.ID),
-		)
-	})
-	return out
+	slices.SortFunc(out, compareStatus)
+	return out, errors.Join(errs...)
 }
 
 // StatusAt returns the grant of key with the given ID judged at time at
 // as [State.GrantsAt] would, without listing the key's other grants: what
 // a node answers for the grant it has just issued. A revoked grant comes
-// without its Observed set (the state drops it: revoked is final).
+// without its Observed set (the state drops it: revoked is final), read
+// back from the archive; one the archive cannot read is not found.
 func (s *State) StatusAt(key, id string, at time.Time) (Status, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -671,8 +912,8 @@ func (s *State) StatusAt(key, id string, at time.Time) (Status, bool) {
 	if idx == nil {
 		return Status{}, false
 	}
-	ge, ok := idx.grants[id]
-	if !ok {
+	ge, err := s.heldGrant(idx, id)
+	if err != nil || ge == nil {
 		return Status{}, false
 	}
 	return ge.statusAt(idx.name, at), true
@@ -696,14 +937,13 @@ func (s *State) InForceAt(key string, p Party, at time.Time) int {
 }
 
 // Revocations lists the revocations of key, or of every key if key is "",
-// sorted by (Key, Party, IssuedAt, ID).
+// sorted by (Key, Party, IssuedAt, ID), reading the archived ones back
+// (those it cannot read are left out).
 func (s *State) Revocations(key string) []Revocation {
 	s.mu.RLock()
 	var out []Revocation
 	add := func(idx *keyIndex) {
-		for _, re := range idx.revs {
-			out = append(out, re.revocation(idx.name))
-		}
+		_ = s.eachRev(idx, func(re *revEntry) { out = append(out, re.revocation(idx.name)) })
 	}
 	if key == "" {
 		for _, idx := range s.index {
@@ -725,17 +965,28 @@ func (s *State) Revocations(key string) []Revocation {
 }
 
 // DropKey forgets every grant and revocation of key, as when the key is
-// destroyed. The state does not remember the key: grants or revocations of
-// it added afterwards are held again, so the event layer must not apply
-// events of a destroyed key.
+// destroyed, and deletes its records from the archive. The state does not
+// remember the key: grants or revocations of it added afterwards are held
+// again, so the event layer must not apply events of a destroyed key. If
+// the archive cannot delete them the key stays suspended (see
+// [State.Suspend]) until a DropKey succeeds.
 func (s *State) DropKey(key string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if idx := s.index[key]; idx != nil {
-		s.ngrants -= len(idx.grants)
+		s.ngrants -= idx.ngrants
+		s.nrevs -= idx.nrevs
 	}
 	delete(s.keys, key)
 	delete(s.index, key)
+	for n := range s.suspended {
+		if n.key == key {
+			delete(s.suspended, n)
+		}
+	}
+	if err := s.arch.DeletePrefix(keyPrefix(key)); err != nil {
+		s.suspended[pairName{strings.Clone(key), ""}] = fmt.Errorf("%w: forget the records of %s: %w", ErrArchive, quote(key), err)
+	}
 }
 
 // canonicalMagic starts every Canonical encoding; its last byte is the
@@ -753,33 +1004,23 @@ const canonicalMagic = "keymesh/policy/state\x00\x03"
 // grant's Observed), then a byte 1 if the grant is revoked (0 if not), and
 // each revocation's position (its chain length-prefixed, then its seq as
 // a uvarint). A grant's reach is not encoded: whether it is revoked stands
-// for it. It is not a wire format and has no parser.
+// for it. Ended grants and placed revocations are read back from the
+// archive; if that fails, the encoding ends with the error (so it
+// matches no healthy state's) and suspended keys are listed. It is not a
+// wire format and has no parser.
 func (s *State) Canonical() []byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	names := make([]string, 0, len(s.index))
-	for name := range s.index {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	sortedIDs := func(n int, each func(func(string))) []string {
-		ids := make([]string, 0, n)
-		each(func(id string) { ids = append(ids, id) })
-		slices.Sort(ids)
-		return ids
-	}
-
+	names := s.sortedKeys()
+	var errs []error
 	b := []byte(canonicalMagic)
 	b = binary.AppendUvarint(b, uint64(s.ngrants))
 	for _, name := range names {
 		idx := s.index[name]
-		ids := sortedIDs(len(idx.grants), func(f func(string)) {
-			for id := range idx.grants {
-				f(id)
-			}
-		})
-		for _, id := range ids {
-			ge := idx.grants[id]
+		var ges []*grantEntry
+		errs = append(errs, s.eachGrant(idx, func(ge *grantEntry) { ges = append(ges, ge) }))
+		slices.SortFunc(ges, func(a, b *grantEntry) int { return cmp.Compare(a.g.ID, b.g.ID) })
+		for _, ge := range ges {
 			b = appendString(b, ge.g.ID)
 			b = appendString(b, name)
 			b = appendString(b, string(ge.party))
@@ -799,20 +1040,13 @@ func (s *State) Canonical() []byte {
 			}
 		}
 	}
-	nrevs := 0
-	for _, idx := range s.index {
-		nrevs += len(idx.revs)
-	}
-	b = binary.AppendUvarint(b, uint64(nrevs))
+	b = binary.AppendUvarint(b, uint64(s.nrevs))
 	for _, name := range names {
 		idx := s.index[name]
-		ids := sortedIDs(len(idx.revs), func(f func(string)) {
-			for id := range idx.revs {
-				f(id)
-			}
-		})
-		for _, id := range ids {
-			re := idx.revs[id]
+		var res []*revEntry
+		errs = append(errs, s.eachRev(idx, func(re *revEntry) { res = append(res, re) }))
+		slices.SortFunc(res, func(a, b *revEntry) int { return cmp.Compare(a.id, b.id) })
+		for _, re := range res {
 			b = appendString(b, re.id)
 			b = appendString(b, name)
 			b = appendString(b, string(re.party))
@@ -820,6 +1054,20 @@ func (s *State) Canonical() []byte {
 			b = appendInstant(b, re.issued)
 			b = appendString(b, re.at.Chain)
 			b = binary.AppendUvarint(b, re.at.Seq)
+		}
+	}
+	if err := errors.Join(errs...); err != nil || len(s.suspended) > 0 {
+		b = append(b, "\x00unreadable:"...)
+		if err != nil {
+			b = appendString(b, err.Error())
+		}
+		sus := make([]string, 0, len(s.suspended))
+		for n := range s.suspended {
+			sus = append(sus, n.key+"\x00"+string(n.party))
+		}
+		slices.Sort(sus)
+		for _, n := range sus {
+			b = appendString(b, n)
 		}
 	}
 	return b

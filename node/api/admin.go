@@ -314,7 +314,11 @@ func (s *Server) listGrants(c *gin.Context) {
 		s.fail(c, badRequest(`"after" must be the "next" of a previous page`))
 		return
 	}
-	sts, next := s.cfg.Core.GrantsPage(key, after, limit)
+	sts, next, err := s.cfg.Core.GrantsPage(key, after, limit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	out := apiv1.GrantList{Grants: make([]apiv1.Grant, 0, len(sts)), Next: next.String()}
 	for _, st := range sts {
 		out.Grants = append(out.Grants, grantJSON(st))
