@@ -107,6 +107,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -201,18 +202,91 @@ type Version struct {
 	ActivateAt time.Time
 	Creator    network.NodeKey
 	Check      event.Digest
-	// Wraps holds, per recipient, every candidate copy: from the
+	// copies holds every candidate copy, sorted by recipient and, for
+	// one recipient, in the order the fold added them: from the
 	// KeyVersion first, then from shares. The recipient keeps the first
-	// whose material matches Check.
-	Wraps map[network.NodeKey][]*Wrap
+	// whose material matches Check. Most versions have one to three
+	// recipients: a sorted slice of values costs 104 bytes a copy, where
+	// a map of recipients to slices of pointers cost ~600 for one.
+	copies []foldCopy
+}
+
+// foldCopy is one of the fold's candidate copies of a version: a Wrap
+// without a blob, with its recipient.
+type foldCopy struct {
+	to     network.NodeKey
+	digest event.Digest
+	from   network.NodeKey
+	held   bool
+}
+
+func (c *foldCopy) wrap() Wrap { return Wrap{Digest: c.digest, From: c.from, held: c.held} }
+
+// span returns the bounds of r's copies in v.copies: v.copies[i:j].
+func (v *Version) span(r network.NodeKey) (i, j int) {
+	i, _ = slices.BinarySearchFunc(v.copies, r, func(c foldCopy, r network.NodeKey) int { return compareKeys(c.to, r) })
+	for j = i; j < len(v.copies) && v.copies[j].to == r; j++ {
+	}
+	return i, j
+}
+
+// Recipients yields, sorted by key, every node with at least one
+// candidate copy of the version, each once.
+func (v *Version) Recipients() iter.Seq[network.NodeKey] {
+	return func(yield func(network.NodeKey) bool) {
+		for i, c := range v.copies {
+			if i > 0 && v.copies[i-1].to == c.to {
+				continue
+			}
+			if !yield(c.to) {
+				return
+			}
+		}
+	}
+}
+
+// Copies yields the candidate copies of the version wrapped for node r,
+// whether they count now or not ([State.CopiesFor] says which do), in
+// the fold's order: from the KeyVersion first, then from shares. They
+// come without their blobs.
+func (v *Version) Copies(r network.NodeKey) iter.Seq[Wrap] {
+	return func(yield func(Wrap) bool) {
+		i, j := v.span(r)
+		for ; i < j; i++ {
+			if !yield(v.copies[i].wrap()) {
+				return
+			}
+		}
+	}
+}
+
+// CopyCount returns the number of candidate copies of the version
+// wrapped for node r.
+func (v *Version) CopyCount(r network.NodeKey) int {
+	i, j := v.span(r)
+	return j - i
+}
+
+// addCopy adds a candidate copy for c.to after those it has, unless one
+// with c's digest is among them; it reports whether it added it.
+func (v *Version) addCopy(c foldCopy) bool {
+	i, j := v.span(c.to)
+	for _, x := range v.copies[i:j] {
+		if x.digest == c.digest {
+			return false
+		}
+	}
+	v.copies = slices.Insert(v.copies, j, c)
+	return true
 }
 
 // Wrap is a copy of a version wrapped for one node: the digest the signed
 // event names, the node that wrapped it, and the blob when this node has
 // it (nil once pruned, or while only a stripped copy has arrived).
 //
-// The fold's own copies (Version.Wraps) hold no blob: blobs stay in the
-// store, and [State.CopiesFor] returns copies with the blobs read back.
+// The fold's own copies ([Version.Copies]) hold no blob: blobs stay in
+// the store, and [State.CopiesFor] returns copies with the blobs read
+// back.
 type Wrap struct {
 	Digest event.Digest
 	From   network.NodeKey
@@ -221,7 +295,7 @@ type Wrap struct {
 }
 
 // Holds reports whether node r has a counted copy of the version.
-func (v *Version) Holds(r network.NodeKey) bool { return len(v.Wraps[r]) > 0 || v.Creator == r }
+func (v *Version) Holds(r network.NodeKey) bool { return v.Creator == r || v.CopyCount(r) > 0 }
 
 // State is the fold of an event set.
 type State struct {
@@ -426,17 +500,16 @@ func (s *State) Recipients(key string, t time.Time) []network.NodeKey {
 // logged) and the key is marked dirty, so a follower asks again.
 func (s *State) CopiesFor(key string, v *Version, r network.NodeKey) []*Wrap {
 	var out []*Wrap
-	for _, w := range v.Wraps[r] {
+	for w := range v.Copies(r) {
 		if w.From == v.Creator || s.Entitled(key, w.From) {
-			c := *w
 			if w.held && s.readAtt != nil {
 				blob, err := s.readAtt(key, w.Digest)
 				if err != nil {
 					s.dirty[key] = true
 				}
-				c.Blob = blob
+				w.Blob = blob
 			}
-			out = append(out, &c)
+			out = append(out, &w)
 		}
 	}
 	return out
@@ -445,7 +518,7 @@ func (s *State) CopiesFor(key string, v *Version, r network.NodeKey) []*Wrap {
 // HasCopies reports whether CopiesFor(key, v, r) would return any copy,
 // without reading a blob: what a count needs.
 func (s *State) HasCopies(key string, v *Version, r network.NodeKey) bool {
-	for _, w := range v.Wraps[r] {
+	for w := range v.Copies(r) {
 		if w.From == v.Creator || s.Entitled(key, w.From) {
 			return true
 		}
@@ -837,7 +910,7 @@ func (s *State) refoldKey(k *Key) {
 		}
 		kv := e.payload.(event.KeyVersion)
 		v := &Version{N: kv.Version, ActivateAt: kv.ActivateAt.UTC(), Creator: e.ev.Issuer, Check: kv.Check,
-			Wraps: map[network.NodeKey][]*Wrap{}}
+			copies: make([]foldCopy, 0, len(kv.Wraps))}
 		for _, w := range kv.Wraps {
 			s.addCopy(k, v, w, e)
 		}
@@ -856,7 +929,7 @@ func (s *State) refoldKey(k *Key) {
 	}
 	if k.Destroyed {
 		for _, v := range k.Versions {
-			v.Wraps = map[network.NodeKey][]*Wrap{}
+			v.copies = nil
 		}
 		k.Acks = map[network.NodeKey]bool{}
 		for _, e := range acks {
@@ -880,13 +953,9 @@ func (s *State) addCopy(k *Key, v *Version, w event.Wrap, e *entry) {
 	if !ok || !slices.ContainsFunc(n.records, func(r seqRecord) bool { return r.rec.ValidAt(e.ev.Time) }) {
 		return
 	}
-	for _, x := range v.Wraps[w.Recipient] {
-		if x.Digest == w.Digest {
-			return
-		}
+	if v.addCopy(foldCopy{to: w.Recipient, digest: w.Digest, from: e.ev.Issuer, held: e.holds(w.Digest)}) {
+		k.Holders[w.Recipient] = true
 	}
-	v.Wraps[w.Recipient] = append(v.Wraps[w.Recipient], &Wrap{Digest: w.Digest, From: e.ev.Issuer, held: e.holds(w.Digest)})
-	k.Holders[w.Recipient] = true
 }
 
 func keyName(p any) string {
@@ -989,16 +1058,12 @@ func (s *State) Canonical() []byte {
 			u(uint64(v.ActivateAt.UnixNano()))
 			b.Write(v.Creator[:])
 			b.Write(v.Check[:])
-			rs := make([]network.NodeKey, 0, len(v.Wraps))
-			for r := range v.Wraps {
-				rs = append(rs, r)
-			}
-			slices.SortFunc(rs, compareKeys)
+			rs := slices.Collect(v.Recipients()) // sorted
 			u(uint64(len(rs)))
 			for _, r := range rs {
 				b.Write(r[:])
-				ds := make([]string, 0, len(v.Wraps[r]))
-				for _, w := range v.Wraps[r] {
+				var ds []string
+				for w := range v.Copies(r) {
 					ds = append(ds, string(w.Digest[:])+string(w.From[:]))
 				}
 				slices.Sort(ds)
