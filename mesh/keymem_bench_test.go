@@ -2,6 +2,9 @@ package mesh
 
 import (
 	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"testing"
 
 	"github.com/keymesh/keymesh/event"
@@ -40,7 +43,9 @@ func keyEvents(b *testing.B, w *world, n int) [][]byte {
 // (keyEvents: one version each, copied for 1 to 3 recipients), opened
 // again from its store as a node starts; the chains are not counted
 // (BenchmarkChainMemory measures them). Run it with -benchtime=1x: each
-// size runs once whatever b.N is. The figures depend on the Go runtime
+// size runs once whatever b.N is. With KEYMESH_BENCH_HEAP=prefix it
+// writes the heap profile of each size to prefix-n.pb.gz, the state
+// still live (go tool pprof -sample_index=inuse_space -top). The figures depend on the Go runtime
 // and the layout of the fold's types, not on the machine.
 func BenchmarkKeyMemory(b *testing.B) {
 	for _, n := range []int{1_000, 100_000} {
@@ -70,9 +75,25 @@ func BenchmarkKeyMemory(b *testing.B) {
 			if keys != n {
 				b.Fatalf("reopened log holds %d keys, want %d", keys, n)
 			}
+			if prefix := os.Getenv("KEYMESH_BENCH_HEAP"); prefix != "" {
+				writeHeapProfile(b, fmt.Sprintf("%s-%d.pb.gz", prefix, n))
+			}
 			state := stateHeap(l2)
 			b.ReportMetric(float64(state)/float64(n), "state_B/key")
 			b.ReportMetric(float64(state), "state_B")
 		})
+	}
+}
+
+// writeHeapProfile writes the heap profile after a collection to path.
+func writeHeapProfile(b *testing.B, path string) {
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		b.Fatal(err)
 	}
 }
