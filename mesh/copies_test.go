@@ -105,7 +105,7 @@ func TestVersionCopiesOrder(t *testing.T) {
 	t.Parallel()
 	key := func(b byte) network.NodeKey { return network.NodeKey{b} }
 	dig := func(b byte) event.Digest { return event.Digest{b} }
-	var v Version
+	v := Version{nodes: &nodeTable{ids: map[network.NodeKey]uint32{}}}
 	adds := []struct {
 		to, digest, from byte
 		added            bool
@@ -119,7 +119,7 @@ func TestVersionCopiesOrder(t *testing.T) {
 		{to: 1, digest: 1, from: 8, added: true},  // another recipient's digest
 	}
 	for _, a := range adds {
-		if got := v.addCopy(foldCopy{to: key(a.to), digest: dig(a.digest), from: key(a.from)}); got != a.added {
+		if got := v.addCopy(key(a.to), key(a.from), dig(a.digest), false); got != a.added {
 			t.Errorf("addCopy(to %d, digest %d) = %v, want %v", a.to, a.digest, got, a.added)
 		}
 	}

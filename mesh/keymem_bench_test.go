@@ -48,6 +48,10 @@ func keyEvents(b *testing.B, w *world, n int) [][]byte {
 // still live (go tool pprof -sample_index=inuse_space -top). The figures depend on the Go runtime
 // and the layout of the fold's types, not on the machine.
 func BenchmarkKeyMemory(b *testing.B) {
+	if os.Getenv("KEYMESH_BENCH_HEAP") != "" {
+		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+		runtime.MemProfileRate = 1 << 10 // a profile to read per key
+	}
 	for _, n := range []int{1_000, 100_000} {
 		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
 			w := newWorld(b, []string{"Org1MSP", "Org2MSP"}, 3)

@@ -206,26 +206,58 @@ type Version struct {
 	// one recipient, in the order the fold added them: from the
 	// KeyVersion first, then from shares. The recipient keeps the first
 	// whose material matches Check. Most versions have one to three
-	// recipients: a sorted slice of values costs 104 bytes a copy, where
-	// a map of recipients to slices of pointers cost ~600 for one.
+	// recipients: a sorted slice of 44-byte values, which name nodes by
+	// their number in nodes, where a map of recipients to slices of
+	// pointers cost ~600 bytes for one.
 	copies []foldCopy
+	nodes  *nodeTable
 }
 
 // foldCopy is one of the fold's candidate copies of a version: a Wrap
-// without a blob, with its recipient.
+// without a blob, with its recipient; to and from are numbers of the
+// version's nodeTable.
 type foldCopy struct {
-	to     network.NodeKey
-	digest event.Digest
-	from   network.NodeKey
-	held   bool
+	to, from uint32
+	digest   event.Digest
+	held     bool
 }
 
-func (c *foldCopy) wrap() Wrap { return Wrap{Digest: c.digest, From: c.from, held: c.held} }
+// nodeTable numbers the nodes the fold's copies name, so that a copy
+// names its recipient and the node that wrapped it in 4 bytes each
+// instead of 32. A number, once given, stays; only nodes with a record
+// get one (addCopy counts no copy for another), so the table is bounded
+// by the network's nodes. A state has one, shared by its versions.
+type nodeTable struct {
+	keys []network.NodeKey
+	ids  map[network.NodeKey]uint32
+}
+
+// number returns k's number, giving it the next one if it has none.
+func (t *nodeTable) number(k network.NodeKey) uint32 {
+	if n, ok := t.ids[k]; ok {
+		return n
+	}
+	n := uint32(len(t.keys))
+	t.keys = append(t.keys, k)
+	t.ids[k] = n
+	return n
+}
+
+func (v *Version) wrap(c *foldCopy) Wrap {
+	return Wrap{Digest: c.digest, From: v.nodes.keys[c.from], held: c.held}
+}
 
 // span returns the bounds of r's copies in v.copies: v.copies[i:j].
 func (v *Version) span(r network.NodeKey) (i, j int) {
-	i, _ = slices.BinarySearchFunc(v.copies, r, func(c foldCopy, r network.NodeKey) int { return compareKeys(c.to, r) })
-	for j = i; j < len(v.copies) && v.copies[j].to == r; j++ {
+	if v.nodes == nil {
+		return 0, 0
+	}
+	n, ok := v.nodes.ids[r]
+	if !ok {
+		return 0, 0
+	}
+	i, _ = slices.BinarySearchFunc(v.copies, r, func(c foldCopy, r network.NodeKey) int { return compareKeys(v.nodes.keys[c.to], r) })
+	for j = i; j < len(v.copies) && v.copies[j].to == n; j++ {
 	}
 	return i, j
 }
@@ -238,7 +270,7 @@ func (v *Version) Recipients() iter.Seq[network.NodeKey] {
 			if i > 0 && v.copies[i-1].to == c.to {
 				continue
 			}
-			if !yield(c.to) {
+			if !yield(v.nodes.keys[c.to]) {
 				return
 			}
 		}
@@ -253,7 +285,7 @@ func (v *Version) Copies(r network.NodeKey) iter.Seq[Wrap] {
 	return func(yield func(Wrap) bool) {
 		i, j := v.span(r)
 		for ; i < j; i++ {
-			if !yield(v.copies[i].wrap()) {
+			if !yield(v.wrap(&v.copies[i])) {
 				return
 			}
 		}
@@ -267,14 +299,19 @@ func (v *Version) CopyCount(r network.NodeKey) int {
 	return j - i
 }
 
-// addCopy adds a candidate copy for c.to after those it has, unless one
-// with c's digest is among them; it reports whether it added it.
-func (v *Version) addCopy(c foldCopy) bool {
-	i, j := v.span(c.to)
+// addCopy adds a candidate copy of digest d for node to, wrapped by
+// node from, after those to has, unless one with digest d is among them;
+// it reports whether it added it. v.nodes must be set.
+func (v *Version) addCopy(to, from network.NodeKey, d event.Digest, held bool) bool {
+	i, j := v.span(to)
 	for _, x := range v.copies[i:j] {
-		if x.digest == c.digest {
+		if x.digest == d {
 			return false
 		}
+	}
+	c := foldCopy{to: v.nodes.number(to), from: v.nodes.number(from), digest: d, held: held}
+	if i == j { // to has no copy yet: j is where one goes
+		j, _ = slices.BinarySearchFunc(v.copies, to, func(c foldCopy, r network.NodeKey) int { return compareKeys(v.nodes.keys[c.to], r) })
 	}
 	v.copies = slices.Insert(v.copies, j, c)
 	return true
@@ -334,6 +371,8 @@ type State struct {
 	// holders holds one Holders map per set of holders (at most
 	// maxSharedHolders), which keys with those holders share.
 	holders map[string]map[network.NodeKey]bool
+	// nodes numbers the nodes its versions' copies name (copyNodes).
+	nodes *nodeTable
 }
 
 // maxSharedHolders bounds State.holders: past it, a key keeps its own map.
@@ -363,6 +402,14 @@ func (s *State) shareHolders(set map[network.NodeKey]bool) map[network.NodeKey]b
 		s.holders[string(id)] = set
 	}
 	return set
+}
+
+// copyNodes returns the state's nodeTable, which its versions share.
+func (s *State) copyNodes() *nodeTable {
+	if s.nodes == nil {
+		s.nodes = &nodeTable{ids: map[network.NodeKey]uint32{}}
+	}
+	return s.nodes
 }
 
 // adminSigned reports whether the admin signature of the event with id id
@@ -910,7 +957,7 @@ func (s *State) refoldKey(k *Key) {
 		}
 		kv := e.payload.(event.KeyVersion)
 		v := &Version{N: kv.Version, ActivateAt: kv.ActivateAt.UTC(), Creator: e.ev.Issuer, Check: kv.Check,
-			copies: make([]foldCopy, 0, len(kv.Wraps))}
+			copies: make([]foldCopy, 0, len(kv.Wraps)), nodes: s.copyNodes()}
 		for _, w := range kv.Wraps {
 			s.addCopy(k, v, w, e)
 		}
@@ -953,7 +1000,7 @@ func (s *State) addCopy(k *Key, v *Version, w event.Wrap, e *entry) {
 	if !ok || !slices.ContainsFunc(n.records, func(r seqRecord) bool { return r.rec.ValidAt(e.ev.Time) }) {
 		return
 	}
-	if v.addCopy(foldCopy{to: w.Recipient, digest: w.Digest, from: e.ev.Issuer, held: e.holds(w.Digest)}) {
+	if v.addCopy(w.Recipient, e.ev.Issuer, w.Digest, e.holds(w.Digest)) {
 		k.Holders[w.Recipient] = true
 	}
 }
