@@ -658,9 +658,42 @@ func (s *State) apply(e *entry) {
 		s.pol.maybeFlush()
 		return
 	}
+	e.payload = sharedPayload(e.payload, k.Name)
 	k.events = append(k.events, e)
 	s.touch(ev.Issuer, name)
 	s.refoldKey(k)
+}
+
+// sharedPayload returns p, the payload of an event on the key named name,
+// with name (the Key's own string) for the key it names and a
+// KeyVersion's wraps in a slice of their length. The fold keeps these
+// payloads for refolds (see dropEvent), and a decoded one holds a copy
+// of the name of its own and the wraps in the slice JSON decoding grew.
+func sharedPayload(p any, name string) any {
+	switch v := p.(type) {
+	case event.KeyCreate:
+		v.Key = name
+		return v
+	case event.KeyVersion:
+		v.Key = name
+		if cap(v.Wraps) > len(v.Wraps) {
+			v.Wraps = slices.Clone(v.Wraps)
+		}
+		return v
+	case event.KeyShare:
+		v.Key = name
+		return v
+	case event.KeyState:
+		v.Key = name
+		return v
+	case event.KeyDestroy:
+		v.Key = name
+		return v
+	case event.DestroyAck:
+		v.Key = name
+		return v
+	}
+	return p
 }
 
 func (s *State) touch(issuer network.NodeKey, name string) { addTo(s.touched, issuer, name) }
