@@ -645,7 +645,7 @@ func TestFinding1_KeyTakeoverByBackdating(t *testing.T) {
 				t.Errorf("%s: trade/k destroyed=%v state=%v min=%d after Mallory's events", name, k.Destroyed, k.State, k.MinDecrypt)
 			case len(k.Versions) != 1 || k.Versions[0].Creator != a.m.key || k.Versions[0].Check != check:
 				t.Errorf("%s: trade/k has %d versions (v1 by %s); want only Org1's", name, len(k.Versions), k.Versions[0].Creator)
-			case k.Holders[ml.m.key] || len(k.Versions[0].Wraps[ml.m.key]) != 0:
+			case k.Holders[ml.m.key] || k.Versions[0].CopyCount(ml.m.key) != 0:
 				t.Errorf("%s: Mallory holds a copy of trade/k", name)
 			case s.Entitled("trade/k", ml.m.key) || slices.Contains(s.Recipients("trade/k", n.now), ml.m.key):
 				t.Errorf("%s: Mallory is entitled to trade/k", name)
@@ -905,11 +905,11 @@ func TestFinding4_ExpiredRecordGetsNoEffectAndNoWraps(t *testing.T) {
 			if k == nil || len(k.Versions) != 2 {
 				t.Fatalf("%s: trade/k = %+v", name, k)
 			}
-			if len(k.Versions[0].Wraps[ml.m.key]) != 1 {
+			if k.Versions[0].CopyCount(ml.m.key) != 1 {
 				t.Errorf("%s: Mallory's copy of v1, wrapped while its record was valid, is gone", name)
 			}
-			if w := k.Versions[1].Wraps[ml.m.key]; len(w) != 0 {
-				t.Errorf("%s: Mallory has %d copies of v2, wrapped after its record expired", name, len(w))
+			if w := k.Versions[1].CopyCount(ml.m.key); w != 0 {
+				t.Errorf("%s: Mallory has %d copies of v2, wrapped after its record expired", name, w)
 			}
 			if slices.Contains(s.Recipients("trade/k", n.now), ml.m.key) {
 				t.Errorf("%s: Mallory is a recipient after its record expired", name)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/network"
 )
 
@@ -25,7 +26,7 @@ func TestHasCopiesAndSharedHolders(t *testing.T) {
 		for name, k := range s.Keys {
 			for _, v := range k.Versions {
 				nodes := map[network.NodeKey]bool{}
-				for r := range v.Wraps {
+				for r := range v.Recipients() {
 					nodes[r] = true
 				}
 				for _, n := range w.nodes {
@@ -93,4 +94,57 @@ func sortedKeys(m map[network.NodeKey]bool) []network.NodeKey {
 	}
 	slices.SortFunc(out, compareKeys)
 	return out
+}
+
+// TestVersionCopiesOrder: a version's candidate copies are listed by
+// recipient in key order, and a recipient's in the order the fold added
+// them (the KeyVersion's first, then shares), whatever order the
+// recipients came in; a second copy with a digest a recipient already has
+// is not added.
+func TestVersionCopiesOrder(t *testing.T) {
+	t.Parallel()
+	key := func(b byte) network.NodeKey { return network.NodeKey{b} }
+	dig := func(b byte) event.Digest { return event.Digest{b} }
+	v := Version{nodes: &nodeTable{ids: map[network.NodeKey]uint32{}}}
+	adds := []struct {
+		to, digest, from byte
+		added            bool
+	}{
+		{to: 3, digest: 1, from: 9, added: true},
+		{to: 1, digest: 2, from: 9, added: true},
+		{to: 3, digest: 4, from: 8, added: true},
+		{to: 2, digest: 5, from: 9, added: true},
+		{to: 3, digest: 3, from: 7, added: true},
+		{to: 3, digest: 4, from: 6, added: false}, // a digest 3 has
+		{to: 1, digest: 1, from: 8, added: true},  // another recipient's digest
+	}
+	for _, a := range adds {
+		if got := v.addCopy(key(a.to), key(a.from), dig(a.digest), false); got != a.added {
+			t.Errorf("addCopy(to %d, digest %d) = %v, want %v", a.to, a.digest, got, a.added)
+		}
+	}
+	if got, want := slices.Collect(v.Recipients()), []network.NodeKey{key(1), key(2), key(3)}; !slices.Equal(got, want) {
+		t.Errorf("Recipients() = %v, want %v", got, want)
+	}
+	want := map[byte][]Wrap{
+		1: {{Digest: dig(2), From: key(9)}, {Digest: dig(1), From: key(8)}},
+		2: {{Digest: dig(5), From: key(9)}},
+		3: {{Digest: dig(1), From: key(9)}, {Digest: dig(4), From: key(8)}, {Digest: dig(3), From: key(7)}},
+		4: nil,
+	}
+	for r, ws := range want {
+		if got := slices.Collect(v.Copies(key(r))); !reflect.DeepEqual(got, ws) {
+			t.Errorf("Copies(%d) = %v, want %v", r, got, ws)
+		}
+		if got := v.CopyCount(key(r)); got != len(ws) {
+			t.Errorf("CopyCount(%d) = %d, want %d", r, got, len(ws))
+		}
+		if got := v.Holds(key(r)); got != (len(ws) > 0) {
+			t.Errorf("Holds(%d) = %v, want %v", r, got, len(ws) > 0)
+		}
+	}
+	v.Creator = key(4)
+	if !v.Holds(key(4)) {
+		t.Error("Holds(creator) = false, want true")
+	}
 }

@@ -160,9 +160,15 @@ func (e *entry) holds(d event.Digest) bool { return slices.Contains(e.held, d) }
 // which denies; a revocation that cannot be read back suspends its pair
 // (policy.State.Suspend), which denies too: a failed read fails closed.
 // Other kinds keep their payload, which the fold reads on every event of
-// their key (a key has few such events). Refolds, anti-entropy answers
-// and equivocation checks read the whole event from the store
-// (fullEvent, rawOf). What is left is dropped in turn when the entry leaves
+// their key (a key has few such events), and for which leaving out what
+// cannot be read back would not fail closed: without a KeyDestroy or a
+// compromising KeyState the key would come back to life, and without a
+// KeyVersion (the newest, say, that an org revocation rotated to) a node
+// that has not installed it yet would go on encrypting under an older
+// one, which the revoked org holds. The payloads kept share their key's
+// name (sharedPayload). Refolds, anti-entropy answers and equivocation
+// checks read the whole event from the store (fullEvent, rawOf). What is
+// left is dropped in turn when the entry leaves
 // its chain's window (chain.trim) and the state no longer refers to it.
 func (e *entry) dropEvent() {
 	e.full, e.stored = nil, true

@@ -259,8 +259,8 @@ func TestFoldConverges(t *testing.T) {
 		if s.Entitled("trade/k1", w.nodes[2].key) {
 			t.Error("Org2 node still entitled to trade/k1 after the revocation")
 		}
-		if v2 := s.Keys["trade/k1"].Versions[1]; len(v2.Wraps) != 1 || len(s.CopiesFor("trade/k1", v2, w.nodes[2].key)) != 0 {
-			t.Errorf("trade/k1 v2 has %d wraps, want only the owner's", len(v2.Wraps))
+		if v2 := s.Keys["trade/k1"].Versions[1]; len(slices.Collect(v2.Recipients())) != 1 || len(s.CopiesFor("trade/k1", v2, w.nodes[2].key)) != 0 {
+			t.Errorf("trade/k1 v2 has %d wraps, want only the owner's", len(slices.Collect(v2.Recipients())))
 		}
 		k2 := s.Keys["trade/k2"]
 		if !k2.Destroyed || len(k2.Outstanding()) != 0 {

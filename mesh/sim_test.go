@@ -1022,8 +1022,8 @@ func simCopies(s *State, name string) string {
 	}
 	var parts []string
 	for _, v := range k.Versions {
-		for r, ws := range v.Wraps {
-			for _, w := range ws {
+		for r := range v.Recipients() {
+			for w := range v.Copies(r) {
 				parts = append(parts, fmt.Sprintf("v%d:%s<-%s", v.N, r, w.From))
 			}
 		}

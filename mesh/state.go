@@ -107,6 +107,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -201,18 +202,128 @@ type Version struct {
 	ActivateAt time.Time
 	Creator    network.NodeKey
 	Check      event.Digest
-	// Wraps holds, per recipient, every candidate copy: from the
+	// copies holds every candidate copy, sorted by recipient and, for
+	// one recipient, in the order the fold added them: from the
 	// KeyVersion first, then from shares. The recipient keeps the first
-	// whose material matches Check.
-	Wraps map[network.NodeKey][]*Wrap
+	// whose material matches Check. Most versions have one to three
+	// recipients: a sorted slice of 44-byte values, which name nodes by
+	// their number in nodes, where a map of recipients to slices of
+	// pointers cost ~600 bytes for one.
+	copies []foldCopy
+	nodes  *nodeTable
+}
+
+// foldCopy is one of the fold's candidate copies of a version: a Wrap
+// without a blob, with its recipient; to and from are numbers of the
+// version's nodeTable.
+type foldCopy struct {
+	to, from uint32
+	digest   event.Digest
+	held     bool
+}
+
+// nodeTable numbers the nodes the fold's copies name, so that a copy
+// names its recipient and the node that wrapped it in 4 bytes each
+// instead of 32. A number, once given, stays; only nodes with a record
+// get one (addCopy counts no copy for another), so the table is bounded
+// by the network's nodes. A state has one, shared by its versions.
+type nodeTable struct {
+	keys []network.NodeKey
+	ids  map[network.NodeKey]uint32
+}
+
+// number returns k's number, giving it the next one if it has none.
+func (t *nodeTable) number(k network.NodeKey) uint32 {
+	if n, ok := t.ids[k]; ok {
+		return n
+	}
+	n := uint32(len(t.keys))
+	t.keys = append(t.keys, k)
+	t.ids[k] = n
+	return n
+}
+
+func (v *Version) wrap(c *foldCopy) Wrap {
+	return Wrap{Digest: c.digest, From: v.nodes.keys[c.from], held: c.held}
+}
+
+// span returns the bounds of r's copies in v.copies: v.copies[i:j].
+func (v *Version) span(r network.NodeKey) (i, j int) {
+	if v.nodes == nil {
+		return 0, 0
+	}
+	n, ok := v.nodes.ids[r]
+	if !ok {
+		return 0, 0
+	}
+	i, _ = slices.BinarySearchFunc(v.copies, r, func(c foldCopy, r network.NodeKey) int { return compareKeys(v.nodes.keys[c.to], r) })
+	for j = i; j < len(v.copies) && v.copies[j].to == n; j++ {
+	}
+	return i, j
+}
+
+// Recipients yields, sorted by key, every node with at least one
+// candidate copy of the version, each once.
+func (v *Version) Recipients() iter.Seq[network.NodeKey] {
+	return func(yield func(network.NodeKey) bool) {
+		for i, c := range v.copies {
+			if i > 0 && v.copies[i-1].to == c.to {
+				continue
+			}
+			if !yield(v.nodes.keys[c.to]) {
+				return
+			}
+		}
+	}
+}
+
+// Copies yields the candidate copies of the version wrapped for node r,
+// whether they count now or not ([State.CopiesFor] says which do), in
+// the fold's order: from the KeyVersion first, then from shares. They
+// come without their blobs.
+func (v *Version) Copies(r network.NodeKey) iter.Seq[Wrap] {
+	return func(yield func(Wrap) bool) {
+		i, j := v.span(r)
+		for ; i < j; i++ {
+			if !yield(v.wrap(&v.copies[i])) {
+				return
+			}
+		}
+	}
+}
+
+// CopyCount returns the number of candidate copies of the version
+// wrapped for node r.
+func (v *Version) CopyCount(r network.NodeKey) int {
+	i, j := v.span(r)
+	return j - i
+}
+
+// addCopy adds a candidate copy of digest d for node to, wrapped by
+// node from, after those to has, unless one with digest d is among them;
+// it reports whether it added it. v.nodes must be set.
+func (v *Version) addCopy(to, from network.NodeKey, d event.Digest, held bool) bool {
+	i, j := v.span(to)
+	for _, x := range v.copies[i:j] {
+		if x.digest == d {
+			return false
+		}
+	}
+	c := foldCopy{to: v.nodes.number(to), from: v.nodes.number(from), digest: d, held: held}
+	if i == j { // to has no copy yet: j is where one goes
+		j, _ = slices.BinarySearchFunc(v.copies, to, func(c foldCopy, r network.NodeKey) int { return compareKeys(v.nodes.keys[c.to], r) })
+	}
+	v.copies = slices.Insert(v.copies, j, c)
+	return true
 }
 
 // Wrap is a copy of a version wrapped for one node: the digest the signed
 // event names, the node that wrapped it, and the blob when this node has
 // it (nil once pruned, or while only a stripped copy has arrived).
 //
-// The fold's own copies (Version.Wraps) hold no blob: blobs stay in the
-// store, and [State.CopiesFor] returns copies with the blobs read back.
+// The fold's own copies ([Version.Copies]) hold no blob: blobs stay in
+// the store, and [State.CopiesFor] returns copies with the blobs read
+// back.
 type Wrap struct {
 	Digest event.Digest
 	From   network.NodeKey
@@ -221,7 +332,7 @@ type Wrap struct {
 }
 
 // Holds reports whether node r has a counted copy of the version.
-func (v *Version) Holds(r network.NodeKey) bool { return len(v.Wraps[r]) > 0 || v.Creator == r }
+func (v *Version) Holds(r network.NodeKey) bool { return v.Creator == r || v.CopyCount(r) > 0 }
 
 // State is the fold of an event set.
 type State struct {
@@ -260,6 +371,8 @@ type State struct {
 	// holders holds one Holders map per set of holders (at most
 	// maxSharedHolders), which keys with those holders share.
 	holders map[string]map[network.NodeKey]bool
+	// nodes numbers the nodes its versions' copies name (copyNodes).
+	nodes *nodeTable
 }
 
 // maxSharedHolders bounds State.holders: past it, a key keeps its own map.
@@ -289,6 +402,14 @@ func (s *State) shareHolders(set map[network.NodeKey]bool) map[network.NodeKey]b
 		s.holders[string(id)] = set
 	}
 	return set
+}
+
+// copyNodes returns the state's nodeTable, which its versions share.
+func (s *State) copyNodes() *nodeTable {
+	if s.nodes == nil {
+		s.nodes = &nodeTable{ids: map[network.NodeKey]uint32{}}
+	}
+	return s.nodes
 }
 
 // adminSigned reports whether the admin signature of the event with id id
@@ -426,17 +547,16 @@ func (s *State) Recipients(key string, t time.Time) []network.NodeKey {
 // logged) and the key is marked dirty, so a follower asks again.
 func (s *State) CopiesFor(key string, v *Version, r network.NodeKey) []*Wrap {
 	var out []*Wrap
-	for _, w := range v.Wraps[r] {
+	for w := range v.Copies(r) {
 		if w.From == v.Creator || s.Entitled(key, w.From) {
-			c := *w
 			if w.held && s.readAtt != nil {
 				blob, err := s.readAtt(key, w.Digest)
 				if err != nil {
 					s.dirty[key] = true
 				}
-				c.Blob = blob
+				w.Blob = blob
 			}
-			out = append(out, &c)
+			out = append(out, &w)
 		}
 	}
 	return out
@@ -445,7 +565,7 @@ func (s *State) CopiesFor(key string, v *Version, r network.NodeKey) []*Wrap {
 // HasCopies reports whether CopiesFor(key, v, r) would return any copy,
 // without reading a blob: what a count needs.
 func (s *State) HasCopies(key string, v *Version, r network.NodeKey) bool {
-	for _, w := range v.Wraps[r] {
+	for w := range v.Copies(r) {
 		if w.From == v.Creator || s.Entitled(key, w.From) {
 			return true
 		}
@@ -538,9 +658,42 @@ func (s *State) apply(e *entry) {
 		s.pol.maybeFlush()
 		return
 	}
+	e.payload = sharedPayload(e.payload, k.Name)
 	k.events = append(k.events, e)
 	s.touch(ev.Issuer, name)
 	s.refoldKey(k)
+}
+
+// sharedPayload returns p, the payload of an event on the key named name,
+// with name (the Key's own string) for the key it names and a
+// KeyVersion's wraps in a slice of their length. The fold keeps these
+// payloads for refolds (see dropEvent), and a decoded one holds a copy
+// of the name of its own and the wraps in the slice JSON decoding grew.
+func sharedPayload(p any, name string) any {
+	switch v := p.(type) {
+	case event.KeyCreate:
+		v.Key = name
+		return v
+	case event.KeyVersion:
+		v.Key = name
+		if cap(v.Wraps) > len(v.Wraps) {
+			v.Wraps = slices.Clone(v.Wraps)
+		}
+		return v
+	case event.KeyShare:
+		v.Key = name
+		return v
+	case event.KeyState:
+		v.Key = name
+		return v
+	case event.KeyDestroy:
+		v.Key = name
+		return v
+	case event.DestroyAck:
+		v.Key = name
+		return v
+	}
+	return p
 }
 
 func (s *State) touch(issuer network.NodeKey, name string) { addTo(s.touched, issuer, name) }
@@ -845,7 +998,7 @@ func (s *State) refoldKey(k *Key) {
 		}
 		kv := e.payload.(event.KeyVersion)
 		v := &Version{N: kv.Version, ActivateAt: kv.ActivateAt.UTC(), Creator: e.ev.Issuer, Check: kv.Check,
-			Wraps: map[network.NodeKey][]*Wrap{}}
+			copies: make([]foldCopy, 0, len(kv.Wraps)), nodes: s.copyNodes()}
 		for _, w := range kv.Wraps {
 			s.addCopy(k, v, w, e)
 		}
@@ -864,7 +1017,7 @@ func (s *State) refoldKey(k *Key) {
 	}
 	if k.Destroyed {
 		for _, v := range k.Versions {
-			v.Wraps = map[network.NodeKey][]*Wrap{}
+			v.copies = nil
 		}
 		k.Acks = map[network.NodeKey]bool{}
 		for _, e := range acks {
@@ -888,13 +1041,9 @@ func (s *State) addCopy(k *Key, v *Version, w event.Wrap, e *entry) {
 	if !ok || !slices.ContainsFunc(n.records, func(r seqRecord) bool { return r.rec.ValidAt(e.ev.Time) }) {
 		return
 	}
-	for _, x := range v.Wraps[w.Recipient] {
-		if x.Digest == w.Digest {
-			return
-		}
+	if v.addCopy(w.Recipient, e.ev.Issuer, w.Digest, e.holds(w.Digest)) {
+		k.Holders[w.Recipient] = true
 	}
-	v.Wraps[w.Recipient] = append(v.Wraps[w.Recipient], &Wrap{Digest: w.Digest, From: e.ev.Issuer, held: e.holds(w.Digest)})
-	k.Holders[w.Recipient] = true
 }
 
 func keyName(p any) string {
@@ -997,16 +1146,12 @@ func (s *State) Canonical() []byte {
 			u(uint64(v.ActivateAt.UnixNano()))
 			b.Write(v.Creator[:])
 			b.Write(v.Check[:])
-			rs := make([]network.NodeKey, 0, len(v.Wraps))
-			for r := range v.Wraps {
-				rs = append(rs, r)
-			}
-			slices.SortFunc(rs, compareKeys)
+			rs := slices.Collect(v.Recipients()) // sorted
 			u(uint64(len(rs)))
 			for _, r := range rs {
 				b.Write(r[:])
-				ds := make([]string, 0, len(v.Wraps[r]))
-				for _, w := range v.Wraps[r] {
+				var ds []string
+				for w := range v.Copies(r) {
 					ds = append(ds, string(w.Digest[:])+string(w.From[:]))
 				}
 				slices.Sort(ds)

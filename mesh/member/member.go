@@ -14,7 +14,6 @@
 package member
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -586,12 +585,11 @@ func (m *Member) reconcileLocked(forceShare bool) {
 					}
 				}
 				var holders []network.NodeKey
-				for h := range v.Wraps {
+				for h := range v.Recipients() { // sorted
 					if _, ok := s.Active(h, now); ok && s.HasCopies(name, v, h) {
 						holders = append(holders, h)
 					}
 				}
-				slices.SortFunc(holders, func(a, b network.NodeKey) int { return bytes.Compare(a[:], b[:]) })
 				vp.first = len(holders) > 0 && holders[0] == m.self || len(holders) == 0 && v.Creator == m.self
 				var lacking []network.NodeKey
 				for _, r := range recipients {

@@ -823,7 +823,7 @@ func (b *bench) pair(ctx context.Context, i int, grants, revokes *stats) error {
 	var leaked bool
 	self := k.n.MeshLog().Self()
 	b.org1.n.MeshLog().View(func(s *mesh.State) {
-		_, leaked = s.Keys[key].Versions[nv-1].Wraps[self]
+		leaked = s.Keys[key].Versions[nv-1].CopyCount(self) > 0
 	})
 	if leaked {
 		return fmt.Errorf("revoke of %s on %s: version %d was wrapped for %s's node", party, key, nv, k.org)
