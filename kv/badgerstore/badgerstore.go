@@ -126,20 +126,25 @@ func open(dir string, logger *slog.Logger, dopts []Option) (*DB, error) {
 	if err := restrictModes(dir); err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: file modes: %w", dir, err)
 	}
-	// Memory (docs/benchmarks.md, "Memory"): a node opens two stores (its
-	// own and the audit log's), and each holds up to NumMemtables skiplist
-	// arenas of MemTableSize in the Go heap, its block cache, and, while
-	// compacting, table builders of twice the level-0 table size (which is
-	// MemTableSize). 8 MiB memtables and an 8 MiB block cache bound that
-	// at ~40 MiB for both stores (it was ~80 MiB with 16 MiB each) for a
-	// memtable flush every ~2 s under full audit load.
+	// Memory (docs/benchmarks.md, "Memory"): the store holds up to
+	// NumMemtables skiplist arenas of MemTableSize in the Go heap, its
+	// block and index caches, and, while compacting, table builders of
+	// twice the target table size of the level they write, up to 8 of them
+	// in flight per compaction besides one per split being filled. The
+	// fold's history (ended grants, revocations, the per-key event index)
+	// is written here, so a grant/revoke soak compacts all the time: with
+	// badger's 2 MiB base tables its builders held up to ~100 MB of the
+	// heap at once; 512 KiB base tables cut that about fourfold (levels
+	// below the base level still grow their tables by
+	// TableSizeMultiplier, so a large store does not end up with many
+	// more files).
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(true).
 		WithMemTableSize(8 << 20).WithNumMemtables(2).
 		WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(8).
 		WithBlockCacheSize(8 << 20).WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).WithValueThreshold(1 << 10).
-		WithNumCompactors(2).
+		WithNumCompactors(2).WithBaseTableSize(512 << 10).
 		// Every table's blocks are verified before badger opens it
 		// (checkTables, below) and every block's checksum when badger
 		// reads it: a damaged table is then an error, not a panic in
