@@ -105,17 +105,8 @@ func appendSortTime(b []byte, t time.Time) []byte {
 // name): party, ops, bounds, custodian, issuer, issue time and the digest
 // and size of its Observed set.
 func encodeGrant(ge *grantEntry) []byte {
-	b := []byte{recVersion}
-	b = appendString(b, string(ge.party))
-	b = append(b, byte(ge.ops))
-	b = appendInstant(b, ge.notBefore)
-	b = appendInstant(b, ge.notAfter)
-	b = appendString(b, ge.custodian)
-	b = appendString(b, ge.issuer)
-	b = appendInstant(b, ge.issued)
-	d, n := ge.observed()
-	b = binary.AppendUvarint(b, uint64(n))
-	if n > 0 {
+	b := ge.appendTerms([]byte{recVersion})
+	if d, n := ge.observed(); n > 0 {
 		b = append(b, d[:]...)
 	}
 	return b

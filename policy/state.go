@@ -1016,15 +1016,8 @@ func (s *State) Canonical() []byte {
 		for _, ge := range ges {
 			b = appendString(b, ge.g.ID)
 			b = appendString(b, name)
-			b = appendString(b, string(ge.party))
-			b = append(b, byte(ge.ops))
-			b = appendInstant(b, ge.notBefore)
-			b = appendInstant(b, ge.notAfter)
-			b = appendString(b, ge.custodian)
-			b = appendString(b, ge.issuer)
-			b = appendInstant(b, ge.issued)
-			d, n := ge.observed()
-			b = binary.AppendUvarint(b, uint64(n))
+			b = ge.appendTerms(b)
+			d, _ := ge.observed()
 			b = append(b, d[:]...)
 			if ge.revoked {
 				b = append(b, 1)
@@ -1064,6 +1057,21 @@ func (s *State) Canonical() []byte {
 		}
 	}
 	return b
+}
+
+// appendTerms appends what Canonical and the archive's record of ge both
+// hold, in this order: party, ops, bounds, custodian, issuer, issue time
+// and the size of its Observed set.
+func (ge *grantEntry) appendTerms(b []byte) []byte {
+	b = appendString(b, string(ge.party))
+	b = append(b, byte(ge.ops))
+	b = appendInstant(b, ge.notBefore)
+	b = appendInstant(b, ge.notAfter)
+	b = appendString(b, ge.custodian)
+	b = appendString(b, ge.issuer)
+	b = appendInstant(b, ge.issued)
+	_, n := ge.observed()
+	return binary.AppendUvarint(b, uint64(n))
 }
 
 func appendString(b []byte, s string) []byte {
