@@ -3,8 +3,6 @@ package audit
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,30 +19,14 @@ import (
 
 	"github.com/keymesh/keymesh/internal/tamper"
 	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/kv/kvtest"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-// hmacTagger is a kv.Tagger as the vault's: HMAC-SHA256 under a key of
-// domain ‖ len(key) ‖ key ‖ value.
-type hmacTagger []byte
-
-func (k hmacTagger) Tag(domain byte, key, value []byte) [kv.TagSize]byte {
-	h := hmac.New(sha256.New, k)
-	var hdr [5]byte
-	hdr[0] = domain
-	binary.BigEndian.PutUint32(hdr[1:], uint32(len(key)))
-	h.Write(hdr[:])
-	h.Write(key)
-	h.Write(value)
-	var out [kv.TagSize]byte
-	h.Sum(out[:0])
-	return out
-}
-
 var (
-	testKey  = hmacTagger(bytes.Repeat([]byte{7}, 32))
-	otherKey = hmacTagger(bytes.Repeat([]byte{8}, 32)) // an attacker's: not the vault's
+	testKey  = kvtest.HMACTagger(bytes.Repeat([]byte{7}, 32))
+	otherKey = kvtest.HMACTagger(bytes.Repeat([]byte{8}, 32)) // an attacker's: not the vault's
 )
 
 // stepClock returns a clock that starts at a fixed instant and advances one

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/kv/kvtest"
 	"github.com/keymesh/keymesh/policy"
 )
 
@@ -110,7 +111,7 @@ func BenchmarkDecodeStored(b *testing.B) {
 func TestStoredPayloadsAreAuthenticated(t *testing.T) {
 	w := newWorld(t, []string{"Org1MSP"}, 2)
 	raw := kv.NewMem()
-	store := kv.NewAuthenticated(raw, testTagger("a test key of sixteen+ bytes"), nil, nil)
+	store := kv.NewAuthenticated(raw, kvtest.HMACTagger("a test key of sixteen+ bytes"), nil, nil)
 	l, err := OpenLog(store, w.g, w.nodes[1].priv, LogOptions{})
 	if err != nil {
 		t.Fatal(err)

@@ -2,8 +2,6 @@ package mesh
 
 import (
 	"bytes"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +10,7 @@ import (
 
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/kv"
+	"github.com/keymesh/keymesh/kv/kvtest"
 )
 
 // TestOpenLoadsEveryBatchInOrder: a log of more events than OpenLog
@@ -97,7 +96,7 @@ func TestOpenReadsAttachmentsInOneScan(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, []string{"Org1MSP"}, 2)
 	raw := kv.NewMem()
-	store := kv.NewAuthenticated(raw, testTagger("a test key of sixteen+ bytes"), nil, nil)
+	store := kv.NewAuthenticated(raw, kvtest.HMACTagger("a test key of sixteen+ bytes"), nil, nil)
 	l, err := OpenLog(store, w.g, w.nodes[1].priv, LogOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -173,17 +172,4 @@ func TestOpenReadsAttachmentsInOneScan(t *testing.T) {
 	if _, err := OpenLog(store, w.g, w.nodes[1].priv, LogOptions{}); !errors.Is(err, kv.ErrTampered) {
 		t.Errorf("OpenLog(a damaged copy) = %v, want %v", err, kv.ErrTampered)
 	}
-}
-
-// testTagger tags records with HMAC-SHA256, as the vault's record key does.
-type testTagger []byte
-
-func (h testTagger) Tag(domain byte, key, value []byte) [kv.TagSize]byte {
-	m := hmac.New(sha256.New, h)
-	m.Write([]byte{domain, byte(len(key))})
-	m.Write(key)
-	m.Write(value)
-	var out [kv.TagSize]byte
-	m.Sum(out[:0])
-	return out
 }

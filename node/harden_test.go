@@ -2,9 +2,7 @@ package node_test
 
 import (
 	"bytes"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,6 +15,7 @@ import (
 	"github.com/keymesh/keymesh/internal/tamper"
 	"github.com/keymesh/keymesh/kv"
 	"github.com/keymesh/keymesh/kv/badgerstore"
+	"github.com/keymesh/keymesh/kv/kvtest"
 	"github.com/keymesh/keymesh/node"
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/nodetest"
@@ -227,7 +226,7 @@ func TestNode_FlippedByteNeverStartsSilentlyDamaged(t *testing.T) {
 func TestNode_ForgedAuditLogRefused(t *testing.T) {
 	t.Parallel()
 	scratch := audit.NewMemFS()
-	forged, err := audit.Open(scratch, forgerTagger(bytes.Repeat([]byte{1}, 32)))
+	forged, err := audit.Open(scratch, kvtest.HMACTagger(bytes.Repeat([]byte{1}, 32)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,18 +299,4 @@ func TestNode_ForgedAuditLogRefused(t *testing.T) {
 			t.Fatalf("Open() without the audit format record = %v, want a *kv.DamageError naming node/", err)
 		}
 	})
-}
-
-// forgerTagger tags as the vault does (HMAC-SHA256), under a key of the
-// attacker's choosing.
-type forgerTagger []byte
-
-func (k forgerTagger) Tag(domain byte, key, value []byte) [kv.TagSize]byte {
-	h := hmac.New(sha256.New, k)
-	h.Write([]byte{domain})
-	h.Write(key)
-	h.Write(value)
-	var out [kv.TagSize]byte
-	h.Sum(out[:0])
-	return out
 }
