@@ -17,6 +17,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -30,7 +32,7 @@ import (
 
 // startUp, if set, runs once the node serves (see main): it starts the
 // memory governor and starts handing freed memory back.
-var startUp func()
+var startUp func(*slog.Logger)
 
 func main() {
 	// keymeshd's live heap is small (keys, grants, token hashes); trading a
@@ -60,16 +62,26 @@ func main() {
 	if loadGOGC {
 		debug.SetGCPercent(100)
 	}
+	// In a container with a memory limit, the soft limit stays under the
+	// governor's ceiling from the start (cgroup.go): the load's heap too.
+	container := containerLimit(os.DirFS("/"))
+	ceiling := heapCeiling(container)
+	if governed && ceiling > 0 {
+		debug.SetMemoryLimit(int64(min(ceiling, math.MaxInt64)))
+	}
 	// Freed memory is handed back once the node serves: while it loads its
 	// keys and events the heap only grows, and each return (a forced
 	// collection of the whole growing heap) was wasted work that slowed a
 	// large node's start-up and gave back pages the load faulted in again.
-	startUp = func() {
+	startUp = func(logger *slog.Logger) {
 		if loadGOGC {
 			debug.SetGCPercent(400)
 		}
 		if governed {
-			governMemory(ctx, defaultHeapFloor)
+			governMemory(ctx, defaultHeapFloor, ceiling)
+		}
+		if governed && container > 0 {
+			logger.Info("memory: in a container with a memory limit", "limit_mib", container>>20, "soft_limit_ceiling_mib", ceiling>>20)
 		}
 		go returnMemory(ctx, 10*time.Second, 32<<20)
 	}
@@ -169,7 +181,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	logger := node.NewLogger(cfg, stderr)
 	start := time.Now()
-	cfg.OnReady = startUp
+	if startUp != nil {
+		cfg.OnReady = func() { startUp(logger) }
+	}
 	if err := node.Run(ctx, cfg, stdout, logger); err != nil {
 		logger.Error("keymeshd failed", "err", err, "after", time.Since(start).Round(time.Millisecond))
 		fmt.Fprintf(stderr, "keymeshd: %v\n", err)

@@ -52,6 +52,12 @@ func returnMemory(ctx context.Context, interval time.Duration, slack uint64) {
 // holds. The trade is explicit: collections are more frequent than at a
 // plain GOGC 400, and the floor sets how much (docs/benchmarks.md,
 // "Memory governor").
+//
+// In a container with a memory limit (cgroup.go) the limit never exceeds
+// a ceiling of two thirds of the container's (heapCeiling), and the floor
+// not either: near the ceiling the collector works harder, up to the
+// runtime's own cap of half the CPU, instead of the process being killed
+// at the container's limit (docs/benchmarks.md, "In a memory cgroup").
 const (
 	defaultHeapFloor = 96 << 20
 	// memoryLimitSlack covers what the limit counts beside the heap:
@@ -59,9 +65,21 @@ const (
 	memoryLimitSlack = 16 << 20
 )
 
-// limitFor is the soft memory limit for a live heap of live bytes.
-func limitFor(live, floor uint64) int64 {
+// heapCeiling is the highest soft limit for a container whose memory
+// limit is limit bytes (0: none, and no ceiling): two thirds of it. The
+// third left over is for what the container counts beside the runtime's
+// memory: the page cache of the binary and of badger's mapped tables,
+// which the kernel reclaims as the container nears its limit, and the
+// memory the runtime does not manage.
+func heapCeiling(limit uint64) uint64 { return limit / 3 * 2 }
+
+// limitFor is the soft memory limit for a live heap of live bytes, under
+// ceiling (0: none).
+func limitFor(live, floor, ceiling uint64) int64 {
 	l := max(floor, 2*live+memoryLimitSlack)
+	if ceiling > 0 {
+		l = min(l, ceiling)
+	}
 	if l > math.MaxInt64 {
 		return math.MaxInt64
 	}
@@ -71,19 +89,21 @@ func limitFor(live, floor uint64) int64 {
 // governor sets the soft memory limit after every collection.
 type governor struct {
 	floor   uint64
+	ceiling uint64 // 0: none
 	stopped atomic.Bool
 	live    []metrics.Sample
 	// set is debug.SetMemoryLimit (tests record it instead).
 	set func(int64) int64
 }
 
-// governMemory starts the governor of the process's soft memory limit.
-func governMemory(ctx context.Context, floor uint64) {
-	newGovernor(floor, debug.SetMemoryLimit).start(ctx)
+// governMemory starts the governor of the process's soft memory limit,
+// which stays at or under ceiling (0: none).
+func governMemory(ctx context.Context, floor, ceiling uint64) {
+	newGovernor(floor, ceiling, debug.SetMemoryLimit).start(ctx)
 }
 
-func newGovernor(floor uint64, set func(int64) int64) *governor {
-	return &governor{floor: floor, live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}, set: set}
+func newGovernor(floor, ceiling uint64, set func(int64) int64) *governor {
+	return &governor{floor: floor, ceiling: ceiling, live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}, set: set}
 }
 
 // start sets the limit for the current live heap now and again after each
@@ -97,7 +117,7 @@ func (g *governor) start(ctx context.Context) {
 // adjust sets the limit for the live heap of the last collection.
 func (g *governor) adjust() {
 	metrics.Read(g.live)
-	g.set(limitFor(g.live[0].Value.Uint64(), g.floor))
+	g.set(limitFor(g.live[0].Value.Uint64(), g.floor, g.ceiling))
 }
 
 // arm registers a cleanup on a fresh object, which runs after the

@@ -10,18 +10,23 @@ import (
 
 func TestLimitFor(t *testing.T) {
 	for _, tc := range []struct {
-		live, floor uint64
-		want        int64
+		live, floor, ceiling uint64
+		want                 int64
 	}{
-		{0, 96 << 20, 96 << 20},
-		{30 << 20, 96 << 20, 96 << 20},   // a small node: the floor
-		{40 << 20, 96 << 20, 96 << 20},   // 2×40+16 = 96: at the floor
-		{100 << 20, 96 << 20, 216 << 20}, // a large one: twice its live heap
-		{1 << 62, 96 << 20, 1<<63 - 1},   // no overflow
-		{300 << 20, 0, (600 + 16) << 20}, // no floor
+		{0, 96 << 20, 0, 96 << 20},
+		{30 << 20, 96 << 20, 0, 96 << 20},   // a small node: the floor
+		{40 << 20, 96 << 20, 0, 96 << 20},   // 2×40+16 = 96: at the floor
+		{100 << 20, 96 << 20, 0, 216 << 20}, // a large one: twice its live heap
+		{1 << 62, 96 << 20, 0, 1<<63 - 1},   // no overflow
+		{300 << 20, 0, 0, (600 + 16) << 20}, // no floor
+		// In a container: never above the ceiling, the floor included.
+		{30 << 20, 96 << 20, 100 << 20, 96 << 20},
+		{60 << 20, 96 << 20, 100 << 20, 100 << 20},
+		{30 << 20, 96 << 20, 64 << 20, 64 << 20},
+		{1 << 62, 96 << 20, 1 << 30, 1 << 30},
 	} {
-		if got := limitFor(tc.live, tc.floor); got != tc.want {
-			t.Errorf("limitFor(%d MiB, %d MiB) = %d, want %d", tc.live>>20, tc.floor>>20, got, tc.want)
+		if got := limitFor(tc.live, tc.floor, tc.ceiling); got != tc.want {
+			t.Errorf("limitFor(%d MiB, %d MiB, %d MiB) = %d, want %d", tc.live>>20, tc.floor>>20, tc.ceiling>>20, got, tc.want)
 		}
 	}
 }
@@ -36,7 +41,7 @@ func TestGovernorFollowsCollections(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const floor = 8 << 20
-	newGovernor(floor, func(l int64) int64 {
+	newGovernor(floor, 0, func(l int64) int64 {
 		mu.Lock()
 		defer mu.Unlock()
 		limits = append(limits, l)
