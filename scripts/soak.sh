@@ -18,6 +18,10 @@
 #        IDLE       idle time after the load, sampled (default 30s)
 #        KEYMESHD   a prebuilt keymeshd to run (default: build this tree)
 #        PPROF, HEAP_OUT  see above
+#        CGROUP_MEM run keymeshd in a memory cgroup of this limit (e.g. 150M;
+#                   needs a writable cgroup v1 memory controller or cgroup v2
+#                   hierarchy); prints the cgroup's peak use, limit hits
+#                   and OOM kills at the end
 set -euo pipefail
 
 DURATION=${DURATION:-3m}
@@ -36,6 +40,7 @@ done
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/keymesh-soak.XXXXXX")
 DAEMON_PID=""
+CGROUP_DIR=""
 
 cleanup() {
 	local rc=$?
@@ -55,6 +60,9 @@ cleanup() {
 	if [[ $rc -ne 0 && -s "$TMP/keymeshd.log" ]]; then
 		echo "soak: failed (exit $rc); last lines of the keymeshd log:" >&2
 		tail -n 20 "$TMP/keymeshd.log" >&2 || true
+	fi
+	if [[ -n "$CGROUP_DIR" ]]; then
+		rmdir "$CGROUP_DIR" 2>/dev/null || echo "soak: could not remove cgroup $CGROUP_DIR" >&2
 	fi
 	rm -rf "$TMP"
 	exit "$rc"
@@ -76,6 +84,55 @@ fi
 echo "soak: building soakgen" >&2
 go build -o "$TMP/bin/soakgen" ./scripts/soakgen
 
+# cgroup_make LIMIT: a memory cgroup of LIMIT (numfmt IEC: 150M) under this
+# shell's own, in $CGROUP_DIR; $CGROUP_V is 1 or 2.
+cgroup_make() {
+	local bytes path
+	bytes=$(numfmt --from=iec "$1") || die "CGROUP_MEM=$1: not a size"
+	path=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3; exit}' /proc/self/cgroup)
+	if [[ -n "$path" && -d /sys/fs/cgroup/memory ]]; then
+		CGROUP_V=1
+		CGROUP_DIR=/sys/fs/cgroup/memory${path%/}/keymesh-soak-$$
+		mkdir "$CGROUP_DIR" || die "cannot create cgroup $CGROUP_DIR"
+		echo "$bytes" >"$CGROUP_DIR/memory.limit_in_bytes" || die "cannot set the limit of $CGROUP_DIR"
+		return
+	fi
+	path=$(awk -F: '$1 == "0" {print $3; exit}' /proc/self/cgroup)
+	[[ -n "$path" && -f /sys/fs/cgroup/cgroup.controllers ]] || die "CGROUP_MEM: no cgroup memory controller found"
+	CGROUP_V=2
+	CGROUP_DIR=/sys/fs/cgroup${path%/}/keymesh-soak-$$
+	mkdir "$CGROUP_DIR" || die "cannot create cgroup $CGROUP_DIR"
+	echo "$bytes" >"$CGROUP_DIR/memory.max" ||
+		die "cannot set memory.max of $CGROUP_DIR (is the memory controller enabled in its parent's cgroup.subtree_control?)"
+}
+
+# cgroup_report: the cgroup's peak use, how often it hit its limit, OOM kills.
+cgroup_report() {
+	[[ -n "$CGROUP_DIR" ]] || return 0
+	local d=$CGROUP_DIR
+	if [[ $CGROUP_V == 1 ]]; then
+		echo "cgroup (v1, limit $(numfmt --to=iec <"$d/memory.limit_in_bytes")): peak $(numfmt --to=iec <"$d/memory.max_usage_in_bytes")," \
+			"limit hits $(cat "$d/memory.failcnt"), oom kills $(awk '$1 == "oom_kill" {print $2}' "$d/memory.oom_control")"
+	else
+		echo "cgroup (v2, limit $(numfmt --to=iec <"$d/memory.max")): peak $(numfmt --to=iec <"$d/memory.peak" 2>/dev/null || echo ?)," \
+			"$(awk '{printf "%s %s ", $1, $2}' "$d/memory.events")"
+	fi
+}
+
+# in_cgroup CMD...: run CMD in $CGROUP_DIR if there is one (same PID).
+in_cgroup() {
+	if [[ -z "$CGROUP_DIR" ]]; then
+		exec "$@"
+	fi
+	echo "$BASHPID" >"$CGROUP_DIR/cgroup.procs" || die "cannot join $CGROUP_DIR"
+	exec "$@"
+}
+
+if [[ -n "${CGROUP_MEM:-}" ]]; then
+	cgroup_make "$CGROUP_MEM"
+	echo "soak: keymeshd runs in $CGROUP_DIR, limit $CGROUP_MEM" >&2
+fi
+
 # port_in_use PORT: something accepts connections on 127.0.0.1:PORT.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
@@ -86,7 +143,7 @@ start_daemon() {
 	local port deadline
 	for port in $(seq 18420 18499); do
 		port_in_use "$port" && continue
-		KEYMESHD_PPROF=${PPROF:-} "$KEYMESHD" --dev --data "$TMP/data" --listen "127.0.0.1:$port" --log-level warn \
+		KEYMESHD_PPROF=${PPROF:-} in_cgroup "$KEYMESHD" --dev --data "$TMP/data" --listen "127.0.0.1:$port" --log-level warn \
 			>"$TMP/keymeshd.log" 2>&1 &
 		DAEMON_PID=$!
 		URL="http://127.0.0.1:$port"
@@ -148,4 +205,5 @@ for ((i = 0; i < idle_s; i += 10)); do
 	sleep 10
 	echo "idle t=+$((i + 10))s (MiB): $(rss)"
 done
+cgroup_report
 exit "$rc"
