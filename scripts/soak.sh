@@ -131,6 +131,11 @@ in_cgroup() {
 if [[ -n "${CGROUP_MEM:-}" ]]; then
 	cgroup_make "$CGROUP_MEM"
 	echo "soak: keymeshd runs in $CGROUP_DIR, limit $CGROUP_MEM" >&2
+	# A copy made inside the cgroup, as a container reads its image: the
+	# binary's page cache is charged to the cgroup, so the daemon's RSS
+	# is part of what the limit bounds.
+	(in_cgroup cp "$KEYMESHD" "$TMP/bin/keymeshd-cgroup") || die "cannot copy $KEYMESHD"
+	KEYMESHD="$TMP/bin/keymeshd-cgroup"
 fi
 
 # port_in_use PORT: something accepts connections on 127.0.0.1:PORT.
