@@ -7,7 +7,8 @@
 # with an encrypt+decrypt grant, then measures:
 #   1. single-item encrypt (64 B plaintext) at concurrency $CONC for $DURATION
 #   2. batch encrypt ($BATCH × 64 B items per request) at concurrency $BATCH_CONC
-# and prints one result line for each, plus the machine it ran on. The daemon
+# and prints one result line for each, plus the machine it ran on and the
+# daemon's memory after each run (VmHWM: its peak RSS so far). The daemon
 # is stopped and the temporary directory removed on any exit.
 #
 # Usage: scripts/bench-api.sh
@@ -202,6 +203,7 @@ for round in $(seq 1 "$ROUNDS"); do
 		# shellcheck disable=SC2086 # the arguments are words
 		km=$(loadgen "$URL" "keymesh $label" ${r#*|})
 		echo "$km"
+		echo "keymesh memory after $label (MiB): $(awk '/^(VmRSS|VmHWM|RssAnon|RssFile):/ {printf "%s%.1f ", $1, $2/1024}' "/proc/$DAEMON_PID/status")"
 		if [[ "$BARE" == 1 ]]; then
 			# shellcheck disable=SC2086
 			bare=$(loadgen "$BARE_URL" "bare $label" ${r#*|})
