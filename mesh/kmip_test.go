@@ -43,6 +43,48 @@ func TestFoldKMIPAttrs(t *testing.T) {
 			if k.KMIP.Owner != "kmip:mongo" || len(k.KMIP.Attrs) != 1 || string(k.KMIP.Attrs[0].TTLV) != "second" {
 				t.Errorf("round %d: KMIP = %+v, want Org1's latest", round, k.KMIP)
 			}
+			if got := s.KMIPOwned("kmip:mongo"); len(got) != 1 || got[0] != "trade/k" {
+				t.Errorf("round %d: KMIPOwned(kmip:mongo) = %v, want [trade/k]", round, got)
+			}
+			if got := s.KMIPOwned("kmip:mallory"); len(got) != 0 {
+				t.Errorf("round %d: KMIPOwned(kmip:mallory) = %v, want none (Org2's event does not count)", round, got)
+			}
+		})
+	}
+}
+
+// TestKMIPOwnedFollowsTheFold: the index of keys by KMIP owner (what a
+// KMIP Locate looks at) follows the fold: a key whose KMIP side moves to
+// another owner leaves the first owner's set, in every delivery order.
+func TestKMIPOwnedFollowsTheFold(t *testing.T) {
+	w := newWorld(t, []string{"Org1MSP"}, 1)
+	iss := newIssuers(w)
+	evs := [][]byte{iss[0].event(t, event.KindNodeRecord, w.record(t, w.nodes[0]))}
+	mk := func(key, owner string) event.KMIPAttrs {
+		return event.KMIPAttrs{Key: key, Owner: policy.Party("kmip:" + owner)}
+	}
+	evs = append(evs,
+		iss[0].event(t, event.KindKeyCreate, event.KeyCreate{Key: "trade/k", PreActive: true}),
+		iss[0].event(t, event.KindKeyCreate, event.KeyCreate{Key: "trade/j", PreActive: true}),
+		iss[0].event(t, event.KindKMIPAttrs, mk("trade/k", "mongo")),
+		iss[0].event(t, event.KindKMIPAttrs, mk("trade/j", "mongo")),
+		iss[0].event(t, event.KindKMIPAttrs, mk("trade/k", "cassandra")), // later: moves trade/k
+	)
+	r := mrand.New(mrand.NewPCG(3, 4))
+	for round := range 6 {
+		order := append([][]byte(nil), evs...)
+		if round > 0 {
+			r.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		}
+		l := newLog(t, w, 0)
+		deliverAll(l, order)
+		l.View(func(s *State) {
+			if got := s.KMIPOwned("kmip:mongo"); len(got) != 1 || got[0] != "trade/j" {
+				t.Errorf("round %d: KMIPOwned(kmip:mongo) = %v, want [trade/j]", round, got)
+			}
+			if got := s.KMIPOwned("kmip:cassandra"); len(got) != 1 || got[0] != "trade/k" {
+				t.Errorf("round %d: KMIPOwned(kmip:cassandra) = %v, want [trade/k]", round, got)
+			}
 		})
 	}
 }

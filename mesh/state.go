@@ -373,6 +373,10 @@ type State struct {
 	holders map[string]map[network.NodeKey]bool
 	// nodes numbers the nodes its versions' copies name (copyNodes).
 	nodes *nodeTable
+	// kmipOwned holds, per KMIP owner, the keys whose KMIP side names it
+	// (Key.KMIP.Owner): with the policy's KMIPKeys, what a KMIP Locate
+	// looks at (KMIPOwned).
+	kmipOwned map[policy.Party]map[string]bool
 }
 
 // maxSharedHolders bounds State.holders: past it, a key keeps its own map.
@@ -452,7 +456,42 @@ func newState(g *network.Genesis, pol *polStore) *State {
 		pol: pol, Policy: policy.NewState(policy.WithArchive(polArchive{pol})), Dropped: map[string]int{},
 		cuts: map[network.NodeKey][]network.Deregister{}, touched: map[network.NodeKey]map[string]bool{},
 		wrappedFor: map[network.NodeKey]map[string]bool{}, dirty: map[string]bool{}, adminOK: map[[32]byte]bool{},
-		holders: map[string]map[network.NodeKey]bool{},
+		holders: map[string]map[network.NodeKey]bool{}, kmipOwned: map[policy.Party]map[string]bool{},
+	}
+}
+
+// KMIPOwned returns, sorted, the keys whose KMIP side names owner as
+// their KMIP owner.
+func (s *State) KMIPOwned(owner policy.Party) []string {
+	keys := make([]string, 0, len(s.kmipOwned[owner]))
+	for k := range s.kmipOwned[owner] {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// kmipOwner is the KMIP owner k's KMIP side names ("" for none).
+func kmipOwner(k *Key) policy.Party {
+	if k.KMIP == nil {
+		return ""
+	}
+	return k.KMIP.Owner
+}
+
+// moveKMIPOwner moves key name in kmipOwned from owner was to owner is.
+func (s *State) moveKMIPOwner(name string, was, is policy.Party) {
+	if was == is {
+		return
+	}
+	if set := s.kmipOwned[was]; set != nil {
+		delete(set, name)
+		if len(set) == 0 {
+			delete(s.kmipOwned, was)
+		}
+	}
+	if is != "" {
+		addTo(s.kmipOwned, is, name)
 	}
 }
 
@@ -698,7 +737,7 @@ func sharedPayload(p any, name string) any {
 
 func (s *State) touch(issuer network.NodeKey, name string) { addTo(s.touched, issuer, name) }
 
-func addTo(m map[network.NodeKey]map[string]bool, k network.NodeKey, name string) {
+func addTo[K comparable](m map[K]map[string]bool, k K, name string) {
 	set := m[k]
 	if set == nil {
 		set = map[string]bool{}
@@ -935,6 +974,8 @@ func compareOrder(a, b header) int {
 // are few: versions, shares and lifecycle changes.
 func (s *State) refoldKey(k *Key) {
 	wasDestroyed := k.Destroyed
+	was := kmipOwner(k)
+	defer func() { s.moveKMIPOwner(k.Name, was, kmipOwner(k)) }()
 	*k = Key{Name: k.Name, Owner: k.Owner, events: k.events,
 		Holders: map[network.NodeKey]bool{}} // Acks: nil (empty) until destroyed
 	evs := slices.Clone(k.events)

@@ -64,6 +64,10 @@ type State struct {
 	// revocations do not share (at most maxInterned; past that each
 	// keeps its own copy).
 	strs map[string]string
+	// kmipKeys holds, per KMIP party, the keys on which it has a pair:
+	// the keys a KMIP Locate may find for it (KMIPKeys). Only KMIP
+	// parties are indexed, so other kinds cost it nothing.
+	kmipKeys map[Party]map[string]struct{}
 }
 
 // maxInterned bounds State.strs: the strings it holds outlive the keys
@@ -339,6 +343,7 @@ func NewState(opts ...Option) *State {
 	s := &State{
 		keys:      make(map[string]map[Party]*pairEntry),
 		index:     make(map[string]*keyIndex),
+		kmipKeys:  make(map[Party]map[string]struct{}),
 		strs:      make(map[string]string),
 		suspended: make(map[pairName]error),
 	}
@@ -419,11 +424,19 @@ func (s *State) pair(key string, p Party) (*keyIndex, *pairEntry, Party) {
 		p = Party(strings.Clone(string(p)))
 		pe = &pairEntry{}
 		byParty[p] = pe
-		if p.Kind() == KindOrg {
+		switch p.Kind() {
+		case KindOrg:
 			if idx.orgs == nil {
 				idx.orgs = make(map[Party]*pairEntry)
 			}
 			idx.orgs[p] = pe
+		case KindKMIP:
+			set := s.kmipKeys[p]
+			if set == nil {
+				set = make(map[string]struct{})
+				s.kmipKeys[p] = set
+			}
+			set[idx.name] = struct{}{}
 		}
 		return idx, pe, p
 	}
@@ -957,6 +970,23 @@ func (s *State) Revocations(key string) []Revocation {
 	return out
 }
 
+// KMIPKeys returns, sorted, the keys on which KMIP party p has a pair (a
+// grant, live or ended, or a revocation): the only keys that a decision
+// for p alone can allow, and so the keys a KMIP Locate by p looks at,
+// whatever the number of keys the node holds. For a party of another
+// kind it returns nil: only KMIP parties are indexed.
+func (s *State) KMIPKeys(p Party) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	set := s.kmipKeys[p]
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
 // DropKey forgets every grant and revocation of key, as when the key is
 // destroyed, and deletes its records from the archive. The state does not
 // remember the key: grants or revocations of it added afterwards are held
@@ -969,6 +999,14 @@ func (s *State) DropKey(key string) {
 	if idx := s.index[key]; idx != nil {
 		s.ngrants -= idx.ngrants
 		s.nrevs -= idx.nrevs
+	}
+	for p := range s.keys[key] {
+		if set := s.kmipKeys[p]; set != nil {
+			delete(set, key)
+			if len(set) == 0 {
+				delete(s.kmipKeys, p)
+			}
+		}
 	}
 	delete(s.keys, key)
 	delete(s.index, key)

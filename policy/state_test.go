@@ -965,3 +965,41 @@ func TestOrgsWithGrant(t *testing.T) {
 		t.Errorf("OrgsWithGrant(demo/other) = %q", got)
 	}
 }
+
+// TestKMIPKeys: the keys a KMIP party has a pair on (a grant, live or
+// ended, or a revocation), kept as grants and revocations come and keys
+// are dropped; other kinds of party are not indexed.
+func TestKMIPKeys(t *testing.T) {
+	s := NewState()
+	const mongo, other = Party("kmip:mongo"), Party("kmip:other")
+	mustAddGrant(t, s, grant("g1", "k/b", mongo, OpsAll))
+	mustAddGrant(t, s, grant("g2", "k/a", mongo, OpsAll))
+	mustAddGrant(t, s, grant("g3", "k/a", other, OpsAll))
+	mustAddGrant(t, s, grant("g4", "k/c", app, OpsAll))
+	mustAddRevocation(t, s, revoke("r1", "k/d", mongo)) // a revocation alone makes a pair
+	mustAddRevocation(t, s, revoke("r2", "k/b", mongo)) // an ended grant keeps its pair
+	for _, tc := range []struct {
+		p    Party
+		want []string
+	}{
+		{mongo, []string{"k/a", "k/b", "k/d"}},
+		{other, []string{"k/a"}},
+		{app, []string{}},
+		{"kmip:nobody", []string{}},
+	} {
+		if got := s.KMIPKeys(tc.p); !slices.Equal(got, tc.want) {
+			t.Errorf("KMIPKeys(%s) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	s.DropKey("k/a")
+	if got := s.KMIPKeys(mongo); !slices.Equal(got, []string{"k/b", "k/d"}) {
+		t.Errorf("after DropKey(k/a): KMIPKeys(mongo) = %v", got)
+	}
+	if got := s.KMIPKeys(other); len(got) != 0 {
+		t.Errorf("after DropKey(k/a): KMIPKeys(other) = %v", got)
+	}
+	mustAddGrant(t, s, grant("g5", "k/a", other, OpsAll))
+	if got := s.KMIPKeys(other); !slices.Equal(got, []string{"k/a"}) {
+		t.Errorf("a grant after the drop: KMIPKeys(other) = %v", got)
+	}
+}
