@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/keymesh/keymesh/node/apiv1"
 	"github.com/keymesh/keymesh/node/client"
+	"github.com/keymesh/keymesh/vault"
 )
 
 // Benchmarks of the KMIP front door beside the REST API on loopback, the
@@ -155,4 +157,32 @@ func BenchmarkRESTEncrypt(b *testing.B) {
 		_, _, err := c.EncryptValue(context.Background(), restKey, data, map[string]string{"field": "bench"}, "")
 		return err
 	})
+}
+
+// BenchmarkKMIPLocate: KMIP Locate (no filter) by a client that owns one
+// key, on a node that holds n other keys, none of them the client's: the
+// cost follows what the client may see, not the keys the node holds.
+func BenchmarkKMIPLocate(b *testing.B) {
+	for _, n := range []int{100, 10000} {
+		b.Run(fmt.Sprintf("keys-%d", n), func(b *testing.B) {
+			e := newBenchEnv(b)
+			defer e.stop()
+			for i := range n {
+				if _, err := e.n.Member().CreateKey(fmt.Sprintf("bench/other-%06d", i), vault.CreateOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			c := e.kmipClient(b)()
+			b.ResetTimer()
+			for b.Loop() {
+				res, err := c.Request(context.Background(), &payloads.LocateRequestPayload{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if ids := res.(*payloads.LocateResponsePayload).UniqueIdentifier; len(ids) != 1 || ids[0] != e.id {
+					b.Fatalf("Locate = %v, want [%s]", ids, e.id)
+				}
+			}
+		})
+	}
 }

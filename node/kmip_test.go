@@ -564,3 +564,74 @@ func TestKMIPKeyCap(t *testing.T) {
 	defer other.Close()
 	mustCall[*payloads.CreateResponsePayload](t, other, create)
 }
+
+// TestKMIPLocateFindsWhatTheCallerMaySee: Locate looks only at the keys a
+// client owns over KMIP or has a grant or revocation on (not at every key
+// of the node), and finds exactly those it may see: owned, or granted an
+// operation now. A revoked grant, another client's grant and keys nobody
+// granted it stay out.
+func TestKMIPLocateFindsWhatTheCallerMaySee(t *testing.T) {
+	pki := newKMIPPKI(t)
+	n, admin, stop := startKMIPNode(t, pki)
+	defer stop()
+	ctx := context.Background()
+	rest, err := client.New(n.URL(), admin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mongo, err := dialKMIP(t, n.KMIPAddr(), pki, pki.mongo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mongo.Close()
+	other, err := dialKMIP(t, n.KMIPAddr(), pki, pki.other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	var owned []string
+	for range 2 {
+		cr := mustCall[*payloads.CreateResponsePayload](t, mongo, &payloads.CreateRequestPayload{ObjectType: kmip.ObjectTypeSymmetricKey, TemplateAttribute: aesTemplate("", usageAll)})
+		owned = append(owned, cr.UniqueIdentifier)
+	}
+	for _, name := range []string{"app/granted", "app/revoked", "app/other", "app/nobody"} {
+		if _, err := rest.CreateKey(ctx, apiv1.CreateKeyRequest{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range []apiv1.CreateGrantRequest{
+		{Key: "app/granted", Party: "kmip:mongo", Ops: []string{"decrypt"}},
+		{Key: "app/revoked", Party: "kmip:mongo", Ops: []string{"encrypt"}},
+		{Key: "app/other", Party: "kmip:other", Ops: []string{"encrypt"}},
+		{Key: "app/nobody", Party: "token:app", Ops: []string{"encrypt"}},
+	} {
+		if _, err := rest.CreateGrant(ctx, g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rest.Revoke(ctx, "app/revoked", "kmip:mongo"); err != nil {
+		t.Fatal(err)
+	}
+	locate := func(c *kmipclient.Client) []string {
+		t.Helper()
+		ids := mustCall[*payloads.LocateResponsePayload](t, c, &payloads.LocateRequestPayload{}).UniqueIdentifier
+		slices.Sort(ids)
+		return ids
+	}
+	want := append(slices.Clone(owned), "app/granted")
+	slices.Sort(want)
+	if got := locate(mongo); !slices.Equal(got, want) {
+		t.Errorf("mongo: Locate() = %v, want %v", got, want)
+	}
+	if got := locate(other); !slices.Equal(got, []string{"app/other"}) {
+		t.Errorf("other: Locate() = %v, want [app/other]", got)
+	}
+	// What Locate looks at: the candidates, which include the revoked pair
+	// (judged and dropped) and nothing mongo has no part in.
+	cands := n.Member().KMIPCandidates("kmip:mongo")
+	wantCands := append(slices.Clone(owned), "app/granted", "app/revoked")
+	slices.Sort(wantCands)
+	if !slices.Equal(cands, wantCands) {
+		t.Errorf("KMIPCandidates(kmip:mongo) = %v, want %v", cands, wantCands)
+	}
+}

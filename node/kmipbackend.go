@@ -286,11 +286,13 @@ func (b *kmipBackend) Object(ctx context.Context, c kmip.Caller, id string) (kmi
 }
 
 // List implements kmip.Backend: it is not audited per key (Locate reveals
-// only identifiers of keys the caller may see) but as one entry.
+// only identifiers of keys the caller may see) but as one entry. It looks
+// only at the keys the caller owns over KMIP or has a grant or revocation
+// on (Member.KMIPCandidates): no other key can be visible to it.
 func (b *kmipBackend) List(ctx context.Context, c kmip.Caller) ([]kmip.Object, error) {
 	var out []kmip.Object
-	for _, ki := range b.vault.List() {
-		o, err := b.describe(ki.Name)
+	for _, name := range b.member.KMIPCandidates(policy.Party(c.Party)) {
+		o, err := b.describe(name)
 		if err != nil || !b.visible(c, o) {
 			continue
 		}

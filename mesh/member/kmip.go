@@ -2,10 +2,12 @@ package member
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/keymesh/keymesh/event"
 	"github.com/keymesh/keymesh/mesh"
 	"github.com/keymesh/keymesh/network"
+	"github.com/keymesh/keymesh/policy"
 	"github.com/keymesh/keymesh/vault"
 	"github.com/keymesh/keymesh/vault/secret"
 )
@@ -43,6 +45,19 @@ func (m *Member) KMIPAttrs(name string) (event.KMIPAttrs, bool) {
 		return event.KMIPAttrs{}, false
 	}
 	return *a, true
+}
+
+// KMIPCandidates returns, sorted and without repeats, the keys a KMIP
+// Locate by party may find: those whose KMIP owner it is and those on
+// which it has a grant or a revocation (policy.State.KMIPKeys). Every
+// other key is invisible to it, so a Locate costs what the party can
+// see, not what the node holds.
+func (m *Member) KMIPCandidates(party policy.Party) []string {
+	var owned []string
+	m.log.View(func(s *mesh.State) { owned = s.KMIPOwned(party) })
+	keys := append(owned, m.log.Policy().KMIPKeys(party)...)
+	slices.Sort(keys)
+	return slices.Compact(keys)
 }
 
 // CreateKeyWithMaterial is CreateKey with version 1 made of material (the
