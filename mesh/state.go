@@ -890,22 +890,26 @@ func chainKey(chain string) (network.NodeKey, bool) {
 // after its issuer's taint, which admission does not check, so it reaches
 // nothing. A taint refolds every key its issuer's events touched, so a
 // reach that changes with it is asked again. The reach keeps its own copy
-// of deps and reads h, which must not change. The policy state keeps a
-// grant's reach while the grant is in force, so it captures as little as
-// it can: h alone for an event without dependencies (a single node's).
+// of deps and of h's issuer and seq. The policy state keeps a grant's
+// reach while the grant is in force, so it captures as little as it can:
+// not h, which points into the event's entry and would keep the whole
+// entry alive with every live grant (~190 bytes each:
+// TestLiveGrantKeepsNoEntry), and no deps for an event without
+// dependencies (a single node's).
 func (s *State) reachOf(h *header, deps []event.Dep) policy.Reach {
+	issuer, seq := h.Issuer, h.Seq
 	if len(deps) == 0 {
 		return func(chain string) uint64 {
-			if chain == string(h.Issuer[:]) {
-				return h.Seq - 1
+			if chain == string(issuer[:]) {
+				return seq - 1
 			}
 			return 0
 		}
 	}
 	deps = slices.Clone(deps)
 	return func(chain string) uint64 {
-		if chain == string(h.Issuer[:]) {
-			return h.Seq - 1
+		if chain == string(issuer[:]) {
+			return seq - 1
 		}
 		for _, d := range deps {
 			if chain != string(d.Issuer[:]) {
