@@ -78,7 +78,10 @@ func main() {
 			debug.SetGCPercent(400)
 		}
 		if governed {
-			governMemory(ctx, defaultHeapFloor, ceiling)
+			governMemory(ctx, defaultHeapFloor, ceiling, func(live, ceiling uint64) {
+				logger.Warn("memory: the live heap nears the soft limit's ceiling; the container's memory limit is too small for what this node holds",
+					"live_mib", live>>20, "soft_limit_ceiling_mib", ceiling>>20)
+			})
 		}
 		if governed && container > 0 {
 			logger.Info("memory: in a container with a memory limit", "limit_mib", container>>20, "soft_limit_ceiling_mib", ceiling>>20)

@@ -58,6 +58,9 @@ func returnMemory(ctx context.Context, interval time.Duration, slack uint64) {
 // not either: near the ceiling the collector works harder, up to the
 // runtime's own cap of half the CPU, instead of the process being killed
 // at the container's limit (docs/benchmarks.md, "In a memory cgroup").
+// A live heap past three quarters of the ceiling is logged as a warning,
+// at most once a minute: the container is too small for what the node
+// holds, and only a larger limit helps.
 const (
 	defaultHeapFloor = 96 << 20
 	// memoryLimitSlack covers what the limit counts beside the heap:
@@ -94,16 +97,29 @@ type governor struct {
 	live    []metrics.Sample
 	// set is debug.SetMemoryLimit (tests record it instead).
 	set func(int64) int64
+	// crowded, if set, is called when the live heap has grown past three
+	// quarters of the ceiling (at most once per crowdedEvery): the
+	// container is too small for what the node holds.
+	crowded   func(live, ceiling uint64)
+	lastWarn  time.Time
+	clockFunc func() time.Time
 }
+
+// crowdedEvery is how often the governor says, at most, that the live
+// heap crowds the ceiling.
+const crowdedEvery = time.Minute
 
 // governMemory starts the governor of the process's soft memory limit,
 // which stays at or under ceiling (0: none).
-func governMemory(ctx context.Context, floor, ceiling uint64) {
-	newGovernor(floor, ceiling, debug.SetMemoryLimit).start(ctx)
+// crowded, if set, hears when the live heap crowds the ceiling.
+func governMemory(ctx context.Context, floor, ceiling uint64, crowded func(live, ceiling uint64)) {
+	g := newGovernor(floor, ceiling, debug.SetMemoryLimit)
+	g.crowded = crowded
+	g.start(ctx)
 }
 
 func newGovernor(floor, ceiling uint64, set func(int64) int64) *governor {
-	return &governor{floor: floor, ceiling: ceiling, live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}, set: set}
+	return &governor{floor: floor, ceiling: ceiling, live: []metrics.Sample{{Name: "/gc/heap/live:bytes"}}, set: set, clockFunc: time.Now}
 }
 
 // start sets the limit for the current live heap now and again after each
@@ -117,7 +133,14 @@ func (g *governor) start(ctx context.Context) {
 // adjust sets the limit for the live heap of the last collection.
 func (g *governor) adjust() {
 	metrics.Read(g.live)
-	g.set(limitFor(g.live[0].Value.Uint64(), g.floor, g.ceiling))
+	live := g.live[0].Value.Uint64()
+	g.set(limitFor(live, g.floor, g.ceiling))
+	if g.crowded != nil && g.ceiling > 0 && live > g.ceiling/4*3 {
+		if now := g.clockFunc(); g.lastWarn.IsZero() || now.Sub(g.lastWarn) >= crowdedEvery {
+			g.lastWarn = now
+			g.crowded(live, g.ceiling)
+		}
+	}
 }
 
 // arm registers a cleanup on a fresh object, which runs after the

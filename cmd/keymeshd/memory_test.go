@@ -74,3 +74,53 @@ func TestGovernorFollowsCollections(t *testing.T) {
 	held = nil
 	waitFor("back near the floor", func(l int64) bool { return l < 48<<20 })
 }
+
+// TestGovernorSaysWhenCrowded: a live heap past three quarters of the
+// ceiling is reported, once per crowdedEvery, and the limit stays at the
+// ceiling.
+func TestGovernorSaysWhenCrowded(t *testing.T) {
+	var mu sync.Mutex
+	var calls int
+	var lastLimit int64
+	const ceiling = 16 << 20
+	now := time.Unix(0, 0)
+	g := newGovernor(8<<20, ceiling, func(l int64) int64 {
+		mu.Lock()
+		defer mu.Unlock()
+		lastLimit = l
+		return 0
+	})
+	g.clockFunc = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	g.crowded = func(live, c uint64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if c != ceiling || live <= ceiling/4*3 {
+			t.Errorf("crowded(%d, %d): not past three quarters of the ceiling", live, c)
+		}
+		calls++
+	}
+	held := make([][]byte, 0, 32)
+	for range 32 {
+		held = append(held, make([]byte, 1<<20)) // 32 MiB live, past the ceiling
+	}
+	runtime.GC()
+	g.adjust()
+	g.adjust()
+	mu.Lock()
+	if calls != 1 || lastLimit != ceiling {
+		t.Errorf("after two adjustments: %d reports, limit %d; want 1 and the ceiling %d", calls, lastLimit, ceiling)
+	}
+	now = now.Add(crowdedEvery)
+	mu.Unlock()
+	g.adjust()
+	mu.Lock()
+	if calls != 2 {
+		t.Errorf("a minute later: %d reports, want 2", calls)
+	}
+	mu.Unlock()
+	runtime.KeepAlive(held)
+}
