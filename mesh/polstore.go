@@ -359,8 +359,9 @@ func (p *polStore) deleteStored(prefix []byte, scan func([]byte, func(k, v []byt
 // kv.Mem, kv.Authenticated over one of them) drops "mesh/pol/": badger
 // writes no deletion marker per record, so a start-up no longer writes
 // one tombstone per record of the history for its compactions to carry
-// (at 100k grants on one key, 200k records: docs/benchmarks.md, "Policy
-// history reset at start"). A store that cannot has every record
+// (a record per grant and revocation event and three per grant a
+// revocation ended: docs/benchmarks.md, "Policy history reset at start
+// (fifth session)"). A store that cannot has every record
 // deleted, in transactions of polChunk deletions, as before.
 //
 // Either way every record under the prefix is first read with the
