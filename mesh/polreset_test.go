@@ -45,13 +45,25 @@ type dropCounter struct {
 	deleteCounter
 	mu      sync.Mutex
 	dropped []string
+	fail    error
 }
 
 func (c *dropCounter) DropPrefix(prefix []byte) error {
 	c.mu.Lock()
 	c.dropped = append(c.dropped, string(prefix))
+	fail := c.fail
 	c.mu.Unlock()
+	if fail != nil {
+		return fail
+	}
 	return c.Store.(kv.Dropper).DropPrefix(prefix)
+}
+
+// failDrops makes every later DropPrefix fail with err (nil: succeed).
+func (c *dropCounter) failDrops(err error) {
+	c.mu.Lock()
+	c.fail = err
+	c.mu.Unlock()
 }
 
 func (c *dropCounter) drops() []string {
@@ -185,8 +197,8 @@ func checkNeighbours(t *testing.T, store kv.Reader) {
 // OpenLog drops the stored policy history at once — one DropPrefix of
 // "mesh/pol/", no deletion per record — and rebuilds it: a second open
 // sees exactly the rebuilt history, and no record outside the prefix is
-// touched, its neighbours included. Over a store that cannot, it deletes
-// the history record by record, to the same end.
+// touched, its neighbours included. Over a store that cannot, or when the
+// drop fails, it deletes the history record by record, to the same end.
 func TestOpenLogDropsPolicyHistory(t *testing.T) {
 	t.Parallel()
 	w := newWorld(t, []string{"Org1MSP"}, 2)
@@ -208,6 +220,17 @@ func TestOpenLogDropsPolicyHistory(t *testing.T) {
 		}
 	}
 	checkNeighbours(t, store)
+
+	// A drop that fails: the history is deleted record by record.
+	store.failDrops(errors.New("no drop today"))
+	pol, _ = storeRecords(t, store)
+	deletes := store.deletes.Load()
+	checkReopenRebuilds(t, w, store, want)
+	if n := store.deletes.Load() - deletes; n != int64(len(pol)) {
+		t.Errorf("OpenLog after a failed drop deleted %d history records, want all %d", n, len(pol))
+	}
+	checkNeighbours(t, store)
+	store.failDrops(nil)
 
 	// A store that cannot drop: the history is deleted record by record.
 	plain := &deleteCounter{Store: store.Store}
