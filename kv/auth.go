@@ -73,8 +73,8 @@ const summarySize = TagSize + 8
 //
 // Transactions that change a summarised prefix read and write its summary
 // record, so concurrent ones conflict and are retried by the underlying
-// store (badgerstore) or serialised (Mem). Erase refuses a summarised
-// prefix, since it bypasses transactions.
+// store (badgerstore) or serialised (Mem). Erase and DropPrefix refuse a
+// summarised prefix, since they bypass transactions.
 type Authenticated struct {
 	inner      Store
 	tagger     Tagger
@@ -189,10 +189,8 @@ func (a *Authenticated) Close() error { return a.inner.Close() }
 // Erase implements Eraser when the wrapped store does. It refuses a prefix
 // that overlaps a summarised one.
 func (a *Authenticated) Erase(prefix []byte) error {
-	for _, p := range a.summarised {
-		if bytes.HasPrefix(prefix, p) || bytes.HasPrefix(p, prefix) {
-			return fmt.Errorf("kv: erase %q: overlaps the summarised prefix %q", prefix, p)
-		}
+	if err := a.unsummarised("erase", prefix); err != nil {
+		return err
 	}
 	e, ok := a.inner.(Eraser)
 	if !ok {
@@ -205,6 +203,36 @@ func (a *Authenticated) Erase(prefix []byte) error {
 func (a *Authenticated) CanErase() bool {
 	_, ok := a.inner.(Eraser)
 	return ok
+}
+
+// DropPrefix implements Dropper when the wrapped store does. Like Erase
+// it bypasses transactions, so it refuses a prefix that overlaps a
+// summarised one.
+func (a *Authenticated) DropPrefix(prefix []byte) error {
+	if err := a.unsummarised("drop", prefix); err != nil {
+		return err
+	}
+	d, ok := a.inner.(Dropper)
+	if !ok {
+		return errors.New("kv: drop: the store cannot drop a prefix")
+	}
+	return d.DropPrefix(prefix)
+}
+
+// CanDrop reports whether the wrapped store implements Dropper.
+func (a *Authenticated) CanDrop() bool {
+	_, ok := a.inner.(Dropper)
+	return ok
+}
+
+// unsummarised refuses (for op) a prefix that overlaps a summarised one.
+func (a *Authenticated) unsummarised(op string, prefix []byte) error {
+	for _, p := range a.summarised {
+		if bytes.HasPrefix(prefix, p) || bytes.HasPrefix(p, prefix) {
+			return fmt.Errorf("kv: %s %q: overlaps the summarised prefix %q", op, prefix, p)
+		}
+	}
+	return nil
 }
 
 type summary struct {

@@ -140,6 +140,33 @@ func TestAuthenticated_EraseRefusesSummarisedPrefix(t *testing.T) {
 	}
 }
 
+func TestAuthenticated_DropPrefixRefusesSummarisedPrefix(t *testing.T) {
+	_, a := newAuth()
+	put(t, a, "p/a", "1")
+	put(t, a, "x/b", "1")
+	if !a.CanDrop() {
+		t.Fatal("CanDrop() over kv.Mem = false")
+	}
+	for _, p := range []string{"p/", "p", "p/a", ""} {
+		if err := a.DropPrefix([]byte(p)); err == nil {
+			t.Errorf("DropPrefix(%q) overlapping a summarised prefix succeeded; it would bypass the summary", p)
+		}
+	}
+	if err := a.DropPrefix([]byte("x/")); err != nil {
+		t.Errorf("DropPrefix(x/) = %v", err)
+	}
+	if _, err := a.Get([]byte("x/b")); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get(x/b) after DropPrefix(x/) = %v, want %v", err, ErrNotFound)
+	}
+	if err := a.Verify(); err != nil {
+		t.Errorf("Verify() after DropPrefix = %v", err)
+	}
+	b := NewAuthenticated(struct{ Store }{NewMem()}, a.tagger, nil, nil)
+	if b.CanDrop() || b.DropPrefix([]byte("x/")) == nil {
+		t.Error("over a store that cannot drop, CanDrop() is true or DropPrefix succeeds")
+	}
+}
+
 // TestAuthenticated_BitFlipsAndCuts flips bits of a stored record and cuts
 // it (every bit and length under KEYMESH_EXHAUSTIVE=1, else a sample
 // covering the value's ends and the tag; see internal/tamper): each Get

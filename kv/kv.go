@@ -61,6 +61,17 @@ type Eraser interface {
 	Erase(prefix []byte) error
 }
 
+// Dropper is implemented by stores that can remove every key under a
+// prefix at once, without writing a deletion marker for each key (badger
+// drops whole tables instead). Unlike Erase it does not promise that old
+// values are gone from disk: it is for data that is not secret and is
+// about to be written again (the mesh's policy history at start-up),
+// where Erase's extra work to shred would only cost time.
+type Dropper interface {
+	// DropPrefix removes every key with prefix.
+	DropPrefix(prefix []byte) error
+}
+
 // Mem is an in-memory Store for tests. Its zero value is not usable; call
 // NewMem. SetFailure makes every following Update fail, which is how tests
 // check that callers roll back and fail closed.
@@ -212,6 +223,9 @@ func (m *Mem) Erase(prefix []byte) error {
 	}
 	return nil
 }
+
+// DropPrefix implements Dropper.
+func (m *Mem) DropPrefix(prefix []byte) error { return m.Erase(prefix) }
 
 // DeletePrefix deletes every key that starts with prefix, within tx.
 func DeletePrefix(tx Txn, prefix []byte) error {

@@ -751,9 +751,9 @@ func scanAll(store kv.Reader, prefix []byte, fn func(k, v []byte) error) error {
 
 // LoadChecked lists the store prefixes OpenLog reads in full with the
 // store's ScanChecked (the events, their attachments, and the policy
-// history it deletes to write again), checking every
-// record's tag there: a node's vault may leave them out of its own check
-// of the store (vault.WithCheckedOnLoad).
+// history it reads before it drops or deletes it to write again:
+// polStore.reset), checking every record's tag there: a node's vault may
+// leave them out of its own check of the store (vault.WithCheckedOnLoad).
 func LoadChecked() []string {
 	return []string{string(evPrefix), string(attPrefix), string(polPrefix)}
 }

@@ -17,8 +17,10 @@ import (
 )
 
 // Storage of the policy's history, derived from the events and rebuilt
-// from them by every OpenLog (which deletes "mesh/pol/" first), under a
-// generation (8 bytes) chosen at random by each OpenLog:
+// from them by every OpenLog (which first checks and drops "mesh/pol/",
+// or deletes it record by record on a store that cannot drop a prefix:
+// polStore.reset), under a generation (8 bytes) chosen at random by each
+// OpenLog:
 //
 //   - "mesh/pol/a/" + generation + key + 0 + epoch + the rest of a record
 //     name of the policy state's archive (policy.Archive; its names start
@@ -34,7 +36,9 @@ import (
 // The generation and the epochs keep new records apart from the deleted
 // ones, so the fold's lookups of new ids (every grant's and revocation's
 // conflict check) miss on the store's filters instead of finding the
-// deleted records' markers, and scans do not step over them.
+// deleted records' markers, and scans do not step over them. (A dropped
+// history leaves no markers; a refold's deleted epochs, and a history
+// deleted record by record, do.)
 //
 // So a key's memory does not grow with its grants and revocations: the
 // fold keeps no list of them (Key has none), and the policy state keeps
@@ -348,16 +352,70 @@ func (p *polStore) deleteStored(prefix []byte, scan func([]byte, func(k, v []byt
 	return del()
 }
 
-// reset deletes the whole policy history from the store and the buffer,
-// reading it with the store's checked scan (OpenLog rebuilds it, and
-// LoadChecked lists its prefix: a damaged record still refuses start-up).
+// reset deletes the whole policy history from the store and the buffer;
+// OpenLog then rebuilds it from the events.
+//
+// A store that can drop a prefix at once (prefixDropper: badgerstore,
+// kv.Mem, kv.Authenticated over one of them) drops "mesh/pol/": badger
+// writes no deletion marker per record, so a start-up no longer writes
+// one tombstone per record of the history for its compactions to carry
+// (a record per grant and revocation event and three per grant a
+// revocation ended: docs/benchmarks.md, "Policy history reset at start
+// (fifth session)"). A store that cannot has every record
+// deleted, in transactions of polChunk deletions, as before.
+//
+// Either way every record under the prefix is first read with the
+// store's checked scan (scanAll): LoadChecked lists "mesh/pol/", so a
+// node's vault leaves those records' tags to OpenLog, and a record there
+// that does not authenticate must still refuse start-up (with an error
+// wrapping kv.ErrTampered) as a damaged record anywhere in the store
+// does, even though nothing reads it again. The check reads the records
+// before the drop: dropping first would lose them unchecked. A store
+// without a checked scan (a plain kv.Store: nothing to check) is not
+// read before a drop.
 func (p *polStore) reset() error {
 	p.mu.Lock()
 	p.buf, p.flushing, p.epochs = newPolLayer(), nil, map[string]uint64{}
 	p.mu.Unlock()
-	return p.deleteStored(polPrefix, func(prefix []byte, fn func(k, v []byte) error) error {
+	checked := func(prefix []byte, fn func(k, v []byte) error) error {
 		return scanAll(p.store, prefix, fn)
-	})
+	}
+	drop := prefixDropper(p.store)
+	if drop == nil {
+		return p.deleteStored(polPrefix, checked)
+	}
+	if _, ok := p.store.(checkedScanner); ok {
+		if err := checked(polPrefix, func(_, _ []byte) error { return nil }); err != nil {
+			return fmt.Errorf("mesh: check policy history under %q: %w", polPrefix, err)
+		}
+	}
+	if err := drop(polPrefix); err != nil {
+		// Nothing is lost by deleting instead: the same records go,
+		// one deletion marker each.
+		p.logger.Warn("mesh: drop the policy history at once; deleting it record by record", "err", err)
+		return p.deleteStored(polPrefix, p.store.Scan)
+	}
+	return nil
+}
+
+// prefixDropper returns how store removes every record under a prefix at
+// once, without a deletion marker per record: its kv.Dropper's
+// DropPrefix, else its kv.Eraser's Erase (which also shreds, at a cost);
+// or nil if it can do neither. A wrapper that has the method but whose
+// inner store may not (kv.Authenticated) says which with CanDrop and
+// CanErase.
+func prefixDropper(store kv.Store) func(prefix []byte) error {
+	if d, ok := store.(kv.Dropper); ok {
+		if c, ok := store.(interface{ CanDrop() bool }); !ok || c.CanDrop() {
+			return d.DropPrefix
+		}
+	}
+	if e, ok := store.(kv.Eraser); ok {
+		if c, ok := store.(interface{ CanErase() bool }); !ok || c.CanErase() {
+			return e.Erase
+		}
+	}
+	return nil
 }
 
 // polArchive is the policy state's archive in the log's store: its

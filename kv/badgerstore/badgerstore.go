@@ -73,14 +73,18 @@ type DB struct {
 	statfs  func(path string, st *syscall.Statfs_t) error
 	refused atomic.Uint64 // writes refused for lack of space
 
-	// erasing is held for writing by Erase and for reading by Update:
-	// badger's DropPrefix blocks (fails) every concurrent write, so writes
-	// wait for an erase instead of failing.
+	// erasing is held for writing by Erase and DropPrefix and for
+	// reading by Update: badger's DropPrefix blocks (fails) every
+	// concurrent write, so writes wait for an erase instead of failing.
 	erasing sync.RWMutex
 	db      *badger.DB
 }
 
-var _ kv.Store = (*DB)(nil)
+var (
+	_ kv.Store   = (*DB)(nil)
+	_ kv.Eraser  = (*DB)(nil)
+	_ kv.Dropper = (*DB)(nil)
+)
 
 // Open opens (creating if needed) the badger database in dir. logger may be
 // nil; badger's own messages are logged at debug level, its warnings and
@@ -398,6 +402,37 @@ func (d *DB) Erase(prefix []byte) error {
 	if err := d.db.DropPrefix(prefix); err != nil {
 		return fmt.Errorf("badgerstore: erase: %w", err)
 	}
+	return d.gcValueLog()
+}
+
+// DropPrefix implements kv.Dropper: badger's DropPrefix, as Erase, but
+// without the value-log garbage collection after it. Badger writes no
+// deletion marker per key: it flushes the memtables, compacts level 0
+// down without the prefix's keys, drops the tables of the other levels
+// that hold only keys under prefix and rewrites without them those that
+// hold some. Values of 1 KiB or more live in the value log and stay in its
+// files until badger's GC of them reclaims the space; Erase runs that GC
+// at once (rewriting up to 16 value-log files) to shred, which a prefix
+// that holds nothing secret and is written again at once (the mesh's
+// policy history at start-up) does not need to wait for. Like Update it
+// first checks the free space: dropping flushes the memtables and
+// rewrites tables.
+func (d *DB) DropPrefix(prefix []byte) error {
+	if err := d.CheckSpace(); err != nil {
+		d.refused.Add(1)
+		return err
+	}
+	d.erasing.Lock()
+	defer d.erasing.Unlock()
+	if err := d.db.DropPrefix(prefix); err != nil {
+		return fmt.Errorf("badgerstore: drop prefix: %w", err)
+	}
+	return nil
+}
+
+// gcValueLog runs the value log's GC until it has nothing to rewrite,
+// at most 16 times. d.erasing is held.
+func (d *DB) gcValueLog() error {
 	for range 16 {
 		if err := d.db.RunValueLogGC(0.01); err != nil {
 			if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"syscall"
 	"testing"
@@ -249,6 +250,75 @@ func TestBadgerstore_EraseRemovesOnlyThePrefix(t *testing.T) {
 	if got := keysUnder(t, db, ""); fmt.Sprint(got) != "[after=1 keep=1]" {
 		t.Errorf("after Erase and reopen the store holds %v, want [after=1 keep=1]", got)
 	}
+}
+
+// TestBadgerstore_DropPrefixRemovesOnlyThePrefix: DropPrefix removes
+// every key under the prefix, from the memtable and from the tables
+// flushed before, and keeps every other key, those that sort next to the
+// prefix included; the store takes writes afterwards and a reopened store
+// holds the same. On a full disk it refuses, as Update does, and drops
+// nothing.
+func TestBadgerstore_DropPrefixRemovesOnlyThePrefix(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	free := &fakeStatfs{}
+	free.free.Store(1 << 40)
+	db := mustOpen(t, dir, withStatfs(free.statfs))
+	keep := []string{"h", "h/", "h/x", "h.", "h0/x", "hi/x", "g/x"}
+	for _, k := range keep {
+		if err := set(db, k, "kept"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// More records than a memtable holds: flushed tables as well as the
+	// memtable hold the prefix's keys.
+	val := bytes.Repeat([]byte{7}, 200)
+	for chunk := range 40 {
+		err := db.Update(func(tx kv.Txn) error {
+			for i := range 1000 {
+				if err := tx.Set(fmt.Appendf(nil, "hi/story/%03d/%04d", chunk, i), val); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	free.free.Store(0)
+	if err := db.DropPrefix([]byte("hi/story/")); !errors.Is(err, kv.ErrNoSpace) {
+		t.Errorf("DropPrefix on a full disk = %v, want %v", err, kv.ErrNoSpace)
+	}
+	if got := keysUnder(t, db, "hi/story/"); len(got) != 40000 {
+		t.Errorf("after a refused DropPrefix %d keys are left, want all 40000", len(got))
+	}
+	free.free.Store(1 << 40)
+	if err := db.DropPrefix([]byte("hi/story/")); err != nil {
+		t.Fatalf("DropPrefix() = %v", err)
+	}
+	check := func(db *DB, what string) {
+		t.Helper()
+		if got := keysUnder(t, db, "hi/story/"); len(got) != 0 {
+			t.Errorf("%s: %d keys under the prefix, want none", what, len(got))
+		}
+		keys := slices.Sorted(slices.Values(keep))
+		for i, k := range keys {
+			keys[i] = k + "=kept"
+		}
+		if got := keysUnder(t, db, ""); fmt.Sprint(got) != fmt.Sprint(keys) {
+			t.Errorf("%s: the store holds %v, want %v", what, got, keys)
+		}
+	}
+	check(db, "after DropPrefix")
+	if err := set(db, "after", "kept"); err != nil {
+		t.Errorf("write after DropPrefix = %v", err)
+	}
+	keep = append(keep, "after")
+	mustClose(t, db)
+	db = mustOpen(t, dir)
+	defer mustClose(t, db)
+	check(db, "after DropPrefix and reopen")
 }
 
 // TestBadgerstore_ConcurrentUpdates: concurrent writers all land, and
