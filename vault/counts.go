@@ -27,6 +27,16 @@ import (
 // new epoch, not clean, in one write. After a crash no epoch is clean and
 // every saved count is ignored. Counts saved before epochs (no tag) are
 // trusted and cleared the old way, once.
+//
+// SaveCounts writes only the records whose counts it must: a version
+// used since Open, or whose saved count Open did not trust, or made since.
+// The others' saved counts are still exact, in the epoch they were saved
+// in, so the epoch record keeps the run of clean shutdowns they belong
+// to: Since, the first epoch of that run, and Open trusts counts of any
+// epoch from Since to the clean one. A crash ends the run: the next
+// SaveCounts starts a new one at its own epoch and writes every record.
+// A clean shutdown of a node with 100k keys of which few were used so
+// writes few records, not 100k (it took 8–10 s).
 
 // countsKey holds the counts epoch: {"epoch": n, "clean": bool}.
 var countsKey = []byte("vault/counts")
@@ -34,6 +44,22 @@ var countsKey = []byte("vault/counts")
 type countsEpoch struct {
 	Epoch uint64 `json:"epoch"`
 	Clean bool   `json:"clean"`
+	// Since is the first epoch of the run of clean shutdowns that ends
+	// at Epoch (0, as an earlier keymesh wrote it: Epoch alone).
+	Since uint64 `json:"since,omitempty"`
+}
+
+// trusted returns the epochs whose saved counts e lets Open trust, lo
+// to hi (0, 0: none).
+func (e countsEpoch) trusted() (lo, hi uint64) {
+	if !e.Clean || e.Epoch == 0 {
+		return 0, 0
+	}
+	lo = e.Since
+	if lo == 0 || lo > e.Epoch {
+		lo = e.Epoch
+	}
+	return lo, e.Epoch
 }
 
 // readCountsEpoch returns the stored epoch (zero if none).
@@ -74,7 +100,9 @@ func (v *Vault) SaveCounts() error {
 	defer v.mu.RUnlock()
 	rings := make([]*ring, 0, len(v.rings))
 	for _, r := range v.rings {
-		rings = append(rings, r)
+		if r.countsToSave() {
+			rings = append(rings, r)
+		}
 	}
 	for chunk := range slices.Chunk(rings, countsBatch) {
 		recs := make([]keyRecord, len(chunk))
@@ -86,6 +114,7 @@ func (v *Vault) SaveCounts() error {
 				n := ver.encryptions()
 				rec.Versions[j].Used = &n
 				rec.Versions[j].UsedEpoch = v.epoch
+				ver.savedExact = true
 			}
 			recs[i] = rec
 		}
@@ -100,8 +129,26 @@ func (v *Vault) SaveCounts() error {
 			return err
 		}
 	}
-	// Last: the counts just written are the ones to trust.
-	return v.writeCountsEpoch(countsEpoch{Epoch: v.epoch, Clean: true})
+	// Last: the counts just written are the ones to trust, with those of
+	// the run's earlier epochs left as they were.
+	return v.writeCountsEpoch(countsEpoch{Epoch: v.epoch, Clean: true, Since: v.countsSince})
+}
+
+// countsToSave reports whether SaveCounts must write r's record: some
+// version's saved count is not exact (not trusted at Open, or none: a
+// version made since) or it was used since Open.
+func (r *ring) countsToSave() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if len(r.rec.Versions) != len(r.versions) {
+		return true
+	}
+	for _, ver := range r.versions {
+		if !ver.savedExact || ver.count.Load() != ver.startCount {
+			return true
+		}
+	}
+	return false
 }
 
 // countsBatch is how many key records SaveCounts and Open's clearing of
@@ -143,7 +190,7 @@ func (v *Vault) persistRecords(recs []keyRecord) error {
 // epochs. It clears untagged counts in r.rec, reporting whether it did:
 // the caller (load) writes those records, countsBatch per transaction.
 // v.rings is being built by load.
-func (v *Vault) loadCounts(r *ring, clean uint64) bool {
+func (v *Vault) loadCounts(r *ring, lo, hi uint64) bool {
 	legacy := false
 	for i, ver := range r.versions {
 		ver.startCount = ver.count.Load()
@@ -154,8 +201,8 @@ func (v *Vault) loadCounts(r *ring, clean uint64) bool {
 		}
 		if vr.UsedEpoch == 0 {
 			ver.shownBase, legacy = *vr.Used, true
-		} else if clean != 0 && vr.UsedEpoch == clean {
-			ver.shownBase = *vr.Used
+		} else if lo != 0 && lo <= vr.UsedEpoch && vr.UsedEpoch <= hi {
+			ver.shownBase, ver.savedExact = *vr.Used, true
 		}
 	}
 	if !legacy {

@@ -359,6 +359,9 @@ type Vault struct {
 	sealerID envelope.SealerID
 
 	epoch uint64 // counts epoch of this open (counts.go)
+	// countsSince is the first epoch of the run of clean shutdowns a
+	// SaveCounts of this open ends (counts.go).
+	countsSince uint64
 
 	mu        sync.RWMutex
 	rings     map[string]*ring
@@ -396,6 +399,11 @@ type version struct {
 	// shownBase and startCount give the count shown to operators
 	// (counts.go): shownBase + count - startCount.
 	shownBase, startCount uint64
+	// savedExact: the count saved in the version's record is exact, from
+	// the run of clean shutdowns this open continues (Open trusted it, or
+	// SaveCounts wrote it); with count still at startCount, SaveCounts
+	// need not write it again.
+	savedExact bool
 }
 
 // keyRecord is the persisted metadata of a key (JSON under "vault/key/<name>").
@@ -582,10 +590,7 @@ func (v *Vault) load(verified func() error) error {
 	if err != nil {
 		return err
 	}
-	clean := uint64(0)
-	if epoch.Clean {
-		clean = epoch.Epoch
-	}
+	lo, hi := epoch.trusted()
 	referenced := map[uint32]bool{}
 	// The wrapped versions are scanned (and their tags checked) on another
 	// core while this one reads the key records.
@@ -615,7 +620,7 @@ func (v *Vault) load(verified func() error) error {
 			ver.held = !vr.Destroyed && !vr.NotHeld && rec.State != StateDestroyed
 			r.versions = append(r.versions, ver)
 		}
-		if v.loadCounts(r, clean) {
+		if v.loadCounts(r, lo, hi) {
 			cleared = append(cleared, r.rec)
 		}
 		v.rings[rec.Name] = r
@@ -649,6 +654,12 @@ func (v *Vault) load(verified func() error) error {
 	// A new epoch, not clean: until SaveCounts, a crash leaves no counts to
 	// trust.
 	v.epoch = epoch.Epoch + 1
+	// The run of clean shutdowns goes on if the last one was clean: the
+	// counts Open trusted stay exact for SaveCounts (counts.go).
+	v.countsSince = v.epoch
+	if lo != 0 {
+		v.countsSince = lo
+	}
 	if err := v.writeCountsEpoch(countsEpoch{Epoch: v.epoch}); err != nil {
 		return err
 	}
