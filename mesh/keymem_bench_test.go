@@ -61,12 +61,7 @@ func BenchmarkKeyMemory(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			for i := 0; i < len(evs); i += 1000 {
-				l.DeliverBatch(evs[i:min(i+1000, len(evs))])
-			}
-			if l.Height() != len(evs) {
-				b.Fatalf("Height() = %d, want %d", l.Height(), len(evs))
-			}
+			deliverBatches(b, l, evs, 1000)
 			l = nil
 			b.ResetTimer()
 			l2, err := OpenLog(store, w.g, w.nodes[1].priv, LogOptions{})

@@ -210,6 +210,18 @@ func deliverAll(l *Log, evs [][]byte) {
 	}
 }
 
+// deliverBatches delivers evs to l, an empty log, in order in batches of
+// n, and fails tb unless l then holds them all.
+func deliverBatches(tb testing.TB, l *Log, evs [][]byte, n int) {
+	tb.Helper()
+	for i := 0; i < len(evs); i += n {
+		l.DeliverBatch(evs[i:min(i+n, len(evs))])
+	}
+	if l.Height() != len(evs) {
+		tb.Fatalf("Height() = %d, want %d", l.Height(), len(evs))
+	}
+}
+
 func newLog(t testing.TB, w *world, i int) *Log {
 	t.Helper()
 	l, err := OpenLog(kv.NewMem(), w.g, w.nodes[i].priv, LogOptions{})

@@ -49,12 +49,7 @@ func BenchmarkPolicyReset(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for i := 0; i < len(evs); i += 1000 {
-		l.DeliverBatch(evs[i:min(i+1000, len(evs))])
-	}
-	if l.Height() != len(evs) {
-		b.Fatalf("Height() = %d, want %d", l.Height(), len(evs))
-	}
+	deliverBatches(b, l, evs, 1000)
 	l.View(func(s *State) {
 		if err := s.pol.flush(); err != nil {
 			b.Fatal(err)

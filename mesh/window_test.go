@@ -49,12 +49,7 @@ func windowLog(t *testing.T, w *world, i int, store kv.Store, o LogOptions, raws
 	if err != nil {
 		t.Fatal(err)
 	}
-	for j := 0; j < len(raws); j += 100 {
-		l.DeliverBatch(raws[j:min(j+100, len(raws))])
-	}
-	if l.Height() != len(raws) {
-		t.Fatalf("Height() = %d, want %d", l.Height(), len(raws))
-	}
+	deliverBatches(t, l, raws, 100)
 	checkWindows(t, l)
 	return l
 }
