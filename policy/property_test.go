@@ -37,7 +37,7 @@ func (e event) observes(r event) bool {
 
 var (
 	propKeys    = []string{"k/a", "k/b", "k/c"}
-	propParties = []Party{app, AdminParty, org1, alice}
+	propParties = []Party{app, AdminParty, org1, alice, "kmip:db"}
 )
 
 // randomHistory returns the events of a random history. Events are issued
@@ -203,6 +203,24 @@ func TestFoldOrderIndependent(t *testing.T) {
 			}
 			canon := s.Canonical()
 			listing := fmt.Sprint(s.GrantsAt("", t0), s.Revocations(""))
+			// KMIPKeys: the keys the KMIP party has a grant or a
+			// revocation on, whatever the order.
+			var kmipWant []string
+			for _, e := range events {
+				key, party := "", Party("")
+				if e.g != nil {
+					key, party = e.g.Key, e.g.Party
+				} else {
+					key, party = e.r.Key, e.r.Party
+				}
+				if party == "kmip:db" && !slices.Contains(kmipWant, key) {
+					kmipWant = append(kmipWant, key)
+				}
+			}
+			slices.Sort(kmipWant)
+			if got := s.KMIPKeys("kmip:db"); !slices.Equal(got, kmipWant) && (len(got) > 0 || len(kmipWant) > 0) {
+				t.Fatalf("round %d order %d: KMIPKeys(kmip:db) = %v, want %v", round, order, got, kmipWant)
+			}
 			var paged []Status
 			for after := (GrantCursor{}); ; {
 				page, next, err := s.GrantsAtPage("", t0, after, 1+rng.IntN(4))
