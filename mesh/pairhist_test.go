@@ -92,10 +92,10 @@ func BenchmarkPairHistory(b *testing.B) {
 				if err := store.Close(); err != nil {
 					b.Fatal(err)
 				}
-				with := heapBytes()
+				with := liveHeap()
 				runtime.KeepAlive(l)
 				l = nil
-				without := heapBytes()
+				without := liveHeap()
 				runtime.KeepAlive(store)
 				perPair = float64(int64(with) - int64(without))
 				perCycle = perPair / float64(cycles)
@@ -109,15 +109,6 @@ func BenchmarkPairHistory(b *testing.B) {
 			b.ReportMetric(reopen, "reopen-ms")
 		})
 	}
-}
-
-// heapBytes returns the live heap after a collection.
-func heapBytes() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
 }
 
 // sizeClass rounds n up to the Go allocator's size class (those up to

@@ -163,15 +163,12 @@ func TestRefoldReadsPolicyHistoryBack(t *testing.T) {
 	if l.Height() != len(evs)+1 {
 		t.Fatalf("Height() = %d, want %d", l.Height(), len(evs)+1)
 	}
-	var got []byte
-	l.View(func(s *State) { got = s.Canonical() })
+	got := advCanon(l)
 	l2, err := OpenLog(store, w.g, w.nodes[0].priv, LogOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var reopened []byte
-	l2.View(func(s *State) { reopened = s.Canonical() })
-	if !bytes.Equal(got, reopened) {
+	if !bytes.Equal(got, advCanon(l2)) {
 		t.Fatalf("the refolded state differs from a fresh fold of the same events")
 	}
 	if d := l.Policy().Decide(policy.Principal{Parties: []policy.Party{"token:other"}}, key, policy.OpDecrypt, w.t0.Add(2*time.Hour)); d.Allowed {
@@ -208,9 +205,7 @@ func TestRefoldReadsPolicyHistoryBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var third []byte
-	l3.View(func(s *State) { third = s.Canonical() })
-	if !bytes.Equal(third, got) || strings.Contains(fmt.Sprint(l3.Policy().Grants(key)), "ghost") {
+	if !bytes.Equal(advCanon(l3), got) || strings.Contains(fmt.Sprint(l3.Policy().Grants(key)), "ghost") {
 		t.Fatalf("a restart keeps a stale policy history record")
 	}
 	if _, err := store.Get(ghost); err == nil {
@@ -276,14 +271,12 @@ func TestPolicyHistoryReadsBesideFlushes(t *testing.T) {
 	if got := len(l.Policy().Grants(key)); got != 1500 {
 		t.Fatalf("Grants lists %d, want 1500", got)
 	}
-	var a, b []byte
-	l.View(func(s *State) { a = s.Canonical() })
+	a := advCanon(l)
 	l2, err := OpenLog(store, w.g, w.nodes[0].priv, LogOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	l2.View(func(s *State) { b = s.Canonical() })
-	if !bytes.Equal(a, b) {
+	if !bytes.Equal(a, advCanon(l2)) {
 		t.Fatalf("the state differs from a fresh fold of the same events")
 	}
 }
