@@ -16,11 +16,11 @@ import (
 // hostile requests keeps its pages. Every interval, if the heap the
 // process holds exceeds the live heap of the last collection by more than
 // slack, it collects and returns the free pages (debug.FreeOSMemory, a few
-// milliseconds of CPU for keymeshd's small live heap). It checks once at
-// once as well: keymeshd starts it when the node begins to serve, and the
-// garbage of loading a large node's state (up to a few hundred MB at 100k
-// keys, collected at GOGC=100 only) is then handed back at the start,
-// not ten seconds into serving.
+// milliseconds of CPU for keymeshd's small live heap). It also checks
+// once as it starts: keymeshd starts it when the node begins to serve, so
+// the garbage of loading a large node's state (up to a few hundred MB at
+// 100k keys, collected at GOGC=100 only) is handed back then, not ten
+// seconds into serving.
 func returnMemory(ctx context.Context, interval time.Duration, slack uint64) {
 	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
 	check := func() {
