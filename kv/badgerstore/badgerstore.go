@@ -69,6 +69,7 @@ func withStatfs(f func(path string, st *syscall.Statfs_t) error) Option {
 // DB is a badger-backed kv.Store.
 type DB struct {
 	dir     string
+	realDir string // dir, absolute, with symbolic links resolved
 	reserve uint64
 	statfs  func(path string, st *syscall.Statfs_t) error
 	refused atomic.Uint64 // writes refused for lack of space
@@ -130,6 +131,16 @@ func open(dir string, logger *slog.Logger, dopts []Option) (*DB, error) {
 	if err := restrictModes(dir); err != nil {
 		return nil, fmt.Errorf("badgerstore: open %s: file modes: %w", dir, err)
 	}
+	// The kernel names mapped files by their absolute path with symbolic
+	// links resolved (ReleaseMapped).
+	abs, err := filepath.Abs(dir)
+	if err == nil {
+		abs, err = filepath.EvalSymlinks(abs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: open %s: %w", dir, err)
+	}
+	d.realDir = abs
 	// Memory (docs/benchmarks.md, "Memory"): the store holds up to
 	// NumMemtables skiplist arenas of MemTableSize in the Go heap, its
 	// block and index caches, and, while compacting, table builders of

@@ -1,0 +1,78 @@
+package badgerstore
+
+import (
+	"errors"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// ReleaseMapped hands the pages of the store's tables and value log that
+// are mapped into the process back to the kernel, and returns how many
+// mappings it advised. Badger reads its files through mmap and a
+// node's start-up reads the whole store (every key, event and record), so
+// after it the process holds the store's every page: at 100k keys ~200
+// MiB of RSS, file-backed but resident until the kernel needs the memory.
+// Once the state is loaded those pages are cold. keymeshd calls this once
+// when the node begins to serve.
+//
+// Nothing is lost: the pages are clean or written back first, and a read
+// of one later faults it in from the file again, as after any reclaim.
+// The advice (Linux MADV_PAGEOUT) is a reclaim hint that never changes
+// what memory holds, so a range that was unmapped and mapped again by
+// someone else between the read of the process's mappings and the advice
+// loses nothing either. On systems without it, ReleaseMapped does nothing
+// and returns ErrUnsupported.
+func (d *DB) ReleaseMapped() (int, error) {
+	return releaseMapped(d.realDir)
+}
+
+// ErrUnsupported is returned by ReleaseMapped where the system cannot
+// release mapped pages (not Linux, or a kernel older than 5.4).
+var ErrUnsupported = errors.New("badgerstore: releasing mapped pages is not supported here")
+
+// mapping is one line of /proc/self/maps: an address range and the path
+// of the file mapped there ("" for anonymous memory).
+type mapping struct {
+	lo, hi uint64
+	path   string
+}
+
+// parseMapsLine parses one line of /proc/<pid>/maps: "lo-hi perms offset
+// dev inode path", where path (absent for anonymous memory) may contain
+// spaces and ends in " (deleted)" for a file removed since it was mapped.
+func parseMapsLine(line string) (mapping, bool) {
+	rangeField, rest, ok := strings.Cut(line, " ")
+	if !ok {
+		return mapping{}, false
+	}
+	los, his, ok := strings.Cut(rangeField, "-")
+	if !ok {
+		return mapping{}, false
+	}
+	lo, err1 := strconv.ParseUint(los, 16, 64)
+	hi, err2 := strconv.ParseUint(his, 16, 64)
+	if err1 != nil || err2 != nil || hi <= lo {
+		return mapping{}, false
+	}
+	for range 4 { // perms, offset, dev, inode
+		rest = strings.TrimLeft(rest, " ")
+		var field string
+		if field, rest, _ = strings.Cut(rest, " "); field == "" {
+			return mapping{}, false
+		}
+	}
+	return mapping{lo: lo, hi: hi, path: strings.TrimLeft(rest, " ")}, true
+}
+
+// storeFile reports whether a mapping of path is of a table or value log
+// file directly in dir (an absolute path with symbolic links resolved,
+// as the kernel prints them): the files badger maps for reading.
+// Memtable logs (.mem), which badger writes through their mapping, and
+// files deleted since they were mapped are left alone.
+func storeFile(dir, path string) bool {
+	if filepath.Dir(path) != dir {
+		return false
+	}
+	return strings.HasSuffix(path, ".sst") || strings.HasSuffix(path, ".vlog")
+}

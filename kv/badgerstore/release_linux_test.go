@@ -1,0 +1,108 @@
+package badgerstore
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/keymesh/keymesh/kv"
+)
+
+// TestBadgerstore_ReleaseMappedHandsPagesBack: after a full scan has
+// faulted in the store's tables and value log, ReleaseMapped hands their
+// pages back (the process's resident pages of those files fall), and
+// every record still reads back the same.
+func TestBadgerstore_ReleaseMappedHandsPagesBack(t *testing.T) {
+	dir := t.TempDir()
+	want := map[string][]byte{}
+	db := mustOpen(t, dir)
+	for i := range 3000 { // values below and above the value threshold: tables and value log
+		v := make([]byte, 200+i%3*900)
+		rand.Read(v)
+		want[fmt.Sprintf("k%05d", i)] = v
+	}
+	if err := db.Update(func(tx kv.Txn) error {
+		for k, v := range want {
+			if err := tx.Set([]byte(k), v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mustClose(t, db) // flushes the memtable into a table
+	db = mustOpen(t, dir)
+	defer mustClose(t, db)
+	readAll := func() {
+		t.Helper()
+		n := 0
+		if err := db.Scan([]byte("k"), func(k, v []byte) error {
+			n++
+			if !bytes.Equal(v, want[string(k)]) {
+				return fmt.Errorf("%s reads back different", k)
+			}
+			return nil
+		}); err != nil || n != len(want) {
+			t.Fatalf("Scan = %d records, %v; want %d", n, err, len(want))
+		}
+	}
+	readAll()
+	before := residentOfStore(t, db.realDir)
+	advised, err := db.ReleaseMapped()
+	if errors.Is(err, ErrUnsupported) {
+		t.Skip("this kernel cannot release mapped pages (MADV_PAGEOUT, Linux 5.4)")
+	}
+	if err != nil || advised == 0 {
+		t.Fatalf("ReleaseMapped = %d, %v; want the store's mappings advised", advised, err)
+	}
+	after := residentOfStore(t, db.realDir)
+	t.Logf("store files resident: %d KiB before, %d KiB after; %d mappings advised", before, after, advised)
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err == nil && st.Type == 0x01021994 {
+		// tmpfs: its pages are the files themselves and, without swap,
+		// cannot be reclaimed.
+		t.Log("the store is on tmpfs: its pages stay")
+	} else if before < 512 || after > before/4 {
+		t.Errorf("store files resident: %d KiB before, %d KiB after ReleaseMapped; want most of them handed back", before, after)
+	}
+	readAll()
+}
+
+// residentOfStore is the resident KiB of the process's mappings of the
+// store files ReleaseMapped releases in dir, from /proc/self/smaps.
+func residentOfStore(t *testing.T, dir string) int {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Skipf("no /proc/self/smaps: %v", err)
+	}
+	defer f.Close()
+	total, in := 0, false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if m, ok := parseMapsLine(line); ok {
+			in = storeFile(dir, m.path)
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "Rss:"); ok && in {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
+			if err != nil {
+				t.Fatalf("smaps: %q: %v", line, err)
+			}
+			total += kb
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return total
+}

@@ -1,0 +1,5 @@
+//go:build !linux
+
+package badgerstore
+
+func releaseMapped(string) (int, error) { return 0, ErrUnsupported }
