@@ -16,8 +16,9 @@ import (
 // Once the state is loaded those pages are cold. keymeshd calls this once
 // when the node begins to serve.
 //
-// Nothing is lost: the pages are clean or written back first, and a read
-// of one later faults it in from the file again, as after any reclaim.
+// Nothing is lost: the kernel drops clean pages and keeps dirty ones for
+// the usual writeback, and a read of a dropped page faults it in from the
+// file again, as after any reclaim.
 // The advice (Linux MADV_PAGEOUT) is a reclaim hint that never changes
 // what memory holds, so a range that was unmapped and mapped again by
 // someone else between the read of the process's mappings and the advice
