@@ -12,21 +12,26 @@ import (
 
 // returnMemory hands memory that a burst left behind back to the system.
 // With GOGC at 400 an idle process runs no collection (the runtime forces
-// one only every two minutes), so the garbage of a burst of large or
-// hostile requests keeps its pages. Every interval, if the heap the
-// process holds exceeds the live heap of the last collection by more than
-// slack, it collects and returns the free pages (debug.FreeOSMemory, a few
+// one only every two minutes), and the runtime's scavenger keeps free
+// pages up to the heap goal, which the governor sets at twice the live
+// heap: so the garbage of a burst of large or hostile requests keeps its
+// pages. Every interval, if the heap the process holds (mustReturn)
+// exceeds the live heap of the last collection by more than slack, it
+// collects and returns the free pages (debug.FreeOSMemory, a few
 // milliseconds of CPU for keymeshd's small live heap). It also checks
 // once as it starts: keymeshd starts it when the node begins to serve, so
 // the garbage of loading a large node's state (up to a few hundred MB at
 // 100k keys, collected at GOGC=100 only) is handed back then, not ten
 // seconds into serving.
 func returnMemory(ctx context.Context, interval time.Duration, slack uint64) {
-	samples := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/gc/heap/live:bytes"}}
+	samples := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+	}
 	check := func() {
 		metrics.Read(samples)
-		held, live := samples[0].Value.Uint64(), samples[1].Value.Uint64()
-		if held > live+slack {
+		if mustReturn(samples[0].Value.Uint64(), samples[1].Value.Uint64(), samples[2].Value.Uint64(), slack) {
 			debug.FreeOSMemory()
 		}
 	}
@@ -41,6 +46,16 @@ func returnMemory(ctx context.Context, interval time.Duration, slack uint64) {
 		}
 		check()
 	}
+}
+
+// mustReturn reports whether a heap of objects bytes of objects (live,
+// or dead and not yet swept) and free bytes of free pages not yet
+// returned holds more than slack beyond live, the live heap of the last
+// collection. The free pages count: once a collection has swept the
+// garbage of a load or a burst, its pages are free but still the
+// process's, until the scavenger or FreeOSMemory returns them.
+func mustReturn(objects, free, live, slack uint64) bool {
+	return objects+free > live+slack
 }
 
 // Memory governor: keymeshd's soft memory limit follows its live heap.

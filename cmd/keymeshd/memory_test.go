@@ -124,3 +124,28 @@ func TestGovernorSaysWhenCrowded(t *testing.T) {
 	mu.Unlock()
 	runtime.KeepAlive(held)
 }
+
+// TestMustReturn: the heap held is its objects and its free pages not yet
+// returned. After a start-up whose last collection came before the load
+// ended, and a collection since, the objects are back at the live heap
+// but hundreds of MB of freed pages are still the process's: the old rule,
+// which compared the objects alone, kept them (a node with 100k keys held
+// ~200 MiB more than its live heap for tens of seconds after ready).
+func TestMustReturn(t *testing.T) {
+	const mib = 1 << 20
+	for _, c := range []struct {
+		name                string
+		objects, free, live uint64
+		want                bool
+	}{
+		{"garbage not yet collected", 400 * mib, 0, 200 * mib, true},
+		{"garbage swept, pages free but not returned", 205 * mib, 250 * mib, 200 * mib, true},
+		{"within the slack", 210 * mib, 10 * mib, 200 * mib, false},
+		{"just returned", 200 * mib, 0, 200 * mib, false},
+		{"small node", 3 * mib, 20 * mib, 2 * mib, false},
+	} {
+		if got := mustReturn(c.objects, c.free, c.live, 32*mib); got != c.want {
+			t.Errorf("%s: mustReturn(%d, %d, %d MiB) = %v, want %v", c.name, c.objects/mib, c.free/mib, c.live/mib, got, c.want)
+		}
+	}
+}

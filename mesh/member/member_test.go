@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -475,5 +476,32 @@ func TestReconcileReadsNoHeldCopy(t *testing.T) {
 	w.settle()
 	if !b.vault.Holds("trade/x", 2) {
 		t.Errorf("b does not hold trade/x v2 after a rotation")
+	}
+}
+
+// TestReconcileChunksEveryKey: a member that joins a mesh holding more
+// keys than one reconciliation plans at once (reconcileChunk) gets a copy
+// of every one of them: its first reconciliation, which covers every
+// key, and the sharing node's both work through the keys chunk by chunk.
+func TestReconcileChunksEveryKey(t *testing.T) {
+	w := newWorld(t, "Org1MSP")
+	a := w.join("Org1MSP")
+	n := reconcileChunk + 3 // two chunks
+	for i := range n {
+		if _, err := a.CreateKey(fmt.Sprintf("trade/k%04d", i), vault.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.settle()
+	b := w.join("Org1MSP")
+	w.settle()
+	missing := 0
+	for i := range n {
+		if !b.vault.Holds(fmt.Sprintf("trade/k%04d", i), 1) {
+			missing++
+		}
+	}
+	if missing > 0 {
+		t.Fatalf("the joining member holds %d of %d keys, want all", n-missing, n)
 	}
 }
