@@ -33,6 +33,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -510,22 +511,58 @@ func (n *Node) URL() string {
 	return scheme + "://" + n.Addr()
 }
 
-// releaseLoaded hands back the store's pages that loading the node's
-// state faulted in: start-up reads every key, event and record through
-// badger's mapped files, and those pages, cold once the state is in
-// memory, stay resident (at 100k keys ~200 MiB, about 40 % of the
-// process's RSS after start-up; docs/benchmarks.md, "Store pages after
-// start-up"). A failure costs memory, not correctness, so it is logged.
-func (n *Node) releaseLoaded() {
+// The store's pages in the process's RSS. Badger reads and writes its
+// tables and value log through mmap, so the pages a node's start-up read
+// (the whole store: every key, event and record) and those its
+// compactions write and read since stay mapped: file-backed page cache,
+// reclaimable, but counted in the RSS until the kernel needs the memory,
+// which without a memory limit it does not. So the RSS followed the
+// store's size (at 100k keys 251 of ~480 MiB after start-up; under a
+// grant/revoke soak +40 MiB in two minutes). A serving node hands them
+// back (badgerstore.DB.ReleaseMapped) once when it begins to serve, and
+// whenever more than storePagesSlack of them are resident, checked every
+// storePagesEvery: what stays resident is the live state, the binary and
+// up to storePagesSlack of the store. A page handed back is read from the
+// file again when it is next needed (docs/benchmarks.md, "Store pages").
+const (
+	storePagesSlack = 16 << 20
+	storePagesEvery = 10 * time.Second
+)
+
+// releaseStorePages hands the store's mapped pages back; why says when.
+// A failure costs memory, not correctness, so it is logged.
+func (n *Node) releaseStorePages(why string) {
 	start := time.Now()
 	advised, err := n.db.ReleaseMapped()
 	switch {
 	case errors.Is(err, badgerstore.ErrUnsupported):
-		n.logger.Debug("store: cannot release the pages start-up read on this system")
+		n.logger.Debug("store: cannot release mapped pages on this system")
 	case err != nil:
-		n.logger.Warn("store: releasing the pages start-up read", "err", err)
+		n.logger.Warn("store: releasing mapped pages", "err", err)
 	default:
-		n.logger.Debug("store: released the pages start-up read", "mappings", advised, "took", time.Since(start))
+		n.logger.Debug("store: released mapped pages", "why", why, "mappings", advised, "took", time.Since(start))
+	}
+}
+
+// keepStorePagesDown calls release whenever resident, checked every
+// every, reports more than slack bytes, until ctx is done (it returns nil)
+// or resident fails (it returns the error: the system cannot count them).
+func keepStorePagesDown(ctx context.Context, every time.Duration, slack int64, resident func() (int64, error), release func()) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		r, err := resident()
+		if err != nil {
+			return err
+		}
+		if r > slack {
+			release()
+		}
 	}
 }
 
@@ -564,7 +601,15 @@ func (n *Node) Serve(ctx context.Context) error {
 		errc <- err
 	}()
 	n.serveKMIP()
-	n.releaseLoaded()
+	n.releaseStorePages("start-up")
+	pagesCtx, stopPages := context.WithCancel(ctx)
+	var pages sync.WaitGroup
+	pages.Go(func() {
+		err := keepStorePagesDown(pagesCtx, storePagesEvery, storePagesSlack, n.db.MappedResident, func() { n.releaseStorePages("resident") })
+		if err != nil {
+			n.logger.Debug("store: cannot count mapped pages; not released while serving", "err", err)
+		}
+	})
 	n.ready.Store(true)
 	if n.cfg.OnReady != nil {
 		n.cfg.OnReady()
@@ -575,6 +620,8 @@ func (n *Node) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case serveErr = <-errc:
 	}
+	stopPages()
+	pages.Wait()
 	n.ready.Store(false)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

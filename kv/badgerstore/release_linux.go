@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,4 +44,34 @@ func releaseMapped(dir string) (int, error) {
 		}
 	}
 	return advised, nil
+}
+
+func mappedResident(dir string) (int64, error) {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		return 0, fmt.Errorf("badgerstore: resident mapped pages: %w", err)
+	}
+	defer f.Close()
+	var kib int64
+	in := false
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10)
+	for sc.Scan() {
+		line := sc.Text()
+		if m, ok := parseMapsLine(line); ok {
+			in = storeFile(dir, m.path)
+			continue
+		}
+		if rest, ok := strings.CutPrefix(line, "Rss:"); ok && in {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("badgerstore: resident mapped pages: smaps line %q", line)
+			}
+			kib += n
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("badgerstore: resident mapped pages: %w", err)
+	}
+	return kib << 10, nil
 }

@@ -1,14 +1,10 @@
 package badgerstore
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 
@@ -55,7 +51,7 @@ func TestBadgerstore_ReleaseMappedHandsPagesBack(t *testing.T) {
 		}
 	}
 	readAll()
-	before := residentOfStore(t, db.realDir)
+	before := resident(t, db)
 	advised, err := db.ReleaseMapped()
 	if errors.Is(err, ErrUnsupported) {
 		t.Skip("this kernel cannot release mapped pages (MADV_PAGEOUT, Linux 5.4)")
@@ -63,7 +59,7 @@ func TestBadgerstore_ReleaseMappedHandsPagesBack(t *testing.T) {
 	if err != nil || advised == 0 {
 		t.Fatalf("ReleaseMapped = %d, %v; want the store's mappings advised", advised, err)
 	}
-	after := residentOfStore(t, db.realDir)
+	after := resident(t, db)
 	t.Logf("store files resident: %d KiB before, %d KiB after; %d mappings advised", before, after, advised)
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(dir, &st); err == nil && st.Type == 0x01021994 {
@@ -76,33 +72,12 @@ func TestBadgerstore_ReleaseMappedHandsPagesBack(t *testing.T) {
 	readAll()
 }
 
-// residentOfStore is the resident KiB of the process's mappings of the
-// store files ReleaseMapped releases in dir, from /proc/self/smaps.
-func residentOfStore(t *testing.T, dir string) int {
+// resident is db.MappedResident in KiB.
+func resident(t *testing.T, db *DB) int64 {
 	t.Helper()
-	f, err := os.Open("/proc/self/smaps")
+	r, err := db.MappedResident()
 	if err != nil {
-		t.Skipf("no /proc/self/smaps: %v", err)
+		t.Fatalf("MappedResident = %v", err)
 	}
-	defer f.Close()
-	total, in := 0, false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if m, ok := parseMapsLine(line); ok {
-			in = storeFile(dir, m.path)
-			continue
-		}
-		if rest, ok := strings.CutPrefix(line, "Rss:"); ok && in {
-			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(rest), " kB"))
-			if err != nil {
-				t.Fatalf("smaps: %q: %v", line, err)
-			}
-			total += kb
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return total
+	return r >> 10
 }

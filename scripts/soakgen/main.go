@@ -12,8 +12,9 @@
 //
 //	t=30s rss_mib=84.2 anon_mib=60.1 file_mib=24.1 req=24311 rps=810 admin=2431 errors=0
 //
-// and at the end a summary line with the peak and last RSS. RSS is read
-// from /proc/PID/status (VmRSS). Only loopback targets are accepted.
+// and at the end a summary line with the peak and last RSS sampled and the
+// kernel's high-water mark (VmHWM). RSS is read from /proc/PID/status.
+// Only loopback targets are accepted.
 package main
 
 import (
@@ -86,10 +87,12 @@ func (c *client) post(ctx context.Context, tok, path string, body []byte) error 
 }
 
 // rss returns the process's resident memory in MiB: the total (VmRSS),
-// its anonymous part (the Go heap, stacks) and its file-backed part
-// (badger's memory-mapped tables and logs, which the kernel may drop).
-func rss(pid int) (total, anon, file float64) {
-	total, anon, file = math.NaN(), math.NaN(), math.NaN()
+// its anonymous part (the Go heap, stacks), its file-backed part
+// (badger's memory-mapped tables and logs, which the kernel may drop)
+// and the total's high-water mark since the process started (VmHWM),
+// which catches the peaks between samples.
+func rss(pid int) (total, anon, file, hwm float64) {
+	total, anon, file, hwm = math.NaN(), math.NaN(), math.NaN(), math.NaN()
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 	if err != nil {
 		return
@@ -107,6 +110,8 @@ func rss(pid int) (total, anon, file float64) {
 			anon = kb / 1024
 		case "RssFile:":
 			file = kb / 1024
+		case "VmHWM:":
+			hwm = kb / 1024
 		}
 	}
 	return
@@ -187,13 +192,13 @@ func run(ctx context.Context) int {
 	start := time.Now()
 	t := time.NewTicker(*every)
 	defer t.Stop()
-	peak, last := 0.0, 0.0
+	peak, last, hwm := 0.0, 0.0, 0.0
 	var lastReq int64
 	lastT := start
 	report := func() {
 		now := time.Now()
-		m, anon, file := rss(*pid)
-		last, peak = m, max(peak, m)
+		m, anon, file, h := rss(*pid)
+		last, peak, hwm = m, max(peak, m), h
 		n := reqs.Load()
 		fmt.Printf("t=%ds rss_mib=%.1f anon_mib=%.1f file_mib=%.1f req=%d rps=%.0f admin=%d errors=%d\n",
 			int(now.Sub(start).Round(time.Second).Seconds()), m, anon, file, n,
@@ -213,8 +218,8 @@ loop:
 	wg.Wait()
 	report()
 	el := time.Since(start).Seconds()
-	fmt.Printf("summary: duration_s=%.0f requests=%d rps=%.0f admin=%d errors=%d peak_rss_mib=%.1f last_rss_mib=%.1f\n",
-		el, reqs.Load(), float64(reqs.Load())/el, admins.Load(), errs.Load(), peak, last)
+	fmt.Printf("summary: duration_s=%.0f requests=%d rps=%.0f admin=%d errors=%d peak_rss_mib=%.1f last_rss_mib=%.1f vmhwm_mib=%.1f\n",
+		el, reqs.Load(), float64(reqs.Load())/el, admins.Load(), errs.Load(), peak, last, hwm)
 	if errs.Load() > 0 {
 		return 1
 	}
