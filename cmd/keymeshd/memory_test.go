@@ -10,24 +10,57 @@ import (
 
 func TestLimitFor(t *testing.T) {
 	for _, tc := range []struct {
-		live, floor, ceiling uint64
-		want                 int64
+		live, base, floor, ceiling uint64
+		want                       int64
 	}{
-		{0, 96 << 20, 0, 96 << 20},
-		{30 << 20, 96 << 20, 0, 96 << 20},   // a small node: the floor
-		{40 << 20, 96 << 20, 0, 96 << 20},   // 2×40+16 = 96: at the floor
-		{100 << 20, 96 << 20, 0, 216 << 20}, // a large one: twice its live heap
-		{1 << 62, 96 << 20, 0, 1<<63 - 1},   // no overflow
-		{300 << 20, 0, 0, (600 + 16) << 20}, // no floor
+		{0, 0, 96 << 20, 0, 96 << 20},
+		{30 << 20, 30 << 20, 96 << 20, 0, 96 << 20},    // a small node: the floor
+		{40 << 20, 40 << 20, 96 << 20, 0, 96 << 20},    // 2×40+16 = 96: at the floor
+		{100 << 20, 100 << 20, 96 << 20, 0, 216 << 20}, // a large one: twice its live heap
+		{1 << 62, 1 << 62, 96 << 20, 0, 1<<63 - 1},     // no overflow
+		{300 << 20, 300 << 20, 0, 0, (600 + 16) << 20}, // no floor
+		// A passing peak of the live heap: twice the base, or a quarter
+		// over the live heap, whichever is more.
+		{100 << 20, 54 << 20, 96 << 20, 0, 141 << 20},
+		{70 << 20, 54 << 20, 96 << 20, 0, 124 << 20},
+		{400 << 20, 100 << 20, 96 << 20, 0, 516 << 20}, // a heap that really grew: never below it
 		// In a container: never above the ceiling, the floor included.
-		{30 << 20, 96 << 20, 100 << 20, 96 << 20},
-		{60 << 20, 96 << 20, 100 << 20, 100 << 20},
-		{30 << 20, 96 << 20, 64 << 20, 64 << 20},
-		{1 << 62, 96 << 20, 1 << 30, 1 << 30},
+		{30 << 20, 30 << 20, 96 << 20, 100 << 20, 96 << 20},
+		{60 << 20, 60 << 20, 96 << 20, 100 << 20, 100 << 20},
+		{30 << 20, 30 << 20, 96 << 20, 64 << 20, 64 << 20},
+		{1 << 62, 1 << 62, 96 << 20, 1 << 30, 1 << 30},
 	} {
-		if got := limitFor(tc.live, tc.floor, tc.ceiling); got != tc.want {
-			t.Errorf("limitFor(%d MiB, %d MiB, %d MiB) = %d, want %d", tc.live>>20, tc.floor>>20, tc.ceiling>>20, got, tc.want)
+		if got := limitFor(tc.live, tc.base, tc.floor, tc.ceiling); got != tc.want {
+			t.Errorf("limitFor(%d MiB, base %d MiB, %d MiB, %d MiB) = %d MiB, want %d MiB", tc.live>>20, tc.base>>20, tc.floor>>20, tc.ceiling>>20, got>>20, tc.want>>20)
 		}
+	}
+}
+
+// TestGovernorBaseIgnoresAPassingPeak: one collection that finds a peak
+// of the live heap raises the limit to a quarter over it, not to twice it;
+// a live heap that stays up raises the limit to twice it within
+// liveWindow collections.
+func TestGovernorBaseIgnoresAPassingPeak(t *testing.T) {
+	var live uint64
+	var limits []int64
+	g := newGovernor(8<<20, 0, func(l int64) int64 { limits = append(limits, l); return 0 })
+	g.readLive = func() uint64 { return live }
+	for _, l := range []uint64{50, 50, 50, 50, 150, 50, 50} {
+		live = l << 20
+		g.adjust()
+	}
+	if got, want := limits[4]>>20, int64(150+150/4+16); got != want {
+		t.Errorf("limit at a peak of 150 MiB over a base of 50 = %d MiB, want %d", got, want)
+	}
+	if got := limits[6] >> 20; got != 116 {
+		t.Errorf("limit after the peak = %d MiB, want 116 (twice the base of 50, + 16)", got)
+	}
+	for range liveWindow {
+		live = 150 << 20
+		g.adjust()
+	}
+	if got := limits[len(limits)-1] >> 20; got != 316 {
+		t.Errorf("limit after %d collections at 150 MiB = %d MiB, want 316", liveWindow, got)
 	}
 }
 
