@@ -31,8 +31,8 @@ func (d *DB) ReleaseMapped() (int, error) {
 // MappedResident returns how many bytes of the store's tables and value
 // log (the files ReleaseMapped releases) are mapped into the process and
 // resident: what they add to its RSS. It reads /proc/self/smaps, which
-// costs about a millisecond in a process of a few hundred MB; elsewhere it
-// returns ErrUnsupported.
+// took under 10 ms in a node of 470 MiB (100k keys); elsewhere it returns
+// ErrUnsupported.
 func (d *DB) MappedResident() (int64, error) {
 	return mappedResident(d.realDir)
 }
