@@ -176,11 +176,6 @@ func (s *Service) Grant(ctx context.Context, c Caller, g policy.Grant) (policy.S
 	return st, nil
 }
 
-// Grants lists the grants of key (every key if ""), judged now.
-func (s *Service) Grants(key string) []policy.Status {
-	return s.cfg.Keys.Policy().GrantsAt(key, s.cfg.Clock())
-}
-
 // GrantsPage is one page of Grants: up to limit grants after the cursor,
 // and the cursor of the next page (zero on the last). Ended grants are
 // read back from the store; if that fails, so does the page (an error

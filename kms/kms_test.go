@@ -237,8 +237,8 @@ func TestAdminChangesAudited(t *testing.T) {
 	if _, err := c.Grant(ctx, admin, policy.Grant{Key: "demo/none", Party: "token:app", Ops: policy.OpsDecrypt}); !errors.Is(err, vault.ErrKeyNotFound) {
 		t.Errorf("Grant on a missing key = %v, want ErrKeyNotFound", err)
 	}
-	if c.CountKeys() != 1 || c.CountGrants() != 1 || len(c.Grants("demo/k")) != 1 {
-		t.Errorf("counts: %d keys, %d grants", c.CountKeys(), c.CountGrants())
+	if sts, _, err := c.GrantsPage("demo/k", policy.GrantCursor{}, 10); c.CountKeys() != 1 || c.CountGrants() != 1 || err != nil || len(sts) != 1 {
+		t.Errorf("counts: %d keys, %d grants; GrantsPage(demo/k) = %d grants, %v", c.CountKeys(), c.CountGrants(), len(sts), err)
 	}
 	es := lastEntries(t, s, 6) // a grant on a missing key is a malformed request, not a change
 
