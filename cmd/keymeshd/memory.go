@@ -71,10 +71,10 @@ func mustReturn(objects, free, live, slack uint64) bool {
 //	max(floor, 2 × base + memoryLimitSlack, 1.25 × live heap + memoryLimitSlack)
 //
 // where base is the smallest live heap of the last liveWindow collections
-// (limitFor says why), and GOGC stays at 400: a small node collects when its heap reaches the
-// floor (GOGC 400 alone would let it reach five times its live heap); a
-// large one collects as at GOGC 100, never back to back, whatever it
-// holds. The trade is explicit: collections are more frequent than at a
+// (limitFor says why), and GOGC stays at 400: a small node collects when
+// its heap reaches the floor (GOGC 400 alone would let it reach five times
+// its live heap); a large one collects as at GOGC 100, never back to back,
+// whatever it holds. The trade is explicit: collections are more frequent than at a
 // plain GOGC 400, and the floor sets how much (docs/benchmarks.md,
 // "Memory governor").
 //

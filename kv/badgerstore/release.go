@@ -13,8 +13,9 @@ import (
 // node's start-up reads the whole store (every key, event and record), so
 // after it the process holds the store's every page: at 100k keys ~200
 // MiB of RSS, file-backed but resident until the kernel needs the memory.
-// Once the state is loaded those pages are cold. keymeshd calls this once
-// when the node begins to serve.
+// Once the state is loaded those pages are cold. A node calls this when it
+// begins to serve, and again whenever MappedResident reports more than a
+// little resident (node.storePagesSlack).
 //
 // Nothing is lost: the kernel drops clean pages and keeps dirty ones for
 // the usual writeback, and a read of a dropped page faults it in from the

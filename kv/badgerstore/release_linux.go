@@ -11,22 +11,15 @@ import (
 )
 
 func releaseMapped(dir string) (int, error) {
-	f, err := os.Open("/proc/self/maps")
-	if err != nil {
-		return 0, fmt.Errorf("badgerstore: release mapped pages: %w", err)
-	}
 	var ranges []mapping
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 4096), 64<<10) // a line is at most a path (PATH_MAX) and its fields
-	for sc.Scan() {
-		if m, ok := parseMapsLine(sc.Text()); ok && storeFile(dir, m.path) {
+	err := eachLine("/proc/self/maps", func(line string) error {
+		if m, ok := parseMapsLine(line); ok && storeFile(dir, m.path) {
 			ranges = append(ranges, m)
 		}
-	}
-	err = sc.Err()
-	f.Close()
+		return nil
+	})
 	if err != nil {
-		return 0, fmt.Errorf("badgerstore: release mapped pages: read the process's mappings: %w", err)
+		return 0, fmt.Errorf("badgerstore: release mapped pages: %w", err)
 	}
 	advised := 0
 	for _, m := range ranges {
@@ -47,31 +40,45 @@ func releaseMapped(dir string) (int, error) {
 }
 
 func mappedResident(dir string) (int64, error) {
-	f, err := os.Open("/proc/self/smaps")
-	if err != nil {
-		return 0, fmt.Errorf("badgerstore: resident mapped pages: %w", err)
-	}
-	defer f.Close()
 	var kib int64
 	in := false
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 4096), 64<<10)
-	for sc.Scan() {
-		line := sc.Text()
+	err := eachLine("/proc/self/smaps", func(line string) error {
 		if m, ok := parseMapsLine(line); ok {
 			in = storeFile(dir, m.path)
-			continue
+			return nil
 		}
 		if rest, ok := strings.CutPrefix(line, "Rss:"); ok && in {
 			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("badgerstore: resident mapped pages: smaps line %q", line)
+				return fmt.Errorf("smaps line %q", line)
 			}
 			kib += n
 		}
-	}
-	if err := sc.Err(); err != nil {
+		return nil
+	})
+	if err != nil {
 		return 0, fmt.Errorf("badgerstore: resident mapped pages: %w", err)
 	}
 	return kib << 10, nil
+}
+
+// eachLine calls fn with each line of the file at path (a /proc file of
+// this process), until fn fails.
+func eachLine(path string, fn func(string) error) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 4096), 64<<10) // a line is at most a path (PATH_MAX) and its fields
+	for sc.Scan() {
+		if err := fn(sc.Text()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("read %s: %w", path, err)
+	}
+	return nil
 }
