@@ -143,21 +143,33 @@ func open(dir string, logger *slog.Logger, dopts []Option) (*DB, error) {
 	d.realDir = abs
 	// Memory (docs/benchmarks.md, "Memory"): the store holds up to
 	// NumMemtables skiplist arenas of MemTableSize in the Go heap, its
-	// block and index caches, and, while compacting, table builders of
-	// twice the target table size of the level they write, up to 8 of them
-	// in flight per compaction besides one per split being filled. The
+	// index cache, and, while compacting, table builders of twice the
+	// target table size of the level they write, up to 8 of them in
+	// flight per compaction besides one per split being filled. The
 	// fold's history (ended grants, revocations, the per-key event index)
 	// is written here, so a grant/revoke soak compacts all the time: with
 	// badger's 2 MiB base tables its builders held up to ~100 MB of the
 	// heap at once; 512 KiB base tables cut that about fourfold (levels
 	// below the base level still grow their tables by
 	// TableSizeMultiplier, so a large store does not end up with many
-	// more files).
+	// more files). Badger keeps up to 8 finished builders' buffers for the
+	// next ones, each as large as the largest table it ever built (a
+	// flushed memtable's): 63–96 MiB under the soak. Tables are not
+	// compressed: a builder then holds each block once, not also its
+	// compressed copy, which cut those buffers to 44–49 MiB and the
+	// soak's anonymous memory by 20–50 MiB at the same throughput
+	// (docs/benchmarks.md, "Seventh session"), for tables 1.5 to 2 times
+	// as large, whose pages the node hands back (ReleaseMapped). Uncompressed tables need no
+	// block cache: badger reads their blocks in place. A store written
+	// with Snappy (before this) reads as it did; compaction rewrites its
+	// tables uncompressed (checkTables reads each table's compression
+	// from the manifest).
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(true).
 		WithMemTableSize(8 << 20).WithNumMemtables(2).
 		WithNumLevelZeroTables(2).WithNumLevelZeroTablesStall(8).
-		WithBlockCacheSize(8 << 20).WithIndexCacheSize(8 << 20).
+		WithCompression(options.None).
+		WithBlockCacheSize(0).WithIndexCacheSize(8 << 20).
 		WithValueLogFileSize(64 << 20).WithValueThreshold(1 << 10).
 		WithNumCompactors(2).WithBaseTableSize(512 << 10).
 		// Every table's blocks are verified before badger opens it

@@ -4,9 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -33,18 +38,38 @@ var ErrDamaged = errors.New("badgerstore: store file damaged")
 // it (options.OnBlockRead), not every table again. The tables are checked
 // on every core (a 100k-key store has ~50 tables); the first damaged one
 // in file-name order is the one named.
+//
+// Each table is read with the compression badger's manifest records for
+// it: tables written before keymesh stopped compressing (see Open) are
+// Snappy, later ones are not, and a store holds both until compaction has
+// rewritten the old ones. A table the manifest does not list (one a crash
+// left behind before its manifest entry was written) is not read: badger
+// deletes it at open without reading it. Tables without a manifest are
+// refused, as a damaged manifest is: badger would start an empty store
+// and delete them.
 func checkTables(dir string) error {
 	paths, err := filepath.Glob(filepath.Join(dir, "*.sst"))
 	if err != nil {
 		return err
 	}
+	if len(paths) == 0 {
+		return nil
+	}
+	listed, err := tableCompressions(dir)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w; restore the data directory from a backup", ErrDamaged, filepath.Join(dir, badger.ManifestFilename), err)
+	}
+	paths = slices.DeleteFunc(paths, func(p string) bool {
+		_, ok := listed[tableID(p)]
+		return !ok
+	})
 	errs := make([]error, len(paths))
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(paths)) {
 		wg.Go(func() {
 			for i := int(next.Add(1) - 1); i < len(paths); i = int(next.Add(1) - 1) {
-				errs[i] = checkTable(paths[i])
+				errs[i] = checkTable(paths[i], listed[tableID(paths[i])])
 			}
 		})
 	}
@@ -57,7 +82,7 @@ func checkTables(dir string) error {
 	return nil
 }
 
-func checkTable(path string) error {
+func checkTable(path string, c options.CompressionType) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err
@@ -90,7 +115,7 @@ func checkTable(path string) error {
 	if err := y.VerifyChecksum(b[pos:pos+n], &chk); err != nil {
 		return fmt.Errorf("index: %v", err)
 	}
-	return checkBlocks(path)
+	return checkBlocks(path, c)
 }
 
 // checkBlocks opens the table read-only as badger would and verifies every
@@ -98,8 +123,8 @@ func checkTable(path string) error {
 // still point into a damaged block, whose trailer badger slices before it
 // verifies anything (a panic in badger's own goroutines), and a table that
 // fails its checksum badger skips with a log line — data lost without an
-// error. Both are refusals here.
-func checkBlocks(path string) (err error) {
+// error. Both are refusals here. c is the table's compression.
+func checkBlocks(path string, c options.CompressionType) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = errors.New("a block is unreadable")
@@ -113,7 +138,7 @@ func checkBlocks(path string) (err error) {
 	def := badger.DefaultOptions("")
 	// OnBlockRead: OpenTable does not verify the table itself, and
 	// VerifyChecksum reads (and so verifies) every block once, here.
-	t, err := table.OpenTable(mf, table.Options{ChkMode: options.OnBlockRead, Compression: def.Compression,
+	t, err := table.OpenTable(mf, table.Options{ChkMode: options.OnBlockRead, Compression: c,
 		BlockSize: def.BlockSize, BloomFalsePositive: def.BloomFalsePositive})
 	if err != nil {
 		return fmt.Errorf("blocks: %v", err)
@@ -122,4 +147,45 @@ func checkBlocks(path string) (err error) {
 		return fmt.Errorf("blocks: %v", err)
 	}
 	return nil
+}
+
+// errNoManifest reports tables in a store directory without badger's
+// manifest.
+var errNoManifest = errors.New("the store has tables but no manifest")
+
+// tableCompressions reads badger's manifest in dir as badger does at open
+// and returns the compression of each table it lists, by file ID.
+func tableCompressions(dir string) (map[uint64]options.CompressionType, error) {
+	f, err := os.Open(filepath.Join(dir, badger.ManifestFilename))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errNoManifest
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m, _, err := badger.ReplayManifestFile(f, 0, badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[uint64]options.CompressionType, len(m.Tables))
+	for id, t := range m.Tables {
+		out[id] = t.Compression
+	}
+	return out, nil
+}
+
+// tableID is the file ID of the table at path, as badger names tables
+// (table.IDToFilename), or math.MaxUint64 (which no manifest lists: badger's file IDs count up from 1) for a name badger does not give a table.
+// (table.ParseFileID exits the process on some names, "-1.sst".)
+func tableID(path string) uint64 {
+	name, ok := strings.CutSuffix(filepath.Base(path), ".sst")
+	if !ok {
+		return math.MaxUint64
+	}
+	id, err := strconv.ParseUint(name, 10, 64)
+	if err != nil {
+		return math.MaxUint64
+	}
+	return id
 }
