@@ -67,3 +67,37 @@ func TestKeepStorePagesDown(t *testing.T) {
 		})
 	}
 }
+
+// TestFileGrowth: growth counts from the last release; a fall below the
+// mark (the kernel reclaimed pages itself) lowers it, so what grows after
+// counts in full; an unreadable count is an error and leaves the mark.
+func TestFileGrowth(t *testing.T) {
+	t.Parallel()
+	var now int64
+	var fail error
+	g := &fileGrowth{read: func() (int64, error) { return now, fail }}
+	step := func(set int64, want int64) {
+		t.Helper()
+		now = set
+		got, err := g.grown()
+		if err != nil || got != want {
+			t.Fatalf("at %d (mark %d): grown = %d, %v; want %d", set, g.mark, got, err, want)
+		}
+	}
+	now = 100
+	g.released()
+	step(100, 0)
+	step(130, 30)
+	now = 140
+	g.released()
+	step(150, 10)
+	step(90, 0)   // reclaimed below the mark
+	step(120, 30) // counted from 90
+	fail = errors.New("no statm")
+	if _, err := g.grown(); !errors.Is(err, fail) {
+		t.Fatalf("grown = %v, want %v", err, fail)
+	}
+	g.released() // a failed read keeps the mark
+	fail = nil
+	step(120, 30)
+}

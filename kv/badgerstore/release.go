@@ -2,6 +2,7 @@ package badgerstore
 
 import (
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -38,8 +39,18 @@ func (d *DB) MappedResident() (int64, error) {
 	return mappedResident(d.realDir)
 }
 
-// ErrUnsupported is returned by ReleaseMapped and MappedResident where the
-// system cannot release or count mapped pages (not Linux, or for
+// FileResident returns how many bytes of file-backed memory the whole
+// process has resident (its binary's pages, the store's mapped files and
+// any other mapping of a file): the shared field of /proc/self/statm, one
+// short line the kernel computes from counters, cheap enough to read
+// every second where MappedResident walks every mapping. Its growth since
+// the store's pages were last released is (but for a few pages of the
+// binary) what the store mapped since. Elsewhere it returns
+// ErrUnsupported.
+func FileResident() (int64, error) { return fileResident() }
+
+// ErrUnsupported is returned by ReleaseMapped, MappedResident and
+// FileResident where the system cannot release or count mapped pages (not Linux, or for
 // ReleaseMapped a kernel older than 5.4).
 var ErrUnsupported = errors.New("badgerstore: releasing mapped pages is not supported here")
 
@@ -87,4 +98,19 @@ func storeFile(dir, path string) bool {
 		return false
 	}
 	return strings.HasSuffix(path, ".sst") || strings.HasSuffix(path, ".vlog")
+}
+
+// statmShared returns the shared field of a /proc/<pid>/statm line, in
+// pages: "size resident shared text lib data dt", the resident pages
+// backed by a file or shared memory (RssFile + RssShmem).
+func statmShared(line string) (int64, error) {
+	f := strings.Fields(line)
+	if len(f) < 3 {
+		return 0, fmt.Errorf("statm %q: want at least 3 fields", line)
+	}
+	n, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("statm %q: shared field is not a page count", line)
+	}
+	return n, nil
 }

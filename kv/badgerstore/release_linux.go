@@ -62,6 +62,18 @@ func mappedResident(dir string) (int64, error) {
 	return kib << 10, nil
 }
 
+func fileResident() (int64, error) {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0, fmt.Errorf("badgerstore: file-backed resident memory: %w", err)
+	}
+	pages, err := statmShared(string(b))
+	if err != nil {
+		return 0, fmt.Errorf("badgerstore: file-backed resident memory: %w", err)
+	}
+	return pages * int64(os.Getpagesize()), nil
+}
+
 // eachLine calls fn with each line of the file at path (a /proc file of
 // this process), until fn fails.
 func eachLine(path string, fn func(string) error) error {

@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"syscall"
 	"testing"
 
@@ -80,4 +82,42 @@ func resident(t *testing.T, db *DB) int64 {
 		t.Fatalf("MappedResident = %v", err)
 	}
 	return r >> 10
+}
+
+// TestFileResidentCountsMappedFiles: FileResident grows by the pages of a
+// file mapped and read, as the kernel counts them.
+func TestFileResidentCountsMappedFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "f")
+	const size = 8 << 20
+	if err := os.WriteFile(path, bytes.Repeat([]byte{1}, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m, err := syscall.Mmap(int(f.Fd()), 0, size, syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Munmap(m)
+	before, err := FileResident()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0
+	for i := 0; i < size; i += os.Getpagesize() {
+		sum += int(m[i])
+	}
+	after, err := FileResident()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum != size/os.Getpagesize() {
+		t.Fatalf("read %d pages, want %d", sum, size/os.Getpagesize())
+	}
+	if after-before < size/2 {
+		t.Errorf("FileResident grew by %d bytes reading %d mapped bytes, want most of them", after-before, size)
+	}
 }

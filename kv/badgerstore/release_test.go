@@ -89,3 +89,37 @@ func FuzzParseMapsLine(f *testing.F) {
 func fmtMapping(m mapping) string {
 	return strconv.FormatUint(m.lo, 16) + "-" + strconv.FormatUint(m.hi, 16) + " r--s 00000000 fd:01 12 " + m.path
 }
+
+func TestStatmShared(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		want int64
+		ok   bool
+	}{
+		{"311563 70386 11512 8912 0 73839 0\n", 11512, true},
+		{"1 2 3", 3, true},
+		{"1 2", 0, false},
+		{"", 0, false},
+		{"1 2 x 4", 0, false},
+		{"1 2 -3 4", 0, false},
+		{"1 2 99999999999999999999 4", 0, false},
+	} {
+		got, err := statmShared(c.line)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("statmShared(%q) = %d, %v; want %d, ok %v", c.line, got, err, c.want, c.ok)
+		}
+	}
+}
+
+// FuzzStatmShared: any line parses without panicking, to a count that is
+// never negative.
+func FuzzStatmShared(f *testing.F) {
+	for _, s := range []string{"311563 70386 11512 8912 0 73839 0\n", "1 2", "1 2 -3", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		if n, err := statmShared(line); err == nil && n < 0 {
+			t.Fatalf("statmShared(%q) = %d", line, n)
+		}
+	})
+}
