@@ -43,9 +43,9 @@ func (d *DB) MappedResident() (int64, error) {
 // process has resident (its binary's pages, the store's mapped files and
 // any other mapping of a file): the shared field of /proc/self/statm, one
 // short line the kernel computes from counters, cheap enough to read
-// every second where MappedResident walks every mapping. Its growth since
-// the store's pages were last released is (but for a few pages of the
-// binary) what the store mapped since. Elsewhere it returns
+// several times a second where MappedResident walks every mapping. Its
+// growth since the store's pages were last released is (but for a few
+// pages of the binary) what the store mapped since. Elsewhere it returns
 // ErrUnsupported.
 func FileResident() (int64, error) { return fileResident() }
 
