@@ -159,11 +159,11 @@ func open(dir string, logger *slog.Logger, dopts []Option) (*DB, error) {
 	// compressed copy, which cut those buffers to 44–49 MiB and the
 	// soak's anonymous memory by 20–50 MiB at the same throughput
 	// (docs/benchmarks.md, "Seventh session"), for tables 1.5 to 2 times
-	// as large, whose pages the node hands back (ReleaseMapped). Uncompressed tables need no
-	// block cache: badger reads their blocks in place. A store written
-	// with Snappy (before this) reads as it did; compaction rewrites its
-	// tables uncompressed (checkTables reads each table's compression
-	// from the manifest).
+	// as large, whose pages the node hands back (ReleaseMapped).
+	// Uncompressed tables need no block cache: badger reads their blocks
+	// in place. A store written with Snappy (before this) reads as it
+	// did; compaction rewrites its tables uncompressed (checkTables reads
+	// each table's compression from the manifest).
 	opts := badger.DefaultOptions(dir).
 		WithSyncWrites(true).
 		WithMemTableSize(8 << 20).WithNumMemtables(2).

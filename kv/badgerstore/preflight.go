@@ -176,7 +176,8 @@ func tableCompressions(dir string) (map[uint64]options.CompressionType, error) {
 }
 
 // tableID is the file ID of the table at path, as badger names tables
-// (table.IDToFilename), or math.MaxUint64 (which no manifest lists: badger's file IDs count up from 1) for a name badger does not give a table.
+// (table.IDToFilename), or math.MaxUint64 for a name badger does not give
+// a table: no manifest lists it, since badger's file IDs count up from 1.
 // (table.ParseFileID exits the process on some names, "-1.sst".)
 func tableID(path string) uint64 {
 	name, ok := strings.CutSuffix(filepath.Base(path), ".sst")

@@ -50,8 +50,8 @@ func (d *DB) MappedResident() (int64, error) {
 func FileResident() (int64, error) { return fileResident() }
 
 // ErrUnsupported is returned by ReleaseMapped, MappedResident and
-// FileResident where the system cannot release or count mapped pages (not Linux, or for
-// ReleaseMapped a kernel older than 5.4).
+// FileResident where the system cannot release or count mapped pages (not
+// Linux, or for ReleaseMapped a kernel older than 5.4).
 var ErrUnsupported = errors.New("badgerstore: releasing mapped pages is not supported here")
 
 // mapping is one line of /proc/self/maps: an address range and the path
