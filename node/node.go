@@ -577,10 +577,12 @@ func (n *Node) releaseStorePages(why string) {
 	}
 }
 
-// keepStorePagesDown calls release whenever resident, checked every
-// every, reports more than slack bytes, until ctx is done (it returns nil)
-// or resident fails (it returns the error: the system cannot count them).
-func keepStorePagesDown(ctx context.Context, every time.Duration, slack int64, resident func() (int64, error), release func()) error {
+// keepStorePagesDown calls release whenever measure, checked every every
+// (fileGrowth.grown: the file-backed memory's growth since the last
+// release), reports more than slack bytes, until ctx is done (it returns
+// nil) or measure fails (it returns the error: the system cannot count
+// the pages).
+func keepStorePagesDown(ctx context.Context, every time.Duration, slack int64, measure func() (int64, error), release func()) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -589,7 +591,7 @@ func keepStorePagesDown(ctx context.Context, every time.Duration, slack int64, r
 			return nil
 		case <-t.C:
 		}
-		r, err := resident()
+		r, err := measure()
 		if err != nil {
 			return err
 		}

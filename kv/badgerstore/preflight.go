@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,24 +58,30 @@ func checkTables(dir string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w; restore the data directory from a backup", ErrDamaged, filepath.Join(dir, badger.ManifestFilename), err)
 	}
-	paths = slices.DeleteFunc(paths, func(p string) bool {
-		_, ok := listed[tableID(p)]
-		return !ok
-	})
-	errs := make([]error, len(paths))
+	type listedTable struct {
+		path string
+		c    options.CompressionType
+	}
+	var tables []listedTable
+	for _, p := range paths {
+		if c, ok := listed[tableID(p)]; ok {
+			tables = append(tables, listedTable{p, c})
+		}
+	}
+	errs := make([]error, len(tables))
 	var next atomic.Int64
 	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(paths)) {
+	for range min(runtime.GOMAXPROCS(0), len(tables)) {
 		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < len(paths); i = int(next.Add(1) - 1) {
-				errs[i] = checkTable(paths[i], listed[tableID(paths[i])])
+			for i := int(next.Add(1) - 1); i < len(tables); i = int(next.Add(1) - 1) {
+				errs[i] = checkTable(tables[i].path, tables[i].c)
 			}
 		})
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return fmt.Errorf("%w: %s: %v; restore the data directory from a backup", ErrDamaged, paths[i], err)
+			return fmt.Errorf("%w: %s: %v; restore the data directory from a backup", ErrDamaged, tables[i].path, err)
 		}
 	}
 	return nil

@@ -15,8 +15,9 @@ import (
 // after it the process holds the store's every page: at 100k keys ~200
 // MiB of RSS, file-backed but resident until the kernel needs the memory.
 // Once the state is loaded those pages are cold. A node calls this when it
-// begins to serve, and again whenever MappedResident reports more than a
-// little resident (node.storePagesSlack).
+// begins to serve, and again whenever its file-backed memory
+// (FileResident) has grown by more than a little since
+// (node.storePagesSlack).
 //
 // Nothing is lost: the kernel drops clean pages and keeps dirty ones for
 // the usual writeback, and a read of a dropped page faults it in from the
@@ -30,27 +31,18 @@ func (d *DB) ReleaseMapped() (int, error) {
 	return releaseMapped(d.realDir)
 }
 
-// MappedResident returns how many bytes of the store's tables and value
-// log (the files ReleaseMapped releases) are mapped into the process and
-// resident: what they add to its RSS. It reads /proc/self/smaps, which
-// took under 10 ms in a node of 470 MiB (100k keys); elsewhere it returns
-// ErrUnsupported.
-func (d *DB) MappedResident() (int64, error) {
-	return mappedResident(d.realDir)
-}
-
 // FileResident returns how many bytes of file-backed memory the whole
 // process has resident (its binary's pages, the store's mapped files and
 // any other mapping of a file): the shared field of /proc/self/statm, one
 // short line the kernel computes from counters, cheap enough to read
-// several times a second where MappedResident walks every mapping. Its
+// several times a second where /proc/self/smaps is a walk of every
+// mapping (under 10 ms at 100k keys, too slow to read that often). Its
 // growth since the store's pages were last released is (but for a few
 // pages of the binary) what the store mapped since. Elsewhere it returns
 // ErrUnsupported.
 func FileResident() (int64, error) { return fileResident() }
 
-// ErrUnsupported is returned by ReleaseMapped, MappedResident and
-// FileResident where the system cannot release or count mapped pages (not
+// ErrUnsupported is returned by ReleaseMapped and FileResident where the system cannot release or count mapped pages (not
 // Linux, or for ReleaseMapped a kernel older than 5.4).
 var ErrUnsupported = errors.New("badgerstore: releasing mapped pages is not supported here")
 

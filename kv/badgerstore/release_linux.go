@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -37,29 +35,6 @@ func releaseMapped(dir string) (int, error) {
 		}
 	}
 	return advised, nil
-}
-
-func mappedResident(dir string) (int64, error) {
-	var kib int64
-	in := false
-	err := eachLine("/proc/self/smaps", func(line string) error {
-		if m, ok := parseMapsLine(line); ok {
-			in = storeFile(dir, m.path)
-			return nil
-		}
-		if rest, ok := strings.CutPrefix(line, "Rss:"); ok && in {
-			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-			if err != nil {
-				return fmt.Errorf("smaps line %q", line)
-			}
-			kib += n
-		}
-		return nil
-	})
-	if err != nil {
-		return 0, fmt.Errorf("badgerstore: resident mapped pages: %w", err)
-	}
-	return kib << 10, nil
 }
 
 func fileResident() (int64, error) {

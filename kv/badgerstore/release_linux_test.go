@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -74,14 +76,39 @@ func TestBadgerstore_ReleaseMappedHandsPagesBack(t *testing.T) {
 	readAll()
 }
 
-// resident is db.MappedResident in KiB.
+// resident is how many KiB of db's tables and value log (the files
+// ReleaseMapped releases) are mapped into the process and resident, from
+// /proc/self/smaps.
 func resident(t *testing.T, db *DB) int64 {
 	t.Helper()
-	r, err := db.MappedResident()
+	r, err := mappedResident(db.realDir)
 	if err != nil {
-		t.Fatalf("MappedResident = %v", err)
+		t.Fatalf("mappedResident = %v", err)
 	}
 	return r >> 10
+}
+
+func mappedResident(dir string) (int64, error) {
+	var kib int64
+	in := false
+	err := eachLine("/proc/self/smaps", func(line string) error {
+		if m, ok := parseMapsLine(line); ok {
+			in = storeFile(dir, m.path)
+			return nil
+		}
+		if rest, ok := strings.CutPrefix(line, "Rss:"); ok && in {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			if err != nil {
+				return fmt.Errorf("smaps line %q", line)
+			}
+			kib += n
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("badgerstore: resident mapped pages: %w", err)
+	}
+	return kib << 10, nil
 }
 
 // TestFileResidentCountsMappedFiles: FileResident grows by the pages of a

@@ -4,6 +4,4 @@ package badgerstore
 
 func releaseMapped(string) (int, error) { return 0, ErrUnsupported }
 
-func mappedResident(string) (int64, error) { return 0, ErrUnsupported }
-
 func fileResident() (int64, error) { return 0, ErrUnsupported }
